@@ -1,0 +1,12 @@
+DROP TABLE audit_head;
+DROP TABLE audit_events;
+DROP TABLE comments;
+DROP TABLE signoffs;
+DROP TABLE change_targets;
+DROP TABLE changes;
+DROP TABLE entities;
+DROP TABLE schema_versions;
+DROP TABLE api_tokens;
+DROP TABLE team_members;
+DROP TABLE users;
+DROP TABLE teams;

@@ -1,0 +1,328 @@
+//! The command line (clap). `main.rs` only calls [`run`].
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::db::audit::{self, Actor};
+use crate::db::{self, users, write_tx, DatabaseUrl};
+use crate::domain::schema::{team_name_ok, Schema};
+use crate::error::AppError;
+use crate::web::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "countersign", version, about = "A change-request workflow engine: typed targets, fingerprinted resolutions, dual sign-off.", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web app and JSON API (migrates the database first).
+    Serve(BindArgs),
+    /// Create (if absent) countersign-demo.db with demo data, print logins and serve it.
+    Demo(DemoArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Schema files.
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+    /// The inventory of entities.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
+    /// Teams.
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// People.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Run the benchmarks (import throughput, 100k-target change) on a scratch SQLite file.
+    Bench(crate::demo::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BindArgs {
+    /// Address to listen on.
+    #[arg(long, env = "COUNTERSIGN_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "COUNTERSIGN_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The demo database file.
+    #[arg(long, default_value = "countersign-demo.db")]
+    pub db: PathBuf,
+    /// Set up the demo data and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Validate a schema file and print its kinds, operations and hash.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCmd {
+    /// Import entities from an NDJSON file (`-` for standard input). Nothing is written
+    /// if any line is bad, unless --partial.
+    Import {
+        file: PathBuf,
+        /// Import the valid lines even if some are bad.
+        #[arg(long)]
+        partial: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCmd {
+    /// Create a team.
+    Add { name: String },
+    /// List teams.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a person (or update their name and add teams).
+    Add {
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Team(s) to join; repeat or separate with commas.
+        #[arg(long = "team", value_delimiter = ',')]
+        teams: Vec<String>,
+        /// May verify the audit trail and import inventory.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token; it is printed once, only its hash is stored.
+    Create {
+        email: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain and name the first broken event.
+    Verify,
+}
+
+fn open(config: &Config) -> anyhow::Result<(db::PooledConn, Schema)> {
+    let (schema, source) = config.load_schema()?;
+    let pool = db::build_pool(&config.database, 2)?;
+    crate::web::prepare_database(&pool, &schema, &source)?;
+    let conn = pool.get()?;
+    Ok((conn, schema))
+}
+
+fn app_err(e: AppError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = Config::from_env()?;
+            config.bind = args.bind;
+            serve(config).await?;
+            Ok(0)
+        }
+        Command::Demo(args) => {
+            let mut config = Config::from_env()?;
+            config.database = DatabaseUrl::Sqlite(args.db.clone());
+            config.bind = args.bind;
+            crate::demo::setup(&config)?;
+            if !args.no_serve {
+                serve(config).await?;
+            }
+            Ok(0)
+        }
+        Command::Migrate => {
+            let config = Config::from_env()?;
+            let pool = db::build_pool(&config.database, 1)?;
+            let applied = db::run_migrations(&mut *pool.get()?)?;
+            println!("{} migration(s) applied on {}", applied.len(), config.database.redacted());
+            Ok(0)
+        }
+        Command::Schema(SchemaCmd::Check { file }) => {
+            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            match Schema::from_toml(&source) {
+                Ok(s) => {
+                    println!("{}: valid", file.display());
+                    println!("version {}", s.hash);
+                    for k in s.kinds.values() {
+                        println!("  kind {:<14} {}{}", k.name, k.label, k.parent.as_deref().map(|p| format!(" (inside {p})")).unwrap_or_default());
+                    }
+                    for o in s.operations.values() {
+                        println!("  operation {:<20} {} → {} [{}], implemented by {}, sign-offs {}+{}", o.name, o.label, o.target, o.effect.as_str(), o.implemented_by, o.signoffs.requester, o.signoffs.implementer);
+                    }
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    Ok(1)
+                }
+            }
+        }
+        Command::Inventory(InventoryCmd::Import { file, partial }) => {
+            let config = Config::from_env()?;
+            let (mut conn, schema) = open(&config)?;
+            let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?))
+            };
+            let lines = reader.lines().map(|l| l.map_err(|e| e.to_string()));
+            let started = std::time::Instant::now();
+            let report = db::inventory::import(&mut conn, &schema, lines, partial, &Actor::cli()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for e in &report.errors {
+                eprintln!("line {}: {}{}", e.line, e.id.as_deref().map(|i| format!("{i}: ")).unwrap_or_default(), e.message);
+            }
+            if report.rejected as usize > report.errors.len() {
+                eprintln!("… and {} more bad lines", report.rejected as usize - report.errors.len());
+            }
+            let secs = started.elapsed().as_secs_f64();
+            if report.committed {
+                println!(
+                    "imported {} lines in {secs:.2}s: {} new, {} updated, {} unchanged, {} rejected",
+                    report.lines, report.inserted, report.updated, report.unchanged, report.rejected
+                );
+                Ok(if report.rejected > 0 { 2 } else { 0 })
+            } else {
+                eprintln!("{} of {} lines are invalid; nothing was written (fix them or use --partial)", report.rejected, report.lines);
+                Ok(1)
+            }
+        }
+        Command::Team(TeamCmd::Add { name }) => {
+            if !team_name_ok(&name) {
+                anyhow::bail!("`{name}` is not a valid team name: lowercase letters, digits, `-`, `_`, `.` (at most 64)");
+            }
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            let created = write_tx(&mut conn, |conn| -> Result<bool, AppError> {
+                if users::find_team(conn, &name)?.is_some() {
+                    return Ok(false);
+                }
+                users::create_team(conn, &name)?;
+                audit::append(conn, &Actor::cli(), "team_created", None, json!({"team": name}))?;
+                Ok(true)
+            })
+            .map_err(app_err)?;
+            println!("{} team {name}", if created { "created" } else { "already had" });
+            Ok(0)
+        }
+        Command::Team(TeamCmd::List) => {
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            for t in users::list_teams(&mut conn)? {
+                let members = users::team_member_emails(&mut conn, &t.name)?;
+                println!("{} ({} members): {}", t.name, members.len(), members.iter().map(|m| m.0.clone()).collect::<Vec<_>>().join(", "));
+            }
+            Ok(0)
+        }
+        Command::User(UserCmd::Add { email, name, teams, admin }) => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
+                anyhow::bail!("`{email}` is not an email address");
+            }
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            let msg = write_tx(&mut conn, |conn| -> Result<String, AppError> {
+                let mut team_ids = Vec::new();
+                for t in &teams {
+                    match users::find_team(conn, t)? {
+                        Some(team) => team_ids.push(team.id),
+                        None => return Err(AppError::unprocessable("unknown_team", format!("team `{t}` does not exist (countersign team add {t})"))),
+                    }
+                }
+                let (user, verb) = match users::find_user_by_email(conn, &email)? {
+                    Some(u) => {
+                        users::update_user(conn, u.id, &name, admin || u.is_admin)?;
+                        (u, "updated")
+                    }
+                    None => (users::create_user(conn, &email, &name, admin)?, "created"),
+                };
+                for id in team_ids {
+                    users::add_member(conn, id, user.id)?;
+                }
+                audit::append(conn, &Actor::cli(), "user_saved", None, json!({"email": email, "name": name, "teams": teams, "admin": admin}))?;
+                Ok(format!("{verb} {email} ({name}) in {}", if teams.is_empty() { "no new team".into() } else { teams.join(", ") }))
+            })
+            .map_err(app_err)?;
+            println!("{msg}");
+            Ok(0)
+        }
+        Command::Token(TokenCmd::Create { email, label }) => {
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            let token = write_tx(&mut conn, |conn| -> Result<String, AppError> {
+                let u = users::find_user_by_email(conn, &email)?.ok_or_else(|| AppError::not_found("user", &email))?;
+                let t = users::create_token(conn, u.id, &label)?;
+                audit::append(conn, &Actor::cli(), "token_created", None, json!({"email": u.email, "label": label}))?;
+                Ok(t)
+            })
+            .map_err(app_err)?;
+            eprintln!("API token for {email} (shown once; only its hash is stored):");
+            println!("{token}");
+            Ok(0)
+        }
+        Command::Audit(AuditCmd::Verify) => {
+            let config = Config::from_env()?;
+            let pool = db::build_pool(&config.database, 1)?;
+            let mut conn = pool.get()?;
+            db::run_migrations(&mut conn)?;
+            match audit::verify(&mut conn)? {
+                audit::Verdict::Intact { events } => {
+                    println!("audit trail intact: {events} events");
+                    Ok(0)
+                }
+                audit::Verdict::Broken { id, reason } => {
+                    eprintln!("audit trail BROKEN at event {id}: {reason}");
+                    Ok(1)
+                }
+            }
+        }
+        Command::Bench(args) => {
+            crate::demo::bench(args)?;
+            Ok(0)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let (schema, source) = config.load_schema()?;
+    tracing::info!(database = %config.database.redacted(), schema = %schema.hash, "starting countersign");
+    let app = Application::build(config.clone(), schema, &source)?;
+    tracing::info!(address = %format!("http://{}", display_addr(&config.bind, app.port())), "listening");
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn display_addr(bind: &str, port: u16) -> String {
+    match bind.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{bind}:{port}"),
+    }
+}

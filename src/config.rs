@@ -1,0 +1,78 @@
+//! Configuration from environment variables, each with a documented default
+//! (see README "Configuration"), validated at start-up.
+
+use std::path::PathBuf;
+
+use crate::db::DatabaseUrl;
+use crate::domain::schema::{Schema, EXAMPLE_SCHEMA};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseUrl,
+    pub bind: String,
+    /// `None`: the example schema shipped in the binary.
+    pub schema_path: Option<PathBuf>,
+    pub pool_size: u32,
+    /// Largest JSON body accepted (bytes).
+    pub max_json_bytes: usize,
+    /// Largest inventory import body (bytes); imports stream, so this bounds time, not memory.
+    pub max_import_bytes: usize,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://countersign.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        let url = env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        let database = DatabaseUrl::parse(&url)?;
+        let pool_size = env_num("COUNTERSIGN_POOL_SIZE", 8u32)?;
+        if pool_size == 0 {
+            anyhow::bail!("COUNTERSIGN_POOL_SIZE must be at least 1");
+        }
+        Ok(Config {
+            database,
+            bind: env("COUNTERSIGN_BIND").unwrap_or_else(|| DEFAULT_BIND.to_string()),
+            schema_path: env("COUNTERSIGN_SCHEMA").map(PathBuf::from),
+            pool_size,
+            max_json_bytes: env_num("COUNTERSIGN_MAX_JSON_BYTES", 32 * 1024 * 1024usize)?,
+            max_import_bytes: env_num("COUNTERSIGN_MAX_IMPORT_BYTES", 4 * 1024 * 1024 * 1024usize)?,
+        })
+    }
+
+    /// A config for tests and tools: everything default but the database.
+    pub fn for_database(database: DatabaseUrl) -> Config {
+        Config {
+            database,
+            bind: "127.0.0.1:0".into(),
+            schema_path: None,
+            pool_size: 8,
+            max_json_bytes: 32 * 1024 * 1024,
+            max_import_bytes: 4 * 1024 * 1024 * 1024,
+        }
+    }
+
+    /// Load and validate the configured schema, returning it with its source text.
+    pub fn load_schema(&self) -> anyhow::Result<(Schema, String)> {
+        let (source, origin) = match &self.schema_path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("COUNTERSIGN_SCHEMA={}: cannot read: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (EXAMPLE_SCHEMA.to_string(), "the built-in example schema".to_string()),
+        };
+        let schema = Schema::from_toml(&source).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok((schema, source))
+    }
+}

@@ -1,0 +1,115 @@
+//! The append-only, hash-chained audit trail. Each event's hash covers the previous
+//! event's hash and its own content, so editing or deleting a row breaks the chain.
+
+use diesel::prelude::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::models::AuditEvent;
+use super::schema::{audit_events, audit_head};
+use super::DbConn;
+
+/// Who did something: a person (by email), the command line, or the system.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn system() -> Self {
+        Actor("system".into())
+    }
+    pub fn cli() -> Self {
+        Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+    }
+}
+
+pub fn event_hash(prev_hash: &str, id: i64, at: &chrono::NaiveDateTime, actor: &str, action: &str, change_id: Option<i64>, detail: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev_hash,
+        &id.to_string(),
+        &at.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        actor,
+        action,
+        &change_id.map(|c| c.to_string()).unwrap_or_default(),
+        detail,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Append an event. Must run inside a write transaction: updating `audit_head` first
+/// takes its row lock (PostgreSQL) or is already serialised (SQLite), so concurrent
+/// writers chain one after another.
+pub fn append(conn: &mut DbConn, actor: &Actor, action: &str, change_id: Option<i64>, detail: Value) -> QueryResult<i64> {
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set(audit_head::last_id.eq(audit_head::last_id + 1))
+        .execute(conn)?;
+    let (id, prev_hash): (i64, String) = audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select((audit_head::last_id, audit_head::last_hash))
+        .first(conn)?;
+    let at = super::now();
+    let detail = detail.to_string();
+    let hash = event_hash(&prev_hash, id, &at, &actor.0, action, change_id, &detail);
+    diesel::insert_into(audit_events::table)
+        .values(AuditEvent { id, at, actor: actor.0.clone(), action: action.to_string(), change_id, detail, prev_hash, hash: hash.clone() })
+        .execute(conn)?;
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set(audit_head::last_hash.eq(hash))
+        .execute(conn)?;
+    Ok(id)
+}
+
+pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::change_id.eq(change_id))
+        .order(audit_events::id.asc())
+        .select(AuditEvent::as_select())
+        .load(conn)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Intact { events: u64 },
+    Broken { id: i64, reason: String },
+}
+
+/// Walk the chain in pages (bounded memory) and report the first broken event.
+pub fn verify(conn: &mut DbConn) -> QueryResult<Verdict> {
+    let mut prev = "genesis".to_string();
+    let mut expected_id = 1i64;
+    let mut count = 0u64;
+    loop {
+        let page: Vec<AuditEvent> = audit_events::table
+            .filter(audit_events::id.ge(expected_id))
+            .order(audit_events::id.asc())
+            .limit(5000)
+            .select(AuditEvent::as_select())
+            .load(conn)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            if e.id != expected_id {
+                return Ok(Verdict::Broken { id: expected_id, reason: format!("event {expected_id} is missing (next is {})", e.id) });
+            }
+            if e.prev_hash != prev {
+                return Ok(Verdict::Broken { id: e.id, reason: "its prev_hash does not match the previous event's hash".into() });
+            }
+            let h = event_hash(&e.prev_hash, e.id, &e.at, &e.actor, &e.action, e.change_id, &e.detail);
+            if h != e.hash {
+                return Ok(Verdict::Broken { id: e.id, reason: "its content does not match its hash (the row was altered)".into() });
+            }
+            prev = e.hash;
+            expected_id += 1;
+            count += 1;
+        }
+    }
+    let (last_id, last_hash): (i64, String) = audit_head::table.select((audit_head::last_id, audit_head::last_hash)).first(conn)?;
+    if last_id != expected_id - 1 || last_hash != prev {
+        return Ok(Verdict::Broken { id: last_id, reason: format!("the chain ends at event {} but the head records event {last_id} (events were deleted from the end)", expected_id - 1) });
+    }
+    Ok(Verdict::Intact { events: count })
+}

@@ -1,0 +1,258 @@
+//! Changes, their stored target lists, sign-offs and comments.
+
+use diesel::prelude::*;
+
+use super::models::{Change, ChangeTarget, Comment, NewChange, Signoff};
+use super::schema::{change_targets, changes, comments, signoffs, users};
+use super::{now, DbConn, CHUNK};
+use crate::domain::resolution::ResolvedTarget;
+use crate::domain::ChangeState;
+use crate::with_concrete;
+
+pub fn insert(conn: &mut DbConn, c: &NewChange) -> QueryResult<Change> {
+    diesel::insert_into(changes::table).values(c).returning(changes::all_columns).get_result(conn)
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Change>> {
+    changes::table.find(id).select(Change::as_select()).first(conn).optional()
+}
+
+/// Take the change's row lock for the rest of the transaction and return the row.
+/// Every mutation of a change starts here, so they are serialised per change on
+/// PostgreSQL (row lock) and SQLite (the write transaction already holds the lock).
+pub fn lock(conn: &mut DbConn, id: i64) -> QueryResult<Option<Change>> {
+    let n = diesel::update(changes::table.find(id))
+        .set(changes::lock_version.eq(changes::lock_version + 1))
+        .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    get(conn, id)
+}
+
+pub struct ResolutionFields<'a> {
+    pub schema_hash: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub summary: String,
+    pub errors: String,
+    pub target_count: i64,
+    pub root_count: i64,
+    pub error_count: i64,
+}
+
+pub fn store_resolution(conn: &mut DbConn, id: i64, f: &ResolutionFields<'_>) -> QueryResult<()> {
+    let t = now();
+    diesel::update(changes::table.find(id))
+        .set((
+            changes::schema_hash.eq(f.schema_hash),
+            changes::fingerprint.eq(f.fingerprint),
+            changes::summary.eq(&f.summary),
+            changes::errors.eq(&f.errors),
+            changes::target_count.eq(f.target_count),
+            changes::root_count.eq(f.root_count),
+            changes::error_count.eq(f.error_count),
+            changes::resolved_at.eq(t),
+            changes::updated_at.eq(t),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_text(conn: &mut DbConn, id: i64, title: &str, rationale: &str, params: &str, selector: &str, expect: Option<&str>) -> QueryResult<()> {
+    diesel::update(changes::table.find(id))
+        .set((
+            changes::title.eq(title),
+            changes::rationale.eq(rationale),
+            changes::params.eq(params),
+            changes::selector.eq(selector),
+            changes::expect.eq(expect),
+            changes::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_state(conn: &mut DbConn, id: i64, state: ChangeState) -> QueryResult<()> {
+    let t = now();
+    match state {
+        ChangeState::AwaitingSignoff => diesel::update(changes::table.find(id))
+            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::submitted_at.eq(Some(t)), changes::approved_at.eq(None::<chrono::NaiveDateTime>)))
+            .execute(conn)?,
+        ChangeState::Approved => diesel::update(changes::table.find(id))
+            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::approved_at.eq(Some(t))))
+            .execute(conn)?,
+        ChangeState::Draft => diesel::update(changes::table.find(id))
+            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::approved_at.eq(None::<chrono::NaiveDateTime>)))
+            .execute(conn)?,
+        _ => diesel::update(changes::table.find(id)).set((changes::state.eq(state.as_str()), changes::updated_at.eq(t))).execute(conn)?,
+    };
+    Ok(())
+}
+
+pub fn set_reject_reason(conn: &mut DbConn, id: i64, reason: &str) -> QueryResult<()> {
+    diesel::update(changes::table.find(id)).set(changes::reject_reason.eq(Some(reason))).execute(conn).map(|_| ())
+}
+
+/// Replace the stored target list (positions follow the sorted order).
+pub fn replace_targets(conn: &mut DbConn, change_id: i64, targets: &[ResolvedTarget]) -> QueryResult<()> {
+    diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id))).execute(conn)?;
+    let rows: Vec<ChangeTarget> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ChangeTarget { change_id, position: i as i64, kind: t.kind.clone(), entity_id: t.id.clone(), scope_path: t.scope_path.clone(), name: t.name.clone() })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        with_concrete!(&mut *conn, |c| diesel::insert_into(change_targets::table).values(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// The stored target IDs of a change, in order.
+pub fn target_ids(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<String>> {
+    change_targets::table
+        .filter(change_targets::change_id.eq(change_id))
+        .order(change_targets::position.asc())
+        .select(change_targets::entity_id)
+        .load(conn)
+}
+
+pub fn targets_page(conn: &mut DbConn, change_id: i64, q: Option<&str>, offset: i64, limit: i64) -> QueryResult<(i64, Vec<ChangeTarget>)> {
+    let base = || {
+        let mut b = change_targets::table.filter(change_targets::change_id.eq(change_id)).into_boxed();
+        if let Some(q) = q.map(str::trim).filter(|s| !s.is_empty()) {
+            let esc = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let pat = format!("%{esc}%");
+            b = b.filter(
+                change_targets::entity_id
+                    .like(pat.clone())
+                    .escape('\\')
+                    .or(change_targets::name.like(pat.clone()).escape('\\'))
+                    .or(change_targets::scope_path.like(pat).escape('\\')),
+            );
+        }
+        b
+    };
+    let total = base().count().get_result(conn)?;
+    let rows = base().order(change_targets::position.asc()).offset(offset).limit(limit).select(ChangeTarget::as_select()).load(conn)?;
+    Ok((total, rows))
+}
+
+pub fn signoffs(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Signoff, String, String)>> {
+    signoffs::table
+        .inner_join(users::table)
+        .filter(signoffs::change_id.eq(change_id))
+        .order(signoffs::id.asc())
+        .select((Signoff::as_select(), users::email, users::name))
+        .load(conn)
+}
+
+pub fn insert_signoff(conn: &mut DbConn, change_id: i64, side: &str, user_id: i64, fingerprint: &str, comment: &str) -> QueryResult<()> {
+    diesel::insert_into(signoffs::table)
+        .values((
+            signoffs::change_id.eq(change_id),
+            signoffs::side.eq(side),
+            signoffs::user_id.eq(user_id),
+            signoffs::fingerprint.eq(fingerprint),
+            signoffs::comment.eq(comment),
+            signoffs::stale.eq(false),
+            signoffs::created_at.eq(now()),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Mark every sign-off not on `current` as stale; returns how many became stale.
+pub fn mark_stale(conn: &mut DbConn, change_id: i64, current: Option<&str>) -> QueryResult<usize> {
+    let q = signoffs::table.filter(signoffs::change_id.eq(change_id)).filter(signoffs::stale.eq(false));
+    match current {
+        Some(fp) => diesel::update(q.filter(signoffs::fingerprint.ne(fp))).set(signoffs::stale.eq(true)).execute(conn),
+        None => diesel::update(q).set(signoffs::stale.eq(true)).execute(conn),
+    }
+}
+
+pub fn insert_comment(conn: &mut DbConn, change_id: i64, user_id: i64, body: &str) -> QueryResult<Comment> {
+    diesel::insert_into(comments::table)
+        .values((comments::change_id.eq(change_id), comments::user_id.eq(user_id), comments::body.eq(body), comments::created_at.eq(now())))
+        .returning(comments::all_columns)
+        .get_result(conn)
+}
+
+pub fn comments(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Comment, String, String)>> {
+    comments::table
+        .inner_join(users::table)
+        .filter(comments::change_id.eq(change_id))
+        .order(comments::id.asc())
+        .select((Comment::as_select(), users::email, users::name))
+        .load(conn)
+}
+
+/// Other open changes (awaiting sign-off, approved, executing) sharing targets with this
+/// one, with how many targets they share.
+pub fn conflicts(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Change, i64)>> {
+    let open: Vec<&str> = ChangeState::ALL.iter().filter(|s| s.is_open_claim()).map(|s| s.as_str()).collect();
+    let mine_t = diesel::alias!(change_targets as mine_t);
+    let mine = mine_t.filter(mine_t.field(change_targets::change_id).eq(change_id)).select(mine_t.field(change_targets::entity_id));
+    let open_ids = changes::table.filter(changes::state.eq_any(open)).filter(changes::id.ne(change_id)).select(changes::id);
+    let shared: Vec<(i64, i64)> = change_targets::table
+        .filter(change_targets::change_id.eq_any(open_ids))
+        .filter(change_targets::entity_id.eq_any(mine))
+        .group_by(change_targets::change_id)
+        .select((change_targets::change_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    let mut out = Vec::new();
+    for (id, n) in shared {
+        if let Some(c) = get(conn, id)? {
+            out.push((c, n));
+        }
+    }
+    out.sort_by_key(|(c, _)| c.id);
+    Ok(out)
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct ListFilter {
+    pub state: Option<String>,
+    pub team: Option<String>,
+    pub operation: Option<String>,
+    /// Changes with a number lower than this (pagination, newest first).
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
+    let mut q = changes::table.into_boxed();
+    if let Some(states) = &f.state {
+        let states: Vec<String> = states.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        q = q.filter(changes::state.eq_any(states));
+    }
+    if let Some(t) = &f.team {
+        q = q.filter(changes::requesting_team.eq(t.clone()).or(changes::implementing_team.eq(t.clone())));
+    }
+    if let Some(o) = &f.operation {
+        q = q.filter(changes::operation.eq(o.clone()));
+    }
+    if let Some(b) = f.before {
+        q = q.filter(changes::id.lt(b));
+    }
+    q.order(changes::id.desc()).limit(f.limit.unwrap_or(50).clamp(1, 500)).select(Change::as_select()).load(conn)
+}
+
+/// Changes awaiting sign-off that involve any of `teams`, oldest submission first.
+pub fn awaiting_for_teams(conn: &mut DbConn, teams: &[String]) -> QueryResult<Vec<Change>> {
+    changes::table
+        .filter(changes::state.eq(ChangeState::AwaitingSignoff.as_str()))
+        .filter(changes::requesting_team.eq_any(teams).or(changes::implementing_team.eq_any(teams)))
+        .order((changes::submitted_at.asc(), changes::id.asc()))
+        .select(Change::as_select())
+        .load(conn)
+}
+
+/// Open changes resolved under a schema other than `hash`.
+pub fn open_with_other_schema(conn: &mut DbConn, hash: &str) -> QueryResult<Vec<i64>> {
+    changes::table
+        .filter(changes::state.eq_any(["draft", "awaiting_signoff", "approved"]))
+        .filter(changes::schema_hash.ne(hash))
+        .select(changes::id)
+        .order(changes::id.asc())
+        .load(conn)
+}

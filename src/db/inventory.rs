@@ -1,0 +1,406 @@
+//! The inventory: entities of the schema's kinds. Bulk import streams NDJSON in batches
+//! inside one write transaction, so a file with errors writes nothing (unless the
+//! caller asked for `partial`), and memory stays bounded whatever the file's size.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::audit::{self, Actor};
+use super::models::{Entity, NewEntity};
+use super::schema::entities;
+use super::{now, write_tx, DbConn, CHUNK};
+use crate::domain::Schema;
+use crate::with_concrete;
+
+/// The columns resolution needs.
+#[derive(Debug, Clone, Queryable)]
+pub struct EntityLite {
+    pub id: String,
+    pub kind: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub attrs: String,
+    pub state: String,
+}
+
+type LiteCols = (entities::id, entities::kind, entities::parent_id, entities::name, entities::attrs, entities::state);
+const LITE: LiteCols = (entities::id, entities::kind, entities::parent_id, entities::name, entities::attrs, entities::state);
+
+pub fn get(conn: &mut DbConn, id: &str) -> QueryResult<Option<Entity>> {
+    entities::table.find(id).select(Entity::as_select()).first(conn).optional()
+}
+
+/// Fetch many entities by id (chunked `IN` lists).
+pub fn fetch_lite(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<EntityLite> = entities::table.filter(entities::id.eq_any(chunk)).select(LITE).load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Entities of `kind` whose parent is one of `parents`.
+pub fn children_lite(conn: &mut DbConn, parents: &[&str], kind: &str) -> QueryResult<Vec<EntityLite>> {
+    let mut out = Vec::new();
+    for chunk in parents.chunks(CHUNK) {
+        let rows: Vec<EntityLite> = entities::table
+            .filter(entities::parent_id.eq_any(chunk))
+            .filter(entities::kind.eq(kind))
+            .select(LITE)
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// All entities of `kind` (for a `where` query without a scope), in pages.
+pub fn all_of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<EntityLite>> {
+    entities::table.filter(entities::kind.eq(kind)).order(entities::id.asc()).select(LITE).load(conn)
+}
+
+/// Active children per parent, for the given parents.
+pub fn active_children_counts(conn: &mut DbConn, parents: &[&str]) -> QueryResult<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for chunk in parents.chunks(CHUNK) {
+        let rows: Vec<(Option<String>, i64)> = entities::table
+            .filter(entities::parent_id.eq_any(chunk))
+            .filter(entities::state.eq("active"))
+            .group_by(entities::parent_id)
+            .select((entities::parent_id, diesel::dsl::count_star()))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(p, n)| p.map(|p| (p, n))));
+    }
+    Ok(out)
+}
+
+/// Ancestors of an entity, nearest first.
+pub fn ancestry(conn: &mut DbConn, e: &Entity) -> QueryResult<Vec<Entity>> {
+    let mut out = Vec::new();
+    let mut cur = e.parent_id.clone();
+    while let Some(id) = cur {
+        match get(conn, &id)? {
+            Some(p) => {
+                cur = p.parent_id.clone();
+                out.push(p);
+            }
+            None => break,
+        }
+        if out.len() > 64 {
+            break; // defensive: the schema forbids cycles
+        }
+    }
+    Ok(out)
+}
+
+/// Children counts per (kind, state).
+pub fn children_counts(conn: &mut DbConn, id: &str) -> QueryResult<Vec<(String, String, i64)>> {
+    entities::table
+        .filter(entities::parent_id.eq(id))
+        .group_by((entities::kind, entities::state))
+        .select((entities::kind, entities::state, diesel::dsl::count_star()))
+        .order((entities::kind.asc(), entities::state.asc()))
+        .load(conn)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListFilter {
+    pub kind: Option<String>,
+    pub parent: Option<String>,
+    pub state: Option<String>,
+    /// ID prefix or case-insensitive name substring.
+    pub q: Option<String>,
+    /// Return entities with id greater than this (keyset pagination).
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Entity>> {
+    let mut q = entities::table.into_boxed();
+    if let Some(k) = &f.kind {
+        q = q.filter(entities::kind.eq(k.clone()));
+    }
+    if let Some(p) = &f.parent {
+        q = q.filter(entities::parent_id.eq(p.clone()));
+    }
+    if let Some(s) = &f.state {
+        q = q.filter(entities::state.eq(s.clone()));
+    }
+    if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let esc = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        q = q.filter(
+            entities::id
+                .like(format!("{esc}%"))
+                .escape('\\')
+                .or(entities::name.like(format!("%{esc}%")).escape('\\')),
+        );
+    }
+    if let Some(a) = &f.after {
+        q = q.filter(entities::id.gt(a.clone()));
+    }
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    q.order(entities::id.asc()).limit(limit).select(Entity::as_select()).load(conn)
+}
+
+// ---- import ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    kind: String,
+    id: String,
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    attrs: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineError {
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub lines: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    /// The first errors (at most [`MAX_REPORTED_ERRORS`]); `rejected` is the total.
+    pub errors: Vec<LineError>,
+    pub partial: bool,
+    /// Whether anything was written.
+    pub committed: bool,
+}
+
+pub const MAX_REPORTED_ERRORS: usize = 1000;
+const BATCH: usize = 2000;
+const MAX_ID_LEN: usize = 200;
+
+/// Why an import could not run at all (as opposed to bad lines, which are in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    #[error("reading the input failed: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+enum TxOutcome {
+    Db(diesel::result::Error),
+    Read(String),
+    Rejected(ImportReport),
+}
+
+impl From<diesel::result::Error> for TxOutcome {
+    fn from(e: diesel::result::Error) -> Self {
+        TxOutcome::Db(e)
+    }
+}
+
+struct Pending {
+    kind: String,
+    parent: Option<String>,
+    name: String,
+    attrs: String,
+}
+
+struct Importer<'s> {
+    schema: &'s Schema,
+    report: ImportReport,
+}
+
+impl Importer<'_> {
+    fn error(&mut self, line: u64, id: Option<&str>, code: &str, message: String) {
+        self.report.rejected += 1;
+        if self.report.errors.len() < MAX_REPORTED_ERRORS {
+            self.report.errors.push(LineError { line, id: id.map(str::to_string), code: code.into(), message });
+        }
+    }
+
+    fn batch(&mut self, conn: &mut DbConn, batch: &mut Vec<(u64, ImportLine)>) -> QueryResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: Vec<&str> = batch.iter().map(|(_, l)| l.id.as_str()).collect();
+        wanted.extend(batch.iter().filter_map(|(_, l)| l.parent.as_deref()));
+        wanted.sort_unstable();
+        wanted.dedup();
+        let existing: HashMap<String, EntityLite> =
+            fetch_lite(conn, &wanted)?.into_iter().map(|e| (e.id.clone(), e)).collect();
+
+        // Lines of this batch that passed, by id (a later line for the same id wins).
+        let mut accepted: HashMap<String, Pending> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for (n, l) in batch.drain(..) {
+            let Some(kind) = self.schema.kind(&l.kind) else {
+                let known = self.schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ");
+                self.error(n, Some(&l.id), "unknown_kind", format!("unknown kind `{}` (the schema has: {known})", l.kind));
+                continue;
+            };
+            if l.id.is_empty() || l.id.len() > MAX_ID_LEN || l.id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.error(n, Some(&l.id), "invalid_id", format!("`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces", l.id));
+                continue;
+            }
+            if !kind.matches(&l.id) {
+                self.error(n, Some(&l.id), "pattern_mismatch", format!("`{}` is not a valid {} ID: expected {}", l.id, kind.describe(), kind.syntax_hint()));
+                continue;
+            }
+            let prior_kind = accepted.get(&l.id).map(|p| p.kind.as_str()).or_else(|| existing.get(&l.id).map(|e| e.kind.as_str()));
+            if let Some(pk) = prior_kind {
+                if pk != kind.name {
+                    let other = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_else(|| pk.to_string());
+                    self.error(n, Some(&l.id), "id_taken", format!("`{}` is already a {other}; an ID is unique across all kinds, so it cannot also be a {}", l.id, kind.describe()));
+                    continue;
+                }
+            }
+            match (&kind.parent, &l.parent) {
+                (None, Some(p)) => {
+                    self.error(n, Some(&l.id), "unexpected_parent", format!("{} is a root kind and has no parent, but the line names parent `{p}`", kind.describe()));
+                    continue;
+                }
+                (Some(pk), None) => {
+                    let pkind = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_default();
+                    self.error(n, Some(&l.id), "missing_parent", format!("a {} must name its parent {pkind}", kind.describe()));
+                    continue;
+                }
+                (Some(pk), Some(p)) => {
+                    let parent_kind = accepted.get(p).map(|x| x.kind.as_str()).or_else(|| existing.get(p).map(|e| e.kind.as_str()));
+                    let want = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_default();
+                    match parent_kind {
+                        None => {
+                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected a {want}"));
+                            continue;
+                        }
+                        Some(actual) if actual != pk => {
+                            let is = self.schema.kind(actual).map(|k| k.describe()).unwrap_or_else(|| actual.to_string());
+                            self.error(n, Some(&l.id), "wrong_parent_kind", format!("parent `{p}` is a {is}, but a {}'s parent must be a {want}", kind.describe()));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                (None, None) => {}
+            }
+            let mut attrs = BTreeMap::new();
+            let mut bad = None;
+            for (k, v) in &l.attrs {
+                if !kind.attributes.contains(k) {
+                    bad = Some(("unknown_attribute", format!("unknown attribute `{k}` for {} (its attributes: {})", kind.describe(), if kind.attributes.is_empty() { "none".to_string() } else { kind.attributes.join(", ") })));
+                    break;
+                }
+                match v {
+                    serde_json::Value::String(s) => {
+                        attrs.insert(k.clone(), s.clone());
+                    }
+                    other => {
+                        bad = Some(("invalid_attribute", format!("attribute `{k}` must be a string, got {other}")));
+                        break;
+                    }
+                }
+            }
+            if let Some((code, msg)) = bad {
+                self.error(n, Some(&l.id), code, msg);
+                continue;
+            }
+            let name = l.name.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| l.id.clone());
+            if accepted.insert(l.id.clone(), Pending { kind: l.kind.clone(), parent: l.parent.clone(), name, attrs: serde_json::to_string(&attrs).unwrap_or_default() }).is_none() {
+                order.push(l.id);
+            }
+        }
+
+        let t = now();
+        let mut inserts = Vec::new();
+        for id in order {
+            let p = accepted.remove(&id).expect("accepted");
+            match existing.get(&id) {
+                Some(e) => {
+                    if e.parent_id == p.parent && e.name == p.name && e.attrs == p.attrs {
+                        self.report.unchanged += 1;
+                    } else {
+                        diesel::update(entities::table.find(&id))
+                            .set((
+                                entities::parent_id.eq(&p.parent),
+                                entities::name.eq(&p.name),
+                                entities::attrs.eq(&p.attrs),
+                                entities::version.eq(entities::version + 1),
+                                entities::updated_at.eq(t),
+                            ))
+                            .execute(conn)?;
+                        self.report.updated += 1;
+                    }
+                }
+                None => {
+                    inserts.push(NewEntity { id, kind: p.kind, parent_id: p.parent, name: p.name, attrs: p.attrs, state: "active".into(), version: 1, created_at: t, updated_at: t });
+                }
+            }
+        }
+        for chunk in inserts.chunks(CHUNK / 2) {
+            with_concrete!(&mut *conn, |c| diesel::insert_into(entities::table).values(chunk).execute(c))?;
+            self.report.inserted += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Import NDJSON lines. Bad lines are reported with their number and reason; unless
+/// `partial`, any bad line means nothing is written. `Err` only when the input could
+/// not be read or the database failed.
+pub fn import<I>(conn: &mut DbConn, schema: &Schema, lines: I, partial: bool, actor: &Actor) -> Result<ImportReport, ImportFailure>
+where
+    I: Iterator<Item = Result<String, String>>,
+{
+    let result = write_tx(conn, |conn| {
+        let mut imp = Importer { schema, report: ImportReport { partial, ..Default::default() } };
+        let mut batch = Vec::with_capacity(BATCH);
+        for (i, line) in lines.enumerate() {
+            let n = i as u64 + 1;
+            let line = line.map_err(TxOutcome::Read)?;
+            imp.report.lines = n;
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<ImportLine>(text) {
+                Ok(l) => batch.push((n, l)),
+                Err(e) => imp.error(n, None, "invalid_json", format!("not a valid entity line: {e}")),
+            }
+            if batch.len() >= BATCH {
+                imp.batch(conn, &mut batch)?;
+            }
+        }
+        imp.batch(conn, &mut batch)?;
+        let mut report = imp.report;
+        if report.rejected > 0 && !partial {
+            report.inserted = 0;
+            report.updated = 0;
+            report.unchanged = 0;
+            return Err(TxOutcome::Rejected(report));
+        }
+        report.committed = true;
+        audit::append(
+            conn,
+            actor,
+            "inventory_imported",
+            None,
+            json!({"lines": report.lines, "inserted": report.inserted, "updated": report.updated, "unchanged": report.unchanged, "rejected": report.rejected, "partial": partial}),
+        )?;
+        Ok(report)
+    });
+    match result {
+        Ok(r) => Ok(r),
+        Err(TxOutcome::Rejected(r)) => Ok(r),
+        Err(TxOutcome::Db(e)) => Err(ImportFailure::Db(e)),
+        Err(TxOutcome::Read(e)) => Err(ImportFailure::Read(e)),
+    }
+}

@@ -1,0 +1,255 @@
+//! Storage: one diesel [`DbConn`] over SQLite (embedded default) and PostgreSQL, chosen
+//! strictly by URL scheme. This module is the only place that builds SQL.
+
+pub mod audit;
+pub mod changes;
+pub mod inventory;
+pub mod models;
+pub mod resolve;
+pub mod schema;
+pub mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. Repository code is written once against this type.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+/// Run the same diesel DSL on the concrete connection, for the few statements the shared
+/// backend cannot express (multi-row inserts, `ON CONFLICT`).
+#[macro_export]
+macro_rules! with_concrete {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Pg($c) => $body,
+        }
+    };
+}
+
+/// Where the data lives, parsed strictly from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbConfigError {
+    #[error("DATABASE_URL {0:?} has an unknown scheme {1:?}: use postgres://…, postgresql://…, sqlite://PATH or a plain file path")]
+    UnknownScheme(String, String),
+    #[error("DATABASE_URL is empty: leave it unset for the default sqlite://countersign.db")]
+    Empty,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, DbConfigError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(DbConfigError::Empty);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DbConfigError::Empty);
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(DbConfigError::UnknownScheme(url.to_string(), scheme.to_string()));
+        }
+        // A PostgreSQL keyword string ("host=… dbname=…") must never become a file name.
+        if url.contains('=') && url.contains(' ') {
+            return Err(DbConfigError::UnknownScheme(url.to_string(), "keyword/value".into()));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(url)))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A description safe to log (no password).
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
+                _ => u.clone(),
+            },
+        }
+    }
+}
+
+/// An r2d2 manager that picks the backend by URL scheme and reports connection errors
+/// (diesel's derived `establish` tries each backend in turn and drops the errors).
+#[derive(Debug, Clone)]
+pub struct ConnManager {
+    url: DatabaseUrl,
+}
+
+impl ConnManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+pub fn establish(url: &DatabaseUrl) -> Result<DbConn, diesel::ConnectionError> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+            )
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(DbConn::Sqlite(c))
+        }
+        DatabaseUrl::Postgres(u) => Ok(DbConn::Pg(PgConnection::establish(u)?)),
+    }
+}
+
+impl ManageConnection for ConnManager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        establish(&self.url).map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnManager>;
+pub type PooledConn = PooledConnection<ConnManager>;
+
+pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(15))
+        .build(ConnManager::new(url.clone()))
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", url.redacted()))?;
+    Ok(pool)
+}
+
+/// Apply pending embedded migrations for the connection's backend.
+pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
+    let migrations = match conn {
+        DbConn::Sqlite(_) => SQLITE_MIGRATIONS,
+        DbConn::Pg(_) => POSTGRES_MIGRATIONS,
+    };
+    let applied = conn
+        .run_pending_migrations(migrations)
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Run `f` in a write transaction. On SQLite it opens with `BEGIN IMMEDIATE` so the write
+/// lock is taken up front (a deferred transaction that later upgrades fails under load);
+/// on PostgreSQL it is a plain READ COMMITTED transaction and callers take row locks.
+pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(v) => {
+            if let Err(e) = <DbConn as Connection>::TransactionManager::commit_transaction(conn) {
+                let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+                return Err(e.into());
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
+/// Run `f` in a read transaction (a consistent snapshot on both backends).
+pub fn read_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(f)
+}
+
+/// Current time, truncated to microseconds so both backends store the same value.
+pub fn now() -> chrono::NaiveDateTime {
+    let t = chrono::Utc::now().naive_utc();
+    let micros = t.and_utc().timestamp_micros();
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|d| d.naive_utc())
+        .unwrap_or(t)
+}
+
+/// Chunk size for `IN (…)` lists and multi-row inserts; stays below SQLite's
+/// 32766-variable limit for our widest rows.
+pub const CHUNK: usize = 2000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes_are_strict() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://countersign.db").unwrap(),
+            DatabaseUrl::Sqlite("countersign.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("/tmp/x.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://u:p@localhost/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        let err = DatabaseUrl::parse("mysql://localhost/db").unwrap_err();
+        assert!(err.to_string().contains("unknown scheme \"mysql\""), "{err}");
+        assert!(DatabaseUrl::parse("host=localhost dbname=x").is_err());
+        assert!(DatabaseUrl::parse("").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let u = DatabaseUrl::parse("postgres://me:secret@db:5432/cs").unwrap();
+        assert_eq!(u.redacted(), "postgres://***@db:5432/cs");
+    }
+}

@@ -1,0 +1,156 @@
+//! Row types. Insert forms are separate structs so defaults stay in one place.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = teams)]
+pub struct Team {
+    pub id: i64,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = entities)]
+pub struct Entity {
+    pub id: String,
+    pub kind: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub attrs: String,
+    pub state: String,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = entities)]
+pub struct NewEntity {
+    pub id: String,
+    pub kind: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub attrs: String,
+    pub state: String,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = changes)]
+pub struct Change {
+    pub id: i64,
+    pub title: String,
+    pub rationale: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub operation: String,
+    pub params: String,
+    pub selector: String,
+    pub expect: Option<String>,
+    pub state: String,
+    pub author_id: i64,
+    pub schema_hash: String,
+    pub fingerprint: Option<String>,
+    pub summary: String,
+    pub errors: String,
+    pub target_count: i64,
+    pub root_count: i64,
+    pub error_count: i64,
+    pub lock_version: i64,
+    pub reject_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub resolved_at: NaiveDateTime,
+    pub submitted_at: Option<NaiveDateTime>,
+    pub approved_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = changes)]
+pub struct NewChange {
+    pub title: String,
+    pub rationale: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub operation: String,
+    pub params: String,
+    pub selector: String,
+    pub expect: Option<String>,
+    pub state: String,
+    pub author_id: i64,
+    pub schema_hash: String,
+    pub fingerprint: Option<String>,
+    pub summary: String,
+    pub errors: String,
+    pub target_count: i64,
+    pub root_count: i64,
+    pub error_count: i64,
+    pub lock_version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub resolved_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = change_targets)]
+pub struct ChangeTarget {
+    pub change_id: i64,
+    pub position: i64,
+    pub kind: String,
+    pub entity_id: String,
+    pub scope_path: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = signoffs)]
+pub struct Signoff {
+    pub id: i64,
+    pub change_id: i64,
+    pub side: String,
+    pub user_id: i64,
+    pub fingerprint: String,
+    pub comment: String,
+    pub stale: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = comments)]
+pub struct Comment {
+    pub id: i64,
+    pub change_id: i64,
+    pub user_id: i64,
+    pub body: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub actor: String,
+    pub action: String,
+    pub change_id: Option<i64>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}

@@ -1,0 +1,129 @@
+//! Teams, users, memberships and API tokens.
+
+use diesel::prelude::*;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::models::{Team, User};
+use super::schema::{api_tokens, team_members, teams, users};
+use super::{now, DbConn};
+
+pub fn find_team(conn: &mut DbConn, name: &str) -> QueryResult<Option<Team>> {
+    teams::table.filter(teams::name.eq(name)).select(Team::as_select()).first(conn).optional()
+}
+
+pub fn create_team(conn: &mut DbConn, name: &str) -> QueryResult<Team> {
+    diesel::insert_into(teams::table)
+        .values((teams::name.eq(name), teams::created_at.eq(now())))
+        .returning(teams::all_columns)
+        .get_result(conn)
+}
+
+pub fn list_teams(conn: &mut DbConn) -> QueryResult<Vec<Team>> {
+    teams::table.order(teams::name.asc()).select(Team::as_select()).load(conn)
+}
+
+pub fn find_user_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email.trim().to_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_user(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
+    users::table.find(id).select(User::as_select()).first(conn).optional()
+}
+
+pub fn create_user(conn: &mut DbConn, email: &str, name: &str, is_admin: bool) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values((
+            users::email.eq(email.trim().to_lowercase()),
+            users::name.eq(name),
+            users::is_admin.eq(is_admin),
+            users::created_at.eq(now()),
+        ))
+        .returning(users::all_columns)
+        .get_result(conn)
+}
+
+pub fn update_user(conn: &mut DbConn, id: i64, name: &str, is_admin: bool) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((users::name.eq(name), users::is_admin.eq(is_admin)))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn add_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResult<()> {
+    let exists = team_members::table
+        .filter(team_members::team_id.eq(team_id).and(team_members::user_id.eq(user_id)))
+        .count()
+        .get_result::<i64>(conn)?;
+    if exists == 0 {
+        diesel::insert_into(team_members::table)
+            .values((team_members::team_id.eq(team_id), team_members::user_id.eq(user_id)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Names of the teams a user is in.
+pub fn user_teams(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<String>> {
+    team_members::table
+        .inner_join(teams::table)
+        .filter(team_members::user_id.eq(user_id))
+        .order(teams::name.asc())
+        .select(teams::name)
+        .load(conn)
+}
+
+pub fn is_member(conn: &mut DbConn, user_id: i64, team: &str) -> QueryResult<bool> {
+    let n: i64 = team_members::table
+        .inner_join(teams::table)
+        .filter(team_members::user_id.eq(user_id).and(teams::name.eq(team)))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+pub fn team_member_emails(conn: &mut DbConn, team: &str) -> QueryResult<Vec<(String, String)>> {
+    team_members::table
+        .inner_join(teams::table)
+        .inner_join(users::table)
+        .filter(teams::name.eq(team))
+        .order(users::email.asc())
+        .select((users::email, users::name))
+        .load(conn)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Create an API token; the plaintext is returned once and only its hash is stored.
+/// Tokens are 256 random bits, so a plain SHA-256 is a sufficient one-way store.
+pub fn create_token(conn: &mut DbConn, user_id: i64, label: &str) -> QueryResult<String> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("cs_{}", hex::encode(bytes));
+    diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::user_id.eq(user_id),
+            api_tokens::token_hash.eq(hash_token(&token)),
+            api_tokens::label.eq(label),
+            api_tokens::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(token)
+}
+
+/// The user a bearer token belongs to, if the token exists and is not revoked.
+pub fn user_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<User>> {
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_hash.eq(hash_token(token)))
+        .filter(api_tokens::revoked_at.is_null())
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}

@@ -1,0 +1,173 @@
+//! The change state machine. Transitions are decided here; the database layer applies
+//! them inside a transaction that holds the change's row lock.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeState {
+    Draft,
+    AwaitingSignoff,
+    Approved,
+    Rejected,
+    Cancelled,
+    Executing,
+    Completed,
+    PartiallyFailed,
+    Failed,
+    Halted,
+}
+
+impl ChangeState {
+    pub const ALL: [ChangeState; 10] = [
+        ChangeState::Draft,
+        ChangeState::AwaitingSignoff,
+        ChangeState::Approved,
+        ChangeState::Rejected,
+        ChangeState::Cancelled,
+        ChangeState::Executing,
+        ChangeState::Completed,
+        ChangeState::PartiallyFailed,
+        ChangeState::Failed,
+        ChangeState::Halted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeState::Draft => "draft",
+            ChangeState::AwaitingSignoff => "awaiting_signoff",
+            ChangeState::Approved => "approved",
+            ChangeState::Rejected => "rejected",
+            ChangeState::Cancelled => "cancelled",
+            ChangeState::Executing => "executing",
+            ChangeState::Completed => "completed",
+            ChangeState::PartiallyFailed => "partially_failed",
+            ChangeState::Failed => "failed",
+            ChangeState::Halted => "halted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeState> {
+        ChangeState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// States in which the change's targets are "claimed" (for conflict detection).
+    pub fn is_open_claim(self) -> bool {
+        matches!(self, ChangeState::AwaitingSignoff | ChangeState::Approved | ChangeState::Executing)
+    }
+
+    /// States from which a change can still be cancelled.
+    pub fn is_open(self) -> bool {
+        matches!(self, ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved)
+    }
+}
+
+impl fmt::Display for ChangeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What someone tries to do to a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Edit,
+    Resolve,
+    Submit,
+    SignOff,
+    Reject,
+    Cancel,
+    Comment,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Edit => "edit",
+            Action::Resolve => "re-resolve",
+            Action::Submit => "submit",
+            Action::SignOff => "sign off",
+            Action::Reject => "reject",
+            Action::Cancel => "cancel",
+            Action::Comment => "comment on",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {} a change that is {}", .action.as_str(), .state)]
+pub struct IllegalTransition {
+    pub state: ChangeState,
+    pub action: Action,
+}
+
+/// Is `action` allowed in `state`?
+pub fn check(state: ChangeState, action: Action) -> Result<(), IllegalTransition> {
+    use ChangeState::*;
+    let ok = match action {
+        Action::Edit | Action::Resolve => matches!(state, Draft | AwaitingSignoff | Approved),
+        Action::Submit => state == Draft,
+        Action::SignOff => state == AwaitingSignoff,
+        Action::Reject => matches!(state, AwaitingSignoff | Approved),
+        Action::Cancel => state.is_open(),
+        Action::Comment => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(IllegalTransition { state, action })
+    }
+}
+
+/// The state after a (re-)resolution of a change in `state`.
+///
+/// * A resolution with errors cannot be signed: the change goes back to `draft`.
+/// * A changed fingerprint on a submitted change makes every earlier sign-off stale and
+///   needs new sign-offs: `approved` returns to `awaiting_signoff`.
+/// * Otherwise nothing changes.
+pub fn after_resolution(state: ChangeState, fingerprint_changed: bool, has_errors: bool) -> ChangeState {
+    use ChangeState::*;
+    match state {
+        AwaitingSignoff | Approved if has_errors => Draft,
+        Approved if fingerprint_changed => AwaitingSignoff,
+        s => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ChangeState::*;
+
+    #[test]
+    fn round_trip_names() {
+        for s in ChangeState::ALL {
+            assert_eq!(ChangeState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ChangeState::parse("nope"), None);
+    }
+
+    #[test]
+    fn transitions() {
+        assert!(check(Draft, Action::Submit).is_ok());
+        assert!(check(AwaitingSignoff, Action::Submit).is_err());
+        assert!(check(AwaitingSignoff, Action::SignOff).is_ok());
+        assert!(check(Approved, Action::SignOff).is_err());
+        assert!(check(Draft, Action::Reject).is_err());
+        assert!(check(Rejected, Action::Cancel).is_err());
+        assert!(check(Completed, Action::Edit).is_err());
+        let e = check(Cancelled, Action::Submit).unwrap_err();
+        assert_eq!(e.to_string(), "cannot submit a change that is cancelled");
+    }
+
+    #[test]
+    fn resolution_outcomes() {
+        assert_eq!(after_resolution(Approved, true, false), AwaitingSignoff);
+        assert_eq!(after_resolution(Approved, false, false), Approved);
+        assert_eq!(after_resolution(Approved, true, true), Draft);
+        assert_eq!(after_resolution(AwaitingSignoff, true, false), AwaitingSignoff);
+        assert_eq!(after_resolution(Draft, true, true), Draft);
+    }
+}

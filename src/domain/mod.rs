@@ -1,0 +1,11 @@
+//! Pure types and rules: no I/O, no HTTP, no SQL.
+
+pub mod change;
+pub mod resolution;
+pub mod schema;
+pub mod selector;
+pub mod signoff;
+
+pub use change::ChangeState;
+pub use schema::{Effect, Kind, Operation, Schema};
+pub use signoff::Side;

@@ -1,0 +1,701 @@
+//! The shared schema: identifier kinds (with their syntax and scope), and the operation
+//! catalogue. Loaded from TOML, validated as a whole (every problem reported with its
+//! place), and versioned by a hash of its canonical form.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One identifier kind, e.g. `site`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kind {
+    pub name: String,
+    pub label: String,
+    pub plural: String,
+    pub description: String,
+    pub prefix: Option<String>,
+    pub pattern: Option<String>,
+    pub example: Option<String>,
+    pub parent: Option<String>,
+    pub attributes: Vec<String>,
+    #[serde(skip)]
+    regex: Option<Regex>,
+}
+
+impl Kind {
+    /// Does `id` have this kind's syntax (prefix and full-match pattern)?
+    pub fn matches(&self, id: &str) -> bool {
+        if let Some(p) = &self.prefix {
+            if !id.starts_with(p.as_str()) || id.len() == p.len() {
+                return false;
+            }
+        }
+        match &self.regex {
+            Some(re) => re.is_match(id),
+            None => true,
+        }
+    }
+
+    /// "Cloud site (site)"
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.label, self.name)
+    }
+
+    /// What the syntax is, for error messages: "`[0-9a-f]{8}-…`, e.g. `0b1c…`".
+    pub fn syntax_hint(&self) -> String {
+        let mut s = String::new();
+        if let Some(p) = &self.prefix {
+            s.push_str(&format!("prefix `{p}`"));
+        }
+        if let Some(p) = &self.pattern {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("pattern `{p}`"));
+        }
+        if let Some(e) = &self.example {
+            s.push_str(&format!(", e.g. `{e}`"));
+        }
+        if s.is_empty() {
+            s.push_str("any non-empty ID");
+        }
+        s
+    }
+}
+
+/// What executing an operation does to each target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    SoftDelete,
+    Restore,
+    SetAttributes,
+    Purge,
+    Webhook,
+}
+
+impl Effect {
+    pub const ALL: [&'static str; 5] = ["soft_delete", "restore", "set_attributes", "purge", "webhook"];
+
+    pub fn parse(s: &str) -> Option<Effect> {
+        Some(match s {
+            "soft_delete" => Effect::SoftDelete,
+            "restore" => Effect::Restore,
+            "set_attributes" => Effect::SetAttributes,
+            "purge" => Effect::Purge,
+            "webhook" => Effect::Webhook,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::SoftDelete => "soft_delete",
+            Effect::Restore => "restore",
+            Effect::SetAttributes => "set_attributes",
+            Effect::Purge => "purge",
+            Effect::Webhook => "webhook",
+        }
+    }
+
+    /// Targets of restore and purge are deleted entities; every other effect acts on
+    /// active ones.
+    pub fn acts_on_deleted(self) -> bool {
+        matches!(self, Effect::Restore | Effect::Purge)
+    }
+
+    /// Effects that remove an entity from service.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Effect::SoftDelete | Effect::Purge)
+    }
+
+    pub fn plain_words(self) -> &'static str {
+        match self {
+            Effect::SoftDelete => "soft delete (restorable until purged)",
+            Effect::Restore => "restore deleted entities",
+            Effect::SetAttributes => "set attributes (previous values kept)",
+            Effect::Purge => "purge: permanent, irreversible",
+            Effect::Webhook => "call an external executor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SignoffPolicy {
+    pub requester: u32,
+    pub implementer: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Boolean,
+    Enum,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    pub description: String,
+    pub required: bool,
+    pub pattern: Option<String>,
+    pub values: Vec<String>,
+    #[serde(skip)]
+    regex: Option<Regex>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Operation {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub target: String,
+    pub effect: Effect,
+    pub implemented_by: String,
+    pub signoffs: SignoffPolicy,
+    /// The implementer must type the target count when there are more targets than this.
+    pub confirm_above: Option<u64>,
+    /// A larger resolution is refused.
+    pub max_targets: u64,
+    pub params: Vec<ParamSpec>,
+}
+
+pub const DEFAULT_MAX_TARGETS: u64 = 100_000;
+
+impl Operation {
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Does a sign-off on the implementer side need the typed target count?
+    pub fn needs_confirm_count(&self, target_count: u64) -> bool {
+        self.confirm_above.is_some_and(|n| target_count > n)
+    }
+}
+
+/// A loaded, validated schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct Schema {
+    pub hash: String,
+    pub kinds: BTreeMap<String, Kind>,
+    pub operations: BTreeMap<String, Operation>,
+}
+
+/// One problem found while loading a schema, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaProblem {
+    /// Dotted path, e.g. `kinds.site.parent`.
+    pub place: String,
+    /// 1-based line of the table that holds it, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for SchemaProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}: {}", self.place, self.message),
+            None => write!(f, "{}: {}", self.place, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the schema has {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct SchemaErrors(pub Vec<SchemaProblem>);
+
+// ---- raw TOML shape -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    #[serde(default)]
+    kinds: BTreeMap<String, RawKind>,
+    #[serde(default)]
+    operations: BTreeMap<String, RawOperation>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawKind {
+    label: Option<String>,
+    plural: Option<String>,
+    description: Option<String>,
+    prefix: Option<String>,
+    pattern: Option<String>,
+    example: Option<String>,
+    parent: Option<String>,
+    #[serde(default)]
+    attributes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperation {
+    label: Option<String>,
+    description: Option<String>,
+    target: Option<String>,
+    effect: Option<String>,
+    implemented_by: Option<String>,
+    signoffs: Option<SignoffPolicy>,
+    confirm_above: Option<u64>,
+    max_targets: Option<u64>,
+    #[serde(default)]
+    params: BTreeMap<String, RawParam>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    required: bool,
+    pattern: Option<String>,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+fn name_ok(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Team names: lowercase letters, digits, `-`, `_`, `.`; 1–64 characters.
+pub fn team_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+fn header_line(source: &str, section: &str, name: &str) -> Option<usize> {
+    let want = [format!("[{section}.{name}]"), format!("[{section}.\"{name}\"]")];
+    source
+        .lines()
+        .position(|l| want.iter().any(|w| l.trim() == w))
+        .map(|i| i + 1)
+}
+
+impl Schema {
+    /// Parse and validate a schema; every problem is reported at once.
+    pub fn from_toml(source: &str) -> Result<Schema, SchemaErrors> {
+        let raw: RawSchema = toml::from_str(source).map_err(|e| {
+            let line = e.span().map(|s| source[..s.start.min(source.len())].lines().count().max(1));
+            SchemaErrors(vec![SchemaProblem {
+                place: "file".into(),
+                line,
+                message: e.message().to_string(),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut push = |place: String, line: Option<usize>, message: String| {
+            problems.push(SchemaProblem { place, line, message })
+        };
+
+        if raw.kinds.is_empty() {
+            push("kinds".into(), None, "no kinds are defined".into());
+        }
+        let mut kinds = BTreeMap::new();
+        for (name, k) in &raw.kinds {
+            let line = header_line(source, "kinds", name);
+            let place = |f: &str| format!("kinds.{name}{}{f}", if f.is_empty() { "" } else { "." });
+            if !name_ok(name) {
+                push(place(""), line, "a kind name must be lowercase letters, digits and `_`, starting with a letter".into());
+            }
+            let label = match &k.label {
+                Some(l) if !l.trim().is_empty() => l.trim().to_string(),
+                _ => {
+                    push(place("label"), line, "a label is required".into());
+                    name.clone()
+                }
+            };
+            let regex = match &k.pattern {
+                Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        let msg = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+                        push(place("pattern"), line, format!("not a valid regular expression: {msg}"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            if k.pattern.is_none() && k.prefix.is_none() {
+                push(place("pattern"), line, "a kind needs a `pattern` and/or a `prefix` so its IDs can be checked".into());
+            }
+            if let Some(parent) = &k.parent {
+                if !raw.kinds.contains_key(parent) {
+                    push(place("parent"), line, format!("unknown parent kind `{parent}` (known: {})", raw.kinds.keys().cloned().collect::<Vec<_>>().join(", ")));
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for a in &k.attributes {
+                if !name_ok(a) {
+                    push(place("attributes"), line, format!("attribute `{a}` must be lowercase letters, digits and `_`"));
+                }
+                if !seen.insert(a) {
+                    push(place("attributes"), line, format!("attribute `{a}` is listed twice"));
+                }
+            }
+            let kind = Kind {
+                name: name.clone(),
+                plural: k.plural.clone().unwrap_or_else(|| format!("{label}s")),
+                label,
+                description: k.description.clone().unwrap_or_default(),
+                prefix: k.prefix.clone(),
+                pattern: k.pattern.clone(),
+                example: k.example.clone(),
+                parent: k.parent.clone(),
+                attributes: k.attributes.clone(),
+                regex,
+            };
+            if let Some(ex) = &k.example {
+                if (kind.regex.is_some() || kind.pattern.is_none()) && !kind.matches(ex) {
+                    push(place("example"), line, format!("the example `{ex}` does not match the kind's own syntax"));
+                }
+            }
+            kinds.insert(name.clone(), kind);
+        }
+        // Cycles in the parent chain.
+        for name in raw.kinds.keys() {
+            let mut seen = vec![name.clone()];
+            let mut cur = raw.kinds.get(name).and_then(|k| k.parent.clone());
+            while let Some(p) = cur {
+                if seen.contains(&p) {
+                    if &p == name {
+                        seen.push(p);
+                        push(format!("kinds.{name}.parent"), header_line(source, "kinds", name), format!("parent chain is a cycle: {}", seen.join(" → ")));
+                    }
+                    break;
+                }
+                seen.push(p.clone());
+                cur = raw.kinds.get(&p).and_then(|k| k.parent.clone());
+            }
+        }
+
+        let mut operations = BTreeMap::new();
+        for (name, o) in &raw.operations {
+            let line = header_line(source, "operations", name);
+            let place = |f: &str| format!("operations.{name}{}{f}", if f.is_empty() { "" } else { "." });
+            if !name_ok(name) {
+                push(place(""), line, "an operation name must be lowercase letters, digits and `_`, starting with a letter".into());
+            }
+            let label = match &o.label {
+                Some(l) if !l.trim().is_empty() => l.trim().to_string(),
+                _ => {
+                    push(place("label"), line, "a label is required".into());
+                    name.clone()
+                }
+            };
+            let target = match &o.target {
+                Some(t) if kinds.contains_key(t) => t.clone(),
+                Some(t) => {
+                    push(place("target"), line, format!("target kind `{t}` does not exist (known: {})", kinds.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    t.clone()
+                }
+                None => {
+                    push(place("target"), line, "the target kind is required (an operation acts on exactly one kind)".into());
+                    String::new()
+                }
+            };
+            let effect = match &o.effect {
+                Some(e) => match Effect::parse(e) {
+                    Some(e) => Some(e),
+                    None => {
+                        push(place("effect"), line, format!("unknown effect `{e}` (one of: {})", Effect::ALL.join(", ")));
+                        None
+                    }
+                },
+                None => {
+                    push(place("effect"), line, format!("the effect is required (one of: {})", Effect::ALL.join(", ")));
+                    None
+                }
+            };
+            let implemented_by = match &o.implemented_by {
+                Some(t) if team_name_ok(t) => t.clone(),
+                Some(t) => {
+                    push(place("implemented_by"), line, format!("`{t}` is not a valid team name (lowercase letters, digits, `-`, `_`, `.`)"));
+                    t.clone()
+                }
+                None => {
+                    push(place("implemented_by"), line, "the implementing team is missing".into());
+                    String::new()
+                }
+            };
+            let signoffs = o.signoffs.unwrap_or(SignoffPolicy { requester: 1, implementer: 1 });
+            if signoffs.implementer == 0 {
+                push(place("signoffs.implementer"), line, "at least one implementer sign-off is required".into());
+            }
+            let max_targets = o.max_targets.unwrap_or(DEFAULT_MAX_TARGETS);
+            if max_targets == 0 {
+                push(place("max_targets"), line, "must be at least 1".into());
+            }
+            let mut params = Vec::new();
+            for (pname, p) in &o.params {
+                let pplace = format!("operations.{name}.params.{pname}");
+                let ty = match p.ty.as_deref() {
+                    Some("string") | None => ParamType::String,
+                    Some("integer") => ParamType::Integer,
+                    Some("boolean") => ParamType::Boolean,
+                    Some("enum") => ParamType::Enum,
+                    Some(other) => {
+                        push(format!("{pplace}.type"), line, format!("unknown parameter type `{other}` (string, integer, boolean, enum)"));
+                        ParamType::String
+                    }
+                };
+                if ty == ParamType::Enum && p.values.is_empty() {
+                    push(format!("{pplace}.values"), line, "an enum parameter needs `values`".into());
+                }
+                let regex = match &p.pattern {
+                    Some(pat) => match Regex::new(&format!("^(?:{pat})$")) {
+                        Ok(r) => Some(r),
+                        Err(_) => {
+                            push(format!("{pplace}.pattern"), line, "not a valid regular expression".into());
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                if effect == Some(Effect::SetAttributes) {
+                    if let Some(k) = kinds.get(&target) {
+                        if !k.attributes.contains(pname) {
+                            push(pplace.clone(), line, format!("set_attributes parameter `{pname}` is not an attribute of {} (attributes: {})", k.describe(), k.attributes.join(", ")));
+                        }
+                    }
+                }
+                params.push(ParamSpec {
+                    name: pname.clone(),
+                    ty,
+                    description: p.description.clone().unwrap_or_default(),
+                    required: p.required,
+                    pattern: p.pattern.clone(),
+                    values: p.values.clone(),
+                    regex,
+                });
+            }
+            if effect == Some(Effect::SetAttributes) && params.is_empty() {
+                push(place("params"), line, "a set_attributes operation needs at least one parameter (the attributes it sets)".into());
+            }
+            if let Some(effect) = effect {
+                operations.insert(
+                    name.clone(),
+                    Operation {
+                        name: name.clone(),
+                        label,
+                        description: o.description.clone().unwrap_or_default(),
+                        target,
+                        effect,
+                        implemented_by,
+                        signoffs,
+                        confirm_above: o.confirm_above,
+                        max_targets,
+                        params,
+                    },
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(SchemaErrors(problems));
+        }
+        // Version = hash of the canonical form (sorted keys, comments and layout ignored).
+        let canonical = serde_json::to_string(&raw).expect("schema serialises");
+        let hash = format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        Ok(Schema { hash, kinds, operations })
+    }
+
+    pub fn kind(&self, name: &str) -> Option<&Kind> {
+        self.kinds.get(name)
+    }
+
+    pub fn operation(&self, name: &str) -> Option<&Operation> {
+        self.operations.get(name)
+    }
+
+    /// The chain of kinds from `kind` up to its root, `kind` first.
+    pub fn ancestry(&self, kind: &str) -> Vec<&Kind> {
+        let mut out = Vec::new();
+        let mut cur = self.kinds.get(kind);
+        while let Some(k) = cur {
+            out.push(k);
+            cur = k.parent.as_deref().and_then(|p| self.kinds.get(p));
+        }
+        out
+    }
+
+    /// The kinds strictly between `scope` (exclusive) and `target` (inclusive), top-down;
+    /// `None` when `scope` is not an ancestor kind of `target`.
+    pub fn descent(&self, scope: &str, target: &str) -> Option<Vec<String>> {
+        let chain = self.ancestry(target);
+        let pos = chain.iter().position(|k| k.name == scope)?;
+        if pos == 0 {
+            return None;
+        }
+        Some(chain[..pos].iter().rev().map(|k| k.name.clone()).collect())
+    }
+
+    /// Kinds whose syntax accepts `id`.
+    pub fn kinds_matching(&self, id: &str) -> Vec<&Kind> {
+        self.kinds.values().filter(|k| k.matches(id)).collect()
+    }
+
+    /// Kinds whose parent is `kind`.
+    pub fn children_of(&self, kind: &str) -> Vec<&Kind> {
+        self.kinds.values().filter(|k| k.parent.as_deref() == Some(kind)).collect()
+    }
+
+    /// The teams the schema refers to.
+    pub fn teams(&self) -> BTreeSet<&str> {
+        self.operations.values().map(|o| o.implemented_by.as_str()).collect()
+    }
+}
+
+impl ParamSpec {
+    /// Check one parameter value; returns the normalised JSON value.
+    pub fn check(&self, v: &serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        match self.ty {
+            ParamType::String => match v {
+                Value::String(s) => {
+                    if let Some(re) = &self.regex {
+                        if !re.is_match(s) {
+                            return Err(format!("`{s}` does not match the pattern `{}`", self.pattern.as_deref().unwrap_or_default()));
+                        }
+                    }
+                    Ok(v.clone())
+                }
+                _ => Err(format!("expected a string, got {v}")),
+            },
+            ParamType::Integer => match v.as_i64() {
+                Some(_) => Ok(v.clone()),
+                None => Err(format!("expected an integer, got {v}")),
+            },
+            ParamType::Boolean => match v {
+                Value::Bool(_) => Ok(v.clone()),
+                _ => Err(format!("expected true or false, got {v}")),
+            },
+            ParamType::Enum => match v.as_str() {
+                Some(s) if self.values.iter().any(|x| x == s) => Ok(v.clone()),
+                _ => Err(format!("expected one of {}, got {v}", self.values.join(", "))),
+            },
+        }
+    }
+}
+
+/// The schema shipped with countersign: it models the outage in DESIGN.md.
+pub const EXAMPLE_SCHEMA: &str = include_str!("../../config/schema.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_schema_loads() {
+        let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+        assert!(s.hash.starts_with("sha256:"));
+        assert_eq!(s.kind("app_install").unwrap().parent.as_deref(), Some("site"));
+        assert_eq!(s.descent("org", "app_install").unwrap(), vec!["site", "app_install"]);
+        assert_eq!(s.descent("site", "app_install").unwrap(), vec!["app_install"]);
+        assert!(s.descent("app_install", "site").is_none());
+        assert!(s.descent("site", "site").is_none());
+        assert_eq!(s.operation("delete_site").unwrap().signoffs.implementer, 2);
+    }
+
+    #[test]
+    fn hash_ignores_layout_and_comments() {
+        let a = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+        let b = Schema::from_toml(&format!("# a comment\n\n{EXAMPLE_SCHEMA}\n")).unwrap();
+        assert_eq!(a.hash, b.hash);
+        let c = Schema::from_toml(&EXAMPLE_SCHEMA.replace("confirm_above = 20", "confirm_above = 21")).unwrap();
+        assert_ne!(a.hash, c.hash);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_place() {
+        let src = r#"
+[kinds.org]
+label = "Org"
+pattern = "org-[0-9a-f]{8}"
+example = "nope"
+
+[kinds.site]
+label = "Site"
+parent = "galaxy"
+pattern = "[0-9a-f"
+
+[kinds.a]
+label = "A"
+prefix = "a-"
+parent = "b"
+[kinds.b]
+label = "B"
+prefix = "b-"
+parent = "a"
+
+[operations.zap]
+label = "Zap"
+target = "planet"
+effect = "vaporise"
+
+[operations.ok]
+label = "Ok"
+target = "org"
+effect = "soft_delete"
+implemented_by = "ops"
+"#;
+        let err = Schema::from_toml(src).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "kinds.org.example",
+            "kinds.site.parent: unknown parent kind `galaxy`",
+            "kinds.site.pattern: not a valid regular expression",
+            "parent chain is a cycle",
+            "operations.zap.target: target kind `planet` does not exist",
+            "operations.zap.effect: unknown effect `vaporise`",
+            "operations.zap.implemented_by: the implementing team is missing",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        let site = err.0.iter().find(|p| p.place == "kinds.site.parent").unwrap();
+        assert_eq!(site.line, Some(7));
+    }
+
+    #[test]
+    fn toml_syntax_error_has_a_line() {
+        let err = Schema::from_toml("[kinds.org]\nlabel = \"x\"\nlabel = 3\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        let err = Schema::from_toml("[kinds.org]\nlabl = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("labl"), "{err}");
+    }
+
+    #[test]
+    fn param_checks() {
+        let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+        let op = s.operation("set_app_version").unwrap();
+        let p = op.param("version").unwrap();
+        assert!(p.check(&serde_json::json!("2.4.1")).is_ok());
+        assert!(p.check(&serde_json::json!("latest!")).is_err());
+        assert!(p.check(&serde_json::json!(3)).is_err());
+    }
+
+    #[test]
+    fn kind_syntax() {
+        let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+        let org = s.kind("org").unwrap();
+        assert!(org.matches("org-1a2b3c4d"));
+        assert!(!org.matches("org-1a2b3c4d5"));
+        assert!(!org.matches("xorg-1a2b3c4d"));
+        let uuid = "0b1c2d3e-0000-4000-8000-000000000001";
+        let names: Vec<_> = s.kinds_matching(uuid).iter().map(|k| k.name.clone()).collect();
+        assert_eq!(names, vec!["app_install", "site"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! countersign: a change-request workflow engine shared by the team that requests a
+//! change and the team that implements it. See docs/ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod service;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,69 @@
+//! Services: one function per use case, shared by the JSON API, the command line (and
+//! later the browser). Each runs its writes in one transaction and enforces the rules
+//! of DESIGN.md there, not in handlers.
+
+pub mod changes;
+pub mod inventory;
+pub mod views;
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::db::audit::{self, Actor};
+use crate::db::models::User;
+use crate::db::schema::schema_versions;
+use crate::db::{now, users, write_tx, DbConn};
+use crate::domain::Schema;
+use crate::error::AppResult;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub is_admin: bool,
+    pub teams: Vec<String>,
+}
+
+impl CurrentUser {
+    pub fn load(conn: &mut DbConn, user: User) -> QueryResult<Self> {
+        let teams = users::user_teams(conn, user.id)?;
+        Ok(CurrentUser { id: user.id, email: user.email, name: user.name, is_admin: user.is_admin, teams })
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor(self.email.clone())
+    }
+
+    pub fn in_team(&self, team: &str) -> bool {
+        self.teams.iter().any(|t| t == team)
+    }
+
+    /// May this person load inventory? Admins and the teams that implement operations
+    /// (the platform teams that own the systems of record).
+    pub fn can_write_inventory(&self, schema: &Schema) -> bool {
+        self.is_admin || schema.teams().iter().any(|t| self.in_team(t))
+    }
+}
+
+/// Record a schema version (once per hash) with an audit event.
+pub fn record_schema(conn: &mut DbConn, schema: &Schema, source: &str, actor: &Actor) -> AppResult<bool> {
+    write_tx(conn, |conn| {
+        let known: i64 = schema_versions::table.filter(schema_versions::hash.eq(&schema.hash)).count().get_result(conn)?;
+        if known > 0 {
+            return Ok(false);
+        }
+        diesel::insert_into(schema_versions::table)
+            .values((schema_versions::hash.eq(&schema.hash), schema_versions::source.eq(source), schema_versions::loaded_at.eq(now())))
+            .execute(conn)?;
+        audit::append(
+            conn,
+            actor,
+            "schema_loaded",
+            None,
+            json!({"hash": schema.hash, "kinds": schema.kinds.keys().collect::<Vec<_>>(), "operations": schema.operations.keys().collect::<Vec<_>>()}),
+        )?;
+        Ok(true)
+    })
+}

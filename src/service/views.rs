@@ -1,0 +1,173 @@
+//! Response views: what the API (and later the pages) show, separate from the rows.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::audit;
+use crate::db::models::{AuditEvent, Change};
+use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
+use crate::domain::schema::SignoffPolicy;
+use crate::domain::Schema;
+
+pub fn number(id: i64) -> String {
+    format!("CHG-{id}")
+}
+
+#[derive(Debug, Serialize)]
+pub struct PersonView {
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OperationView {
+    pub name: String,
+    pub label: String,
+    pub target: String,
+    pub effect: String,
+    pub effect_text: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignoffView {
+    pub side: String,
+    pub by: PersonView,
+    pub fingerprint: String,
+    pub stale: bool,
+    pub comment: String,
+    pub at: NaiveDateTime,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SideStatus {
+    pub team: String,
+    pub required: u32,
+    pub current: u32,
+    pub missing: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConflictView {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub state: String,
+    pub shared_targets: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeSummaryView {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub state: String,
+    pub operation: String,
+    pub effect: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub target_count: i64,
+    pub root_count: i64,
+    pub error_count: i64,
+    pub fingerprint: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub submitted_at: Option<NaiveDateTime>,
+    pub approved_at: Option<NaiveDateTime>,
+}
+
+impl ChangeSummaryView {
+    pub fn new(schema: &Schema, c: &Change) -> Self {
+        ChangeSummaryView {
+            id: c.id,
+            number: number(c.id),
+            title: c.title.clone(),
+            state: c.state.clone(),
+            operation: c.operation.clone(),
+            effect: schema.operation(&c.operation).map(|o| o.effect.as_str().to_string()).unwrap_or_default(),
+            requesting_team: c.requesting_team.clone(),
+            implementing_team: c.implementing_team.clone(),
+            target_count: c.target_count,
+            root_count: c.root_count,
+            error_count: c.error_count,
+            fingerprint: c.fingerprint.clone(),
+            created_at: c.created_at,
+            submitted_at: c.submitted_at,
+            approved_at: c.approved_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub rationale: String,
+    pub state: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub author: PersonView,
+    pub operation: OperationView,
+    pub params: Value,
+    pub targets: Value,
+    pub expect: Option<Value>,
+    pub schema_hash: String,
+    /// False when the schema changed since this change was resolved.
+    pub schema_current: bool,
+    pub fingerprint: Option<String>,
+    pub fingerprint_short: Option<String>,
+    pub summary: Summary,
+    pub errors: Vec<ResolutionError>,
+    pub error_count: i64,
+    pub signoffs: Vec<SignoffView>,
+    pub policy: SignoffPolicy,
+    pub requester_side: SideStatus,
+    pub implementer_side: SideStatus,
+    /// The implementer must send `confirm_count` equal to the target count.
+    pub confirm_count_required: bool,
+    pub conflicts: Vec<ConflictView>,
+    pub reject_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub resolved_at: NaiveDateTime,
+    pub submitted_at: Option<NaiveDateTime>,
+    pub approved_at: Option<NaiveDateTime>,
+}
+
+impl ChangeView {
+    pub fn short(&self) -> Option<String> {
+        self.fingerprint.as_deref().map(short_fingerprint)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub actor: String,
+    pub action: String,
+    pub change: Option<String>,
+    pub detail: Value,
+    pub hash: String,
+}
+
+impl From<AuditEvent> for EventView {
+    fn from(e: AuditEvent) -> Self {
+        EventView {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            change: e.change_id.map(number),
+            detail: serde_json::from_str(&e.detail).unwrap_or(Value::Null),
+            hash: e.hash,
+        }
+    }
+}
+
+pub fn verdict_json(v: &audit::Verdict) -> Value {
+    match v {
+        audit::Verdict::Intact { events } => serde_json::json!({"intact": true, "events": events}),
+        audit::Verdict::Broken { id, reason } => serde_json::json!({"intact": false, "first_broken_event": id, "reason": reason}),
+    }
+}

@@ -1,0 +1,369 @@
+//! JSON API handlers: parse, call one service function, serialise.
+
+use actix_web::error::JsonPayloadError;
+use actix_web::{web, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Authed;
+use super::{with_conn, State};
+use crate::db::{audit, changes as repo, inventory};
+use crate::error::{AppError, AppResult};
+use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
+use crate::service::views::{number, ChangeSummaryView, EventView};
+use crate::service::{self, inventory as inv};
+
+pub fn json_error(err: JsonPayloadError) -> AppError {
+    match &err {
+        JsonPayloadError::OverflowKnownLength { length, limit } => AppError::client(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is {length} bytes; the limit is {limit} (COUNTERSIGN_MAX_JSON_BYTES)"),
+        ),
+        JsonPayloadError::Overflow { limit } => AppError::client(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes (COUNTERSIGN_MAX_JSON_BYTES)"),
+        ),
+        JsonPayloadError::Deserialize(e) => AppError::bad_request("invalid_json", format!("the body is not a valid request: {e}")),
+        JsonPayloadError::ContentType => AppError::client(actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send JSON (Content-Type: application/json)"),
+        other => AppError::bad_request("invalid_json", other.to_string()),
+    }
+}
+
+pub async fn not_found() -> AppResult<HttpResponse> {
+    Err(AppError::client(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such API endpoint (see README \"API\")"))
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(state: State) -> HttpResponse {
+    let backend = state.config.database.backend_name();
+    let r = with_conn(&state, |conn| {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    })
+    .await;
+    match r {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": backend})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": backend, "error": {"code": "database_unavailable", "message": "the database does not answer"}}))
+        }
+    }
+}
+
+pub async fn get_schema(state: State, _user: Authed) -> HttpResponse {
+    HttpResponse::Ok().json(&*state.schema)
+}
+
+pub async fn me(Authed(user): Authed) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"email": user.email, "name": user.name, "teams": user.teams, "is_admin": user.is_admin}))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    pub partial: bool,
+}
+
+/// `POST /api/v1/inventory`: NDJSON, streamed into the importer through a bounded
+/// channel, so a 1M-line body never sits in memory.
+pub async fn import_inventory(state: State, Authed(user): Authed, query: web::Query<ImportQuery>, mut payload: web::Payload) -> AppResult<HttpResponse> {
+    if !user.can_write_inventory(&state.schema) {
+        return Err(AppError::forbidden("forbidden", "only admins and members of an implementing team can import inventory"));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, String>>(8);
+    let pool = state.pool.clone();
+    let schema = state.schema.clone();
+    let partial = query.partial;
+    let worker = web::block(move || -> AppResult<_> {
+        let mut conn = pool.get()?;
+        let mut pending: std::vec::IntoIter<String> = Vec::new().into_iter();
+        let lines = std::iter::from_fn(move || loop {
+            if let Some(l) = pending.next() {
+                return Some(Ok(l));
+            }
+            match rx.blocking_recv()? {
+                Ok(batch) => pending = batch.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        });
+        service::inventory::import(&mut conn, &schema, &user, lines, partial)
+    });
+    let limit = state.config.max_import_bytes;
+    let mut total = 0usize;
+    let mut too_large = false;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    'feed: while let Some(chunk) = payload.next().await {
+        let bytes = match chunk {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                break;
+            }
+        };
+        total += bytes.len();
+        if total > limit {
+            too_large = true;
+            let _ = tx.send(Err(format!("the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES)"))).await;
+            break;
+        }
+        buf.extend_from_slice(&bytes);
+        if let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') {
+            let rest = buf.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut buf, rest);
+            let mut lines = Vec::new();
+            for raw in complete.split(|b| *b == b'\n') {
+                line_no += 1;
+                match std::str::from_utf8(raw) {
+                    Ok(s) => lines.push(s.to_string()),
+                    Err(_) => {
+                        let _ = tx.send(Err(format!("line {line_no} is not valid UTF-8"))).await;
+                        break 'feed;
+                    }
+                }
+            }
+            lines.pop(); // the empty piece after the final newline
+            line_no -= 1;
+            if tx.send(Ok(lines)).await.is_err() {
+                break; // the importer stopped (database error); its result says why
+            }
+        }
+    }
+    if !buf.is_empty() && !too_large {
+        match String::from_utf8(std::mem::take(&mut buf)) {
+            Ok(s) => {
+                let _ = tx.send(Ok(vec![s])).await;
+            }
+            Err(_) => {
+                let _ = tx.send(Err(format!("line {} is not valid UTF-8", line_no + 1))).await;
+            }
+        }
+    }
+    drop(tx);
+    let result = worker.await.map_err(|e| AppError::Unexpected(anyhow::anyhow!("import task failed: {e}")))?;
+    if too_large {
+        return Err(AppError::client(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES); nothing was written")));
+    }
+    let report = result?;
+    if !report.committed {
+        let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
+        return Err(AppError::unprocessable("invalid_lines", msg).with_details(serde_json::to_value(&report).unwrap_or_default()));
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+pub async fn list_inventory(state: State, _user: Authed, q: web::Query<inventory::ListFilter>) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let f = q.into_inner();
+    let rows = with_conn(&state, move |conn| inv::list(conn, &st.schema, &f)).await?;
+    let next = if rows.len() as i64 >= 1 { rows.last().map(|e| e.id.clone()) } else { None };
+    Ok(HttpResponse::Ok().json(json!({"entities": rows, "next_after": next})))
+}
+
+pub async fn get_entity(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let id = path.into_inner();
+    let d = with_conn(&state, move |conn| inv::detail(conn, &st.schema, &id)).await?;
+    Ok(HttpResponse::Ok().json(d))
+}
+
+async fn change_json(state: &State, id: i64) -> AppResult<serde_json::Value> {
+    let st = state.clone();
+    let v = with_conn(state, move |conn| svc::view(conn, &st.schema, id)).await?;
+    Ok(serde_json::to_value(v).unwrap_or_default())
+}
+
+pub async fn create_change(state: State, Authed(user): Authed, body: web::Json<CreateChange>) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let id = with_conn(&state, move |conn| svc::create(conn, &st.schema, &user, body.into_inner())).await?;
+    let v = change_json(&state, id).await?;
+    Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/changes/{id}"))).json(v))
+}
+
+pub async fn list_changes(state: State, _user: Authed, q: web::Query<repo::ListFilter>) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let f = q.into_inner();
+    if let Some(s) = &f.state {
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if crate::domain::ChangeState::parse(part).is_none() {
+                return Err(AppError::unprocessable("invalid_state", format!("unknown state `{part}`")));
+            }
+        }
+    }
+    let rows = with_conn(&state, move |conn| Ok(repo::list(conn, &f)?)).await?;
+    let views: Vec<ChangeSummaryView> = rows.iter().map(|c| ChangeSummaryView::new(&st.schema, c)).collect();
+    Ok(HttpResponse::Ok().json(json!({"changes": views})))
+}
+
+pub async fn get_change(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+}
+
+pub async fn edit_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<EditChange>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let st = state.clone();
+    let outcome = with_conn(&state, move |conn| svc::edit(conn, &st.schema, &user, id, body.into_inner())).await?;
+    let mut v = change_json(&state, id).await?;
+    v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn resolve_change(state: State, Authed(user): Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let st = state.clone();
+    let outcome = with_conn(&state, move |conn| svc::reresolve(conn, &st.schema, &user, id)).await?;
+    let mut v = change_json(&state, id).await?;
+    v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn submit_change(state: State, Authed(user): Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let st = state.clone();
+    with_conn(&state, move |conn| svc::submit(conn, &st.schema, &user, id)).await?;
+    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+}
+
+pub async fn sign_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<SignRequest>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let st = state.clone();
+    with_conn(&state, move |conn| svc::sign(conn, &st.schema, &user, id, body.into_inner())).await?;
+    Ok(HttpResponse::Created().json(change_json(&state, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn reject_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<ReasonBody>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.into_inner().reason.unwrap_or_default();
+    with_conn(&state, move |conn| svc::reject(conn, &user, id, &reason)).await?;
+    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+}
+
+pub async fn cancel_change(state: State, Authed(user): Authed, path: web::Path<String>, body: Option<web::Json<ReasonBody>>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    with_conn(&state, move |conn| svc::cancel(conn, &user, id, reason.as_deref())).await?;
+    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    pub body: String,
+}
+
+pub async fn comment_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<CommentBody>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let text = body.into_inner().body;
+    let cid = with_conn(&state, move |conn| svc::comment(conn, &user, id, &text)).await?;
+    Ok(HttpResponse::Created().json(json!({"id": cid, "change": number(id)})))
+}
+
+pub async fn list_comments(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let rows = with_conn(&state, move |conn| {
+        repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        Ok(repo::comments(conn, id)?)
+    })
+    .await?;
+    let list: Vec<_> = rows.into_iter().map(|(c, email, name)| json!({"id": c.id, "by": {"email": email, "name": name}, "body": c.body, "at": c.created_at})).collect();
+    Ok(HttpResponse::Ok().json(json!({"comments": list})))
+}
+
+pub async fn change_events(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let rows = with_conn(&state, move |conn| {
+        repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        Ok(audit::for_change(conn, id)?)
+    })
+    .await?;
+    let list: Vec<EventView> = rows.into_iter().map(EventView::from).collect();
+    Ok(HttpResponse::Ok().json(json!({"events": list})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TargetsQuery {
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+    pub q: Option<String>,
+    pub format: Option<String>,
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote always; neutralise spreadsheet formulas.
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub async fn change_targets(state: State, _user: Authed, path: web::Path<String>, q: web::Query<TargetsQuery>) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let q = q.into_inner();
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(AppError::unprocessable("invalid_format", format!("format must be `json` or `csv`, not `{other}`"))),
+    };
+    let offset = q.offset.unwrap_or(0).max(0);
+    let limit = if csv { i64::MAX } else { q.limit.unwrap_or(100).clamp(1, 10_000) };
+    let search = q.q.clone();
+    let (change, total, rows) = with_conn(&state, move |conn| {
+        crate::db::read_tx(conn, |conn| {
+            let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
+            Ok((c, total, rows))
+        })
+    })
+    .await?;
+    if csv {
+        let mut out = String::with_capacity(rows.len() * 96 + 64);
+        out.push_str("kind,id,scope_path,name\n");
+        for r in &rows {
+            out.push_str(&format!("{},{},{},{}\n", csv_field(&r.kind), csv_field(&r.entity_id), csv_field(&r.scope_path), csv_field(&r.name)));
+        }
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"{}-targets.csv\"", number(id))))
+            .insert_header(("X-Fingerprint", change.fingerprint.clone().unwrap_or_default()))
+            .body(out));
+    }
+    let targets: Vec<_> = rows.iter().map(|r| json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name})).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "change": number(id),
+        "fingerprint": change.fingerprint,
+        "schema_hash": change.schema_hash,
+        "operation": change.operation,
+        "params": serde_json::from_str::<serde_json::Value>(&change.params).unwrap_or_default(),
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "targets": targets,
+    })))
+}
+
+pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let items = with_conn(&state, move |conn| svc::queue(conn, &st.schema, &user)).await?;
+    Ok(HttpResponse::Ok().json(json!({"changes": items})))
+}
+
+pub async fn audit_verify(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
+    if !user.is_admin {
+        return Err(AppError::forbidden("forbidden", "only admins can verify the audit trail over the API"));
+    }
+    let v = with_conn(&state, |conn| Ok(audit::verify(conn)?)).await?;
+    Ok(HttpResponse::Ok().json(crate::service::views::verdict_json(&v)))
+}

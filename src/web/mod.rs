@@ -1,0 +1,140 @@
+//! HTTP: one route table, the JSON API over the services, request logging.
+
+pub mod api;
+pub mod auth;
+pub mod middleware;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::domain::Schema;
+use crate::error::AppError;
+
+/// Shared by every request.
+pub struct AppState {
+    pub pool: Pool,
+    pub schema: Arc<Schema>,
+    pub config: Config,
+}
+
+pub type State = web::Data<AppState>;
+
+/// Run blocking database work on the blocking pool with a pooled connection.
+pub async fn with_conn<T, F>(state: &State, f: F) -> Result<T, AppError>
+where
+    F: FnOnce(&mut db::DbConn) -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Prepare the database (migrations, schema record, re-resolution of changes resolved
+    /// under an older schema) and bind. `bind` may use port 0; see [`Application::port`].
+    pub fn build(config: Config, schema: Schema, schema_source: &str) -> anyhow::Result<Application> {
+        let pool = db::build_pool(&config.database, config.pool_size)?;
+        prepare_database(&pool, &schema, schema_source)?;
+        let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState { pool, schema: Arc::new(schema), config });
+        let server = HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
+            .listen(listener)?
+            .shutdown_timeout(30)
+            .run();
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until SIGINT/SIGTERM (graceful: in-flight requests finish) or the handle stops it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+/// Migrate, record the schema version, and re-resolve open changes resolved under an
+/// older schema (their sign-offs become stale).
+pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> anyhow::Result<()> {
+    let mut conn = pool.get().map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let applied = db::run_migrations(&mut conn)?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    let new = crate::service::record_schema(&mut conn, schema, schema_source, &crate::db::audit::Actor::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if new {
+        tracing::info!(hash = %schema.hash, "recorded a new schema version");
+    }
+    let n = crate::service::changes::reresolve_for_schema(&mut conn, schema).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if n > 0 {
+        tracing::warn!(changes = n, "re-resolved open changes under the new schema; their sign-offs are stale");
+    }
+    Ok(())
+}
+
+/// The one route table.
+pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
+    let json_limit = state.config.max_json_bytes;
+    cfg.app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(json_limit)
+                .content_type_required(false)
+                .error_handler(|err, _| api::json_error(err).into()),
+        )
+        .app_data(web::QueryConfig::default().error_handler(|err, _| AppError::bad_request("invalid_query", err.to_string()).into()))
+        .app_data(web::PathConfig::default().error_handler(|err, _| AppError::bad_request("invalid_path", err.to_string()).into()))
+        .service(
+            web::scope("")
+                .wrap(actix_web::middleware::from_fn(middleware::request_log))
+                .route("/healthz", web::get().to(api::healthz))
+                .route("/readyz", web::get().to(api::readyz))
+                .service(
+                    web::scope("/api/v1")
+                        .route("/schema", web::get().to(api::get_schema))
+                        .route("/me", web::get().to(api::me))
+                        .route("/inventory", web::post().to(api::import_inventory))
+                        .route("/inventory", web::get().to(api::list_inventory))
+                        .route("/inventory/{id}", web::get().to(api::get_entity))
+                        .route("/changes", web::post().to(api::create_change))
+                        .route("/changes", web::get().to(api::list_changes))
+                        .route("/changes/{id}", web::get().to(api::get_change))
+                        .route("/changes/{id}", web::patch().to(api::edit_change))
+                        .route("/changes/{id}/targets", web::get().to(api::change_targets))
+                        .route("/changes/{id}/resolve", web::post().to(api::resolve_change))
+                        .route("/changes/{id}/submit", web::post().to(api::submit_change))
+                        .route("/changes/{id}/signoffs", web::post().to(api::sign_change))
+                        .route("/changes/{id}/reject", web::post().to(api::reject_change))
+                        .route("/changes/{id}/cancel", web::post().to(api::cancel_change))
+                        .route("/changes/{id}/comments", web::post().to(api::comment_change))
+                        .route("/changes/{id}/comments", web::get().to(api::list_comments))
+                        .route("/changes/{id}/events", web::get().to(api::change_events))
+                        .route("/queue", web::get().to(api::queue))
+                        .route("/audit/verify", web::get().to(api::audit_verify))
+                        .default_service(web::to(api::not_found)),
+                )
+                .default_service(web::to(|| async { HttpResponse::NotFound().json(serde_json::json!({"error": {"code": "not_found", "message": "no such page"}})) })),
+        );
+}
