@@ -259,8 +259,8 @@ impl Importer<'_> {
             let prior_kind = accepted.get(&l.id).map(|p| p.kind.as_str()).or_else(|| existing.get(&l.id).map(|e| e.kind.as_str()));
             if let Some(pk) = prior_kind {
                 if pk != kind.name {
-                    let other = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_else(|| pk.to_string());
-                    self.error(n, Some(&l.id), "id_taken", format!("`{}` is already a {other}; an ID is unique across all kinds, so it cannot also be a {}", l.id, kind.describe()));
+                    let other = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_else(|| pk.to_string());
+                    self.error(n, Some(&l.id), "id_taken", format!("`{}` is already {other}; an ID is unique across all kinds, so it cannot also be {}", l.id, kind.a_describe()));
                     continue;
                 }
             }
@@ -270,21 +270,21 @@ impl Importer<'_> {
                     continue;
                 }
                 (Some(pk), None) => {
-                    let pkind = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_default();
-                    self.error(n, Some(&l.id), "missing_parent", format!("a {} must name its parent {pkind}", kind.describe()));
+                    let pkind = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_default();
+                    self.error(n, Some(&l.id), "missing_parent", format!("{} must name its parent, {pkind}", kind.a_describe()));
                     continue;
                 }
                 (Some(pk), Some(p)) => {
                     let parent_kind = accepted.get(p).map(|x| x.kind.as_str()).or_else(|| existing.get(p).map(|e| e.kind.as_str()));
-                    let want = self.schema.kind(pk).map(|k| k.describe()).unwrap_or_default();
+                    let want = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_default();
                     match parent_kind {
                         None => {
-                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected a {want}"));
+                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}"));
                             continue;
                         }
                         Some(actual) if actual != pk => {
-                            let is = self.schema.kind(actual).map(|k| k.describe()).unwrap_or_else(|| actual.to_string());
-                            self.error(n, Some(&l.id), "wrong_parent_kind", format!("parent `{p}` is a {is}, but a {}'s parent must be a {want}", kind.describe()));
+                            let is = self.schema.kind(actual).map(|k| k.a_describe()).unwrap_or_else(|| actual.to_string());
+                            self.error(n, Some(&l.id), "wrong_parent_kind", format!("parent `{p}` is {is}, but the parent of {} must be {want}", kind.a_describe()));
                             continue;
                         }
                         _ => {}

@@ -34,7 +34,7 @@ impl Errs {
 }
 
 fn kind_desc(schema: &Schema, name: &str) -> String {
-    schema.kind(name).map(Kind::describe).unwrap_or_else(|| name.to_string())
+    schema.kind(name).map(Kind::a_describe).unwrap_or_else(|| name.to_string())
 }
 
 fn plural_desc(k: &Kind) -> String {
@@ -89,7 +89,7 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         let id = match claimed {
             Some(k) if schema.kind(k).is_some() => {
                 if k != op.target {
-                    let msg = format!("line says `{k}:`, but {} acts on {}; a {} ID is never a target of this operation", op.label, plural_desc(target_kind), kind_desc(schema, k));
+                    let msg = format!("line says `{k}:`, but {} acts on {}; the ID of {} is never a target of this operation", op.label, plural_desc(target_kind), kind_desc(schema, k));
                     errs.push_kinds("targets.ids", Some(line), input, msg, k, &op.target);
                     continue;
                 }
@@ -116,10 +116,10 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         for (line, input, id) in &wanted {
             match found.remove(id) {
                 Some(e) if e.kind != op.target => {
-                    let mut msg = format!("`{id}` is a {}, but {} acts on {}", kind_desc(schema, &e.kind), op.label, plural_desc(target_kind));
+                    let mut msg = format!("`{id}` is {}, but {} acts on {}", kind_desc(schema, &e.kind), op.label, plural_desc(target_kind));
                     if schema.descent(&e.kind, &op.target).is_some() {
                         msg.push_str(&format!(
-                            "; a {} can only be a scope: to act on the {} inside it, use targets.within with kind `{}`",
+                            "; {} can only be a scope: to act on the {} inside it, use targets.within with kind `{}`",
                             kind_desc(schema, &e.kind),
                             target_kind.plural,
                             e.kind
@@ -180,7 +180,7 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
                             None if scope_kind.matches(id) => errs.push("targets.within.ids", line, id, "not_found", format!("scope `{id}` is not in the inventory: there is no {} with that ID", scope_kind.describe())),
                             None => errs.push("targets.within.ids", line, id, "pattern_mismatch", format!("scope `{id}` is not a valid {} ID: expected {}", scope_kind.describe(), scope_kind.syntax_hint())),
                             Some(e) if e.kind != within.kind => {
-                                let msg = format!("scope `{id}` is a {}, but the scope kind is {}", kind_desc(schema, &e.kind), scope_kind.describe());
+                                let msg = format!("scope `{id}` is {}, but the scope kind is {}", kind_desc(schema, &e.kind), scope_kind.describe());
                                 errs.push_kinds("targets.within.ids", line, id, msg, &e.kind, &within.kind);
                             }
                             Some(_) => {

@@ -44,6 +44,11 @@ impl Kind {
         format!("{} ({})", self.label, self.name)
     }
 
+    /// "an App installation (app_install)", "a Cloud site (site)"
+    pub fn a_describe(&self) -> String {
+        format!("{} {}", article(&self.label), self.describe())
+    }
+
     /// What the syntax is, for error messages: "`[0-9a-f]{8}-…`, e.g. `0b1c…`".
     pub fn syntax_hint(&self) -> String {
         let mut s = String::new();
@@ -264,6 +269,14 @@ struct RawParam {
     values: Vec<String>,
 }
 
+/// "a" or "an" for a label.
+pub fn article(word: &str) -> &'static str {
+    match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
 fn name_ok(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
@@ -290,7 +303,7 @@ impl Schema {
     /// Parse and validate a schema; every problem is reported at once.
     pub fn from_toml(source: &str) -> Result<Schema, SchemaErrors> {
         let raw: RawSchema = toml::from_str(source).map_err(|e| {
-            let line = e.span().map(|s| source[..s.start.min(source.len())].lines().count().max(1));
+            let line = e.span().map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
             SchemaErrors(vec![SchemaProblem {
                 place: "file".into(),
                 line,

@@ -1,0 +1,236 @@
+//! `spawn_app`: a real server on a random port with its own database (a temp SQLite file,
+//! or a fresh PostgreSQL database when COUNTERSIGN_TEST_DATABASE_URL is set).
+
+use std::collections::HashMap;
+
+use countersign::config::Config;
+use countersign::db::{self, audit::Actor, users, write_tx, DatabaseUrl, Pool};
+use countersign::error::AppError;
+use countersign::web::Application;
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: Pool,
+    pub tokens: HashMap<&'static str, String>,
+    pub client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Test people: (key, email, name, team, admin).
+pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
+    ("ana", "ana@req.example", "Ana", Some("app-owners"), false),
+    ("ben", "ben@req.example", "Ben", Some("app-owners"), false),
+    ("carla", "carla@ops.example", "Carla", Some("platform-ops"), false),
+    ("dev", "dev@ops.example", "Dev", Some("platform-ops"), false),
+    ("eli", "eli@ops.example", "Eli", Some("platform-ops"), false),
+    ("olga", "olga@elsewhere.example", "Olga", None, false),
+    ("root", "root@admin.example", "Root", None, true),
+];
+
+// Fixture IDs (valid syntax per the example schema).
+pub const ORG1: &str = "org-00000001";
+pub const ORG2: &str = "org-00000002";
+pub fn site(n: u32) -> String {
+    format!("5f0c6a52-0000-4000-8000-{n:012x}")
+}
+pub fn inst(n: u32) -> String {
+    format!("0b1c2d3e-0000-4000-8000-{n:012x}")
+}
+
+/// Two orgs; org1 has sites 1-3, org2 has site 4 (+ empty site 5); apps 1-8.
+/// insight on apps 1, 3, 5, 7; ledger on 2, 4, 6, 8.
+pub fn fixture_lines() -> Vec<String> {
+    let mut v = vec![
+        json!({"kind": "org", "id": ORG1, "name": "Acme Corp", "attrs": {"plan": "legacy"}}),
+        json!({"kind": "org", "id": ORG2, "name": "Globex", "attrs": {"plan": "standard"}}),
+    ];
+    for (s, org) in [(1, ORG1), (2, ORG1), (3, ORG1), (4, ORG2), (5, ORG2)] {
+        v.push(json!({"kind": "site", "id": site(s), "parent": org, "name": format!("site{s}.example.net")}));
+    }
+    for a in 1..=8u32 {
+        let s = match a {
+            1 | 2 => 1,
+            3 | 4 => 2,
+            5 | 6 => 3,
+            _ => 4,
+        };
+        let appname = if a % 2 == 1 { "insight" } else { "ledger" };
+        v.push(json!({"kind": "app_install", "id": inst(a), "parent": site(s), "name": format!("{appname} on site{s}"), "attrs": {"app": appname, "version": "1.0.0"}}));
+    }
+    v.into_iter().map(|j| j.to_string()).collect()
+}
+
+fn pg_base() -> Option<String> {
+    std::env::var("COUNTERSIGN_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A fresh PostgreSQL database on the server named by the base URL.
+fn fresh_pg(base: &str) -> String {
+    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(base).expect("connect to COUNTERSIGN_TEST_DATABASE_URL");
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+    let (prefix, rest) = base.rsplit_once('/').expect("database URL has a path");
+    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{prefix}/{name}{query}")
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let (url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            (DatabaseUrl::Sqlite(dir.path().join("test.db")), Some(dir))
+        }
+        Backend::Postgres => {
+            let base = pg_base()?;
+            (DatabaseUrl::Postgres(fresh_pg(&base)), None)
+        }
+    };
+    let mut config = Config::for_database(url.clone());
+    config.pool_size = 6;
+    tweak(&mut config);
+    let (schema, source) = config.load_schema().expect("schema");
+    let app = Application::build(config, schema.clone(), &source).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let pool = db::build_pool(&url, 4).expect("pool");
+    let tokens = {
+        let mut conn = pool.get().expect("conn");
+        write_tx(&mut conn, |conn| -> Result<_, AppError> {
+            users::create_team(conn, "app-owners")?;
+            users::create_team(conn, "platform-ops")?;
+            let mut tokens = HashMap::new();
+            for (key, email, name, team, admin) in PEOPLE {
+                let u = users::create_user(conn, email, name, admin)?;
+                if let Some(t) = team {
+                    let t = users::find_team(conn, t)?.expect("team");
+                    users::add_member(conn, t.id, u.id)?;
+                }
+                tokens.insert(key, users::create_token(conn, u.id, "test")?);
+            }
+            Ok(tokens)
+        })
+        .expect("seed people")
+    };
+    let _ = Actor::system();
+    let _ = (schema, backend);
+    Some(TestApp { address, pool, tokens, client: reqwest::Client::new(), _dir: dir })
+}
+
+impl TestApp {
+    pub fn token(&self, who: &str) -> &str {
+        self.tokens.get(who).map(String::as_str).unwrap_or("nope")
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, who: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.address)).bearer_auth(self.token(who));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, who: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, who, None).await
+    }
+
+    pub async fn post(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, who, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PATCH, path, who, Some(body)).await
+    }
+
+    pub async fn import(&self, who: &str, lines: &[String], partial: bool) -> (StatusCode, Value) {
+        let body = lines.join("\n");
+        let res = self
+            .client
+            .post(format!("{}/api/v1/inventory{}", self.address, if partial { "?partial=true" } else { "" }))
+            .bearer_auth(self.token(who))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("import");
+        let status = res.status();
+        (status, res.json().await.expect("json"))
+    }
+
+    pub async fn load_fixture(&self) {
+        let (s, v) = self.import("carla", &fixture_lines(), false).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    /// Create a change as `who` (draft); returns its JSON.
+    pub async fn create(&self, who: &str, op: &str, targets: Value) -> Value {
+        let (s, v) = self.post("/api/v1/changes", who, json!({"title": "t", "rationale": "r", "requesting_team": "app-owners", "operation": op, "targets": targets})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    /// Create and submit; returns (id, fingerprint).
+    pub async fn submitted(&self, who: &str, op: &str, targets: Value) -> (i64, String) {
+        let v = self.create(who, op, targets).await;
+        let id = v["id"].as_i64().unwrap();
+        let (s, v) = self.post(&format!("/api/v1/changes/{id}/submit"), who, json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        (id, v["fingerprint"].as_str().unwrap().to_string())
+    }
+
+    pub async fn sign(&self, id: i64, who: &str, side: &str, fp: &str, confirm: Option<u64>) -> (StatusCode, Value) {
+        self.post(&format!("/api/v1/changes/{id}/signoffs"), who, json!({"side": side, "fingerprint": fp, "comment": "ok", "confirm_count": confirm})).await
+    }
+
+    pub async fn change(&self, id: i64) -> Value {
+        let (s, v) = self.get(&format!("/api/v1/changes/{id}"), "ana").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    pub fn conn(&self) -> db::PooledConn {
+        self.pool.get().expect("conn")
+    }
+}
+
+/// Generate `mod name { sqlite, postgres }` tests from `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::{spawn_app, Backend};
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let app = spawn_app(Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let Some(app) = spawn_app(Backend::Postgres).await else {
+                        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            }
+        )*
+    };
+}

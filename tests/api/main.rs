@@ -1,0 +1,11 @@
+//! Integration tests: one binary, a real server per test. Every test runs on SQLite and,
+//! when COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL.
+
+mod audit;
+mod basics;
+mod changes;
+mod cli;
+mod concurrency;
+mod helpers;
+mod inventory;
+mod signoffs;

@@ -1,0 +1,115 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{inst, site, TestApp};
+
+async fn signoff_rules(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app.submitted("ana", "uninstall_app", json!({"ids": [inst(1), inst(2)]})).await;
+    // Wrong fingerprint: 409 with the current one.
+    let (s, v) = app.sign(id, "carla", "implementer", "sha256:0000", None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["error"]["details"]["current_fingerprint"], fp);
+    // Not in the side's team.
+    let (s, v) = app.sign(id, "carla", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "not_in_team");
+    let (s, _) = app.sign(id, "olga", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Requester signs; twice is refused.
+    assert_eq!(app.sign(id, "ana", "requester", &fp, None).await.0, StatusCode::CREATED);
+    let (s, v) = app.sign(id, "ana", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["error"]["code"], "already_signed");
+    let v = app.change(id).await;
+    assert_eq!(v["state"], "awaiting_signoff");
+    assert_eq!(v["requester_side"]["missing"], 0);
+    assert_eq!(v["implementer_side"]["missing"], 1);
+    // Implementer approves.
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "approved");
+    assert!(v["approved_at"].is_string());
+    // No more sign-offs on an approved change.
+    let (s, v) = app.sign(id, "dev", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["error"]["details"]["state"], "approved");
+}
+
+/// One person never counts on both sides; the author never signs as implementer.
+async fn separation_of_duties(app: TestApp) {
+    app.load_fixture().await;
+    // Make carla a member of both teams, so only the rule (not membership) stops her.
+    {
+        use countersign::db::users;
+        let mut conn = app.conn();
+        let t = users::find_team(&mut conn, "app-owners").unwrap().unwrap();
+        let u = users::find_user_by_email(&mut conn, "carla@ops.example").unwrap().unwrap();
+        users::add_member(&mut conn, t.id, u.id).unwrap();
+    }
+    let (id, fp) = app.submitted("carla", "uninstall_app", json!({"ids": [inst(1)]})).await;
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "separation_of_duties");
+    assert!(v["error"]["message"].as_str().unwrap().contains("author"));
+
+    let (id, fp) = app.submitted("ana", "uninstall_app", json!({"ids": [inst(3)]})).await;
+    assert_eq!(app.sign(id, "carla", "requester", &fp, None).await.0, StatusCode::CREATED);
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(v["error"]["message"].as_str().unwrap().contains("both sides"), "{v}");
+    let v = app.change(id).await;
+    assert_eq!(v["state"], "awaiting_signoff");
+}
+
+async fn typed_count_and_two_implementers(app: TestApp) {
+    app.load_fixture().await;
+    // delete_site: confirm_above = 0 and two implementers.
+    let (id, fp) = app.submitted("ana", "delete_site", json!({"ids": [site(5)]})).await;
+    assert_eq!(app.sign(id, "ana", "requester", &fp, None).await.0, StatusCode::CREATED);
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "confirm_count_required");
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, Some(2)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "confirm_count_mismatch");
+    assert_eq!(v["error"]["details"]["expected"], 1);
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, Some(1)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["state"], "awaiting_signoff");
+    assert_eq!(v["implementer_side"]["missing"], 1);
+    assert_eq!(v["confirm_count_required"], true);
+    let (s, v) = app.sign(id, "dev", "implementer", &fp, Some(1)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["state"], "approved");
+    let signers: Vec<&str> = v["signoffs"].as_array().unwrap().iter().map(|s| s["by"]["email"].as_str().unwrap()).collect();
+    assert_eq!(signers, vec!["ana@req.example", "carla@ops.example", "dev@ops.example"]);
+}
+
+/// An edit of an approved change un-approves it; sign-offs go stale but stay listed.
+async fn edit_after_approval(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]})).await;
+    app.sign(id, "ana", "requester", &fp, None).await;
+    app.sign(id, "carla", "implementer", &fp, None).await;
+    // A title edit does not change what is signed.
+    let (s, v) = app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"title": "Better title"})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["state"], "approved");
+    // A target edit does.
+    let (_, v) = app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"targets": {"ids": [inst(1), inst(3)]}})).await;
+    assert_eq!(v["state"], "awaiting_signoff");
+    assert_ne!(v["fingerprint"], fp);
+    assert!(v["signoffs"].as_array().unwrap().iter().all(|s| s["stale"] == true));
+    let fp2 = v["fingerprint"].as_str().unwrap().to_string();
+    // The same people may sign the new list (on their own sides).
+    assert_eq!(app.sign(id, "ana", "requester", &fp2, None).await.0, StatusCode::CREATED);
+    let (_, v) = app.sign(id, "carla", "implementer", &fp2, None).await;
+    assert_eq!(v["state"], "approved");
+    // An edit that introduces an error sends it back to draft.
+    let (_, v) = app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"targets": {"ids": [site(1)]}})).await;
+    assert_eq!(v["state"], "draft");
+}
+
+both_backends!(signoff_rules, separation_of_duties, typed_count_and_two_implementers, edit_after_approval);
