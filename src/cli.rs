@@ -162,20 +162,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = Config::from_env()?;
             let pool = db::build_pool(&config.database, 1)?;
             let applied = db::run_migrations(&mut *pool.get()?)?;
-            println!("{} migration(s) applied on {}", applied.len(), config.database.redacted());
+            println!(
+                "{} migration(s) applied on {}",
+                applied.len(),
+                config.database.redacted()
+            );
             Ok(0)
         }
         Command::Schema(SchemaCmd::Check { file }) => {
-            let source = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let source = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             match Schema::from_toml(&source) {
                 Ok(s) => {
                     println!("{}: valid", file.display());
                     println!("version {}", s.hash);
                     for k in s.kinds.values() {
-                        println!("  kind {:<14} {}{}", k.name, k.label, k.parent.as_deref().map(|p| format!(" (inside {p})")).unwrap_or_default());
+                        println!(
+                            "  kind {:<14} {}{}",
+                            k.name,
+                            k.label,
+                            k.parent
+                                .as_deref()
+                                .map(|p| format!(" (inside {p})"))
+                                .unwrap_or_default()
+                        );
                     }
                     for o in s.operations.values() {
-                        println!("  operation {:<20} {} → {} [{}], implemented by {}, sign-offs {}+{}", o.name, o.label, o.target, o.effect.as_str(), o.implemented_by, o.signoffs.requester, o.signoffs.implementer);
+                        println!(
+                            "  operation {:<20} {} → {} [{}], implemented by {}, sign-offs {}+{}",
+                            o.name,
+                            o.label,
+                            o.target,
+                            o.effect.as_str(),
+                            o.implemented_by,
+                            o.signoffs.requester,
+                            o.signoffs.implementer
+                        );
                     }
                     Ok(0)
                 }
@@ -191,16 +213,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
                 Box::new(std::io::BufReader::new(std::io::stdin()))
             } else {
-                Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?))
+                Box::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    std::fs::File::open(&file)
+                        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?,
+                ))
             };
             let lines = reader.lines().map(|l| l.map_err(|e| e.to_string()));
             let started = std::time::Instant::now();
-            let report = db::inventory::import(&mut conn, &schema, lines, partial, &Actor::cli()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = db::inventory::import(&mut conn, &schema, lines, partial, &Actor::cli())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             for e in &report.errors {
-                eprintln!("line {}: {}{}", e.line, e.id.as_deref().map(|i| format!("{i}: ")).unwrap_or_default(), e.message);
+                eprintln!(
+                    "line {}: {}{}",
+                    e.line,
+                    e.id.as_deref()
+                        .map(|i| format!("{i}: "))
+                        .unwrap_or_default(),
+                    e.message
+                );
             }
             if report.rejected as usize > report.errors.len() {
-                eprintln!("… and {} more bad lines", report.rejected as usize - report.errors.len());
+                eprintln!(
+                    "… and {} more bad lines",
+                    report.rejected as usize - report.errors.len()
+                );
             }
             let secs = started.elapsed().as_secs_f64();
             if report.committed {
@@ -210,7 +247,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 Ok(if report.rejected > 0 { 2 } else { 0 })
             } else {
-                eprintln!("{} of {} lines are invalid; nothing was written (fix them or use --partial)", report.rejected, report.lines);
+                eprintln!(
+                    "{} of {} lines are invalid; nothing was written (fix them or use --partial)",
+                    report.rejected, report.lines
+                );
                 Ok(1)
             }
         }
@@ -225,11 +265,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(false);
                 }
                 users::create_team(conn, &name)?;
-                audit::append(conn, &Actor::cli(), "team_created", None, json!({"team": name}))?;
+                audit::append(
+                    conn,
+                    &Actor::cli(),
+                    "team_created",
+                    None,
+                    json!({"team": name}),
+                )?;
                 Ok(true)
             })
             .map_err(app_err)?;
-            println!("{} team {name}", if created { "created" } else { "already had" });
+            println!(
+                "{} team {name}",
+                if created { "created" } else { "already had" }
+            );
             Ok(0)
         }
         Command::Team(TeamCmd::List) => {
@@ -237,11 +286,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let (mut conn, _) = open(&config)?;
             for t in users::list_teams(&mut conn)? {
                 let members = users::team_member_emails(&mut conn, &t.name)?;
-                println!("{} ({} members): {}", t.name, members.len(), members.iter().map(|m| m.0.clone()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "{} ({} members): {}",
+                    t.name,
+                    members.len(),
+                    members
+                        .iter()
+                        .map(|m| m.0.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
             Ok(0)
         }
-        Command::User(UserCmd::Add { email, name, teams, admin }) => {
+        Command::User(UserCmd::Add {
+            email,
+            name,
+            teams,
+            admin,
+        }) => {
             let email = email.trim().to_lowercase();
             if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
                 anyhow::bail!("`{email}` is not an email address");
@@ -253,7 +316,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 for t in &teams {
                     match users::find_team(conn, t)? {
                         Some(team) => team_ids.push(team.id),
-                        None => return Err(AppError::unprocessable("unknown_team", format!("team `{t}` does not exist (countersign team add {t})"))),
+                        None => {
+                            return Err(AppError::unprocessable(
+                                "unknown_team",
+                                format!("team `{t}` does not exist (countersign team add {t})"),
+                            ))
+                        }
                     }
                 }
                 let (user, verb) = match users::find_user_by_email(conn, &email)? {
@@ -266,8 +334,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 for id in team_ids {
                     users::add_member(conn, id, user.id)?;
                 }
-                audit::append(conn, &Actor::cli(), "user_saved", None, json!({"email": email, "name": name, "teams": teams, "admin": admin}))?;
-                Ok(format!("{verb} {email} ({name}) in {}", if teams.is_empty() { "no new team".into() } else { teams.join(", ") }))
+                audit::append(
+                    conn,
+                    &Actor::cli(),
+                    "user_saved",
+                    None,
+                    json!({"email": email, "name": name, "teams": teams, "admin": admin}),
+                )?;
+                Ok(format!(
+                    "{verb} {email} ({name}) in {}",
+                    if teams.is_empty() {
+                        "no new team".into()
+                    } else {
+                        teams.join(", ")
+                    }
+                ))
             })
             .map_err(app_err)?;
             println!("{msg}");
@@ -277,9 +358,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = Config::from_env()?;
             let (mut conn, _) = open(&config)?;
             let token = write_tx(&mut conn, |conn| -> Result<String, AppError> {
-                let u = users::find_user_by_email(conn, &email)?.ok_or_else(|| AppError::not_found("user", &email))?;
+                let u = users::find_user_by_email(conn, &email)?
+                    .ok_or_else(|| AppError::not_found("user", &email))?;
                 let t = users::create_token(conn, u.id, &label)?;
-                audit::append(conn, &Actor::cli(), "token_created", None, json!({"email": u.email, "label": label}))?;
+                audit::append(
+                    conn,
+                    &Actor::cli(),
+                    "token_created",
+                    None,
+                    json!({"email": u.email, "label": label}),
+                )?;
                 Ok(t)
             })
             .map_err(app_err)?;

@@ -26,7 +26,10 @@ fn env(name: &str) -> Option<String> {
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match env(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
     }
 }
 
@@ -67,10 +70,15 @@ impl Config {
     pub fn load_schema(&self) -> anyhow::Result<(Schema, String)> {
         let (source, origin) = match &self.schema_path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("COUNTERSIGN_SCHEMA={}: cannot read: {e}", p.display()))?,
+                std::fs::read_to_string(p).map_err(|e| {
+                    anyhow::anyhow!("COUNTERSIGN_SCHEMA={}: cannot read: {e}", p.display())
+                })?,
                 p.display().to_string(),
             ),
-            None => (EXAMPLE_SCHEMA.to_string(), "the built-in example schema".to_string()),
+            None => (
+                EXAMPLE_SCHEMA.to_string(),
+                "the built-in example schema".to_string(),
+            ),
         };
         let schema = Schema::from_toml(&source).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok((schema, source))

@@ -22,13 +22,35 @@ use crate::service::changes::{self as svc, CreateChange, SignRequest};
 use crate::service::CurrentUser;
 use crate::with_concrete;
 
-const ADJ: [&str; 16] = ["Acme", "Blue", "Northern", "Bright", "Swift", "Quiet", "Golden", "Iron", "Silver", "Red", "Open", "Clear", "Rapid", "Vast", "Prime", "Noble"];
-const NOUN: [&str; 16] = ["Harbor", "Labs", "Foods", "Logistics", "Health", "Media", "Energy", "Systems", "Retail", "Capital", "Works", "Travel", "Studio", "Farms", "Robotics", "Bank"];
+const ADJ: [&str; 16] = [
+    "Acme", "Blue", "Northern", "Bright", "Swift", "Quiet", "Golden", "Iron", "Silver", "Red",
+    "Open", "Clear", "Rapid", "Vast", "Prime", "Noble",
+];
+const NOUN: [&str; 16] = [
+    "Harbor",
+    "Labs",
+    "Foods",
+    "Logistics",
+    "Health",
+    "Media",
+    "Energy",
+    "Systems",
+    "Retail",
+    "Capital",
+    "Works",
+    "Travel",
+    "Studio",
+    "Farms",
+    "Robotics",
+    "Bank",
+];
 const REGIONS: [&str; 3] = ["eu", "us", "apac"];
 const APPS: [&str; 4] = ["insight", "ledger", "pulse", "beacon"];
 
 fn uuid(rng: &mut StdRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.gen())
+        .into_uuid()
+        .to_string()
 }
 
 /// A deterministic inventory: `orgs` organisations with `sites_per_org` sites each; each
@@ -53,24 +75,50 @@ impl GenEntity {
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        Generator { rng: StdRng::seed_from_u64(seed) }
+        Generator {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// Calls `emit` for every entity, parents before children.
-    pub fn generate(&mut self, orgs: usize, sites_per_org: usize, apps: impl Fn(usize, &mut StdRng) -> Vec<&'static str>, mut emit: impl FnMut(GenEntity)) {
+    pub fn generate(
+        &mut self,
+        orgs: usize,
+        sites_per_org: usize,
+        apps: impl Fn(usize, &mut StdRng) -> Vec<&'static str>,
+        mut emit: impl FnMut(GenEntity),
+    ) {
         let mut site_no = 0usize;
         for o in 0..orgs {
             let org_id = format!("org-{:08x}", self.rng.gen::<u32>());
             let org_name = format!("{} {} {}", ADJ[o % 16], NOUN[(o / 16) % 16], o / 256 + 1);
             let slug = org_name.to_lowercase().replace(' ', "-");
-            emit(GenEntity { kind: "org", id: org_id.clone(), parent: None, name: org_name, attrs: json!({"plan": if o % 5 == 0 { "legacy" } else { "standard" }, "region": REGIONS[o % 3]}) });
+            emit(GenEntity {
+                kind: "org",
+                id: org_id.clone(),
+                parent: None,
+                name: org_name,
+                attrs: json!({"plan": if o % 5 == 0 { "legacy" } else { "standard" }, "region": REGIONS[o % 3]}),
+            });
             for s in 0..sites_per_org {
                 let site_id = uuid(&mut self.rng);
                 let site_name = format!("{slug}-{}.example.net", s + 1);
-                emit(GenEntity { kind: "site", id: site_id.clone(), parent: Some(org_id.clone()), name: site_name.clone(), attrs: json!({"url": format!("https://{site_name}"), "tier": if s == 0 { "production" } else { "staging" }}) });
+                emit(GenEntity {
+                    kind: "site",
+                    id: site_id.clone(),
+                    parent: Some(org_id.clone()),
+                    name: site_name.clone(),
+                    attrs: json!({"url": format!("https://{site_name}"), "tier": if s == 0 { "production" } else { "staging" }}),
+                });
                 for app in apps(site_no, &mut self.rng) {
                     let id = uuid(&mut self.rng);
-                    emit(GenEntity { kind: "app_install", id, parent: Some(site_id.clone()), name: format!("{app} on {site_name}"), attrs: json!({"app": app, "version": format!("{}.{}.{}", 1 + site_no % 3, site_no % 10, site_no % 7)}) });
+                    emit(GenEntity {
+                        kind: "app_install",
+                        id,
+                        parent: Some(site_id.clone()),
+                        name: format!("{app} on {site_name}"),
+                        attrs: json!({"app": app, "version": format!("{}.{}.{}", 1 + site_no % 3, site_no % 10, site_no % 7)}),
+                    });
                 }
                 site_no += 1;
             }
@@ -104,16 +152,47 @@ struct DemoUser {
 }
 
 const DEMO_USERS: [DemoUser; 6] = [
-    DemoUser { email: "ana@app-owners.example", name: "Ana Ortiz", team: Some("app-owners"), admin: false },
-    DemoUser { email: "ben@app-owners.example", name: "Ben Okafor", team: Some("app-owners"), admin: false },
-    DemoUser { email: "carla@platform-ops.example", name: "Carla Nguyen", team: Some("platform-ops"), admin: false },
-    DemoUser { email: "dev@platform-ops.example", name: "Dev Patel", team: Some("platform-ops"), admin: false },
-    DemoUser { email: "eli@platform-ops.example", name: "Eli Schmidt", team: Some("platform-ops"), admin: false },
-    DemoUser { email: "admin@countersign.example", name: "Admin", team: None, admin: true },
+    DemoUser {
+        email: "ana@app-owners.example",
+        name: "Ana Ortiz",
+        team: Some("app-owners"),
+        admin: false,
+    },
+    DemoUser {
+        email: "ben@app-owners.example",
+        name: "Ben Okafor",
+        team: Some("app-owners"),
+        admin: false,
+    },
+    DemoUser {
+        email: "carla@platform-ops.example",
+        name: "Carla Nguyen",
+        team: Some("platform-ops"),
+        admin: false,
+    },
+    DemoUser {
+        email: "dev@platform-ops.example",
+        name: "Dev Patel",
+        team: Some("platform-ops"),
+        admin: false,
+    },
+    DemoUser {
+        email: "eli@platform-ops.example",
+        name: "Eli Schmidt",
+        team: Some("platform-ops"),
+        admin: false,
+    },
+    DemoUser {
+        email: "admin@countersign.example",
+        name: "Admin",
+        team: None,
+        admin: true,
+    },
 ];
 
 fn user(conn: &mut DbConn, email: &str) -> anyhow::Result<CurrentUser> {
-    let u = users::find_user_by_email(conn, email)?.ok_or_else(|| anyhow::anyhow!("demo user {email} missing"))?;
+    let u = users::find_user_by_email(conn, email)?
+        .ok_or_else(|| anyhow::anyhow!("demo user {email} missing"))?;
     Ok(CurrentUser::load(conn, u)?)
 }
 
@@ -133,7 +212,13 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
         write_tx(&mut conn, |conn| -> Result<(), AppError> {
             for t in ["app-owners", "platform-ops"] {
                 users::create_team(conn, t)?;
-                audit::append(conn, &Actor::system(), "team_created", None, json!({"team": t}))?;
+                audit::append(
+                    conn,
+                    &Actor::system(),
+                    "team_created",
+                    None,
+                    json!({"team": t}),
+                )?;
             }
             for d in &DEMO_USERS {
                 let u = users::create_user(conn, d.email, d.name, d.admin)?;
@@ -141,42 +226,91 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
                     let team = users::find_team(conn, t)?.expect("created");
                     users::add_member(conn, team.id, u.id)?;
                 }
-                audit::append(conn, &Actor::system(), "user_saved", None, json!({"email": d.email, "teams": d.team}))?;
+                audit::append(
+                    conn,
+                    &Actor::system(),
+                    "user_saved",
+                    None,
+                    json!({"email": d.email, "teams": d.team}),
+                )?;
             }
             Ok(())
         })
         .map_err(e)?;
         let mut lines = Vec::new();
         Generator::new(2022).generate(300, 10, demo_apps, |g| lines.push(g.line()));
-        let report = db::inventory::import(&mut conn, &schema, lines.into_iter().map(Ok), false, &Actor::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(report.committed, "demo inventory rejected: {:?}", report.errors.first());
+        let report = db::inventory::import(
+            &mut conn,
+            &schema,
+            lines.into_iter().map(Ok),
+            false,
+            &Actor::system(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            report.committed,
+            "demo inventory rejected: {:?}",
+            report.errors.first()
+        );
         seed_changes(&mut conn, &schema)?;
-        eprintln!("demo data ready in {:.1}s ({} entities)", started.elapsed().as_secs_f64(), report.inserted);
+        eprintln!(
+            "demo data ready in {:.1}s ({} entities)",
+            started.elapsed().as_secs_f64(),
+            report.inserted
+        );
     }
-    println!("\ncountersign demo — database {}", config.database.redacted());
+    println!(
+        "\ncountersign demo — database {}",
+        config.database.redacted()
+    );
     println!("API tokens (new ones each start; use as `Authorization: Bearer <token>`):");
     for d in &DEMO_USERS {
-        let u = users::find_user_by_email(&mut conn, d.email)?.ok_or_else(|| anyhow::anyhow!("demo user missing"))?;
+        let u = users::find_user_by_email(&mut conn, d.email)?
+            .ok_or_else(|| anyhow::anyhow!("demo user missing"))?;
         let token = users::create_token(&mut conn, u.id, "demo")?;
-        println!("  {:<28} {:<13} {token}", d.email, d.team.unwrap_or(if d.admin { "(admin)" } else { "" }));
+        println!(
+            "  {:<28} {:<13} {token}",
+            d.email,
+            d.team.unwrap_or(if d.admin { "(admin)" } else { "" })
+        );
     }
-    println!("Try: curl -H 'Authorization: Bearer <token>' http://{}/api/v1/queue\n", config.bind);
+    println!(
+        "Try: curl -H 'Authorization: Bearer <token>' http://{}/api/v1/queue\n",
+        config.bind
+    );
     Ok(())
 }
 
-fn pick(conn: &mut DbConn, kind: &str, app: Option<&str>, n: i64, skip: i64) -> anyhow::Result<Vec<String>> {
+fn pick(
+    conn: &mut DbConn,
+    kind: &str,
+    app: Option<&str>,
+    n: i64,
+    skip: i64,
+) -> anyhow::Result<Vec<String>> {
     let mut q = entities::table.filter(entities::kind.eq(kind)).into_boxed();
     if let Some(app) = app {
         q = q.filter(entities::attrs.like(format!("%\"app\":\"{app}\"%")));
     }
-    Ok(q.order(entities::id.asc()).offset(skip).limit(n).select(entities::id).load(conn)?)
+    Ok(q.order(entities::id.asc())
+        .offset(skip)
+        .limit(n)
+        .select(entities::id)
+        .load(conn)?)
 }
 
 fn empty_sites(conn: &mut DbConn, n: usize) -> anyhow::Result<Vec<String>> {
-    let sites: Vec<String> = entities::table.filter(entities::kind.eq("site")).order(entities::id.asc()).select(entities::id).load(conn)?;
+    let sites: Vec<String> = entities::table
+        .filter(entities::kind.eq("site"))
+        .order(entities::id.asc())
+        .select(entities::id)
+        .load(conn)?;
     let mut out = Vec::new();
     for s in sites {
-        let kids: i64 = entities::table.filter(entities::parent_id.eq(&s)).count().get_result(conn)?;
+        let kids: i64 = entities::table
+            .filter(entities::parent_id.eq(&s))
+            .count()
+            .get_result(conn)?;
         if kids == 0 {
             out.push(s);
             if out.len() == n {
@@ -191,10 +325,35 @@ fn seed_changes(conn: &mut DbConn, schema: &crate::domain::Schema) -> anyhow::Re
     let ana = user(conn, "ana@app-owners.example")?;
     let ben = user(conn, "ben@app-owners.example")?;
     let carla = user(conn, "carla@platform-ops.example")?;
-    let create = |conn: &mut DbConn, who: &CurrentUser, title: &str, rationale: &str, op: &str, params: serde_json::Value, targets: Selector| {
-        svc::create(conn, schema, who, CreateChange { title: title.into(), rationale: rationale.into(), requesting_team: "app-owners".into(), operation: op.into(), params, targets, expect: None }).map_err(e)
+    let create = |conn: &mut DbConn,
+                  who: &CurrentUser,
+                  title: &str,
+                  rationale: &str,
+                  op: &str,
+                  params: serde_json::Value,
+                  targets: Selector| {
+        svc::create(
+            conn,
+            schema,
+            who,
+            CreateChange {
+                title: title.into(),
+                rationale: rationale.into(),
+                requesting_team: "app-owners".into(),
+                operation: op.into(),
+                params,
+                targets,
+                expect: None,
+            },
+        )
+        .map_err(e)
     };
-    let fp = |conn: &mut DbConn, id: i64| -> anyhow::Result<String> { Ok(svc::view(conn, schema, id).map_err(e)?.fingerprint.unwrap_or_default()) };
+    let fp = |conn: &mut DbConn, id: i64| -> anyhow::Result<String> {
+        Ok(svc::view(conn, schema, id)
+            .map_err(e)?
+            .fingerprint
+            .unwrap_or_default())
+    };
 
     // 1. Awaiting the implementers: uninstall Insight from 40 sites (requester signed).
     let sites = pick(conn, "site", None, 280, 0)?;
@@ -209,32 +368,124 @@ fn seed_changes(conn: &mut DbConn, schema: &crate::domain::Schema) -> anyhow::Re
     )?;
     svc::submit(conn, schema, &ana, id).map_err(e)?;
     let f = fp(conn, id)?;
-    svc::sign(conn, schema, &ana, id, SignRequest { side: Side::Requester, fingerprint: f, comment: "Checked with the Insight product owner.".into(), confirm_count: None }).map_err(e)?;
+    svc::sign(
+        conn,
+        schema,
+        &ana,
+        id,
+        SignRequest {
+            side: Side::Requester,
+            fingerprint: f,
+            comment: "Checked with the Insight product owner.".into(),
+            confirm_count: None,
+        },
+    )
+    .map_err(e)?;
 
     // 2. A draft with the outage's mistake: site IDs pasted where app installations belong.
     let mut ids = pick(conn, "app_install", Some("insight"), 3, 60)?;
     ids.extend(pick(conn, "site", None, 2, 500)?);
     ids.push("0b1c2d3e-typo".into());
-    create(conn, &ben, "Remove Insight from two more customers", "Follow-up to the first wave.", "uninstall_app", json!({}), Selector { ids, ..Default::default() })?;
+    create(
+        conn,
+        &ben,
+        "Remove Insight from two more customers",
+        "Follow-up to the first wave.",
+        "uninstall_app",
+        json!({}),
+        Selector {
+            ids,
+            ..Default::default()
+        },
+    )?;
 
     // 3. Approved: record a new ledger version on five installations.
     let ids = pick(conn, "app_install", Some("ledger"), 5, 0)?;
-    let id = create(conn, &ben, "Record ledger 2.4.1 on the pilot installations", "The pilot sites were upgraded by the vendor.", "set_app_version", json!({"version": "2.4.1"}), Selector { ids, ..Default::default() })?;
+    let id = create(
+        conn,
+        &ben,
+        "Record ledger 2.4.1 on the pilot installations",
+        "The pilot sites were upgraded by the vendor.",
+        "set_app_version",
+        json!({"version": "2.4.1"}),
+        Selector {
+            ids,
+            ..Default::default()
+        },
+    )?;
     svc::submit(conn, schema, &ben, id).map_err(e)?;
     let f = fp(conn, id)?;
-    svc::sign(conn, schema, &ben, id, SignRequest { side: Side::Requester, fingerprint: f.clone(), comment: String::new(), confirm_count: None }).map_err(e)?;
-    svc::sign(conn, schema, &carla, id, SignRequest { side: Side::Implementer, fingerprint: f, comment: "Matches the vendor's list.".into(), confirm_count: None }).map_err(e)?;
+    svc::sign(
+        conn,
+        schema,
+        &ben,
+        id,
+        SignRequest {
+            side: Side::Requester,
+            fingerprint: f.clone(),
+            comment: String::new(),
+            confirm_count: None,
+        },
+    )
+    .map_err(e)?;
+    svc::sign(
+        conn,
+        schema,
+        &carla,
+        id,
+        SignRequest {
+            side: Side::Implementer,
+            fingerprint: f,
+            comment: "Matches the vendor's list.".into(),
+            confirm_count: None,
+        },
+    )
+    .map_err(e)?;
 
     // 4. Rejected: delete two empty sites.
     let ids = empty_sites(conn, 2)?;
-    let id = create(conn, &ana, "Delete two unused staging sites", "Nobody has logged in for a year.", "delete_site", json!({}), Selector { ids, ..Default::default() })?;
+    let id = create(
+        conn,
+        &ana,
+        "Delete two unused staging sites",
+        "Nobody has logged in for a year.",
+        "delete_site",
+        json!({}),
+        Selector {
+            ids,
+            ..Default::default()
+        },
+    )?;
     svc::submit(conn, schema, &ana, id).map_err(e)?;
-    svc::comment(conn, &carla, id, "Backups for these sites are still under legal hold.").map_err(e)?;
-    svc::reject(conn, &carla, id, "Legal hold on the backups: ask again in Q3.").map_err(e)?;
+    svc::comment(
+        conn,
+        &carla,
+        id,
+        "Backups for these sites are still under legal hold.",
+    )
+    .map_err(e)?;
+    svc::reject(
+        conn,
+        &carla,
+        id,
+        "Legal hold on the backups: ask again in Q3.",
+    )
+    .map_err(e)?;
 
     // 5. Awaiting both sides: uninstall pulse from three installations.
     let ids = pick(conn, "app_install", Some("pulse"), 3, 10)?;
-    let id = create(conn, &ben, "Uninstall pulse from three trial sites", "The trial ended.", "uninstall_app", json!({}), Selector { ids, ..Default::default() })?;
+    let id = create(
+        conn,
+        &ben,
+        "Uninstall pulse from three trial sites",
+        "The trial ended.",
+        "uninstall_app",
+        json!({}),
+        Selector {
+            ids,
+            ..Default::default()
+        },
+    )?;
     svc::submit(conn, schema, &ben, id).map_err(e)?;
     Ok(())
 }
@@ -257,7 +508,12 @@ pub struct BenchArgs {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
@@ -285,10 +541,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             tmp.clone()
         }
     };
-    let (schema, source) = Config::for_database(DatabaseUrl::Sqlite(dir.join("x.db"))).load_schema()?;
+    let (schema, source) =
+        Config::for_database(DatabaseUrl::Sqlite(dir.join("x.db"))).load_schema()?;
     // 1 org : 4 sites : 16 app installations = 21 entities per org.
     let orgs = (args.entities / 21).max(1);
-    println!("countersign bench — {} entities ({orgs} orgs), a {}-target change, SQLite in {}", orgs * 21, args.targets, dir.display());
+    println!(
+        "countersign bench — {} entities ({orgs} orgs), a {}-target change, SQLite in {}",
+        orgs * 21,
+        args.targets,
+        dir.display()
+    );
 
     let t = Instant::now();
     let file = dir.join("inventory.ndjson");
@@ -297,17 +559,41 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
         let now = db::now();
-        Generator::new(7).generate(orgs, 4, |_, _| vec!["insight", "ledger", "pulse", "beacon"].into_iter().cycle().take(4).collect(), |g| {
-            let _ = writeln!(out, "{}", g.line());
-            if g.kind == "app_install" && app_ids.len() < args.targets {
-                app_ids.push(g.id.clone());
-            }
-            rows.push(NewEntity { id: g.id, kind: g.kind.into(), parent_id: g.parent, name: g.name, attrs: g.attrs.to_string(), state: "active".into(), version: 1, created_at: now, updated_at: now });
-        });
+        Generator::new(7).generate(
+            orgs,
+            4,
+            |_, _| {
+                vec!["insight", "ledger", "pulse", "beacon"]
+                    .into_iter()
+                    .cycle()
+                    .take(4)
+                    .collect()
+            },
+            |g| {
+                let _ = writeln!(out, "{}", g.line());
+                if g.kind == "app_install" && app_ids.len() < args.targets {
+                    app_ids.push(g.id.clone());
+                }
+                rows.push(NewEntity {
+                    id: g.id,
+                    kind: g.kind.into(),
+                    parent_id: g.parent,
+                    name: g.name,
+                    attrs: g.attrs.to_string(),
+                    state: "active".into(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                });
+            },
+        );
         out.flush()?;
     }
     let n = rows.len();
-    println!("generated {n} NDJSON lines in {:.2}s", t.elapsed().as_secs_f64());
+    println!(
+        "generated {n} NDJSON lines in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Baseline: plain multi-row inserts of the same rows, one transaction, no validation.
     let (pool, _) = fresh_db(&dir, "baseline.db")?;
@@ -316,13 +602,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     write_tx(&mut conn, |conn| -> QueryResult<()> {
         for chunk in rows.chunks(db::CHUNK / 2) {
-            with_concrete!(&mut *conn, |c| diesel::insert_into(entities::table).values(chunk).execute(c))?;
+            with_concrete!(&mut *conn, |c| diesel::insert_into(entities::table)
+                .values(chunk)
+                .execute(c))?;
         }
         Ok(())
     })?;
     let base_import = t.elapsed().as_secs_f64();
     drop(rows);
-    println!("baseline  raw SQLite insert of {n} rows:        {base_import:>7.2}s  ({:>9.0} rows/s)", n as f64 / base_import);
+    println!(
+        "baseline  raw SQLite insert of {n} rows:        {base_import:>7.2}s  ({:>9.0} rows/s)",
+        n as f64 / base_import
+    );
 
     // countersign import: stream the file through validation into a fresh database.
     let (pool, _) = fresh_db(&dir, "bench.db")?;
@@ -330,9 +621,20 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut conn = pool.get()?;
     let t = Instant::now();
     let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
-    let report = db::inventory::import(&mut conn, &schema, std::io::BufRead::lines(reader).map(|l| l.map_err(|e| e.to_string())), false, &Actor::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = db::inventory::import(
+        &mut conn,
+        &schema,
+        std::io::BufRead::lines(reader).map(|l| l.map_err(|e| e.to_string())),
+        false,
+        &Actor::system(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let imp = t.elapsed().as_secs_f64();
-    anyhow::ensure!(report.committed && report.inserted as usize == n, "bench import failed: {:?}", report.errors.first());
+    anyhow::ensure!(
+        report.committed && report.inserted as usize == n,
+        "bench import failed: {:?}",
+        report.errors.first()
+    );
     println!("countersign inventory import (validated):     {imp:>7.2}s  ({:>9.0} lines/s, {:.1}x baseline)", n as f64 / imp, imp / base_import);
 
     // Baseline for the change: plain insert of as many target rows.
@@ -340,16 +642,32 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut cb = pool_b.get()?;
     db::run_migrations(&mut cb)?;
     cb.batch_execute_plain("PRAGMA foreign_keys = OFF")?;
-    let target_rows: Vec<ChangeTarget> = app_ids.iter().enumerate().map(|(i, id)| ChangeTarget { change_id: 1, position: i as i64, kind: "app_install".into(), entity_id: id.clone(), scope_path: "org-00000000/00000000-0000-0000-0000-000000000000".into(), name: format!("app {i}") }).collect();
+    let target_rows: Vec<ChangeTarget> = app_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ChangeTarget {
+            change_id: 1,
+            position: i as i64,
+            kind: "app_install".into(),
+            entity_id: id.clone(),
+            scope_path: "org-00000000/00000000-0000-0000-0000-000000000000".into(),
+            name: format!("app {i}"),
+        })
+        .collect();
     let t = Instant::now();
     write_tx(&mut cb, |conn| -> QueryResult<()> {
         for chunk in target_rows.chunks(db::CHUNK) {
-            with_concrete!(&mut *conn, |c| diesel::insert_into(change_targets::table).values(chunk).execute(c))?;
+            with_concrete!(&mut *conn, |c| diesel::insert_into(change_targets::table)
+                .values(chunk)
+                .execute(c))?;
         }
         Ok(())
     })?;
     let base_targets = t.elapsed().as_secs_f64();
-    println!("baseline  raw SQLite insert of {} target rows:  {base_targets:>7.2}s", target_rows.len());
+    println!(
+        "baseline  raw SQLite insert of {} target rows:  {base_targets:>7.2}s",
+        target_rows.len()
+    );
 
     // The change: resolve 100k explicit IDs against the 1M inventory, store, audit.
     write_tx(&mut conn, |conn| -> Result<(), AppError> {
@@ -362,14 +680,20 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     })
     .map_err(e)?;
     let who = user(&mut conn, "bench@example.com")?;
-    let body = serde_json::to_vec(&json!({"title": "bench", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": app_ids}}))?;
+    let body = serde_json::to_vec(
+        &json!({"title": "bench", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": app_ids}}),
+    )?;
     let t = Instant::now();
     let req: CreateChange = serde_json::from_slice(&body)?;
     let parse = t.elapsed().as_secs_f64();
     let id = svc::create(&mut conn, &schema, &who, req).map_err(e)?;
     let create = t.elapsed().as_secs_f64();
     let v = svc::view(&mut conn, &schema, id).map_err(e)?;
-    anyhow::ensure!(v.error_count == 0 && v.summary.targets as usize == app_ids.len(), "bench change has errors: {:?}", v.errors.first());
+    anyhow::ensure!(
+        v.error_count == 0 && v.summary.targets as usize == app_ids.len(),
+        "bench change has errors: {:?}",
+        v.errors.first()
+    );
     println!(
         "countersign change of {} targets (parse {:.3}s + resolve + store): {create:>7.2}s  ({:.1}x the raw target insert)  → {}",
         app_ids.len(),
@@ -379,7 +703,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let out = svc::reresolve(&mut conn, &schema, &who, id).map_err(e)?;
-    println!("countersign re-resolution, unchanged fingerprint:        {:>7.2}s  (changed: {})", t.elapsed().as_secs_f64(), out.fingerprint_changed);
+    println!(
+        "countersign re-resolution, unchanged fingerprint:        {:>7.2}s  (changed: {})",
+        t.elapsed().as_secs_f64(),
+        out.fingerprint_changed
+    );
     println!("peak RSS: {:.0} MiB", peak_rss_mib());
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,7 +12,12 @@ use crate::domain::signoff::Refusal;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
-    Client { status: StatusCode, code: String, message: String, details: Value },
+    Client {
+        status: StatusCode,
+        code: String,
+        message: String,
+        details: Value,
+    },
     #[error("database error: {0}")]
     Db(#[from] diesel::result::Error),
     #[error("database pool error: {0}")]
@@ -25,7 +30,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn client(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        AppError::Client { status, code: code.to_string(), message: message.into(), details: Value::Null }
+        AppError::Client {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            details: Value::Null,
+        }
     }
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::client(StatusCode::BAD_REQUEST, code, message)
@@ -34,7 +44,11 @@ impl AppError {
         Self::client(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
-        Self::client(StatusCode::NOT_FOUND, "not_found", format!("{what} `{id}` does not exist"))
+        Self::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} `{id}` does not exist"),
+        )
     }
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::client(StatusCode::CONFLICT, code, message)
@@ -85,13 +99,21 @@ impl From<Refusal> for AppError {
     fn from(r: Refusal) -> Self {
         let status = match &r {
             Refusal::StaleFingerprint { .. } | Refusal::AlreadySigned(_) => StatusCode::CONFLICT,
-            Refusal::NotInTeam { .. } | Refusal::AuthorAsImplementer | Refusal::OtherSide(_) => StatusCode::FORBIDDEN,
-            Refusal::ConfirmCountMissing { .. } | Refusal::ConfirmCountWrong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::NotInTeam { .. } | Refusal::AuthorAsImplementer | Refusal::OtherSide(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Refusal::ConfirmCountMissing { .. } | Refusal::ConfirmCountWrong { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
         };
         let details = match &r {
-            Refusal::StaleFingerprint { current, given } => json!({"current_fingerprint": current, "given_fingerprint": given}),
+            Refusal::StaleFingerprint { current, given } => {
+                json!({"current_fingerprint": current, "given_fingerprint": given})
+            }
             Refusal::ConfirmCountMissing { expected } => json!({"expected": expected}),
-            Refusal::ConfirmCountWrong { given, expected } => json!({"expected": expected, "given": given}),
+            Refusal::ConfirmCountWrong { given, expected } => {
+                json!({"expected": expected, "given": given})
+            }
             _ => Value::Null,
         };
         AppError::client(status, r.code(), r.to_string()).with_details(details)
@@ -113,15 +135,24 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let body = match self {
-            AppError::Client { code, message, details, .. } => {
+            AppError::Client {
+                code,
+                message,
+                details,
+                ..
+            } => {
                 let mut e = json!({"code": code, "message": message});
                 if !details.is_null() {
                     e["details"] = details.clone();
                 }
                 json!({ "error": e })
             }
-            AppError::Pool(_) => json!({"error": {"code": "unavailable", "message": "the database is busy or unreachable; try again"}}),
-            _ => json!({"error": {"code": "internal", "message": "an unexpected error occurred; it has been logged (see the x-request-id header)"}}),
+            AppError::Pool(_) => {
+                json!({"error": {"code": "unavailable", "message": "the database is busy or unreachable; try again"}})
+            }
+            _ => {
+                json!({"error": {"code": "internal", "message": "an unexpected error occurred; it has been logged (see the x-request-id header)"}})
+            }
         };
         HttpResponse::build(self.status_code()).json(body)
     }

@@ -18,11 +18,22 @@ impl Actor {
         Actor("system".into())
     }
     pub fn cli() -> Self {
-        Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+        Actor(format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ))
     }
 }
 
-pub fn event_hash(prev_hash: &str, id: i64, at: &chrono::NaiveDateTime, actor: &str, action: &str, change_id: Option<i64>, detail: &str) -> String {
+pub fn event_hash(
+    prev_hash: &str,
+    id: i64,
+    at: &chrono::NaiveDateTime,
+    actor: &str,
+    action: &str,
+    change_id: Option<i64>,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
     for part in [
         prev_hash,
@@ -42,7 +53,13 @@ pub fn event_hash(prev_hash: &str, id: i64, at: &chrono::NaiveDateTime, actor: &
 /// Append an event. Must run inside a write transaction: updating `audit_head` first
 /// takes its row lock (PostgreSQL) or is already serialised (SQLite), so concurrent
 /// writers chain one after another.
-pub fn append(conn: &mut DbConn, actor: &Actor, action: &str, change_id: Option<i64>, detail: Value) -> QueryResult<i64> {
+pub fn append(
+    conn: &mut DbConn,
+    actor: &Actor,
+    action: &str,
+    change_id: Option<i64>,
+    detail: Value,
+) -> QueryResult<i64> {
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::last_id.eq(audit_head::last_id + 1))
         .execute(conn)?;
@@ -54,7 +71,16 @@ pub fn append(conn: &mut DbConn, actor: &Actor, action: &str, change_id: Option<
     let detail = detail.to_string();
     let hash = event_hash(&prev_hash, id, &at, &actor.0, action, change_id, &detail);
     diesel::insert_into(audit_events::table)
-        .values(AuditEvent { id, at, actor: actor.0.clone(), action: action.to_string(), change_id, detail, prev_hash, hash: hash.clone() })
+        .values(AuditEvent {
+            id,
+            at,
+            actor: actor.0.clone(),
+            action: action.to_string(),
+            change_id,
+            detail,
+            prev_hash,
+            hash: hash.clone(),
+        })
         .execute(conn)?;
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::last_hash.eq(hash))
@@ -93,21 +119,40 @@ pub fn verify(conn: &mut DbConn) -> QueryResult<Verdict> {
         }
         for e in page {
             if e.id != expected_id {
-                return Ok(Verdict::Broken { id: expected_id, reason: format!("event {expected_id} is missing (next is {})", e.id) });
+                return Ok(Verdict::Broken {
+                    id: expected_id,
+                    reason: format!("event {expected_id} is missing (next is {})", e.id),
+                });
             }
             if e.prev_hash != prev {
-                return Ok(Verdict::Broken { id: e.id, reason: "its prev_hash does not match the previous event's hash".into() });
+                return Ok(Verdict::Broken {
+                    id: e.id,
+                    reason: "its prev_hash does not match the previous event's hash".into(),
+                });
             }
-            let h = event_hash(&e.prev_hash, e.id, &e.at, &e.actor, &e.action, e.change_id, &e.detail);
+            let h = event_hash(
+                &e.prev_hash,
+                e.id,
+                &e.at,
+                &e.actor,
+                &e.action,
+                e.change_id,
+                &e.detail,
+            );
             if h != e.hash {
-                return Ok(Verdict::Broken { id: e.id, reason: "its content does not match its hash (the row was altered)".into() });
+                return Ok(Verdict::Broken {
+                    id: e.id,
+                    reason: "its content does not match its hash (the row was altered)".into(),
+                });
             }
             prev = e.hash;
             expected_id += 1;
             count += 1;
         }
     }
-    let (last_id, last_hash): (i64, String) = audit_head::table.select((audit_head::last_id, audit_head::last_hash)).first(conn)?;
+    let (last_id, last_hash): (i64, String) = audit_head::table
+        .select((audit_head::last_id, audit_head::last_hash))
+        .first(conn)?;
     if last_id != expected_id - 1 || last_hash != prev {
         return Ok(Verdict::Broken { id: last_id, reason: format!("the chain ends at event {} but the head records event {last_id} (events were deleted from the end)", expected_id - 1) });
     }

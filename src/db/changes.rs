@@ -10,11 +10,18 @@ use crate::domain::ChangeState;
 use crate::with_concrete;
 
 pub fn insert(conn: &mut DbConn, c: &NewChange) -> QueryResult<Change> {
-    diesel::insert_into(changes::table).values(c).returning(changes::all_columns).get_result(conn)
+    diesel::insert_into(changes::table)
+        .values(c)
+        .returning(changes::all_columns)
+        .get_result(conn)
 }
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Change>> {
-    changes::table.find(id).select(Change::as_select()).first(conn).optional()
+    changes::table
+        .find(id)
+        .select(Change::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Take the change's row lock for the rest of the transaction and return the row.
@@ -58,7 +65,15 @@ pub fn store_resolution(conn: &mut DbConn, id: i64, f: &ResolutionFields<'_>) ->
     Ok(())
 }
 
-pub fn update_text(conn: &mut DbConn, id: i64, title: &str, rationale: &str, params: &str, selector: &str, expect: Option<&str>) -> QueryResult<()> {
+pub fn update_text(
+    conn: &mut DbConn,
+    id: i64,
+    title: &str,
+    rationale: &str,
+    params: &str,
+    selector: &str,
+    expect: Option<&str>,
+) -> QueryResult<()> {
     diesel::update(changes::table.find(id))
         .set((
             changes::title.eq(title),
@@ -76,33 +91,65 @@ pub fn set_state(conn: &mut DbConn, id: i64, state: ChangeState) -> QueryResult<
     let t = now();
     match state {
         ChangeState::AwaitingSignoff => diesel::update(changes::table.find(id))
-            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::submitted_at.eq(Some(t)), changes::approved_at.eq(None::<chrono::NaiveDateTime>)))
+            .set((
+                changes::state.eq(state.as_str()),
+                changes::updated_at.eq(t),
+                changes::submitted_at.eq(Some(t)),
+                changes::approved_at.eq(None::<chrono::NaiveDateTime>),
+            ))
             .execute(conn)?,
         ChangeState::Approved => diesel::update(changes::table.find(id))
-            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::approved_at.eq(Some(t))))
+            .set((
+                changes::state.eq(state.as_str()),
+                changes::updated_at.eq(t),
+                changes::approved_at.eq(Some(t)),
+            ))
             .execute(conn)?,
         ChangeState::Draft => diesel::update(changes::table.find(id))
-            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t), changes::approved_at.eq(None::<chrono::NaiveDateTime>)))
+            .set((
+                changes::state.eq(state.as_str()),
+                changes::updated_at.eq(t),
+                changes::approved_at.eq(None::<chrono::NaiveDateTime>),
+            ))
             .execute(conn)?,
-        _ => diesel::update(changes::table.find(id)).set((changes::state.eq(state.as_str()), changes::updated_at.eq(t))).execute(conn)?,
+        _ => diesel::update(changes::table.find(id))
+            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t)))
+            .execute(conn)?,
     };
     Ok(())
 }
 
 pub fn set_reject_reason(conn: &mut DbConn, id: i64, reason: &str) -> QueryResult<()> {
-    diesel::update(changes::table.find(id)).set(changes::reject_reason.eq(Some(reason))).execute(conn).map(|_| ())
+    diesel::update(changes::table.find(id))
+        .set(changes::reject_reason.eq(Some(reason)))
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Replace the stored target list (positions follow the sorted order).
-pub fn replace_targets(conn: &mut DbConn, change_id: i64, targets: &[ResolvedTarget]) -> QueryResult<()> {
-    diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id))).execute(conn)?;
+pub fn replace_targets(
+    conn: &mut DbConn,
+    change_id: i64,
+    targets: &[ResolvedTarget],
+) -> QueryResult<()> {
+    diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id)))
+        .execute(conn)?;
     let rows: Vec<ChangeTarget> = targets
         .iter()
         .enumerate()
-        .map(|(i, t)| ChangeTarget { change_id, position: i as i64, kind: t.kind.clone(), entity_id: t.id.clone(), scope_path: t.scope_path.clone(), name: t.name.clone() })
+        .map(|(i, t)| ChangeTarget {
+            change_id,
+            position: i as i64,
+            kind: t.kind.clone(),
+            entity_id: t.id.clone(),
+            scope_path: t.scope_path.clone(),
+            name: t.name.clone(),
+        })
         .collect();
     for chunk in rows.chunks(CHUNK) {
-        with_concrete!(&mut *conn, |c| diesel::insert_into(change_targets::table).values(chunk).execute(c))?;
+        with_concrete!(&mut *conn, |c| diesel::insert_into(change_targets::table)
+            .values(chunk)
+            .execute(c))?;
     }
     Ok(())
 }
@@ -116,11 +163,22 @@ pub fn target_ids(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<String>>
         .load(conn)
 }
 
-pub fn targets_page(conn: &mut DbConn, change_id: i64, q: Option<&str>, offset: i64, limit: i64) -> QueryResult<(i64, Vec<ChangeTarget>)> {
+pub fn targets_page(
+    conn: &mut DbConn,
+    change_id: i64,
+    q: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(i64, Vec<ChangeTarget>)> {
     let base = || {
-        let mut b = change_targets::table.filter(change_targets::change_id.eq(change_id)).into_boxed();
+        let mut b = change_targets::table
+            .filter(change_targets::change_id.eq(change_id))
+            .into_boxed();
         if let Some(q) = q.map(str::trim).filter(|s| !s.is_empty()) {
-            let esc = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let esc = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             let pat = format!("%{esc}%");
             b = b.filter(
                 change_targets::entity_id
@@ -133,7 +191,12 @@ pub fn targets_page(conn: &mut DbConn, change_id: i64, q: Option<&str>, offset: 
         b
     };
     let total = base().count().get_result(conn)?;
-    let rows = base().order(change_targets::position.asc()).offset(offset).limit(limit).select(ChangeTarget::as_select()).load(conn)?;
+    let rows = base()
+        .order(change_targets::position.asc())
+        .offset(offset)
+        .limit(limit)
+        .select(ChangeTarget::as_select())
+        .load(conn)?;
     Ok((total, rows))
 }
 
@@ -146,7 +209,14 @@ pub fn signoffs(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Signoff, 
         .load(conn)
 }
 
-pub fn insert_signoff(conn: &mut DbConn, change_id: i64, side: &str, user_id: i64, fingerprint: &str, comment: &str) -> QueryResult<()> {
+pub fn insert_signoff(
+    conn: &mut DbConn,
+    change_id: i64,
+    side: &str,
+    user_id: i64,
+    fingerprint: &str,
+    comment: &str,
+) -> QueryResult<()> {
     diesel::insert_into(signoffs::table)
         .values((
             signoffs::change_id.eq(change_id),
@@ -163,16 +233,32 @@ pub fn insert_signoff(conn: &mut DbConn, change_id: i64, side: &str, user_id: i6
 
 /// Mark every sign-off not on `current` as stale; returns how many became stale.
 pub fn mark_stale(conn: &mut DbConn, change_id: i64, current: Option<&str>) -> QueryResult<usize> {
-    let q = signoffs::table.filter(signoffs::change_id.eq(change_id)).filter(signoffs::stale.eq(false));
+    let q = signoffs::table
+        .filter(signoffs::change_id.eq(change_id))
+        .filter(signoffs::stale.eq(false));
     match current {
-        Some(fp) => diesel::update(q.filter(signoffs::fingerprint.ne(fp))).set(signoffs::stale.eq(true)).execute(conn),
-        None => diesel::update(q).set(signoffs::stale.eq(true)).execute(conn),
+        Some(fp) => diesel::update(q.filter(signoffs::fingerprint.ne(fp)))
+            .set(signoffs::stale.eq(true))
+            .execute(conn),
+        None => diesel::update(q)
+            .set(signoffs::stale.eq(true))
+            .execute(conn),
     }
 }
 
-pub fn insert_comment(conn: &mut DbConn, change_id: i64, user_id: i64, body: &str) -> QueryResult<Comment> {
+pub fn insert_comment(
+    conn: &mut DbConn,
+    change_id: i64,
+    user_id: i64,
+    body: &str,
+) -> QueryResult<Comment> {
     diesel::insert_into(comments::table)
-        .values((comments::change_id.eq(change_id), comments::user_id.eq(user_id), comments::body.eq(body), comments::created_at.eq(now())))
+        .values((
+            comments::change_id.eq(change_id),
+            comments::user_id.eq(user_id),
+            comments::body.eq(body),
+            comments::created_at.eq(now()),
+        ))
         .returning(comments::all_columns)
         .get_result(conn)
 }
@@ -189,10 +275,19 @@ pub fn comments(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Comment, 
 /// Other open changes (awaiting sign-off, approved, executing) sharing targets with this
 /// one, with how many targets they share.
 pub fn conflicts(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Change, i64)>> {
-    let open: Vec<&str> = ChangeState::ALL.iter().filter(|s| s.is_open_claim()).map(|s| s.as_str()).collect();
+    let open: Vec<&str> = ChangeState::ALL
+        .iter()
+        .filter(|s| s.is_open_claim())
+        .map(|s| s.as_str())
+        .collect();
     let mine_t = diesel::alias!(change_targets as mine_t);
-    let mine = mine_t.filter(mine_t.field(change_targets::change_id).eq(change_id)).select(mine_t.field(change_targets::entity_id));
-    let open_ids = changes::table.filter(changes::state.eq_any(open)).filter(changes::id.ne(change_id)).select(changes::id);
+    let mine = mine_t
+        .filter(mine_t.field(change_targets::change_id).eq(change_id))
+        .select(mine_t.field(change_targets::entity_id));
+    let open_ids = changes::table
+        .filter(changes::state.eq_any(open))
+        .filter(changes::id.ne(change_id))
+        .select(changes::id);
     let shared: Vec<(i64, i64)> = change_targets::table
         .filter(change_targets::change_id.eq_any(open_ids))
         .filter(change_targets::entity_id.eq_any(mine))
@@ -222,11 +317,19 @@ pub struct ListFilter {
 pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
     let mut q = changes::table.into_boxed();
     if let Some(states) = &f.state {
-        let states: Vec<String> = states.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let states: Vec<String> = states
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         q = q.filter(changes::state.eq_any(states));
     }
     if let Some(t) = &f.team {
-        q = q.filter(changes::requesting_team.eq(t.clone()).or(changes::implementing_team.eq(t.clone())));
+        q = q.filter(
+            changes::requesting_team
+                .eq(t.clone())
+                .or(changes::implementing_team.eq(t.clone())),
+        );
     }
     if let Some(o) = &f.operation {
         q = q.filter(changes::operation.eq(o.clone()));
@@ -234,14 +337,21 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
     if let Some(b) = f.before {
         q = q.filter(changes::id.lt(b));
     }
-    q.order(changes::id.desc()).limit(f.limit.unwrap_or(50).clamp(1, 500)).select(Change::as_select()).load(conn)
+    q.order(changes::id.desc())
+        .limit(f.limit.unwrap_or(50).clamp(1, 500))
+        .select(Change::as_select())
+        .load(conn)
 }
 
 /// Changes awaiting sign-off that involve any of `teams`, oldest submission first.
 pub fn awaiting_for_teams(conn: &mut DbConn, teams: &[String]) -> QueryResult<Vec<Change>> {
     changes::table
         .filter(changes::state.eq(ChangeState::AwaitingSignoff.as_str()))
-        .filter(changes::requesting_team.eq_any(teams).or(changes::implementing_team.eq_any(teams)))
+        .filter(
+            changes::requesting_team
+                .eq_any(teams)
+                .or(changes::implementing_team.eq_any(teams)),
+        )
         .order((changes::submitted_at.asc(), changes::id.asc()))
         .select(Change::as_select())
         .load(conn)

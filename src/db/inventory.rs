@@ -26,25 +26,50 @@ pub struct EntityLite {
     pub state: String,
 }
 
-type LiteCols = (entities::id, entities::kind, entities::parent_id, entities::name, entities::attrs, entities::state);
-const LITE: LiteCols = (entities::id, entities::kind, entities::parent_id, entities::name, entities::attrs, entities::state);
+type LiteCols = (
+    entities::id,
+    entities::kind,
+    entities::parent_id,
+    entities::name,
+    entities::attrs,
+    entities::state,
+);
+const LITE: LiteCols = (
+    entities::id,
+    entities::kind,
+    entities::parent_id,
+    entities::name,
+    entities::attrs,
+    entities::state,
+);
 
 pub fn get(conn: &mut DbConn, id: &str) -> QueryResult<Option<Entity>> {
-    entities::table.find(id).select(Entity::as_select()).first(conn).optional()
+    entities::table
+        .find(id)
+        .select(Entity::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Fetch many entities by id (chunked `IN` lists).
 pub fn fetch_lite(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<EntityLite> = entities::table.filter(entities::id.eq_any(chunk)).select(LITE).load(conn)?;
+        let rows: Vec<EntityLite> = entities::table
+            .filter(entities::id.eq_any(chunk))
+            .select(LITE)
+            .load(conn)?;
         out.extend(rows);
     }
     Ok(out)
 }
 
 /// Entities of `kind` whose parent is one of `parents`.
-pub fn children_lite(conn: &mut DbConn, parents: &[&str], kind: &str) -> QueryResult<Vec<EntityLite>> {
+pub fn children_lite(
+    conn: &mut DbConn,
+    parents: &[&str],
+    kind: &str,
+) -> QueryResult<Vec<EntityLite>> {
     let mut out = Vec::new();
     for chunk in parents.chunks(CHUNK) {
         let rows: Vec<EntityLite> = entities::table
@@ -59,11 +84,18 @@ pub fn children_lite(conn: &mut DbConn, parents: &[&str], kind: &str) -> QueryRe
 
 /// All entities of `kind` (for a `where` query without a scope), in pages.
 pub fn all_of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<EntityLite>> {
-    entities::table.filter(entities::kind.eq(kind)).order(entities::id.asc()).select(LITE).load(conn)
+    entities::table
+        .filter(entities::kind.eq(kind))
+        .order(entities::id.asc())
+        .select(LITE)
+        .load(conn)
 }
 
 /// Active children per parent, for the given parents.
-pub fn active_children_counts(conn: &mut DbConn, parents: &[&str]) -> QueryResult<HashMap<String, i64>> {
+pub fn active_children_counts(
+    conn: &mut DbConn,
+    parents: &[&str],
+) -> QueryResult<HashMap<String, i64>> {
     let mut out = HashMap::new();
     for chunk in parents.chunks(CHUNK) {
         let rows: Vec<(Option<String>, i64)> = entities::table
@@ -130,7 +162,10 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Entity>> {
         q = q.filter(entities::state.eq(s.clone()));
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let esc = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let esc = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         q = q.filter(
             entities::id
                 .like(format!("{esc}%"))
@@ -142,7 +177,10 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Entity>> {
         q = q.filter(entities::id.gt(a.clone()));
     }
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-    q.order(entities::id.asc()).limit(limit).select(Entity::as_select()).load(conn)
+    q.order(entities::id.asc())
+        .limit(limit)
+        .select(Entity::as_select())
+        .load(conn)
 }
 
 // ---- import ---------------------------------------------------------------------------
@@ -224,7 +262,12 @@ impl Importer<'_> {
     fn error(&mut self, line: u64, id: Option<&str>, code: &str, message: String) {
         self.report.rejected += 1;
         if self.report.errors.len() < MAX_REPORTED_ERRORS {
-            self.report.errors.push(LineError { line, id: id.map(str::to_string), code: code.into(), message });
+            self.report.errors.push(LineError {
+                line,
+                id: id.map(str::to_string),
+                code: code.into(),
+                message,
+            });
         }
     }
 
@@ -236,55 +279,132 @@ impl Importer<'_> {
         wanted.extend(batch.iter().filter_map(|(_, l)| l.parent.as_deref()));
         wanted.sort_unstable();
         wanted.dedup();
-        let existing: HashMap<String, EntityLite> =
-            fetch_lite(conn, &wanted)?.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let existing: HashMap<String, EntityLite> = fetch_lite(conn, &wanted)?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
 
         // Lines of this batch that passed, by id (a later line for the same id wins).
         let mut accepted: HashMap<String, Pending> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         for (n, l) in batch.drain(..) {
             let Some(kind) = self.schema.kind(&l.kind) else {
-                let known = self.schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ");
-                self.error(n, Some(&l.id), "unknown_kind", format!("unknown kind `{}` (the schema has: {known})", l.kind));
+                let known = self
+                    .schema
+                    .kinds
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    n,
+                    Some(&l.id),
+                    "unknown_kind",
+                    format!("unknown kind `{}` (the schema has: {known})", l.kind),
+                );
                 continue;
             };
-            if l.id.is_empty() || l.id.len() > MAX_ID_LEN || l.id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                self.error(n, Some(&l.id), "invalid_id", format!("`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces", l.id));
+            if l.id.is_empty()
+                || l.id.len() > MAX_ID_LEN
+                || l.id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                self.error(
+                    n,
+                    Some(&l.id),
+                    "invalid_id",
+                    format!(
+                        "`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces",
+                        l.id
+                    ),
+                );
                 continue;
             }
             if !kind.matches(&l.id) {
-                self.error(n, Some(&l.id), "pattern_mismatch", format!("`{}` is not a valid {} ID: expected {}", l.id, kind.describe(), kind.syntax_hint()));
+                self.error(
+                    n,
+                    Some(&l.id),
+                    "pattern_mismatch",
+                    format!(
+                        "`{}` is not a valid {} ID: expected {}",
+                        l.id,
+                        kind.describe(),
+                        kind.syntax_hint()
+                    ),
+                );
                 continue;
             }
-            let prior_kind = accepted.get(&l.id).map(|p| p.kind.as_str()).or_else(|| existing.get(&l.id).map(|e| e.kind.as_str()));
+            let prior_kind = accepted
+                .get(&l.id)
+                .map(|p| p.kind.as_str())
+                .or_else(|| existing.get(&l.id).map(|e| e.kind.as_str()));
             if let Some(pk) = prior_kind {
                 if pk != kind.name {
-                    let other = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_else(|| pk.to_string());
+                    let other = self
+                        .schema
+                        .kind(pk)
+                        .map(|k| k.a_describe())
+                        .unwrap_or_else(|| pk.to_string());
                     self.error(n, Some(&l.id), "id_taken", format!("`{}` is already {other}; an ID is unique across all kinds, so it cannot also be {}", l.id, kind.a_describe()));
                     continue;
                 }
             }
             match (&kind.parent, &l.parent) {
                 (None, Some(p)) => {
-                    self.error(n, Some(&l.id), "unexpected_parent", format!("{} is a root kind and has no parent, but the line names parent `{p}`", kind.describe()));
+                    self.error(
+                        n,
+                        Some(&l.id),
+                        "unexpected_parent",
+                        format!(
+                            "{} is a root kind and has no parent, but the line names parent `{p}`",
+                            kind.describe()
+                        ),
+                    );
                     continue;
                 }
                 (Some(pk), None) => {
-                    let pkind = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_default();
-                    self.error(n, Some(&l.id), "missing_parent", format!("{} must name its parent, {pkind}", kind.a_describe()));
+                    let pkind = self
+                        .schema
+                        .kind(pk)
+                        .map(|k| k.a_describe())
+                        .unwrap_or_default();
+                    self.error(
+                        n,
+                        Some(&l.id),
+                        "missing_parent",
+                        format!("{} must name its parent, {pkind}", kind.a_describe()),
+                    );
                     continue;
                 }
                 (Some(pk), Some(p)) => {
-                    let parent_kind = accepted.get(p).map(|x| x.kind.as_str()).or_else(|| existing.get(p).map(|e| e.kind.as_str()));
-                    let want = self.schema.kind(pk).map(|k| k.a_describe()).unwrap_or_default();
+                    let parent_kind = accepted
+                        .get(p)
+                        .map(|x| x.kind.as_str())
+                        .or_else(|| existing.get(p).map(|e| e.kind.as_str()));
+                    let want = self
+                        .schema
+                        .kind(pk)
+                        .map(|k| k.a_describe())
+                        .unwrap_or_default();
                     match parent_kind {
                         None => {
                             self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}"));
                             continue;
                         }
                         Some(actual) if actual != pk => {
-                            let is = self.schema.kind(actual).map(|k| k.a_describe()).unwrap_or_else(|| actual.to_string());
-                            self.error(n, Some(&l.id), "wrong_parent_kind", format!("parent `{p}` is {is}, but the parent of {} must be {want}", kind.a_describe()));
+                            let is = self
+                                .schema
+                                .kind(actual)
+                                .map(|k| k.a_describe())
+                                .unwrap_or_else(|| actual.to_string());
+                            self.error(
+                                n,
+                                Some(&l.id),
+                                "wrong_parent_kind",
+                                format!(
+                                    "parent `{p}` is {is}, but the parent of {} must be {want}",
+                                    kind.a_describe()
+                                ),
+                            );
                             continue;
                         }
                         _ => {}
@@ -296,7 +416,18 @@ impl Importer<'_> {
             let mut bad = None;
             for (k, v) in &l.attrs {
                 if !kind.attributes.contains(k) {
-                    bad = Some(("unknown_attribute", format!("unknown attribute `{k}` for {} (its attributes: {})", kind.describe(), if kind.attributes.is_empty() { "none".to_string() } else { kind.attributes.join(", ") })));
+                    bad = Some((
+                        "unknown_attribute",
+                        format!(
+                            "unknown attribute `{k}` for {} (its attributes: {})",
+                            kind.describe(),
+                            if kind.attributes.is_empty() {
+                                "none".to_string()
+                            } else {
+                                kind.attributes.join(", ")
+                            }
+                        ),
+                    ));
                     break;
                 }
                 match v {
@@ -304,7 +435,10 @@ impl Importer<'_> {
                         attrs.insert(k.clone(), s.clone());
                     }
                     other => {
-                        bad = Some(("invalid_attribute", format!("attribute `{k}` must be a string, got {other}")));
+                        bad = Some((
+                            "invalid_attribute",
+                            format!("attribute `{k}` must be a string, got {other}"),
+                        ));
                         break;
                     }
                 }
@@ -313,8 +447,24 @@ impl Importer<'_> {
                 self.error(n, Some(&l.id), code, msg);
                 continue;
             }
-            let name = l.name.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| l.id.clone());
-            if accepted.insert(l.id.clone(), Pending { kind: l.kind.clone(), parent: l.parent.clone(), name, attrs: serde_json::to_string(&attrs).unwrap_or_default() }).is_none() {
+            let name = l
+                .name
+                .clone()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| l.id.clone());
+            if accepted
+                .insert(
+                    l.id.clone(),
+                    Pending {
+                        kind: l.kind.clone(),
+                        parent: l.parent.clone(),
+                        name,
+                        attrs: serde_json::to_string(&attrs).unwrap_or_default(),
+                    },
+                )
+                .is_none()
+            {
                 order.push(l.id);
             }
         }
@@ -341,12 +491,24 @@ impl Importer<'_> {
                     }
                 }
                 None => {
-                    inserts.push(NewEntity { id, kind: p.kind, parent_id: p.parent, name: p.name, attrs: p.attrs, state: "active".into(), version: 1, created_at: t, updated_at: t });
+                    inserts.push(NewEntity {
+                        id,
+                        kind: p.kind,
+                        parent_id: p.parent,
+                        name: p.name,
+                        attrs: p.attrs,
+                        state: "active".into(),
+                        version: 1,
+                        created_at: t,
+                        updated_at: t,
+                    });
                 }
             }
         }
         for chunk in inserts.chunks(CHUNK / 2) {
-            with_concrete!(&mut *conn, |c| diesel::insert_into(entities::table).values(chunk).execute(c))?;
+            with_concrete!(&mut *conn, |c| diesel::insert_into(entities::table)
+                .values(chunk)
+                .execute(c))?;
             self.report.inserted += chunk.len() as u64;
         }
         Ok(())
@@ -356,12 +518,24 @@ impl Importer<'_> {
 /// Import NDJSON lines. Bad lines are reported with their number and reason; unless
 /// `partial`, any bad line means nothing is written. `Err` only when the input could
 /// not be read or the database failed.
-pub fn import<I>(conn: &mut DbConn, schema: &Schema, lines: I, partial: bool, actor: &Actor) -> Result<ImportReport, ImportFailure>
+pub fn import<I>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    lines: I,
+    partial: bool,
+    actor: &Actor,
+) -> Result<ImportReport, ImportFailure>
 where
     I: Iterator<Item = Result<String, String>>,
 {
     let result = write_tx(conn, |conn| {
-        let mut imp = Importer { schema, report: ImportReport { partial, ..Default::default() } };
+        let mut imp = Importer {
+            schema,
+            report: ImportReport {
+                partial,
+                ..Default::default()
+            },
+        };
         let mut batch = Vec::with_capacity(BATCH);
         for (i, line) in lines.enumerate() {
             let n = i as u64 + 1;
@@ -373,7 +547,12 @@ where
             }
             match serde_json::from_str::<ImportLine>(text) {
                 Ok(l) => batch.push((n, l)),
-                Err(e) => imp.error(n, None, "invalid_json", format!("not a valid entity line: {e}")),
+                Err(e) => imp.error(
+                    n,
+                    None,
+                    "invalid_json",
+                    format!("not a valid entity line: {e}"),
+                ),
             }
             if batch.len() >= BATCH {
                 imp.batch(conn, &mut batch)?;

@@ -75,11 +75,17 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            return Err(DbConfigError::UnknownScheme(url.to_string(), scheme.to_string()));
+            return Err(DbConfigError::UnknownScheme(
+                url.to_string(),
+                scheme.to_string(),
+            ));
         }
         // A PostgreSQL keyword string ("host=… dbname=…") must never become a file name.
         if url.contains('=') && url.contains(' ') {
-            return Err(DbConfigError::UnknownScheme(url.to_string(), "keyword/value".into()));
+            return Err(DbConfigError::UnknownScheme(
+                url.to_string(),
+                "keyword/value".into(),
+            ));
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(url)))
     }
@@ -141,7 +147,8 @@ impl ManageConnection for ConnManager {
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConn) -> bool {
@@ -242,7 +249,10 @@ mod tests {
             DatabaseUrl::Postgres(_)
         ));
         let err = DatabaseUrl::parse("mysql://localhost/db").unwrap_err();
-        assert!(err.to_string().contains("unknown scheme \"mysql\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown scheme \"mysql\""),
+            "{err}"
+        );
         assert!(DatabaseUrl::parse("host=localhost dbname=x").is_err());
         assert!(DatabaseUrl::parse("").is_err());
     }

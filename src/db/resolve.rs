@@ -8,7 +8,9 @@ use diesel::QueryResult;
 
 use super::inventory::{self, EntityLite};
 use super::DbConn;
-use crate::domain::resolution::{fingerprint, Resolution, ResolutionError, ResolvedTarget, RootRef, Summary, MAX_STORED_ERRORS};
+use crate::domain::resolution::{
+    fingerprint, Resolution, ResolutionError, ResolvedTarget, RootRef, Summary, MAX_STORED_ERRORS,
+};
 use crate::domain::schema::{Effect, Kind, Operation, Schema};
 use crate::domain::selector::{split_claimed_kind, Selector};
 
@@ -18,9 +20,25 @@ struct Errs {
 
 impl Errs {
     fn push(&mut self, field: &str, line: Option<usize>, input: &str, code: &str, message: String) {
-        self.list.push(ResolutionError { field: field.into(), line, input: input.into(), code: code.into(), message, actual_kind: None, expected_kind: None });
+        self.list.push(ResolutionError {
+            field: field.into(),
+            line,
+            input: input.into(),
+            code: code.into(),
+            message,
+            actual_kind: None,
+            expected_kind: None,
+        });
     }
-    fn push_kinds(&mut self, field: &str, line: Option<usize>, input: &str, message: String, actual: &str, expected: &str) {
+    fn push_kinds(
+        &mut self,
+        field: &str,
+        line: Option<usize>,
+        input: &str,
+        message: String,
+        actual: &str,
+        expected: &str,
+    ) {
         self.list.push(ResolutionError {
             field: field.into(),
             line,
@@ -34,7 +52,10 @@ impl Errs {
 }
 
 fn kind_desc(schema: &Schema, name: &str) -> String {
-    schema.kind(name).map(Kind::a_describe).unwrap_or_else(|| name.to_string())
+    schema
+        .kind(name)
+        .map(Kind::a_describe)
+        .unwrap_or_else(|| name.to_string())
 }
 
 fn plural_desc(k: &Kind) -> String {
@@ -52,9 +73,28 @@ fn count_words(n: u64, k: Option<&Kind>, fallback: &str) -> String {
 /// Why an entity in `state` cannot be a target of `effect`, if it cannot.
 fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String)> {
     if effect.acts_on_deleted() {
-        (e.state != "deleted").then(|| ("not_deleted", format!("`{}` ({}) is not deleted; there is nothing to {}", e.id, e.name, if effect == Effect::Restore { "restore" } else { "purge" })))
+        (e.state != "deleted").then(|| {
+            (
+                "not_deleted",
+                format!(
+                    "`{}` ({}) is not deleted; there is nothing to {}",
+                    e.id,
+                    e.name,
+                    if effect == Effect::Restore {
+                        "restore"
+                    } else {
+                        "purge"
+                    }
+                ),
+            )
+        })
     } else {
-        (e.state != "active").then(|| ("already_deleted", format!("`{}` ({}) is already deleted", e.id, e.name)))
+        (e.state != "active").then(|| {
+            (
+                "already_deleted",
+                format!("`{}` ({}) is already deleted", e.id, e.name),
+            )
+        })
     }
 }
 
@@ -67,10 +107,18 @@ fn attrs_match(e: &EntityLite, filter: &BTreeMap<String, String>) -> bool {
 }
 
 /// Resolve `selector` for `op` against the inventory as it is now.
-pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serde_json::Value, selector: &Selector) -> QueryResult<Resolution> {
+pub fn resolve(
+    conn: &mut DbConn,
+    schema: &Schema,
+    op: &Operation,
+    params: &serde_json::Value,
+    selector: &Selector,
+) -> QueryResult<Resolution> {
     let mut errs = Errs { list: Vec::new() };
     let mut warnings = Vec::new();
-    let target_kind = schema.kind(&op.target).expect("validated schema: operation target exists");
+    let target_kind = schema
+        .kind(&op.target)
+        .expect("validated schema: operation target exists");
     // id -> (entity, explicit line)
     let mut picked: HashMap<String, (EntityLite, Option<usize>)> = HashMap::new();
 
@@ -82,7 +130,13 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         let line = i + 1;
         let input = raw.trim();
         if input.is_empty() {
-            errs.push("targets.ids", Some(line), raw, "empty", "empty line: expected an ID".into());
+            errs.push(
+                "targets.ids",
+                Some(line),
+                raw,
+                "empty",
+                "empty line: expected an ID".into(),
+            );
             continue;
         }
         let (claimed, id) = split_claimed_kind(input);
@@ -100,7 +154,9 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         if let Some(first) = first_line.get(id) {
             duplicates += 1;
             if duplicates <= 5 {
-                warnings.push(format!("line {line}: `{id}` repeats line {first} and is counted once"));
+                warnings.push(format!(
+                    "line {line}: `{id}` repeats line {first} and is counted once"
+                ));
             }
             continue;
         }
@@ -108,15 +164,26 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         wanted.push((line, input.to_string(), id.to_string()));
     }
     if duplicates > 5 {
-        warnings.push(format!("{} more repeated IDs were counted once", duplicates - 5));
+        warnings.push(format!(
+            "{} more repeated IDs were counted once",
+            duplicates - 5
+        ));
     }
     if !wanted.is_empty() {
         let ids: Vec<&str> = wanted.iter().map(|(_, _, id)| id.as_str()).collect();
-        let mut found: HashMap<String, EntityLite> = inventory::fetch_lite(conn, &ids)?.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let mut found: HashMap<String, EntityLite> = inventory::fetch_lite(conn, &ids)?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
         for (line, input, id) in &wanted {
             match found.remove(id) {
                 Some(e) if e.kind != op.target => {
-                    let mut msg = format!("`{id}` is {}, but {} acts on {}", kind_desc(schema, &e.kind), op.label, plural_desc(target_kind));
+                    let mut msg = format!(
+                        "`{id}` is {}, but {} acts on {}",
+                        kind_desc(schema, &e.kind),
+                        op.label,
+                        plural_desc(target_kind)
+                    );
                     if schema.descent(&e.kind, &op.target).is_some() {
                         msg.push_str(&format!(
                             "; {} can only be a scope: to act on the {} inside it, use targets.within with kind `{}`",
@@ -135,10 +202,27 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
                 },
                 None => {
                     if target_kind.matches(id) {
-                        errs.push("targets.ids", Some(*line), input, "not_found", format!("`{id}` is not in the inventory: there is no {} with that ID", target_kind.describe()));
+                        errs.push(
+                            "targets.ids",
+                            Some(*line),
+                            input,
+                            "not_found",
+                            format!(
+                                "`{id}` is not in the inventory: there is no {} with that ID",
+                                target_kind.describe()
+                            ),
+                        );
                     } else {
-                        let mut msg = format!("`{id}` is not a valid {} ID: expected {}", target_kind.describe(), target_kind.syntax_hint());
-                        let looks: Vec<String> = schema.kinds_matching(id).iter().map(|k| k.describe()).collect();
+                        let mut msg = format!(
+                            "`{id}` is not a valid {} ID: expected {}",
+                            target_kind.describe(),
+                            target_kind.syntax_hint()
+                        );
+                        let looks: Vec<String> = schema
+                            .kinds_matching(id)
+                            .iter()
+                            .map(|k| k.describe())
+                            .collect();
                         if !looks.is_empty() {
                             msg.push_str(&format!(" (it looks like a {} ID)", looks.join(" or ")));
                         }
@@ -155,24 +239,69 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
     for k in selector.filter.keys() {
         if !target_kind.attributes.contains(k) {
             filter_ok = false;
-            let attrs = if target_kind.attributes.is_empty() { "none".to_string() } else { target_kind.attributes.join(", ") };
-            errs.push(&format!("targets.where.{k}"), None, k, "unknown_attribute", format!("{} have no attribute `{k}` (their attributes: {attrs})", target_kind.plural));
+            let attrs = if target_kind.attributes.is_empty() {
+                "none".to_string()
+            } else {
+                target_kind.attributes.join(", ")
+            };
+            errs.push(
+                &format!("targets.where.{k}"),
+                None,
+                k,
+                "unknown_attribute",
+                format!(
+                    "{} have no attribute `{k}` (their attributes: {attrs})",
+                    target_kind.plural
+                ),
+            );
         }
     }
     let mut candidates: Option<Vec<EntityLite>> = None;
     if let Some(within) = &selector.within {
         match schema.kind(&within.kind) {
-            None => errs.push("targets.within.kind", None, &within.kind, "unknown_kind", format!("unknown kind `{}` (the schema has: {})", within.kind, schema.kinds.keys().cloned().collect::<Vec<_>>().join(", "))),
+            None => errs.push(
+                "targets.within.kind",
+                None,
+                &within.kind,
+                "unknown_kind",
+                format!(
+                    "unknown kind `{}` (the schema has: {})",
+                    within.kind,
+                    schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
             Some(scope_kind) => match schema.descent(&within.kind, &op.target) {
                 None => {
-                    let scopes: Vec<String> = schema.ancestry(&op.target).iter().skip(1).map(|k| format!("`{}`", k.name)).collect();
-                    let allowed = if scopes.is_empty() { format!("{} have no scope kinds", target_kind.plural) } else { format!("scopes of {} are {}", target_kind.plural, scopes.join(", ")) };
-                    errs.push("targets.within.kind", None, &within.kind, "wrong_scope_kind", format!("{} is not a scope of {}: {allowed}", scope_kind.describe(), plural_desc(target_kind)));
+                    let scopes: Vec<String> = schema
+                        .ancestry(&op.target)
+                        .iter()
+                        .skip(1)
+                        .map(|k| format!("`{}`", k.name))
+                        .collect();
+                    let allowed = if scopes.is_empty() {
+                        format!("{} have no scope kinds", target_kind.plural)
+                    } else {
+                        format!("scopes of {} are {}", target_kind.plural, scopes.join(", "))
+                    };
+                    errs.push(
+                        "targets.within.kind",
+                        None,
+                        &within.kind,
+                        "wrong_scope_kind",
+                        format!(
+                            "{} is not a scope of {}: {allowed}",
+                            scope_kind.describe(),
+                            plural_desc(target_kind)
+                        ),
+                    );
                 }
                 Some(levels) => {
                     let mut scope_ids: Vec<&str> = Vec::new();
                     let raw: Vec<&str> = within.ids.iter().map(|s| s.trim()).collect();
-                    let found: HashMap<String, EntityLite> = inventory::fetch_lite(conn, &raw)?.into_iter().map(|e| (e.id.clone(), e)).collect();
+                    let found: HashMap<String, EntityLite> = inventory::fetch_lite(conn, &raw)?
+                        .into_iter()
+                        .map(|e| (e.id.clone(), e))
+                        .collect();
                     let mut seen = BTreeSet::new();
                     for (i, id) in raw.iter().enumerate() {
                         let line = Some(i + 1);
@@ -191,9 +320,16 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
                         }
                     }
                     if within.ids.is_empty() {
-                        errs.push("targets.within.ids", None, "", "empty", "a scope needs at least one ID".into());
+                        errs.push(
+                            "targets.within.ids",
+                            None,
+                            "",
+                            "empty",
+                            "a scope needs at least one ID".into(),
+                        );
                     }
-                    let mut frontier: Vec<String> = scope_ids.iter().map(|s| s.to_string()).collect();
+                    let mut frontier: Vec<String> =
+                        scope_ids.iter().map(|s| s.to_string()).collect();
                     let mut level_rows = Vec::new();
                     for level in &levels {
                         let refs: Vec<&str> = frontier.iter().map(String::as_str).collect();
@@ -222,16 +358,32 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         }
     }
     if query_excluded > 0 {
-        let what = if op.effect.acts_on_deleted() { "are not deleted" } else { "are already deleted" };
-        warnings.push(format!("{query_excluded} {} matched the query but {what}, and were left out", target_kind.plural));
+        let what = if op.effect.acts_on_deleted() {
+            "are not deleted"
+        } else {
+            "are already deleted"
+        };
+        warnings.push(format!(
+            "{query_excluded} {} matched the query but {what}, and were left out",
+            target_kind.plural
+        ));
     }
     if selector.is_empty() {
-        errs.push("targets", None, "", "empty", "name the targets: `ids`, and/or `within` (+ `where`)".into());
+        errs.push(
+            "targets",
+            None,
+            "",
+            "empty",
+            "name the targets: `ids`, and/or `within` (+ `where`)".into(),
+        );
     }
 
     // 3. Ancestry of every target: scope paths, scope counts, roots.
     let mut cache: HashMap<String, (String, Option<String>, String)> = HashMap::new(); // id -> (kind, parent, name)
-    let mut missing: BTreeSet<String> = picked.values().filter_map(|(e, _)| e.parent_id.clone()).collect();
+    let mut missing: BTreeSet<String> = picked
+        .values()
+        .filter_map(|(e, _)| e.parent_id.clone())
+        .collect();
     while !missing.is_empty() {
         let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
         let rows = inventory::fetch_lite(conn, &ids)?;
@@ -272,19 +424,36 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         if let Some(l) = line {
             explicit_line.insert(id.clone(), l);
         }
-        targets.push(ResolvedTarget { kind: e.kind, id, scope_path: path.join("/"), name: e.name });
+        targets.push(ResolvedTarget {
+            kind: e.kind,
+            id,
+            scope_path: path.join("/"),
+            name: e.name,
+        });
     }
     targets.sort();
 
     // 4. Policy checks on the whole list.
-    if op.effect.is_destructive() && !schema.children_of(&op.target).is_empty() && !targets.is_empty() {
+    if op.effect.is_destructive()
+        && !schema.children_of(&op.target).is_empty()
+        && !targets.is_empty()
+    {
         let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
         let counts = inventory::active_children_counts(conn, &ids)?;
-        let child_words = schema.children_of(&op.target).iter().map(|k| k.plural.clone()).collect::<Vec<_>>().join(" / ");
+        let child_words = schema
+            .children_of(&op.target)
+            .iter()
+            .map(|k| k.plural.clone())
+            .collect::<Vec<_>>()
+            .join(" / ");
         for t in &targets {
             if let Some(n) = counts.get(&t.id) {
                 let line = explicit_line.get(&t.id).copied();
-                let field = if line.is_some() { "targets.ids" } else { "targets.within" };
+                let field = if line.is_some() {
+                    "targets.ids"
+                } else {
+                    "targets.within"
+                };
                 errs.push(field, line, &t.id, "has_active_children", format!("`{}` ({}) still has {n} active {child_words}; {} does not cascade: remove them first", t.id, t.name, op.label));
             }
         }
@@ -293,7 +462,16 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         errs.push("targets", None, "", "too_many_targets", format!("the selection resolves to {} {}, more than {}'s limit of {}: split the change or raise max_targets in the schema", targets.len(), target_kind.plural, op.label, op.max_targets));
     }
     if targets.is_empty() && errs.list.is_empty() {
-        errs.push("targets", None, "", "no_targets", format!("the selection matches no {} that {} can act on", target_kind.plural, op.label));
+        errs.push(
+            "targets",
+            None,
+            "",
+            "no_targets",
+            format!(
+                "the selection matches no {} that {} can act on",
+                target_kind.plural, op.label
+            ),
+        );
     }
 
     // 5. Summary.
@@ -301,7 +479,10 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
     let root_kind = chain.last().map(|k| k.name.clone()).unwrap_or_default();
     let mut scopes = BTreeMap::new();
     for k in chain.iter().skip(1) {
-        scopes.insert(k.name.clone(), per_scope.get(&k.name).map(|s| s.len() as u64).unwrap_or(0));
+        scopes.insert(
+            k.name.clone(),
+            per_scope.get(&k.name).map(|s| s.len() as u64).unwrap_or(0),
+        );
     }
     let n = targets.len() as u64;
     let mut text = count_words(n, Some(target_kind), "targets");
@@ -317,21 +498,46 @@ pub fn resolve(conn: &mut DbConn, schema: &Schema, op: &Operation, params: &serd
         Effect::Purge => "purged permanently",
         Effect::Webhook => "sent to the external executor",
     };
-    text.push_str(&format!("; {} {verb}", count_words(n, Some(target_kind), "targets")));
+    text.push_str(&format!(
+        "; {} {verb}",
+        count_words(n, Some(target_kind), "targets")
+    ));
     if let Some(parent) = chain.get(1) {
         text.push_str(&format!(", 0 {} {verb}", parent.plural));
     }
     let sample_roots = roots
         .iter()
         .take(10)
-        .map(|r| RootRef { id: r.clone(), name: cache.get(r).map(|c| c.2.clone()).or_else(|| targets.iter().find(|t| &t.id == r).map(|t| t.name.clone())).unwrap_or_default() })
+        .map(|r| RootRef {
+            id: r.clone(),
+            name: cache
+                .get(r)
+                .map(|c| c.2.clone())
+                .or_else(|| targets.iter().find(|t| &t.id == r).map(|t| t.name.clone()))
+                .unwrap_or_default(),
+        })
         .collect();
-    let summary = Summary { targets: n, target_kind: op.target.clone(), scopes, root_kind, roots: roots.len() as u64, sample_roots, text, warnings };
+    let summary = Summary {
+        targets: n,
+        target_kind: op.target.clone(),
+        scopes,
+        root_kind,
+        roots: roots.len() as u64,
+        sample_roots,
+        text,
+        warnings,
+    };
 
     let mut errors = errs.list;
     errors.sort_by(|a, b| (a.field.as_str(), a.line).cmp(&(b.field.as_str(), b.line)));
     let error_count = errors.len() as u64;
     errors.truncate(MAX_STORED_ERRORS);
     let fp = fingerprint(&schema.hash, &op.name, params, &targets);
-    Ok(Resolution { targets, summary, errors, error_count, fingerprint: fp })
+    Ok(Resolution {
+        targets,
+        summary,
+        errors,
+        error_count,
+        fingerprint: fp,
+    })
 }

@@ -9,7 +9,11 @@ use super::schema::{api_tokens, team_members, teams, users};
 use super::{now, DbConn};
 
 pub fn find_team(conn: &mut DbConn, name: &str) -> QueryResult<Option<Team>> {
-    teams::table.filter(teams::name.eq(name)).select(Team::as_select()).first(conn).optional()
+    teams::table
+        .filter(teams::name.eq(name))
+        .select(Team::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn create_team(conn: &mut DbConn, name: &str) -> QueryResult<Team> {
@@ -20,7 +24,10 @@ pub fn create_team(conn: &mut DbConn, name: &str) -> QueryResult<Team> {
 }
 
 pub fn list_teams(conn: &mut DbConn) -> QueryResult<Vec<Team>> {
-    teams::table.order(teams::name.asc()).select(Team::as_select()).load(conn)
+    teams::table
+        .order(teams::name.asc())
+        .select(Team::as_select())
+        .load(conn)
 }
 
 pub fn find_user_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
@@ -32,10 +39,19 @@ pub fn find_user_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<
 }
 
 pub fn find_user(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
-    users::table.find(id).select(User::as_select()).first(conn).optional()
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
 }
 
-pub fn create_user(conn: &mut DbConn, email: &str, name: &str, is_admin: bool) -> QueryResult<User> {
+pub fn create_user(
+    conn: &mut DbConn,
+    email: &str,
+    name: &str,
+    is_admin: bool,
+) -> QueryResult<User> {
     diesel::insert_into(users::table)
         .values((
             users::email.eq(email.trim().to_lowercase()),
@@ -56,12 +72,19 @@ pub fn update_user(conn: &mut DbConn, id: i64, name: &str, is_admin: bool) -> Qu
 
 pub fn add_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResult<()> {
     let exists = team_members::table
-        .filter(team_members::team_id.eq(team_id).and(team_members::user_id.eq(user_id)))
+        .filter(
+            team_members::team_id
+                .eq(team_id)
+                .and(team_members::user_id.eq(user_id)),
+        )
         .count()
         .get_result::<i64>(conn)?;
     if exists == 0 {
         diesel::insert_into(team_members::table)
-            .values((team_members::team_id.eq(team_id), team_members::user_id.eq(user_id)))
+            .values((
+                team_members::team_id.eq(team_id),
+                team_members::user_id.eq(user_id),
+            ))
             .execute(conn)?;
     }
     Ok(())

@@ -55,12 +55,18 @@ impl ChangeState {
 
     /// States in which the change's targets are "claimed" (for conflict detection).
     pub fn is_open_claim(self) -> bool {
-        matches!(self, ChangeState::AwaitingSignoff | ChangeState::Approved | ChangeState::Executing)
+        matches!(
+            self,
+            ChangeState::AwaitingSignoff | ChangeState::Approved | ChangeState::Executing
+        )
     }
 
     /// States from which a change can still be cancelled.
     pub fn is_open(self) -> bool {
-        matches!(self, ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved)
+        matches!(
+            self,
+            ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved
+        )
     }
 }
 
@@ -127,7 +133,11 @@ pub fn check(state: ChangeState, action: Action) -> Result<(), IllegalTransition
 /// * A changed fingerprint on a submitted change makes every earlier sign-off stale and
 ///   needs new sign-offs: `approved` returns to `awaiting_signoff`.
 /// * Otherwise nothing changes.
-pub fn after_resolution(state: ChangeState, fingerprint_changed: bool, has_errors: bool) -> ChangeState {
+pub fn after_resolution(
+    state: ChangeState,
+    fingerprint_changed: bool,
+    has_errors: bool,
+) -> ChangeState {
     use ChangeState::*;
     match state {
         AwaitingSignoff | Approved if has_errors => Draft,
@@ -167,7 +177,10 @@ mod tests {
         assert_eq!(after_resolution(Approved, true, false), AwaitingSignoff);
         assert_eq!(after_resolution(Approved, false, false), Approved);
         assert_eq!(after_resolution(Approved, true, true), Draft);
-        assert_eq!(after_resolution(AwaitingSignoff, true, false), AwaitingSignoff);
+        assert_eq!(
+            after_resolution(AwaitingSignoff, true, false),
+            AwaitingSignoff
+        );
         assert_eq!(after_resolution(Draft, true, true), Draft);
     }
 }

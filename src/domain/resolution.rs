@@ -96,7 +96,14 @@ pub fn fingerprint(
 ) -> String {
     let mut h = Sha256::new();
     h.update(b"countersign-fingerprint-v1\n");
-    h.update(format!("schema {schema_hash}\noperation {operation}\nparams {}\ntargets {}\n", canonical_json(params), targets.len()).as_bytes());
+    h.update(
+        format!(
+            "schema {schema_hash}\noperation {operation}\nparams {}\ntargets {}\n",
+            canonical_json(params),
+            targets.len()
+        )
+        .as_bytes(),
+    );
     let sorted = is_sorted(targets);
     let mut owned;
     let list = if sorted {
@@ -118,7 +125,8 @@ pub fn fingerprint(
 }
 
 fn is_sorted(t: &[ResolvedTarget]) -> bool {
-    t.windows(2).all(|w| (&w[0].kind, &w[0].id) <= (&w[1].kind, &w[1].id))
+    t.windows(2)
+        .all(|w| (&w[0].kind, &w[0].id) <= (&w[1].kind, &w[1].id))
 }
 
 /// Compact JSON with object keys sorted (serde_json's default map is a BTreeMap, so
@@ -138,7 +146,12 @@ mod tests {
     use super::*;
 
     fn t(kind: &str, id: &str) -> ResolvedTarget {
-        ResolvedTarget { kind: kind.into(), id: id.into(), scope_path: "org-1/s".into(), name: "n".into() }
+        ResolvedTarget {
+            kind: kind.into(),
+            id: id.into(),
+            scope_path: "org-1/s".into(),
+            name: "n".into(),
+        }
     }
 
     #[test]
@@ -150,7 +163,15 @@ mod tests {
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
         assert_ne!(a, fingerprint("h2", "op", &p, &[t("k", "1"), t("k", "2")]));
         assert_ne!(a, fingerprint("h", "op2", &p, &[t("k", "1"), t("k", "2")]));
-        assert_ne!(a, fingerprint("h", "op", &serde_json::json!({}), &[t("k", "1"), t("k", "2")]));
+        assert_ne!(
+            a,
+            fingerprint(
+                "h",
+                "op",
+                &serde_json::json!({}),
+                &[t("k", "1"), t("k", "2")]
+            )
+        );
         assert_ne!(a, fingerprint("h", "op", &p, &[t("k", "1")]));
         // Names are not part of it: renaming an entity does not invalidate sign-offs.
         let mut renamed = t("k", "1");

@@ -83,7 +83,13 @@ pub enum Effect {
 }
 
 impl Effect {
-    pub const ALL: [&'static str; 5] = ["soft_delete", "restore", "set_attributes", "purge", "webhook"];
+    pub const ALL: [&'static str; 5] = [
+        "soft_delete",
+        "restore",
+        "set_attributes",
+        "purge",
+        "webhook",
+    ];
 
     pub fn parse(s: &str) -> Option<Effect> {
         Some(match s {
@@ -288,11 +294,15 @@ pub fn team_name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
 fn header_line(source: &str, section: &str, name: &str) -> Option<usize> {
-    let want = [format!("[{section}.{name}]"), format!("[{section}.\"{name}\"]")];
+    let want = [
+        format!("[{section}.{name}]"),
+        format!("[{section}.\"{name}\"]"),
+    ];
     source
         .lines()
         .position(|l| want.iter().any(|w| l.trim() == w))
@@ -303,7 +313,9 @@ impl Schema {
     /// Parse and validate a schema; every problem is reported at once.
     pub fn from_toml(source: &str) -> Result<Schema, SchemaErrors> {
         let raw: RawSchema = toml::from_str(source).map_err(|e| {
-            let line = e.span().map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
             SchemaErrors(vec![SchemaProblem {
                 place: "file".into(),
                 line,
@@ -312,7 +324,11 @@ impl Schema {
         })?;
         let mut problems = Vec::new();
         let mut push = |place: String, line: Option<usize>, message: String| {
-            problems.push(SchemaProblem { place, line, message })
+            problems.push(SchemaProblem {
+                place,
+                line,
+                message,
+            })
         };
 
         if raw.kinds.is_empty() {
@@ -323,7 +339,12 @@ impl Schema {
             let line = header_line(source, "kinds", name);
             let place = |f: &str| format!("kinds.{name}{}{f}", if f.is_empty() { "" } else { "." });
             if !name_ok(name) {
-                push(place(""), line, "a kind name must be lowercase letters, digits and `_`, starting with a letter".into());
+                push(
+                    place(""),
+                    line,
+                    "a kind name must be lowercase letters, digits and `_`, starting with a letter"
+                        .into(),
+                );
             }
             let label = match &k.label {
                 Some(l) if !l.trim().is_empty() => l.trim().to_string(),
@@ -336,28 +357,57 @@ impl Schema {
                 Some(p) => match Regex::new(&format!("^(?:{p})$")) {
                     Ok(re) => Some(re),
                     Err(e) => {
-                        let msg = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
-                        push(place("pattern"), line, format!("not a valid regular expression: {msg}"));
+                        let msg = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid")
+                            .trim()
+                            .to_string();
+                        push(
+                            place("pattern"),
+                            line,
+                            format!("not a valid regular expression: {msg}"),
+                        );
                         None
                     }
                 },
                 None => None,
             };
             if k.pattern.is_none() && k.prefix.is_none() {
-                push(place("pattern"), line, "a kind needs a `pattern` and/or a `prefix` so its IDs can be checked".into());
+                push(
+                    place("pattern"),
+                    line,
+                    "a kind needs a `pattern` and/or a `prefix` so its IDs can be checked".into(),
+                );
             }
             if let Some(parent) = &k.parent {
                 if !raw.kinds.contains_key(parent) {
-                    push(place("parent"), line, format!("unknown parent kind `{parent}` (known: {})", raw.kinds.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    push(
+                        place("parent"),
+                        line,
+                        format!(
+                            "unknown parent kind `{parent}` (known: {})",
+                            raw.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                 }
             }
             let mut seen = BTreeSet::new();
             for a in &k.attributes {
                 if !name_ok(a) {
-                    push(place("attributes"), line, format!("attribute `{a}` must be lowercase letters, digits and `_`"));
+                    push(
+                        place("attributes"),
+                        line,
+                        format!("attribute `{a}` must be lowercase letters, digits and `_`"),
+                    );
                 }
                 if !seen.insert(a) {
-                    push(place("attributes"), line, format!("attribute `{a}` is listed twice"));
+                    push(
+                        place("attributes"),
+                        line,
+                        format!("attribute `{a}` is listed twice"),
+                    );
                 }
             }
             let kind = Kind {
@@ -374,7 +424,11 @@ impl Schema {
             };
             if let Some(ex) = &k.example {
                 if (kind.regex.is_some() || kind.pattern.is_none()) && !kind.matches(ex) {
-                    push(place("example"), line, format!("the example `{ex}` does not match the kind's own syntax"));
+                    push(
+                        place("example"),
+                        line,
+                        format!("the example `{ex}` does not match the kind's own syntax"),
+                    );
                 }
             }
             kinds.insert(name.clone(), kind);
@@ -387,7 +441,11 @@ impl Schema {
                 if seen.contains(&p) {
                     if &p == name {
                         seen.push(p);
-                        push(format!("kinds.{name}.parent"), header_line(source, "kinds", name), format!("parent chain is a cycle: {}", seen.join(" → ")));
+                        push(
+                            format!("kinds.{name}.parent"),
+                            header_line(source, "kinds", name),
+                            format!("parent chain is a cycle: {}", seen.join(" → ")),
+                        );
                     }
                     break;
                 }
@@ -399,7 +457,12 @@ impl Schema {
         let mut operations = BTreeMap::new();
         for (name, o) in &raw.operations {
             let line = header_line(source, "operations", name);
-            let place = |f: &str| format!("operations.{name}{}{f}", if f.is_empty() { "" } else { "." });
+            let place = |f: &str| {
+                format!(
+                    "operations.{name}{}{f}",
+                    if f.is_empty() { "" } else { "." }
+                )
+            };
             if !name_ok(name) {
                 push(place(""), line, "an operation name must be lowercase letters, digits and `_`, starting with a letter".into());
             }
@@ -413,11 +476,23 @@ impl Schema {
             let target = match &o.target {
                 Some(t) if kinds.contains_key(t) => t.clone(),
                 Some(t) => {
-                    push(place("target"), line, format!("target kind `{t}` does not exist (known: {})", kinds.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    push(
+                        place("target"),
+                        line,
+                        format!(
+                            "target kind `{t}` does not exist (known: {})",
+                            kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                     t.clone()
                 }
                 None => {
-                    push(place("target"), line, "the target kind is required (an operation acts on exactly one kind)".into());
+                    push(
+                        place("target"),
+                        line,
+                        "the target kind is required (an operation acts on exactly one kind)"
+                            .into(),
+                    );
                     String::new()
                 }
             };
@@ -425,12 +500,23 @@ impl Schema {
                 Some(e) => match Effect::parse(e) {
                     Some(e) => Some(e),
                     None => {
-                        push(place("effect"), line, format!("unknown effect `{e}` (one of: {})", Effect::ALL.join(", ")));
+                        push(
+                            place("effect"),
+                            line,
+                            format!("unknown effect `{e}` (one of: {})", Effect::ALL.join(", ")),
+                        );
                         None
                     }
                 },
                 None => {
-                    push(place("effect"), line, format!("the effect is required (one of: {})", Effect::ALL.join(", ")));
+                    push(
+                        place("effect"),
+                        line,
+                        format!(
+                            "the effect is required (one of: {})",
+                            Effect::ALL.join(", ")
+                        ),
+                    );
                     None
                 }
             };
@@ -441,13 +527,24 @@ impl Schema {
                     t.clone()
                 }
                 None => {
-                    push(place("implemented_by"), line, "the implementing team is missing".into());
+                    push(
+                        place("implemented_by"),
+                        line,
+                        "the implementing team is missing".into(),
+                    );
                     String::new()
                 }
             };
-            let signoffs = o.signoffs.unwrap_or(SignoffPolicy { requester: 1, implementer: 1 });
+            let signoffs = o.signoffs.unwrap_or(SignoffPolicy {
+                requester: 1,
+                implementer: 1,
+            });
             if signoffs.implementer == 0 {
-                push(place("signoffs.implementer"), line, "at least one implementer sign-off is required".into());
+                push(
+                    place("signoffs.implementer"),
+                    line,
+                    "at least one implementer sign-off is required".into(),
+                );
             }
             let max_targets = o.max_targets.unwrap_or(DEFAULT_MAX_TARGETS);
             if max_targets == 0 {
@@ -462,18 +559,32 @@ impl Schema {
                     Some("boolean") => ParamType::Boolean,
                     Some("enum") => ParamType::Enum,
                     Some(other) => {
-                        push(format!("{pplace}.type"), line, format!("unknown parameter type `{other}` (string, integer, boolean, enum)"));
+                        push(
+                            format!("{pplace}.type"),
+                            line,
+                            format!(
+                                "unknown parameter type `{other}` (string, integer, boolean, enum)"
+                            ),
+                        );
                         ParamType::String
                     }
                 };
                 if ty == ParamType::Enum && p.values.is_empty() {
-                    push(format!("{pplace}.values"), line, "an enum parameter needs `values`".into());
+                    push(
+                        format!("{pplace}.values"),
+                        line,
+                        "an enum parameter needs `values`".into(),
+                    );
                 }
                 let regex = match &p.pattern {
                     Some(pat) => match Regex::new(&format!("^(?:{pat})$")) {
                         Ok(r) => Some(r),
                         Err(_) => {
-                            push(format!("{pplace}.pattern"), line, "not a valid regular expression".into());
+                            push(
+                                format!("{pplace}.pattern"),
+                                line,
+                                "not a valid regular expression".into(),
+                            );
                             None
                         }
                     },
@@ -522,8 +633,15 @@ impl Schema {
         }
         // Version = hash of the canonical form (sorted keys, comments and layout ignored).
         let canonical = serde_json::to_string(&raw).expect("schema serialises");
-        let hash = format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-        Ok(Schema { hash, kinds, operations })
+        let hash = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        Ok(Schema {
+            hash,
+            kinds,
+            operations,
+        })
     }
 
     pub fn kind(&self, name: &str) -> Option<&Kind> {
@@ -563,12 +681,18 @@ impl Schema {
 
     /// Kinds whose parent is `kind`.
     pub fn children_of(&self, kind: &str) -> Vec<&Kind> {
-        self.kinds.values().filter(|k| k.parent.as_deref() == Some(kind)).collect()
+        self.kinds
+            .values()
+            .filter(|k| k.parent.as_deref() == Some(kind))
+            .collect()
     }
 
     /// The teams the schema refers to.
     pub fn teams(&self) -> BTreeSet<&str> {
-        self.operations.values().map(|o| o.implemented_by.as_str()).collect()
+        self.operations
+            .values()
+            .map(|o| o.implemented_by.as_str())
+            .collect()
     }
 }
 
@@ -581,7 +705,10 @@ impl ParamSpec {
                 Value::String(s) => {
                     if let Some(re) = &self.regex {
                         if !re.is_match(s) {
-                            return Err(format!("`{s}` does not match the pattern `{}`", self.pattern.as_deref().unwrap_or_default()));
+                            return Err(format!(
+                                "`{s}` does not match the pattern `{}`",
+                                self.pattern.as_deref().unwrap_or_default()
+                            ));
                         }
                     }
                     Ok(v.clone())
@@ -598,7 +725,10 @@ impl ParamSpec {
             },
             ParamType::Enum => match v.as_str() {
                 Some(s) if self.values.iter().any(|x| x == s) => Ok(v.clone()),
-                _ => Err(format!("expected one of {}, got {v}", self.values.join(", "))),
+                _ => Err(format!(
+                    "expected one of {}, got {v}",
+                    self.values.join(", ")
+                )),
             },
         }
     }
@@ -615,9 +745,18 @@ mod tests {
     fn example_schema_loads() {
         let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
         assert!(s.hash.starts_with("sha256:"));
-        assert_eq!(s.kind("app_install").unwrap().parent.as_deref(), Some("site"));
-        assert_eq!(s.descent("org", "app_install").unwrap(), vec!["site", "app_install"]);
-        assert_eq!(s.descent("site", "app_install").unwrap(), vec!["app_install"]);
+        assert_eq!(
+            s.kind("app_install").unwrap().parent.as_deref(),
+            Some("site")
+        );
+        assert_eq!(
+            s.descent("org", "app_install").unwrap(),
+            vec!["site", "app_install"]
+        );
+        assert_eq!(
+            s.descent("site", "app_install").unwrap(),
+            vec!["app_install"]
+        );
         assert!(s.descent("app_install", "site").is_none());
         assert!(s.descent("site", "site").is_none());
         assert_eq!(s.operation("delete_site").unwrap().signoffs.implementer, 2);
@@ -628,7 +767,9 @@ mod tests {
         let a = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
         let b = Schema::from_toml(&format!("# a comment\n\n{EXAMPLE_SCHEMA}\n")).unwrap();
         assert_eq!(a.hash, b.hash);
-        let c = Schema::from_toml(&EXAMPLE_SCHEMA.replace("confirm_above = 20", "confirm_above = 21")).unwrap();
+        let c =
+            Schema::from_toml(&EXAMPLE_SCHEMA.replace("confirm_above = 20", "confirm_above = 21"))
+                .unwrap();
         assert_ne!(a.hash, c.hash);
     }
 
@@ -678,7 +819,11 @@ implemented_by = "ops"
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        let site = err.0.iter().find(|p| p.place == "kinds.site.parent").unwrap();
+        let site = err
+            .0
+            .iter()
+            .find(|p| p.place == "kinds.site.parent")
+            .unwrap();
         assert_eq!(site.line, Some(7));
     }
 
@@ -708,7 +853,11 @@ implemented_by = "ops"
         assert!(!org.matches("org-1a2b3c4d5"));
         assert!(!org.matches("xorg-1a2b3c4d"));
         let uuid = "0b1c2d3e-0000-4000-8000-000000000001";
-        let names: Vec<_> = s.kinds_matching(uuid).iter().map(|k| k.name.clone()).collect();
+        let names: Vec<_> = s
+            .kinds_matching(uuid)
+            .iter()
+            .map(|k| k.name.clone())
+            .collect();
         assert_eq!(names, vec!["app_install", "site"]);
     }
 }

@@ -53,7 +53,8 @@ impl Selector {
 pub fn split_claimed_kind(input: &str) -> (Option<&str>, &str) {
     if let Some((k, id)) = input.split_once(':') {
         if !k.is_empty()
-            && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !id.is_empty()
         {
             return (Some(k), id.trim());

@@ -107,18 +107,27 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
         });
     }
     if !a.signer_in_side_team {
-        return Err(Refusal::NotInTeam { team: a.side_team.to_string(), side: a.side });
+        return Err(Refusal::NotInTeam {
+            team: a.side_team.to_string(),
+            side: a.side,
+        });
     }
     if a.side == Side::Implementer && a.signer_id == a.author_id {
         return Err(Refusal::AuthorAsImplementer);
     }
     // Separation of duties: any sign-off on the other side, even a stale one, means this
     // person took part for the other team.
-    if a.existing.iter().any(|s| s.user_id == a.signer_id && s.side == a.side.other()) {
+    if a.existing
+        .iter()
+        .any(|s| s.user_id == a.signer_id && s.side == a.side.other())
+    {
         return Err(Refusal::OtherSide(a.side.other()));
     }
     if a.existing.iter().any(|s| {
-        s.user_id == a.signer_id && s.side == a.side && !s.stale && s.fingerprint == a.current_fingerprint
+        s.user_id == a.signer_id
+            && s.side == a.side
+            && !s.stale
+            && s.fingerprint == a.current_fingerprint
     }) {
         return Err(Refusal::AlreadySigned(a.side));
     }
@@ -126,9 +135,16 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
         if let Some(limit) = a.confirm_above {
             if a.target_count > limit {
                 match a.confirm_count {
-                    None => return Err(Refusal::ConfirmCountMissing { expected: a.target_count }),
+                    None => {
+                        return Err(Refusal::ConfirmCountMissing {
+                            expected: a.target_count,
+                        })
+                    }
                     Some(n) if n != a.target_count => {
-                        return Err(Refusal::ConfirmCountWrong { given: n, expected: a.target_count })
+                        return Err(Refusal::ConfirmCountWrong {
+                            given: n,
+                            expected: a.target_count,
+                        })
                     }
                     _ => {}
                 }
@@ -151,7 +167,10 @@ pub fn current_signers(existing: &[SignoffRecord], side: Side, fingerprint: &str
 pub fn missing(existing: &[SignoffRecord], policy: SignoffPolicy, fingerprint: &str) -> (u32, u32) {
     let r = current_signers(existing, Side::Requester, fingerprint).len() as u32;
     let i = current_signers(existing, Side::Implementer, fingerprint).len() as u32;
-    (policy.requester.saturating_sub(r), policy.implementer.saturating_sub(i))
+    (
+        policy.requester.saturating_sub(r),
+        policy.implementer.saturating_sub(i),
+    )
 }
 
 /// Approved when both sides have enough distinct current signers and nobody is on both.
@@ -166,7 +185,12 @@ mod tests {
     use super::*;
 
     fn rec(side: Side, user: i64, fp: &str, stale: bool) -> SignoffRecord {
-        SignoffRecord { side, user_id: user, fingerprint: fp.into(), stale }
+        SignoffRecord {
+            side,
+            user_id: user,
+            fingerprint: fp.into(),
+            stale,
+        }
     }
 
     fn attempt<'a>(side: Side, signer: i64, existing: &'a [SignoffRecord]) -> Attempt<'a> {
@@ -189,7 +213,10 @@ mod tests {
     fn refusals() {
         let none = [];
         assert!(check(&attempt(Side::Requester, 1, &none)).is_ok());
-        assert_eq!(check(&attempt(Side::Implementer, 1, &none)), Err(Refusal::AuthorAsImplementer));
+        assert_eq!(
+            check(&attempt(Side::Implementer, 1, &none)),
+            Err(Refusal::AuthorAsImplementer)
+        );
         let mut a = attempt(Side::Implementer, 2, &none);
         a.given_fingerprint = "G";
         assert!(matches!(check(&a), Err(Refusal::StaleFingerprint { .. })));
@@ -198,17 +225,32 @@ mod tests {
         assert!(matches!(check(&a), Err(Refusal::NotInTeam { .. })));
         let mut a = attempt(Side::Implementer, 2, &none);
         a.confirm_count = None;
-        assert_eq!(check(&a), Err(Refusal::ConfirmCountMissing { expected: 30 }));
+        assert_eq!(
+            check(&a),
+            Err(Refusal::ConfirmCountMissing { expected: 30 })
+        );
         a.confirm_count = Some(29);
-        assert_eq!(check(&a), Err(Refusal::ConfirmCountWrong { given: 29, expected: 30 }));
+        assert_eq!(
+            check(&a),
+            Err(Refusal::ConfirmCountWrong {
+                given: 29,
+                expected: 30
+            })
+        );
         // Requester side never needs the count.
         let mut a = attempt(Side::Requester, 2, &none);
         a.confirm_count = None;
         assert!(check(&a).is_ok());
         let ex = [rec(Side::Requester, 2, "OLD", true)];
-        assert_eq!(check(&attempt(Side::Implementer, 2, &ex)), Err(Refusal::OtherSide(Side::Requester)));
+        assert_eq!(
+            check(&attempt(Side::Implementer, 2, &ex)),
+            Err(Refusal::OtherSide(Side::Requester))
+        );
         let ex = [rec(Side::Implementer, 2, "F", false)];
-        assert_eq!(check(&attempt(Side::Implementer, 2, &ex)), Err(Refusal::AlreadySigned(Side::Implementer)));
+        assert_eq!(
+            check(&attempt(Side::Implementer, 2, &ex)),
+            Err(Refusal::AlreadySigned(Side::Implementer))
+        );
         // A stale sign-off on the same side does not block signing again.
         let ex = [rec(Side::Implementer, 2, "OLD", true)];
         assert!(check(&attempt(Side::Implementer, 2, &ex)).is_ok());
@@ -216,14 +258,23 @@ mod tests {
 
     #[test]
     fn approval_counts_distinct_current_signers() {
-        let p = SignoffPolicy { requester: 1, implementer: 2 };
-        let mut ex = vec![rec(Side::Requester, 1, "F", false), rec(Side::Implementer, 2, "F", false)];
+        let p = SignoffPolicy {
+            requester: 1,
+            implementer: 2,
+        };
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
         assert!(!is_approved(&ex, p, "F"));
         assert_eq!(missing(&ex, p, "F"), (0, 1));
         ex.push(rec(Side::Implementer, 3, "OLD", true));
         assert!(!is_approved(&ex, p, "F"));
         ex.push(rec(Side::Implementer, 2, "F", false));
-        assert!(!is_approved(&ex, p, "F"), "the same person twice is one signer");
+        assert!(
+            !is_approved(&ex, p, "F"),
+            "the same person twice is one signer"
+        );
         ex.push(rec(Side::Implementer, 3, "F", false));
         assert!(is_approved(&ex, p, "F"));
         assert!(!is_approved(&ex, p, "G"));

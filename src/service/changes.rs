@@ -20,8 +20,10 @@ use crate::db::audit::{self, Actor};
 use crate::db::models::{Change, NewChange};
 use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn};
 use crate::domain::change::{self, Action};
-use crate::domain::resolution::{short_fingerprint, Expectation, Resolution, ResolutionError, Summary};
-use crate::domain::schema::{Operation, SignoffPolicy};
+use crate::domain::resolution::{
+    short_fingerprint, Expectation, Resolution, ResolutionError, Summary,
+};
+use crate::domain::schema::Operation;
 use crate::domain::selector::Selector;
 use crate::domain::signoff::{self, Attempt, Side, SignoffRecord};
 use crate::domain::{ChangeState, Schema};
@@ -58,7 +60,9 @@ pub struct EditChange {
     pub expect: Option<Option<Expectation>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Expectation>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Expectation>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }
 
@@ -76,24 +80,44 @@ pub struct SignRequest {
 fn check_title(t: &str) -> AppResult<String> {
     let t = t.trim();
     if t.is_empty() {
-        return Err(AppError::unprocessable("invalid_title", "the title is required"));
+        return Err(AppError::unprocessable(
+            "invalid_title",
+            "the title is required",
+        ));
     }
     if t.chars().count() > MAX_TITLE {
-        return Err(AppError::unprocessable("invalid_title", format!("the title is longer than {MAX_TITLE} characters")));
+        return Err(AppError::unprocessable(
+            "invalid_title",
+            format!("the title is longer than {MAX_TITLE} characters"),
+        ));
     }
     Ok(t.to_string())
 }
 
 fn check_rationale(r: &str) -> AppResult<String> {
     if r.chars().count() > MAX_RATIONALE {
-        return Err(AppError::unprocessable("invalid_rationale", format!("the rationale is longer than {MAX_RATIONALE} characters")));
+        return Err(AppError::unprocessable(
+            "invalid_rationale",
+            format!("the rationale is longer than {MAX_RATIONALE} characters"),
+        ));
     }
     Ok(r.trim().to_string())
 }
 
 fn operation<'s>(schema: &'s Schema, name: &str) -> AppResult<&'s Operation> {
     schema.operation(name).ok_or_else(|| {
-        AppError::unprocessable("unknown_operation", format!("unknown operation `{name}` (the schema has: {})", schema.operations.keys().cloned().collect::<Vec<_>>().join(", ")))
+        AppError::unprocessable(
+            "unknown_operation",
+            format!(
+                "unknown operation `{name}` (the schema has: {})",
+                schema
+                    .operations
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
     })
 }
 
@@ -102,7 +126,12 @@ pub fn check_params(op: &Operation, params: &Value) -> AppResult<Value> {
     let obj = match params {
         Value::Null => serde_json::Map::new(),
         Value::Object(m) => m.clone(),
-        other => return Err(AppError::unprocessable("invalid_params", format!("params must be an object, got {other}"))),
+        other => {
+            return Err(AppError::unprocessable(
+                "invalid_params",
+                format!("params must be an object, got {other}"),
+            ))
+        }
     };
     let mut problems = Vec::new();
     let mut out = BTreeMap::new();
@@ -123,16 +152,31 @@ pub fn check_params(op: &Operation, params: &Value) -> AppResult<Value> {
         }
     }
     if !problems.is_empty() {
-        let msg = problems.iter().filter_map(|p| p["message"].as_str()).collect::<Vec<_>>().join("; ");
-        return Err(AppError::unprocessable("invalid_params", msg).with_details(Value::Array(problems)));
+        let msg = problems
+            .iter()
+            .filter_map(|p| p["message"].as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(
+            AppError::unprocessable("invalid_params", msg).with_details(Value::Array(problems))
+        );
     }
     Ok(serde_json::to_value(out).expect("params serialise"))
 }
 
 fn parse_id(raw: &str) -> AppResult<i64> {
     let s = raw.trim();
-    let s = s.strip_prefix("CHG-").or_else(|| s.strip_prefix("chg-")).unwrap_or(s);
-    s.parse::<i64>().map_err(|_| AppError::client(StatusCode::NOT_FOUND, "not_found", format!("`{raw}` is not a change number (expected CHG-<n> or <n>)")))
+    let s = s
+        .strip_prefix("CHG-")
+        .or_else(|| s.strip_prefix("chg-"))
+        .unwrap_or(s);
+    s.parse::<i64>().map_err(|_| {
+        AppError::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("`{raw}` is not a change number (expected CHG-<n> or <n>)"),
+        )
+    })
 }
 
 pub fn change_id(raw: &str) -> AppResult<i64> {
@@ -150,22 +194,44 @@ fn state_of(c: &Change) -> ChangeState {
 /// Why a resolved change could not be submitted, if it cannot.
 fn submit_problem(c: &Change, summary: &Summary, errors: &[ResolutionError]) -> Option<AppError> {
     if c.error_count > 0 {
-        let msg = format!("the targets have {} error(s); fix them before submitting: {}", c.error_count, errors.iter().take(3).map(|e| e.message.clone()).collect::<Vec<_>>().join("; "));
+        let msg = format!(
+            "the targets have {} error(s); fix them before submitting: {}",
+            c.error_count,
+            errors
+                .iter()
+                .take(3)
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
         return Some(AppError::unprocessable("resolution_errors", msg).with_details(json!({"error_count": c.error_count, "errors": errors.iter().take(50).collect::<Vec<_>>()})));
     }
     if c.target_count == 0 {
-        return Some(AppError::unprocessable("no_targets", "the change resolves to no targets"));
+        return Some(AppError::unprocessable(
+            "no_targets",
+            "the change resolves to no targets",
+        ));
     }
-    if let Some(exp) = c.expect.as_deref().and_then(|e| serde_json::from_str::<Expectation>(e).ok()) {
+    if let Some(exp) = c
+        .expect
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<Expectation>(e).ok())
+    {
         let mut wrong = Vec::new();
         if let Some(t) = exp.targets {
             if t != summary.targets {
-                wrong.push(format!("expected {t} targets, resolved {}", summary.targets));
+                wrong.push(format!(
+                    "expected {t} targets, resolved {}",
+                    summary.targets
+                ));
             }
         }
         if let Some(r) = exp.roots {
             if r != summary.roots {
-                wrong.push(format!("expected {r} {} (roots), resolved {}", summary.root_kind, summary.roots));
+                wrong.push(format!(
+                    "expected {r} {} (roots), resolved {}",
+                    summary.root_kind, summary.roots
+                ));
             }
         }
         if !wrong.is_empty() {
@@ -192,7 +258,13 @@ pub struct ResolveOutcome {
     pub state: String,
 }
 
-fn store(conn: &mut DbConn, schema: &Schema, c: &Change, r: &Resolution, implementing_team: &str) -> AppResult<()> {
+fn store(
+    conn: &mut DbConn,
+    schema: &Schema,
+    c: &Change,
+    r: &Resolution,
+    implementing_team: &str,
+) -> AppResult<()> {
     repo::store_resolution(
         conn,
         c.id,
@@ -209,17 +281,27 @@ fn store(conn: &mut DbConn, schema: &Schema, c: &Change, r: &Resolution, impleme
     if implementing_team != c.implementing_team {
         use crate::db::schema::changes;
         use diesel::prelude::*;
-        diesel::update(changes::table.find(c.id)).set(changes::implementing_team.eq(implementing_team)).execute(conn)?;
+        diesel::update(changes::table.find(c.id))
+            .set(changes::implementing_team.eq(implementing_team))
+            .execute(conn)?;
     }
     Ok(())
 }
 
 /// Resolve a locked change again and apply the consequences (stale sign-offs, state).
 /// Must run inside the write transaction that holds the change's lock.
-fn reresolve_locked(conn: &mut DbConn, schema: &Schema, c: &Change, actor: &Actor, reason: &str) -> AppResult<ResolveOutcome> {
+fn reresolve_locked(
+    conn: &mut DbConn,
+    schema: &Schema,
+    c: &Change,
+    actor: &Actor,
+    reason: &str,
+) -> AppResult<ResolveOutcome> {
     let op = operation(schema, &c.operation)?;
-    let selector: Selector = serde_json::from_str(&c.selector).map_err(|e| anyhow::anyhow!("stored selector of {} is unreadable: {e}", number(c.id)))?;
-    let params: Value = serde_json::from_str(&c.params).map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
+    let selector: Selector = serde_json::from_str(&c.selector)
+        .map_err(|e| anyhow::anyhow!("stored selector of {} is unreadable: {e}", number(c.id)))?;
+    let params: Value = serde_json::from_str(&c.params)
+        .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
     let r = resolve::resolve(conn, schema, op, &params, &selector)?;
     let changed = c.fingerprint.as_deref() != Some(r.fingerprint.as_str());
     let mut out = ResolveOutcome {
@@ -236,7 +318,11 @@ fn reresolve_locked(conn: &mut DbConn, schema: &Schema, c: &Change, actor: &Acto
     if changed {
         let old: BTreeSet<String> = repo::target_ids(conn, c.id)?.into_iter().collect();
         let new: BTreeSet<&str> = r.targets.iter().map(|t| t.id.as_str()).collect();
-        let added: Vec<&str> = new.iter().filter(|id| !old.contains(**id)).copied().collect();
+        let added: Vec<&str> = new
+            .iter()
+            .filter(|id| !old.contains(**id))
+            .copied()
+            .collect();
         let removed: Vec<&String> = old.iter().filter(|id| !new.contains(id.as_str())).collect();
         out.added = added.len() as u64;
         out.removed = removed.len() as u64;
@@ -273,20 +359,34 @@ fn reresolve_locked(conn: &mut DbConn, schema: &Schema, c: &Change, actor: &Acto
     )?;
     if next != state {
         repo::set_state(conn, c.id, next)?;
-        audit::append(conn, actor, "state_changed", Some(c.id), json!({"from": state.as_str(), "to": next.as_str(), "reason": if !submittable { "the new resolution cannot be signed as it is" } else { "the fingerprint changed; earlier sign-offs are stale" }}))?;
+        audit::append(
+            conn,
+            actor,
+            "state_changed",
+            Some(c.id),
+            json!({"from": state.as_str(), "to": next.as_str(), "reason": if !submittable { "the new resolution cannot be signed as it is" } else { "the fingerprint changed; earlier sign-offs are stale" }}),
+        )?;
     }
     out.state = next.as_str().to_string();
     Ok(out)
 }
 
 /// Create a change as a draft, resolved against today's inventory.
-pub fn create(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, req: CreateChange) -> AppResult<i64> {
+pub fn create(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    req: CreateChange,
+) -> AppResult<i64> {
     let title = check_title(&req.title)?;
     let rationale = check_rationale(&req.rationale)?;
     let op = operation(schema, &req.operation)?;
     let params = check_params(op, &req.params)?;
     if users::find_team(conn, &req.requesting_team)?.is_none() {
-        return Err(AppError::unprocessable("unknown_team", format!("team `{}` does not exist", req.requesting_team)));
+        return Err(AppError::unprocessable(
+            "unknown_team",
+            format!("team `{}` does not exist", req.requesting_team),
+        ));
     }
     if !user.in_team(&req.requesting_team) {
         return Err(AppError::forbidden("not_in_team", format!("you are not a member of `{}`; a change is requested on behalf of one of your teams ({})", req.requesting_team, user.teams.join(", "))));
@@ -295,7 +395,10 @@ pub fn create(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, req: Creat
         return Err(AppError::unprocessable("unknown_team", format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
     }
     let selector_json = serde_json::to_string(&req.targets).expect("selector");
-    let expect_json = req.expect.as_ref().map(|e| serde_json::to_string(e).expect("expect"));
+    let expect_json = req
+        .expect
+        .as_ref()
+        .map(|e| serde_json::to_string(e).expect("expect"));
     write_tx(conn, |conn| {
         let r = resolve::resolve(conn, schema, op, &params, &req.targets)?;
         let t = now();
@@ -338,11 +441,20 @@ pub fn create(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, req: Creat
 }
 
 /// Author edits a draft, awaiting or approved change; it is resolved again.
-pub fn edit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64, patch: EditChange) -> AppResult<ResolveOutcome> {
+pub fn edit(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    patch: EditChange,
+) -> AppResult<ResolveOutcome> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         if c.author_id != user.id {
-            return Err(AppError::forbidden("not_author", "only the author of a change can edit it"));
+            return Err(AppError::forbidden(
+                "not_author",
+                "only the author of a change can edit it",
+            ));
         }
         change::check(state_of(&c), Action::Edit)?;
         let op = operation(schema, &c.operation)?;
@@ -378,27 +490,53 @@ pub fn edit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64, pat
         let expect = match &patch.expect {
             Some(e) => {
                 fields.push("expect");
-                e.as_ref().map(|e| serde_json::to_string(e).expect("expect"))
+                e.as_ref()
+                    .map(|e| serde_json::to_string(e).expect("expect"))
             }
             None => c.expect.clone(),
         };
-        repo::update_text(conn, id, &title, &rationale, &params, &selector, expect.as_deref())?;
-        audit::append(conn, &user.actor(), "edited", Some(id), json!({"fields": fields}))?;
+        repo::update_text(
+            conn,
+            id,
+            &title,
+            &rationale,
+            &params,
+            &selector,
+            expect.as_deref(),
+        )?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "edited",
+            Some(id),
+            json!({"fields": fields}),
+        )?;
         let c = repo::get(conn, id)?.expect("exists");
         reresolve_locked(conn, schema, &c, &user.actor(), "edited")
     })
 }
 
 fn involved(user: &CurrentUser, c: &Change) -> bool {
-    user.is_admin || user.id == c.author_id || user.in_team(&c.requesting_team) || user.in_team(&c.implementing_team)
+    user.is_admin
+        || user.id == c.author_id
+        || user.in_team(&c.requesting_team)
+        || user.in_team(&c.implementing_team)
 }
 
 /// Re-resolve against today's inventory (anyone involved in the change).
-pub fn reresolve(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -> AppResult<ResolveOutcome> {
+pub fn reresolve(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+) -> AppResult<ResolveOutcome> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         if !involved(user, &c) {
-            return Err(AppError::forbidden("forbidden", "only the two teams of a change can re-resolve it"));
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the two teams of a change can re-resolve it",
+            ));
         }
         change::check(state_of(&c), Action::Resolve)?;
         reresolve_locked(conn, schema, &c, &user.actor(), "re-resolved on request")
@@ -418,7 +556,13 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
                         // The operation left the schema: the change can no longer be signed.
                         repo::mark_stale(conn, c.id, None)?;
                         repo::set_state(conn, c.id, ChangeState::Draft)?;
-                        audit::append(conn, &Actor::system(), "state_changed", Some(c.id), json!({"from": c.state, "to": "draft", "reason": e.to_string()}))?;
+                        audit::append(
+                            conn,
+                            &Actor::system(),
+                            "state_changed",
+                            Some(c.id),
+                            json!({"from": c.state, "to": "draft", "reason": e.to_string()}),
+                        )?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -434,7 +578,10 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
     let refused = write_tx(conn, |conn| -> AppResult<Option<AppError>> {
         let c = locked(conn, id)?;
         if c.author_id != user.id && !user.in_team(&c.requesting_team) {
-            return Err(AppError::forbidden("forbidden", "only the author or the requesting team can submit a change"));
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the author or the requesting team can submit a change",
+            ));
         }
         change::check(state_of(&c), Action::Submit)?;
         reresolve_locked(conn, schema, &c, &user.actor(), "submitted")?;
@@ -446,7 +593,13 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
             return Ok(Some(problem));
         }
         repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-        audit::append(conn, &user.actor(), "submitted", Some(id), json!({"fingerprint": fresh.fingerprint, "targets": fresh.target_count, "roots": fresh.root_count}))?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "submitted",
+            Some(id),
+            json!({"fingerprint": fresh.fingerprint, "targets": fresh.target_count, "roots": fresh.root_count}),
+        )?;
         Ok(None)
     })?;
     match refused {
@@ -457,15 +610,31 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
 
 fn records(rows: &[(crate::db::models::Signoff, String, String)]) -> Vec<SignoffRecord> {
     rows.iter()
-        .filter_map(|(s, _, _)| Side::parse(&s.side).map(|side| SignoffRecord { side, user_id: s.user_id, fingerprint: s.fingerprint.clone(), stale: s.stale }))
+        .filter_map(|(s, _, _)| {
+            Side::parse(&s.side).map(|side| SignoffRecord {
+                side,
+                user_id: s.user_id,
+                fingerprint: s.fingerprint.clone(),
+                stale: s.stale,
+            })
+        })
         .collect()
 }
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
 /// one needed.
-pub fn sign(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64, req: SignRequest) -> AppResult<bool> {
+pub fn sign(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: SignRequest,
+) -> AppResult<bool> {
     if req.comment.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable("invalid_comment", format!("the comment is longer than {MAX_COMMENT} characters")));
+        return Err(AppError::unprocessable(
+            "invalid_comment",
+            format!("the comment is longer than {MAX_COMMENT} characters"),
+        ));
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
@@ -495,17 +664,41 @@ pub fn sign(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64, req
             confirm_count: req.confirm_count,
             existing: &existing,
         })?;
-        repo::insert_signoff(conn, id, req.side.as_str(), user.id, &current, req.comment.trim())?;
-        audit::append(conn, &user.actor(), "signed", Some(id), json!({"side": req.side.as_str(), "fingerprint": current, "comment": req.comment.trim(), "confirm_count": req.confirm_count}))?;
+        repo::insert_signoff(
+            conn,
+            id,
+            req.side.as_str(),
+            user.id,
+            &current,
+            req.comment.trim(),
+        )?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "signed",
+            Some(id),
+            json!({"side": req.side.as_str(), "fingerprint": current, "comment": req.comment.trim(), "confirm_count": req.confirm_count}),
+        )?;
         let rows = repo::signoffs(conn, id)?;
         let all = records(&rows);
         let approved = signoff::is_approved(&all, op.signoffs, &current);
         if approved {
             repo::set_state(conn, id, ChangeState::Approved)?;
             let names = |side: Side| -> Vec<String> {
-                rows.iter().filter(|(s, _, _)| s.side == side.as_str() && !s.stale && s.fingerprint == current).map(|(_, e, _)| e.clone()).collect()
+                rows.iter()
+                    .filter(|(s, _, _)| {
+                        s.side == side.as_str() && !s.stale && s.fingerprint == current
+                    })
+                    .map(|(_, e, _)| e.clone())
+                    .collect()
             };
-            audit::append(conn, &user.actor(), "approved", Some(id), json!({"fingerprint": current, "requester": names(Side::Requester), "implementer": names(Side::Implementer)}))?;
+            audit::append(
+                conn,
+                &user.actor(),
+                "approved",
+                Some(id),
+                json!({"fingerprint": current, "requester": names(Side::Requester), "implementer": names(Side::Implementer)}),
+            )?;
         }
         Ok(approved)
     })
@@ -514,33 +707,65 @@ pub fn sign(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64, req
 pub fn reject(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: &str) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(AppError::unprocessable("reason_required", "say why the change is rejected"));
+        return Err(AppError::unprocessable(
+            "reason_required",
+            "say why the change is rejected",
+        ));
     }
     if reason.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable("invalid_reason", format!("the reason is longer than {MAX_COMMENT} characters")));
+        return Err(AppError::unprocessable(
+            "invalid_reason",
+            format!("the reason is longer than {MAX_COMMENT} characters"),
+        ));
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if !(user.is_admin || user.in_team(&c.requesting_team) || user.in_team(&c.implementing_team)) {
-            return Err(AppError::forbidden("forbidden", "only the requesting or implementing team can reject a change"));
+        if !(user.is_admin
+            || user.in_team(&c.requesting_team)
+            || user.in_team(&c.implementing_team))
+        {
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the requesting or implementing team can reject a change",
+            ));
         }
         change::check(state_of(&c), Action::Reject)?;
         repo::set_state(conn, id, ChangeState::Rejected)?;
         repo::set_reject_reason(conn, id, reason)?;
-        audit::append(conn, &user.actor(), "rejected", Some(id), json!({"from": c.state, "reason": reason}))?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "rejected",
+            Some(id),
+            json!({"from": c.state, "reason": reason}),
+        )?;
         Ok(())
     })
 }
 
-pub fn cancel(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: Option<&str>) -> AppResult<()> {
+pub fn cancel(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<()> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         if !(user.is_admin || user.id == c.author_id || user.in_team(&c.requesting_team)) {
-            return Err(AppError::forbidden("forbidden", "only the author, the requesting team or an admin can cancel a change"));
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the author, the requesting team or an admin can cancel a change",
+            ));
         }
         change::check(state_of(&c), Action::Cancel)?;
         repo::set_state(conn, id, ChangeState::Cancelled)?;
-        audit::append(conn, &user.actor(), "cancelled", Some(id), json!({"from": c.state, "reason": reason.map(str::trim)}))?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "cancelled",
+            Some(id),
+            json!({"from": c.state, "reason": reason.map(str::trim)}),
+        )?;
         Ok(())
     })
 }
@@ -548,41 +773,75 @@ pub fn cancel(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: Option<&st
 pub fn comment(conn: &mut DbConn, user: &CurrentUser, id: i64, body: &str) -> AppResult<i64> {
     let body = body.trim();
     if body.is_empty() {
-        return Err(AppError::unprocessable("empty_comment", "the comment is empty"));
+        return Err(AppError::unprocessable(
+            "empty_comment",
+            "the comment is empty",
+        ));
     }
     if body.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable("invalid_comment", format!("the comment is longer than {MAX_COMMENT} characters")));
+        return Err(AppError::unprocessable(
+            "invalid_comment",
+            format!("the comment is longer than {MAX_COMMENT} characters"),
+        ));
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         if !involved(user, &c) {
-            return Err(AppError::forbidden("forbidden", "only the two teams of a change can comment on it"));
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the two teams of a change can comment on it",
+            ));
         }
         let cm = repo::insert_comment(conn, id, user.id, body)?;
-        audit::append(conn, &user.actor(), "commented", Some(id), json!({"comment_id": cm.id, "body": body}))?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "commented",
+            Some(id),
+            json!({"comment_id": cm.id, "body": body}),
+        )?;
         Ok(cm.id)
     })
 }
 
 fn side_status(team: &str, required: u32, current: usize) -> SideStatus {
-    SideStatus { team: team.to_string(), required, current: current as u32, missing: required.saturating_sub(current as u32) }
+    SideStatus {
+        team: team.to_string(),
+        required,
+        current: current as u32,
+        missing: required.saturating_sub(current as u32),
+    }
 }
 
 /// Everything about one change.
 pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView> {
     crate::db::read_tx(conn, |conn| {
         let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-        let author = users::find_user(conn, c.author_id)?.map(|u| PersonView { email: u.email, name: u.name }).unwrap_or(PersonView { email: String::new(), name: String::new() });
+        let author = users::find_user(conn, c.author_id)?
+            .map(|u| PersonView {
+                email: u.email,
+                name: u.name,
+            })
+            .unwrap_or(PersonView {
+                email: String::new(),
+                name: String::new(),
+            });
         let op = schema.operation(&c.operation);
         let rows = repo::signoffs(conn, id)?;
         let recs = records(&rows);
         let fp = c.fingerprint.clone().unwrap_or_default();
-        let policy = op.map(|o| o.signoffs).unwrap_or(SignoffPolicy::default());
+        let policy = op.map(|o| o.signoffs).unwrap_or_default();
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
         let imp_now = signoff::current_signers(&recs, Side::Implementer, &fp).len();
         let conflicts = repo::conflicts(conn, id)?
             .into_iter()
-            .map(|(o, n)| ConflictView { id: o.id, number: number(o.id), title: o.title, state: o.state, shared_targets: n })
+            .map(|(o, n)| ConflictView {
+                id: o.id,
+                number: number(o.id),
+                title: o.title,
+                state: o.state,
+                shared_targets: n,
+            })
             .collect();
         Ok(ChangeView {
             id: c.id,
@@ -595,14 +854,23 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             author,
             operation: OperationView {
                 name: c.operation.clone(),
-                label: op.map(|o| o.label.clone()).unwrap_or_else(|| c.operation.clone()),
+                label: op
+                    .map(|o| o.label.clone())
+                    .unwrap_or_else(|| c.operation.clone()),
                 target: op.map(|o| o.target.clone()).unwrap_or_default(),
-                effect: op.map(|o| o.effect.as_str().to_string()).unwrap_or_default(),
-                effect_text: op.map(|o| o.effect.plain_words().to_string()).unwrap_or_default(),
+                effect: op
+                    .map(|o| o.effect.as_str().to_string())
+                    .unwrap_or_default(),
+                effect_text: op
+                    .map(|o| o.effect.plain_words().to_string())
+                    .unwrap_or_default(),
             },
             params: serde_json::from_str(&c.params).unwrap_or(Value::Null),
             targets: serde_json::from_str(&c.selector).unwrap_or(Value::Null),
-            expect: c.expect.as_deref().and_then(|e| serde_json::from_str(e).ok()),
+            expect: c
+                .expect
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
             schema_current: c.schema_hash == schema.hash,
             schema_hash: c.schema_hash.clone(),
             fingerprint_short: c.fingerprint.as_deref().map(short_fingerprint),
@@ -612,12 +880,23 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             error_count: c.error_count,
             signoffs: rows
                 .iter()
-                .map(|(s, email, name)| SignoffView { side: s.side.clone(), by: PersonView { email: email.clone(), name: name.clone() }, fingerprint: s.fingerprint.clone(), stale: s.stale || s.fingerprint != fp, comment: s.comment.clone(), at: s.created_at })
+                .map(|(s, email, name)| SignoffView {
+                    side: s.side.clone(),
+                    by: PersonView {
+                        email: email.clone(),
+                        name: name.clone(),
+                    },
+                    fingerprint: s.fingerprint.clone(),
+                    stale: s.stale || s.fingerprint != fp,
+                    comment: s.comment.clone(),
+                    at: s.created_at,
+                })
                 .collect(),
             policy,
             requester_side: side_status(&c.requesting_team, policy.requester, req_now),
             implementer_side: side_status(&c.implementing_team, policy.implementer, imp_now),
-            confirm_count_required: op.is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
+            confirm_count_required: op
+                .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,
             reject_reason: c.reject_reason.clone(),
             created_at: c.created_at,
@@ -648,7 +927,9 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
     let list = repo::awaiting_for_teams(conn, &user.teams)?;
     let mut out = Vec::new();
     for c in list {
-        let Some(op) = schema.operation(&c.operation) else { continue };
+        let Some(op) = schema.operation(&c.operation) else {
+            continue;
+        };
         let recs = records(&repo::signoffs(conn, c.id)?);
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, op.signoffs, &fp);
@@ -662,7 +943,13 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
         if needs.is_empty() {
             continue;
         }
-        out.push(QueueItem { change: ChangeSummaryView::new(schema, &c), needs, missing_requester: mr, missing_implementer: mi, destructive: op.effect.is_destructive() });
+        out.push(QueueItem {
+            change: ChangeSummaryView::new(schema, &c),
+            needs,
+            missing_requester: mr,
+            missing_implementer: mi,
+            destructive: op.effect.is_destructive(),
+        });
     }
     Ok(out)
 }

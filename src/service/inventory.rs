@@ -13,20 +13,38 @@ use super::CurrentUser;
 impl From<ImportFailure> for AppError {
     fn from(e: ImportFailure) -> Self {
         match e {
-            ImportFailure::Read(msg) => AppError::bad_request("unreadable_body", format!("the import body could not be read: {msg}")),
+            ImportFailure::Read(msg) => AppError::bad_request(
+                "unreadable_body",
+                format!("the import body could not be read: {msg}"),
+            ),
             ImportFailure::Db(e) => AppError::Db(e),
         }
     }
 }
 
-pub fn import<I>(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, lines: I, partial: bool) -> AppResult<ImportReport>
+pub fn import<I>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    lines: I,
+    partial: bool,
+) -> AppResult<ImportReport>
 where
     I: Iterator<Item = Result<String, String>>,
 {
     if !user.can_write_inventory(schema) {
-        return Err(AppError::forbidden("forbidden", "only admins and members of an implementing team can import inventory"));
+        return Err(AppError::forbidden(
+            "forbidden",
+            "only admins and members of an implementing team can import inventory",
+        ));
     }
-    Ok(inventory::import(conn, schema, lines, partial, &user.actor())?)
+    Ok(inventory::import(
+        conn,
+        schema,
+        lines,
+        partial,
+        &user.actor(),
+    )?)
 }
 
 #[derive(Debug, Serialize)]
@@ -46,7 +64,10 @@ pub struct EntityView {
 impl EntityView {
     pub fn new(schema: &Schema, e: Entity) -> Self {
         EntityView {
-            kind_label: schema.kind(&e.kind).map(|k| k.label.clone()).unwrap_or_default(),
+            kind_label: schema
+                .kind(&e.kind)
+                .map(|k| k.label.clone())
+                .unwrap_or_default(),
             attrs: serde_json::from_str(&e.attrs).unwrap_or_default(),
             id: e.id,
             kind: e.kind,
@@ -78,22 +99,48 @@ pub struct EntityDetail {
 
 pub fn detail(conn: &mut DbConn, schema: &Schema, id: &str) -> AppResult<EntityDetail> {
     let e = inventory::get(conn, id)?.ok_or_else(|| AppError::not_found("entity", id))?;
-    let mut ancestry: Vec<EntityView> = inventory::ancestry(conn, &e)?.into_iter().map(|a| EntityView::new(schema, a)).collect();
+    let mut ancestry: Vec<EntityView> = inventory::ancestry(conn, &e)?
+        .into_iter()
+        .map(|a| EntityView::new(schema, a))
+        .collect();
     ancestry.reverse();
-    let children = inventory::children_counts(conn, id)?.into_iter().map(|(kind, state, count)| ChildCount { kind, state, count }).collect();
-    Ok(EntityDetail { entity: EntityView::new(schema, e), ancestry, children })
+    let children = inventory::children_counts(conn, id)?
+        .into_iter()
+        .map(|(kind, state, count)| ChildCount { kind, state, count })
+        .collect();
+    Ok(EntityDetail {
+        entity: EntityView::new(schema, e),
+        ancestry,
+        children,
+    })
 }
 
-pub fn list(conn: &mut DbConn, schema: &Schema, f: &inventory::ListFilter) -> AppResult<Vec<EntityView>> {
+pub fn list(
+    conn: &mut DbConn,
+    schema: &Schema,
+    f: &inventory::ListFilter,
+) -> AppResult<Vec<EntityView>> {
     if let Some(k) = &f.kind {
         if schema.kind(k).is_none() {
-            return Err(AppError::unprocessable("unknown_kind", format!("unknown kind `{k}` (the schema has: {})", schema.kinds.keys().cloned().collect::<Vec<_>>().join(", "))));
+            return Err(AppError::unprocessable(
+                "unknown_kind",
+                format!(
+                    "unknown kind `{k}` (the schema has: {})",
+                    schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
         }
     }
     if let Some(s) = &f.state {
         if s != "active" && s != "deleted" {
-            return Err(AppError::unprocessable("invalid_state", format!("state must be `active` or `deleted`, not `{s}`")));
+            return Err(AppError::unprocessable(
+                "invalid_state",
+                format!("state must be `active` or `deleted`, not `{s}`"),
+            ));
         }
     }
-    Ok(inventory::list(conn, f)?.into_iter().map(|e| EntityView::new(schema, e)).collect())
+    Ok(inventory::list(conn, f)?
+        .into_iter()
+        .map(|e| EntityView::new(schema, e))
+        .collect())
 }

@@ -29,7 +29,13 @@ pub struct CurrentUser {
 impl CurrentUser {
     pub fn load(conn: &mut DbConn, user: User) -> QueryResult<Self> {
         let teams = users::user_teams(conn, user.id)?;
-        Ok(CurrentUser { id: user.id, email: user.email, name: user.name, is_admin: user.is_admin, teams })
+        Ok(CurrentUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            is_admin: user.is_admin,
+            teams,
+        })
     }
 
     pub fn actor(&self) -> Actor {
@@ -48,14 +54,26 @@ impl CurrentUser {
 }
 
 /// Record a schema version (once per hash) with an audit event.
-pub fn record_schema(conn: &mut DbConn, schema: &Schema, source: &str, actor: &Actor) -> AppResult<bool> {
+pub fn record_schema(
+    conn: &mut DbConn,
+    schema: &Schema,
+    source: &str,
+    actor: &Actor,
+) -> AppResult<bool> {
     write_tx(conn, |conn| {
-        let known: i64 = schema_versions::table.filter(schema_versions::hash.eq(&schema.hash)).count().get_result(conn)?;
+        let known: i64 = schema_versions::table
+            .filter(schema_versions::hash.eq(&schema.hash))
+            .count()
+            .get_result(conn)?;
         if known > 0 {
             return Ok(false);
         }
         diesel::insert_into(schema_versions::table)
-            .values((schema_versions::hash.eq(&schema.hash), schema_versions::source.eq(source), schema_versions::loaded_at.eq(now())))
+            .values((
+                schema_versions::hash.eq(&schema.hash),
+                schema_versions::source.eq(source),
+                schema_versions::loaded_at.eq(now()),
+            ))
             .execute(conn)?;
         audit::append(
             conn,

@@ -83,7 +83,10 @@ impl ChangeSummaryView {
             title: c.title.clone(),
             state: c.state.clone(),
             operation: c.operation.clone(),
-            effect: schema.operation(&c.operation).map(|o| o.effect.as_str().to_string()).unwrap_or_default(),
+            effect: schema
+                .operation(&c.operation)
+                .map(|o| o.effect.as_str().to_string())
+                .unwrap_or_default(),
             requesting_team: c.requesting_team.clone(),
             implementing_team: c.implementing_team.clone(),
             target_count: c.target_count,
@@ -168,6 +171,8 @@ impl From<AuditEvent> for EventView {
 pub fn verdict_json(v: &audit::Verdict) -> Value {
     match v {
         audit::Verdict::Intact { events } => serde_json::json!({"intact": true, "events": events}),
-        audit::Verdict::Broken { id, reason } => serde_json::json!({"intact": false, "first_broken_event": id, "reason": reason}),
+        audit::Verdict::Broken { id, reason } => {
+            serde_json::json!({"intact": false, "first_broken_event": id, "reason": reason})
+        }
     }
 }

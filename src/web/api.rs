@@ -19,21 +19,36 @@ pub fn json_error(err: JsonPayloadError) -> AppError {
         JsonPayloadError::OverflowKnownLength { length, limit } => AppError::client(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is {length} bytes; the limit is {limit} (COUNTERSIGN_MAX_JSON_BYTES)"),
+            format!(
+                "the body is {length} bytes; the limit is {limit} (COUNTERSIGN_MAX_JSON_BYTES)"
+            ),
         ),
         JsonPayloadError::Overflow { limit } => AppError::client(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes (COUNTERSIGN_MAX_JSON_BYTES)"),
+            format!(
+                "the body is larger than the limit of {limit} bytes (COUNTERSIGN_MAX_JSON_BYTES)"
+            ),
         ),
-        JsonPayloadError::Deserialize(e) => AppError::bad_request("invalid_json", format!("the body is not a valid request: {e}")),
-        JsonPayloadError::ContentType => AppError::client(actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send JSON (Content-Type: application/json)"),
+        JsonPayloadError::Deserialize(e) => AppError::bad_request(
+            "invalid_json",
+            format!("the body is not a valid request: {e}"),
+        ),
+        JsonPayloadError::ContentType => AppError::client(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send JSON (Content-Type: application/json)",
+        ),
         other => AppError::bad_request("invalid_json", other.to_string()),
     }
 }
 
 pub async fn not_found() -> AppResult<HttpResponse> {
-    Err(AppError::client(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such API endpoint (see README \"API\")"))
+    Err(AppError::client(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such API endpoint (see README \"API\")",
+    ))
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -73,9 +88,17 @@ pub struct ImportQuery {
 
 /// `POST /api/v1/inventory`: NDJSON, streamed into the importer through a bounded
 /// channel, so a 1M-line body never sits in memory.
-pub async fn import_inventory(state: State, Authed(user): Authed, query: web::Query<ImportQuery>, mut payload: web::Payload) -> AppResult<HttpResponse> {
+pub async fn import_inventory(
+    state: State,
+    Authed(user): Authed,
+    query: web::Query<ImportQuery>,
+    mut payload: web::Payload,
+) -> AppResult<HttpResponse> {
     if !user.can_write_inventory(&state.schema) {
-        return Err(AppError::forbidden("forbidden", "only admins and members of an implementing team can import inventory"));
+        return Err(AppError::forbidden(
+            "forbidden",
+            "only admins and members of an implementing team can import inventory",
+        ));
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, String>>(8);
     let pool = state.pool.clone();
@@ -111,7 +134,11 @@ pub async fn import_inventory(state: State, Authed(user): Authed, query: web::Qu
         total += bytes.len();
         if total > limit {
             too_large = true;
-            let _ = tx.send(Err(format!("the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES)"))).await;
+            let _ = tx
+                .send(Err(format!(
+                    "the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES)"
+                )))
+                .await;
             break;
         }
         buf.extend_from_slice(&bytes);
@@ -124,7 +151,9 @@ pub async fn import_inventory(state: State, Authed(user): Authed, query: web::Qu
                 match std::str::from_utf8(raw) {
                     Ok(s) => lines.push(s.to_string()),
                     Err(_) => {
-                        let _ = tx.send(Err(format!("line {line_no} is not valid UTF-8"))).await;
+                        let _ = tx
+                            .send(Err(format!("line {line_no} is not valid UTF-8")))
+                            .await;
                         break 'feed;
                     }
                 }
@@ -142,32 +171,49 @@ pub async fn import_inventory(state: State, Authed(user): Authed, query: web::Qu
                 let _ = tx.send(Ok(vec![s])).await;
             }
             Err(_) => {
-                let _ = tx.send(Err(format!("line {} is not valid UTF-8", line_no + 1))).await;
+                let _ = tx
+                    .send(Err(format!("line {} is not valid UTF-8", line_no + 1)))
+                    .await;
             }
         }
     }
     drop(tx);
-    let result = worker.await.map_err(|e| AppError::Unexpected(anyhow::anyhow!("import task failed: {e}")))?;
+    let result = worker
+        .await
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("import task failed: {e}")))?;
     if too_large {
         return Err(AppError::client(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES); nothing was written")));
     }
     let report = result?;
     if !report.committed {
         let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
-        return Err(AppError::unprocessable("invalid_lines", msg).with_details(serde_json::to_value(&report).unwrap_or_default()));
+        return Err(AppError::unprocessable("invalid_lines", msg)
+            .with_details(serde_json::to_value(&report).unwrap_or_default()));
     }
     Ok(HttpResponse::Ok().json(report))
 }
 
-pub async fn list_inventory(state: State, _user: Authed, q: web::Query<inventory::ListFilter>) -> AppResult<HttpResponse> {
+pub async fn list_inventory(
+    state: State,
+    _user: Authed,
+    q: web::Query<inventory::ListFilter>,
+) -> AppResult<HttpResponse> {
     let st = state.clone();
     let f = q.into_inner();
     let rows = with_conn(&state, move |conn| inv::list(conn, &st.schema, &f)).await?;
-    let next = if rows.len() as i64 >= 1 { rows.last().map(|e| e.id.clone()) } else { None };
+    let next = if rows.len() as i64 >= 1 {
+        rows.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({"entities": rows, "next_after": next})))
 }
 
-pub async fn get_entity(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn get_entity(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let st = state.clone();
     let id = path.into_inner();
     let d = with_conn(&state, move |conn| inv::detail(conn, &st.schema, &id)).await?;
@@ -180,62 +226,112 @@ async fn change_json(state: &State, id: i64) -> AppResult<serde_json::Value> {
     Ok(serde_json::to_value(v).unwrap_or_default())
 }
 
-pub async fn create_change(state: State, Authed(user): Authed, body: web::Json<CreateChange>) -> AppResult<HttpResponse> {
+pub async fn create_change(
+    state: State,
+    Authed(user): Authed,
+    body: web::Json<CreateChange>,
+) -> AppResult<HttpResponse> {
     let st = state.clone();
-    let id = with_conn(&state, move |conn| svc::create(conn, &st.schema, &user, body.into_inner())).await?;
+    let id = with_conn(&state, move |conn| {
+        svc::create(conn, &st.schema, &user, body.into_inner())
+    })
+    .await?;
     let v = change_json(&state, id).await?;
-    Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/changes/{id}"))).json(v))
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/changes/{id}")))
+        .json(v))
 }
 
-pub async fn list_changes(state: State, _user: Authed, q: web::Query<repo::ListFilter>) -> AppResult<HttpResponse> {
+pub async fn list_changes(
+    state: State,
+    _user: Authed,
+    q: web::Query<repo::ListFilter>,
+) -> AppResult<HttpResponse> {
     let st = state.clone();
     let f = q.into_inner();
     if let Some(s) = &f.state {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if crate::domain::ChangeState::parse(part).is_none() {
-                return Err(AppError::unprocessable("invalid_state", format!("unknown state `{part}`")));
+                return Err(AppError::unprocessable(
+                    "invalid_state",
+                    format!("unknown state `{part}`"),
+                ));
             }
         }
     }
     let rows = with_conn(&state, move |conn| Ok(repo::list(conn, &f)?)).await?;
-    let views: Vec<ChangeSummaryView> = rows.iter().map(|c| ChangeSummaryView::new(&st.schema, c)).collect();
+    let views: Vec<ChangeSummaryView> = rows
+        .iter()
+        .map(|c| ChangeSummaryView::new(&st.schema, c))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"changes": views})))
 }
 
-pub async fn get_change(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn get_change(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
 }
 
-pub async fn edit_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<EditChange>) -> AppResult<HttpResponse> {
+pub async fn edit_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<EditChange>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let st = state.clone();
-    let outcome = with_conn(&state, move |conn| svc::edit(conn, &st.schema, &user, id, body.into_inner())).await?;
+    let outcome = with_conn(&state, move |conn| {
+        svc::edit(conn, &st.schema, &user, id, body.into_inner())
+    })
+    .await?;
     let mut v = change_json(&state, id).await?;
     v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
     Ok(HttpResponse::Ok().json(v))
 }
 
-pub async fn resolve_change(state: State, Authed(user): Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn resolve_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let st = state.clone();
-    let outcome = with_conn(&state, move |conn| svc::reresolve(conn, &st.schema, &user, id)).await?;
+    let outcome = with_conn(&state, move |conn| {
+        svc::reresolve(conn, &st.schema, &user, id)
+    })
+    .await?;
     let mut v = change_json(&state, id).await?;
     v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
     Ok(HttpResponse::Ok().json(v))
 }
 
-pub async fn submit_change(state: State, Authed(user): Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn submit_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let st = state.clone();
     with_conn(&state, move |conn| svc::submit(conn, &st.schema, &user, id)).await?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
 }
 
-pub async fn sign_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<SignRequest>) -> AppResult<HttpResponse> {
+pub async fn sign_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<SignRequest>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let st = state.clone();
-    with_conn(&state, move |conn| svc::sign(conn, &st.schema, &user, id, body.into_inner())).await?;
+    with_conn(&state, move |conn| {
+        svc::sign(conn, &st.schema, &user, id, body.into_inner())
+    })
+    .await?;
     Ok(HttpResponse::Created().json(change_json(&state, id).await?))
 }
 
@@ -246,17 +342,30 @@ pub struct ReasonBody {
     pub reason: Option<String>,
 }
 
-pub async fn reject_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<ReasonBody>) -> AppResult<HttpResponse> {
+pub async fn reject_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<ReasonBody>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.into_inner().reason.unwrap_or_default();
     with_conn(&state, move |conn| svc::reject(conn, &user, id, &reason)).await?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
 }
 
-pub async fn cancel_change(state: State, Authed(user): Authed, path: web::Path<String>, body: Option<web::Json<ReasonBody>>) -> AppResult<HttpResponse> {
+pub async fn cancel_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.and_then(|b| b.into_inner().reason);
-    with_conn(&state, move |conn| svc::cancel(conn, &user, id, reason.as_deref())).await?;
+    with_conn(&state, move |conn| {
+        svc::cancel(conn, &user, id, reason.as_deref())
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
 }
 
@@ -266,14 +375,23 @@ pub struct CommentBody {
     pub body: String,
 }
 
-pub async fn comment_change(state: State, Authed(user): Authed, path: web::Path<String>, body: web::Json<CommentBody>) -> AppResult<HttpResponse> {
+pub async fn comment_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<CommentBody>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let text = body.into_inner().body;
     let cid = with_conn(&state, move |conn| svc::comment(conn, &user, id, &text)).await?;
     Ok(HttpResponse::Created().json(json!({"id": cid, "change": number(id)})))
 }
 
-pub async fn list_comments(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn list_comments(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let rows = with_conn(&state, move |conn| {
         repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
@@ -284,7 +402,11 @@ pub async fn list_comments(state: State, _user: Authed, path: web::Path<String>)
     Ok(HttpResponse::Ok().json(json!({"comments": list})))
 }
 
-pub async fn change_events(state: State, _user: Authed, path: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn change_events(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let rows = with_conn(&state, move |conn| {
         repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
@@ -305,24 +427,43 @@ pub struct TargetsQuery {
 
 fn csv_field(s: &str) -> String {
     // Quote always; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-pub async fn change_targets(state: State, _user: Authed, path: web::Path<String>, q: web::Query<TargetsQuery>) -> AppResult<HttpResponse> {
+pub async fn change_targets(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+    q: web::Query<TargetsQuery>,
+) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let q = q.into_inner();
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(AppError::unprocessable("invalid_format", format!("format must be `json` or `csv`, not `{other}`"))),
+        Some(other) => {
+            return Err(AppError::unprocessable(
+                "invalid_format",
+                format!("format must be `json` or `csv`, not `{other}`"),
+            ))
+        }
     };
     let offset = q.offset.unwrap_or(0).max(0);
-    let limit = if csv { i64::MAX } else { q.limit.unwrap_or(100).clamp(1, 10_000) };
+    let limit = if csv {
+        i64::MAX
+    } else {
+        q.limit.unwrap_or(100).clamp(1, 10_000)
+    };
     let search = q.q.clone();
     let (change, total, rows) = with_conn(&state, move |conn| {
         crate::db::read_tx(conn, |conn| {
-            let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
             Ok((c, total, rows))
         })
@@ -332,12 +473,24 @@ pub async fn change_targets(state: State, _user: Authed, path: web::Path<String>
         let mut out = String::with_capacity(rows.len() * 96 + 64);
         out.push_str("kind,id,scope_path,name\n");
         for r in &rows {
-            out.push_str(&format!("{},{},{},{}\n", csv_field(&r.kind), csv_field(&r.entity_id), csv_field(&r.scope_path), csv_field(&r.name)));
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                csv_field(&r.kind),
+                csv_field(&r.entity_id),
+                csv_field(&r.scope_path),
+                csv_field(&r.name)
+            ));
         }
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
-            .insert_header(("Content-Disposition", format!("attachment; filename=\"{}-targets.csv\"", number(id))))
-            .insert_header(("X-Fingerprint", change.fingerprint.clone().unwrap_or_default()))
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{}-targets.csv\"", number(id)),
+            ))
+            .insert_header((
+                "X-Fingerprint",
+                change.fingerprint.clone().unwrap_or_default(),
+            ))
             .body(out));
     }
     let targets: Vec<_> = rows.iter().map(|r| json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name})).collect();
@@ -362,7 +515,10 @@ pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse
 
 pub async fn audit_verify(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
     if !user.is_admin {
-        return Err(AppError::forbidden("forbidden", "only admins can verify the audit trail over the API"));
+        return Err(AppError::forbidden(
+            "forbidden",
+            "only admins can verify the audit trail over the API",
+        ));
     }
     let v = with_conn(&state, |conn| Ok(audit::verify(conn)?)).await?;
     Ok(HttpResponse::Ok().json(crate::service::views::verdict_json(&v)))

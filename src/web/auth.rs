@@ -18,20 +18,30 @@ impl FromRequest for Authed {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         Box::pin(async move {
-            let state = state.ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("application state missing")))?;
+            let state = state.ok_or_else(|| {
+                AppError::Unexpected(anyhow::anyhow!("application state missing"))
+            })?;
             let header = header.ok_or_else(|| AppError::unauthorized("send `Authorization: Bearer <token>` (create one with `countersign token create EMAIL`)"))?;
             let token = header
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| AppError::unauthorized("the Authorization header must be `Bearer <token>`"))?
+                .ok_or_else(|| {
+                    AppError::unauthorized("the Authorization header must be `Bearer <token>`")
+                })?
                 .to_string();
             let user = with_conn(&state, move |conn| {
                 let Some(u) = users::user_for_token(conn, &token)? else {
-                    return Err(AppError::unauthorized("the API token is not valid (unknown or revoked)"));
+                    return Err(AppError::unauthorized(
+                        "the API token is not valid (unknown or revoked)",
+                    ));
                 };
                 Ok(CurrentUser::load(conn, u)?)
             })

@@ -11,7 +11,10 @@ use actix_web::HttpMessage;
 
 use crate::error::RequestId;
 
-pub async fn request_log(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -28,7 +31,8 @@ pub async fn request_log(req: ServiceRequest, next: Next<impl MessageBody>) -> R
                 }
             }
             if let Ok(v) = HeaderValue::from_str(&id) {
-                res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+                res.headers_mut()
+                    .insert(HeaderName::from_static("x-request-id"), v);
             }
             tracing::info!(request_id = %id, %method, %path, status, duration_ms = format!("{ms:.1}"), "request");
             Ok(res)

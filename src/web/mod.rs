@@ -48,16 +48,26 @@ pub struct Application {
 impl Application {
     /// Prepare the database (migrations, schema record, re-resolution of changes resolved
     /// under an older schema) and bind. `bind` may use port 0; see [`Application::port`].
-    pub fn build(config: Config, schema: Schema, schema_source: &str) -> anyhow::Result<Application> {
+    pub fn build(
+        config: Config,
+        schema: Schema,
+        schema_source: &str,
+    ) -> anyhow::Result<Application> {
         let pool = db::build_pool(&config.database, config.pool_size)?;
         prepare_database(&pool, &schema, schema_source)?;
-        let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { pool, schema: Arc::new(schema), config });
-        let server = HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
-            .listen(listener)?
-            .shutdown_timeout(30)
-            .run();
+        let state = web::Data::new(AppState {
+            pool,
+            schema: Arc::new(schema),
+            config,
+        });
+        let server =
+            HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
+                .listen(listener)?
+                .shutdown_timeout(30)
+                .run();
         Ok(Application { port, server })
     }
 
@@ -78,18 +88,30 @@ impl Application {
 /// Migrate, record the schema version, and re-resolve open changes resolved under an
 /// older schema (their sign-offs become stale).
 pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> anyhow::Result<()> {
-    let mut conn = pool.get().map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
     let applied = db::run_migrations(&mut conn)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
     }
-    let new = crate::service::record_schema(&mut conn, schema, schema_source, &crate::db::audit::Actor::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = crate::service::record_schema(
+        &mut conn,
+        schema,
+        schema_source,
+        &crate::db::audit::Actor::system(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     if new {
         tracing::info!(hash = %schema.hash, "recorded a new schema version");
     }
-    let n = crate::service::changes::reresolve_for_schema(&mut conn, schema).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = crate::service::changes::reresolve_for_schema(&mut conn, schema)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if n > 0 {
-        tracing::warn!(changes = n, "re-resolved open changes under the new schema; their sign-offs are stale");
+        tracing::warn!(
+            changes = n,
+            "re-resolved open changes under the new schema; their sign-offs are stale"
+        );
     }
     Ok(())
 }

@@ -5,20 +5,50 @@ use crate::both_backends;
 use crate::helpers::TestApp;
 
 async fn health_and_auth(app: TestApp) {
-    let r = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().get("x-request-id").is_some());
-    let r: Value = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap().json().await.unwrap();
+    let r: Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "ready");
 
     // No token, a malformed header, an unknown token: 401 with a JSON error.
-    let r = app.client.get(format!("{}/api/v1/queue", app.address)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/api/v1/queue", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unauthenticated");
-    let r = app.client.get(format!("{}/api/v1/queue", app.address)).header("authorization", "Basic abc").send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/api/v1/queue", app.address))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app.client.get(format!("{}/api/v1/queue", app.address)).bearer_auth("cs_0000").send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/api/v1/queue", app.address))
+        .bearer_auth("cs_0000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let (s, v) = app.get("/api/v1/me", "carla").await;
@@ -46,7 +76,10 @@ async fn schema_endpoint(app: TestApp) {
     assert_eq!(op["target"], "site");
     assert_eq!(op["effect"], "soft_delete");
     assert_eq!(op["signoffs"]["implementer"], 2);
-    assert_eq!(v["operations"]["set_app_version"]["params"][0]["name"], "version");
+    assert_eq!(
+        v["operations"]["set_app_version"]["params"][0]["name"],
+        "version"
+    );
 }
 
 async fn malformed_requests_get_json_errors(app: TestApp) {
@@ -66,7 +99,10 @@ async fn malformed_requests_get_json_errors(app: TestApp) {
     // A misspelt field is named.
     let (s, v) = app.post("/api/v1/changes", "ana", serde_json::json!({"title": "x", "requesting_team": "app-owners", "operation": "uninstall_app", "targetz": {}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(v["error"]["message"].as_str().unwrap().contains("targetz"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("targetz"),
+        "{v}"
+    );
     // Unknown change number.
     let (s, v) = app.get("/api/v1/changes/CHG-999", "ana").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -75,11 +111,19 @@ async fn malformed_requests_get_json_errors(app: TestApp) {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
-both_backends!(health_and_auth, schema_endpoint, malformed_requests_get_json_errors);
+both_backends!(
+    health_and_auth,
+    schema_endpoint,
+    malformed_requests_get_json_errors
+);
 
 #[tokio::test]
 async fn json_payload_limit_is_enforced() {
-    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| c.max_json_bytes = 1024).await.unwrap();
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
+        c.max_json_bytes = 1024
+    })
+    .await
+    .unwrap();
     let ids: Vec<String> = (0..200).map(crate::helpers::inst).collect();
     let (s, v) = app.post("/api/v1/changes", "ana", serde_json::json!({"title": "big", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": ids}})).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
@@ -89,20 +133,32 @@ async fn json_payload_limit_is_enforced() {
 #[test]
 fn migration_folders_match() {
     let names = |dir: &str| {
-        let mut v: Vec<String> = std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
         v.sort();
         v
     };
     let sqlite = names("sqlite");
     assert!(!sqlite.is_empty());
-    assert_eq!(sqlite, names("postgres"), "migrations/sqlite and migrations/postgres must have the same folders");
+    assert_eq!(
+        sqlite,
+        names("postgres"),
+        "migrations/sqlite and migrations/postgres must have the same folders"
+    );
     for d in &sqlite {
         for f in ["up.sql", "down.sql"] {
             for b in ["sqlite", "postgres"] {
-                assert!(std::path::Path::new(&format!("{}/migrations/{b}/{d}/{f}", env!("CARGO_MANIFEST_DIR"))).exists(), "{b}/{d}/{f} missing");
+                assert!(
+                    std::path::Path::new(&format!(
+                        "{}/migrations/{b}/{d}/{f}",
+                        env!("CARGO_MANIFEST_DIR")
+                    ))
+                    .exists(),
+                    "{b}/{d}/{f} missing"
+                );
             }
         }
     }

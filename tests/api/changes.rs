@@ -9,12 +9,23 @@ async fn wrong_kind_is_named_and_blocks_submission(app: TestApp) {
     app.load_fixture().await;
     // The outage: a site ID where app installations belong, plus a typo and a missing ID.
     let missing = "0b1c2d3e-0000-4000-8000-00000000ffff";
-    let v = app.create("ana", "uninstall_app", json!({"ids": [inst(1), site(2), "nonsense", missing, format!("site:{}", site(3))]})).await;
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"ids": [inst(1), site(2), "nonsense", missing, format!("site:{}", site(3))]}),
+        )
+        .await;
     assert_eq!(v["state"], "draft");
     assert_eq!(v["number"], format!("CHG-{}", v["id"]));
     assert_eq!(v["error_count"], 4);
     let errs = v["errors"].as_array().unwrap();
-    let at = |line: u64| errs.iter().find(|e| e["line"] == line).unwrap_or_else(|| panic!("no error on line {line}: {errs:?}")).clone();
+    let at = |line: u64| {
+        errs.iter()
+            .find(|e| e["line"] == line)
+            .unwrap_or_else(|| panic!("no error on line {line}: {errs:?}"))
+            .clone()
+    };
     let e2 = at(2);
     assert_eq!(e2["code"], "wrong_kind");
     assert_eq!(e2["actual_kind"], "site");
@@ -24,34 +35,59 @@ async fn wrong_kind_is_named_and_blocks_submission(app: TestApp) {
         "{e2}"
     );
     assert_eq!(at(3)["code"], "pattern_mismatch");
-    assert!(at(3)["message"].as_str().unwrap().contains("e.g. `0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d`"));
+    assert!(at(3)["message"]
+        .as_str()
+        .unwrap()
+        .contains("e.g. `0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d`"));
     assert_eq!(at(4)["code"], "not_found");
     assert_eq!(at(5)["code"], "wrong_kind");
     assert_eq!(v["summary"]["targets"], 1);
 
     let id = v["id"].as_i64().unwrap();
-    let (s, r) = app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({})).await;
+    let (s, r) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
     assert_eq!(r["error"]["code"], "resolution_errors");
     assert_eq!(r["error"]["details"]["error_count"], 4);
 
     // The author fixes the list: resolved again, submittable.
-    let (s, r) = app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"targets": {"ids": [inst(1), inst(3)]}})).await;
+    let (s, r) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ana",
+            json!({"targets": {"ids": [inst(1), inst(3)]}}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["error_count"], 0);
     assert_eq!(r["resolution_outcome"]["fingerprint_changed"], true);
-    let (s, r) = app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({})).await;
+    let (s, r) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["state"], "awaiting_signoff");
     // Somebody else cannot edit it.
-    let (s, _) = app.patch(&format!("/api/v1/changes/{id}"), "ben", json!({"title": "mine now"})).await;
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ben",
+            json!({"title": "mine now"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
 async fn scoped_queries_and_summary(app: TestApp) {
     app.load_fixture().await;
     // insight inside all of org1 (two levels down) and site4 of org2.
-    let v = app.create("ana", "uninstall_app", json!({"within": {"kind": "org", "ids": [ORG1]}, "where": {"app": "insight"}})).await;
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "org", "ids": [ORG1]}, "where": {"app": "insight"}}),
+        )
+        .await;
     assert_eq!(v["error_count"], 0, "{v}");
     let s = &v["summary"];
     assert_eq!(s["targets"], 3);
@@ -63,32 +99,78 @@ async fn scoped_queries_and_summary(app: TestApp) {
     assert_eq!(s["text"], "3 App installations on 3 Cloud sites of 1 Customer organisation; 3 App installations soft-deleted, 0 Cloud sites soft-deleted");
 
     // Explicit IDs and a scope together, deduplicated.
-    let v = app.create("ana", "uninstall_app", json!({"ids": [inst(7), inst(1)], "within": {"kind": "site", "ids": [site(1)]}})).await;
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"ids": [inst(7), inst(1)], "within": {"kind": "site", "ids": [site(1)]}}),
+        )
+        .await;
     assert_eq!(v["summary"]["targets"], 3);
     assert_eq!(v["summary"]["roots"], 2);
 
     // A scope of the wrong kind, a scope ID of the wrong kind, an unknown attribute.
-    let v = app.create("ana", "uninstall_app", json!({"within": {"kind": "app_install", "ids": [inst(1)]}})).await;
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "app_install", "ids": [inst(1)]}}),
+        )
+        .await;
     assert_eq!(v["errors"][0]["code"], "wrong_scope_kind");
-    let v = app.create("ana", "uninstall_app", json!({"within": {"kind": "site", "ids": [ORG1, inst(2)]}})).await;
-    let codes: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "site", "ids": [ORG1, inst(2)]}}),
+        )
+        .await;
+    let codes: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, vec!["wrong_kind", "wrong_kind"], "{v}");
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("is a Customer organisation (org), but the scope kind is Cloud site (site)"));
-    assert!(v["errors"][1]["message"].as_str().unwrap().contains("is an App installation (app_install), but the scope kind is Cloud site (site)"));
-    let v = app.create("ana", "uninstall_app", json!({"within": {"kind": "site", "ids": [site(1)]}, "where": {"colour": "red"}})).await;
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is a Customer organisation (org), but the scope kind is Cloud site (site)"));
+    assert!(v["errors"][1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is an App installation (app_install), but the scope kind is Cloud site (site)"));
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "site", "ids": [site(1)]}, "where": {"colour": "red"}}),
+        )
+        .await;
     assert_eq!(v["errors"][0]["code"], "unknown_attribute");
     // Empty selection.
-    let v = app.create("ana", "uninstall_app", json!({"within": {"kind": "site", "ids": [site(5)]}})).await;
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "site", "ids": [site(5)]}}),
+        )
+        .await;
     assert_eq!(v["errors"][0]["code"], "no_targets");
 }
 
 async fn destructive_site_delete_refuses_active_children(app: TestApp) {
     app.load_fixture().await;
-    let v = app.create("ana", "delete_site", json!({"ids": [site(1), site(5)]})).await;
+    let v = app
+        .create("ana", "delete_site", json!({"ids": [site(1), site(5)]}))
+        .await;
     assert_eq!(v["error_count"], 1, "{v}");
     assert_eq!(v["errors"][0]["code"], "has_active_children");
     assert_eq!(v["errors"][0]["line"], 1);
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("2 active App installations"));
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("2 active App installations"));
 }
 
 async fn expectation_must_match(app: TestApp) {
@@ -102,16 +184,29 @@ async fn expectation_must_match(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = v["id"].as_i64().unwrap();
-    let (s, r) = app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({})).await;
+    let (s, r) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r["error"]["code"], "expectation_mismatch");
     assert_eq!(r["error"]["details"]["expected"]["targets"], 883);
     assert_eq!(r["error"]["details"]["actual"]["targets"], 4);
     assert_eq!(r["error"]["details"]["actual"]["roots"], 2);
-    assert!(r["error"]["message"].as_str().unwrap().contains("expected 883 targets, resolved 4"));
-    let (s, _) = app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"expect": {"targets": 4, "roots": 2}})).await;
+    assert!(r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expected 883 targets, resolved 4"));
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ana",
+            json!({"expect": {"targets": 4, "roots": 2}}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
 }
 
@@ -126,7 +221,10 @@ async fn params_are_typed(app: TestApp) {
     assert_eq!(v["error"]["details"].as_array().unwrap().len(), 2);
     let (s, v) = app.post("/api/v1/changes", "ana", base.clone()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(v["error"]["message"].as_str().unwrap().contains("`version` is required"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`version` is required"));
     let mut good = base;
     good["params"] = json!({"version": "2.4.1"});
     let (s, v) = app.post("/api/v1/changes", "ana", good).await;
@@ -149,11 +247,15 @@ async fn fingerprint_is_recomputable(app: TestApp) {
     let (s, v) = app.post("/api/v1/changes", "ana", body.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_i64().unwrap();
-    let (s, t) = app.get(&format!("/api/v1/changes/{id}/targets?limit=3"), "ben").await;
+    let (s, t) = app
+        .get(&format!("/api/v1/changes/{id}/targets?limit=3"), "ben")
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t["total"], 8);
     assert_eq!(t["targets"].as_array().unwrap().len(), 3);
-    let (_, t) = app.get(&format!("/api/v1/changes/{id}/targets?limit=10000"), "ben").await;
+    let (_, t) = app
+        .get(&format!("/api/v1/changes/{id}/targets?limit=10000"), "ben")
+        .await;
     let mut doc = format!(
         "countersign-fingerprint-v1\nschema {}\noperation {}\nparams {}\ntargets {}\n",
         t["schema_hash"].as_str().unwrap(),
@@ -162,7 +264,12 @@ async fn fingerprint_is_recomputable(app: TestApp) {
         t["total"]
     );
     for x in t["targets"].as_array().unwrap() {
-        doc.push_str(&format!("{} {} {}\n", x["kind"].as_str().unwrap(), x["id"].as_str().unwrap(), x["scope_path"].as_str().unwrap()));
+        doc.push_str(&format!(
+            "{} {} {}\n",
+            x["kind"].as_str().unwrap(),
+            x["id"].as_str().unwrap(),
+            x["scope_path"].as_str().unwrap()
+        ));
     }
     let fp = format!("sha256:{}", hex::encode(Sha256::digest(doc.as_bytes())));
     assert_eq!(Value::String(fp), v["fingerprint"]);
@@ -170,11 +277,25 @@ async fn fingerprint_is_recomputable(app: TestApp) {
     assert_eq!(t["targets"][0]["scope_path"], format!("{ORG1}/{}", site(1)));
 
     // Search, and CSV.
-    let (_, t) = app.get(&format!("/api/v1/changes/{id}/targets?q=site4"), "ben").await;
+    let (_, t) = app
+        .get(&format!("/api/v1/changes/{id}/targets?q=site4"), "ben")
+        .await;
     assert_eq!(t["total"], 2);
-    let r = app.client.get(format!("{}/api/v1/changes/{id}/targets?format=csv", app.address)).bearer_auth(app.token("ben")).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/changes/{id}/targets?format=csv",
+            app.address
+        ))
+        .bearer_auth(app.token("ben"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let csv = r.text().await.unwrap();
     assert_eq!(csv.lines().count(), 9);
     assert!(csv.starts_with("kind,id,scope_path,name\n\"app_install\","));
@@ -188,13 +309,18 @@ async fn fingerprint_is_recomputable(app: TestApp) {
 async fn inventory_drift_makes_signoffs_stale(app: TestApp) {
     app.load_fixture().await;
     let (id, fp) = app.submitted("ana", "uninstall_app", json!({"within": {"kind": "site", "ids": [site(1), site(2)]}, "where": {"app": "insight"}})).await;
-    assert_eq!(app.sign(id, "ana", "requester", &fp, None).await.0, StatusCode::CREATED);
+    assert_eq!(
+        app.sign(id, "ana", "requester", &fp, None).await.0,
+        StatusCode::CREATED
+    );
     let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["state"], "approved");
 
     // Nothing changed: re-resolution keeps the approval.
-    let (s, v) = app.post(&format!("/api/v1/changes/{id}/resolve"), "carla", json!({})).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{id}/resolve"), "carla", json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["state"], "approved");
     assert_eq!(v["resolution_outcome"]["fingerprint_changed"], false);
@@ -202,7 +328,9 @@ async fn inventory_drift_makes_signoffs_stale(app: TestApp) {
     // A new insight installation appears on site 2: the list changed.
     let line = json!({"kind": "app_install", "id": inst(50), "parent": site(2), "name": "insight again", "attrs": {"app": "insight"}}).to_string();
     assert_eq!(app.import("carla", &[line], false).await.0, StatusCode::OK);
-    let (s, v) = app.post(&format!("/api/v1/changes/{id}/resolve"), "ben", json!({})).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{id}/resolve"), "ben", json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "awaiting_signoff");
     let o = &v["resolution_outcome"];
@@ -218,53 +346,129 @@ async fn inventory_drift_makes_signoffs_stale(app: TestApp) {
     let (s, r) = app.sign(id, "dev", "implementer", &fp, None).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(r["error"]["code"], "stale_fingerprint");
-    assert_eq!(r["error"]["details"]["current_fingerprint"], v["fingerprint"]);
+    assert_eq!(
+        r["error"]["details"]["current_fingerprint"],
+        v["fingerprint"]
+    );
 
     // The event trail tells the story.
-    let (_, ev) = app.get(&format!("/api/v1/changes/{id}/events"), "olga").await;
-    let actions: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["created", "submitted", "signed", "approved", "signoffs_stale", "state_changed"] {
+    let (_, ev) = app
+        .get(&format!("/api/v1/changes/{id}/events"), "olga")
+        .await;
+    let actions: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "created",
+        "submitted",
+        "signed",
+        "approved",
+        "signoffs_stale",
+        "state_changed",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 }
 
 async fn reject_cancel_comment_and_transitions(app: TestApp) {
     app.load_fixture().await;
-    let (id, _) = app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]})).await;
-    let (s, v) = app.post(&format!("/api/v1/changes/{id}/reject"), "carla", json!({})).await;
+    let (id, _) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{id}/reject"), "carla", json!({}))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["error"]["code"], "reason_required");
-    let (s, _) = app.post(&format!("/api/v1/changes/{id}/reject"), "olga", json!({"reason": "no"})).await;
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/changes/{id}/reject"),
+            "olga",
+            json!({"reason": "no"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, c) = app.post(&format!("/api/v1/changes/{id}/comments"), "carla", json!({"body": "Why these?"})).await;
+    let (s, c) = app
+        .post(
+            &format!("/api/v1/changes/{id}/comments"),
+            "carla",
+            json!({"body": "Why these?"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
-    let (s, _) = app.post(&format!("/api/v1/changes/{id}/comments"), "olga", json!({"body": "drive-by"})).await;
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/changes/{id}/comments"),
+            "olga",
+            json!({"body": "drive-by"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, v) = app.post(&format!("/api/v1/changes/{id}/reject"), "carla", json!({"reason": "Wrong app"})).await;
+    let (s, v) = app
+        .post(
+            &format!("/api/v1/changes/{id}/reject"),
+            "carla",
+            json!({"reason": "Wrong app"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["state"], "rejected");
     assert_eq!(v["reject_reason"], "Wrong app");
     // Illegal transitions are 409 with the current state.
-    let (s, v) = app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({})).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(v["error"]["code"], "illegal_transition");
     assert_eq!(v["error"]["details"]["state"], "rejected");
-    let (s, _) = app.post(&format!("/api/v1/changes/{id}/cancel"), "ana", json!({})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/changes/{id}/cancel"), "ana", json!({}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (_, list) = app.get(&format!("/api/v1/changes/{id}/comments"), "olga").await;
+    let (_, list) = app
+        .get(&format!("/api/v1/changes/{id}/comments"), "olga")
+        .await;
     assert_eq!(list["comments"][0]["body"], "Why these?");
 
-    let v = app.create("ana", "uninstall_app", json!({"ids": [inst(3)]})).await;
+    let v = app
+        .create("ana", "uninstall_app", json!({"ids": [inst(3)]}))
+        .await;
     let id2 = v["id"].as_i64().unwrap();
-    let (s, _) = app.post(&format!("/api/v1/changes/{id2}/cancel"), "carla", json!({})).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "the implementing team cannot cancel a request");
-    let (s, v) = app.post(&format!("/api/v1/changes/{id2}/cancel"), "ben", json!({"reason": "dup"})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/changes/{id2}/cancel"), "carla", json!({}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "the implementing team cannot cancel a request"
+    );
+    let (s, v) = app
+        .post(
+            &format!("/api/v1/changes/{id2}/cancel"),
+            "ben",
+            json!({"reason": "dup"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["state"], "cancelled");
-    let (s, _) = app.post(&format!("/api/v1/changes/{id2}/signoffs"), "carla", json!({"side": "implementer", "fingerprint": v["fingerprint"]})).await;
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/changes/{id2}/signoffs"),
+            "carla",
+            json!({"side": "implementer", "fingerprint": v["fingerprint"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
-    let (_, l) = app.get("/api/v1/changes?state=rejected,cancelled&team=app-owners", "olga").await;
+    let (_, l) = app
+        .get(
+            "/api/v1/changes?state=rejected,cancelled&team=app-owners",
+            "olga",
+        )
+        .await;
     assert_eq!(l["changes"].as_array().unwrap().len(), 2);
     let (s, _) = app.get("/api/v1/changes?state=bogus", "olga").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -272,9 +476,15 @@ async fn reject_cancel_comment_and_transitions(app: TestApp) {
 
 async fn conflicts_and_queue(app: TestApp) {
     app.load_fixture().await;
-    let (a, _) = app.submitted("ana", "uninstall_app", json!({"ids": [inst(1), inst(3)]})).await;
-    let (b, _) = app.submitted("ben", "uninstall_app", json!({"ids": [inst(3), inst(5)]})).await;
-    let draft = app.create("ben", "uninstall_app", json!({"ids": [inst(1)]})).await;
+    let (a, _) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(1), inst(3)]}))
+        .await;
+    let (b, _) = app
+        .submitted("ben", "uninstall_app", json!({"ids": [inst(3), inst(5)]}))
+        .await;
+    let draft = app
+        .create("ben", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
     let v = app.change(b).await;
     assert_eq!(v["conflicts"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["conflicts"][0]["number"], format!("CHG-{a}"));
@@ -285,7 +495,12 @@ async fn conflicts_and_queue(app: TestApp) {
 
     // The implementers' queue: oldest first, implementer side needed.
     let (_, q) = app.get("/api/v1/queue", "dev").await;
-    let ids: Vec<i64> = q["changes"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = q["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![a, b]);
     assert_eq!(q["changes"][0]["needs"][0], "implementer");
     assert_eq!(q["changes"][0]["destructive"], true);

@@ -19,7 +19,11 @@ fn bin(db: &str, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -27,7 +31,18 @@ fn help_lists_the_commands() {
     let o = bin("sqlite:///dev/null", &["--help"]);
     assert!(o.status.success());
     let t = text(&o);
-    for c in ["serve", "demo", "migrate", "schema", "inventory", "team", "user", "token", "audit", "bench"] {
+    for c in [
+        "serve",
+        "demo",
+        "migrate",
+        "schema",
+        "inventory",
+        "team",
+        "user",
+        "token",
+        "audit",
+        "bench",
+    ] {
         assert!(t.contains(c), "{c} missing from --help:\n{t}");
     }
 }
@@ -36,7 +51,11 @@ fn help_lists_the_commands() {
 fn unknown_database_scheme_is_a_clear_error() {
     let o = bin("mysql://localhost/db", &["migrate"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("unknown scheme \"mysql\""), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown scheme \"mysql\""),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -44,15 +63,27 @@ fn schema_check_reports_problems_with_places() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, countersign::domain::schema::EXAMPLE_SCHEMA).unwrap();
-    let o = bin("sqlite:///dev/null", &["schema", "check", good.to_str().unwrap()]);
+    let o = bin(
+        "sqlite:///dev/null",
+        &["schema", "check", good.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("version sha256:"));
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[kinds.site]\nlabel = \"Site\"\nparent = \"org\"\npattern = \"(\"\n\n[operations.x]\nlabel = \"X\"\ntarget = \"app\"\neffect = \"delete\"\n").unwrap();
-    let o = bin("sqlite:///dev/null", &["schema", "check", bad.to_str().unwrap()]);
+    let o = bin(
+        "sqlite:///dev/null",
+        &["schema", "check", bad.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    for needle in ["line 1: kinds.site.parent: unknown parent kind `org`", "kinds.site.pattern", "operations.x.target", "operations.x.effect: unknown effect `delete`", "operations.x.implemented_by"] {
+    for needle in [
+        "line 1: kinds.site.parent: unknown parent kind `org`",
+        "kinds.site.pattern",
+        "operations.x.target",
+        "operations.x.effect: unknown effect `delete`",
+        "operations.x.implemented_by",
+    ] {
         assert!(t.contains(needle), "{needle} missing:\n{t}");
     }
 }
@@ -66,9 +97,31 @@ fn operator_workflow_and_audit_verify() {
     assert!(o.status.success(), "{}", text(&o));
     let o = bin(&db, &["team", "add", "Bad Name"]);
     assert!(!o.status.success());
-    let o = bin(&db, &["user", "add", "carla@ops.example", "--name", "Carla", "--team", "platform-ops"]);
+    let o = bin(
+        &db,
+        &[
+            "user",
+            "add",
+            "carla@ops.example",
+            "--name",
+            "Carla",
+            "--team",
+            "platform-ops",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let o = bin(&db, &["user", "add", "x@ops.example", "--name", "X", "--team", "nope"]);
+    let o = bin(
+        &db,
+        &[
+            "user",
+            "add",
+            "x@ops.example",
+            "--name",
+            "X",
+            "--team",
+            "nope",
+        ],
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("team `nope` does not exist"));
     let o = bin(&db, &["token", "create", "carla@ops.example"]);
@@ -83,7 +136,14 @@ fn operator_workflow_and_audit_verify() {
     std::fs::write(&file, lines.join("\n")).unwrap();
     let o = bin(&db, &["inventory", "import", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains(&format!("line {}: zzz: `zzz` is not a valid Cloud site (site) ID", lines.len())), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "line {}: zzz: `zzz` is not a valid Cloud site (site) ID",
+            lines.len()
+        )),
+        "{}",
+        text(&o)
+    );
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, "{}", fixture_lines().join("\n")).unwrap();
     let o = bin(&db, &["inventory", "import", file.to_str().unwrap()]);
@@ -95,11 +155,83 @@ fn operator_workflow_and_audit_verify() {
     assert!(text(&o).contains("intact"));
     // Tamper with the import event.
     {
-        let mut conn = diesel::SqliteConnection::establish(dir.path().join("cli.db").to_str().unwrap()).unwrap();
-        let id: i64 = audit_events::table.filter(audit_events::action.eq("inventory_imported")).select(audit_events::id).first(&mut conn).unwrap();
-        diesel::update(audit_events::table.find(id)).set(audit_events::detail.eq("{\"lines\":1}")).execute(&mut conn).unwrap();
+        let mut conn =
+            diesel::SqliteConnection::establish(dir.path().join("cli.db").to_str().unwrap())
+                .unwrap();
+        let id: i64 = audit_events::table
+            .filter(audit_events::action.eq("inventory_imported"))
+            .select(audit_events::id)
+            .first(&mut conn)
+            .unwrap();
+        diesel::update(audit_events::table.find(id))
+            .set(audit_events::detail.eq("{\"lines\":1}"))
+            .execute(&mut conn)
+            .unwrap();
         let o = bin(&db, &["audit", "verify"]);
         assert_eq!(o.status.code(), Some(1));
-        assert!(text(&o).contains(&format!("BROKEN at event {id}")), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("BROKEN at event {id}")),
+            "{}",
+            text(&o)
+        );
     }
+}
+
+#[test]
+fn serve_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+        )
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut port = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            port = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+            break;
+        }
+    }
+    let port = port.expect("the server logs its address");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    std::io::Read::read_to_string(&mut s, &mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed().as_secs() < 20, "no exit after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("request") && l.contains("/healthz") && l.contains("status=200")),
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }

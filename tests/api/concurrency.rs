@@ -26,17 +26,29 @@ async fn signoffs_race_edits_and_reresolutions(app: TestApp) {
             tasks.spawn(async move {
                 let who = ["ana", "ben", "carla", "dev", "eli", "ana"][i % 6];
                 let (status, body) = match i % 6 {
-                    0 | 1 | 2 | 3 | 4 => {
-                        let side = if i % 6 < 2 { "requester" } else { "implementer" };
+                    0..=4 => {
+                        let side = if i % 6 < 2 {
+                            "requester"
+                        } else {
+                            "implementer"
+                        };
                         let v = app.change(id).await;
                         let fp = v["fingerprint"].as_str().unwrap_or_default().to_string();
                         app.sign(id, who, side, &fp, None).await
                     }
                     _ if i % 12 == 5 => {
                         let targets = if (i / 12) % 2 == 0 { set_b } else { set_a };
-                        app.patch(&format!("/api/v1/changes/{id}"), "ana", json!({"targets": targets})).await
+                        app.patch(
+                            &format!("/api/v1/changes/{id}"),
+                            "ana",
+                            json!({"targets": targets}),
+                        )
+                        .await
                     }
-                    _ => app.post(&format!("/api/v1/changes/{id}/resolve"), "carla", json!({})).await,
+                    _ => {
+                        app.post(&format!("/api/v1/changes/{id}/resolve"), "carla", json!({}))
+                            .await
+                    }
                 };
                 (status, body)
             });
@@ -45,12 +57,21 @@ async fn signoffs_race_edits_and_reresolutions(app: TestApp) {
         while let Some(r) = tasks.join_next().await {
             let (status, body) = r.unwrap();
             assert!(
-                [StatusCode::OK, StatusCode::CREATED, StatusCode::CONFLICT, StatusCode::FORBIDDEN].contains(&status),
+                [
+                    StatusCode::OK,
+                    StatusCode::CREATED,
+                    StatusCode::CONFLICT,
+                    StatusCode::FORBIDDEN
+                ]
+                .contains(&status),
                 "unexpected {status}: {body}"
             );
             *counts.entry(status.as_u16()).or_insert(0) += 1;
         }
-        assert!(counts.contains_key(&201), "round {round}: no sign-off went through: {counts:?}");
+        assert!(
+            counts.contains_key(&201),
+            "round {round}: no sign-off went through: {counts:?}"
+        );
         check_invariants(&app, id);
     }
 }
@@ -62,15 +83,29 @@ fn check_invariants(app: &TestApp, id: i64) {
     let rows = repo::signoffs(&mut conn, id).unwrap();
     for (s, email, _) in &rows {
         if !s.stale {
-            assert_eq!(s.fingerprint, fp, "a current sign-off by {email} is for another fingerprint");
+            assert_eq!(
+                s.fingerprint, fp,
+                "a current sign-off by {email} is for another fingerprint"
+            );
         }
     }
-    let current = |side: &str| -> BTreeSet<String> { rows.iter().filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == fp).map(|(_, e, _)| e.clone()).collect() };
+    let current = |side: &str| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == fp)
+            .map(|(_, e, _)| e.clone())
+            .collect()
+    };
     let (r, i) = (current("requester"), current("implementer"));
     let approved_now = !r.is_empty() && !i.is_empty() && r.is_disjoint(&i);
     match change.state.as_str() {
-        "approved" => assert!(approved_now, "approved without current sign-offs: {r:?} {i:?}"),
-        "awaiting_signoff" => assert!(!approved_now, "enough sign-offs but not approved: {r:?} {i:?}"),
+        "approved" => assert!(
+            approved_now,
+            "approved without current sign-offs: {r:?} {i:?}"
+        ),
+        "awaiting_signoff" => assert!(
+            !approved_now,
+            "enough sign-offs but not approved: {r:?} {i:?}"
+        ),
         other => panic!("unexpected state {other}"),
     }
     // Replay the audit trail.
@@ -87,16 +122,32 @@ fn check_invariants(app: &TestApp, id: i64) {
                 signs.clear();
             }
             "signed" => {
-                assert_eq!(d["fingerprint"].as_str().unwrap(), current_fp, "sign-off recorded for a non-current fingerprint");
+                assert_eq!(
+                    d["fingerprint"].as_str().unwrap(),
+                    current_fp,
+                    "sign-off recorded for a non-current fingerprint"
+                );
                 signs.push((d["side"].as_str().unwrap().to_string(), e.actor.clone()));
             }
             "approved" => {
                 approvals += 1;
                 assert_eq!(d["fingerprint"].as_str().unwrap(), current_fp);
-                let who = |side: &str| -> BTreeSet<&String> { signs.iter().filter(|(s, _)| s == side).map(|(_, a)| a).collect() };
+                let who = |side: &str| -> BTreeSet<&String> {
+                    signs
+                        .iter()
+                        .filter(|(s, _)| s == side)
+                        .map(|(_, a)| a)
+                        .collect()
+                };
                 let (r, i) = (who("requester"), who("implementer"));
-                assert!(!r.is_empty() && !i.is_empty(), "approved with requester {r:?} implementer {i:?}");
-                assert!(r.is_disjoint(&i), "someone counted on both sides: {r:?} {i:?}");
+                assert!(
+                    !r.is_empty() && !i.is_empty(),
+                    "approved with requester {r:?} implementer {i:?}"
+                );
+                assert!(
+                    r.is_disjoint(&i),
+                    "someone counted on both sides: {r:?} {i:?}"
+                );
             }
             _ => {}
         }
@@ -109,7 +160,13 @@ fn check_invariants(app: &TestApp, id: i64) {
 async fn concurrent_final_signoffs_approve_once(app: TestApp) {
     app.load_fixture().await;
     let app = Arc::new(app);
-    let (id, fp) = app.submitted("ana", "delete_site", json!({"ids": [crate::helpers::site(5)]})).await;
+    let (id, fp) = app
+        .submitted(
+            "ana",
+            "delete_site",
+            json!({"ids": [crate::helpers::site(5)]}),
+        )
+        .await;
     app.sign(id, "ana", "requester", &fp, None).await;
     let mut tasks = tokio::task::JoinSet::new();
     for who in ["carla", "dev", "eli", "carla", "dev", "eli"] {
@@ -125,11 +182,21 @@ async fn concurrent_final_signoffs_approve_once(app: TestApp) {
             created += 1;
         }
     }
-    assert_eq!(created, 2, "the second implementer approves; later ones find it approved");
+    assert_eq!(
+        created, 2,
+        "the second implementer approves; later ones find it approved"
+    );
     let mut conn = app.conn();
-    let approvals = audit::for_change(&mut conn, id).unwrap().iter().filter(|e| e.action == "approved").count();
+    let approvals = audit::for_change(&mut conn, id)
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "approved")
+        .count();
     assert_eq!(approvals, 1);
     assert_eq!(app.change(id).await["state"], "approved");
 }
 
-both_backends!(signoffs_race_edits_and_reresolutions, concurrent_final_signoffs_approve_once);
+both_backends!(
+    signoffs_race_edits_and_reresolutions,
+    concurrent_final_signoffs_approve_once
+);

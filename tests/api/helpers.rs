@@ -30,7 +30,13 @@ pub struct TestApp {
 pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
     ("ana", "ana@req.example", "Ana", Some("app-owners"), false),
     ("ben", "ben@req.example", "Ben", Some("app-owners"), false),
-    ("carla", "carla@ops.example", "Carla", Some("platform-ops"), false),
+    (
+        "carla",
+        "carla@ops.example",
+        "Carla",
+        Some("platform-ops"),
+        false,
+    ),
     ("dev", "dev@ops.example", "Dev", Some("platform-ops"), false),
     ("eli", "eli@ops.example", "Eli", Some("platform-ops"), false),
     ("olga", "olga@elsewhere.example", "Olga", None, false),
@@ -71,16 +77,24 @@ pub fn fixture_lines() -> Vec<String> {
 }
 
 fn pg_base() -> Option<String> {
-    std::env::var("COUNTERSIGN_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("COUNTERSIGN_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A fresh PostgreSQL database on the server named by the base URL.
 fn fresh_pg(base: &str) -> String {
     let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = diesel::PgConnection::establish(base).expect("connect to COUNTERSIGN_TEST_DATABASE_URL");
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+    let mut admin =
+        diesel::PgConnection::establish(base).expect("connect to COUNTERSIGN_TEST_DATABASE_URL");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create test database");
     let (prefix, rest) = base.rsplit_once('/').expect("database URL has a path");
-    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{prefix}/{name}{query}")
 }
 
@@ -127,7 +141,13 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     };
     let _ = Actor::system();
     let _ = (schema, backend);
-    Some(TestApp { address, pool, tokens, client: reqwest::Client::new(), _dir: dir })
+    Some(TestApp {
+        address,
+        pool,
+        tokens,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    })
 }
 
 impl TestApp {
@@ -135,8 +155,17 @@ impl TestApp {
         self.tokens.get(who).map(String::as_str).unwrap_or("nope")
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, who: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.address)).bearer_auth(self.token(who));
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        who: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(self.token(who));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -152,18 +181,24 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, who, Some(body)).await
+        self.send(reqwest::Method::POST, path, who, Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::PATCH, path, who, Some(body)).await
+        self.send(reqwest::Method::PATCH, path, who, Some(body))
+            .await
     }
 
     pub async fn import(&self, who: &str, lines: &[String], partial: bool) -> (StatusCode, Value) {
         let body = lines.join("\n");
         let res = self
             .client
-            .post(format!("{}/api/v1/inventory{}", self.address, if partial { "?partial=true" } else { "" }))
+            .post(format!(
+                "{}/api/v1/inventory{}",
+                self.address,
+                if partial { "?partial=true" } else { "" }
+            ))
             .bearer_auth(self.token(who))
             .header("content-type", "application/x-ndjson")
             .body(body)
@@ -190,13 +225,27 @@ impl TestApp {
     pub async fn submitted(&self, who: &str, op: &str, targets: Value) -> (i64, String) {
         let v = self.create(who, op, targets).await;
         let id = v["id"].as_i64().unwrap();
-        let (s, v) = self.post(&format!("/api/v1/changes/{id}/submit"), who, json!({})).await;
+        let (s, v) = self
+            .post(&format!("/api/v1/changes/{id}/submit"), who, json!({}))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         (id, v["fingerprint"].as_str().unwrap().to_string())
     }
 
-    pub async fn sign(&self, id: i64, who: &str, side: &str, fp: &str, confirm: Option<u64>) -> (StatusCode, Value) {
-        self.post(&format!("/api/v1/changes/{id}/signoffs"), who, json!({"side": side, "fingerprint": fp, "comment": "ok", "confirm_count": confirm})).await
+    pub async fn sign(
+        &self,
+        id: i64,
+        who: &str,
+        side: &str,
+        fp: &str,
+        confirm: Option<u64>,
+    ) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/changes/{id}/signoffs"),
+            who,
+            json!({"side": side, "fingerprint": fp, "comment": "ok", "confirm_count": confirm}),
+        )
+        .await
     }
 
     pub async fn change(&self, id: i64) -> Value {
