@@ -72,11 +72,11 @@ pub fn children_lite(
 ) -> QueryResult<Vec<EntityLite>> {
     let mut out = Vec::new();
     for chunk in parents.chunks(CHUNK) {
-        let rows: Vec<EntityLite> = entities::table
+        let rows: Vec<EntityLite> = with_concrete!(&mut *conn, |c| entities::table
             .filter(entities::parent_id.eq_any(chunk))
             .filter(entities::kind.eq(kind))
             .select(LITE)
-            .load(conn)?;
+            .load(c))?;
         out.extend(rows);
     }
     Ok(out)

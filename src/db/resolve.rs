@@ -114,6 +114,14 @@ pub fn resolve(
     params: &serde_json::Value,
     selector: &Selector,
 ) -> QueryResult<Resolution> {
+    let started = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(
+            phase = what,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "resolve"
+        )
+    };
     let mut errs = Errs { list: Vec::new() };
     let mut warnings = Vec::new();
     let target_kind = schema
@@ -123,8 +131,8 @@ pub fn resolve(
     let mut picked: HashMap<String, (EntityLite, Option<usize>)> = HashMap::new();
 
     // 1. Explicit IDs.
-    let mut first_line: HashMap<String, usize> = HashMap::new();
-    let mut wanted: Vec<(usize, String, String)> = Vec::new(); // (line, input, id)
+    let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(selector.ids.len());
+    let mut wanted: Vec<(usize, &str, &str)> = Vec::with_capacity(selector.ids.len()); // (line, input, id)
     let mut duplicates = 0usize;
     for (i, raw) in selector.ids.iter().enumerate() {
         let line = i + 1;
@@ -160,9 +168,10 @@ pub fn resolve(
             }
             continue;
         }
-        first_line.insert(id.to_string(), line);
-        wanted.push((line, input.to_string(), id.to_string()));
+        first_line.insert(id, line);
+        wanted.push((line, input, id));
     }
+    drop(first_line);
     if duplicates > 5 {
         warnings.push(format!(
             "{} more repeated IDs were counted once",
@@ -170,13 +179,26 @@ pub fn resolve(
         ));
     }
     if !wanted.is_empty() {
-        let ids: Vec<&str> = wanted.iter().map(|(_, _, id)| id.as_str()).collect();
-        let mut found: HashMap<String, EntityLite> = inventory::fetch_lite(conn, &ids)?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
+        let ids: Vec<&str> = wanted.iter().map(|(_, _, id)| *id).collect();
+        let mut fetched = inventory::fetch_lite(conn, &ids)?;
+        drop(ids);
+        lap("fetched explicit ids");
+        // Merge-walk the two ID-sorted lists (IDs in `wanted` are distinct).
+        fetched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        wanted.sort_unstable_by(|a, b| a.2.cmp(b.2));
+        let mut rows = fetched.into_iter().peekable();
+        picked.reserve(wanted.len());
         for (line, input, id) in &wanted {
-            match found.remove(id) {
+            let (line, input, id) = (*line, *input, *id);
+            while rows.peek().is_some_and(|e| e.id.as_str() < id) {
+                rows.next();
+            }
+            let hit = if rows.peek().is_some_and(|e| e.id == id) {
+                rows.next()
+            } else {
+                None
+            };
+            match hit {
                 Some(e) if e.kind != op.target => {
                     let mut msg = format!(
                         "`{id}` is {}, but {} acts on {}",
@@ -192,19 +214,19 @@ pub fn resolve(
                             e.kind
                         ));
                     }
-                    errs.push_kinds("targets.ids", Some(*line), input, msg, &e.kind, &op.target);
+                    errs.push_kinds("targets.ids", Some(line), input, msg, &e.kind, &op.target);
                 }
                 Some(e) => match state_problem(op.effect, &e) {
-                    Some((code, msg)) => errs.push("targets.ids", Some(*line), input, code, msg),
+                    Some((code, msg)) => errs.push("targets.ids", Some(line), input, code, msg),
                     None => {
-                        picked.insert(e.id.clone(), (e, Some(*line)));
+                        picked.insert(e.id.clone(), (e, Some(line)));
                     }
                 },
                 None => {
                     if target_kind.matches(id) {
                         errs.push(
                             "targets.ids",
-                            Some(*line),
+                            Some(line),
                             input,
                             "not_found",
                             format!(
@@ -224,9 +246,16 @@ pub fn resolve(
                             .map(|k| k.describe())
                             .collect();
                         if !looks.is_empty() {
-                            msg.push_str(&format!(" (it looks like a {} ID)", looks.join(" or ")));
+                            msg.push_str(&format!(
+                                " (it looks like {} ID)",
+                                looks
+                                    .iter()
+                                    .map(|l| format!("{} {l}", crate::domain::schema::article(l)))
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            ));
                         }
-                        errs.push("targets.ids", Some(*line), input, "pattern_mismatch", msg);
+                        errs.push("targets.ids", Some(line), input, "pattern_mismatch", msg);
                     }
                 }
             }
@@ -378,6 +407,7 @@ pub fn resolve(
         );
     }
 
+    lap("selected");
     // 3. Ancestry of every target: scope paths, scope counts, roots.
     let mut cache: HashMap<String, (String, Option<String>, String)> = HashMap::new(); // id -> (kind, parent, name)
     let mut missing: BTreeSet<String> = picked
@@ -399,39 +429,79 @@ pub fn resolve(
         next.retain(|p| !cache.contains_key(p));
         missing = next;
     }
-    let mut per_scope: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut roots: BTreeSet<String> = BTreeSet::new();
-    let mut targets = Vec::with_capacity(picked.len());
-    let mut explicit_line: HashMap<String, usize> = HashMap::new();
-    for (id, (e, line)) in picked {
-        let mut path = Vec::new();
-        let mut cur = e.parent_id.clone();
+    lap("fetched ancestry");
+    // Scope path and root per distinct parent (thousands), not per target (100k).
+    struct Place {
+        path: String,
+        root: String,
+    }
+    let mut per_scope: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut places: HashMap<&str, Place> = HashMap::new();
+    for (e, _) in picked.values() {
+        let Some(parent) = e.parent_id.as_deref() else {
+            continue;
+        };
+        if places.contains_key(parent) {
+            continue;
+        }
+        let mut chain: Vec<&str> = Vec::new();
+        let mut cur = Some(parent);
         while let Some(p) = cur {
-            match cache.get(&p) {
-                Some((k, parent, _)) => {
-                    per_scope.entry(k.clone()).or_default().insert(p.clone());
-                    cur = parent.clone();
-                    path.push(p);
+            match cache.get_key_value(p) {
+                Some((key, (k, up, _))) => {
+                    per_scope.entry(k.clone()).or_default().insert(key.as_str());
+                    chain.push(key.as_str());
+                    cur = up.as_deref();
                 }
                 None => break,
             }
-            if path.len() > 64 {
+            if chain.len() > 64 {
                 break;
             }
         }
-        path.reverse();
-        roots.insert(path.first().cloned().unwrap_or_else(|| id.clone()));
+        chain.reverse();
+        let root = chain.first().map(|r| r.to_string()).unwrap_or_default();
+        places.insert(
+            parent,
+            Place {
+                path: chain.join("/"),
+                root,
+            },
+        );
+    }
+    let mut roots: BTreeSet<&str> = BTreeSet::new();
+    for (id, (e, _)) in &picked {
+        match e.parent_id.as_deref().and_then(|p| places.get(p)) {
+            Some(place) => roots.insert(place.root.as_str()),
+            None => roots.insert(id.as_str()),
+        };
+    }
+    let mut explicit_line: HashMap<String, usize> = HashMap::new();
+    let mut targets = Vec::with_capacity(picked.len());
+    for (id, (e, line)) in &picked {
         if let Some(l) = line {
-            explicit_line.insert(id.clone(), l);
+            explicit_line.insert(id.clone(), *l);
         }
+        let scope_path = e
+            .parent_id
+            .as_deref()
+            .and_then(|p| places.get(p))
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
         targets.push(ResolvedTarget {
-            kind: e.kind,
-            id,
-            scope_path: path.join("/"),
-            name: e.name,
+            kind: e.kind.clone(),
+            id: id.clone(),
+            scope_path,
+            name: e.name.clone(),
         });
     }
-    targets.sort();
+    targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    let per_scope: BTreeMap<String, BTreeSet<String>> = per_scope
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
+        .collect();
+    let roots: BTreeSet<String> = roots.into_iter().map(str::to_string).collect();
+    lap("built and sorted targets");
 
     // 4. Policy checks on the whole list.
     if op.effect.is_destructive()
@@ -533,6 +603,7 @@ pub fn resolve(
     let error_count = errors.len() as u64;
     errors.truncate(MAX_STORED_ERRORS);
     let fp = fingerprint(&schema.hash, &op.name, params, &targets);
+    lap("fingerprinted");
     Ok(Resolution {
         targets,
         summary,

@@ -428,13 +428,19 @@ pub fn create(
                 resolved_at: t,
             },
         )?;
+        let t0 = std::time::Instant::now();
         repo::replace_targets(conn, c.id, &r.targets)?;
+        tracing::debug!(
+            ms = t0.elapsed().as_secs_f64() * 1000.0,
+            targets = r.targets.len(),
+            "stored targets"
+        );
         audit::append(
             conn,
             &user.actor(),
             "created",
             Some(c.id),
-            json!({"title": title, "operation": op.name, "requesting_team": req.requesting_team, "implementing_team": op.implemented_by, "params": params, "targets": req.targets, "fingerprint": r.fingerprint, "target_count": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
+            json!({"title": title, "operation": op.name, "requesting_team": req.requesting_team, "implementing_team": op.implemented_by, "params": params, "selector": {"ids": req.targets.ids.len(), "within": req.targets.within.as_ref().map(|w| serde_json::json!({"kind": w.kind, "ids": w.ids.len()})), "where": req.targets.filter}, "fingerprint": r.fingerprint, "target_count": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
         )?;
         Ok(c.id)
     })
