@@ -64,6 +64,22 @@ pub fn fetch_lite(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite
     Ok(out)
 }
 
+/// Like [`fetch_lite`] without the attributes (explicit IDs and ancestors need none).
+pub fn fetch_refs(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite>> {
+    let mut sorted: Vec<&str> = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::with_capacity(sorted.len());
+    for chunk in sorted.chunks(CHUNK) {
+        let rows: Vec<(String, String, Option<String>, String, String)> = with_concrete!(&mut *conn, |c| entities::table
+            .filter(entities::id.eq_any(chunk))
+            .select((entities::id, entities::kind, entities::parent_id, entities::name, entities::state))
+            .load(c))?;
+        out.extend(rows.into_iter().map(|(id, kind, parent_id, name, state)| EntityLite { id, kind, parent_id, name, attrs: String::new(), state }));
+    }
+    Ok(out)
+}
+
 /// Entities of `kind` whose parent is one of `parents`.
 pub fn children_lite(
     conn: &mut DbConn,

@@ -180,7 +180,7 @@ pub fn resolve(
     }
     if !wanted.is_empty() {
         let ids: Vec<&str> = wanted.iter().map(|(_, _, id)| *id).collect();
-        let mut fetched = inventory::fetch_lite(conn, &ids)?;
+        let mut fetched = inventory::fetch_refs(conn, &ids)?;
         drop(ids);
         lap("fetched explicit ids");
         // Merge-walk the two ID-sorted lists (IDs in `wanted` are distinct).
@@ -416,7 +416,7 @@ pub fn resolve(
         .collect();
     while !missing.is_empty() {
         let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
-        let rows = inventory::fetch_lite(conn, &ids)?;
+        let rows = inventory::fetch_refs(conn, &ids)?;
         let mut next = BTreeSet::new();
         for r in rows {
             if let Some(p) = &r.parent_id {
@@ -438,10 +438,9 @@ pub fn resolve(
     let mut per_scope: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     let mut places: HashMap<&str, Place> = HashMap::new();
     for (e, _) in picked.values() {
-        let Some(parent) = e.parent_id.as_deref() else {
-            continue;
-        };
-        if places.contains_key(parent) {
+        let Some(parent) = e.parent_id.as_deref() else { continue };
+        let Some((parent_key, _)) = cache.get_key_value(parent) else { continue };
+        if places.contains_key(parent_key.as_str()) {
             continue;
         }
         let mut chain: Vec<&str> = Vec::new();
@@ -461,46 +460,29 @@ pub fn resolve(
         }
         chain.reverse();
         let root = chain.first().map(|r| r.to_string()).unwrap_or_default();
-        places.insert(
-            parent,
-            Place {
-                path: chain.join("/"),
-                root,
-            },
-        );
+        places.insert(parent_key.as_str(), Place { path: chain.join("/"), root });
     }
-    let mut roots: BTreeSet<&str> = BTreeSet::new();
-    for (id, (e, _)) in &picked {
-        match e.parent_id.as_deref().and_then(|p| places.get(p)) {
-            Some(place) => roots.insert(place.root.as_str()),
-            None => roots.insert(id.as_str()),
-        };
-    }
-    let mut explicit_line: HashMap<String, usize> = HashMap::new();
+    let mut roots: BTreeSet<String> = places.values().map(|p| p.root.clone()).collect();
     let mut targets = Vec::with_capacity(picked.len());
-    for (id, (e, line)) in &picked {
-        if let Some(l) = line {
-            explicit_line.insert(id.clone(), *l);
+    let mut explicit_line: HashMap<String, usize> = HashMap::new();
+    let need_lines = op.effect.is_destructive() && !schema.children_of(&op.target).is_empty();
+    for (id, (e, line)) in picked {
+        let scope_path = match e.parent_id.as_deref().and_then(|p| places.get(p)) {
+            Some(place) => place.path.clone(),
+            None => {
+                roots.insert(id.clone());
+                String::new()
+            }
+        };
+        if need_lines {
+            if let Some(l) = line {
+                explicit_line.insert(id.clone(), l);
+            }
         }
-        let scope_path = e
-            .parent_id
-            .as_deref()
-            .and_then(|p| places.get(p))
-            .map(|p| p.path.clone())
-            .unwrap_or_default();
-        targets.push(ResolvedTarget {
-            kind: e.kind.clone(),
-            id: id.clone(),
-            scope_path,
-            name: e.name.clone(),
-        });
+        targets.push(ResolvedTarget { kind: e.kind, id, scope_path, name: e.name });
     }
     targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
-    let per_scope: BTreeMap<String, BTreeSet<String>> = per_scope
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
-        .collect();
-    let roots: BTreeSet<String> = roots.into_iter().map(str::to_string).collect();
+    let per_scope: BTreeMap<String, usize> = per_scope.into_iter().map(|(k, v)| (k, v.len())).collect();
     lap("built and sorted targets");
 
     // 4. Policy checks on the whole list.
@@ -551,7 +533,7 @@ pub fn resolve(
     for k in chain.iter().skip(1) {
         scopes.insert(
             k.name.clone(),
-            per_scope.get(&k.name).map(|s| s.len() as u64).unwrap_or(0),
+            per_scope.get(&k.name).map(|n| *n as u64).unwrap_or(0),
         );
     }
     let n = targets.len() as u64;
