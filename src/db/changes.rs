@@ -128,8 +128,13 @@ pub fn set_reject_reason(conn: &mut DbConn, id: i64, reason: &str) -> QueryResul
 }
 
 /// Replace the stored target list (positions follow the sorted order).
-pub fn replace_targets(conn: &mut DbConn, change_id: i64, targets: &[ResolvedTarget]) -> QueryResult<()> {
-    diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id))).execute(conn)?;
+pub fn replace_targets(
+    conn: &mut DbConn,
+    change_id: i64,
+    targets: &[ResolvedTarget],
+) -> QueryResult<()> {
+    diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id)))
+        .execute(conn)?;
     // One cached single-row INSERT per target, bound straight from the resolved list:
     // no copies, and no re-rendering of a 12000-parameter statement per chunk.
     with_concrete!(&mut *conn, |c| {

@@ -71,11 +71,28 @@ pub fn fetch_refs(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite
     sorted.dedup();
     let mut out = Vec::with_capacity(sorted.len());
     for chunk in sorted.chunks(CHUNK) {
-        let rows: Vec<(String, String, Option<String>, String, String)> = with_concrete!(&mut *conn, |c| entities::table
-            .filter(entities::id.eq_any(chunk))
-            .select((entities::id, entities::kind, entities::parent_id, entities::name, entities::state))
-            .load(c))?;
-        out.extend(rows.into_iter().map(|(id, kind, parent_id, name, state)| EntityLite { id, kind, parent_id, name, attrs: String::new(), state }));
+        let rows: Vec<(String, String, Option<String>, String, String)> =
+            with_concrete!(&mut *conn, |c| entities::table
+                .filter(entities::id.eq_any(chunk))
+                .select((
+                    entities::id,
+                    entities::kind,
+                    entities::parent_id,
+                    entities::name,
+                    entities::state
+                ))
+                .load(c))?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, kind, parent_id, name, state)| EntityLite {
+                    id,
+                    kind,
+                    parent_id,
+                    name,
+                    attrs: String::new(),
+                    state,
+                }),
+        );
     }
     Ok(out)
 }

@@ -438,8 +438,12 @@ pub fn resolve(
     let mut per_scope: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     let mut places: HashMap<&str, Place> = HashMap::new();
     for (e, _) in picked.values() {
-        let Some(parent) = e.parent_id.as_deref() else { continue };
-        let Some((parent_key, _)) = cache.get_key_value(parent) else { continue };
+        let Some(parent) = e.parent_id.as_deref() else {
+            continue;
+        };
+        let Some((parent_key, _)) = cache.get_key_value(parent) else {
+            continue;
+        };
         if places.contains_key(parent_key.as_str()) {
             continue;
         }
@@ -460,7 +464,13 @@ pub fn resolve(
         }
         chain.reverse();
         let root = chain.first().map(|r| r.to_string()).unwrap_or_default();
-        places.insert(parent_key.as_str(), Place { path: chain.join("/"), root });
+        places.insert(
+            parent_key.as_str(),
+            Place {
+                path: chain.join("/"),
+                root,
+            },
+        );
     }
     let mut roots: BTreeSet<String> = places.values().map(|p| p.root.clone()).collect();
     let mut targets = Vec::with_capacity(picked.len());
@@ -479,10 +489,16 @@ pub fn resolve(
                 explicit_line.insert(id.clone(), l);
             }
         }
-        targets.push(ResolvedTarget { kind: e.kind, id, scope_path, name: e.name });
+        targets.push(ResolvedTarget {
+            kind: e.kind,
+            id,
+            scope_path,
+            name: e.name,
+        });
     }
     targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
-    let per_scope: BTreeMap<String, usize> = per_scope.into_iter().map(|(k, v)| (k, v.len())).collect();
+    let per_scope: BTreeMap<String, usize> =
+        per_scope.into_iter().map(|(k, v)| (k, v.len())).collect();
     lap("built and sorted targets");
 
     // 4. Policy checks on the whole list.

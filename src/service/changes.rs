@@ -443,10 +443,16 @@ pub fn create(
             Some(c.id),
             json!({"title": title, "operation": op.name, "requesting_team": req.requesting_team, "implementing_team": op.implemented_by, "params": params, "selector": {"ids": req.targets.ids.len(), "within": req.targets.within.as_ref().map(|w| serde_json::json!({"kind": w.kind, "ids": w.ids.len()})), "where": req.targets.filter}, "fingerprint": r.fingerprint, "target_count": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
         )?;
-        tracing::debug!(ms = t_tx.elapsed().as_secs_f64() * 1000.0, "create: before commit");
+        tracing::debug!(
+            ms = t_tx.elapsed().as_secs_f64() * 1000.0,
+            "create: before commit"
+        );
         Ok(c.id)
     });
-    tracing::debug!(ms = t_tx.elapsed().as_secs_f64() * 1000.0, "create: committed");
+    tracing::debug!(
+        ms = t_tx.elapsed().as_secs_f64() * 1000.0,
+        "create: committed"
+    );
     out
 }
 
