@@ -17,6 +17,26 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Largest inventory import body (bytes); imports stream, so this bounds time, not memory.
     pub max_import_bytes: usize,
+    /// Run the execution worker inside `serve`.
+    pub worker: bool,
+    /// Targets per execution transaction.
+    pub exec_batch: usize,
+    /// A worker's lease on an execution; another process takes over after it expires.
+    pub lease_secs: u64,
+    /// Pause between execution batches (gentle rollouts; 0 = none).
+    pub exec_throttle_ms: u64,
+    /// How often an idle worker looks for work (it is also woken on execute).
+    pub poll_ms: u64,
+    /// Webhook secrets by environment-variable name (filled from the environment when
+    /// absent; tests set them here).
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The secret held by the environment variable `name`.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.secrets.get(name).cloned().or_else(|| env(name))
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -51,6 +71,13 @@ impl Config {
             pool_size,
             max_json_bytes: env_num("COUNTERSIGN_MAX_JSON_BYTES", 32 * 1024 * 1024usize)?,
             max_import_bytes: env_num("COUNTERSIGN_MAX_IMPORT_BYTES", 4 * 1024 * 1024 * 1024usize)?,
+            worker: env("COUNTERSIGN_WORKER")
+                .map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off" | "no")),
+            exec_batch: env_num("COUNTERSIGN_EXEC_BATCH", 500usize)?.max(1),
+            lease_secs: env_num("COUNTERSIGN_LEASE_SECS", 30u64)?.max(1),
+            exec_throttle_ms: env_num("COUNTERSIGN_EXEC_THROTTLE_MS", 0u64)?,
+            poll_ms: env_num("COUNTERSIGN_POLL_MS", 1000u64)?.max(10),
+            secrets: Default::default(),
         })
     }
 
@@ -63,6 +90,12 @@ impl Config {
             pool_size: 8,
             max_json_bytes: 32 * 1024 * 1024,
             max_import_bytes: 4 * 1024 * 1024 * 1024,
+            worker: true,
+            exec_batch: 500,
+            lease_secs: 30,
+            exec_throttle_ms: 0,
+            poll_ms: 200,
+            secrets: Default::default(),
         }
     }
 

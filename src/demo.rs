@@ -344,6 +344,8 @@ fn seed_changes(conn: &mut DbConn, schema: &crate::domain::Schema) -> anyhow::Re
                 params,
                 targets,
                 expect: None,
+                not_before: None,
+                not_after: None,
             },
         )
         .map_err(e)

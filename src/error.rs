@@ -50,6 +50,9 @@ impl AppError {
             format!("{what} `{id}` does not exist"),
         )
     }
+    pub fn not_found_msg(message: impl Into<String>) -> Self {
+        Self::client(StatusCode::NOT_FOUND, "not_found", message)
+    }
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::client(StatusCode::CONFLICT, code, message)
     }

@@ -7,6 +7,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod exec;
 pub mod service;
 pub mod telemetry;
 pub mod web;

@@ -127,6 +127,13 @@ pub fn set_reject_reason(conn: &mut DbConn, id: i64, reason: &str) -> QueryResul
         .map(|_| ())
 }
 
+pub fn set_rolled_back_by(conn: &mut DbConn, id: i64, rollback: i64) -> QueryResult<()> {
+    diesel::update(changes::table.find(id))
+        .set(changes::rolled_back_by.eq(Some(rollback)))
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Replace the stored target list (positions follow the sorted order).
 pub fn replace_targets(
     conn: &mut DbConn,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod exec;
 pub mod inventory;
 pub mod models;
 pub mod resolve;

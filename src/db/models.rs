@@ -36,6 +36,9 @@ pub struct Entity {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub deleted_at: Option<NaiveDateTime>,
+    pub deleted_by: Option<i64>,
+    pub purge_after: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -80,6 +83,10 @@ pub struct Change {
     pub resolved_at: NaiveDateTime,
     pub submitted_at: Option<NaiveDateTime>,
     pub approved_at: Option<NaiveDateTime>,
+    pub not_before: Option<NaiveDateTime>,
+    pub not_after: Option<NaiveDateTime>,
+    pub rollback_of: Option<i64>,
+    pub rolled_back_by: Option<i64>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -106,6 +113,9 @@ pub struct NewChange {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub resolved_at: NaiveDateTime,
+    pub not_before: Option<NaiveDateTime>,
+    pub not_after: Option<NaiveDateTime>,
+    pub rollback_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -153,4 +163,57 @@ pub struct AuditEvent {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = entity_versions)]
+pub struct EntityVersion {
+    pub entity_id: String,
+    pub version: i64,
+    pub change_id: Option<i64>,
+    pub at: NaiveDateTime,
+    pub before_state: String,
+    pub before_name: String,
+    pub before_attrs: String,
+    pub after_state: String,
+    pub after_name: String,
+    pub after_attrs: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = executions)]
+pub struct Execution {
+    pub id: i64,
+    pub change_id: i64,
+    pub fingerprint: String,
+    pub effect: String,
+    pub state: String,
+    pub waves: String,
+    pub current_wave: i64,
+    pub total: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub halt_reason: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<NaiveDateTime>,
+    pub started_by: i64,
+    pub started_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = execution_items)]
+pub struct ExecutionItem {
+    pub execution_id: i64,
+    pub position: i64,
+    pub wave: i64,
+    pub kind: String,
+    pub entity_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
 }

@@ -610,3 +610,154 @@ pub fn resolve(
         fingerprint: fp,
     })
 }
+
+/// Resolve a rollback: exactly the targets the original execution changed, as long as
+/// they are still in the state that execution left them in (anything restored or changed
+/// since is left out, with a warning, so the fingerprint shows it).
+pub fn resolve_rollback(
+    conn: &mut DbConn,
+    schema: &Schema,
+    op: &Operation,
+    original_change: i64,
+    execution_id: i64,
+    inverse: Effect,
+) -> QueryResult<Resolution> {
+    let positions = super::exec::done_positions(conn, execution_id)?;
+    let rows = super::exec::targets_at(conn, original_change, &positions)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let ents = super::exec::entities_by_id(conn, &ids)?;
+    let mut targets = Vec::with_capacity(rows.len());
+    let mut gone = 0u64;
+    let mut moved = 0u64;
+    for (_, kind, id, scope_path, name) in &rows {
+        let ok = match ents.get(id) {
+            None => {
+                gone += 1;
+                false
+            }
+            Some(e) => match inverse {
+                Effect::Restore => e.state == "deleted" && e.deleted_by == Some(original_change),
+                _ => e.state == "active",
+            },
+        };
+        if ok {
+            targets.push(ResolvedTarget {
+                kind: kind.clone(),
+                id: id.clone(),
+                scope_path: scope_path.clone(),
+                name: name.clone(),
+            });
+        } else if ents.contains_key(id) {
+            moved += 1;
+        }
+    }
+    targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    let mut warnings = Vec::new();
+    if moved > 0 {
+        warnings.push(format!("{moved} of the {} targets the original execution changed are no longer as it left them (restored or changed since) and are left out", rows.len()));
+    }
+    if gone > 0 {
+        warnings.push(format!("{gone} targets are no longer in the inventory"));
+    }
+    let summary = summarize(schema, &op.target, &targets, inverse, warnings);
+    let params = rollback_params(original_change);
+    let fp = fingerprint(
+        &schema.hash,
+        &rollback_operation(&op.name),
+        &params,
+        &targets,
+    );
+    let errors = if targets.is_empty() {
+        vec![ResolutionError {
+            field: "targets".into(),
+            line: None,
+            input: String::new(),
+            code: "no_targets".into(),
+            message: "nothing left to roll back: every target is already back or gone".into(),
+            actual_kind: None,
+            expected_kind: None,
+        }]
+    } else {
+        vec![]
+    };
+    Ok(Resolution {
+        error_count: errors.len() as u64,
+        targets,
+        summary,
+        errors,
+        fingerprint: fp,
+    })
+}
+
+/// The operation name a rollback's fingerprint is computed with.
+pub fn rollback_operation(op: &str) -> String {
+    format!("rollback:{op}")
+}
+
+/// The parameters a rollback's fingerprint is computed with.
+pub fn rollback_params(original_change: i64) -> serde_json::Value {
+    serde_json::json!({"rollback_of": original_change})
+}
+
+/// A blast-radius summary from stored scope paths (root first, `/`-separated).
+fn summarize(
+    schema: &Schema,
+    target_kind: &str,
+    targets: &[ResolvedTarget],
+    effect: Effect,
+    warnings: Vec<String>,
+) -> Summary {
+    let chain = schema.ancestry(target_kind);
+    let root_kind = chain.last().map(|k| k.name.clone()).unwrap_or_default();
+    let mut per_level: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut roots: BTreeSet<&str> = BTreeSet::new();
+    for t in targets {
+        let kinds = schema.ancestry(&t.kind);
+        let segs: Vec<&str> = t.scope_path.split('/').filter(|s| !s.is_empty()).collect();
+        // segs[0] is the root; kinds[1..] reversed are the scope kinds, root first.
+        let scope_kinds: Vec<&Kind> = kinds.iter().skip(1).rev().copied().collect();
+        for (seg, k) in segs.iter().zip(scope_kinds.iter()) {
+            per_level.entry(k.name.clone()).or_default().insert(seg);
+        }
+        roots.insert(segs.first().copied().unwrap_or(t.id.as_str()));
+    }
+    let mut scopes = BTreeMap::new();
+    for k in chain.iter().skip(1) {
+        scopes.insert(
+            k.name.clone(),
+            per_level.get(&k.name).map(|s| s.len() as u64).unwrap_or(0),
+        );
+    }
+    let n = targets.len() as u64;
+    let target = schema.kind(target_kind);
+    let mut text = count_words(n, target, "targets");
+    for (i, k) in chain.iter().enumerate().skip(1) {
+        text.push_str(if i == 1 { " on " } else { " of " });
+        text.push_str(&count_words(scopes[&k.name], Some(k), &k.name));
+    }
+    let verb = match effect {
+        Effect::SoftDelete => "soft-deleted",
+        Effect::Restore => "restored",
+        Effect::SetAttributes => "set back to their previous values",
+        Effect::Purge => "purged permanently",
+        Effect::Webhook => "sent to the external executor",
+    };
+    text.push_str(&format!("; {} {verb}", count_words(n, target, "targets")));
+    Summary {
+        targets: n,
+        target_kind: target_kind.to_string(),
+        scopes,
+        root_kind,
+        roots: roots.len() as u64,
+        sample_roots: roots
+            .iter()
+            .take(10)
+            .map(|r| RootRef {
+                id: r.to_string(),
+                name: String::new(),
+            })
+            .collect(),
+        text,
+        warnings,
+    }
+}

@@ -59,6 +59,9 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+        deleted_by -> Nullable<BigInt>,
+        purge_after -> Nullable<Timestamp>,
     }
 }
 
@@ -89,6 +92,10 @@ diesel::table! {
         resolved_at -> Timestamp,
         submitted_at -> Nullable<Timestamp>,
         approved_at -> Nullable<Timestamp>,
+        not_before -> Nullable<Timestamp>,
+        not_after -> Nullable<Timestamp>,
+        rollback_of -> Nullable<BigInt>,
+        rolled_back_by -> Nullable<BigInt>,
     }
 }
 
@@ -147,6 +154,59 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    entity_versions (entity_id, version) {
+        entity_id -> Text,
+        version -> BigInt,
+        change_id -> Nullable<BigInt>,
+        at -> Timestamp,
+        before_state -> Text,
+        before_name -> Text,
+        before_attrs -> Text,
+        after_state -> Text,
+        after_name -> Text,
+        after_attrs -> Text,
+    }
+}
+
+diesel::table! {
+    executions (id) {
+        id -> BigInt,
+        change_id -> BigInt,
+        fingerprint -> Text,
+        effect -> Text,
+        state -> Text,
+        waves -> Text,
+        current_wave -> BigInt,
+        total -> BigInt,
+        done -> BigInt,
+        failed -> BigInt,
+        skipped -> BigInt,
+        halt_reason -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        started_by -> BigInt,
+        started_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    execution_items (execution_id, position) {
+        execution_id -> BigInt,
+        position -> BigInt,
+        wave -> BigInt,
+        kind -> Text,
+        entity_id -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        error -> Nullable<Text>,
+        next_attempt_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -156,6 +216,8 @@ diesel::joinable!(signoffs -> users (user_id));
 diesel::joinable!(comments -> changes (change_id));
 diesel::joinable!(comments -> users (user_id));
 diesel::joinable!(changes -> users (author_id));
+diesel::joinable!(executions -> changes (change_id));
+diesel::joinable!(execution_items -> executions (execution_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -170,4 +232,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     comments,
     audit_events,
     audit_head,
+    entity_versions,
+    executions,
+    execution_items,
 );

@@ -18,10 +18,11 @@ pub enum ChangeState {
     PartiallyFailed,
     Failed,
     Halted,
+    Aborted,
 }
 
 impl ChangeState {
-    pub const ALL: [ChangeState; 10] = [
+    pub const ALL: [ChangeState; 11] = [
         ChangeState::Draft,
         ChangeState::AwaitingSignoff,
         ChangeState::Approved,
@@ -32,6 +33,7 @@ impl ChangeState {
         ChangeState::PartiallyFailed,
         ChangeState::Failed,
         ChangeState::Halted,
+        ChangeState::Aborted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl ChangeState {
             ChangeState::PartiallyFailed => "partially_failed",
             ChangeState::Failed => "failed",
             ChangeState::Halted => "halted",
+            ChangeState::Aborted => "aborted",
         }
     }
 
@@ -57,7 +60,21 @@ impl ChangeState {
     pub fn is_open_claim(self) -> bool {
         matches!(
             self,
-            ChangeState::AwaitingSignoff | ChangeState::Approved | ChangeState::Executing
+            ChangeState::AwaitingSignoff
+                | ChangeState::Approved
+                | ChangeState::Executing
+                | ChangeState::Halted
+        )
+    }
+
+    /// States after an execution has changed something (a rollback may be asked for).
+    pub fn has_executed(self) -> bool {
+        matches!(
+            self,
+            ChangeState::Completed
+                | ChangeState::PartiallyFailed
+                | ChangeState::Failed
+                | ChangeState::Aborted
         )
     }
 
@@ -86,6 +103,10 @@ pub enum Action {
     Reject,
     Cancel,
     Comment,
+    Execute,
+    Resume,
+    Abort,
+    Rollback,
 }
 
 impl Action {
@@ -98,6 +119,10 @@ impl Action {
             Action::Reject => "reject",
             Action::Cancel => "cancel",
             Action::Comment => "comment on",
+            Action::Execute => "execute",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::Rollback => "roll back",
         }
     }
 }
@@ -119,6 +144,10 @@ pub fn check(state: ChangeState, action: Action) -> Result<(), IllegalTransition
         Action::Reject => matches!(state, AwaitingSignoff | Approved),
         Action::Cancel => state.is_open(),
         Action::Comment => true,
+        Action::Execute => state == Approved,
+        Action::Resume => state == Halted,
+        Action::Abort => matches!(state, Executing | Halted),
+        Action::Rollback => state.has_executed(),
     };
     if ok {
         Ok(())
@@ -168,6 +197,13 @@ mod tests {
         assert!(check(Draft, Action::Reject).is_err());
         assert!(check(Rejected, Action::Cancel).is_err());
         assert!(check(Completed, Action::Edit).is_err());
+        assert!(check(Approved, Action::Execute).is_ok());
+        assert!(check(AwaitingSignoff, Action::Execute).is_err());
+        assert!(check(Executing, Action::Execute).is_err());
+        assert!(check(Halted, Action::Resume).is_ok());
+        assert!(check(Executing, Action::Abort).is_ok());
+        assert!(check(Completed, Action::Rollback).is_ok());
+        assert!(check(Executing, Action::Rollback).is_err());
         let e = check(Cancelled, Action::Submit).unwrap_err();
         assert_eq!(e.to_string(), "cannot submit a change that is cancelled");
     }

@@ -9,6 +9,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::execution::{default_waves, WaveSize};
+
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Kind {
@@ -176,7 +178,32 @@ pub struct Operation {
     /// A larger resolution is refused.
     pub max_targets: u64,
     pub params: Vec<ParamSpec>,
+    /// Soft deletes: days before a deleted target may be purged.
+    pub retention_days: u32,
+    /// Soft deletes of a kind with children: also delete the active descendants (they
+    /// join the resolved list, so both teams see and sign them).
+    pub cascade: bool,
+    /// Execution waves; the last one takes the rest.
+    pub waves: Vec<WaveSize>,
+    /// Largest tolerated failure rate of a wave before the execution halts (0: any).
+    pub failure_threshold: f64,
+    /// Sign-offs a rollback of this operation needs (default: `signoffs`).
+    pub rollback_signoffs: Option<SignoffPolicy>,
+    /// `effect = "webhook"`: where and how to call the external executor.
+    pub webhook: Option<WebhookSpec>,
 }
+
+/// An external executor endpoint. The secret is never in the schema: `secret_env` names
+/// the environment variable that holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSpec {
+    pub endpoint: String,
+    pub secret_env: String,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+}
+
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 pub const DEFAULT_MAX_TARGETS: u64 = 100_000;
 
@@ -260,6 +287,31 @@ struct RawOperation {
     max_targets: Option<u64>,
     #[serde(default)]
     params: BTreeMap<String, RawParam>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cascade: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    waves: Option<Vec<RawWave>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollback_signoffs: Option<SignoffPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawWave {
+    Count(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -610,6 +662,115 @@ impl Schema {
             if effect == Some(Effect::SetAttributes) && params.is_empty() {
                 push(place("params"), line, "a set_attributes operation needs at least one parameter (the attributes it sets)".into());
             }
+            let mut waves = Vec::new();
+            match &o.waves {
+                None => waves = default_waves(),
+                Some(list) if list.is_empty() => push(
+                    place("waves"),
+                    line,
+                    "list at least one wave, e.g. [1, \"10%\"] (the last wave takes the rest)"
+                        .into(),
+                ),
+                Some(list) => {
+                    for w in list {
+                        let text = match w {
+                            RawWave::Count(n) => n.to_string(),
+                            RawWave::Text(t) => t.clone(),
+                        };
+                        match WaveSize::parse(&text) {
+                            Ok(w) => waves.push(w),
+                            Err(m) => push(place("waves"), line, m),
+                        }
+                    }
+                }
+            }
+            let failure_threshold = o.failure_threshold.unwrap_or(0.0);
+            if !(0.0..1.0).contains(&failure_threshold) {
+                push(
+                    place("failure_threshold"),
+                    line,
+                    "must be at least 0 (any failure halts) and below 1".into(),
+                );
+            }
+            if o.cascade == Some(true) && effect != Some(Effect::SoftDelete) {
+                push(
+                    place("cascade"),
+                    line,
+                    "only a soft_delete operation can cascade".into(),
+                );
+            }
+            if let Some(rs) = o.rollback_signoffs {
+                if rs.implementer == 0 {
+                    push(
+                        place("rollback_signoffs.implementer"),
+                        line,
+                        "a rollback needs at least one implementer sign-off".into(),
+                    );
+                }
+            }
+            let webhook = if effect == Some(Effect::Webhook) {
+                let endpoint = match &o.endpoint {
+                    Some(e) if e.starts_with("http://") || e.starts_with("https://") => e.clone(),
+                    Some(e) => {
+                        push(
+                            place("endpoint"),
+                            line,
+                            format!("`{e}` is not an http:// or https:// URL"),
+                        );
+                        e.clone()
+                    }
+                    None => {
+                        push(
+                            place("endpoint"),
+                            line,
+                            "a webhook operation needs an `endpoint` URL".into(),
+                        );
+                        String::new()
+                    }
+                };
+                let secret_env = match &o.secret_env {
+                    Some(v)
+                        if !v.is_empty()
+                            && v.chars().all(|c| {
+                                c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+                            }) =>
+                    {
+                        v.clone()
+                    }
+                    Some(v) => {
+                        push(
+                            place("secret_env"),
+                            line,
+                            format!("`{v}` is not an environment variable name (A-Z, 0-9, _)"),
+                        );
+                        v.clone()
+                    }
+                    None => {
+                        push(place("secret_env"), line, "a webhook operation needs `secret_env`, the environment variable that holds its HMAC secret (never the secret itself)".into());
+                        String::new()
+                    }
+                };
+                Some(WebhookSpec {
+                    endpoint,
+                    secret_env,
+                    timeout_ms: o.timeout_ms.unwrap_or(10_000).max(1),
+                    max_attempts: o.max_attempts.unwrap_or(5).max(1),
+                })
+            } else {
+                for (f, present) in [
+                    ("endpoint", o.endpoint.is_some()),
+                    ("secret_env", o.secret_env.is_some()),
+                ] {
+                    if present {
+                        push(
+                            place(f),
+                            line,
+                            "only a webhook operation calls an endpoint".into(),
+                        );
+                    }
+                }
+                None
+            };
             if let Some(effect) = effect {
                 operations.insert(
                     name.clone(),
@@ -624,6 +785,12 @@ impl Schema {
                         confirm_above: o.confirm_above,
                         max_targets,
                         params,
+                        retention_days: o.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+                        cascade: o.cascade.unwrap_or(false),
+                        waves,
+                        failure_threshold,
+                        rollback_signoffs: o.rollback_signoffs,
+                        webhook,
                     },
                 );
             }

@@ -23,7 +23,7 @@ use crate::domain::change::{self, Action};
 use crate::domain::resolution::{
     short_fingerprint, Expectation, Resolution, ResolutionError, Summary,
 };
-use crate::domain::schema::Operation;
+use crate::domain::schema::{Effect, Operation, SignoffPolicy};
 use crate::domain::selector::Selector;
 use crate::domain::signoff::{self, Attempt, Side, SignoffRecord};
 use crate::domain::{ChangeState, Schema};
@@ -46,6 +46,11 @@ pub struct CreateChange {
     pub targets: Selector,
     #[serde(default)]
     pub expect: Option<Expectation>,
+    /// Execution window: not before / not after this time (RFC 3339).
+    #[serde(default)]
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,11 +188,11 @@ pub fn change_id(raw: &str) -> AppResult<i64> {
     parse_id(raw)
 }
 
-fn locked(conn: &mut DbConn, id: i64) -> AppResult<Change> {
+pub(crate) fn locked(conn: &mut DbConn, id: i64) -> AppResult<Change> {
     repo::lock(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))
 }
 
-fn state_of(c: &Change) -> ChangeState {
+pub(crate) fn state_of(c: &Change) -> ChangeState {
     ChangeState::parse(&c.state).unwrap_or(ChangeState::Draft)
 }
 
@@ -288,9 +293,57 @@ fn store(
     Ok(())
 }
 
+/// Resolve a stored change against today's inventory: its selector, or for a rollback
+/// the targets the original execution changed.
+pub(crate) fn resolve_change(
+    conn: &mut DbConn,
+    schema: &Schema,
+    op: &Operation,
+    c: &Change,
+) -> AppResult<Resolution> {
+    if let Some(orig) = c.rollback_of {
+        let inverse = effect_for(op, c).ok_or_else(|| {
+            AppError::unprocessable(
+                "not_reversible",
+                format!("{} cannot be rolled back", op.label),
+            )
+        })?;
+        let exec = crate::db::exec::for_change(conn, orig)?.ok_or_else(|| {
+            AppError::unprocessable(
+                "not_executed",
+                format!("{} was never executed", number(orig)),
+            )
+        })?;
+        return Ok(resolve::resolve_rollback(
+            conn, schema, op, orig, exec.id, inverse,
+        )?);
+    }
+    let selector: Selector = serde_json::from_str(&c.selector)
+        .map_err(|e| anyhow::anyhow!("stored selector of {} is unreadable: {e}", number(c.id)))?;
+    let params: Value = serde_json::from_str(&c.params)
+        .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
+    Ok(resolve::resolve(conn, schema, op, &params, &selector)?)
+}
+
+/// The effect executing `c` has: the operation's, or its inverse for a rollback.
+pub fn effect_for(op: &Operation, c: &Change) -> Option<Effect> {
+    match c.rollback_of {
+        Some(_) => crate::domain::execution::inverse(op.effect),
+        None => Some(op.effect),
+    }
+}
+
+/// The sign-offs `c` needs: a rollback may have a lighter policy.
+pub fn policy_for(op: &Operation, c: &Change) -> SignoffPolicy {
+    match c.rollback_of {
+        Some(_) => op.rollback_signoffs.unwrap_or(op.signoffs),
+        None => op.signoffs,
+    }
+}
+
 /// Resolve a locked change again and apply the consequences (stale sign-offs, state).
 /// Must run inside the write transaction that holds the change's lock.
-fn reresolve_locked(
+pub(crate) fn reresolve_locked(
     conn: &mut DbConn,
     schema: &Schema,
     c: &Change,
@@ -298,11 +351,7 @@ fn reresolve_locked(
     reason: &str,
 ) -> AppResult<ResolveOutcome> {
     let op = operation(schema, &c.operation)?;
-    let selector: Selector = serde_json::from_str(&c.selector)
-        .map_err(|e| anyhow::anyhow!("stored selector of {} is unreadable: {e}", number(c.id)))?;
-    let params: Value = serde_json::from_str(&c.params)
-        .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
-    let r = resolve::resolve(conn, schema, op, &params, &selector)?;
+    let r = resolve_change(conn, schema, op, c)?;
     let changed = c.fingerprint.as_deref() != Some(r.fingerprint.as_str());
     let mut out = ResolveOutcome {
         fingerprint: Some(r.fingerprint.clone()),
@@ -394,6 +443,14 @@ pub fn create(
     if users::find_team(conn, &op.implemented_by)?.is_none() {
         return Err(AppError::unprocessable("unknown_team", format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
     }
+    if let (Some(a), Some(b)) = (req.not_before, req.not_after) {
+        if b <= a {
+            return Err(AppError::unprocessable(
+                "invalid_window",
+                format!("the window ends ({b}) before it starts ({a})"),
+            ));
+        }
+    }
     let selector_json = serde_json::to_string(&req.targets).expect("selector");
     let expect_json = req
         .expect
@@ -427,6 +484,9 @@ pub fn create(
                 created_at: t,
                 updated_at: t,
                 resolved_at: t,
+                not_before: req.not_before.map(|t| t.naive_utc()),
+                not_after: req.not_after.map(|t| t.naive_utc()),
+                rollback_of: None,
             },
         )?;
         let t0 = std::time::Instant::now();
@@ -474,6 +534,12 @@ pub fn edit(
         }
         change::check(state_of(&c), Action::Edit)?;
         let op = operation(schema, &c.operation)?;
+        if c.rollback_of.is_some() && (patch.targets.is_some() || patch.params.is_some()) {
+            return Err(AppError::unprocessable(
+                "rollback_fixed",
+                "a rollback's targets and parameters are fixed: they are what the original execution changed",
+            ));
+        }
         let mut fields = Vec::new();
         let title = match &patch.title {
             Some(t) => {
@@ -532,7 +598,7 @@ pub fn edit(
     })
 }
 
-fn involved(user: &CurrentUser, c: &Change) -> bool {
+pub(crate) fn involved(user: &CurrentUser, c: &Change) -> bool {
     user.is_admin
         || user.id == c.author_id
         || user.in_team(&c.requesting_team)
@@ -624,7 +690,7 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
     }
 }
 
-fn records(rows: &[(crate::db::models::Signoff, String, String)]) -> Vec<SignoffRecord> {
+pub(crate) fn records(rows: &[(crate::db::models::Signoff, String, String)]) -> Vec<SignoffRecord> {
     rows.iter()
         .filter_map(|(s, _, _)| {
             Side::parse(&s.side).map(|side| SignoffRecord {
@@ -697,7 +763,7 @@ pub fn sign(
         )?;
         let rows = repo::signoffs(conn, id)?;
         let all = records(&rows);
-        let approved = signoff::is_approved(&all, op.signoffs, &current);
+        let approved = signoff::is_approved(&all, policy_for(op, &c), &current);
         if approved {
             repo::set_state(conn, id, ChangeState::Approved)?;
             let names = |side: Side| -> Vec<String> {
@@ -846,7 +912,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
         let rows = repo::signoffs(conn, id)?;
         let recs = records(&rows);
         let fp = c.fingerprint.clone().unwrap_or_default();
-        let policy = op.map(|o| o.signoffs).unwrap_or_default();
+        let policy = op.map(|o| policy_for(o, &c)).unwrap_or_default();
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
         let imp_now = signoff::current_signers(&recs, Side::Implementer, &fp).len();
         let conflicts = repo::conflicts(conn, id)?
@@ -875,10 +941,12 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                     .unwrap_or_else(|| c.operation.clone()),
                 target: op.map(|o| o.target.clone()).unwrap_or_default(),
                 effect: op
-                    .map(|o| o.effect.as_str().to_string())
+                    .and_then(|o| effect_for(o, &c))
+                    .map(|e| e.as_str().to_string())
                     .unwrap_or_default(),
                 effect_text: op
-                    .map(|o| o.effect.plain_words().to_string())
+                    .and_then(|o| effect_for(o, &c))
+                    .map(|e| e.plain_words().to_string())
                     .unwrap_or_default(),
             },
             params: serde_json::from_str(&c.params).unwrap_or(Value::Null),
@@ -920,6 +988,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             resolved_at: c.resolved_at,
             submitted_at: c.submitted_at,
             approved_at: c.approved_at,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            rollback_of: c.rollback_of.map(number),
+            rolled_back_by: c.rolled_back_by.map(number),
         })
     })
 }
@@ -948,7 +1020,7 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
         };
         let recs = records(&repo::signoffs(conn, c.id)?);
         let fp = c.fingerprint.clone().unwrap_or_default();
-        let (mr, mi) = signoff::missing(&recs, op.signoffs, &fp);
+        let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         let mut needs = Vec::new();
         if mr > 0 && user.in_team(&c.requesting_team) {
             needs.push("requester".to_string());

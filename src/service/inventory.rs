@@ -59,6 +59,13 @@ pub struct EntityView {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<chrono::NaiveDateTime>,
+    /// The change that deleted it (`CHG-n`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<chrono::NaiveDateTime>,
 }
 
 impl EntityView {
@@ -77,6 +84,32 @@ impl EntityView {
             version: e.version,
             created_at: e.created_at,
             updated_at: e.updated_at,
+            deleted_at: e.deleted_at,
+            deleted_by: e.deleted_by.map(crate::service::views::number),
+            purge_after: e.purge_after,
+        }
+    }
+}
+
+/// One recorded mutation of an entity.
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    pub version: i64,
+    pub change: Option<String>,
+    pub at: chrono::NaiveDateTime,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+impl From<crate::db::models::EntityVersion> for VersionView {
+    fn from(v: crate::db::models::EntityVersion) -> Self {
+        let attrs = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+        VersionView {
+            version: v.version,
+            change: v.change_id.map(crate::service::views::number),
+            at: v.at,
+            before: serde_json::json!({"state": v.before_state, "name": v.before_name, "attrs": attrs(&v.before_attrs)}),
+            after: serde_json::json!({"state": v.after_state, "name": v.after_name, "attrs": attrs(&v.after_attrs)}),
         }
     }
 }
@@ -95,6 +128,8 @@ pub struct EntityDetail {
     /// Root first.
     pub ancestry: Vec<EntityView>,
     pub children: Vec<ChildCount>,
+    /// Newest first (the last 50).
+    pub versions: Vec<VersionView>,
 }
 
 pub fn detail(conn: &mut DbConn, schema: &Schema, id: &str) -> AppResult<EntityDetail> {
@@ -108,10 +143,15 @@ pub fn detail(conn: &mut DbConn, schema: &Schema, id: &str) -> AppResult<EntityD
         .into_iter()
         .map(|(kind, state, count)| ChildCount { kind, state, count })
         .collect();
+    let versions = crate::db::exec::versions_of(conn, id, 50)?
+        .into_iter()
+        .map(VersionView::from)
+        .collect();
     Ok(EntityDetail {
         entity: EntityView::new(schema, e),
         ancestry,
         children,
+        versions,
     })
 }
 
@@ -132,10 +172,10 @@ pub fn list(
         }
     }
     if let Some(s) = &f.state {
-        if s != "active" && s != "deleted" {
+        if s != "active" && s != "deleted" && s != "purged" {
             return Err(AppError::unprocessable(
                 "invalid_state",
-                format!("state must be `active` or `deleted`, not `{s}`"),
+                format!("state must be `active`, `deleted` or `purged`, not `{s}`"),
             ));
         }
     }

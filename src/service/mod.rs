@@ -3,6 +3,7 @@
 //! of DESIGN.md there, not in handlers.
 
 pub mod changes;
+pub mod execution;
 pub mod inventory;
 pub mod views;
 

@@ -135,6 +135,12 @@ pub struct ChangeView {
     pub resolved_at: NaiveDateTime,
     pub submitted_at: Option<NaiveDateTime>,
     pub approved_at: Option<NaiveDateTime>,
+    pub not_before: Option<NaiveDateTime>,
+    pub not_after: Option<NaiveDateTime>,
+    /// For a rollback: the change it undoes (`CHG-n`).
+    pub rollback_of: Option<String>,
+    /// The rollback created for this change, if any.
+    pub rolled_back_by: Option<String>,
 }
 
 impl ChangeView {

@@ -11,6 +11,7 @@ use super::{with_conn, State};
 use crate::db::{audit, changes as repo, inventory};
 use crate::error::{AppError, AppResult};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
+use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
 use crate::service::views::{number, ChangeSummaryView, EventView};
 use crate::service::{self, inventory as inv};
 
@@ -522,4 +523,84 @@ pub async fn audit_verify(state: State, Authed(user): Authed) -> AppResult<HttpR
     }
     let v = with_conn(&state, |conn| Ok(audit::verify(conn)?)).await?;
     Ok(HttpResponse::Ok().json(crate::service::views::verdict_json(&v)))
+}
+
+// ---- execution -------------------------------------------------------------------------
+
+pub async fn execute_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<ExecuteRequest>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let st = state.clone();
+    let v = with_conn(&state, move |conn| {
+        exe::execute(conn, &st.schema, &user, id, &body.into_inner())
+    })
+    .await?;
+    state.wake.notify();
+    Ok(HttpResponse::Accepted().json(v))
+}
+
+pub async fn get_execution(
+    state: State,
+    Authed(_user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let v = with_conn(&state, move |conn| exe::progress(conn, id)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn execution_items(
+    state: State,
+    Authed(_user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let v = with_conn(&state, move |conn| exe::items(conn, id)).await?;
+    Ok(HttpResponse::Ok().json(json!({"change": number(id), "items": v})))
+}
+
+pub async fn resume_execution(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let v = with_conn(&state, move |conn| exe::resume(conn, &user, id)).await?;
+    state.wake.notify();
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn abort_execution(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    let v = with_conn(&state, move |conn| {
+        exe::abort(conn, &user, id, reason.as_deref())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn rollback_change(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<RollbackRequest>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let req = body.map(|b| b.into_inner()).unwrap_or_default();
+    let st = state.clone();
+    let new_id = with_conn(&state, move |conn| {
+        exe::rollback(conn, &st.schema, &user, id, &req)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
 }

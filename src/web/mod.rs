@@ -20,6 +20,8 @@ pub struct AppState {
     pub pool: Pool,
     pub schema: Arc<Schema>,
     pub config: Config,
+    /// Wakes this process's execution worker.
+    pub wake: Arc<crate::exec::Wake>,
 }
 
 pub type State = web::Data<AppState>;
@@ -43,6 +45,7 @@ where
 pub struct Application {
     port: u16,
     server: Server,
+    worker: Option<crate::exec::Worker>,
 }
 
 impl Application {
@@ -58,17 +61,27 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let port = listener.local_addr()?.port();
+        let schema = Arc::new(schema);
+        let wake = Arc::new(crate::exec::Wake::default());
+        let worker = config.worker.then(|| {
+            crate::exec::Worker::spawn(pool.clone(), schema.clone(), config.clone(), wake.clone())
+        });
         let state = web::Data::new(AppState {
             pool,
-            schema: Arc::new(schema),
+            schema,
             config,
+            wake,
         });
         let server =
             HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
                 .listen(listener)?
                 .shutdown_timeout(30)
                 .run();
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            worker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -76,8 +89,13 @@ impl Application {
     }
 
     /// Serve until SIGINT/SIGTERM (graceful: in-flight requests finish) or the handle stops it.
+    /// The execution worker finishes its current batch and frees its lease.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if let Some(w) = self.worker {
+            let _ = actix_web::rt::task::spawn_blocking(move || w.stop()).await;
+        }
+        result
     }
 
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
@@ -153,6 +171,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/comments", web::post().to(api::comment_change))
                         .route("/changes/{id}/comments", web::get().to(api::list_comments))
                         .route("/changes/{id}/events", web::get().to(api::change_events))
+                        .route("/changes/{id}/execute", web::post().to(api::execute_change))
+                        .route("/changes/{id}/execution", web::get().to(api::get_execution))
+                        .route("/changes/{id}/execution/items", web::get().to(api::execution_items))
+                        .route("/changes/{id}/resume", web::post().to(api::resume_execution))
+                        .route("/changes/{id}/abort", web::post().to(api::abort_execution))
+                        .route("/changes/{id}/rollback", web::post().to(api::rollback_change))
                         .route("/queue", web::get().to(api::queue))
                         .route("/audit/verify", web::get().to(api::audit_verify))
                         .default_service(web::to(api::not_found)),

@@ -254,6 +254,62 @@ impl TestApp {
         v
     }
 
+    /// Create, submit and approve (requester ben, implementer carla); returns (id, fp).
+    pub async fn approved(&self, op: &str, targets: Value) -> (i64, String) {
+        let (id, fp) = self.submitted("ana", op, targets).await;
+        self.approve(id, &fp).await;
+        (id, fp)
+    }
+
+    /// Sign both sides of a submitted change (ben, then carla with the typed count).
+    pub async fn approve(&self, id: i64, fp: &str) {
+        let n = self.change(id).await["summary"]["targets"].as_u64();
+        let (s, v) = self.sign(id, "ben", "requester", fp, None).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, v) = self.sign(id, "carla", "implementer", fp, n).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        if v["state"] != "approved" {
+            let (s, v) = self.sign(id, "dev", "implementer", fp, n).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            assert_eq!(v["state"], "approved", "{v}");
+        }
+    }
+
+    /// Execute as carla; returns the execution JSON.
+    pub async fn execute(&self, id: i64, fp: &str) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/changes/{id}/execute"),
+            "carla",
+            json!({"fingerprint": fp}),
+        )
+        .await
+    }
+
+    /// Poll the execution until its state is one of `states` (30 s at most).
+    pub async fn wait_execution(&self, id: i64, states: &[&str]) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (s, v) = self
+                .get(&format!("/api/v1/changes/{id}/execution"), "ana")
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            if states.iter().any(|st| v["state"] == *st) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "execution did not reach {states:?}: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn entity(&self, id: &str) -> Value {
+        let (s, v) = self.get(&format!("/api/v1/inventory/{id}"), "ana").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
     pub fn conn(&self) -> db::PooledConn {
         self.pool.get().expect("conn")
     }

@@ -1,0 +1,10 @@
+DROP TABLE execution_items;
+DROP TABLE executions;
+DROP TABLE entity_versions;
+ALTER TABLE changes DROP COLUMN rolled_back_by;
+ALTER TABLE changes DROP COLUMN rollback_of;
+ALTER TABLE changes DROP COLUMN not_after;
+ALTER TABLE changes DROP COLUMN not_before;
+ALTER TABLE entities DROP COLUMN purge_after;
+ALTER TABLE entities DROP COLUMN deleted_by;
+ALTER TABLE entities DROP COLUMN deleted_at;

@@ -1,0 +1,234 @@
+//! Execution rules, free of I/O: how a signed target list is cut into waves, when a wave
+//! halts the execution, which final state an execution ends in, and which effect undoes
+//! which.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::Effect;
+
+/// One wave of an operation's policy: a number of targets or a percentage of the total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WaveSize {
+    Count(u64),
+    Percent(f64),
+}
+
+impl WaveSize {
+    /// Parse `5`, `"5"` or `"10%"`.
+    pub fn parse(s: &str) -> Result<WaveSize, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a percentage"))?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(format!(
+                    "`{s}`: a percentage must be above 0 and at most 100"
+                ));
+            }
+            return Ok(WaveSize::Percent(v));
+        }
+        match s.parse::<u64>() {
+            Ok(0) => Err("a wave needs at least 1 target".into()),
+            Ok(n) => Ok(WaveSize::Count(n)),
+            Err(_) => Err(format!(
+                "`{s}` is neither a number of targets nor a percentage like `10%`"
+            )),
+        }
+    }
+
+    fn of(self, total: u64) -> u64 {
+        match self {
+            WaveSize::Count(n) => n,
+            WaveSize::Percent(p) => ((total as f64) * p / 100.0).ceil() as u64,
+        }
+    }
+}
+
+impl Serialize for WaveSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for WaveSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaveSize::Count(n) => write!(f, "{n}"),
+            WaveSize::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// The default policy: 1 target (a canary), then 10 %, then the rest.
+pub fn default_waves() -> Vec<WaveSize> {
+    vec![WaveSize::Count(1), WaveSize::Percent(10.0)]
+}
+
+/// A planned wave: positions `start..end` of the sorted target list (1-based `number`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    pub number: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Wave {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Cut `total` targets into waves: each policy entry in turn, the last wave takes the
+/// rest. Empty waves are dropped, so a 1-target change runs in one wave.
+pub fn plan_waves(total: u64, sizes: &[WaveSize]) -> Vec<Wave> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for s in sizes {
+        if start >= total {
+            break;
+        }
+        let n = s.of(total).max(1).min(total - start);
+        out.push(Wave {
+            number: out.len() as u32 + 1,
+            start,
+            end: start + n,
+        });
+        start += n;
+    }
+    if start < total {
+        out.push(Wave {
+            number: out.len() as u32 + 1,
+            start,
+            end: total,
+        });
+    }
+    out
+}
+
+/// Does a finished wave with these counts halt the execution? The threshold is the
+/// largest tolerated failure rate (0.0: any failure halts).
+pub fn wave_halts(done: u64, failed: u64, threshold: f64) -> bool {
+    let ran = done + failed;
+    ran > 0 && failed > 0 && (failed as f64 / ran as f64) > threshold
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecState {
+    Running,
+    Halted,
+    Completed,
+    PartiallyFailed,
+    Failed,
+    Aborted,
+}
+
+impl ExecState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecState::Running => "running",
+            ExecState::Halted => "halted",
+            ExecState::Completed => "completed",
+            ExecState::PartiallyFailed => "partially_failed",
+            ExecState::Failed => "failed",
+            ExecState::Aborted => "aborted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ExecState> {
+        [
+            ExecState::Running,
+            ExecState::Halted,
+            ExecState::Completed,
+            ExecState::PartiallyFailed,
+            ExecState::Failed,
+            ExecState::Aborted,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecState::Running | ExecState::Halted)
+    }
+}
+
+/// The state of an execution whose items are all processed.
+pub fn final_state(done: u64, failed: u64) -> ExecState {
+    match (done, failed) {
+        (_, 0) => ExecState::Completed,
+        (0, _) => ExecState::Failed,
+        _ => ExecState::PartiallyFailed,
+    }
+}
+
+/// The effect that undoes `effect`, if there is one.
+pub fn inverse(effect: Effect) -> Option<Effect> {
+    match effect {
+        Effect::SoftDelete => Some(Effect::Restore),
+        Effect::Restore => Some(Effect::SoftDelete),
+        Effect::SetAttributes => Some(Effect::SetAttributes),
+        Effect::Purge | Effect::Webhook => None,
+    }
+}
+
+/// Item statuses.
+pub mod item {
+    pub const PENDING: &str = "pending";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+    pub const SKIPPED: &str = "skipped";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(w: &[Wave]) -> Vec<u64> {
+        w.iter().map(Wave::len).collect()
+    }
+
+    #[test]
+    fn default_waves_are_canary_ten_percent_rest() {
+        let w = plan_waves(10_000, &default_waves());
+        assert_eq!(lens(&w), vec![1, 1000, 8999]);
+        assert_eq!(w[2].end, 10_000);
+        assert_eq!(w[1].start, 1);
+        assert_eq!(lens(&plan_waves(1, &default_waves())), vec![1]);
+        assert_eq!(lens(&plan_waves(2, &default_waves())), vec![1, 1]);
+        assert_eq!(lens(&plan_waves(5, &default_waves())), vec![1, 1, 3]);
+        assert!(plan_waves(0, &default_waves()).is_empty());
+    }
+
+    #[test]
+    fn explicit_waves() {
+        let sizes = vec![
+            WaveSize::parse("2").unwrap(),
+            WaveSize::parse("50%").unwrap(),
+            WaveSize::parse("100%").unwrap(),
+        ];
+        assert_eq!(lens(&plan_waves(10, &sizes)), vec![2, 5, 3]);
+        assert!(WaveSize::parse("0").is_err());
+        assert!(WaveSize::parse("150%").is_err());
+        assert!(WaveSize::parse("some").is_err());
+    }
+
+    #[test]
+    fn halting_and_final_states() {
+        assert!(wave_halts(9, 1, 0.0));
+        assert!(!wave_halts(10, 0, 0.0));
+        assert!(!wave_halts(9, 1, 0.1));
+        assert!(wave_halts(8, 2, 0.1));
+        assert_eq!(final_state(5, 0), ExecState::Completed);
+        assert_eq!(final_state(0, 5), ExecState::Failed);
+        assert_eq!(final_state(3, 2), ExecState::PartiallyFailed);
+        assert_eq!(final_state(0, 0), ExecState::Completed);
+        assert_eq!(inverse(Effect::SoftDelete), Some(Effect::Restore));
+        assert_eq!(inverse(Effect::Purge), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The built-in executor: the inventory is the system of record. Each batch applies its
+//! effects and records the items' results in the caller's transaction, with one version
+//! row per mutated entity (before and after, and the change that did it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::db::exec as repo;
+use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
+use crate::db::{now, DbConn};
+use crate::domain::execution::item;
+use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
+use crate::domain::Schema;
+use crate::error::AppResult;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub done: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+type Attrs = BTreeMap<String, Value>;
+
+fn attrs_of(s: &str) -> Attrs {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn text(a: &Attrs) -> String {
+    serde_json::to_string(a).expect("attrs serialise")
+}
+
+enum Outcome {
+    /// New (state, attrs).
+    Apply(&'static str, String),
+    Skip(String),
+    Fail(String),
+}
+
+/// Apply `effect` to the entities of `items` for change `c`.
+pub fn apply(
+    conn: &mut DbConn,
+    schema: &Schema,
+    c: &Change,
+    effect: Effect,
+    items: &[ExecutionItem],
+) -> AppResult<Counts> {
+    let ids: Vec<&str> = items.iter().map(|i| i.entity_id.as_str()).collect();
+    let ents = repo::entities_by_id(conn, &ids)?;
+    let t = now();
+    let op = schema.operation(&c.operation);
+
+    // What the entity looked like before the change being undone, when it matters.
+    let mut before: HashMap<String, EntityVersion> = HashMap::new();
+    match (effect, c.rollback_of) {
+        (Effect::Restore, _) => {
+            let mut by_deleter: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+            for e in ents.values() {
+                if let Some(d) = e.deleted_by {
+                    by_deleter.entry(d).or_default().push(e.id.as_str());
+                }
+            }
+            for (deleter, ids) in by_deleter {
+                before.extend(repo::versions_by_change(conn, deleter, &ids)?);
+            }
+        }
+        (Effect::SetAttributes, Some(orig)) => {
+            before = repo::versions_by_change(conn, orig, &ids)?;
+        }
+        _ => {}
+    }
+    // set_attributes: the typed params (or, for a rollback, the keys the original set).
+    let params: Attrs = attrs_of(&c.params);
+    let rollback_keys: Vec<String> = match c.rollback_of {
+        Some(orig) if effect == Effect::SetAttributes => {
+            let orig_params = crate::db::changes::get(conn, orig)?
+                .map(|o| attrs_of(&o.params))
+                .unwrap_or_default();
+            orig_params.keys().cloned().collect()
+        }
+        _ => vec![],
+    };
+
+    let mut versions = Vec::new();
+    let mut deletes: Vec<&str> = Vec::new();
+    let mut rewrites: Vec<(&str, &'static str, String)> = Vec::new();
+    let mut done = Vec::new();
+    let mut other: BTreeMap<(&'static str, String), Vec<i64>> = BTreeMap::new();
+    for it in items {
+        let outcome = match ents.get(&it.entity_id) {
+            None => Outcome::Fail("the entity is no longer in the inventory".into()),
+            Some(e) => decide(effect, e, c, &params, &rollback_keys, before.get(&e.id), t),
+        };
+        match outcome {
+            Outcome::Apply(state, attrs) => {
+                let e = &ents[&it.entity_id];
+                versions.push(EntityVersion {
+                    entity_id: e.id.clone(),
+                    version: e.version + 1,
+                    change_id: Some(c.id),
+                    at: t,
+                    before_state: e.state.clone(),
+                    before_name: e.name.clone(),
+                    before_attrs: e.attrs.clone(),
+                    after_state: state.to_string(),
+                    after_name: e.name.clone(),
+                    after_attrs: attrs.clone(),
+                });
+                if effect == Effect::SoftDelete {
+                    deletes.push(it.entity_id.as_str());
+                } else {
+                    rewrites.push((it.entity_id.as_str(), state, attrs));
+                }
+                done.push(it.position);
+            }
+            Outcome::Skip(why) => other
+                .entry((item::SKIPPED, why))
+                .or_default()
+                .push(it.position),
+            Outcome::Fail(why) => other
+                .entry((item::FAILED, why))
+                .or_default()
+                .push(it.position),
+        }
+    }
+    repo::insert_versions(conn, &versions)?;
+    if !deletes.is_empty() {
+        let days = op
+            .map(|o| o.retention_days)
+            .unwrap_or(DEFAULT_RETENTION_DAYS);
+        let purge_after = t + chrono::Duration::days(i64::from(days));
+        let n = repo::soft_delete(conn, &deletes, c.id, purge_after)?;
+        debug_assert_eq!(n, deletes.len());
+    }
+    for (id, state, attrs) in &rewrites {
+        repo::rewrite(conn, id, state, attrs)?;
+    }
+    repo::finish_items(conn, c_exec(items), &done, item::DONE, None)?;
+    let mut counts = Counts {
+        done: done.len() as i64,
+        ..Counts::default()
+    };
+    for ((status, why), positions) in &other {
+        repo::finish_items(conn, c_exec(items), positions, status, Some(why))?;
+        if *status == item::FAILED {
+            counts.failed += positions.len() as i64;
+        } else {
+            counts.skipped += positions.len() as i64;
+        }
+    }
+    Ok(counts)
+}
+
+fn c_exec(items: &[ExecutionItem]) -> i64 {
+    items.first().map(|i| i.execution_id).unwrap_or_default()
+}
+
+fn decide(
+    effect: Effect,
+    e: &Entity,
+    c: &Change,
+    params: &Attrs,
+    rollback_keys: &[String],
+    before: Option<&EntityVersion>,
+    t: chrono::NaiveDateTime,
+) -> Outcome {
+    match effect {
+        Effect::SoftDelete => match e.state.as_str() {
+            "active" => Outcome::Apply("deleted", e.attrs.clone()),
+            "deleted" => Outcome::Skip(format!(
+                "already deleted{}",
+                e.deleted_by
+                    .map(|d| format!(" by {}", crate::service::views::number(d)))
+                    .unwrap_or_default()
+            )),
+            s => Outcome::Fail(format!("cannot delete an entity that is {s}")),
+        },
+        Effect::Restore => match e.state.as_str() {
+            "deleted" => {
+                // Back to active with the exact attributes it had before its deletion.
+                let attrs = before
+                    .map(|v| v.before_attrs.clone())
+                    .unwrap_or_else(|| e.attrs.clone());
+                Outcome::Apply("active", attrs)
+            }
+            "active" => Outcome::Skip("already active".into()),
+            "purged" => Outcome::Fail("purged: it can no longer be restored".into()),
+            s => Outcome::Fail(format!("cannot restore an entity that is {s}")),
+        },
+        Effect::SetAttributes => {
+            if e.state != "active" {
+                return Outcome::Fail(format!("the entity is {}", e.state));
+            }
+            let mut attrs = attrs_of(&e.attrs);
+            if c.rollback_of.is_some() {
+                let Some(v) = before else {
+                    return Outcome::Fail(
+                        "no earlier version of this entity from the original change".into(),
+                    );
+                };
+                let prior = attrs_of(&v.before_attrs);
+                for k in rollback_keys {
+                    match prior.get(k) {
+                        Some(val) => attrs.insert(k.clone(), val.clone()),
+                        None => attrs.remove(k),
+                    };
+                }
+            } else {
+                for (k, v) in params {
+                    let v = match v {
+                        Value::String(_) => v.clone(),
+                        other => Value::String(other.to_string()),
+                    };
+                    attrs.insert(k.clone(), v);
+                }
+            }
+            Outcome::Apply("active", text(&attrs))
+        }
+        Effect::Purge => match (e.state.as_str(), e.purge_after) {
+            ("deleted", Some(p)) if p <= t => Outcome::Apply("purged", "{}".into()),
+            ("deleted", Some(p)) => Outcome::Fail(format!(
+                "still within its retention period: it may be purged after {}",
+                p.format("%Y-%m-%d %H:%M UTC")
+            )),
+            ("deleted", None) => Outcome::Fail(
+                "has no retention date; restore or soft-delete it through a change first".into(),
+            ),
+            ("purged", _) => Outcome::Skip("already purged".into()),
+            (s, _) => Outcome::Fail(format!("only deleted entities can be purged; it is {s}")),
+        },
+        Effect::Webhook => Outcome::Fail("webhook effects are not built in".into()),
+    }
+}

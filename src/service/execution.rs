@@ -1,0 +1,502 @@
+//! Execution use cases: the execute gate, resume, abort, progress, and rollback.
+//!
+//! The gate runs in one write transaction holding the change's row lock: state, signed
+//! fingerprint, window and a fresh resolution are checked, and the execution with one
+//! item per signed target is created, all or nothing. Two concurrent execute calls
+//! serialise on the lock; the second finds the change `executing` (409).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::changes::{
+    effect_for, involved, locked, policy_for, records, reresolve_locked, state_of, ResolveOutcome,
+};
+use super::views::number;
+use super::CurrentUser;
+use crate::db::audit;
+use crate::db::models::{Change, NewChange};
+use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn};
+use crate::domain::change::{self, Action};
+use crate::domain::execution::{inverse, item, plan_waves, ExecState, Wave};
+use crate::domain::resolution::short_fingerprint;
+use crate::domain::{signoff, ChangeState, Schema};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub rationale: Option<String>,
+}
+
+fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain::Operation> {
+    schema.operation(&c.operation).ok_or_else(|| {
+        AppError::conflict(
+            "unknown_operation",
+            format!(
+                "operation `{}` is no longer in the schema; {} cannot run",
+                c.operation,
+                number(c.id)
+            ),
+        )
+    })
+}
+
+fn implementer(user: &CurrentUser, c: &Change, what: &str) -> AppResult<()> {
+    if user.in_team(&c.implementing_team) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(
+            "not_implementer",
+            format!(
+                "only members of the implementing team `{}` can {what} {}",
+                c.implementing_team,
+                number(c.id)
+            ),
+        ))
+    }
+}
+
+/// Start executing an approved change.
+pub fn execute(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: &ExecuteRequest,
+) -> AppResult<ExecutionView> {
+    let started = write_tx(conn, |conn| -> AppResult<Result<i64, AppError>> {
+        let c = locked(conn, id)?;
+        implementer(user, &c, "execute")?;
+        change::check(state_of(&c), Action::Execute)?;
+        let current = c.fingerprint.clone().unwrap_or_default();
+        if req.fingerprint.trim() != current {
+            return Err(AppError::conflict(
+                "fingerprint_mismatch",
+                format!(
+                    "{} was signed for {}, not for {}: execute exactly what was signed",
+                    number(id),
+                    short_fingerprint(&current),
+                    short_fingerprint(req.fingerprint.trim())
+                ),
+            )
+            .with_details(json!({"current_fingerprint": current})));
+        }
+        let op = operation(schema, &c)?;
+        // Defence in depth: the approval must still hold for this fingerprint.
+        let recs = records(&change_repo::signoffs(conn, id)?);
+        if !signoff::is_approved(&recs, policy_for(op, &c), &current) {
+            return Err(AppError::conflict(
+                "not_approved",
+                "the current fingerprint does not have every sign-off it needs",
+            ));
+        }
+        let t = now();
+        if let Some(nb) = c.not_before {
+            if t < nb {
+                return Err(AppError::conflict(
+                    "outside_window",
+                    format!(
+                        "{} may not run before {} UTC",
+                        number(id),
+                        nb.format("%Y-%m-%d %H:%M")
+                    ),
+                )
+                .with_details(json!({"not_before": nb, "now": t})));
+            }
+        }
+        if let Some(na) = c.not_after {
+            if t > na {
+                return Err(AppError::conflict(
+                    "outside_window",
+                    format!(
+                        "{}'s window closed at {} UTC; edit the window and sign again",
+                        number(id),
+                        na.format("%Y-%m-%d %H:%M")
+                    ),
+                )
+                .with_details(json!({"not_after": na, "now": t})));
+            }
+        }
+        // Resolve again against today's inventory: it must still be the signed list.
+        let outcome: ResolveOutcome = reresolve_locked(
+            conn,
+            schema,
+            &c,
+            &user.actor(),
+            "re-resolved before execution",
+        )?;
+        if outcome.fingerprint_changed {
+            let msg = format!(
+                "the inventory changed since {} was signed ({} target(s) added, {} removed); it is back to {} and needs new sign-offs",
+                number(id),
+                outcome.added,
+                outcome.removed,
+                outcome.state
+            );
+            // Commit the stale sign-offs and the state change, refuse the execution.
+            return Ok(Err(AppError::conflict("stale_fingerprint", msg)
+                .with_details(serde_json::to_value(&outcome).expect("outcome"))));
+        }
+        let effect = effect_for(op, &c).ok_or_else(|| {
+            AppError::unprocessable("not_reversible", format!("{} has no inverse", op.label))
+        })?;
+        let waves = plan_waves(c.target_count as u64, &op.waves);
+        let e = repo::create(
+            conn,
+            id,
+            &current,
+            effect.as_str(),
+            &waves,
+            c.target_count,
+            user.id,
+        )?;
+        change_repo::set_state(conn, id, ChangeState::Executing)?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "execution_started",
+            Some(id),
+            json!({"execution_id": e.id, "fingerprint": current, "effect": effect.as_str(), "targets": c.target_count, "waves": waves.iter().map(Wave::len).collect::<Vec<_>>()}),
+        )?;
+        Ok(Ok(e.id))
+    })?;
+    started?;
+    progress(conn, id)
+}
+
+/// Continue a halted execution (implementing team).
+pub fn resume(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        implementer(user, &c, "resume")?;
+        change::check(state_of(&c), Action::Resume)?;
+        let e = repo::for_change(conn, id)?
+            .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
+        repo::set_state(conn, e.id, ExecState::Running, None)?;
+        change_repo::set_state(conn, id, ChangeState::Executing)?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "execution_resumed",
+            Some(id),
+            json!({"execution_id": e.id, "halt_reason": e.halt_reason, "next_wave": e.current_wave}),
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+/// Stop an executing or halted change for good; pending targets are skipped.
+pub fn abort(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        if !user.is_admin {
+            implementer(user, &c, "abort")?;
+        }
+        change::check(state_of(&c), Action::Abort)?;
+        let e = repo::for_change(conn, id)?
+            .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
+        let why = format!(
+            "aborted by {}{}",
+            user.email,
+            reason
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        let skipped = repo::skip_pending(conn, e.id, &why)?;
+        repo::add_counts(conn, e.id, 0, 0, skipped as i64)?;
+        repo::set_state(conn, e.id, ExecState::Aborted, Some(&why))?;
+        change_repo::set_state(conn, id, ChangeState::Aborted)?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "execution_aborted",
+            Some(id),
+            json!({"execution_id": e.id, "skipped": skipped, "reason": why}),
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+#[derive(Debug, Serialize)]
+pub struct WaveView {
+    pub number: u32,
+    pub size: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemView {
+    pub position: i64,
+    pub wave: i64,
+    pub kind: String,
+    pub id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    pub change: String,
+    pub change_id: i64,
+    pub change_state: String,
+    pub execution_id: i64,
+    pub state: String,
+    pub effect: String,
+    pub fingerprint: String,
+    pub total: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub pending: i64,
+    pub current_wave: i64,
+    pub waves: Vec<WaveView>,
+    pub halt_reason: Option<String>,
+    /// The first failed items, with their errors.
+    pub failures: Vec<ItemView>,
+    pub skipped_items: Vec<ItemView>,
+    pub started_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<chrono::NaiveDateTime>,
+    pub rolled_back_by: Option<String>,
+}
+
+fn item_view(i: crate::db::models::ExecutionItem) -> ItemView {
+    ItemView {
+        position: i.position,
+        wave: i.wave,
+        kind: i.kind,
+        id: i.entity_id,
+        status: i.status,
+        attempts: i.attempts,
+        error: i.error,
+    }
+}
+
+/// Progress of a change's execution.
+pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
+    crate::db::read_tx(conn, |conn| {
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let e = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::not_found_msg(format!("{} has not been executed", number(id)))
+        })?;
+        let waves: Vec<Wave> = serde_json::from_str(&e.waves).unwrap_or_default();
+        let counts = repo::wave_counts(conn, e.id)?;
+        let of = |w: u32, status: &str| {
+            counts
+                .iter()
+                .filter(|(cw, s, _)| *cw == i64::from(w) && s == status)
+                .map(|(_, _, n)| *n as u64)
+                .sum::<u64>()
+        };
+        let wave_views: Vec<WaveView> = waves
+            .iter()
+            .map(|w| WaveView {
+                number: w.number,
+                size: w.len(),
+                done: of(w.number, item::DONE),
+                failed: of(w.number, item::FAILED),
+                skipped: of(w.number, item::SKIPPED),
+                pending: of(w.number, item::PENDING),
+            })
+            .collect();
+        let pending = wave_views.iter().map(|w| w.pending as i64).sum();
+        Ok(ExecutionView {
+            change: number(id),
+            change_id: id,
+            change_state: c.state.clone(),
+            execution_id: e.id,
+            state: e.state.clone(),
+            effect: e.effect.clone(),
+            fingerprint: e.fingerprint.clone(),
+            total: e.total,
+            done: e.done,
+            failed: e.failed,
+            skipped: e.skipped,
+            pending,
+            current_wave: e.current_wave.min(waves.len() as i64),
+            waves: wave_views,
+            halt_reason: e.halt_reason.clone(),
+            failures: repo::items_with_status(conn, e.id, item::FAILED, 100)?
+                .into_iter()
+                .map(item_view)
+                .collect(),
+            skipped_items: repo::items_with_status(conn, e.id, item::SKIPPED, 100)?
+                .into_iter()
+                .map(item_view)
+                .collect(),
+            started_at: e.started_at,
+            updated_at: e.updated_at,
+            finished_at: e.finished_at,
+            lease_owner: e.lease_owner.clone(),
+            lease_expires_at: e.lease_expires_at,
+            rolled_back_by: c.rolled_back_by.map(number),
+        })
+    })
+}
+
+/// Every item of a change's execution (for exports and tests).
+pub fn items(conn: &mut DbConn, id: i64) -> AppResult<Vec<ItemView>> {
+    let e = repo::for_change(conn, id)?
+        .ok_or_else(|| AppError::not_found_msg(format!("{} has not been executed", number(id))))?;
+    Ok(repo::items(conn, e.id)?
+        .into_iter()
+        .map(item_view)
+        .collect())
+}
+
+/// Create the change that undoes an executed one: the inverse effect over exactly the
+/// targets its execution changed. It is submitted at once and needs sign-offs (the
+/// operation's `rollback_signoffs`, or its usual policy).
+pub fn rollback(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: &RollbackRequest,
+) -> AppResult<i64> {
+    write_tx(conn, |conn| {
+        let orig = locked(conn, id)?;
+        if !involved(user, &orig) {
+            return Err(AppError::forbidden(
+                "forbidden",
+                "only the two teams of a change can roll it back",
+            ));
+        }
+        change::check(state_of(&orig), Action::Rollback)?;
+        if let Some(existing) = orig.rolled_back_by {
+            let still_open = change_repo::get(conn, existing)?
+                .map(|r| !matches!(state_of(&r), ChangeState::Cancelled | ChangeState::Rejected))
+                .unwrap_or(false);
+            if still_open {
+                return Err(AppError::conflict(
+                    "already_rolled_back",
+                    format!(
+                        "{} already has a rollback: {}",
+                        number(id),
+                        number(existing)
+                    ),
+                )
+                .with_details(json!({"rollback": number(existing), "rollback_id": existing})));
+            }
+        }
+        let op = operation(schema, &orig)?;
+        let inv = inverse(op.effect).ok_or_else(|| {
+            AppError::unprocessable(
+                "not_reversible",
+                format!(
+                    "{} ({}) has no inverse and cannot be rolled back",
+                    op.label,
+                    op.effect.as_str()
+                ),
+            )
+        })?;
+        let exec = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::conflict("not_executed", format!("{} was never executed", number(id)))
+        })?;
+        let r = resolve::resolve_rollback(conn, schema, op, id, exec.id, inv)?;
+        if r.targets.is_empty() {
+            return Err(AppError::unprocessable(
+                "nothing_to_roll_back",
+                format!(
+                    "every target {} changed is already back or gone",
+                    number(id)
+                ),
+            ));
+        }
+        let title = req
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| format!("Roll back {}: {}", number(id), orig.title));
+        let title: String = title.chars().take(200).collect();
+        let rationale = req.rationale.clone().unwrap_or_else(|| {
+            format!(
+                "Undo {} ({}): {} over the {} targets its execution changed.",
+                number(id),
+                op.label,
+                inv.plain_words(),
+                r.targets.len()
+            )
+        });
+        let t = now();
+        let c = change_repo::insert(
+            conn,
+            &NewChange {
+                title,
+                rationale,
+                requesting_team: orig.requesting_team.clone(),
+                implementing_team: orig.implementing_team.clone(),
+                operation: orig.operation.clone(),
+                params: orig.params.clone(),
+                selector: json!({"rollback_of": id}).to_string(),
+                expect: None,
+                state: ChangeState::Draft.as_str().into(),
+                author_id: user.id,
+                schema_hash: schema.hash.clone(),
+                fingerprint: Some(r.fingerprint.clone()),
+                summary: serde_json::to_string(&r.summary).expect("summary"),
+                errors: serde_json::to_string(&r.errors).expect("errors"),
+                target_count: r.targets.len() as i64,
+                root_count: r.summary.roots as i64,
+                error_count: r.error_count as i64,
+                lock_version: 0,
+                created_at: t,
+                updated_at: t,
+                resolved_at: t,
+                not_before: None,
+                not_after: None,
+                rollback_of: Some(id),
+            },
+        )?;
+        change_repo::replace_targets(conn, c.id, &r.targets)?;
+        change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
+        change_repo::set_rolled_back_by(conn, id, c.id)?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "created",
+            Some(c.id),
+            json!({"rollback_of": number(id), "operation": op.name, "effect": inv.as_str(), "fingerprint": r.fingerprint, "target_count": r.targets.len(), "warnings": r.summary.warnings}),
+        )?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "submitted",
+            Some(c.id),
+            json!({"fingerprint": r.fingerprint, "targets": r.targets.len(), "roots": r.summary.roots}),
+        )?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "rollback_created",
+            Some(id),
+            json!({"rollback": number(c.id), "targets": r.targets.len()}),
+        )?;
+        Ok(c.id)
+    })
+}
