@@ -10,3 +10,4 @@ mod execution;
 mod helpers;
 mod inventory;
 mod signoffs;
+mod webhook;
