@@ -76,14 +76,14 @@ pub fn fixture_lines() -> Vec<String> {
     v.into_iter().map(|j| j.to_string()).collect()
 }
 
-fn pg_base() -> Option<String> {
+pub fn pg_base() -> Option<String> {
     std::env::var("COUNTERSIGN_TEST_DATABASE_URL")
         .ok()
         .filter(|s| !s.is_empty())
 }
 
 /// A fresh PostgreSQL database on the server named by the base URL.
-fn fresh_pg(base: &str) -> String {
+pub fn fresh_pg(base: &str) -> String {
     let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin =
         diesel::PgConnection::establish(base).expect("connect to COUNTERSIGN_TEST_DATABASE_URL");

@@ -6,6 +6,7 @@ mod basics;
 mod changes;
 mod cli;
 mod concurrency;
+mod crash;
 mod execution;
 mod helpers;
 mod inventory;

@@ -1,0 +1,302 @@
+//! Exactly once across crashes: a 10,000-target soft delete runs in a real `countersign
+//! serve` process that is killed with SIGKILL several times mid-execution and restarted.
+//! At the end, the item table and the inventory must match the signed list exactly:
+//! every target deleted once (one attempt, one version row), nothing else touched.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use countersign::db::audit::Actor;
+use countersign::db::schema::{entities, entity_versions, execution_items, executions};
+use countersign::db::{self, users, write_tx, DatabaseUrl};
+use countersign::domain::selector::{Scope, Selector};
+use countersign::domain::signoff::Side;
+use countersign::error::AppError;
+use countersign::service::changes::{self as svc, CreateChange, SignRequest};
+use countersign::service::CurrentUser;
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::helpers::{fresh_pg, pg_base};
+
+const SITES: u32 = 100;
+const APPS_PER_SITE: u32 = 100;
+const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .env("COUNTERSIGN_EXEC_BATCH", "100")
+        .env("COUNTERSIGN_EXEC_THROTTLE_MS", "15")
+        .env("COUNTERSIGN_LEASE_SECS", "1")
+        .env("COUNTERSIGN_POLL_MS", "100")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start countersign serve")
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not become ready");
+}
+
+fn user(conn: &mut db::DbConn, email: &str) -> CurrentUser {
+    let u = users::find_user_by_email(conn, email).unwrap().unwrap();
+    CurrentUser::load(conn, u).unwrap()
+}
+
+/// Inventory, people and an approved 10,000-target change; returns (change id,
+/// fingerprint, implementer token).
+fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
+    let (schema, source) = countersign::config::Config::for_database(url.clone())
+        .load_schema()
+        .unwrap();
+    let pool = db::build_pool(url, 2).unwrap();
+    countersign::web::prepare_database(&pool, &schema, &source).unwrap();
+    let mut conn = pool.get().unwrap();
+    let token = write_tx(&mut conn, |c| -> Result<String, AppError> {
+        users::create_team(c, "app-owners")?;
+        users::create_team(c, "platform-ops")?;
+        let mut token = String::new();
+        for (email, team) in [
+            ("ana@req.example", "app-owners"),
+            ("ben@req.example", "app-owners"),
+            ("carla@ops.example", "platform-ops"),
+        ] {
+            let u = users::create_user(c, email, email, false)?;
+            let t = users::find_team(c, team)?.unwrap();
+            users::add_member(c, t.id, u.id)?;
+            if team == "platform-ops" {
+                token = users::create_token(c, u.id, "crash test")?;
+            }
+        }
+        Ok(token)
+    })
+    .unwrap();
+    // 1 org, 100 sites, 100 insight installations each; plus a ledger app per site
+    // that must survive untouched.
+    let mut lines = vec![json!({"kind": "org", "id": "org-0000c0de", "name": "Crash Corp"}).to_string()];
+    for s in 0..SITES {
+        let site = format!("5f0c6a52-0000-4000-8000-{s:012x}");
+        lines.push(json!({"kind": "site", "id": site, "parent": "org-0000c0de", "name": format!("s{s}")}).to_string());
+        for a in 0..=APPS_PER_SITE {
+            let app = if a == APPS_PER_SITE { "ledger" } else { "insight" };
+            lines.push(json!({"kind": "app_install", "id": format!("0b1c2d3e-{s:04x}-4000-8000-{a:012x}"), "parent": site, "name": format!("{app} {s}/{a}"), "attrs": {"app": app, "version": "1.0.0"}}).to_string());
+        }
+    }
+    let report = db::inventory::import(
+        &mut conn,
+        &schema,
+        lines.into_iter().map(Ok),
+        false,
+        &Actor::system(),
+    )
+    .unwrap();
+    assert!(report.committed);
+    let ana = user(&mut conn, "ana@req.example");
+    let ben = user(&mut conn, "ben@req.example");
+    let carla = user(&mut conn, "carla@ops.example");
+    let id = svc::create(
+        &mut conn,
+        &schema,
+        &ana,
+        CreateChange {
+            title: "Uninstall insight everywhere".into(),
+            rationale: "crash test".into(),
+            requesting_team: "app-owners".into(),
+            operation: "uninstall_app".into(),
+            params: json!({}),
+            targets: Selector {
+                ids: vec![],
+                within: Some(Scope {
+                    kind: "org".into(),
+                    ids: vec!["org-0000c0de".into()],
+                }),
+                filter: [("app".to_string(), "insight".to_string())].into(),
+            },
+            expect: None,
+            not_before: None,
+            not_after: None,
+        },
+    )
+    .unwrap();
+    svc::submit(&mut conn, &schema, &ana, id).unwrap();
+    let fp = svc::view(&mut conn, &schema, id)
+        .unwrap()
+        .fingerprint
+        .unwrap();
+    for (who, side, count) in [(&ben, Side::Requester, None), (&carla, Side::Implementer, Some(TARGETS as u64))] {
+        svc::sign(
+            &mut conn,
+            &schema,
+            who,
+            id,
+            SignRequest {
+                side,
+                fingerprint: fp.clone(),
+                comment: String::new(),
+                confirm_count: count,
+            },
+        )
+        .unwrap();
+    }
+    (id, fp, token)
+}
+
+fn progress(conn: &mut db::DbConn) -> (String, i64) {
+    executions::table
+        .select((executions::state, executions::done))
+        .first(conn)
+        .unwrap_or(("none".into(), 0))
+}
+
+async fn kill_and_restart_during_execution(url: DatabaseUrl) {
+    let (change_id, fp, token) = prepare(&url);
+    let db_url = match &url {
+        DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let pool = db::build_pool(&url, 2).unwrap();
+    let mut conn = pool.get().unwrap();
+
+    let mut port = free_port();
+    let mut child = serve(&db_url, port);
+    wait_ready(port).await;
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/changes/{change_id}/execute"))
+        .bearer_auth(&token)
+        .json(&json!({"fingerprint": fp}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED, "{}", res.text().await.unwrap());
+
+    // Kill -9 as soon as the execution has passed each mark, then restart.
+    let mut kills = Vec::new();
+    for mark in [1_500i64, 4_000, 6_500, 8_500] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (state, done) = progress(&mut conn);
+            if done >= mark || state != "running" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no progress past {done}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (state, done) = progress(&mut conn);
+        kills.push((state.clone(), done));
+        port = free_port();
+        child = serve(&db_url, port);
+        wait_ready(port).await;
+    }
+    let mid_run = kills
+        .iter()
+        .filter(|(s, d)| s == "running" && *d > 0 && *d < TARGETS)
+        .count();
+    assert!(mid_run >= 3, "the kills must land mid-execution: {kills:?}");
+
+    // The restarted server takes over once the dead worker's lease expires.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (state, done) = progress(&mut conn);
+        if state != "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stuck at {done}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The execution and every item: completed, each target done exactly once.
+    let (state, done, failed, skipped): (String, i64, i64, i64) = executions::table
+        .select((executions::state, executions::done, executions::failed, executions::skipped))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!((state.as_str(), done, failed, skipped), ("completed", TARGETS, 0, 0), "kills: {kills:?}");
+    let items: Vec<(String, String, i64)> = execution_items::table
+        .select((execution_items::entity_id, execution_items::status, execution_items::attempts))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(items.len() as i64, TARGETS);
+    assert!(items.iter().all(|(_, s, a)| s == "done" && *a == 1), "every item done in one attempt");
+    let signed: BTreeSet<String> = countersign::db::changes::target_ids(&mut conn, change_id)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let item_ids: BTreeSet<String> = items.into_iter().map(|i| i.0).collect();
+    assert_eq!(item_ids, signed);
+    // The inventory: exactly the signed list is deleted, by this change, once.
+    let deleted: BTreeSet<String> = entities::table
+        .filter(entities::state.eq("deleted"))
+        .select(entities::id)
+        .load::<String>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(deleted, signed);
+    let by_other: i64 = entities::table
+        .filter(entities::state.eq("deleted"))
+        .filter(entities::deleted_by.ne(change_id))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(by_other, 0);
+    let versions: Vec<(String, i64)> = entity_versions::table
+        .filter(entity_versions::change_id.eq(change_id))
+        .select((entity_versions::entity_id, entity_versions::version))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(versions.len() as i64, TARGETS, "one version row per target");
+    assert!(versions.iter().all(|(_, v)| *v == 2));
+    let untouched: i64 = entities::table
+        .filter(entities::state.eq("active"))
+        .filter(entities::version.eq(1))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(untouched, 1 + SITES as i64 * 2, "the org, the sites and the ledger apps");
+    // And the audit chain survived the kills.
+    assert!(matches!(
+        countersign::db::audit::verify(&mut conn).unwrap(),
+        countersign::db::audit::Verdict::Intact { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_execution_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_and_restart_during_execution(DatabaseUrl::Sqlite(dir.path().join("crash.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_execution_postgres() {
+    let Some(base) = pg_base() else {
+        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    kill_and_restart_during_execution(DatabaseUrl::Postgres(fresh_pg(&base))).await;
+}
