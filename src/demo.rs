@@ -603,8 +603,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         drop(rows);
         let pool = db::build_pool(&DatabaseUrl::Sqlite(dir.join("bench.db")), 2)?;
         let mut conn = pool.get()?;
-        diesel::delete(change_targets::table).execute(&mut conn)?;
-        return bench_change(&dir, &mut conn, &schema, &app_ids);
+        db::run_migrations(&mut conn)?;
+        reset_bench_changes(&mut conn)?;
+        drop(conn);
+        return bench_change(&dir, &pool, &schema, &app_ids);
     }
 
     // Baseline: plain multi-row inserts of the same rows, one transaction, no validation.
@@ -649,19 +651,46 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("countersign inventory import (validated):     {imp:>7.2}s  ({:>9.0} lines/s, {:.1}x baseline)", n as f64 / imp, imp / base_import);
 
-    let r = bench_change(&dir, &mut conn, &schema, &app_ids);
+    drop(conn);
+    let r = bench_change(&dir, &pool, &schema, &app_ids);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     r
 }
 
+/// Undo earlier bench runs in a reused database (`--change-only`).
+fn reset_bench_changes(conn: &mut DbConn) -> anyhow::Result<()> {
+    use crate::db::schema::{changes, entity_versions, execution_items, executions, signoffs};
+    conn.batch_execute_plain("PRAGMA foreign_keys = OFF")?;
+    diesel::delete(execution_items::table).execute(conn)?;
+    diesel::delete(executions::table).execute(conn)?;
+    diesel::delete(entity_versions::table).execute(conn)?;
+    diesel::delete(signoffs::table).execute(conn)?;
+    diesel::delete(change_targets::table).execute(conn)?;
+    diesel::update(changes::table)
+        .set(changes::state.eq("cancelled"))
+        .execute(conn)?;
+    diesel::update(entities::table.filter(entities::state.ne("active")))
+        .set((
+            entities::state.eq("active"),
+            entities::deleted_by.eq(None::<i64>),
+            entities::deleted_at.eq(None::<chrono::NaiveDateTime>),
+            entities::purge_after.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    conn.batch_execute_plain("PRAGMA foreign_keys = ON")?;
+    Ok(())
+}
+
 fn bench_change(
     dir: &std::path::Path,
-    conn: &mut DbConn,
+    pool: &db::Pool,
     schema: &crate::domain::Schema,
     app_ids: &[String],
 ) -> anyhow::Result<()> {
+    let mut pooled = pool.get()?;
+    let conn: &mut DbConn = &mut pooled;
     // Baseline for the change: plain insert of as many target rows.
     let (pool_b, _) = fresh_db(dir, "baseline-targets.db")?;
     let mut cb = pool_b.get()?;
@@ -701,9 +730,15 @@ fn bench_change(
         }
         users::create_team(conn, "app-owners")?;
         users::create_team(conn, "platform-ops")?;
-        let u = users::create_user(conn, "bench@example.com", "Bench", false)?;
-        let t = users::find_team(conn, "app-owners")?.expect("team");
-        users::add_member(conn, t.id, u.id)?;
+        for (email, team) in [
+            ("bench@example.com", "app-owners"),
+            ("bench-req@example.com", "app-owners"),
+            ("bench-ops@example.com", "platform-ops"),
+        ] {
+            let u = users::create_user(conn, email, "Bench", false)?;
+            let t = users::find_team(conn, team)?.expect("team");
+            users::add_member(conn, t.id, u.id)?;
+        }
         Ok(())
     })
     .map_err(e)?;
@@ -736,8 +771,118 @@ fn bench_change(
         t.elapsed().as_secs_f64(),
         out.fingerprint_changed
     );
+
+    // Execution: sign both sides, execute, let a worker run all waves to the end.
+    let req = user(conn, "bench-req@example.com")?;
+    let ops = user(conn, "bench-ops@example.com")?;
+    svc::submit(conn, schema, &who, id).map_err(e)?;
+    let exec_time = run_change(pool, conn, schema, id, &req, &ops)?;
+    let base_update = baseline_soft_delete(dir, app_ids)?;
+    println!("baseline  raw SQLite UPDATE of the same {} rows (one statement per 2000): {base_update:>7.2}s", app_ids.len());
+    println!(
+        "countersign execution, soft delete of {} targets (gate + waves + versions): {exec_time:>7.2}s  ({:.1}x the raw update)",
+        app_ids.len(),
+        exec_time / base_update
+    );
+    // Rollback: one request, two sign-offs, one execution.
+    let t = Instant::now();
+    let rb = crate::service::execution::rollback(conn, schema, &who, id, &Default::default())
+        .map_err(e)?;
+    let create_rb = t.elapsed().as_secs_f64();
+    let rb_time = run_change(pool, conn, schema, rb, &req, &ops)?;
+    println!(
+        "countersign rollback: create {create_rb:.2}s, execute (restore {} targets) {rb_time:>7.2}s",
+        app_ids.len()
+    );
     println!("peak RSS: {:.0} MiB", peak_rss_mib());
     Ok(())
+}
+
+/// Sign a submitted change on both sides, execute it with a worker, and return the time
+/// from the execute call to the final state.
+fn run_change(
+    pool: &db::Pool,
+    conn: &mut DbConn,
+    schema: &crate::domain::Schema,
+    id: i64,
+    req: &CurrentUser,
+    ops: &CurrentUser,
+) -> anyhow::Result<f64> {
+    let v = svc::view(conn, schema, id).map_err(e)?;
+    let fp = v.fingerprint.clone().unwrap_or_default();
+    for (who, side) in [(req, Side::Requester), (ops, Side::Implementer)] {
+        svc::sign(
+            conn,
+            schema,
+            who,
+            id,
+            SignRequest {
+                side,
+                fingerprint: fp.clone(),
+                comment: String::new(),
+                confirm_count: Some(v.summary.targets),
+            },
+        )
+        .map_err(e)?;
+    }
+    let wake = std::sync::Arc::new(crate::exec::Wake::default());
+    // The worker gets the pool; the URL in its config is not used.
+    let mut config = Config::for_database(DatabaseUrl::Sqlite(PathBuf::from("bench.db")));
+    config.exec_batch = 2000;
+    let worker = crate::exec::Worker::spawn(
+        pool.clone(),
+        std::sync::Arc::new(schema.clone()),
+        config,
+        wake.clone(),
+    );
+    let t = Instant::now();
+    crate::service::execution::execute(
+        conn,
+        schema,
+        ops,
+        id,
+        &crate::service::execution::ExecuteRequest { fingerprint: fp },
+    )
+    .map_err(e)?;
+    wake.notify();
+    let progress = loop {
+        let p = crate::service::execution::progress(conn, id).map_err(e)?;
+        if p.state != "running" {
+            break p;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let took = t.elapsed().as_secs_f64();
+    worker.stop();
+    anyhow::ensure!(
+        progress.state == "completed" && progress.done == progress.total,
+        "bench execution ended {}: {:?}",
+        progress.state,
+        progress.failures.first()
+    );
+    Ok(took)
+}
+
+/// Baseline: the same rows soft-deleted by plain UPDATEs in the raw-insert database.
+fn baseline_soft_delete(dir: &std::path::Path, ids: &[String]) -> anyhow::Result<f64> {
+    let pool = db::build_pool(&DatabaseUrl::Sqlite(dir.join("baseline.db")), 1)?;
+    let mut conn = pool.get()?;
+    let t = Instant::now();
+    write_tx(&mut conn, |conn| -> QueryResult<()> {
+        for chunk in ids.chunks(db::CHUNK) {
+            diesel::update(entities::table.filter(entities::id.eq_any(chunk)))
+                .set(entities::state.eq("deleted"))
+                .execute(conn)?;
+        }
+        Ok(())
+    })?;
+    let took = t.elapsed().as_secs_f64();
+    for chunk in ids.chunks(db::CHUNK) {
+        diesel::update(entities::table.filter(entities::id.eq_any(chunk)))
+            .set(entities::state.eq("active"))
+            .execute(&mut conn)?;
+    }
+    Ok(took)
 }
 
 trait PlainExec {

@@ -519,15 +519,18 @@ pub fn version_count_for_change(conn: &mut DbConn, change_id: i64) -> QueryResul
         .first(conn)
 }
 
-/// The stored targets of a change at the given positions: (position, kind, id, scope, name).
+/// A stored target of a change: (position, kind, id, scope path, name).
+pub type StoredTarget = (i64, String, String, String, String);
+
+/// The stored targets of a change at the given positions.
 pub fn targets_at(
     conn: &mut DbConn,
     change_id: i64,
     positions: &[i64],
-) -> QueryResult<Vec<(i64, String, String, String, String)>> {
+) -> QueryResult<Vec<StoredTarget>> {
     let mut out = Vec::with_capacity(positions.len());
     for chunk in positions.chunks(CHUNK) {
-        let rows: Vec<(i64, String, String, String, String)> = change_targets::table
+        let rows: Vec<StoredTarget> = change_targets::table
             .filter(change_targets::change_id.eq(change_id))
             .filter(change_targets::position.eq_any(chunk))
             .select((

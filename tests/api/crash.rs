@@ -96,12 +96,20 @@ fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
     .unwrap();
     // 1 org, 100 sites, 100 insight installations each; plus a ledger app per site
     // that must survive untouched.
-    let mut lines = vec![json!({"kind": "org", "id": "org-0000c0de", "name": "Crash Corp"}).to_string()];
+    let mut lines =
+        vec![json!({"kind": "org", "id": "org-0000c0de", "name": "Crash Corp"}).to_string()];
     for s in 0..SITES {
         let site = format!("5f0c6a52-0000-4000-8000-{s:012x}");
-        lines.push(json!({"kind": "site", "id": site, "parent": "org-0000c0de", "name": format!("s{s}")}).to_string());
+        lines.push(
+            json!({"kind": "site", "id": site, "parent": "org-0000c0de", "name": format!("s{s}")})
+                .to_string(),
+        );
         for a in 0..=APPS_PER_SITE {
-            let app = if a == APPS_PER_SITE { "ledger" } else { "insight" };
+            let app = if a == APPS_PER_SITE {
+                "ledger"
+            } else {
+                "insight"
+            };
             lines.push(json!({"kind": "app_install", "id": format!("0b1c2d3e-{s:04x}-4000-8000-{a:012x}"), "parent": site, "name": format!("{app} {s}/{a}"), "attrs": {"app": app, "version": "1.0.0"}}).to_string());
         }
     }
@@ -146,7 +154,10 @@ fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
         .unwrap()
         .fingerprint
         .unwrap();
-    for (who, side, count) in [(&ben, Side::Requester, None), (&carla, Side::Implementer, Some(TARGETS as u64))] {
+    for (who, side, count) in [
+        (&ben, Side::Requester, None),
+        (&carla, Side::Implementer, Some(TARGETS as u64)),
+    ] {
         svc::sign(
             &mut conn,
             &schema,
@@ -184,13 +195,20 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     let mut child = serve(&db_url, port);
     wait_ready(port).await;
     let res = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/v1/changes/{change_id}/execute"))
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/changes/{change_id}/execute"
+        ))
         .bearer_auth(&token)
         .json(&json!({"fingerprint": fp}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::ACCEPTED,
+        "{}",
+        res.text().await.unwrap()
+    );
 
     // Kill -9 as soon as the execution has passed each mark, then restart.
     let mut kills = Vec::new();
@@ -233,16 +251,32 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
 
     // The execution and every item: completed, each target done exactly once.
     let (state, done, failed, skipped): (String, i64, i64, i64) = executions::table
-        .select((executions::state, executions::done, executions::failed, executions::skipped))
+        .select((
+            executions::state,
+            executions::done,
+            executions::failed,
+            executions::skipped,
+        ))
         .first(&mut conn)
         .unwrap();
-    assert_eq!((state.as_str(), done, failed, skipped), ("completed", TARGETS, 0, 0), "kills: {kills:?}");
+    assert_eq!(
+        (state.as_str(), done, failed, skipped),
+        ("completed", TARGETS, 0, 0),
+        "kills: {kills:?}"
+    );
     let items: Vec<(String, String, i64)> = execution_items::table
-        .select((execution_items::entity_id, execution_items::status, execution_items::attempts))
+        .select((
+            execution_items::entity_id,
+            execution_items::status,
+            execution_items::attempts,
+        ))
         .load(&mut conn)
         .unwrap();
     assert_eq!(items.len() as i64, TARGETS);
-    assert!(items.iter().all(|(_, s, a)| s == "done" && *a == 1), "every item done in one attempt");
+    assert!(
+        items.iter().all(|(_, s, a)| s == "done" && *a == 1),
+        "every item done in one attempt"
+    );
     let signed: BTreeSet<String> = countersign::db::changes::target_ids(&mut conn, change_id)
         .unwrap()
         .into_iter()
@@ -278,7 +312,11 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
         .count()
         .get_result(&mut conn)
         .unwrap();
-    assert_eq!(untouched, 1 + SITES as i64 * 2, "the org, the sites and the ledger apps");
+    assert_eq!(
+        untouched,
+        1 + SITES as i64 * 2,
+        "the org, the sites and the ledger apps"
+    );
     // And the audit chain survived the kills.
     assert!(matches!(
         countersign::db::audit::verify(&mut conn).unwrap(),

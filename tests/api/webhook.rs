@@ -127,15 +127,22 @@ async fn start(app: &TestApp) -> i64 {
 
 async fn good_receiver(backend: Backend) {
     let (url, seen) = receiver(Mode::Good).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else { return };
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
     let id = start(&app).await;
     let v = app.wait_execution(id, &["completed"]).await;
     assert_eq!(v["done"], 4, "{v}");
-    let s = seen.lock().unwrap();
-    assert_eq!(s.bad_signatures, 0);
-    assert_eq!(s.attempts.len(), 4, "one key per target");
-    assert!(s.attempts.values().all(|n| *n == 1), "each target sent once");
-    let b = &s.bodies[0];
+    let b = {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.bad_signatures, 0);
+        assert_eq!(s.attempts.len(), 4, "one key per target");
+        assert!(
+            s.attempts.values().all(|n| *n == 1),
+            "each target sent once"
+        );
+        s.bodies[0].clone()
+    };
     assert_eq!(b["change"], format!("CHG-{id}"));
     assert_eq!(b["operation"], "deprovision_app");
     assert_eq!(b["target"]["kind"], "app_install");
@@ -151,7 +158,9 @@ async fn good_receiver(backend: Backend) {
 
 async fn flapping_receiver_is_retried(backend: Backend) {
     let (url, seen) = receiver(Mode::Flapping).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else { return };
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
     let id = start(&app).await;
     let v = app.wait_execution(id, &["completed"]).await;
     assert_eq!(v["done"], 4, "{v}");
@@ -167,7 +176,9 @@ async fn flapping_receiver_is_retried(backend: Backend) {
 
 async fn wrong_target_halts_then_resume(backend: Backend) {
     let (url, _seen) = receiver(Mode::WrongTarget).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else { return };
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
     let id = start(&app).await;
     // Wave 2 (inst 3 and 5) has a failure: halted, wave 3 (inst 7) not run.
     let v = app.wait_execution(id, &["halted"]).await;
@@ -196,7 +207,9 @@ async fn wrong_target_halts_then_resume(backend: Backend) {
 
 async fn halted_execution_can_be_aborted(backend: Backend) {
     let (url, seen) = receiver(Mode::WrongTarget).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else { return };
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
     let id = start(&app).await;
     app.wait_execution(id, &["halted"]).await;
     let (s, v) = app
@@ -230,14 +243,28 @@ async fn halted_execution_can_be_aborted(backend: Backend) {
 
 async fn stalled_receiver_times_out(backend: Backend) {
     let (url, seen) = receiver(Mode::Stall).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else { return };
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
     let id = start(&app).await;
     let v = app.wait_execution(id, &["halted"]).await;
     let f = &v["failures"][0];
     assert_eq!(f["id"], inst(5), "{v}");
     assert_eq!(f["attempts"], 3, "{f}");
-    assert!(f["error"].as_str().unwrap().contains("gave up after 3 attempts"), "{f}");
-    let n = seen.lock().unwrap().attempts.values().filter(|n| **n == 3).count();
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{f}"
+    );
+    let n = seen
+        .lock()
+        .unwrap()
+        .attempts
+        .values()
+        .filter(|n| **n == 3)
+        .count();
     assert_eq!(n, 1);
 }
 
