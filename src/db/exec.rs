@@ -452,6 +452,29 @@ pub fn soft_delete(
 }
 
 /// Set one entity's state and attributes (restore, set_attributes, purge).
+/// Deleted entities back to `active` with their attributes untouched, set-based.
+pub fn reactivate(conn: &mut DbConn, ids: &[&str]) -> QueryResult<usize> {
+    let t = now();
+    let mut n = 0;
+    for chunk in ids.chunks(CHUNK) {
+        n += diesel::update(
+            entities::table
+                .filter(entities::id.eq_any(chunk))
+                .filter(entities::state.eq("deleted")),
+        )
+        .set((
+            entities::state.eq("active"),
+            entities::deleted_at.eq(None::<NaiveDateTime>),
+            entities::deleted_by.eq(None::<i64>),
+            entities::purge_after.eq(None::<NaiveDateTime>),
+            entities::version.eq(entities::version + 1),
+            entities::updated_at.eq(t),
+        ))
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
 pub fn rewrite(conn: &mut DbConn, id: &str, state: &str, attrs: &str) -> QueryResult<()> {
     let t = now();
     if state == "active" {

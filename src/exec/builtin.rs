@@ -84,6 +84,7 @@ pub fn apply(
 
     let mut versions = Vec::new();
     let mut deletes: Vec<&str> = Vec::new();
+    let mut reactivate: Vec<&str> = Vec::new();
     let mut rewrites: Vec<(&str, &'static str, String)> = Vec::new();
     let mut done = Vec::new();
     let mut other: BTreeMap<(&'static str, String), Vec<i64>> = BTreeMap::new();
@@ -109,6 +110,9 @@ pub fn apply(
                 });
                 if effect == Effect::SoftDelete {
                     deletes.push(it.entity_id.as_str());
+                } else if effect == Effect::Restore && attrs == e.attrs {
+                    // The common case: nothing to rewrite but the state, so set-based.
+                    reactivate.push(it.entity_id.as_str());
                 } else {
                     rewrites.push((it.entity_id.as_str(), state, attrs));
                 }
@@ -132,6 +136,10 @@ pub fn apply(
         let purge_after = t + chrono::Duration::days(i64::from(days));
         let n = repo::soft_delete(conn, &deletes, c.id, purge_after)?;
         debug_assert_eq!(n, deletes.len());
+    }
+    if !reactivate.is_empty() {
+        let n = repo::reactivate(conn, &reactivate)?;
+        debug_assert_eq!(n, reactivate.len());
     }
     for (id, state, attrs) in &rewrites {
         repo::rewrite(conn, id, state, attrs)?;
