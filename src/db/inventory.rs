@@ -115,6 +115,45 @@ pub fn children_lite(
     Ok(out)
 }
 
+/// Active entities of any kind whose parent is one of `parents` (cascades).
+pub fn active_children_lite(conn: &mut DbConn, parents: &[&str]) -> QueryResult<Vec<EntityLite>> {
+    let mut out = Vec::new();
+    for chunk in parents.chunks(CHUNK) {
+        let rows: Vec<EntityLite> = with_concrete!(&mut *conn, |c| entities::table
+            .filter(entities::parent_id.eq_any(chunk))
+            .filter(entities::state.eq("active"))
+            .select(LITE)
+            .load(c))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Of `ids`, the entities whose retention period has not passed at `now` (or that have
+/// none), with their `purge_after`.
+pub fn not_yet_purgeable(
+    conn: &mut DbConn,
+    ids: &[&str],
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Vec<(String, Option<chrono::NaiveDateTime>)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = entities::table
+            .filter(entities::id.eq_any(chunk))
+            .filter(entities::state.eq("deleted"))
+            .filter(
+                entities::purge_after
+                    .is_null()
+                    .or(entities::purge_after.gt(now)),
+            )
+            .select((entities::id, entities::purge_after))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// All entities of `kind` (for a `where` query without a scope), in pages.
 pub fn all_of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<EntityLite>> {
     entities::table

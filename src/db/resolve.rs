@@ -72,6 +72,17 @@ fn count_words(n: u64, k: Option<&Kind>, fallback: &str) -> String {
 
 /// Why an entity in `state` cannot be a target of `effect`, if it cannot.
 fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String)> {
+    if e.state == "purged" {
+        return (effect != Effect::Purge).then(|| {
+            (
+                "purged",
+                format!(
+                    "`{}` ({}) was purged permanently; nothing can act on it any more",
+                    e.id, e.name
+                ),
+            )
+        });
+    }
     if effect.acts_on_deleted() {
         (e.state != "deleted").then(|| {
             (
@@ -475,7 +486,9 @@ pub fn resolve(
     let mut roots: BTreeSet<String> = places.values().map(|p| p.root.clone()).collect();
     let mut targets = Vec::with_capacity(picked.len());
     let mut explicit_line: HashMap<String, usize> = HashMap::new();
-    let need_lines = op.effect.is_destructive() && !schema.children_of(&op.target).is_empty();
+    let need_lines =
+        (op.effect.is_destructive() && !op.cascade && !schema.children_of(&op.target).is_empty())
+            || op.effect == Effect::Purge;
     for (id, (e, line)) in picked {
         let scope_path = match e.parent_id.as_deref().and_then(|p| places.get(p)) {
             Some(place) => place.path.clone(),
@@ -496,6 +509,37 @@ pub fn resolve(
             name: e.name,
         });
     }
+    let primary = targets.len() as u64;
+    // A cascading delete takes every active descendant with it, in the list both teams sign.
+    let mut cascaded: BTreeMap<String, u64> = BTreeMap::new();
+    if op.cascade && op.effect == Effect::SoftDelete {
+        let mut frontier: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.id.clone(), join_path(&t.scope_path, &t.id)))
+            .collect();
+        while !frontier.is_empty() {
+            let ids: Vec<&str> = frontier.iter().map(|(id, _)| id.as_str()).collect();
+            let paths: HashMap<&str, &str> = frontier
+                .iter()
+                .map(|(id, p)| (id.as_str(), p.as_str()))
+                .collect();
+            let mut next = Vec::new();
+            for k in inventory::active_children_lite(conn, &ids)? {
+                let Some(path) = k.parent_id.as_deref().and_then(|p| paths.get(p)) else {
+                    continue;
+                };
+                *cascaded.entry(k.kind.clone()).or_default() += 1;
+                next.push((k.id.clone(), join_path(path, &k.id)));
+                targets.push(ResolvedTarget {
+                    kind: k.kind,
+                    id: k.id,
+                    scope_path: path.to_string(),
+                    name: k.name,
+                });
+            }
+            frontier = next;
+        }
+    }
     targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
     let per_scope: BTreeMap<String, usize> =
         per_scope.into_iter().map(|(k, v)| (k, v.len())).collect();
@@ -503,6 +547,7 @@ pub fn resolve(
 
     // 4. Policy checks on the whole list.
     if op.effect.is_destructive()
+        && !op.cascade
         && !schema.children_of(&op.target).is_empty()
         && !targets.is_empty()
     {
@@ -524,6 +569,33 @@ pub fn resolve(
                 };
                 errs.push(field, line, &t.id, "has_active_children", format!("`{}` ({}) still has {n} active {child_words}; {} does not cascade: remove them first", t.id, t.name, op.label));
             }
+        }
+    }
+    if op.effect == Effect::Purge && !targets.is_empty() {
+        // The only irreversible effect: nothing still within its retention period.
+        let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        let t_now = super::now();
+        for (id, purge_after) in inventory::not_yet_purgeable(conn, &ids, t_now)? {
+            let line = explicit_line.get(&id).copied();
+            let field = if line.is_some() {
+                "targets.ids"
+            } else {
+                "targets.within"
+            };
+            let name = targets
+                .binary_search_by(|t| {
+                    (t.kind.as_str(), t.id.as_str()).cmp(&(op.target.as_str(), id.as_str()))
+                })
+                .map(|i| targets[i].name.clone())
+                .unwrap_or_default();
+            let message = match purge_after {
+                Some(p) => format!(
+                    "`{id}` ({name}) is still within its retention period: it may be purged after {} — until then it can be restored",
+                    p.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => format!("`{id}` ({name}) has no retention date (it was not deleted by a change), so it cannot be purged"),
+            };
+            errs.push(field, line, &id, "within_retention", message);
         }
     }
     if targets.len() as u64 > op.max_targets {
@@ -552,7 +624,7 @@ pub fn resolve(
             per_scope.get(&k.name).map(|n| *n as u64).unwrap_or(0),
         );
     }
-    let n = targets.len() as u64;
+    let n = primary;
     let mut text = count_words(n, Some(target_kind), "targets");
     for (i, k) in chain.iter().enumerate().skip(1) {
         let c = scopes.get(&k.name).copied().unwrap_or(0);
@@ -570,6 +642,14 @@ pub fn resolve(
         "; {} {verb}",
         count_words(n, Some(target_kind), "targets")
     ));
+    if !cascaded.is_empty() {
+        let below = cascaded
+            .iter()
+            .map(|(k, c)| count_words(*c, schema.kind(k), k))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        text.push_str(&format!(" with the {below} below them (cascade)"));
+    }
     if let Some(parent) = chain.get(1) {
         text.push_str(&format!(", 0 {} {verb}", parent.plural));
     }
@@ -586,7 +666,8 @@ pub fn resolve(
         })
         .collect();
     let summary = Summary {
-        targets: n,
+        targets: targets.len() as u64,
+        cascaded,
         target_kind: op.target.clone(),
         scopes,
         root_kind,
@@ -690,6 +771,14 @@ pub fn resolve_rollback(
 }
 
 /// The operation name a rollback's fingerprint is computed with.
+fn join_path(scope: &str, id: &str) -> String {
+    if scope.is_empty() {
+        id.to_string()
+    } else {
+        format!("{scope}/{id}")
+    }
+}
+
 pub fn rollback_operation(op: &str) -> String {
     format!("rollback:{op}")
 }
@@ -728,12 +817,25 @@ fn summarize(
             per_level.get(&k.name).map(|s| s.len() as u64).unwrap_or(0),
         );
     }
-    let n = targets.len() as u64;
+    // Descendants of a cascaded original are counted apart from the operation's own kind.
+    let mut cascaded: BTreeMap<String, u64> = BTreeMap::new();
+    for t in targets.iter().filter(|t| t.kind != target_kind) {
+        *cascaded.entry(t.kind.clone()).or_default() += 1;
+    }
+    let n = targets.len() as u64 - cascaded.values().sum::<u64>();
     let target = schema.kind(target_kind);
     let mut text = count_words(n, target, "targets");
     for (i, k) in chain.iter().enumerate().skip(1) {
         text.push_str(if i == 1 { " on " } else { " of " });
         text.push_str(&count_words(scopes[&k.name], Some(k), &k.name));
+    }
+    if !cascaded.is_empty() {
+        let below = cascaded
+            .iter()
+            .map(|(k, c)| count_words(*c, schema.kind(k), k))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        text.push_str(&format!(" with the {below} below them"));
     }
     let verb = match effect {
         Effect::SoftDelete => "soft-deleted",
@@ -744,7 +846,8 @@ fn summarize(
     };
     text.push_str(&format!("; {} {verb}", count_words(n, target, "targets")));
     Summary {
-        targets: n,
+        targets: targets.len() as u64,
+        cascaded,
         target_kind: target_kind.to_string(),
         scopes,
         root_kind,

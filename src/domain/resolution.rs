@@ -53,6 +53,10 @@ pub struct Summary {
     pub text: String,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Descendants included by a cascading operation, per kind (`app_install: 12`); they are
+    /// part of `targets` and of the fingerprint, so both teams see and sign them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cascaded: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

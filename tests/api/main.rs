@@ -7,6 +7,7 @@ mod changes;
 mod cli;
 mod concurrency;
 mod crash;
+mod effects;
 mod execution;
 mod helpers;
 mod inventory;
