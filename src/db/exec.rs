@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use super::models::{Entity, EntityVersion, Execution, ExecutionItem};
 use super::schema::{change_targets, entities, entity_versions, execution_items, executions};
 use super::{now, DbConn, CHUNK};
-use crate::domain::execution::{item, ExecState, Wave};
+use crate::domain::execution::{item, ExecState, RestorePoint, RestoreSpec, Wave};
 use crate::with_concrete;
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {
@@ -568,4 +568,61 @@ pub fn targets_at(
     }
     out.sort_by_key(|r| r.0);
     Ok(out)
+}
+
+/// Per entity of `ids` that changed after `point`: its (state, attrs) at the point, from
+/// the `before` side of its first version row after it. Entities not in the map have not
+/// changed since.
+pub fn state_at(
+    conn: &mut DbConn,
+    ids: &[&str],
+    point: &RestorePoint,
+) -> QueryResult<HashMap<String, (String, String)>> {
+    let mut out: HashMap<String, (String, String)> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let q = entity_versions::table
+            .filter(entity_versions::entity_id.eq_any(chunk))
+            .into_boxed();
+        let q = match point {
+            RestorePoint::BeforeChanges(cs) => {
+                q.filter(entity_versions::change_id.eq_any(cs.clone()))
+            }
+            RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
+            RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
+        };
+        let rows: Vec<(String, String, String)> = q
+            .order((
+                entity_versions::entity_id.asc(),
+                entity_versions::version.asc(),
+            ))
+            .select((
+                entity_versions::entity_id,
+                entity_versions::before_state,
+                entity_versions::before_attrs,
+            ))
+            .load(conn)?;
+        for (id, state, attrs) in rows {
+            out.entry(id).or_insert((state, attrs));
+        }
+    }
+    Ok(out)
+}
+
+/// Every entity the given changes mutated, sorted.
+pub fn touched_by(conn: &mut DbConn, changes: &[i64]) -> QueryResult<Vec<String>> {
+    entity_versions::table
+        .filter(entity_versions::change_id.eq_any(changes.to_vec()))
+        .select(entity_versions::entity_id)
+        .distinct()
+        .order(entity_versions::entity_id.asc())
+        .load(conn)
+}
+
+/// The point a stored restore goes back to; `None` when it names a change that never ran.
+pub fn restore_point(conn: &mut DbConn, spec: &RestoreSpec) -> QueryResult<Option<RestorePoint>> {
+    Ok(match (spec.at, spec.before_change) {
+        (Some(t), _) => Some(RestorePoint::At(t)),
+        (None, Some(c)) => for_change(conn, c)?.map(|x| RestorePoint::Since(x.started_at)),
+        (None, None) => Some(RestorePoint::BeforeChanges(spec.changes.clone())),
+    })
 }

@@ -8,6 +8,7 @@ use diesel::QueryResult;
 
 use super::inventory::{self, EntityLite};
 use super::DbConn;
+use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{
     fingerprint, Resolution, ResolutionError, ResolvedTarget, RootRef, Summary, MAX_STORED_ERRORS,
 };
@@ -777,6 +778,203 @@ fn join_path(scope: &str, id: &str) -> String {
     } else {
         format!("{scope}/{id}")
     }
+}
+
+/// Resolve a bulk restore: the named entities and everything the named changes touched,
+/// back to the state they had at `point`. Entities already as they were, or that were not
+/// active at the point, are left out with a warning; unknown, purged and wrong-kind IDs are
+/// errors with their line in `entities`.
+pub fn resolve_restore(
+    conn: &mut DbConn,
+    schema: &Schema,
+    op: &Operation,
+    spec: &RestoreSpec,
+    point: &RestorePoint,
+) -> QueryResult<Resolution> {
+    let mut errs = Errs { list: Vec::new() };
+    let mut candidates: BTreeMap<String, Option<usize>> = BTreeMap::new();
+    for (i, raw) in spec.entities.iter().enumerate() {
+        let id = raw.trim();
+        if !id.is_empty() {
+            candidates.entry(id.to_string()).or_insert(Some(i + 1));
+        }
+    }
+    if !spec.changes.is_empty() {
+        for id in super::exec::touched_by(conn, &spec.changes)? {
+            candidates.entry(id).or_insert(None);
+        }
+    }
+    // The operation's kind and everything below it.
+    let mut allowed: BTreeSet<&str> = BTreeSet::new();
+    let mut frontier = vec![op.target.as_str()];
+    while let Some(k) = frontier.pop() {
+        if allowed.insert(k) {
+            frontier.extend(schema.children_of(k).iter().map(|c| c.name.as_str()));
+        }
+    }
+    let target_kind = schema.kind(&op.target);
+    let ids: Vec<&str> = candidates.keys().map(String::as_str).collect();
+    let ents = super::exec::entities_by_id(conn, &ids)?;
+    let states = super::exec::state_at(conn, &ids, point)?;
+    let (mut unchanged, mut not_active) = (0u64, 0u64);
+    let mut picked = Vec::new();
+    for (id, line) in &candidates {
+        let field = "entities";
+        let Some(e) = ents.get(id) else {
+            errs.push(
+                field,
+                *line,
+                id,
+                "not_found",
+                format!("`{id}` is not in the inventory"),
+            );
+            continue;
+        };
+        if !allowed.contains(e.kind.as_str()) {
+            errs.push_kinds(
+                field,
+                *line,
+                id,
+                format!(
+                    "`{id}` is {}; {} restores {} and what is below them",
+                    kind_desc(schema, &e.kind),
+                    op.label,
+                    target_kind
+                        .map(plural_desc)
+                        .unwrap_or_else(|| op.target.clone())
+                ),
+                &e.kind,
+                &op.target,
+            );
+            continue;
+        }
+        if e.state == "purged" {
+            errs.push(
+                field,
+                *line,
+                id,
+                "purged",
+                format!(
+                    "`{id}` ({}) was purged permanently and cannot be restored",
+                    e.name
+                ),
+            );
+            continue;
+        }
+        let (state, attrs) = states
+            .get(id)
+            .map(|(s, a)| (s.as_str(), a.as_str()))
+            .unwrap_or((e.state.as_str(), e.attrs.as_str()));
+        if state != "active" {
+            not_active += 1;
+        } else if e.state == "active" && e.attrs == attrs {
+            unchanged += 1;
+        } else {
+            picked.push(e);
+        }
+    }
+    let parents: BTreeSet<&str> = picked
+        .iter()
+        .filter_map(|e| e.parent_id.as_deref())
+        .collect();
+    let paths = scope_paths(conn, parents)?;
+    let mut targets: Vec<ResolvedTarget> = picked
+        .into_iter()
+        .map(|e| ResolvedTarget {
+            kind: e.kind.clone(),
+            id: e.id.clone(),
+            scope_path: e
+                .parent_id
+                .as_deref()
+                .and_then(|p| paths.get(p).cloned())
+                .unwrap_or_default(),
+            name: e.name.clone(),
+        })
+        .collect();
+    targets.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    let mut warnings = Vec::new();
+    if unchanged > 0 {
+        warnings.push(format!(
+            "{unchanged} entities are already as they were at that point and are left out"
+        ));
+    }
+    if not_active > 0 {
+        warnings.push(format!(
+            "{not_active} entities were not active at that point and are left out"
+        ));
+    }
+    if targets.len() as u64 > op.max_targets {
+        errs.push("entities", None, "", "too_many_targets", format!("the restore covers {} entities, more than {}'s limit of {}: split it or raise max_targets in the schema", targets.len(), op.label, op.max_targets));
+    }
+    if targets.is_empty() && errs.list.is_empty() {
+        errs.push(
+            "entities",
+            None,
+            "",
+            "no_targets",
+            "nothing to restore: every entity named is already as it was at that point".into(),
+        );
+    }
+    let summary = summarize(schema, &op.target, &targets, Effect::Restore, warnings);
+    let fp = fingerprint(
+        &schema.hash,
+        &restore_operation(&op.name),
+        &spec.selector(),
+        &targets,
+    );
+    let mut errors = errs.list;
+    errors.sort_by(|a, b| (a.line, &a.input).cmp(&(b.line, &b.input)));
+    let error_count = errors.len() as u64;
+    errors.truncate(MAX_STORED_ERRORS);
+    Ok(Resolution {
+        targets,
+        summary,
+        errors,
+        error_count,
+        fingerprint: fp,
+    })
+}
+
+/// Root-first scope paths (`org/site`) of the given parent entities.
+fn scope_paths(conn: &mut DbConn, parents: BTreeSet<&str>) -> QueryResult<HashMap<String, String>> {
+    let mut up: HashMap<String, Option<String>> = HashMap::new();
+    let mut missing: Vec<String> = parents.iter().map(|p| p.to_string()).collect();
+    while !missing.is_empty() {
+        let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let mut next = Vec::new();
+        for r in inventory::fetch_refs(conn, &ids)? {
+            if let Some(p) = &r.parent_id {
+                if !up.contains_key(p) {
+                    next.push(p.clone());
+                }
+            }
+            up.insert(r.id, r.parent_id);
+        }
+        next.retain(|p| !up.contains_key(p));
+        next.sort();
+        next.dedup();
+        missing = next;
+    }
+    let mut out = HashMap::new();
+    for p in parents {
+        let mut chain = vec![p];
+        let mut cur = up.get(p).and_then(|x| x.as_deref());
+        while let Some(c) = cur {
+            if chain.len() > 64 {
+                break;
+            }
+            chain.push(c);
+            cur = up.get(c).and_then(|x| x.as_deref());
+        }
+        chain.reverse();
+        out.insert(p.to_string(), chain.join("/"));
+    }
+    Ok(out)
+}
+
+/// The operation name a bulk restore's fingerprint is computed with.
+pub fn restore_operation(op: &str) -> String {
+    format!("restore:{op}")
 }
 
 pub fn rollback_operation(op: &str) -> String {

@@ -232,3 +232,45 @@ mod tests {
         assert_eq!(inverse(Effect::Purge), None);
     }
 }
+
+/// What a bulk restore (`POST /api/v1/restores`) brings back, and to which point. Stored
+/// as the change's selector (`{"restore": …}`) and part of its fingerprinted parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    /// Entities named one by one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<String>,
+    /// Changes whose every touched entity is brought back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<i64>,
+    /// Back to the state before this change ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_change: Option<i64>,
+    /// Back to the state at this time (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::NaiveDateTime>,
+}
+
+impl RestoreSpec {
+    /// The spec of a stored restore change, if `selector` is one.
+    pub fn of_selector(selector: &str) -> Option<RestoreSpec> {
+        let v: serde_json::Value = serde_json::from_str(selector).ok()?;
+        serde_json::from_value(v.get("restore")?.clone()).ok()
+    }
+
+    pub fn selector(&self) -> serde_json::Value {
+        serde_json::json!({ "restore": self })
+    }
+}
+
+/// The point a restore goes back to, per entity: the state its first version row after
+/// the point records as `before`; an entity with no such row has not changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// Before the earliest of these changes that touched the entity.
+    BeforeChanges(Vec<i64>),
+    /// Before anything at or after this instant (the start of a change's execution).
+    Since(chrono::NaiveDateTime),
+    /// As it was at this instant.
+    At(chrono::NaiveDateTime),
+}

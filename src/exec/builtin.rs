@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
-use crate::domain::execution::item;
+use crate::domain::execution::{item, RestoreSpec};
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::Schema;
 use crate::error::AppResult;
@@ -70,6 +70,19 @@ pub fn apply(
         }
         _ => {}
     }
+    // A bulk restore goes back to the state at its point, per entity.
+    let restore_to = match RestoreSpec::of_selector(&c.selector) {
+        Some(spec) if effect == Effect::Restore => {
+            let point = repo::restore_point(conn, &spec)?.ok_or_else(|| {
+                crate::error::AppError::unprocessable(
+                    "not_executed",
+                    "the change this restore goes back before never ran",
+                )
+            })?;
+            Some(repo::state_at(conn, &ids, &point)?)
+        }
+        _ => None,
+    };
     // set_attributes: the typed params (or, for a rollback, the keys the original set).
     let params: Attrs = attrs_of(&c.params);
     let rollback_keys: Vec<String> = match c.rollback_of {
@@ -91,7 +104,10 @@ pub fn apply(
     for it in items {
         let outcome = match ents.get(&it.entity_id) {
             None => Outcome::Fail("the entity is no longer in the inventory".into()),
-            Some(e) => decide(effect, e, c, &params, &rollback_keys, before.get(&e.id), t),
+            Some(e) => match &restore_to {
+                Some(points) => restore_to_point(e, points.get(&e.id)),
+                None => decide(effect, e, c, &params, &rollback_keys, before.get(&e.id), t),
+            },
         };
         match outcome {
             Outcome::Apply(state, attrs) => {
@@ -162,6 +178,24 @@ pub fn apply(
 
 fn c_exec(items: &[ExecutionItem]) -> i64 {
     items.first().map(|i| i.execution_id).unwrap_or_default()
+}
+
+/// A bulk restore: back to (state, attrs) at the restore's point; `None` means the entity
+/// has not changed since the point.
+fn restore_to_point(e: &Entity, at_point: Option<&(String, String)>) -> Outcome {
+    if e.state == "purged" {
+        return Outcome::Fail("purged: it can no longer be restored".into());
+    }
+    let (state, attrs) = at_point
+        .map(|(s, a)| (s.as_str(), a.as_str()))
+        .unwrap_or((e.state.as_str(), e.attrs.as_str()));
+    if state != "active" {
+        Outcome::Skip(format!("it was {state} at that point"))
+    } else if e.state == "active" && e.attrs == attrs {
+        Outcome::Skip("already as it was at that point".into())
+    } else {
+        Outcome::Apply("active", attrs.to_string())
+    }
 }
 
 fn decide(

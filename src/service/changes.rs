@@ -20,6 +20,7 @@ use crate::db::audit::{self, Actor};
 use crate::db::models::{Change, NewChange};
 use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn};
 use crate::domain::change::{self, Action};
+use crate::domain::execution::RestoreSpec;
 use crate::domain::resolution::{
     short_fingerprint, Expectation, Resolution, ResolutionError, Summary,
 };
@@ -318,6 +319,10 @@ pub(crate) fn resolve_change(
             conn, schema, op, orig, exec.id, inverse,
         )?);
     }
+    if let Some(spec) = RestoreSpec::of_selector(&c.selector) {
+        let point = super::restore::point(conn, &spec)?;
+        return Ok(resolve::resolve_restore(conn, schema, op, &spec, &point)?);
+    }
     let selector: Selector = serde_json::from_str(&c.selector)
         .map_err(|e| anyhow::anyhow!("stored selector of {} is unreadable: {e}", number(c.id)))?;
     let params: Value = serde_json::from_str(&c.params)
@@ -421,6 +426,28 @@ pub(crate) fn reresolve_locked(
 }
 
 /// Create a change as a draft, resolved against today's inventory.
+/// The requesting team exists and `user` is in it; the operation's implementing team exists.
+pub(crate) fn check_teams(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    requesting_team: &str,
+    op: &Operation,
+) -> AppResult<()> {
+    if users::find_team(conn, requesting_team)?.is_none() {
+        return Err(AppError::unprocessable(
+            "unknown_team",
+            format!("team `{requesting_team}` does not exist"),
+        ));
+    }
+    if !user.in_team(requesting_team) {
+        return Err(AppError::forbidden("not_in_team", format!("you are not a member of `{requesting_team}`; a change is requested on behalf of one of your teams ({})", user.teams.join(", "))));
+    }
+    if users::find_team(conn, &op.implemented_by)?.is_none() {
+        return Err(AppError::unprocessable("unknown_team", format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
+    }
+    Ok(())
+}
+
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -431,18 +458,7 @@ pub fn create(
     let rationale = check_rationale(&req.rationale)?;
     let op = operation(schema, &req.operation)?;
     let params = check_params(op, &req.params)?;
-    if users::find_team(conn, &req.requesting_team)?.is_none() {
-        return Err(AppError::unprocessable(
-            "unknown_team",
-            format!("team `{}` does not exist", req.requesting_team),
-        ));
-    }
-    if !user.in_team(&req.requesting_team) {
-        return Err(AppError::forbidden("not_in_team", format!("you are not a member of `{}`; a change is requested on behalf of one of your teams ({})", req.requesting_team, user.teams.join(", "))));
-    }
-    if users::find_team(conn, &op.implemented_by)?.is_none() {
-        return Err(AppError::unprocessable("unknown_team", format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
-    }
+    check_teams(conn, user, &req.requesting_team, op)?;
     if let (Some(a), Some(b)) = (req.not_before, req.not_after) {
         if b <= a {
             return Err(AppError::unprocessable(
@@ -538,6 +554,14 @@ pub fn edit(
             return Err(AppError::unprocessable(
                 "rollback_fixed",
                 "a rollback's targets and parameters are fixed: they are what the original execution changed",
+            ));
+        }
+        if RestoreSpec::of_selector(&c.selector).is_some()
+            && (patch.targets.is_some() || patch.params.is_some())
+        {
+            return Err(AppError::unprocessable(
+                "restore_fixed",
+                "a bulk restore's targets are fixed by what it restores: cancel it and request a new one",
             ));
         }
         let mut fields = Vec::new();

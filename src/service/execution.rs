@@ -443,10 +443,11 @@ pub fn rollback(
                 r.targets.len()
             )
         });
-        let t = now();
-        let c = change_repo::insert(
+        let c = insert_submitted(
             conn,
-            &NewChange {
+            schema,
+            user,
+            Derived {
                 title,
                 rationale,
                 requesting_team: orig.requesting_team.clone(),
@@ -454,42 +455,12 @@ pub fn rollback(
                 operation: orig.operation.clone(),
                 params: orig.params.clone(),
                 selector: json!({"rollback_of": id}).to_string(),
-                expect: None,
-                state: ChangeState::Draft.as_str().into(),
-                author_id: user.id,
-                schema_hash: schema.hash.clone(),
-                fingerprint: Some(r.fingerprint.clone()),
-                summary: serde_json::to_string(&r.summary).expect("summary"),
-                errors: serde_json::to_string(&r.errors).expect("errors"),
-                target_count: r.targets.len() as i64,
-                root_count: r.summary.roots as i64,
-                error_count: r.error_count as i64,
-                lock_version: 0,
-                created_at: t,
-                updated_at: t,
-                resolved_at: t,
-                not_before: None,
-                not_after: None,
                 rollback_of: Some(id),
             },
+            &r,
+            json!({"rollback_of": number(id), "operation": op.name, "effect": inv.as_str()}),
         )?;
-        change_repo::replace_targets(conn, c.id, &r.targets)?;
-        change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
         change_repo::set_rolled_back_by(conn, id, c.id)?;
-        audit::append(
-            conn,
-            &user.actor(),
-            "created",
-            Some(c.id),
-            json!({"rollback_of": number(id), "operation": op.name, "effect": inv.as_str(), "fingerprint": r.fingerprint, "target_count": r.targets.len(), "warnings": r.summary.warnings}),
-        )?;
-        audit::append(
-            conn,
-            &user.actor(),
-            "submitted",
-            Some(c.id),
-            json!({"fingerprint": r.fingerprint, "targets": r.targets.len(), "roots": r.summary.roots}),
-        )?;
         audit::append(
             conn,
             &user.actor(),
@@ -499,4 +470,73 @@ pub fn rollback(
         )?;
         Ok(c.id)
     })
+}
+
+/// A change the engine derives (a rollback, a bulk restore): fixed targets, submitted at once.
+pub(crate) struct Derived {
+    pub title: String,
+    pub rationale: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub operation: String,
+    pub params: String,
+    pub selector: String,
+    pub rollback_of: Option<i64>,
+}
+
+/// Store a derived change with its resolution and submit it, auditing both steps.
+pub(crate) fn insert_submitted(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    d: Derived,
+    r: &crate::domain::resolution::Resolution,
+    mut created: serde_json::Value,
+) -> AppResult<Change> {
+    let t = now();
+    let c = change_repo::insert(
+        conn,
+        &NewChange {
+            title: d.title.chars().take(200).collect(),
+            rationale: d.rationale,
+            requesting_team: d.requesting_team,
+            implementing_team: d.implementing_team,
+            operation: d.operation,
+            params: d.params,
+            selector: d.selector,
+            expect: None,
+            state: ChangeState::Draft.as_str().into(),
+            author_id: user.id,
+            schema_hash: schema.hash.clone(),
+            fingerprint: Some(r.fingerprint.clone()),
+            summary: serde_json::to_string(&r.summary).expect("summary"),
+            errors: serde_json::to_string(&r.errors).expect("errors"),
+            target_count: r.targets.len() as i64,
+            root_count: r.summary.roots as i64,
+            error_count: r.error_count as i64,
+            lock_version: 0,
+            created_at: t,
+            updated_at: t,
+            resolved_at: t,
+            not_before: None,
+            not_after: None,
+            rollback_of: d.rollback_of,
+        },
+    )?;
+    change_repo::replace_targets(conn, c.id, &r.targets)?;
+    change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
+    if let Some(o) = created.as_object_mut() {
+        o.insert("fingerprint".into(), json!(r.fingerprint));
+        o.insert("target_count".into(), json!(r.targets.len()));
+        o.insert("warnings".into(), json!(r.summary.warnings));
+    }
+    audit::append(conn, &user.actor(), "created", Some(c.id), created)?;
+    audit::append(
+        conn,
+        &user.actor(),
+        "submitted",
+        Some(c.id),
+        json!({"fingerprint": r.fingerprint, "targets": r.targets.len(), "roots": r.summary.roots}),
+    )?;
+    Ok(c)
 }

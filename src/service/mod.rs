@@ -5,6 +5,7 @@
 pub mod changes;
 pub mod execution;
 pub mod inventory;
+pub mod restore;
 pub mod views;
 
 use diesel::prelude::*;

@@ -604,3 +604,18 @@ pub async fn rollback_change(
     .await?;
     Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
 }
+
+/// `POST /api/v1/restores`: a bulk restore change (see `service::restore`).
+pub async fn create_restore(
+    state: State,
+    Authed(user): Authed,
+    body: web::Json<crate::service::restore::RestoreRequest>,
+) -> AppResult<HttpResponse> {
+    let req = body.into_inner();
+    let st = state.clone();
+    let new_id = with_conn(&state, move |conn| {
+        crate::service::restore::create(conn, &st.schema, &user, req)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
+}

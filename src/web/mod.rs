@@ -177,6 +177,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/resume", web::post().to(api::resume_execution))
                         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
                         .route("/changes/{id}/rollback", web::post().to(api::rollback_change))
+                        .route("/restores", web::post().to(api::create_restore))
                         .route("/queue", web::get().to(api::queue))
                         .route("/audit/verify", web::get().to(api::audit_verify))
                         .default_service(web::to(api::not_found)),
