@@ -46,8 +46,66 @@ pub enum Command {
     /// The hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Run the benchmarks (import throughput, 100k-target change) on a scratch SQLite file.
+    /// Run only the execution worker (no HTTP), until SIGTERM or Ctrl-C.
+    Worker,
+    /// Operate on changes from a terminal: show, execute, watch, resume, abort, roll back.
+    #[command(subcommand)]
+    Change(ChangeCmd),
+    /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
     Bench(crate::demo::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangeCmd {
+    /// State, blast radius, fingerprint, sign-offs and execution progress of a change.
+    Show {
+        /// CHG-<n> or <n>.
+        change: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execute an approved change (as a member of its implementing team).
+    Execute {
+        change: String,
+        /// Email of the person executing it.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        /// The signed fingerprint (`countersign change show` prints it).
+        #[arg(long)]
+        fingerprint: String,
+        /// Run the waves in this process and follow them to the end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Follow an execution to its end, printing progress (runs a worker in this process).
+    Watch { change: String },
+    /// Continue a halted execution.
+    Resume {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop an execution for good: pending targets are skipped.
+    Abort {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Create the rollback of an executed change (it still needs its sign-offs).
+    Rollback {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        rationale: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -393,6 +451,237 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Bench(args) => {
             crate::demo::bench(args)?;
+            Ok(0)
+        }
+        Command::Worker => worker().await,
+        Command::Change(cmd) => change_cmd(cmd).await,
+    }
+}
+
+/// The execution worker alone: leases executions from the shared database, like the one
+/// inside `serve`; any number may run against one database.
+async fn worker() -> anyhow::Result<i32> {
+    let mut config = Config::from_env()?;
+    config.worker = true;
+    let (schema, source) = config.load_schema()?;
+    let pool = db::build_pool(&config.database, 4)?;
+    crate::web::prepare_database(&pool, &schema, &source)?;
+    tracing::info!(database = %config.database.redacted(), poll_ms = config.poll_ms, "worker started");
+    let w = crate::exec::Worker::spawn(
+        pool,
+        std::sync::Arc::new(schema),
+        config,
+        std::sync::Arc::new(crate::exec::Wake::default()),
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the current batch");
+    tokio::task::spawn_blocking(move || w.stop()).await?;
+    tracing::info!("worker stopped");
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn cli_user(conn: &mut db::DbConn, email: &str) -> anyhow::Result<crate::service::CurrentUser> {
+    let u = users::find_user_by_email(conn, email)?
+        .ok_or_else(|| anyhow::anyhow!("no user with email {email} (countersign user add)"))?;
+    Ok(crate::service::CurrentUser::load(conn, u)?)
+}
+
+fn print_progress(v: &crate::service::execution::ExecutionView) {
+    let waves = v
+        .waves
+        .iter()
+        .map(|w| format!("{}/{}", w.done + w.failed + w.skipped, w.size))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "{} execution {}: {} done, {} failed, {} skipped, {} pending of {} (waves {waves})",
+        v.change, v.state, v.done, v.failed, v.skipped, v.pending, v.total
+    );
+    if let Some(r) = &v.halt_reason {
+        println!("  halted: {r}");
+    }
+    for f in v.failures.iter().take(10) {
+        println!(
+            "  failed: {} {} — {}",
+            f.kind,
+            f.id,
+            f.error.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// Run a worker in this process and print progress until the execution stops running.
+async fn follow(config: Config, pool: db::Pool, schema: Schema, id: i64) -> anyhow::Result<i32> {
+    let w = crate::exec::Worker::spawn(
+        pool.clone(),
+        std::sync::Arc::new(schema),
+        config,
+        std::sync::Arc::new(crate::exec::Wake::default()),
+    );
+    let mut last = String::new();
+    let v = loop {
+        let p = pool.clone();
+        let v = tokio::task::spawn_blocking(move || {
+            crate::service::execution::progress(&mut *p.get()?, id).map_err(app_err)
+        })
+        .await??;
+        let line = format!("{} {} {} {}", v.state, v.done, v.failed, v.skipped);
+        if line != last {
+            print_progress(&v);
+            last = line;
+        }
+        if v.state != "running" {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    tokio::task::spawn_blocking(move || w.stop()).await?;
+    Ok(if v.state == "completed" { 0 } else { 2 })
+}
+
+async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {
+    use crate::service::{changes as chg, execution as exe};
+    let mut config = Config::from_env()?;
+    config.poll_ms = config.poll_ms.min(200);
+    let (schema, source) = config.load_schema()?;
+    let pool = db::build_pool(&config.database, 3)?;
+    crate::web::prepare_database(&pool, &schema, &source)?;
+    let mut conn = pool.get()?;
+    let conn = &mut *conn;
+    match cmd {
+        ChangeCmd::Show { change, json } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            let v = chg::view(conn, &schema, id).map_err(app_err)?;
+            let x = exe::progress(conn, id).ok();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"change": v, "execution": x}))?
+                );
+                return Ok(0);
+            }
+            println!("{} {} [{}]", v.number, v.title, v.state);
+            println!(
+                "  {} ({}) requested by {}, implemented by {}",
+                v.operation.label, v.operation.effect, v.requesting_team, v.implementing_team
+            );
+            println!("  {}", v.summary.text);
+            for w in &v.summary.warnings {
+                println!("  warning: {w}");
+            }
+            println!(
+                "  fingerprint {}",
+                v.fingerprint.as_deref().unwrap_or("(unresolved)")
+            );
+            for e in v.errors.iter().take(20) {
+                println!(
+                    "  error{}: {}",
+                    e.line.map(|l| format!(" line {l}")).unwrap_or_default(),
+                    e.message
+                );
+            }
+            if let Some(x) = x {
+                print_progress(&x);
+            }
+            Ok(0)
+        }
+        ChangeCmd::Execute {
+            change,
+            as_user,
+            fingerprint,
+            wait,
+        } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            let user = cli_user(conn, &as_user)?;
+            let v = exe::execute(
+                conn,
+                &schema,
+                &user,
+                id,
+                &exe::ExecuteRequest { fingerprint },
+            )
+            .map_err(app_err)?;
+            println!(
+                "{} executing {} targets in {} waves",
+                v.change,
+                v.total,
+                v.waves.len()
+            );
+            if wait {
+                follow(config, pool.clone(), schema, id).await
+            } else {
+                println!("a worker (serve or `countersign worker`) runs it; follow it with `countersign change watch {}`", v.change);
+                Ok(0)
+            }
+        }
+        ChangeCmd::Watch { change } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            exe::progress(conn, id).map_err(app_err)?;
+            follow(config, pool.clone(), schema, id).await
+        }
+        ChangeCmd::Resume {
+            change,
+            as_user,
+            wait,
+        } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            let user = cli_user(conn, &as_user)?;
+            let v = exe::resume(conn, &user, id).map_err(app_err)?;
+            print_progress(&v);
+            if wait {
+                follow(config, pool.clone(), schema, id).await
+            } else {
+                Ok(0)
+            }
+        }
+        ChangeCmd::Abort {
+            change,
+            as_user,
+            reason,
+        } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            let user = cli_user(conn, &as_user)?;
+            let v = exe::abort(conn, &user, id, reason.as_deref()).map_err(app_err)?;
+            print_progress(&v);
+            Ok(0)
+        }
+        ChangeCmd::Rollback {
+            change,
+            as_user,
+            title,
+            rationale,
+        } => {
+            let id = chg::change_id(&change).map_err(app_err)?;
+            let user = cli_user(conn, &as_user)?;
+            let rb = exe::rollback(
+                conn,
+                &schema,
+                &user,
+                id,
+                &exe::RollbackRequest { title, rationale },
+            )
+            .map_err(app_err)?;
+            let v = chg::view(conn, &schema, rb).map_err(app_err)?;
+            println!("{} created: {} [{}]", v.number, v.title, v.state);
+            println!("  {}", v.summary.text);
+            println!(
+                "  fingerprint {}",
+                v.fingerprint.as_deref().unwrap_or_default()
+            );
             Ok(0)
         }
     }

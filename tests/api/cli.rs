@@ -42,6 +42,8 @@ fn help_lists_the_commands() {
         "token",
         "audit",
         "bench",
+        "worker",
+        "change",
     ] {
         assert!(t.contains(c), "{c} missing from --help:\n{t}");
     }
@@ -234,4 +236,122 @@ fn serve_stops_gracefully_on_sigterm() {
         "{rest:?}"
     );
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+/// Operators drive executions from a terminal: show, execute (refused for the wrong team),
+/// follow with an in-process worker, roll back; and a standalone `countersign worker`
+/// process runs an execution started through the API, then stops on SIGTERM.
+async fn change_commands_and_standalone_worker(backend: crate::helpers::Backend) {
+    use crate::helpers::{inst, spawn_app_with};
+    use reqwest::StatusCode;
+    use serde_json::json;
+    let Some(app) = spawn_app_with(backend, |c| c.worker = false).await else {
+        return;
+    };
+    app.load_fixture().await;
+    let (id, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(1), inst(3)]}))
+        .await;
+    let db = app.database_url.clone();
+    let run = |args: Vec<String>| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            bin(&db, &a)
+        })
+    };
+    let chg = format!("CHG-{id}");
+    let o = run(vec!["change".into(), "show".into(), chg.clone()])
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("[approved]") && text(&o).contains(&fp),
+        "{}",
+        text(&o)
+    );
+
+    let exec = |who: &str, wait: bool| {
+        let mut a: Vec<String> = ["change", "execute", &chg, "--as", who, "--fingerprint", &fp]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if wait {
+            a.push("--wait".into());
+        }
+        a
+    };
+    let o = run(exec("ana@req.example", false)).await.unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("implementing team"), "{}", text(&o));
+    let o = run(exec("carla@ops.example", true)).await.unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!("{chg} execution completed: 2 done, 0 failed")),
+        "{t}"
+    );
+    assert_eq!(app.entity(&inst(3)).await["state"], "deleted");
+
+    let o = run(vec![
+        "change".into(),
+        "rollback".into(),
+        chg.clone(),
+        "--as".into(),
+        "ana@req.example".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("[awaiting_signoff]"), "{t}");
+    let rb: i64 = t
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix("CHG-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no change number in {t}"));
+
+    // A standalone worker picks up the rollback's execution.
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("worker")
+        .env("DATABASE_URL", &app.database_url)
+        .env("COUNTERSIGN_POLL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .spawn()
+        .unwrap();
+    let rfp = app.change(rb).await["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = app.sign(rb, "ben", "requester", &rfp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app.sign(rb, "carla", "implementer", &rfp, Some(2)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app.execute(rb, &rfp).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let v = app.wait_execution(rb, &["completed"]).await;
+    assert_eq!(v["done"], 2, "{v}");
+    assert_eq!(app.entity(&inst(3)).await["state"], "active");
+    assert!(Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "worker exit: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_commands_and_standalone_worker_sqlite() {
+    change_commands_and_standalone_worker(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_commands_and_standalone_worker_postgres() {
+    change_commands_and_standalone_worker(crate::helpers::Backend::Postgres).await;
 }

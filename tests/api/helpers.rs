@@ -20,6 +20,8 @@ pub enum Backend {
 
 pub struct TestApp {
     pub address: String,
+    /// The database as a `DATABASE_URL` for child processes.
+    pub database_url: String,
     pub pool: Pool,
     pub tokens: HashMap<&'static str, String>,
     pub client: reqwest::Client,
@@ -141,8 +143,13 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     };
     let _ = Actor::system();
     let _ = (schema, backend);
+    let database_url = match &url {
+        DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    };
     Some(TestApp {
         address,
+        database_url,
         pool,
         tokens,
         client: reqwest::Client::new(),
