@@ -244,12 +244,30 @@ pub fn items_with_status(
 }
 
 /// All items of an execution, in order (for tests, exports and rollbacks).
-pub fn items(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<ExecutionItem>> {
-    execution_items::table
-        .filter(execution_items::execution_id.eq(exec_id))
+pub fn items(
+    conn: &mut DbConn,
+    exec_id: i64,
+    status: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(i64, Vec<ExecutionItem>)> {
+    let filtered = || {
+        let q = execution_items::table
+            .filter(execution_items::execution_id.eq(exec_id))
+            .into_boxed();
+        match status {
+            Some(s) => q.filter(execution_items::status.eq(s.to_string())),
+            None => q,
+        }
+    };
+    let total: i64 = filtered().select(count_star()).first(conn)?;
+    let rows = filtered()
         .order(execution_items::position.asc())
+        .offset(offset)
+        .limit(limit)
         .select(ExecutionItem::as_select())
-        .load(conn)
+        .load(conn)?;
+    Ok((total, rows))
 }
 
 /// Positions of the items that changed their entity.

@@ -360,13 +360,27 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
 }
 
 /// Every item of a change's execution (for exports and tests).
-pub fn items(conn: &mut DbConn, id: i64) -> AppResult<Vec<ItemView>> {
+/// A page of a change's execution items (by position), optionally of one status; with the
+/// number of items that match.
+pub fn items(
+    conn: &mut DbConn,
+    id: i64,
+    status: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> AppResult<(i64, Vec<ItemView>)> {
+    if let Some(s) = status {
+        if ![item::PENDING, item::DONE, item::FAILED, item::SKIPPED].contains(&s) {
+            return Err(AppError::unprocessable(
+                "invalid_status",
+                format!("status must be pending, done, failed or skipped, not `{s}`"),
+            ));
+        }
+    }
     let e = repo::for_change(conn, id)?
         .ok_or_else(|| AppError::not_found_msg(format!("{} has not been executed", number(id))))?;
-    Ok(repo::items(conn, e.id)?
-        .into_iter()
-        .map(item_view)
-        .collect())
+    let (total, rows) = repo::items(conn, e.id, status, offset, limit)?;
+    Ok((total, rows.into_iter().map(item_view).collect()))
 }
 
 /// Create the change that undoes an executed one: the inverse effect over exactly the

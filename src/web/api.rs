@@ -553,14 +553,32 @@ pub async fn get_execution(
     Ok(HttpResponse::Ok().json(v))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsQuery {
+    status: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
 pub async fn execution_items(
     state: State,
     Authed(_user): Authed,
     path: web::Path<String>,
+    q: web::Query<ItemsQuery>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = with_conn(&state, move |conn| exe::items(conn, id)).await?;
-    Ok(HttpResponse::Ok().json(json!({"change": number(id), "items": v})))
+    let q = q.into_inner();
+    let offset = q.offset.unwrap_or(0).max(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let (total, items) = with_conn(&state, move |conn| {
+        exe::items(conn, id, q.status.as_deref(), offset, limit)
+    })
+    .await?;
+    let next = (offset + (items.len() as i64) < total).then(|| offset + items.len() as i64);
+    Ok(HttpResponse::Ok().json(
+        json!({"change": number(id), "total": total, "offset": offset, "next_offset": next, "items": items}),
+    ))
 }
 
 pub async fn resume_execution(

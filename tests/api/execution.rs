@@ -170,6 +170,25 @@ async fn concurrent_execute_starts_once(app: TestApp) {
         .get(&format!("/api/v1/changes/{id}/execution/items"), "ana")
         .await;
     assert_eq!(items["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items["total"], 2);
+    // Paged and filtered.
+    let (_, page) = app
+        .get(
+            &format!("/api/v1/changes/{id}/execution/items?status=done&limit=1"),
+            "ana",
+        )
+        .await;
+    assert_eq!(page["total"], 2, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_offset"], 1);
+    let (s, v) = app
+        .get(
+            &format!("/api/v1/changes/{id}/execution/items?status=nope"),
+            "ana",
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_status");
 }
 
 async fn rollback_restores_exactly_what_ran(app: TestApp) {
