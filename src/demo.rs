@@ -252,7 +252,7 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
             "demo inventory rejected: {:?}",
             report.errors.first()
         );
-        seed_changes(&mut conn, &schema)?;
+        seed_changes(&pool, &mut conn, &schema)?;
         eprintln!(
             "demo data ready in {:.1}s ({} entities)",
             started.elapsed().as_secs_f64(),
@@ -321,7 +321,11 @@ fn empty_sites(conn: &mut DbConn, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn seed_changes(conn: &mut DbConn, schema: &crate::domain::Schema) -> anyhow::Result<()> {
+fn seed_changes(
+    pool: &db::Pool,
+    conn: &mut DbConn,
+    schema: &crate::domain::Schema,
+) -> anyhow::Result<()> {
     let ana = user(conn, "ana@app-owners.example")?;
     let ben = user(conn, "ben@app-owners.example")?;
     let carla = user(conn, "carla@platform-ops.example")?;
@@ -489,6 +493,34 @@ fn seed_changes(conn: &mut DbConn, schema: &crate::domain::Schema) -> anyhow::Re
         },
     )?;
     svc::submit(conn, schema, &ben, id).map_err(e)?;
+
+    // 6. Executed, then rolled back on request: the rollback awaits its sign-offs.
+    let ids = pick(conn, "app_install", Some("pulse"), 4, 20)?;
+    let id = create(
+        conn,
+        &ben,
+        "Uninstall pulse from the ended trials",
+        "These trials ended last month.",
+        "uninstall_app",
+        json!({}),
+        Selector {
+            ids,
+            ..Default::default()
+        },
+    )?;
+    svc::submit(conn, schema, &ben, id).map_err(e)?;
+    run_change(pool, conn, schema, id, &ana, &carla)?;
+    crate::service::execution::rollback(
+        conn,
+        schema,
+        &ana,
+        id,
+        &crate::service::execution::RollbackRequest {
+            title: Some("Bring pulse back on the ended trials".into()),
+            rationale: Some("Two of these customers extended their trial after all.".into()),
+        },
+    )
+    .map_err(e)?;
     Ok(())
 }
 

@@ -355,3 +355,54 @@ async fn change_commands_and_standalone_worker_sqlite() {
 async fn change_commands_and_standalone_worker_postgres() {
     change_commands_and_standalone_worker(crate::helpers::Backend::Postgres).await;
 }
+
+#[test]
+fn demo_sets_up_every_state_and_prints_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.db");
+    let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["demo", "--no-serve", "--db", file.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for who in ["ana@app-owners.example", "carla@platform-ops.example"] {
+        assert!(t.contains(who), "{who} missing:\n{t}");
+    }
+    assert!(t.contains(" cs_"), "no tokens printed:\n{t}");
+    use countersign::db::schema::changes;
+    let mut conn = diesel::SqliteConnection::establish(file.to_str().unwrap()).unwrap();
+    let mut states: Vec<String> = changes::table
+        .select(changes::state)
+        .load(&mut conn)
+        .unwrap();
+    states.sort();
+    states.dedup();
+    for s in [
+        "approved",
+        "awaiting_signoff",
+        "completed",
+        "draft",
+        "rejected",
+    ] {
+        assert!(states.iter().any(|x| x == s), "no {s} change: {states:?}");
+    }
+    let rollbacks: i64 = changes::table
+        .filter(changes::rollback_of.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(rollbacks, 1);
+    // Starting again keeps the data and prints fresh tokens.
+    let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["demo", "--no-serve", "--db", file.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("creating demo data"));
+}
