@@ -48,11 +48,27 @@ pub enum Command {
     Audit(AuditCmd),
     /// Run only the execution worker (no HTTP), until SIGTERM or Ctrl-C.
     Worker,
+    /// Run only the mailer (delivers the outbox), until SIGTERM or Ctrl-C.
+    Mailer,
+    /// Customer contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
     /// Operate on changes from a terminal: show, execute, watch, resume, abort, roll back.
     #[command(subcommand)]
     Change(ChangeCmd),
     /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
     Bench(crate::demo::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCmd {
+    /// Import contacts from NDJSON (`-` for stdin): {"entity": ID, "name", "email", "role"}.
+    Import {
+        file: PathBuf,
+        /// Write the good lines even if some are bad.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +470,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Worker => worker().await,
+        Command::Mailer => mailer().await,
+        Command::Contacts(ContactsCmd::Import { file, partial }) => {
+            let config = Config::from_env()?;
+            let (mut conn, _schema) = open(&config)?;
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            };
+            let report = crate::service::contacts::import(&mut conn, &Actor::cli(), &text, partial)
+                .map_err(app_err)?;
+            for e in &report.errors {
+                eprintln!("line {}: {}", e.line, e.message);
+            }
+            println!(
+                "{} contacts: {} new, {} updated, {} rejected{}",
+                report.lines,
+                report.inserted,
+                report.updated,
+                report.rejected,
+                if report.committed {
+                    ""
+                } else {
+                    " — nothing written"
+                }
+            );
+            Ok(if report.rejected > 0 && !partial {
+                1
+            } else {
+                0
+            })
+        }
         Command::Change(cmd) => change_cmd(cmd).await,
     }
 }
@@ -477,6 +528,25 @@ async fn worker() -> anyhow::Result<i32> {
     tracing::info!("stopping: finishing the current batch");
     tokio::task::spawn_blocking(move || w.stop()).await?;
     tracing::info!("worker stopped");
+    Ok(0)
+}
+
+/// The mailer alone: delivers the outbox shared through the database.
+async fn mailer() -> anyhow::Result<i32> {
+    let mut config = Config::from_env()?;
+    config.mail.mailer = true;
+    let (schema, source) = config.load_schema()?;
+    let pool = db::build_pool(&config.database, 2)?;
+    crate::web::prepare_database(&pool, &schema, &source)?;
+    if let crate::config::MailTransport::Dir(d) = &config.mail.transport {
+        println!(
+            "no COUNTERSIGN_SMTP_HOST: mails are written to {}",
+            d.display()
+        );
+    }
+    let m = crate::notify::mailer::Mailer::spawn(pool, config.mail.clone());
+    shutdown_signal().await;
+    tokio::task::spawn_blocking(move || m.stop()).await?;
     Ok(0)
 }
 

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod exec;
+pub mod notify;
 pub mod service;
 pub mod telemetry;
 pub mod web;

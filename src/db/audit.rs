@@ -68,7 +68,8 @@ pub fn append(
         .select((audit_head::last_id, audit_head::last_hash))
         .first(conn)?;
     let at = super::now();
-    let detail = detail.to_string();
+    let detail_value = detail;
+    let detail = detail_value.to_string();
     let hash = event_hash(&prev_hash, id, &at, &actor.0, action, change_id, &detail);
     diesel::insert_into(audit_events::table)
         .values(AuditEvent {
@@ -85,6 +86,8 @@ pub fn append(
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::last_hash.eq(hash))
         .execute(conn)?;
+    // The mails this event causes, in the same transaction.
+    crate::notify::dispatch(conn, id, &actor.0, action, change_id, &detail_value)?;
     Ok(id)
 }
 

@@ -217,3 +217,78 @@ pub struct ExecutionItem {
     pub next_attempt_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_key: String,
+    pub event_kind: String,
+    pub change_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub recipient: String,
+    pub payload: String,
+    pub message_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: NaiveDateTime,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub digest_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutbox {
+    pub event_key: String,
+    pub event_kind: String,
+    pub change_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub recipient: String,
+    pub payload: String,
+    pub message_id: String,
+    pub state: String,
+    pub next_attempt_at: NaiveDateTime,
+    pub digest_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = contacts)]
+pub struct Contact {
+    pub id: i64,
+    pub entity_id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = contacts)]
+pub struct NewContact {
+    pub entity_id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = customer_notices)]
+pub struct CustomerNotice {
+    pub id: i64,
+    pub change_id: i64,
+    pub subject: String,
+    pub body: String,
+    pub roles: String,
+    pub recipients: String,
+    pub recipient_count: i64,
+    pub sent_by: i64,
+    pub created_at: NaiveDateTime,
+}

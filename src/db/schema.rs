@@ -207,6 +207,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        event_key -> Text,
+        event_kind -> Text,
+        change_id -> Nullable<BigInt>,
+        user_id -> Nullable<BigInt>,
+        recipient -> Text,
+        payload -> Text,
+        message_id -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        digest_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    notification_prefs (user_id, event_kind) {
+        user_id -> BigInt,
+        event_kind -> Text,
+        mode -> Text,
+    }
+}
+
+diesel::table! {
+    contacts (id) {
+        id -> BigInt,
+        entity_id -> Text,
+        name -> Text,
+        email -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customer_notices (id) {
+        id -> BigInt,
+        change_id -> BigInt,
+        subject -> Text,
+        body -> Text,
+        roles -> Text,
+        recipients -> Text,
+        recipient_count -> BigInt,
+        sent_by -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -218,6 +274,7 @@ diesel::joinable!(comments -> users (user_id));
 diesel::joinable!(changes -> users (author_id));
 diesel::joinable!(executions -> changes (change_id));
 diesel::joinable!(execution_items -> executions (execution_id));
+diesel::joinable!(contacts -> entities (entity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -235,4 +292,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     entity_versions,
     executions,
     execution_items,
+    outbox,
+    notification_prefs,
+    contacts,
+    customer_notices,
 );

@@ -3,8 +3,10 @@
 //! of DESIGN.md there, not in handlers.
 
 pub mod changes;
+pub mod contacts;
 pub mod execution;
 pub mod inventory;
+pub mod notifications;
 pub mod restore;
 pub mod views;
 

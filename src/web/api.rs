@@ -637,3 +637,189 @@ pub async fn create_restore(
     .await?;
     Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
 }
+
+// ---- notifications, outbox, contacts, customer notices -------------------------------
+
+pub async fn get_preferences(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
+    let v = with_conn(&state, move |conn| {
+        service::notifications::preferences(conn, &user)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": crate::notify::MODES})))
+}
+
+pub async fn set_preferences(
+    state: State,
+    Authed(user): Authed,
+    body: web::Json<std::collections::BTreeMap<String, String>>,
+) -> AppResult<HttpResponse> {
+    let changes = body.into_inner();
+    let v = with_conn(&state, move |conn| {
+        service::notifications::set_preferences(conn, &user, &changes)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": crate::notify::MODES})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    state: Option<String>,
+    change: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_outbox(
+    state: State,
+    Authed(user): Authed,
+    q: web::Query<OutboxQuery>,
+) -> AppResult<HttpResponse> {
+    let q = q.into_inner();
+    let change = q.change.as_deref().map(change_id).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let v = with_conn(&state, move |conn| {
+        service::notifications::outbox(conn, &user, q.state.as_deref(), change, limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"mails": v})))
+}
+
+pub async fn retry_mail(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let v = with_conn(&state, move |conn| {
+        service::notifications::retry(conn, &user, id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// `POST /api/v1/contacts`: NDJSON contacts (bounded by the JSON body limit).
+pub async fn import_contacts(
+    state: State,
+    Authed(user): Authed,
+    query: web::Query<ImportQuery>,
+    mut payload: web::Payload,
+) -> AppResult<HttpResponse> {
+    if !user.can_write_inventory(&state.schema) {
+        return Err(AppError::forbidden(
+            "forbidden",
+            "only admins and members of an implementing team can import contacts",
+        ));
+    }
+    let limit = state.config.max_json_bytes;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::bad_request("invalid_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::client(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a contacts file may be at most {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body)
+        .map_err(|_| AppError::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+    let partial = query.partial;
+    let report = with_conn(&state, move |conn| {
+        service::contacts::import(conn, &user.actor(), &text, partial)
+    })
+    .await?;
+    let status = if report.rejected > 0 && !report.committed {
+        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    if status == actix_web::http::StatusCode::UNPROCESSABLE_ENTITY {
+        return Ok(HttpResponse::build(status).json(json!({"error": {"code": "invalid_lines", "message": format!("{} of {} lines are not valid contacts; nothing was written", report.rejected, report.lines), "details": report}})));
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+pub async fn entity_contacts(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let v = with_conn(&state, move |conn| {
+        if inventory::get(conn, &id)?.is_none() {
+            return Err(AppError::not_found("entity", &id));
+        }
+        service::contacts::of_entity(conn, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"contacts": v})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+pub async fn change_contacts(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+    q: web::Query<FormatQuery>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::unprocessable(
+                "invalid_format",
+                format!("format must be `json` or `csv`, not `{other}`"),
+            ))
+        }
+    };
+    let roots = with_conn(&state, move |conn| service::contacts::for_change(conn, id)).await?;
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{}-contacts.csv\"", number(id)),
+            ))
+            .body(service::contacts::csv(&roots)));
+    }
+    let with = roots.iter().filter(|r| !r.contacts.is_empty()).count();
+    Ok(HttpResponse::Ok().json(json!({"change": number(id), "roots": roots.len(), "roots_with_contacts": with, "affected": roots})))
+}
+
+pub async fn send_notice(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<service::contacts::NoticeRequest>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let req = body.into_inner();
+    let preview = req.preview;
+    let v = with_conn(&state, move |conn| {
+        service::contacts::notice(conn, &user, id, req)
+    })
+    .await?;
+    Ok(if preview {
+        HttpResponse::Ok().json(v)
+    } else {
+        HttpResponse::Created().json(v)
+    })
+}
+
+pub async fn list_notices(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let v = with_conn(&state, move |conn| service::contacts::notices(conn, id)).await?;
+    Ok(HttpResponse::Ok().json(json!({"notices": v})))
+}

@@ -46,6 +46,7 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: Option<crate::exec::Worker>,
+    mailer: Option<crate::notify::mailer::Mailer>,
 }
 
 impl Application {
@@ -66,6 +67,9 @@ impl Application {
         let worker = config.worker.then(|| {
             crate::exec::Worker::spawn(pool.clone(), schema.clone(), config.clone(), wake.clone())
         });
+        let mailer = (config.mail.mailer
+            && !matches!(config.mail.transport, crate::config::MailTransport::Off))
+        .then(|| crate::notify::mailer::Mailer::spawn(pool.clone(), config.mail.clone()));
         let state = web::Data::new(AppState {
             pool,
             schema,
@@ -81,6 +85,7 @@ impl Application {
             port,
             server,
             worker,
+            mailer,
         })
     }
 
@@ -94,6 +99,9 @@ impl Application {
         let result = self.server.await;
         if let Some(w) = self.worker {
             let _ = actix_web::rt::task::spawn_blocking(move || w.stop()).await;
+        }
+        if let Some(m) = self.mailer {
+            let _ = actix_web::rt::task::spawn_blocking(move || m.stop()).await;
         }
         result
     }
@@ -178,6 +186,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
                         .route("/changes/{id}/rollback", web::post().to(api::rollback_change))
                         .route("/restores", web::post().to(api::create_restore))
+                        .route("/changes/{id}/contacts", web::get().to(api::change_contacts))
+                        .route("/changes/{id}/notices", web::post().to(api::send_notice))
+                        .route("/changes/{id}/notices", web::get().to(api::list_notices))
+                        .route("/contacts", web::post().to(api::import_contacts))
+                        .route("/inventory/{id}/contacts", web::get().to(api::entity_contacts))
+                        .route("/me/notifications", web::get().to(api::get_preferences))
+                        .route("/me/notifications", web::put().to(api::set_preferences))
+                        .route("/outbox", web::get().to(api::list_outbox))
+                        .route("/outbox/{id}/retry", web::post().to(api::retry_mail))
                         .route("/queue", web::get().to(api::queue))
                         .route("/audit/verify", web::get().to(api::audit_verify))
                         .default_service(web::to(api::not_found)),

@@ -1,0 +1,464 @@
+//! Rendering: an outbox row's stored facts → subject, plain text and HTML (askama
+//! templates under `templates/mail/`), and the MIME message with its threading headers.
+
+use askama::Template;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use serde_json::Value;
+
+use crate::db::models::OutboxRow;
+use crate::domain::resolution::short_fingerprint;
+use crate::service::views::number;
+
+/// Where links in mails point and who mails come from.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub from: String,
+    pub public_url: String,
+}
+
+impl MailSettings {
+    fn domain(&self) -> String {
+        self.from
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('>').to_string())
+            .unwrap_or_else(|| "countersign.local".into())
+    }
+    fn change_link(&self, id: i64) -> String {
+        format!(
+            "{}/changes/{}",
+            self.public_url.trim_end_matches('/'),
+            number(id)
+        )
+    }
+    pub fn prefs_link(&self) -> String {
+        format!(
+            "{}/settings/notifications",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+    /// The thread all mails of one change belong to.
+    pub fn thread_id(&self, change: i64) -> String {
+        format!("<change-{change}@{}>", self.domain())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/notification.txt", escape = "none")]
+struct NotificationText<'a> {
+    headline: &'a str,
+    paragraphs: &'a [String],
+    facts: &'a [(String, String)],
+    link: &'a str,
+    link_label: &'a str,
+    reason: &'a str,
+    prefs_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/notification.html")]
+struct NotificationHtml<'a> {
+    subject: &'a str,
+    change: &'a str,
+    headline: &'a str,
+    paragraphs: &'a [String],
+    facts: &'a [(String, String)],
+    link: &'a str,
+    link_label: &'a str,
+    reason: &'a str,
+    prefs_link: &'a str,
+}
+
+pub struct DigestItem {
+    pub change: String,
+    pub headline: String,
+    pub link: String,
+}
+
+#[derive(Template)]
+#[template(path = "mail/digest.txt", escape = "none")]
+struct DigestText<'a> {
+    items: &'a [DigestItem],
+    prefs_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/digest.html")]
+struct DigestHtml<'a> {
+    items: &'a [DigestItem],
+    prefs_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/notice.txt", escape = "none")]
+struct NoticeText<'a> {
+    body: &'a str,
+    change: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/notice.html")]
+struct NoticeHtml<'a> {
+    subject: &'a str,
+    paragraphs: &'a [String],
+    change: &'a str,
+}
+
+/// A mail ready to send.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub thread: Option<String>,
+    pub unsubscribe: bool,
+}
+
+/// What a notification says: headline, paragraphs, facts.
+struct Content {
+    subject: String,
+    headline: String,
+    paragraphs: Vec<String>,
+    facts: Vec<(String, String)>,
+    link_label: &'static str,
+    reason: &'static str,
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn content(p: &Value) -> Content {
+    let chg = number(p["change_id"].as_i64().unwrap_or_default());
+    let title = s(&p["title"]);
+    let actor = s(&p["actor"]);
+    let d = &p["detail"];
+    let fp = p["fingerprint"]
+        .as_str()
+        .map(short_fingerprint)
+        .unwrap_or_default();
+    let mut facts = vec![
+        ("Change".to_string(), format!("{chg} · {title}")),
+        ("Operation".to_string(), s(&p["operation"])),
+        ("Targets".to_string(), s(&p["summary"])),
+        ("Fingerprint".to_string(), fp.clone()),
+        (
+            "Teams".to_string(),
+            format!(
+                "requested by {}, implemented by {}",
+                s(&p["requesting_team"]),
+                s(&p["implementing_team"])
+            ),
+        ),
+    ];
+    let mut paragraphs = Vec::new();
+    let mut link_label = "Open the change";
+    let mut reason = "you take part in this change";
+    let (subject, headline) = match p["kind"].as_str().unwrap_or_default() {
+        "needs_signoff" => {
+            link_label = "Review and sign";
+            reason = "your team signs this kind of change";
+            paragraphs.push(format!(
+                "A sign-off applies to fingerprint {fp} only: if the target list changes, earlier sign-offs go stale and must be given again."
+            ));
+            (
+                format!("[{chg}] Needs your sign-off: {title}"),
+                format!("{actor} submitted {chg} for sign-off"),
+            )
+        }
+        "signed" => {
+            let comment = s(&d["comment"]);
+            if !comment.is_empty() {
+                paragraphs.push(format!("“{comment}”"));
+            }
+            (
+                format!("[{chg}] Signed by {actor}: {title}"),
+                format!("{actor} signed the {} side of {chg}", s(&d["side"])),
+            )
+        }
+        "approved" => {
+            paragraphs.push(format!(
+                "Both teams signed fingerprint {fp}. {} can now execute it.",
+                s(&p["implementing_team"])
+            ));
+            (
+                format!("[{chg}] Approved: {title}"),
+                format!("{chg} is approved"),
+            )
+        }
+        "stale" => {
+            link_label = "Review the new list and sign again";
+            paragraphs.push(format!(
+                "The resolved target list changed: {} added, {} removed ({}). Your sign-off was for {} and no longer counts; the new fingerprint is {fp}.",
+                s(&d["added"]),
+                s(&d["removed"]),
+                s(&d["reason"]),
+                d["previous_fingerprint"].as_str().map(short_fingerprint).unwrap_or_default()
+            ));
+            for (label, key) in [("Added", "added_sample"), ("Removed", "removed_sample")] {
+                if let Some(list) = d[key].as_array().filter(|l| !l.is_empty()) {
+                    let ids: Vec<String> = list.iter().take(10).map(s).collect();
+                    facts.push((label.to_string(), ids.join(", ")));
+                }
+            }
+            (
+                format!("[{chg}] Your sign-off went stale: {title}"),
+                format!("The target list of {chg} changed after you signed"),
+            )
+        }
+        "rejected" => {
+            paragraphs.push(format!("Reason: {}", s(&d["reason"])));
+            (
+                format!("[{chg}] Rejected: {title}"),
+                format!("{actor} rejected {chg}"),
+            )
+        }
+        "cancelled" => {
+            let r = s(&d["reason"]);
+            if !r.is_empty() {
+                paragraphs.push(format!("Reason: {r}"));
+            }
+            (
+                format!("[{chg}] Cancelled: {title}"),
+                format!("{actor} cancelled {chg}"),
+            )
+        }
+        "commented" => {
+            paragraphs.push(s(&d["body"]));
+            link_label = "Reply";
+            (
+                format!("[{chg}] Comment from {actor}: {title}"),
+                format!("{actor} commented on {chg}"),
+            )
+        }
+        "execution_started" => {
+            let waves: Vec<String> = d["waves"]
+                .as_array()
+                .map(|w| w.iter().map(s).collect())
+                .unwrap_or_default();
+            paragraphs.push(format!(
+                "{} targets, in waves of {}.",
+                s(&d["targets"]),
+                waves.join(", then ")
+            ));
+            link_label = "Watch the progress";
+            (
+                format!("[{chg}] Execution started: {title}"),
+                format!("{actor} started executing {chg}"),
+            )
+        }
+        "execution_halted" => {
+            link_label = "Resume or abort";
+            paragraphs.push(format!(
+                "Wave {} ended with {} failed and {} done: {}. Nothing more runs until someone of {} resumes or aborts it.",
+                s(&d["wave"]),
+                s(&d["failed"]),
+                s(&d["done"]),
+                s(&d["reason"]),
+                s(&p["implementing_team"])
+            ));
+            (
+                format!("[{chg}] Execution HALTED: {title}"),
+                format!("Execution of {chg} halted"),
+            )
+        }
+        "execution_finished" => {
+            let st = d["state"].as_str().unwrap_or("aborted").replace('_', " ");
+            paragraphs.push(format!(
+                "{} done, {} failed, {} skipped of {}.",
+                s(&d["done"]),
+                s(&d["failed"]),
+                s(&d["skipped"]),
+                s(&d["total"])
+            ));
+            if let Some(r) = d["reason"].as_str() {
+                paragraphs.push(format!("Reason: {r}"));
+            }
+            (
+                format!("[{chg}] Execution {st}: {title}"),
+                format!("Execution of {chg}: {st}"),
+            )
+        }
+        "rollback_created" => {
+            paragraphs.push(format!(
+                "{} undoes {chg}: it needs its sign-offs before it can run.",
+                s(&d["rollback"])
+            ));
+            (
+                format!("[{chg}] Rollback created: {title}"),
+                format!("{actor} created a rollback of {chg}"),
+            )
+        }
+        other => (
+            format!("[{chg}] {other}: {title}"),
+            format!("{chg}: {other}"),
+        ),
+    };
+    Content {
+        subject,
+        headline,
+        paragraphs,
+        facts,
+        link_label,
+        reason,
+    }
+}
+
+/// The one-line headline of a notification (for digests).
+pub fn headline(p: &Value) -> String {
+    content(p).headline
+}
+
+/// Render a notification row.
+pub fn render(row: &OutboxRow, settings: &MailSettings) -> Result<Rendered, askama::Error> {
+    let p: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
+    let change = row.change_id.unwrap_or_default();
+    let link = settings.change_link(change);
+    let prefs_link = settings.prefs_link();
+    match row.event_kind.as_str() {
+        "customer_notice" => {
+            let subject = s(&p["subject"]);
+            let body = s(&p["body"]);
+            let chg = number(change);
+            let paragraphs: Vec<String> = body
+                .split("\n\n")
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            Ok(Rendered {
+                text: NoticeText {
+                    body: &body,
+                    change: &chg,
+                }
+                .render()?,
+                html: NoticeHtml {
+                    subject: &subject,
+                    paragraphs: &paragraphs,
+                    change: &chg,
+                }
+                .render()?,
+                subject,
+                thread: None,
+                unsubscribe: false,
+            })
+        }
+        "digest" => {
+            let items: Vec<DigestItem> = p["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|i| DigestItem {
+                    change: number(i["change_id"].as_i64().unwrap_or_default()),
+                    headline: s(&i["headline"]),
+                    link: settings.change_link(i["change_id"].as_i64().unwrap_or_default()),
+                })
+                .collect();
+            Ok(Rendered {
+                subject: format!("countersign digest: {} notification(s)", items.len()),
+                text: DigestText {
+                    items: &items,
+                    prefs_link: &prefs_link,
+                }
+                .render()?,
+                html: DigestHtml {
+                    items: &items,
+                    prefs_link: &prefs_link,
+                }
+                .render()?,
+                thread: None,
+                unsubscribe: true,
+            })
+        }
+        _ => {
+            let c = content(&p);
+            let chg = number(change);
+            Ok(Rendered {
+                text: NotificationText {
+                    headline: &c.headline,
+                    paragraphs: &c.paragraphs,
+                    facts: &c.facts,
+                    link: &link,
+                    link_label: c.link_label,
+                    reason: c.reason,
+                    prefs_link: &prefs_link,
+                }
+                .render()?,
+                html: NotificationHtml {
+                    subject: &c.subject,
+                    change: &chg,
+                    headline: &c.headline,
+                    paragraphs: &c.paragraphs,
+                    facts: &c.facts,
+                    link: &link,
+                    link_label: c.link_label,
+                    reason: c.reason,
+                    prefs_link: &prefs_link,
+                }
+                .render()?,
+                subject: c.subject,
+                thread: Some(settings.thread_id(change)),
+                unsubscribe: true,
+            })
+        }
+    }
+}
+
+/// `List-Unsubscribe: <url>`: where to change one's notification preferences.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// The MIME message for a row: multipart/alternative (text, HTML), a stable Message-ID
+/// (the row's), and In-Reply-To/References to the change's thread.
+pub fn message(row: &OutboxRow, r: &Rendered, settings: &MailSettings) -> Result<Message, String> {
+    let from: Mailbox = settings
+        .from
+        .parse()
+        .map_err(|e| format!("COUNTERSIGN_MAIL_FROM `{}`: {e}", settings.from))?;
+    let to: Mailbox = row
+        .recipient
+        .parse()
+        .map_err(|e| format!("recipient `{}`: {e}", row.recipient))?;
+    let mut b = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(r.subject.clone())
+        .message_id(Some(format!("<{}@{}>", row.message_id, settings.domain())));
+    if let Some(t) = &r.thread {
+        b = b.in_reply_to(t.clone()).references(t.clone());
+    }
+    if r.unsubscribe {
+        b = b.header(ListUnsubscribe(format!("<{}>", settings.prefs_link())));
+    }
+    b.multipart(
+        MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(r.text.clone()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(r.html.clone()),
+            ),
+    )
+    .map_err(|e| format!("cannot build the message: {e}"))
+}

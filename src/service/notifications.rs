@@ -1,0 +1,164 @@
+//! Notification preferences (per person, per event kind) and the outbox as admins see it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::CurrentUser;
+use crate::db::audit;
+use crate::db::models::OutboxRow;
+use crate::db::{outbox as repo, write_tx, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::notify::{is_kind, mode_allowed, KINDS, MODES, ROLLBACK_KIND};
+
+#[derive(Debug, Serialize)]
+pub struct Preference {
+    pub kind: String,
+    pub description: String,
+    pub mode: String,
+    pub allowed: Vec<&'static str>,
+}
+
+pub fn preferences(conn: &mut DbConn, user: &CurrentUser) -> AppResult<Vec<Preference>> {
+    let stored = repo::prefs_of(conn, user.id)?;
+    let mut all: Vec<(&str, &str)> = KINDS.to_vec();
+    all.push((
+        ROLLBACK_KIND,
+        "A rollback of a change you are part of was created",
+    ));
+    Ok(all
+        .into_iter()
+        .map(|(k, d)| Preference {
+            kind: k.into(),
+            description: d.into(),
+            mode: stored
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| "immediately".into()),
+            allowed: MODES
+                .iter()
+                .copied()
+                .filter(|m| mode_allowed(k, m))
+                .collect(),
+        })
+        .collect())
+}
+
+/// Set some preferences: `{"commented": "digest", "signed": "never"}`. All or nothing.
+pub fn set_preferences(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    changes: &BTreeMap<String, String>,
+) -> AppResult<Vec<Preference>> {
+    let mut problems = Vec::new();
+    for (k, m) in changes {
+        if !is_kind(k) {
+            problems.push(format!("`{k}` is not a notification kind"));
+        } else if !MODES.contains(&m.as_str()) {
+            problems.push(format!("{k}: `{m}` is not one of {}", MODES.join(", ")));
+        } else if !mode_allowed(k, m) {
+            problems.push(format!(
+                "{k}: requests for your sign-off cannot be turned off; choose `digest` to bundle them"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(
+            AppError::unprocessable("invalid_preferences", problems.join("; "))
+                .with_details(json!({"problems": problems})),
+        );
+    }
+    write_tx(conn, |conn| -> AppResult<()> {
+        for (k, m) in changes {
+            repo::set_pref(conn, user.id, k, m)?;
+        }
+        audit::append(
+            conn,
+            &user.actor(),
+            "notification_preferences_set",
+            None,
+            json!(changes),
+        )?;
+        Ok(())
+    })?;
+    preferences(conn, user)
+}
+
+fn admin(user: &CurrentUser) -> AppResult<()> {
+    if user.is_admin {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(
+            "forbidden",
+            "only admins can see and retry the outbox",
+        ))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutboxView {
+    pub id: i64,
+    pub kind: String,
+    pub change: Option<String>,
+    pub recipient: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: chrono::NaiveDateTime,
+    pub created_at: chrono::NaiveDateTime,
+    pub sent_at: Option<chrono::NaiveDateTime>,
+}
+
+fn view(r: OutboxRow) -> OutboxView {
+    OutboxView {
+        id: r.id,
+        kind: r.event_kind,
+        change: r.change_id.map(super::views::number),
+        recipient: r.recipient,
+        state: r.state,
+        attempts: r.attempts,
+        last_error: r.last_error,
+        next_attempt_at: r.next_attempt_at,
+        created_at: r.created_at,
+        sent_at: r.sent_at,
+    }
+}
+
+pub fn outbox(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    state: Option<&str>,
+    change: Option<i64>,
+    limit: i64,
+) -> AppResult<Vec<OutboxView>> {
+    admin(user)?;
+    Ok(repo::list(conn, state, change, limit)?
+        .into_iter()
+        .map(view)
+        .collect())
+}
+
+/// A dead mail back to the queue, attempts reset.
+pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<OutboxView> {
+    admin(user)?;
+    write_tx(conn, |conn| -> AppResult<()> {
+        let row = repo::get(conn, id)?
+            .ok_or_else(|| AppError::not_found_msg(format!("no mail {id} in the outbox")))?;
+        if !repo::retry(conn, id)? {
+            return Err(AppError::conflict(
+                "not_dead",
+                format!("mail {id} is {}; only dead mails can be retried", row.state),
+            ));
+        }
+        audit::append(
+            conn,
+            &user.actor(),
+            "mail_retried",
+            row.change_id,
+            json!({"mail": id, "recipient": row.recipient}),
+        )?;
+        Ok(())
+    })?;
+    Ok(view(repo::get(conn, id)?.expect("exists")))
+}
