@@ -11,5 +11,7 @@ mod effects;
 mod execution;
 mod helpers;
 mod inventory;
+mod mail;
 mod signoffs;
+mod smtp;
 mod webhook;
