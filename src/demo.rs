@@ -275,9 +275,19 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Try: curl -H 'Authorization: Bearer <token>' http://{}/api/v1/queue\n",
+        "Try: curl -H 'Authorization: Bearer <token>' http://{}/api/v1/queue",
         config.bind
     );
+    match &config.mail.transport {
+        crate::config::MailTransport::Dir(d) => println!(
+            "Notification mails are written to {}/ as .eml files (set COUNTERSIGN_SMTP_HOST to send them).\n",
+            d.display()
+        ),
+        crate::config::MailTransport::Smtp { host, port, .. } => {
+            println!("Notification mails go out through SMTP at {host}:{port}.\n")
+        }
+        crate::config::MailTransport::Off => println!(),
+    }
     Ok(())
 }
 

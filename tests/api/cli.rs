@@ -44,6 +44,8 @@ fn help_lists_the_commands() {
         "bench",
         "worker",
         "change",
+        "mailer",
+        "contacts",
     ] {
         assert!(t.contains(c), "{c} missing from --help:\n{t}");
     }
@@ -151,6 +153,33 @@ fn operator_workflow_and_audit_verify() {
     let o = bin(&db, &["inventory", "import", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("15 new"), "{}", text(&o));
+
+    // Contacts: a bad line writes nothing and is named; then the good file.
+    let contacts = dir.path().join("contacts.ndjson");
+    std::fs::write(
+        &contacts,
+        "{\"entity\":\"org-00000001\",\"name\":\"Alice\",\"email\":\"alice@acme.example\",\"role\":\"admin\"}\n{\"entity\":\"org-00000001\",\"name\":\"X\",\"email\":\"x@acme.example\",\"role\":\"boss\"}\n",
+    )
+    .unwrap();
+    let o = bin(&db, &["contacts", "import", contacts.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("line 2: role `boss` is not one of admin, billing, technical"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("nothing written"), "{}", text(&o));
+    let o = bin(
+        &db,
+        &[
+            "contacts",
+            "import",
+            "--partial",
+            contacts.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 new"), "{}", text(&o));
 
     let o = bin(&db, &["audit", "verify"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -373,6 +402,7 @@ fn demo_sets_up_every_state_and_prints_logins() {
         assert!(t.contains(who), "{who} missing:\n{t}");
     }
     assert!(t.contains(" cs_"), "no tokens printed:\n{t}");
+    assert!(t.contains("Notification mails are written to"), "{t}");
     use countersign::db::schema::changes;
     let mut conn = diesel::SqliteConnection::establish(file.to_str().unwrap()).unwrap();
     let mut states: Vec<String> = changes::table

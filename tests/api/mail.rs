@@ -16,27 +16,41 @@ use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp, ORG1};
 use crate::smtp::{free_port, Mode, SmtpServer};
 
 async fn app_with_smtp(backend: Backend, port: u16, digest_hours: f64) -> Option<TestApp> {
+    app_with_smtp_and(backend, port, digest_hours, |_| {}).await
+}
+
+async fn app_with_smtp_and(
+    backend: Backend,
+    port: u16,
+    digest_hours: f64,
+    tweak: impl FnOnce(&mut countersign::config::Config),
+) -> Option<TestApp> {
     spawn_app_with(backend, move |c| {
-        c.mail = MailConfig {
-            transport: MailTransport::Smtp {
-                host: "127.0.0.1".into(),
-                port,
-                tls: SmtpTls::None,
-                username: None,
-                password: None,
-            },
-            mailer: true,
-            from: "countersign <noreply@countersign.test>".into(),
-            public_url: "http://countersign.test".into(),
-            max_attempts: 6,
-            retry_base_ms: 100,
-            timeout_secs: 1,
-            poll_ms: 50,
-            digest_hours,
-            lease_secs: 30,
-        };
+        tweak(c);
+        c.mail = smtp_config(port, digest_hours);
     })
     .await
+}
+
+fn smtp_config(port: u16, digest_hours: f64) -> MailConfig {
+    MailConfig {
+        transport: MailTransport::Smtp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+        },
+        mailer: true,
+        from: "countersign <noreply@countersign.test>".into(),
+        public_url: "http://countersign.test".into(),
+        max_attempts: 6,
+        retry_base_ms: 100,
+        timeout_secs: 1,
+        poll_ms: 50,
+        digest_hours,
+        lease_secs: 30,
+    }
 }
 
 fn outbox_states(app: &TestApp) -> BTreeMap<String, i64> {
@@ -240,6 +254,9 @@ async fn smtp_down_then_back_delivers_everything_once(backend: Backend) {
     assert!(v["mails"][0]["last_error"].as_str().is_some(), "{v}");
     let (s, _) = app.get("/api/v1/outbox", "carla").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "admins only");
+    // A second mailer process joins (same database): leases keep them apart.
+    let second =
+        countersign::notify::mailer::Mailer::spawn(app.pool.clone(), smtp_config(port, 24.0));
     // The server comes back: everything is delivered, exactly once.
     let server = SmtpServer::start(port, Mode::Normal).await;
     until("delivery after the outage", || server.mails().len() == 12).await;
@@ -252,6 +269,9 @@ async fn smtp_down_then_back_delivers_everything_once(backend: Backend) {
         .collect();
     assert_eq!(ids.len(), 12);
     assert_eq!(outbox_states(&app).get("sent"), Some(&12));
+    tokio::task::spawn_blocking(move || second.stop())
+        .await
+        .unwrap();
 }
 
 async fn a_rejected_recipient_goes_dead_and_can_be_retried(backend: Backend) {
@@ -620,6 +640,174 @@ async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
     assert_eq!(v["notices"][0]["sent_by"], "carla@ops.example");
 }
 
+async fn stale_rejected_cancelled_halted_and_rollback_mails(backend: Backend) {
+    let server = SmtpServer::start(0, Mode::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.toml");
+    std::fs::write(
+        &schema,
+        format!(
+            "{}\n\n[operations.deprovision_app]\nlabel = \"Deprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"CS_MAIL_HOOK\"\ntimeout_ms = 300\nmax_attempts = 1\n",
+            countersign::domain::schema::EXAMPLE_SCHEMA,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let Some(app) = app_with_smtp_and(backend, server.port, 24.0, move |c| {
+        c.schema_path = Some(schema);
+        c.secrets.insert("CS_MAIL_HOOK".into(), "s3cret".into());
+    })
+    .await
+    else {
+        return;
+    };
+    app.load_fixture().await;
+    let subjects = |to: &str| -> Vec<String> {
+        server
+            .to(to)
+            .iter()
+            .map(|m| m.header("Subject").unwrap())
+            .collect()
+    };
+
+    // Stale: ben signed, then the inventory moved under the selector.
+    let sel = json!({"within": {"kind": "site", "ids": [site(1)]}, "where": {"app": "insight"}});
+    let (a, afp) = app.submitted("ana", "uninstall_app", sel).await;
+    app.sign(a, "ben", "requester", &afp, None).await;
+    let line = json!({"kind": "app_install", "id": inst(99), "parent": site(1), "name": "insight again", "attrs": {"app": "insight", "version": "1.0.0"}}).to_string();
+    app.import("carla", &[line], false).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{a}/resolve"), "ana", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    until("the stale mail", || {
+        subjects("ben@req.example")
+            .iter()
+            .any(|s| s.contains("Your sign-off went stale"))
+    })
+    .await;
+    let m = server
+        .to("ben@req.example")
+        .into_iter()
+        .find(|m| m.header("Subject").unwrap().contains("stale"))
+        .unwrap();
+    let text = m.part("text/plain").unwrap();
+    assert!(text.contains("1 added, 0 removed"), "{text}");
+    assert!(
+        text.contains(&inst(99)),
+        "the added target is named: {text}"
+    );
+
+    // Rejected, with the reason, to the author.
+    let (b, _) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(3)]}))
+        .await;
+    app.post(
+        &format!("/api/v1/changes/{b}/reject"),
+        "carla",
+        json!({"reason": "Legal hold on site 2."}),
+    )
+    .await;
+    until("the rejection", || {
+        server.to("ana@req.example").iter().any(|m| {
+            m.header("Subject").unwrap() == format!("[CHG-{b}] Rejected: t")
+                && m.part("text/plain")
+                    .unwrap()
+                    .contains("Legal hold on site 2.")
+        })
+    })
+    .await;
+
+    // Cancelled by the author: the signer hears of it.
+    let (c, cfp) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(5)]}))
+        .await;
+    app.sign(c, "ben", "requester", &cfp, None).await;
+    app.post(
+        &format!("/api/v1/changes/{c}/cancel"),
+        "ana",
+        json!({"reason": "Not needed after all."}),
+    )
+    .await;
+    until("the cancellation", || {
+        subjects("ben@req.example").contains(&format!("[CHG-{c}] Cancelled: t"))
+    })
+    .await;
+
+    // Halted: the external executor is down; the implementing team is told why.
+    let (d, dfp) = app
+        .approved("deprovision_app", json!({"ids": [inst(7)]}))
+        .await;
+    app.execute(d, &dfp).await;
+    app.wait_execution(d, &["halted"]).await;
+    until("the halt", || {
+        subjects("eli@ops.example").contains(&format!("[CHG-{d}] Execution HALTED: t"))
+    })
+    .await;
+    let m = server
+        .to("eli@ops.example")
+        .into_iter()
+        .find(|m| m.header("Subject").unwrap().contains("HALTED"))
+        .unwrap();
+    assert!(m.part("text/plain").unwrap().contains("resumes or aborts"));
+
+    // A rollback: the other participants hear of it.
+    let (e, efp) = app
+        .approved("uninstall_app", json!({"ids": [inst(2)]}))
+        .await;
+    app.execute(e, &efp).await;
+    app.wait_execution(e, &["completed"]).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{e}/rollback"), "ben", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    until("the rollback mail", || {
+        subjects("carla@ops.example").contains(&format!("[CHG-{e}] Rollback created: t"))
+            && subjects("ana@req.example").contains(&format!("[CHG-{e}] Rollback created: t"))
+    })
+    .await;
+    assert!(!subjects("ben@req.example").contains(&format!("[CHG-{e}] Rollback created: t")));
+}
+
+/// Without SMTP, mails are `.eml` files in a directory.
+async fn without_smtp_mails_are_files(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mail");
+    let p2 = path.clone();
+    let Some(app) = spawn_app_with(backend, move |c| {
+        c.mail = MailConfig {
+            transport: MailTransport::Dir(p2),
+            mailer: true,
+            poll_ms: 50,
+            ..MailConfig::off()
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    app.load_fixture().await;
+    app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    until("four .eml files", || {
+        std::fs::read_dir(&path)
+            .map(|d| d.count() == 4)
+            .unwrap_or(false)
+    })
+    .await;
+    let f = std::fs::read_dir(&path).unwrap().next().unwrap().unwrap();
+    assert!(f
+        .file_name()
+        .to_string_lossy()
+        .ends_with("-needs_signoff.eml"));
+    let text = std::fs::read_to_string(f.path()).unwrap();
+    assert!(
+        text.contains("Subject: [CHG-1] Needs your sign-off: t"),
+        "{text}"
+    );
+    assert!(text.contains("multipart/alternative"));
+}
+
 macro_rules! mail_tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -646,4 +834,6 @@ mail_tests!(
     digests_and_opt_outs,
     the_outbox_commits_with_its_event,
     contacts_outlive_their_entities_and_get_notices,
+    stale_rejected_cancelled_halted_and_rollback_mails,
+    without_smtp_mails_are_files,
 );
