@@ -41,6 +41,8 @@ fn serve(url: &str, port: u16) -> Child {
         .env("COUNTERSIGN_EXEC_THROTTLE_MS", "15")
         .env("COUNTERSIGN_LEASE_SECS", "1")
         .env("COUNTERSIGN_POLL_MS", "100")
+        // This test is about execution; its mails stay in the outbox (and out of the repo).
+        .env("COUNTERSIGN_MAILER", "false")
         .env_remove("COUNTERSIGN_SCHEMA")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
