@@ -183,6 +183,10 @@ pub enum UserCmd {
         /// May verify the audit trail and import inventory.
         #[arg(long)]
         admin: bool,
+        /// Read the password for the web app from standard input (otherwise a new person
+        /// gets a random initial password, printed once).
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -378,7 +382,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             name,
             teams,
             admin,
+            password_stdin,
         }) => {
+            let given = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s)?;
+                let p = s.trim_end_matches(['\r', '\n']).to_string();
+                if p.chars().count() < 10 {
+                    anyhow::bail!("the password must have at least 10 characters");
+                }
+                Some(p)
+            } else {
+                None
+            };
             let email = email.trim().to_lowercase();
             if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
                 anyhow::bail!("`{email}` is not an email address");
@@ -408,6 +424,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 for id in team_ids {
                     users::add_member(conn, id, user.id)?;
                 }
+                let initial = match (&given, verb) {
+                    (Some(p), _) => {
+                        users::set_password(conn, user.id, p)?;
+                        None
+                    }
+                    (None, "created") => {
+                        let p = crate::web::pages::random_password();
+                        users::set_password(conn, user.id, &p)?;
+                        Some(p)
+                    }
+                    _ => None,
+                };
                 audit::append(
                     conn,
                     &Actor::cli(),
@@ -416,12 +444,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     json!({"email": email, "name": name, "teams": teams, "admin": admin}),
                 )?;
                 Ok(format!(
-                    "{verb} {email} ({name}) in {}",
+                    "{verb} {email} ({name}) in {}{}",
                     if teams.is_empty() {
                         "no new team".into()
                     } else {
                         teams.join(", ")
-                    }
+                    },
+                    initial
+                        .map(|p| format!("\ninitial password (shown once): {p}"))
+                        .unwrap_or_default()
                 ))
             })
             .map_err(app_err)?;

@@ -201,6 +201,9 @@ fn e(err: AppError) -> anyhow::Error {
 }
 
 /// Create the demo database if it has no data yet; print fresh API tokens either way.
+/// Every demo person signs in to the web app with this password.
+pub const DEMO_PASSWORD: &str = "countersign-demo";
+
 pub fn setup(config: &Config) -> anyhow::Result<()> {
     let (schema, source) = config.load_schema()?;
     let pool = db::build_pool(&config.database, 2)?;
@@ -222,6 +225,7 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
             }
             for d in &DEMO_USERS {
                 let u = users::create_user(conn, d.email, d.name, d.admin)?;
+                users::set_password(conn, u.id, DEMO_PASSWORD)?;
                 if let Some(t) = d.team {
                     let team = users::find_team(conn, t)?.expect("created");
                     users::add_member(conn, team.id, u.id)?;
@@ -262,6 +266,10 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
     println!(
         "\ncountersign demo — database {}",
         config.database.redacted()
+    );
+    println!(
+        "Web app: http://{}/ — sign in as any person below with the password `{DEMO_PASSWORD}`.",
+        config.bind
     );
     println!("API tokens (new ones each start; use as `Authorization: Bearer <token>`):");
     for d in &DEMO_USERS {

@@ -91,6 +91,15 @@ pub fn append(
     Ok(id)
 }
 
+/// The latest `n` events, newest first.
+pub fn recent(conn: &mut DbConn, n: i64) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .order(audit_events::id.desc())
+        .limit(n)
+        .select(AuditEvent::as_select())
+        .load(conn)
+}
+
 pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<AuditEvent>> {
     audit_events::table
         .filter(audit_events::change_id.eq(change_id))

@@ -374,3 +374,19 @@ pub fn open_with_other_schema(conn: &mut DbConn, hash: &str) -> QueryResult<Vec<
         .order(changes::id.asc())
         .load(conn)
 }
+
+/// Changes whose resolved list includes `entity`, newest first.
+pub fn changes_touching(conn: &mut DbConn, entity: &str, limit: i64) -> QueryResult<Vec<Change>> {
+    changes::table
+        .filter(
+            changes::id.eq_any(
+                change_targets::table
+                    .filter(change_targets::entity_id.eq(entity))
+                    .select(change_targets::change_id),
+            ),
+        )
+        .order(changes::id.desc())
+        .limit(limit)
+        .select(Change::as_select())
+        .load(conn)
+}

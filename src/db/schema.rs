@@ -263,6 +263,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    web_sessions (token_hash) {
+        token_hash -> Text,
+        user_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -275,6 +285,7 @@ diesel::joinable!(changes -> users (author_id));
 diesel::joinable!(executions -> changes (change_id));
 diesel::joinable!(execution_items -> executions (execution_id));
 diesel::joinable!(contacts -> entities (entity_id));
+diesel::joinable!(web_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -296,4 +307,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_prefs,
     contacts,
     customer_notices,
+    web_sessions,
 );

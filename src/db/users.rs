@@ -5,7 +5,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::models::{Team, User};
-use super::schema::{api_tokens, team_members, teams, users};
+use super::schema::{api_tokens, team_members, teams, users, web_sessions};
 use super::{now, DbConn};
 
 pub fn find_team(conn: &mut DbConn, name: &str) -> QueryResult<Option<Team>> {
@@ -149,4 +149,116 @@ pub fn user_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<User
         .select(User::as_select())
         .first(conn)
         .optional()
+}
+
+// ---- passwords, browser sessions, token management -----------------------------------
+
+/// Store an argon2 hash of `password` for the user.
+pub fn set_password(conn: &mut DbConn, user_id: i64, password: &str) -> QueryResult<()> {
+    let hash = hash_password(password);
+    diesel::update(users::table.find(user_id))
+        .set(users::password_hash.eq(Some(hash)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{rand_core::OsRng as PwRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut PwRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing")
+        .to_string()
+}
+
+/// Whether `password` matches the stored hash (constant-time inside argon2).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A new browser session: (cookie token, CSRF token). Only the token's hash is stored.
+pub fn create_session(
+    conn: &mut DbConn,
+    user_id: i64,
+    ttl: chrono::Duration,
+) -> QueryResult<(String, String)> {
+    let mut a = [0u8; 32];
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut a);
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let token = hex::encode(a);
+    let csrf = hex::encode(b);
+    let t = now();
+    diesel::insert_into(web_sessions::table)
+        .values((
+            web_sessions::token_hash.eq(hash_token(&token)),
+            web_sessions::user_id.eq(user_id),
+            web_sessions::csrf_token.eq(&csrf),
+            web_sessions::created_at.eq(t),
+            web_sessions::expires_at.eq(t + ttl),
+        ))
+        .execute(conn)?;
+    // Old sessions of anyone go when they expire.
+    diesel::delete(web_sessions::table.filter(web_sessions::expires_at.lt(t))).execute(conn)?;
+    Ok((token, csrf))
+}
+
+/// The user and CSRF token of a live session.
+pub fn session(conn: &mut DbConn, token: &str) -> QueryResult<Option<(User, String)>> {
+    web_sessions::table
+        .inner_join(users::table)
+        .filter(web_sessions::token_hash.eq(hash_token(token)))
+        .filter(web_sessions::expires_at.gt(now()))
+        .select((User::as_select(), web_sessions::csrf_token))
+        .first(conn)
+        .optional()
+}
+
+pub fn end_session(conn: &mut DbConn, token: &str) -> QueryResult<()> {
+    diesel::delete(web_sessions::table.filter(web_sessions::token_hash.eq(hash_token(token))))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A user's API tokens: (id, label, created, last used, revoked).
+pub type TokenRow = (
+    i64,
+    String,
+    chrono::NaiveDateTime,
+    Option<chrono::NaiveDateTime>,
+    Option<chrono::NaiveDateTime>,
+);
+
+pub fn tokens_of(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<TokenRow>> {
+    api_tokens::table
+        .filter(api_tokens::user_id.eq(user_id))
+        .order(api_tokens::id.desc())
+        .select((
+            api_tokens::id,
+            api_tokens::label,
+            api_tokens::created_at,
+            api_tokens::last_used_at,
+            api_tokens::revoked_at,
+        ))
+        .load(conn)
+}
+
+/// Revoke one of the user's tokens; `false` if it is not theirs or already revoked.
+pub fn revoke_token(conn: &mut DbConn, user_id: i64, id: i64) -> QueryResult<bool> {
+    Ok(diesel::update(
+        api_tokens::table
+            .find(id)
+            .filter(api_tokens::user_id.eq(user_id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(Some(now())))
+    .execute(conn)?
+        == 1)
 }

@@ -3,12 +3,14 @@
 pub mod api;
 pub mod auth;
 pub mod middleware;
+pub mod pages;
+pub mod session;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::db::{self, Pool};
@@ -22,6 +24,8 @@ pub struct AppState {
     pub config: Config,
     /// Wakes this process's execution worker.
     pub wake: Arc<crate::exec::Wake>,
+    /// Failed browser logins per email.
+    pub limiter: session::LoginLimiter,
 }
 
 pub type State = web::Data<AppState>;
@@ -75,6 +79,7 @@ impl Application {
             schema,
             config,
             wake,
+            limiter: Default::default(),
         });
         let server =
             HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
@@ -156,6 +161,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         .app_data(web::PathConfig::default().error_handler(|err, _| AppError::bad_request("invalid_path", err.to_string()).into()))
         .service(
             web::scope("")
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "same-origin")),
+                )
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))
@@ -199,6 +211,27 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/audit/verify", web::get().to(api::audit_verify))
                         .default_service(web::to(api::not_found)),
                 )
-                .default_service(web::to(|| async { HttpResponse::NotFound().json(serde_json::json!({"error": {"code": "not_found", "message": "no such page"}})) })),
+                .route("/static/app.css", web::get().to(pages::css))
+                .route("/static/app.js", web::get().to(pages::js))
+                .route("/login", web::get().to(pages::login_form))
+                .route("/login", web::post().to(pages::login))
+                .route("/logout", web::post().to(pages::logout))
+                .route("/", web::get().to(pages::home))
+                .route("/queue", web::get().to(pages::queue))
+                .route("/changes", web::get().to(pages::changes))
+                .route("/changes/new", web::get().to(pages::new_change))
+                .route("/changes/new", web::post().to(pages::create_change))
+                .route("/changes/{id}", web::get().to(pages::change))
+                .route("/changes/{id}/targets.csv", web::get().to(pages::change_targets_csv))
+                .route("/changes/{id}/{action}", web::post().to(pages::change_action))
+                .route("/glossary", web::get().to(pages::glossary))
+                .route("/inventory", web::get().to(pages::inventory_page))
+                .route("/inventory/{id}", web::get().to(pages::entity_page))
+                .route("/settings", web::get().to(pages::settings))
+                .route("/settings/notifications", web::get().to(pages::notification_settings))
+                .route("/settings/notifications", web::post().to(pages::save_notifications))
+                .route("/settings/tokens", web::post().to(pages::create_token))
+                .route("/settings/tokens/{id}/revoke", web::post().to(pages::revoke_token))
+                .default_service(web::to(pages::not_found_page)),
         );
 }

@@ -1,0 +1,1620 @@
+//! The web app: server-rendered askama pages over the same services as the API. Every
+//! page works without JavaScript; every form carries the session's CSRF token.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::{CONTENT_TYPE, LOCATION};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
+use super::{with_conn, State};
+use crate::db::{audit, changes as repo, inventory, users};
+use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
+use crate::domain::selector::{Scope, Selector};
+use crate::domain::{Effect, Side};
+use crate::error::{AppError, RequestId};
+use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
+use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
+use crate::service::views::{number, ChangeSummaryView, ChangeView};
+use crate::service::CurrentUser;
+
+// ---- layout and errors ---------------------------------------------------------------
+
+pub struct UserBox {
+    pub name: String,
+    pub teams: String,
+}
+
+pub struct Layout {
+    pub user: Option<UserBox>,
+    pub csrf: String,
+    pub queue_count: usize,
+    pub section: &'static str,
+    pub flash: Vec<String>,
+}
+
+impl Layout {
+    fn anonymous() -> Layout {
+        Layout {
+            user: None,
+            csrf: String::new(),
+            queue_count: 0,
+            section: "",
+            flash: vec![],
+        }
+    }
+}
+
+async fn layout(state: &State, w: &WebUser, section: &'static str, req: &HttpRequest) -> Layout {
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let count = with_conn(state, move |conn| {
+        Ok(svc::queue(conn, &schema, &user)?.len())
+    })
+    .await
+    .unwrap_or(0);
+    let flash = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("done="))
+        .map(|m| vec![flash_text(m).to_string()])
+        .unwrap_or_default();
+    Layout {
+        user: Some(UserBox {
+            name: w.user.name.clone(),
+            teams: w.user.teams.join(", "),
+        }),
+        csrf: w.csrf.clone(),
+        queue_count: count,
+        section,
+        flash,
+    }
+}
+
+fn flash_text(code: &str) -> &'static str {
+    match code {
+        "signed" => "Your sign-off is recorded.",
+        "submitted" => "Submitted: both teams can now sign it.",
+        "created" => "Change created and submitted for sign-off.",
+        "rejected" => "The change is rejected.",
+        "cancelled" => "The change is cancelled.",
+        "commented" => "Comment added.",
+        "executing" => "Execution started.",
+        "resumed" => "Execution resumed.",
+        "aborted" => "Execution aborted.",
+        "rollback" => "Rollback created: it needs its sign-offs.",
+        "resolved" => "Resolved again against today's inventory.",
+        "saved" => "Saved.",
+        "token" => "Token revoked.",
+        _ => "Done.",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    status: u16,
+    heading: String,
+    message: String,
+    request_id: String,
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+    match body {
+        Ok(b) => HttpResponse::build(status)
+            .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+            .body(b),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError().body("template error")
+        }
+    }
+}
+
+/// An error as a page in the layout: 4xx with the service's message, 500 with the request id.
+pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
+    let (status, heading, message) = match e {
+        AppError::Client {
+            status, message, ..
+        } => {
+            let heading = match status.as_u16() {
+                404 => "Not found",
+                403 => "Not allowed",
+                409 => "That cannot be done now",
+                429 => "Too many attempts",
+                _ => "That did not work",
+            };
+            (*status, heading.to_string(), message.clone())
+        }
+        other => {
+            tracing::error!(request_id = %request_id(req), error = %other, "page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side".into(),
+                "The error is logged. Tell the countersign admins the request id below.".into(),
+            )
+        }
+    };
+    html(
+        status,
+        ErrorPage {
+            l,
+            status: status.as_u16(),
+            heading,
+            message,
+            request_id: request_id(req),
+        }
+        .render(),
+    )
+}
+
+pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
+    error_page(
+        &req,
+        Layout::anonymous(),
+        &AppError::not_found_msg(format!("There is no page at {}.", req.path())),
+    )
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, to.to_string()))
+        .finish()
+}
+
+fn csrf_error() -> AppError {
+    AppError::forbidden(
+        "csrf",
+        "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
+    )
+}
+
+macro_rules! page_try {
+    ($req:expr, $state:expr, $w:expr, $section:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => {
+                let l = layout($state, $w, $section, $req).await;
+                return error_page($req, l, &err);
+            }
+        }
+    };
+}
+
+// ---- static assets --------------------------------------------------------------------
+
+pub async fn css() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(include_str!("../../static/app.css"))
+}
+
+pub async fn js() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(include_str!("../../static/app.js"))
+}
+
+// ---- login ----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    l: Layout,
+    email: String,
+    next: String,
+    error: Option<String>,
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn safe_next(n: Option<&str>) -> String {
+    match n {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        _ => "/".into(),
+    }
+}
+
+/// A random initial password: 20 characters from an unambiguous alphabet.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn random_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+pub async fn login_form(req: HttpRequest, state: State, q: web::Query<NextQuery>) -> HttpResponse {
+    let csrf = random_hex();
+    let mut r = html(
+        StatusCode::OK,
+        LoginPage {
+            l: Layout::anonymous(),
+            email: String::new(),
+            next: safe_next(q.next.as_deref()),
+            error: None,
+            csrf: csrf.clone(),
+        }
+        .render(),
+    );
+    let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -> HttpResponse {
+    let f = form.into_inner();
+    let email = f.email.trim().to_lowercase();
+    let next = safe_next(Some(&f.next));
+    let again = |error: String, status: StatusCode| {
+        let csrf = random_hex();
+        let mut r = html(
+            status,
+            LoginPage {
+                l: Layout::anonymous(),
+                email: f.email.clone(),
+                next: next.clone(),
+                error: Some(error),
+                csrf: csrf.clone(),
+            }
+            .render(),
+        );
+        let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
+        r
+    };
+    let cookie_csrf = req
+        .cookie(LOGIN_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    if !csrf_ok(&cookie_csrf, &f.csrf) {
+        return again(
+            "The login form expired. Please sign in again.".into(),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    if let Some(wait) = state.limiter.locked(&email) {
+        return again(
+            format!(
+                "Too many failed attempts for this address. Try again in {} minutes.",
+                wait.as_secs() / 60 + 1
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let (e2, pw) = (email.clone(), f.password.clone());
+    let found = with_conn(&state, move |conn| {
+        let Some(u) = session::authenticate(conn, &e2, &pw)? else {
+            return Ok(None);
+        };
+        let (token, _) = users::create_session(
+            conn,
+            u.id,
+            chrono::Duration::hours(session::SESSION_HOURS),
+        )?;
+        audit::append(
+            conn,
+            &audit::Actor(u.email.clone()),
+            "signed_in",
+            None,
+            serde_json::json!({}),
+        )?;
+        Ok(Some(token))
+    })
+    .await;
+    match found {
+        Ok(Some(token)) => {
+            state.limiter.succeeded(&email);
+            let mut r = see_other(&next);
+            let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, &token));
+            let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, ""));
+            r
+        }
+        Ok(None) => {
+            state.limiter.failed(&email);
+            again(
+                "That email and password do not match.".into(),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+        Err(e) => error_page(&req, Layout::anonymous(), &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(req: HttpRequest, state: State, w: WebUser, form: web::Form<CsrfForm>) -> HttpResponse {
+    if !csrf_ok(&w.csrf, &form.csrf) {
+        let l = layout(&state, &w, "", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let token = w.token.clone();
+    let _ = with_conn(&state, move |conn| Ok(users::end_session(conn, &token)?)).await;
+    let mut r = see_other("/login");
+    let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, ""));
+    r
+}
+
+// ---- lists ----------------------------------------------------------------------------
+
+pub struct Row {
+    pub number: String,
+    pub title: String,
+    pub state: String,
+    pub operation: String,
+    pub effect: String,
+    pub targets: i64,
+    pub roots: i64,
+    pub teams: String,
+    pub age: String,
+    pub destructive: bool,
+    pub big: bool,
+    pub needs: String,
+}
+
+fn age(t: chrono::NaiveDateTime) -> String {
+    let d = crate::db::now() - t;
+    if d.num_days() > 0 {
+        format!("{} d", d.num_days())
+    } else if d.num_hours() > 0 {
+        format!("{} h", d.num_hours())
+    } else {
+        format!("{} min", d.num_minutes().max(0))
+    }
+}
+
+fn row(schema: &crate::domain::Schema, c: &ChangeSummaryView, needs: String) -> Row {
+    let op = schema.operation(&c.operation);
+    let effect = op.map(|o| o.effect).unwrap_or(Effect::Webhook);
+    Row {
+        number: c.number.clone(),
+        title: c.title.clone(),
+        state: c.state.clone(),
+        operation: op.map(|o| o.label.clone()).unwrap_or_else(|| c.operation.clone()),
+        effect: c.effect.clone(),
+        targets: c.target_count,
+        roots: c.root_count,
+        teams: format!("{} → {}", c.requesting_team, c.implementing_team),
+        age: age(c.submitted_at.unwrap_or(c.created_at)),
+        destructive: effect.is_destructive(),
+        big: c.target_count > 100,
+        needs,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    l: Layout,
+    mine: Vec<Row>,
+    waiting: Vec<Row>,
+    activity: Vec<Activity>,
+}
+
+pub struct Activity {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub change: String,
+}
+
+pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let data = with_conn(&state, move |conn| {
+        let queue = svc::queue(conn, &schema, &user)?;
+        let mine: Vec<ChangeSummaryView> = repo::list(
+            conn,
+            &repo::ListFilter {
+                state: Some("draft,awaiting_signoff,approved,executing,halted".into()),
+                limit: Some(200),
+                ..Default::default()
+            },
+        )?
+        .iter()
+        .filter(|c| c.author_id == user.id)
+        .map(|c| ChangeSummaryView::new(&schema, c))
+        .collect();
+        let events = audit::recent(conn, 15)?;
+        Ok((queue, mine, events))
+    })
+    .await;
+    let (queue, mine, events) = page_try!(&req, &state, &w, "home", data);
+    let page = HomePage {
+        l: layout(&state, &w, "home", &req).await,
+        mine: mine.iter().map(|c| row(&state.schema, c, String::new())).collect(),
+        waiting: queue
+            .iter()
+            .map(|q| row(&state.schema, &q.change, q.needs.join(" + ")))
+            .collect(),
+        activity: events
+            .into_iter()
+            .map(|e| Activity {
+                at: e.at.format("%Y-%m-%d %H:%M").to_string(),
+                actor: e.actor,
+                action: e.action.replace('_', " "),
+                change: e.change_id.map(number).unwrap_or_default(),
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    l: Layout,
+    rows: Vec<Row>,
+    effects: Vec<(&'static str, bool)>,
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    effect: Option<String>,
+}
+
+pub async fn queue(req: HttpRequest, state: State, w: WebUser, q: web::Query<QueueQuery>) -> HttpResponse {
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let items = page_try!(
+        &req,
+        &state,
+        &w,
+        "queue",
+        with_conn(&state, move |conn| svc::queue(conn, &schema, &user)).await
+    );
+    let effect = q.effect.clone().unwrap_or_default();
+    let rows = items
+        .iter()
+        .filter(|i| effect.is_empty() || i.change.effect == effect)
+        .map(|i| row(&state.schema, &i.change, i.needs.join(" + ")))
+        .collect();
+    let page = QueuePage {
+        l: layout(&state, &w, "queue", &req).await,
+        rows,
+        effects: ["soft_delete", "restore", "set_attributes", "purge", "webhook"]
+            .into_iter()
+            .map(|e| (e, e == effect))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "changes.html")]
+struct ChangesPage {
+    l: Layout,
+    rows: Vec<Row>,
+    states: Vec<(&'static str, bool)>,
+}
+
+#[derive(Deserialize)]
+pub struct ChangesQuery {
+    state: Option<String>,
+}
+
+pub async fn changes(req: HttpRequest, state: State, w: WebUser, q: web::Query<ChangesQuery>) -> HttpResponse {
+    let st = q.state.clone().filter(|s| crate::domain::ChangeState::parse(s).is_some());
+    let schema = state.schema.clone();
+    let st2 = st.clone();
+    let list = page_try!(
+        &req,
+        &state,
+        &w,
+        "changes",
+        with_conn(&state, move |conn| Ok(repo::list(
+            conn,
+            &repo::ListFilter {
+                state: st2,
+                limit: Some(200),
+                ..Default::default()
+            }
+        )?))
+        .await
+    );
+    let rows = list
+        .iter()
+        .map(|c| row(&schema, &ChangeSummaryView::new(&schema, c), String::new()))
+        .collect();
+    let page = ChangesPage {
+        l: layout(&state, &w, "changes", &req).await,
+        rows,
+        states: crate::domain::ChangeState::ALL
+            .iter()
+            .map(|s| (s.as_str(), st.as_deref() == Some(s.as_str())))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+// ---- new change -----------------------------------------------------------------------
+
+pub struct OpChoice {
+    pub name: String,
+    pub label: String,
+    pub explain: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "new_change.html")]
+struct NewChangePage {
+    l: Layout,
+    ops: Vec<OpChoice>,
+    teams: Vec<(String, bool)>,
+    f: ChangeForm,
+    scope_kinds: Vec<(String, String, bool)>,
+    errors: Vec<ResolutionError>,
+    problems: Vec<String>,
+    preview: Option<Preview>,
+}
+
+pub struct Preview {
+    pub text: String,
+    pub targets: u64,
+    pub roots: u64,
+    pub per_kind: Vec<(String, u64)>,
+    pub sample_roots: Vec<(String, String)>,
+    pub first: Vec<(String, String, String, String)>,
+    pub warnings: Vec<String>,
+    pub fingerprint: String,
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct ChangeForm {
+    #[serde(default)]
+    pub operation: String,
+    #[serde(default)]
+    pub requesting_team: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub rationale: String,
+    #[serde(default)]
+    pub ids: String,
+    #[serde(default)]
+    pub scope_kind: String,
+    #[serde(default)]
+    pub scope_ids: String,
+    #[serde(default, rename = "where")]
+    pub filter: String,
+    #[serde(default)]
+    pub params: String,
+    #[serde(default)]
+    pub not_before: String,
+    #[serde(default)]
+    pub not_after: String,
+    #[serde(default)]
+    pub expect_targets: String,
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub action: String,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>()
+}
+
+/// The form's fields as a service request; problems are messages for the form.
+fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
+    let mut problems = Vec::new();
+    // Keep blank lines out but line numbers right: the resolver counts lines of `ids`.
+    let mut ids = lines(&f.ids);
+    while ids.last().is_some_and(String::is_empty) {
+        ids.pop();
+    }
+    let scope_ids: Vec<String> = lines(&f.scope_ids)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut filter = BTreeMap::new();
+    for (i, l) in f.filter.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
+        match l.split_once('=') {
+            Some((k, v)) => {
+                filter.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            None => problems.push(format!(
+                "Attribute filter line {}: `{l}` is not `name = value`",
+                i + 1
+            )),
+        }
+    }
+    let mut params = serde_json::Map::new();
+    for (i, l) in f.params.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
+        match l.split_once('=') {
+            Some((k, v)) => {
+                params.insert(k.trim().into(), serde_json::Value::String(v.trim().into()));
+            }
+            None => problems.push(format!(
+                "Parameter line {}: `{l}` is not `name = value`",
+                i + 1
+            )),
+        }
+    }
+    let time = |label: &str, s: &str, problems: &mut Vec<String>| {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M") {
+            Ok(t) => Some(t.and_utc()),
+            Err(_) => {
+                problems.push(format!("{label}: `{s}` is not a date and time"));
+                None
+            }
+        }
+    };
+    let not_before = time("Not before", &f.not_before, &mut problems);
+    let not_after = time("Not after", &f.not_after, &mut problems);
+    let expect = match f.expect_targets.trim() {
+        "" => None,
+        n => match n.parse::<u64>() {
+            Ok(n) => Some(crate::domain::resolution::Expectation {
+                targets: Some(n),
+                roots: None,
+            }),
+            Err(_) => {
+                problems.push(format!("Expected target count: `{n}` is not a number"));
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(CreateChange {
+        title: f.title.clone(),
+        rationale: f.rationale.clone(),
+        requesting_team: f.requesting_team.clone(),
+        operation: f.operation.clone(),
+        params: serde_json::Value::Object(params),
+        targets: Selector {
+            ids,
+            within: (!scope_ids.is_empty()).then(|| Scope {
+                kind: f.scope_kind.clone(),
+                ids: scope_ids,
+            }),
+            filter,
+        },
+        expect,
+        not_before,
+        not_after,
+    })
+}
+
+fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
+    let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for t in &r.targets {
+        *per_kind.entry(t.kind.clone()).or_default() += 1;
+    }
+    Preview {
+        text: r.summary.text.clone(),
+        targets: r.summary.targets,
+        roots: r.summary.roots,
+        per_kind: per_kind
+            .into_iter()
+            .map(|(k, n)| {
+                (
+                    schema.kind(&k).map(|k| k.plural.clone()).unwrap_or(k),
+                    n,
+                )
+            })
+            .collect(),
+        sample_roots: r
+            .summary
+            .sample_roots
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect(),
+        first: r
+            .targets
+            .iter()
+            .take(20)
+            .map(|t| (t.kind.clone(), t.id.clone(), t.name.clone(), t.scope_path.clone()))
+            .collect(),
+        warnings: r.summary.warnings.clone(),
+        fingerprint: short_fingerprint(&r.fingerprint),
+    }
+}
+
+fn new_change_page(
+    state: &State,
+    l: Layout,
+    user: &CurrentUser,
+    f: ChangeForm,
+    errors: Vec<ResolutionError>,
+    problems: Vec<String>,
+    preview: Option<Preview>,
+) -> NewChangePage {
+    let ops = state
+        .schema
+        .operations
+        .values()
+        .map(|o| {
+            let kind = state.schema.kind(&o.target);
+            OpChoice {
+                name: o.name.clone(),
+                label: o.label.clone(),
+                explain: format!(
+                    "Acts on {} — {}. Needs {} requester and {} implementer sign-off(s) from {}{}.",
+                    kind.map(|k| k.plural.clone()).unwrap_or_else(|| o.target.clone()),
+                    o.effect.plain_words(),
+                    o.signoffs.requester,
+                    o.signoffs.implementer,
+                    o.implemented_by,
+                    if o.cascade { "; takes everything below its targets with it" } else { "" }
+                ),
+                selected: o.name == f.operation,
+            }
+        })
+        .collect();
+    let teams = user
+        .teams
+        .iter()
+        .map(|t| (t.clone(), *t == f.requesting_team))
+        .collect();
+    let scope_kinds = state
+        .schema
+        .kinds
+        .values()
+        .filter(|k| !state.schema.children_of(&k.name).is_empty())
+        .map(|k| (k.name.clone(), k.label.clone(), k.name == f.scope_kind))
+        .collect();
+    NewChangePage {
+        l,
+        ops,
+        teams,
+        f,
+        scope_kinds,
+        errors,
+        problems,
+        preview,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewQuery {
+    operation: Option<String>,
+}
+
+pub async fn new_change(req: HttpRequest, state: State, w: WebUser, q: web::Query<NewQuery>) -> HttpResponse {
+    let f = ChangeForm {
+        operation: q.operation.clone().unwrap_or_default(),
+        requesting_team: w.user.teams.first().cloned().unwrap_or_default(),
+        ..Default::default()
+    };
+    let l = layout(&state, &w, "new", &req).await;
+    html(
+        StatusCode::OK,
+        new_change_page(&state, l, &w.user, f, vec![], vec![], None).render(),
+    )
+}
+
+pub async fn create_change(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<ChangeForm>,
+) -> HttpResponse {
+    let f = form.into_inner();
+    if !csrf_ok(&w.csrf, &f.csrf) {
+        let l = layout(&state, &w, "new", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let again = |l: Layout, errors, problems, preview| {
+        html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            new_change_page(&state, l, &w.user, f.clone(), errors, problems, preview).render(),
+        )
+    };
+    let request = match to_request(&f) {
+        Ok(r) => r,
+        Err(problems) => {
+            let l = layout(&state, &w, "new", &req).await;
+            return again(l, vec![], problems, None);
+        }
+    };
+    // Resolve first (nothing stored): the preview, or the reasons it cannot be created.
+    let schema = state.schema.clone();
+    let targets = request.targets.clone();
+    let (op_name, params) = (request.operation.clone(), request.params.clone());
+    let resolved = with_conn(&state, move |conn| {
+        let op = schema.operation(&op_name).ok_or_else(|| {
+            AppError::unprocessable("unknown_operation", "Choose an operation.")
+        })?;
+        let params = svc::check_params(op, &params)?;
+        Ok(crate::db::read_tx(conn, |conn| {
+            crate::db::resolve::resolve(conn, &schema, op, &params, &targets)
+        })?)
+    })
+    .await;
+    let r = match resolved {
+        Ok(r) => r,
+        Err(AppError::Client { message, .. }) => {
+            let l = layout(&state, &w, "new", &req).await;
+            return again(l, vec![], vec![message], None);
+        }
+        Err(e) => {
+            let l = layout(&state, &w, "new", &req).await;
+            return error_page(&req, l, &e);
+        }
+    };
+    let preview = preview_of(&state.schema, &r);
+    if f.action != "create" || r.error_count > 0 {
+        let l = layout(&state, &w, "new", &req).await;
+        let status_ok = r.error_count == 0;
+        let mut resp = again(l, r.errors.clone(), vec![], Some(preview));
+        if status_ok {
+            *resp.status_mut() = StatusCode::OK;
+        }
+        return resp;
+    }
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let created = with_conn(&state, move |conn| {
+        let id = svc::create(conn, &schema, &user, request)?;
+        svc::submit(conn, &schema, &user, id)?;
+        Ok(id)
+    })
+    .await;
+    match created {
+        Ok(id) => see_other(&format!("/changes/{}?done=created", number(id))),
+        Err(AppError::Client { message, .. }) => {
+            let l = layout(&state, &w, "new", &req).await;
+            again(l, vec![], vec![message], Some(preview))
+        }
+        Err(e) => {
+            let l = layout(&state, &w, "new", &req).await;
+            error_page(&req, l, &e)
+        }
+    }
+}
+
+// ---- the change page ------------------------------------------------------------------
+
+pub struct SignoffLine {
+    pub who: String,
+    pub fp: String,
+    pub stale: bool,
+    pub comment: String,
+    pub at: String,
+}
+
+pub struct SidePanel {
+    pub side: &'static str,
+    pub label: &'static str,
+    pub team: String,
+    pub required: u32,
+    pub current: u32,
+    pub missing: u32,
+    pub signoffs: Vec<SignoffLine>,
+    pub can_sign: bool,
+}
+
+pub struct WaveRow {
+    pub n: usize,
+    pub size: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub pct_done: i64,
+    pub pct_failed: i64,
+    pub pct_skipped: i64,
+}
+
+#[derive(Template)]
+#[template(path = "change.html")]
+struct ChangePage {
+    l: Layout,
+    v: ChangeView,
+    effect_words: String,
+    destructive: bool,
+    fp_short: String,
+    fp_full: String,
+    sides: Vec<SidePanel>,
+    targets: Vec<(String, String, String, String)>,
+    target_total: i64,
+    q: String,
+    shown_from: i64,
+    shown_to: i64,
+    next_offset: Option<i64>,
+    prev_offset: Option<i64>,
+    comments: Vec<(String, String, String)>,
+    events: Vec<Activity>,
+    exec: Option<ExecutionView>,
+    waves: Vec<WaveRow>,
+    running: bool,
+    can_execute: bool,
+    can_control: bool,
+    can_rollback: bool,
+    can_cancel: bool,
+    can_reject: bool,
+    can_submit: bool,
+    params: String,
+}
+
+#[derive(Deserialize)]
+pub struct ChangeQuery {
+    q: Option<String>,
+    offset: Option<i64>,
+}
+
+fn pct(part: i64, whole: i64) -> i64 {
+    if whole <= 0 {
+        0
+    } else {
+        (part * 100 + whole / 2) / whole
+    }
+}
+
+pub async fn change(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    q: web::Query<ChangeQuery>,
+) -> HttpResponse {
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let schema = state.schema.clone();
+    let search = q.q.clone().filter(|s| !s.trim().is_empty());
+    let offset = q.offset.unwrap_or(0).max(0);
+    let s2 = search.clone();
+    let data = with_conn(&state, move |conn| {
+        let v = svc::view(conn, &schema, id)?;
+        let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
+        let comments = repo::comments(conn, id)?;
+        let events = audit::for_change(conn, id)?;
+        let exec = crate::db::exec::for_change(conn, id)?
+            .map(|_| exe::progress(conn, id))
+            .transpose()?;
+        Ok((v, total, rows, comments, events, exec))
+    })
+    .await;
+    let (v, total, rows, comments, events, exec) = page_try!(&req, &state, &w, "changes", data);
+    let u = &w.user;
+    let op = state.schema.operation(&v.operation.name);
+    let effect = op.map(|o| o.effect);
+    let effect_words = match (effect, op) {
+        (Some(Effect::SoftDelete), Some(o)) => format!(
+            "soft delete, restorable for {} days{}",
+            o.retention_days,
+            if o.cascade { ", with everything below the targets" } else { "" }
+        ),
+        (Some(e), _) => e.plain_words().to_string(),
+        _ => v.operation.effect_text.clone(),
+    };
+    let state_s = v.state.as_str();
+    let current = v.fingerprint.clone().unwrap_or_default();
+    let side_panel = |side: &'static str, label: &'static str, st: &crate::service::views::SideStatus| {
+        let team = st.team.clone();
+        let mine = u.in_team(&team);
+        let already = v
+            .signoffs
+            .iter()
+            .any(|s| s.by.email == u.email && !s.stale && s.fingerprint == current && s.side == side);
+        SidePanel {
+            side,
+            label,
+            team,
+            required: st.required,
+            current: st.current,
+            missing: st.missing,
+            signoffs: v
+                .signoffs
+                .iter()
+                .filter(|s| s.side == side)
+                .map(|s| SignoffLine {
+                    who: s.by.name.clone(),
+                    fp: short_fingerprint(&s.fingerprint),
+                    stale: s.stale || s.fingerprint != current,
+                    comment: s.comment.clone(),
+                    at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+                })
+                .collect(),
+            can_sign: mine && !already && st.missing > 0 && matches!(state_s, "awaiting_signoff"),
+        }
+    };
+    let sides = vec![
+        side_panel("requester", "Requesting team", &v.requester_side),
+        side_panel("implementer", "Implementing team", &v.implementer_side),
+    ];
+    let implementer = u.in_team(&v.implementing_team);
+    let involved = implementer || u.in_team(&v.requesting_team);
+    let exec_state = exec.as_ref().map(|e| e.state.clone()).unwrap_or_default();
+    let waves = exec
+        .as_ref()
+        .map(|e| {
+            e.waves
+                .iter()
+                .enumerate()
+                .map(|(i, wv)| WaveRow {
+                    n: i + 1,
+                    size: wv.size,
+                    done: wv.done,
+                    failed: wv.failed,
+                    skipped: wv.skipped,
+                    pct_done: pct(wv.done as i64, wv.size as i64),
+                    pct_failed: pct(wv.failed as i64, wv.size as i64),
+                    pct_skipped: pct(wv.skipped as i64, wv.size as i64),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = ChangePage {
+        l: layout(&state, &w, "changes", &req).await,
+        effect_words,
+        destructive: effect.is_some_and(|e| e.is_destructive()),
+        fp_short: v.fingerprint.as_deref().map(short_fingerprint).unwrap_or_default(),
+        fp_full: current.clone(),
+        sides,
+        targets: rows
+            .into_iter()
+            .map(|t| (t.kind, t.entity_id, t.name, t.scope_path))
+            .collect(),
+        shown_from: if total == 0 { 0 } else { offset + 1 },
+        shown_to: (offset + 50).min(total),
+        target_total: total,
+        q: search.unwrap_or_default(),
+        next_offset: (offset + 50 < total).then_some(offset + 50),
+        prev_offset: (offset > 0).then(|| (offset - 50).max(0)),
+        comments: comments
+            .into_iter()
+            .map(|(c, _email, name)| (name, c.created_at.format("%Y-%m-%d %H:%M").to_string(), c.body))
+            .collect(),
+        events: events
+            .into_iter()
+            .map(|e| Activity {
+                at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                actor: e.actor,
+                action: e.action.replace('_', " "),
+                change: String::new(),
+            })
+            .collect(),
+        running: exec_state == "running",
+        can_execute: implementer && state_s == "approved",
+        can_control: implementer,
+        can_rollback: involved
+            && matches!(state_s, "completed" | "partially_failed" | "aborted")
+            && v.rolled_back_by.is_none()
+            && effect.is_some_and(|e| crate::domain::execution::inverse(e).is_some()),
+        can_cancel: v.author.email == u.email
+            && matches!(state_s, "draft" | "awaiting_signoff" | "approved"),
+        can_reject: involved && matches!(state_s, "awaiting_signoff" | "approved"),
+        can_submit: v.author.email == u.email && state_s == "draft",
+        params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {
+            v.params.to_string()
+        } else {
+            String::new()
+        },
+        waves,
+        exec,
+        v,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn change_targets_csv(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let rows = page_try!(
+        &req,
+        &state,
+        &w,
+        "changes",
+        with_conn(&state, move |conn| {
+            repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            Ok(repo::targets_page(conn, id, None, 0, i64::MAX)?.1)
+        })
+        .await
+    );
+    let mut out = String::from("kind,id,name,scope_path\n");
+    for t in rows {
+        let cell = |s: &str| {
+            let s = if s.starts_with(['=', '+', '-', '@']) {
+                format!("'{s}")
+            } else {
+                s.to_string()
+            };
+            format!("\"{}\"", s.replace('"', "\"\""))
+        };
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            cell(&t.kind),
+            cell(&t.entity_id),
+            cell(&t.name),
+            cell(&t.scope_path)
+        ));
+    }
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}-targets.csv\"", number(id)),
+        ))
+        .body(out)
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    side: String,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    confirm_count: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /changes/{id}/{action}`: one form per action, then back to the change page.
+pub async fn change_action(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<(String, String)>,
+    form: web::Form<ActionForm>,
+) -> HttpResponse {
+    let (raw, action) = path.into_inner();
+    let f = form.into_inner();
+    if !csrf_ok(&w.csrf, &f.csrf) {
+        let l = layout(&state, &w, "changes", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let act = action.clone();
+    let result = with_conn(&state, move |conn| -> Result<(String, i64), AppError> {
+        let done = match act.as_str() {
+            "sign" => {
+                let side = match f.side.as_str() {
+                    "requester" => Side::Requester,
+                    "implementer" => Side::Implementer,
+                    _ => return Err(AppError::unprocessable("invalid_side", "Choose a side.")),
+                };
+                let confirm = match f.confirm_count.trim() {
+                    "" => None,
+                    n => Some(n.parse::<u64>().map_err(|_| {
+                        AppError::unprocessable(
+                            "confirm_count_mismatch",
+                            format!("`{n}` is not a number: type the number of targets"),
+                        )
+                    })?),
+                };
+                svc::sign(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    SignRequest {
+                        side,
+                        fingerprint: f.fingerprint.clone(),
+                        comment: f.comment.clone(),
+                        confirm_count: confirm,
+                    },
+                )?;
+                "signed"
+            }
+            "submit" => {
+                svc::submit(conn, &schema, &user, id)?;
+                "submitted"
+            }
+            "resolve" => {
+                svc::reresolve(conn, &schema, &user, id)?;
+                "resolved"
+            }
+            "reject" => {
+                svc::reject(conn, &user, id, &f.reason)?;
+                "rejected"
+            }
+            "cancel" => {
+                svc::cancel(conn, &user, id, Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()))?;
+                "cancelled"
+            }
+            "comment" => {
+                svc::comment(conn, &user, id, &f.body)?;
+                "commented"
+            }
+            "execute" => {
+                exe::execute(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    &ExecuteRequest {
+                        fingerprint: f.fingerprint.clone(),
+                    },
+                )?;
+                "executing"
+            }
+            "resume" => {
+                exe::resume(conn, &user, id)?;
+                "resumed"
+            }
+            "abort" => {
+                exe::abort(conn, &user, id, Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()))?;
+                "aborted"
+            }
+            "rollback" => {
+                let rb = exe::rollback(conn, &schema, &user, id, &RollbackRequest::default())?;
+                return Ok(("rollback".into(), rb));
+            }
+            _ => return Err(AppError::not_found_msg("no such action")),
+        };
+        Ok((done.to_string(), id))
+    })
+    .await;
+    match result {
+        Ok((done, target)) => {
+            if matches!(done.as_str(), "executing" | "resumed") {
+                state.wake.notify();
+            }
+            see_other(&format!("/changes/{}?done={done}", number(target)))
+        }
+        Err(e) => {
+            let l = layout(&state, &w, "changes", &req).await;
+            error_page(&req, l, &e)
+        }
+    }
+}
+
+// ---- glossary, inventory --------------------------------------------------------------
+
+pub struct KindView {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub pattern: String,
+    pub example: String,
+    pub parent: String,
+    pub attributes: String,
+    pub operations: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "glossary.html")]
+struct GlossaryPage {
+    l: Layout,
+    kinds: Vec<KindView>,
+    version: String,
+}
+
+pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    let s = &state.schema;
+    let kinds = s
+        .kinds
+        .values()
+        .map(|k| KindView {
+            name: k.name.clone(),
+            label: k.label.clone(),
+            description: k.description.clone(),
+            pattern: [k.prefix.as_deref().map(|p| format!("starts with {p}")), k.pattern.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
+            example: k.example.clone().unwrap_or_default(),
+            parent: k
+                .parent
+                .as_deref()
+                .and_then(|p| s.kind(p))
+                .map(|p| format!("{} ({})", p.label, p.name))
+                .unwrap_or_default(),
+            attributes: k.attributes.join(", "),
+            operations: s
+                .operations
+                .values()
+                .filter(|o| o.target == k.name)
+                .map(|o| (o.name.clone(), o.label.clone(), o.effect.plain_words().to_string()))
+                .collect(),
+        })
+        .collect();
+    let page = GlossaryPage {
+        l: layout(&state, &w, "glossary", &req).await,
+        kinds,
+        version: short_fingerprint(&s.hash),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "inventory.html")]
+struct InventoryPage {
+    l: Layout,
+    q: String,
+    rows: Vec<(String, String, String, String)>,
+}
+
+#[derive(Deserialize)]
+pub struct InventoryQuery {
+    q: Option<String>,
+}
+
+pub async fn inventory_page(req: HttpRequest, state: State, w: WebUser, q: web::Query<InventoryQuery>) -> HttpResponse {
+    let text = q.q.clone().unwrap_or_default();
+    let t2 = text.trim().to_string();
+    let rows = page_try!(
+        &req,
+        &state,
+        &w,
+        "inventory",
+        with_conn(&state, move |conn| {
+            if t2.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(inventory::list(
+                conn,
+                &inventory::ListFilter {
+                    q: Some(t2),
+                    limit: Some(100),
+                    ..Default::default()
+                },
+            )?)
+        })
+        .await
+    );
+    let page = InventoryPage {
+        l: layout(&state, &w, "inventory", &req).await,
+        q: text,
+        rows: rows
+            .into_iter()
+            .map(|e| (e.kind, e.id, e.name, e.state))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "entity.html")]
+struct EntityPage {
+    l: Layout,
+    e: crate::service::inventory::EntityDetail,
+    attrs: Vec<(String, String)>,
+    changes: Vec<(String, String, String)>,
+    contacts: Vec<crate::db::models::Contact>,
+}
+
+pub async fn entity_page(req: HttpRequest, state: State, w: WebUser, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let schema = state.schema.clone();
+    let data = with_conn(&state, move |conn| {
+        let e = crate::service::inventory::detail(conn, &schema, &id)?;
+        let changes = repo::changes_touching(conn, &id, 50)?;
+        let contacts = crate::service::contacts::of_entity(conn, &id)?;
+        Ok((e, changes, contacts))
+    })
+    .await;
+    let (e, changes, contacts) = page_try!(&req, &state, &w, "inventory", data);
+    let attrs = e
+        .entity
+        .attrs
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = EntityPage {
+        l: layout(&state, &w, "inventory", &req).await,
+        attrs,
+        changes: changes
+            .into_iter()
+            .map(|c| (number(c.id), c.title, c.state))
+            .collect(),
+        contacts,
+        e,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+// ---- settings: notifications and API tokens -------------------------------------------
+
+pub struct PrefRow {
+    pub kind: String,
+    pub description: String,
+    pub options: Vec<(String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    l: Layout,
+    prefs: Vec<PrefRow>,
+    tokens: Vec<(i64, String, String, String, bool)>,
+    new_token: Option<String>,
+    email: String,
+}
+
+async fn settings_page(req: &HttpRequest, state: &State, w: &WebUser, new_token: Option<String>) -> HttpResponse {
+    let user = w.user.clone();
+    let data = with_conn(state, move |conn| {
+        let prefs = crate::service::notifications::preferences(conn, &user)?;
+        let tokens = users::tokens_of(conn, user.id)?;
+        Ok((prefs, tokens))
+    })
+    .await;
+    let (prefs, tokens) = page_try!(req, state, w, "settings", data);
+    let page = SettingsPage {
+        l: layout(state, w, "settings", req).await,
+        prefs: prefs
+            .into_iter()
+            .map(|p| PrefRow {
+                options: p
+                    .allowed
+                    .iter()
+                    .map(|m| (m.to_string(), *m == p.mode))
+                    .collect(),
+                kind: p.kind,
+                description: p.description,
+            })
+            .collect(),
+        tokens: tokens
+            .into_iter()
+            .map(|(id, label, created, used, revoked)| {
+                (
+                    id,
+                    label,
+                    created.format("%Y-%m-%d").to_string(),
+                    used.map(|u| u.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    revoked.is_some(),
+                )
+            })
+            .collect(),
+        new_token,
+        email: w.user.email.clone(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn settings(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    settings_page(&req, &state, &w, None).await
+}
+
+pub async fn notification_settings() -> HttpResponse {
+    see_other("/settings#notifications")
+}
+
+pub async fn save_notifications(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<BTreeMap<String, String>>,
+) -> HttpResponse {
+    let mut f = form.into_inner();
+    let given = f.remove("csrf").unwrap_or_default();
+    if !csrf_ok(&w.csrf, &given) {
+        let l = layout(&state, &w, "settings", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| {
+            crate::service::notifications::set_preferences(conn, &user, &f)
+        })
+        .await
+    );
+    see_other("/settings?done=saved#notifications")
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    label: String,
+}
+
+pub async fn create_token(req: HttpRequest, state: State, w: WebUser, form: web::Form<TokenForm>) -> HttpResponse {
+    if !csrf_ok(&w.csrf, &form.csrf) {
+        let l = layout(&state, &w, "settings", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let label = form.label.trim().chars().take(80).collect::<String>();
+    let label = if label.is_empty() { "web".to_string() } else { label };
+    let user = w.user.clone();
+    let token = page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| {
+            let t = users::create_token(conn, user.id, &label)?;
+            audit::append(conn, &user.actor(), "token_created", None, serde_json::json!({"label": label}))?;
+            Ok(t)
+        })
+        .await
+    );
+    settings_page(&req, &state, &w, Some(token)).await
+}
+
+pub async fn revoke_token(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !csrf_ok(&w.csrf, &form.csrf) {
+        let l = layout(&state, &w, "settings", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let id = path.into_inner();
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| {
+            if !users::revoke_token(conn, user.id, id)? {
+                return Err(AppError::not_found_msg("no such token of yours"));
+            }
+            audit::append(conn, &user.actor(), "token_revoked", None, serde_json::json!({"token": id}))?;
+            Ok(())
+        })
+        .await
+    );
+    see_other("/settings?done=token#tokens")
+}
