@@ -320,11 +320,8 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let Some(u) = session::authenticate(conn, &e2, &pw)? else {
             return Ok(None);
         };
-        let (token, _) = users::create_session(
-            conn,
-            u.id,
-            chrono::Duration::hours(session::SESSION_HOURS),
-        )?;
+        let (token, _) =
+            users::create_session(conn, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
         audit::append(
             conn,
             &audit::Actor(u.email.clone()),
@@ -360,7 +357,12 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn logout(req: HttpRequest, state: State, w: WebUser, form: web::Form<CsrfForm>) -> HttpResponse {
+pub async fn logout(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
     if !csrf_ok(&w.csrf, &form.csrf) {
         let l = layout(&state, &w, "", &req).await;
         return error_page(&req, l, &csrf_error());
@@ -407,7 +409,9 @@ fn row(schema: &crate::domain::Schema, c: &ChangeSummaryView, needs: String) -> 
         number: c.number.clone(),
         title: c.title.clone(),
         state: c.state.clone(),
-        operation: op.map(|o| o.label.clone()).unwrap_or_else(|| c.operation.clone()),
+        operation: op
+            .map(|o| o.label.clone())
+            .unwrap_or_else(|| c.operation.clone()),
         effect: c.effect.clone(),
         targets: c.target_count,
         roots: c.root_count,
@@ -459,7 +463,10 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
     let (queue, mine, events) = page_try!(&req, &state, &w, "home", data);
     let page = HomePage {
         l: layout(&state, &w, "home", &req).await,
-        mine: mine.iter().map(|c| row(&state.schema, c, String::new())).collect(),
+        mine: mine
+            .iter()
+            .map(|c| row(&state.schema, c, String::new()))
+            .collect(),
         waiting: queue
             .iter()
             .map(|q| row(&state.schema, &q.change, q.needs.join(" + ")))
@@ -490,7 +497,12 @@ pub struct QueueQuery {
     effect: Option<String>,
 }
 
-pub async fn queue(req: HttpRequest, state: State, w: WebUser, q: web::Query<QueueQuery>) -> HttpResponse {
+pub async fn queue(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<QueueQuery>,
+) -> HttpResponse {
     let user = w.user.clone();
     let schema = state.schema.clone();
     let items = page_try!(
@@ -509,10 +521,16 @@ pub async fn queue(req: HttpRequest, state: State, w: WebUser, q: web::Query<Que
     let page = QueuePage {
         l: layout(&state, &w, "queue", &req).await,
         rows,
-        effects: ["soft_delete", "restore", "set_attributes", "purge", "webhook"]
-            .into_iter()
-            .map(|e| (e, e == effect))
-            .collect(),
+        effects: [
+            "soft_delete",
+            "restore",
+            "set_attributes",
+            "purge",
+            "webhook",
+        ]
+        .into_iter()
+        .map(|e| (e, e == effect))
+        .collect(),
     };
     html(StatusCode::OK, page.render())
 }
@@ -530,8 +548,16 @@ pub struct ChangesQuery {
     state: Option<String>,
 }
 
-pub async fn changes(req: HttpRequest, state: State, w: WebUser, q: web::Query<ChangesQuery>) -> HttpResponse {
-    let st = q.state.clone().filter(|s| crate::domain::ChangeState::parse(s).is_some());
+pub async fn changes(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<ChangesQuery>,
+) -> HttpResponse {
+    let st = q
+        .state
+        .clone()
+        .filter(|s| crate::domain::ChangeState::parse(s).is_some());
     let schema = state.schema.clone();
     let st2 = st.clone();
     let list = page_try!(
@@ -739,12 +765,7 @@ fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
         roots: r.summary.roots,
         per_kind: per_kind
             .into_iter()
-            .map(|(k, n)| {
-                (
-                    schema.kind(&k).map(|k| k.plural.clone()).unwrap_or(k),
-                    n,
-                )
-            })
+            .map(|(k, n)| (schema.kind(&k).map(|k| k.plural.clone()).unwrap_or(k), n))
             .collect(),
         sample_roots: r
             .summary
@@ -756,7 +777,14 @@ fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
             .targets
             .iter()
             .take(20)
-            .map(|t| (t.kind.clone(), t.id.clone(), t.name.clone(), t.scope_path.clone()))
+            .map(|t| {
+                (
+                    t.kind.clone(),
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.scope_path.clone(),
+                )
+            })
             .collect(),
         warnings: r.summary.warnings.clone(),
         fingerprint: short_fingerprint(&r.fingerprint),
@@ -772,16 +800,17 @@ fn new_change_page(
     problems: Vec<String>,
     preview: Option<Preview>,
 ) -> NewChangePage {
-    let ops = state
-        .schema
-        .operations
-        .values()
-        .map(|o| {
-            let kind = state.schema.kind(&o.target);
-            OpChoice {
-                name: o.name.clone(),
-                label: o.label.clone(),
-                explain: format!(
+    let ops =
+        state
+            .schema
+            .operations
+            .values()
+            .map(|o| {
+                let kind = state.schema.kind(&o.target);
+                OpChoice {
+                    name: o.name.clone(),
+                    label: o.label.clone(),
+                    explain: format!(
                     "Acts on {} — {}. Needs {} requester and {} implementer sign-off(s) from {}{}.",
                     kind.map(|k| k.plural.clone()).unwrap_or_else(|| o.target.clone()),
                     o.effect.plain_words(),
@@ -790,10 +819,10 @@ fn new_change_page(
                     o.implemented_by,
                     if o.cascade { "; takes everything below its targets with it" } else { "" }
                 ),
-                selected: o.name == f.operation,
-            }
-        })
-        .collect();
+                    selected: o.name == f.operation,
+                }
+            })
+            .collect();
     let teams = user
         .teams
         .iter()
@@ -823,7 +852,12 @@ pub struct NewQuery {
     operation: Option<String>,
 }
 
-pub async fn new_change(req: HttpRequest, state: State, w: WebUser, q: web::Query<NewQuery>) -> HttpResponse {
+pub async fn new_change(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<NewQuery>,
+) -> HttpResponse {
     let f = ChangeForm {
         operation: q.operation.clone().unwrap_or_default(),
         requesting_team: w.user.teams.first().cloned().unwrap_or_default(),
@@ -865,9 +899,9 @@ pub async fn create_change(
     let targets = request.targets.clone();
     let (op_name, params) = (request.operation.clone(), request.params.clone());
     let resolved = with_conn(&state, move |conn| {
-        let op = schema.operation(&op_name).ok_or_else(|| {
-            AppError::unprocessable("unknown_operation", "Choose an operation.")
-        })?;
+        let op = schema
+            .operation(&op_name)
+            .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
         Ok(crate::db::read_tx(conn, |conn| {
             crate::db::resolve::resolve(conn, &schema, op, &params, &targets)
@@ -1024,20 +1058,25 @@ pub async fn change(
         (Some(Effect::SoftDelete), Some(o)) => format!(
             "soft delete, restorable for {} days{}",
             o.retention_days,
-            if o.cascade { ", with everything below the targets" } else { "" }
+            if o.cascade {
+                ", with everything below the targets"
+            } else {
+                ""
+            }
         ),
         (Some(e), _) => e.plain_words().to_string(),
         _ => v.operation.effect_text.clone(),
     };
     let state_s = v.state.as_str();
     let current = v.fingerprint.clone().unwrap_or_default();
-    let side_panel = |side: &'static str, label: &'static str, st: &crate::service::views::SideStatus| {
+    let side_panel = |side: &'static str,
+                      label: &'static str,
+                      st: &crate::service::views::SideStatus| {
         let team = st.team.clone();
         let mine = u.in_team(&team);
-        let already = v
-            .signoffs
-            .iter()
-            .any(|s| s.by.email == u.email && !s.stale && s.fingerprint == current && s.side == side);
+        let already = v.signoffs.iter().any(|s| {
+            s.by.email == u.email && !s.stale && s.fingerprint == current && s.side == side
+        });
         SidePanel {
             side,
             label,
@@ -1090,7 +1129,11 @@ pub async fn change(
         l: layout(&state, &w, "changes", &req).await,
         effect_words,
         destructive: effect.is_some_and(|e| e.is_destructive()),
-        fp_short: v.fingerprint.as_deref().map(short_fingerprint).unwrap_or_default(),
+        fp_short: v
+            .fingerprint
+            .as_deref()
+            .map(short_fingerprint)
+            .unwrap_or_default(),
         fp_full: current.clone(),
         sides,
         targets: rows
@@ -1105,7 +1148,13 @@ pub async fn change(
         prev_offset: (offset > 0).then(|| (offset - 50).max(0)),
         comments: comments
             .into_iter()
-            .map(|(c, _email, name)| (name, c.created_at.format("%Y-%m-%d %H:%M").to_string(), c.body))
+            .map(|(c, _email, name)| {
+                (
+                    name,
+                    c.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                    c.body,
+                )
+            })
             .collect(),
         events: events
             .into_iter()
@@ -1264,7 +1313,12 @@ pub async fn change_action(
                 "rejected"
             }
             "cancel" => {
-                svc::cancel(conn, &user, id, Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()))?;
+                svc::cancel(
+                    conn,
+                    &user,
+                    id,
+                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
+                )?;
                 "cancelled"
             }
             "comment" => {
@@ -1288,7 +1342,12 @@ pub async fn change_action(
                 "resumed"
             }
             "abort" => {
-                exe::abort(conn, &user, id, Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()))?;
+                exe::abort(
+                    conn,
+                    &user,
+                    id,
+                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
+                )?;
                 "aborted"
             }
             "rollback" => {
@@ -1344,11 +1403,14 @@ pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpRespons
             name: k.name.clone(),
             label: k.label.clone(),
             description: k.description.clone(),
-            pattern: [k.prefix.as_deref().map(|p| format!("starts with {p}")), k.pattern.clone()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; "),
+            pattern: [
+                k.prefix.as_deref().map(|p| format!("starts with {p}")),
+                k.pattern.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
             example: k.example.clone().unwrap_or_default(),
             parent: k
                 .parent
@@ -1361,7 +1423,13 @@ pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpRespons
                 .operations
                 .values()
                 .filter(|o| o.target == k.name)
-                .map(|o| (o.name.clone(), o.label.clone(), o.effect.plain_words().to_string()))
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        o.label.clone(),
+                        o.effect.plain_words().to_string(),
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -1386,7 +1454,12 @@ pub struct InventoryQuery {
     q: Option<String>,
 }
 
-pub async fn inventory_page(req: HttpRequest, state: State, w: WebUser, q: web::Query<InventoryQuery>) -> HttpResponse {
+pub async fn inventory_page(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<InventoryQuery>,
+) -> HttpResponse {
     let text = q.q.clone().unwrap_or_default();
     let t2 = text.trim().to_string();
     let rows = page_try!(
@@ -1430,7 +1503,12 @@ struct EntityPage {
     contacts: Vec<crate::db::models::Contact>,
 }
 
-pub async fn entity_page(req: HttpRequest, state: State, w: WebUser, path: web::Path<String>) -> HttpResponse {
+pub async fn entity_page(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> HttpResponse {
     let id = path.into_inner();
     let schema = state.schema.clone();
     let data = with_conn(&state, move |conn| {
@@ -1447,7 +1525,14 @@ pub async fn entity_page(req: HttpRequest, state: State, w: WebUser, path: web::
         .as_object()
         .map(|o| {
             o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -1482,7 +1567,12 @@ struct SettingsPage {
     email: String,
 }
 
-async fn settings_page(req: &HttpRequest, state: &State, w: &WebUser, new_token: Option<String>) -> HttpResponse {
+async fn settings_page(
+    req: &HttpRequest,
+    state: &State,
+    w: &WebUser,
+    new_token: Option<String>,
+) -> HttpResponse {
     let user = w.user.clone();
     let data = with_conn(state, move |conn| {
         let prefs = crate::service::notifications::preferences(conn, &user)?;
@@ -1566,13 +1656,22 @@ pub struct TokenForm {
     label: String,
 }
 
-pub async fn create_token(req: HttpRequest, state: State, w: WebUser, form: web::Form<TokenForm>) -> HttpResponse {
+pub async fn create_token(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
     if !csrf_ok(&w.csrf, &form.csrf) {
         let l = layout(&state, &w, "settings", &req).await;
         return error_page(&req, l, &csrf_error());
     }
     let label = form.label.trim().chars().take(80).collect::<String>();
-    let label = if label.is_empty() { "web".to_string() } else { label };
+    let label = if label.is_empty() {
+        "web".to_string()
+    } else {
+        label
+    };
     let user = w.user.clone();
     let token = page_try!(
         &req,
@@ -1581,7 +1680,13 @@ pub async fn create_token(req: HttpRequest, state: State, w: WebUser, form: web:
         "settings",
         with_conn(&state, move |conn| {
             let t = users::create_token(conn, user.id, &label)?;
-            audit::append(conn, &user.actor(), "token_created", None, serde_json::json!({"label": label}))?;
+            audit::append(
+                conn,
+                &user.actor(),
+                "token_created",
+                None,
+                serde_json::json!({"label": label}),
+            )?;
             Ok(t)
         })
         .await
@@ -1611,7 +1716,13 @@ pub async fn revoke_token(
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::not_found_msg("no such token of yours"));
             }
-            audit::append(conn, &user.actor(), "token_revoked", None, serde_json::json!({"token": id}))?;
+            audit::append(
+                conn,
+                &user.actor(),
+                "token_revoked",
+                None,
+                serde_json::json!({"token": id}),
+            )?;
             Ok(())
         })
         .await

@@ -121,7 +121,11 @@ pub fn csrf_ok(expected: &str, given: &str) -> bool {
     use sha2::{Digest, Sha256};
     let a = Sha256::digest(expected.as_bytes());
     let b = Sha256::digest(given.as_bytes());
-    !expected.is_empty() && a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !expected.is_empty()
+        && a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Failed logins per email: at most `MAX_FAILURES` within `WINDOW`.

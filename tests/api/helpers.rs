@@ -346,3 +346,27 @@ macro_rules! both_backends {
         )*
     };
 }
+
+impl TestApp {
+    /// Give `who` a web password (argon2 is slow in debug builds, so only web tests do).
+    pub fn set_password(&self, who: &str, password: &str) {
+        let email = PEOPLE
+            .iter()
+            .find(|p| p.0 == who)
+            .map(|p| p.1)
+            .expect("known person");
+        let mut conn = self.conn();
+        let u = users::find_user_by_email(&mut conn, email)
+            .unwrap()
+            .expect("user");
+        users::set_password(&mut conn, u.id, password).unwrap();
+    }
+
+    pub fn email(who: &str) -> &'static str {
+        PEOPLE
+            .iter()
+            .find(|p| p.0 == who)
+            .map(|p| p.1)
+            .expect("known person")
+    }
+}

@@ -14,4 +14,5 @@ mod inventory;
 mod mail;
 mod signoffs;
 mod smtp;
+mod web;
 mod webhook;

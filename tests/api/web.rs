@@ -1,0 +1,475 @@
+//! The web app's pages without a browser: sign-in, sessions, CSRF, rate limiting, security
+//! headers, escaping, the new-change form (errors keep the input), the change page's forms.
+
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{inst, site, TestApp};
+
+const PW: &str = "correct horse battery";
+
+struct Browser {
+    c: reqwest::Client,
+    base: String,
+    csrf: String,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn field(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    html.split(&key)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Browser {
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .c
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let r = self
+            .c
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let loc = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (r.status(), loc, r.text().await.unwrap())
+    }
+}
+
+async fn sign_in(app: &TestApp, who: &str) -> Browser {
+    app.set_password(who, PW);
+    let c = client();
+    let base = app.address.clone();
+    let page = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = field(&page, "csrf");
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[
+            ("email", TestApp::email(who)),
+            ("password", PW),
+            ("csrf", &csrf),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {who}");
+    let home = c
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = field(&home, "csrf");
+    assert!(!csrf.is_empty(), "no CSRF token on the home page");
+    Browser { c, base, csrf }
+}
+
+async fn signed_out_people_go_to_the_login_page(app: TestApp) {
+    let c = client();
+    for path in ["/", "/queue", "/changes/CHG-1", "/settings"] {
+        let r = c
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(loc, format!("/login?next={path}"));
+    }
+    let r = c
+        .get(format!("{}/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers();
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let cookie = h["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    // An open redirect is not possible through `next`.
+    let page = r.text().await.unwrap();
+    assert!(page.contains("name=\"next\" value=\"/\""));
+    let r = c
+        .get(format!("{}/login?next=//evil.example", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("name=\"next\" value=\"/\""));
+}
+
+async fn login_logout_and_rate_limiting(app: TestApp) {
+    app.set_password("ana", PW);
+    let c = client();
+    let login = |pw: &'static str| {
+        let c = c.clone();
+        let base = app.address.clone();
+        async move {
+            let page = c
+                .get(format!("{base}/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = field(&page, "csrf");
+            let r = c
+                .post(format!("{base}/login"))
+                .form(&[
+                    ("email", "ANA@req.example"),
+                    ("password", pw),
+                    ("csrf", csrf.as_str()),
+                    ("next", "/queue"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            let loc = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string());
+            (s, loc, r.text().await.unwrap())
+        }
+    };
+    let (s, _, body) = login("wrong password").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("do not match"));
+    assert!(
+        body.contains("value=\"ANA@req.example\""),
+        "the email is kept"
+    );
+    let (s, loc, _) = login(PW).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(loc.as_deref(), Some("/queue"));
+    // Logged in; log out needs the CSRF token.
+    let home = c
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("Ana"));
+    let r = c
+        .post(format!("{}/logout", app.address))
+        .form(&[("csrf", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(format!("{}/logout", app.address))
+        .form(&[("csrf", field(&home, "csrf").as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c.get(format!("{}/", app.address)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the session is gone");
+    // Five failures lock the address, even for the right password.
+    for _ in 0..5 {
+        assert_eq!(login("guess").await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (s, _, body) = login(PW).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("Too many failed attempts"));
+    // A login form without its cookie's token is refused.
+    let r = client()
+        .post(format!("{}/login", app.address))
+        .form(&[
+            ("email", "ana@req.example"),
+            ("password", PW),
+            ("csrf", "forged"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+async fn pages_render_escape_and_refuse_forms_without_csrf(app: TestApp) {
+    app.load_fixture().await;
+    let (s, v) = app.post("/api/v1/changes", "ana", json!({"title": "<script>alert(1)</script>", "rationale": "r", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": [inst(1), inst(3)]}})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    app.post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
+    let b = sign_in(&app, "carla").await;
+    let (s, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "title escaped"
+    );
+    assert!(!page.contains("<script>alert(1)"));
+    assert!(page.contains("2 App installations"), "blast radius");
+    assert!(
+        page.contains("id=\"sign-implementer\""),
+        "carla can sign the implementer side"
+    );
+    assert!(!page.contains("id=\"sign-requester\""));
+    // The queue shows it, with the count in the navigation.
+    let (_, q) = b.get("/queue").await;
+    assert!(q.contains(&format!("CHG-{id}")));
+    assert!(q.contains("class=\"count\""));
+    // Other pages.
+    let (s, g) = b.get("/glossary").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(g.contains("App installation") && g.contains("Uninstall an app"));
+    let (_, inv) = b.get("/inventory?q=Acme").await;
+    assert!(inv.contains("org-00000001"));
+    let (s, e) = b.get(&format!("/inventory/{}", inst(1))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        e.contains("Acme Corp") && e.contains(&format!("CHG-{id}")),
+        "ancestry and the change"
+    );
+    let (s, nf) = b.get("/changes/CHG-999").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(nf.contains("request id"));
+    let (s, nf) = b.get("/no/such/page").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(nf.contains("There is no page at /no/such/page"));
+    // A form without the CSRF token changes nothing.
+    let (s, _, body) = b
+        .post(&format!("/changes/CHG-{id}/comment"), &[("body", "sneaky")])
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("security token"));
+    let (s, loc, _) = b
+        .post(
+            &format!("/changes/CHG-{id}/comment"),
+            &[
+                ("body", "Checked the list <b>twice</b>."),
+                ("csrf", &b.csrf),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(loc, format!("/changes/CHG-{id}?done=commented"));
+    let (_, page) = b.get(&loc).await;
+    assert!(page.contains("Comment added."));
+    assert!(page.contains("Checked the list &lt;b&gt;twice&lt;/b&gt;."));
+    // Settings: preferences and tokens.
+    let (s, loc, _) = b
+        .post(
+            "/settings/notifications",
+            &[("csrf", &b.csrf), ("commented", "digest")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
+    let (_, st) = b.get("/settings").await;
+    assert!(st.contains("<option value=\"digest\" selected>digest</option>"));
+    let (s, _, body) = b
+        .post(
+            "/settings/notifications",
+            &[("csrf", &b.csrf), ("needs_signoff", "never")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("cannot be turned off"));
+    let (s, _, body) = b
+        .post(
+            "/settings/tokens",
+            &[("csrf", &b.csrf), ("label", "laptop")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let token = body
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the new token works");
+}
+
+async fn the_new_change_form_keeps_input_and_names_wrong_kinds(app: TestApp) {
+    app.load_fixture().await;
+    let b = sign_in(&app, "ana").await;
+    let (s, page) = b.get("/changes/new").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("Uninstall an app"));
+    let ids = format!("{}\n{}\n{}", inst(1), site(2), inst(3));
+    let form = |action: &'static str, ids: String| {
+        vec![
+            ("csrf", b.csrf.clone()),
+            ("operation", "uninstall_app".to_string()),
+            ("requesting_team", "app-owners".to_string()),
+            ("title", "Remove insight".to_string()),
+            ("rationale", "Retired".to_string()),
+            ("ids", ids),
+            ("action", action.to_string()),
+        ]
+    };
+    let post = |f: Vec<(&'static str, String)>| {
+        let b = &b;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post("/changes/new", &pairs).await
+        }
+    };
+    // Creating with a wrong-kind line: nothing is saved, the line is named, input kept.
+    let (s, _, body) = post(form("create", ids.clone())).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("targets.ids line 2"), "{body}");
+    assert!(body.contains("is a Cloud site"), "names the real kind");
+    assert!(
+        body.contains(&site(2)) && body.contains("value=\"Remove insight\""),
+        "input kept"
+    );
+    let (_, list) = app.get("/api/v1/changes", "ana").await;
+    assert_eq!(
+        list["changes"].as_array().unwrap().len(),
+        0,
+        "nothing saved"
+    );
+    // Preview of the fixed list, then create.
+    let fixed = format!("{}\n{}", inst(1), inst(3));
+    let (s, _, body) = post(form("preview", fixed.clone())).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("id=\"preview\""));
+    assert!(
+        body.contains("2 App installations on 2 Cloud sites of 1 Customer organisation"),
+        "{body}"
+    );
+    let (s, loc, _) = post(form("create", fixed)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(loc.starts_with("/changes/CHG-1"), "{loc}");
+    let c = app.change(1).await;
+    assert_eq!(c["state"], "awaiting_signoff");
+    // A bad parameter line is a form message, not an error page.
+    let mut f = form("preview", inst(5));
+    f.push(("where", "app insight".into()));
+    let (s, _, body) = post(f).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("Attribute filter line 1"));
+}
+
+async fn sign_execute_and_roll_back_through_forms(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(1), inst(3)]}))
+        .await;
+    let (s, v) = app.sign(id, "ben", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let b = sign_in(&app, "carla").await;
+    let path = format!("/changes/CHG-{id}");
+    // A sign-off for another fingerprint is refused with the reason.
+    let (s, _, body) = b
+        .post(
+            &format!("{path}/sign"),
+            &[
+                ("csrf", &b.csrf),
+                ("side", "implementer"),
+                ("fingerprint", "sha256:old"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(body.contains("fingerprint"), "{body}");
+    let (s, loc, _) = b
+        .post(
+            &format!("{path}/sign"),
+            &[
+                ("csrf", &b.csrf),
+                ("side", "implementer"),
+                ("fingerprint", &fp),
+                ("comment", "ok"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
+    let (_, page) = b.get(&loc).await;
+    assert!(page.contains("Your sign-off is recorded."));
+    assert!(page.contains("class=\"badge approved\""));
+    assert!(page.contains("id=\"execute\""));
+    let (s, loc, _) = b
+        .post(
+            &format!("{path}/execute"),
+            &[("csrf", &b.csrf), ("fingerprint", &fp)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
+    app.wait_execution(id, &["completed"]).await;
+    let (_, page) = b.get(&path).await;
+    assert!(
+        page.contains("id=\"exec-state\">completed"),
+        "progress shown"
+    );
+    assert!(page.contains("aria-label=\"Wave 1\""));
+    let (s, loc, _) = b
+        .post(&format!("{path}/rollback"), &[("csrf", &b.csrf)])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let rb = loc.split('?').next().unwrap().to_string();
+    assert_ne!(rb, path);
+    let (_, page) = b.get(&loc).await;
+    assert!(page.contains("Rollback created"));
+    assert!(page.contains(&format!("rolls back <a href=\"/changes/CHG-{id}\"")));
+    let (_, targets) = b.get(&format!("{rb}/targets.csv")).await;
+    assert!(targets.starts_with("kind,id,name,scope_path\n"));
+    assert_eq!(targets.lines().count(), 3);
+}
+
+both_backends!(
+    signed_out_people_go_to_the_login_page,
+    login_logout_and_rate_limiting,
+    pages_render_escape_and_refuse_forms_without_csrf,
+    the_new_change_form_keeps_input_and_names_wrong_kinds,
+    sign_execute_and_roll_back_through_forms,
+);
