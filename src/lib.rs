@@ -12,3 +12,9 @@ pub mod notify;
 pub mod service;
 pub mod telemetry;
 pub mod web;
+
+/// Choose the TLS crypto provider once per process (ring), so TLS clients (SMTP, webhooks)
+/// work whatever other crates enable.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

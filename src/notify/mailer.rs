@@ -31,6 +31,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn spawn(pool: Pool, config: MailConfig) -> Mailer {
+        crate::init_tls();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()

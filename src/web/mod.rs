@@ -61,6 +61,7 @@ impl Application {
         schema: Schema,
         schema_source: &str,
     ) -> anyhow::Result<Application> {
+        crate::init_tls();
         let pool = db::build_pool(&config.database, config.pool_size)?;
         prepare_database(&pool, &schema, schema_source)?;
         let listener = TcpListener::bind(&config.bind)

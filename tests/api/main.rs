@@ -3,6 +3,7 @@
 
 mod audit;
 mod basics;
+mod browser;
 mod changes;
 mod cli;
 mod concurrency;
