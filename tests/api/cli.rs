@@ -115,6 +115,11 @@ fn operator_workflow_and_audit_verify() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("initial password (shown once): "),
+        "{}",
+        text(&o)
+    );
     let o = bin(
         &db,
         &[
