@@ -320,6 +320,9 @@ pub struct ListFilter {
     /// Changes with a number lower than this (pagination, newest first).
     pub before: Option<i64>,
     pub limit: Option<i64>,
+    /// Only changes by this person (the web app's home page).
+    #[serde(skip)]
+    pub author: Option<i64>,
 }
 
 pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
@@ -344,6 +347,9 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
     }
     if let Some(b) = f.before {
         q = q.filter(changes::id.lt(b));
+    }
+    if let Some(a) = f.author {
+        q = q.filter(changes::author_id.eq(a));
     }
     q.order(changes::id.desc())
         .limit(f.limit.unwrap_or(50).clamp(1, 500))

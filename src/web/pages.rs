@@ -449,11 +449,11 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
             &repo::ListFilter {
                 state: Some("draft,awaiting_signoff,approved,executing,halted".into()),
                 limit: Some(200),
+                author: Some(user.id),
                 ..Default::default()
             },
         )?
         .iter()
-        .filter(|c| c.author_id == user.id)
         .map(|c| ChangeSummaryView::new(&schema, c))
         .collect();
         let events = audit::recent(conn, 15)?;
