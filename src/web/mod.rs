@@ -233,6 +233,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/settings/notifications", web::post().to(pages::save_notifications))
                 .route("/settings/tokens", web::post().to(pages::create_token))
                 .route("/settings/tokens/{id}/revoke", web::post().to(pages::revoke_token))
+                .route("/admin/outbox", web::get().to(pages::outbox))
+                .route("/admin/outbox/{id}/retry", web::post().to(pages::retry_mail))
                 .default_service(web::to(pages::not_found_page)),
         );
 }

@@ -26,6 +26,7 @@ use crate::service::CurrentUser;
 pub struct UserBox {
     pub name: String,
     pub teams: String,
+    pub admin: bool,
 }
 
 pub struct Layout {
@@ -66,6 +67,7 @@ async fn layout(state: &State, w: &WebUser, section: &'static str, req: &HttpReq
         user: Some(UserBox {
             name: w.user.name.clone(),
             teams: w.user.teams.join(", "),
+            admin: w.user.is_admin,
         }),
         csrf: w.csrf.clone(),
         queue_count: count,
@@ -1728,4 +1730,77 @@ pub async fn revoke_token(
         .await
     );
     see_other("/settings?done=token#tokens")
+}
+
+// ---- admins: the outbox ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "outbox.html")]
+struct OutboxPage {
+    l: Layout,
+    state: String,
+    states: Vec<(&'static str, bool)>,
+    mails: Vec<crate::service::notifications::OutboxView>,
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    state: Option<String>,
+}
+
+pub async fn outbox(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<OutboxQuery>,
+) -> HttpResponse {
+    let st = q.state.clone().unwrap_or_else(|| "dead".into());
+    let filter = (st != "all").then(|| st.clone());
+    let user = w.user.clone();
+    let mails = page_try!(
+        &req,
+        &state,
+        &w,
+        "outbox",
+        with_conn(&state, move |conn| {
+            crate::service::notifications::outbox(conn, &user, filter.as_deref(), None, 200)
+        })
+        .await
+    );
+    let page = OutboxPage {
+        l: layout(&state, &w, "outbox", &req).await,
+        states: ["dead", "pending", "sent", "digest", "all"]
+            .into_iter()
+            .map(|s| (s, s == st))
+            .collect(),
+        state: st,
+        mails,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn retry_mail(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !csrf_ok(&w.csrf, &form.csrf) {
+        let l = layout(&state, &w, "outbox", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let id = path.into_inner();
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "outbox",
+        with_conn(&state, move |conn| crate::service::notifications::retry(
+            conn, &user, id
+        ))
+        .await
+    );
+    see_other("/admin/outbox?state=dead&done=saved")
 }

@@ -466,7 +466,52 @@ async fn sign_execute_and_roll_back_through_forms(app: TestApp) {
     assert_eq!(targets.lines().count(), 3);
 }
 
+async fn admins_see_the_outbox(app: TestApp) {
+    app.load_fixture().await;
+    app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    // Make one mail dead, as a rejected recipient would.
+    {
+        use countersign::db::schema::outbox;
+        use diesel::prelude::*;
+        let mut conn = app.conn();
+        diesel::update(outbox::table.filter(outbox::recipient.eq("ben@req.example")))
+            .set((
+                outbox::state.eq("dead"),
+                outbox::last_error.eq(Some("550 no such mailbox")),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let carla = sign_in(&app, "carla").await;
+    let (s, _) = carla.get("/admin/outbox").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let root = sign_in(&app, "root").await;
+    let (s, page) = root.get("/admin/outbox").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("ben@req.example") && page.contains("550 no such mailbox"),
+        "{page}"
+    );
+    let id = page
+        .split("action=\"/admin/outbox/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    let (s, loc, _) = root
+        .post(
+            &format!("/admin/outbox/{id}/retry"),
+            &[("csrf", &root.csrf)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
+    let (_, page) = root.get("/admin/outbox?state=pending").await;
+    assert!(page.contains("ben@req.example"));
+}
+
 both_backends!(
+    admins_see_the_outbox,
     signed_out_people_go_to_the_login_page,
     login_logout_and_rate_limiting,
     pages_render_escape_and_refuse_forms_without_csrf,
