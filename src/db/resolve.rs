@@ -140,7 +140,7 @@ pub fn resolve(
         .kind(&op.target)
         .expect("validated schema: operation target exists");
     // id -> (entity, explicit line)
-    let mut picked: HashMap<String, (EntityLite, Option<usize>)> = HashMap::new();
+    let mut picked: BTreeMap<String, (EntityLite, Option<usize>)> = BTreeMap::new();
 
     // 1. Explicit IDs.
     let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(selector.ids.len());
@@ -199,7 +199,6 @@ pub fn resolve(
         fetched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         wanted.sort_unstable_by(|a, b| a.2.cmp(b.2));
         let mut rows = fetched.into_iter().peekable();
-        picked.reserve(wanted.len());
         for (line, input, id) in &wanted {
             let (line, input, id) = (*line, *input, *id);
             while rows.peek().is_some_and(|e| e.id.as_str() < id) {

@@ -599,6 +599,9 @@ pub struct OpChoice {
     pub label: String,
     pub explain: String,
     pub selected: bool,
+    /// For the live check in app.js: the target kind's label and full-match ID syntax.
+    pub kind_label: String,
+    pub pattern: String,
 }
 
 #[derive(Template)]
@@ -822,6 +825,14 @@ fn new_change_page(
                     if o.cascade { "; takes everything below its targets with it" } else { "" }
                 ),
                     selected: o.name == f.operation,
+                    kind_label: kind.map(|k| k.label.clone()).unwrap_or_default(),
+                    pattern: kind
+                        .map(|k| {
+                            let prefix = k.prefix.as_deref().map(regex::escape).unwrap_or_default();
+                            let body = k.pattern.clone().unwrap_or_else(|| ".+".into());
+                            format!("^{prefix}(?:{body})$")
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect();

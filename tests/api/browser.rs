@@ -192,9 +192,16 @@ async fn the_story_in_chromium(backend: Backend) {
         .await
         .unwrap();
     let ids = c.find(Locator::Css("#ids")).await.unwrap();
-    ids.send_keys(&format!("{}\n{}\n{}", inst(1), site(2), inst(3)))
+    ids.send_keys(&format!("{}\n{}\n0b1c-typo\n{}", inst(1), site(2), inst(3)))
         .await
         .unwrap();
+    // A little script counts the lines and flags what cannot be an ID of the kind at once
+    // (a site's UUID looks like an installation's: only the server can tell those apart).
+    let hint = wait_text(&c, "#ids-hint", |t| t.starts_with("4 IDs")).await;
+    assert!(
+        hint.contains("line 3 does not look like App installation IDs"),
+        "{hint}"
+    );
     c.find(Locator::Css("#create-button"))
         .await
         .unwrap()
@@ -207,6 +214,7 @@ async fn the_story_in_chromium(backend: Backend) {
         errors.contains("is a Cloud site"),
         "the wrong kind is named: {errors}"
     );
+    assert!(errors.contains("targets.ids line 3"), "{errors}");
     shot(&c, "new-change-wrong-kind").await;
     // The input is still there; fix the list and preview.
     let ids = c.find(Locator::Css("#ids")).await.unwrap();
