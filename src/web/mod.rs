@@ -158,6 +158,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .content_type_required(false)
                 .error_handler(|err, _| api::json_error(err).into()),
         )
+        .app_data(web::FormConfig::default().limit(json_limit).error_handler(|err, req| {
+            // Pages answer bad forms with a page, not JSON.
+            let status = match &err {
+                actix_web::error::UrlencodedError::Overflow { .. } => {
+                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => actix_web::http::StatusCode::BAD_REQUEST,
+            };
+            let message = match status.as_u16() {
+                413 => "The form is larger than this server accepts (COUNTERSIGN_MAX_JSON_BYTES). Split the list into several changes.".to_string(),
+                _ => format!("The form could not be read: {err}"),
+            };
+            let page = pages::error_page(
+                req,
+                pages::Layout::anonymous(),
+                &AppError::client(status, "invalid_form", message),
+            );
+            actix_web::error::InternalError::from_response(err, page).into()
+        }))
         .app_data(web::QueryConfig::default().error_handler(|err, _| AppError::bad_request("invalid_query", err.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|err, _| AppError::bad_request("invalid_path", err.to_string()).into()))
         .service(

@@ -38,7 +38,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    fn anonymous() -> Layout {
+    pub fn anonymous() -> Layout {
         Layout {
             user: None,
             csrf: String::new(),
@@ -613,6 +613,9 @@ struct NewChangePage {
     f: ChangeForm,
     scope_kinds: Vec<(String, String, bool)>,
     errors: Vec<ResolutionError>,
+    /// All problems (`errors` holds the first ones).
+    error_count: u64,
+    truncated: bool,
     problems: Vec<String>,
     preview: Option<Preview>,
 }
@@ -796,12 +799,14 @@ fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_change_page(
     state: &State,
     l: Layout,
     user: &CurrentUser,
     f: ChangeForm,
     errors: Vec<ResolutionError>,
+    error_count: u64,
     problems: Vec<String>,
     preview: Option<Preview>,
 ) -> NewChangePage {
@@ -854,6 +859,8 @@ fn new_change_page(
         teams,
         f,
         scope_kinds,
+        error_count: error_count.max(errors.len() as u64),
+        truncated: error_count > errors.len() as u64,
         errors,
         problems,
         preview,
@@ -879,7 +886,7 @@ pub async fn new_change(
     let l = layout(&state, &w, "new", &req).await;
     html(
         StatusCode::OK,
-        new_change_page(&state, l, &w.user, f, vec![], vec![], None).render(),
+        new_change_page(&state, l, &w.user, f, vec![], 0, vec![], None).render(),
     )
 }
 
@@ -894,17 +901,27 @@ pub async fn create_change(
         let l = layout(&state, &w, "new", &req).await;
         return error_page(&req, l, &csrf_error());
     }
-    let again = |l: Layout, errors, problems, preview| {
+    let again = |l: Layout, errors: Vec<ResolutionError>, count: u64, problems, preview| {
         html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            new_change_page(&state, l, &w.user, f.clone(), errors, problems, preview).render(),
+            new_change_page(
+                &state,
+                l,
+                &w.user,
+                f.clone(),
+                errors,
+                count,
+                problems,
+                preview,
+            )
+            .render(),
         )
     };
     let request = match to_request(&f) {
         Ok(r) => r,
         Err(problems) => {
             let l = layout(&state, &w, "new", &req).await;
-            return again(l, vec![], problems, None);
+            return again(l, vec![], 0, problems, None);
         }
     };
     // Resolve first (nothing stored): the preview, or the reasons it cannot be created.
@@ -925,7 +942,7 @@ pub async fn create_change(
         Ok(r) => r,
         Err(AppError::Client { message, .. }) => {
             let l = layout(&state, &w, "new", &req).await;
-            return again(l, vec![], vec![message], None);
+            return again(l, vec![], 0, vec![message], None);
         }
         Err(e) => {
             let l = layout(&state, &w, "new", &req).await;
@@ -936,7 +953,7 @@ pub async fn create_change(
     if f.action != "create" || r.error_count > 0 {
         let l = layout(&state, &w, "new", &req).await;
         let status_ok = r.error_count == 0;
-        let mut resp = again(l, r.errors.clone(), vec![], Some(preview));
+        let mut resp = again(l, r.errors.clone(), r.error_count, vec![], Some(preview));
         if status_ok {
             *resp.status_mut() = StatusCode::OK;
         }
@@ -954,7 +971,7 @@ pub async fn create_change(
         Ok(id) => see_other(&format!("/changes/{}?done=created", number(id))),
         Err(AppError::Client { message, .. }) => {
             let l = layout(&state, &w, "new", &req).await;
-            again(l, vec![], vec![message], Some(preview))
+            again(l, vec![], 0, vec![message], Some(preview))
         }
         Err(e) => {
             let l = layout(&state, &w, "new", &req).await;

@@ -392,6 +392,15 @@ async fn the_new_change_form_keeps_input_and_names_wrong_kinds(app: TestApp) {
     assert!(loc.starts_with("/changes/CHG-1"), "{loc}");
     let c = app.change(1).await;
     assert_eq!(c["state"], "awaiting_signoff");
+    // Thousands of pasted IDs fit in a form (the default 16 KiB form limit would not).
+    let many: Vec<String> = (1000..4000u32).map(inst).collect();
+    let (s, _, body) = post(form("preview", many.join("\n"))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("3000 problem(s) with the targets"),
+        "{}",
+        &body[..body.len().min(3000)]
+    );
     // A bad parameter line is a form message, not an error page.
     let mut f = form("preview", inst(5));
     f.push(("where", "app insight".into()));
