@@ -163,9 +163,13 @@ pub type Pool = r2d2::Pool<ConnManager>;
 pub type PooledConn = PooledConnection<ConnManager>;
 
 pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
+    // No idle minimum: r2d2 would refill it from background threads, and a short-lived
+    // process (a CLI command) could exit while one of them is in the middle of a
+    // PostgreSQL handshake (seen as "could not calculate client proof: OpenSSL failure"
+    // and a failed exit). Connections are opened on demand and then reused.
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
-        .min_idle(Some(1))
+        .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(15))
         .build(ConnManager::new(url.clone()))
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", url.redacted()))?;

@@ -243,6 +243,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/changes/new", web::post().to(pages::create_change))
                 .route("/changes/{id}", web::get().to(pages::change))
                 .route("/changes/{id}/targets.csv", web::get().to(pages::change_targets_csv))
+                .route("/changes/{id}/edit", web::get().to(pages::edit_form))
+                .route("/changes/{id}/edit", web::post().to(pages::save_edit))
                 .route("/changes/{id}/{action}", web::post().to(pages::change_action))
                 .route("/glossary", web::get().to(pages::glossary))
                 .route("/inventory", web::get().to(pages::inventory_page))

@@ -616,6 +616,8 @@ struct NewChangePage {
     /// All problems (`errors` holds the first ones).
     error_count: u64,
     truncated: bool,
+    /// Editing this change (`CHG-n`) instead of requesting a new one.
+    editing: Option<String>,
     problems: Vec<String>,
     preview: Option<Preview>,
 }
@@ -861,6 +863,7 @@ fn new_change_page(
         scope_kinds,
         error_count: error_count.max(errors.len() as u64),
         truncated: error_count > errors.len() as u64,
+        editing: None,
         errors,
         problems,
         preview,
@@ -1040,6 +1043,7 @@ struct ChangePage {
     can_cancel: bool,
     can_reject: bool,
     can_submit: bool,
+    can_edit: bool,
     params: String,
 }
 
@@ -1206,6 +1210,7 @@ pub async fn change(
             && matches!(state_s, "draft" | "awaiting_signoff" | "approved"),
         can_reject: involved && matches!(state_s, "awaiting_signoff" | "approved"),
         can_submit: v.author.email == u.email && state_s == "draft",
+        can_edit: editable(&v, u).is_ok(),
         params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {
             v.params.to_string()
         } else {
@@ -1831,4 +1836,167 @@ pub async fn retry_mail(
         .await
     );
     see_other("/admin/outbox?state=dead&done=saved")
+}
+
+// ---- editing a change -----------------------------------------------------------------
+
+fn editable(v: &ChangeView, u: &CurrentUser) -> Result<(), AppError> {
+    if v.author.email != u.email {
+        return Err(AppError::forbidden(
+            "not_author",
+            "Only the author of a change edits it; comment instead.",
+        ));
+    }
+    if v.rollback_of.is_some() || v.targets.get("restore").is_some() {
+        return Err(AppError::conflict(
+            "fixed_targets",
+            "A rollback or bulk restore has fixed targets: cancel it and request a new one.",
+        ));
+    }
+    if !matches!(v.state.as_str(), "draft" | "awaiting_signoff" | "approved") {
+        return Err(AppError::conflict(
+            "illegal_transition",
+            format!("A change that is {} can no longer be edited.", v.state),
+        ));
+    }
+    Ok(())
+}
+
+fn form_of(v: &ChangeView) -> ChangeForm {
+    let t = &v.targets;
+    let strings = |x: &serde_json::Value| -> Vec<String> {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pairs = |x: &serde_json::Value| -> String {
+        x.as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} = {}",
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    ChangeForm {
+        operation: v.operation.name.clone(),
+        requesting_team: v.requesting_team.clone(),
+        title: v.title.clone(),
+        rationale: v.rationale.clone(),
+        ids: strings(&t["ids"]).join("\n"),
+        scope_kind: t["within"]["kind"].as_str().unwrap_or_default().to_string(),
+        scope_ids: strings(&t["within"]["ids"]).join("\n"),
+        filter: pairs(&t["where"]),
+        params: pairs(&v.params),
+        expect_targets: v
+            .expect
+            .as_ref()
+            .and_then(|e| e["targets"].as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+pub async fn edit_form(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let schema = state.schema.clone();
+    let v = page_try!(
+        &req,
+        &state,
+        &w,
+        "changes",
+        with_conn(&state, move |conn| svc::view(conn, &schema, id)).await
+    );
+    page_try!(&req, &state, &w, "changes", editable(&v, &w.user));
+    let l = layout(&state, &w, "changes", &req).await;
+    let mut page = new_change_page(
+        &state,
+        l,
+        &w.user,
+        form_of(&v),
+        v.errors.clone(),
+        v.error_count as u64,
+        vec![],
+        None,
+    );
+    page.editing = Some(v.number.clone());
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn save_edit(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ChangeForm>,
+) -> HttpResponse {
+    let f = form.into_inner();
+    if !csrf_ok(&w.csrf, &f.csrf) {
+        let l = layout(&state, &w, "changes", &req).await;
+        return error_page(&req, l, &csrf_error());
+    }
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let again = |l: Layout, problems: Vec<String>| {
+        let mut page = new_change_page(&state, l, &w.user, f.clone(), vec![], 0, problems, None);
+        page.editing = Some(number(id));
+        html(StatusCode::UNPROCESSABLE_ENTITY, page.render())
+    };
+    let cr = match to_request(&f) {
+        Ok(r) => r,
+        Err(problems) => {
+            let l = layout(&state, &w, "changes", &req).await;
+            return again(l, problems);
+        }
+    };
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let saved = with_conn(&state, move |conn| {
+        let v = svc::view(conn, &schema, id)?;
+        editable(&v, &user)?;
+        svc::edit(
+            conn,
+            &schema,
+            &user,
+            id,
+            svc::EditChange {
+                title: Some(cr.title),
+                rationale: Some(cr.rationale),
+                params: Some(cr.params),
+                targets: Some(cr.targets),
+                expect: Some(cr.expect),
+            },
+        )
+    })
+    .await;
+    match saved {
+        Ok(_) => see_other(&format!("/changes/{}?done=saved", number(id))),
+        Err(AppError::Client {
+            message, status, ..
+        }) if status != StatusCode::NOT_FOUND => {
+            let l = layout(&state, &w, "changes", &req).await;
+            again(l, vec![message])
+        }
+        Err(e) => {
+            let l = layout(&state, &w, "changes", &req).await;
+            error_page(&req, l, &e)
+        }
+    }
 }
