@@ -216,6 +216,26 @@ where
 }
 
 /// Run `f` in a read transaction (a consistent snapshot on both backends).
+/// Run `f` reading one consistent snapshot of the database, for a page that combines
+/// several reads (a change and its execution must agree). On PostgreSQL the transaction
+/// is REPEATABLE READ, READ ONLY; SQLite's WAL read transactions are snapshots already.
+/// Call it outermost: it must open the transaction itself.
+pub fn snapshot<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(|conn| {
+        if matches!(conn, DbConn::Pg(_)) {
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            )?;
+        }
+        f(conn)
+    })
+}
+
 pub fn read_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,

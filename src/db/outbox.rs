@@ -145,6 +145,20 @@ pub fn claim(
         .load(conn)
 }
 
+/// Extend this mailer's lease on one row right before sending it; `false` when the lease
+/// was lost (another mailer may own the row now) or the row is no longer pending.
+pub fn renew(conn: &mut DbConn, id: i64, owner: &str, ttl: chrono::Duration) -> QueryResult<bool> {
+    let n = diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::state.eq(state::PENDING)),
+    )
+    .set(outbox::lease_expires_at.eq(Some(now() + ttl)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Record a delivery; `false` when this mailer no longer held the lease.
 pub fn mark_sent(conn: &mut DbConn, id: i64, owner: &str) -> QueryResult<bool> {
     let t = now();
@@ -246,10 +260,23 @@ pub fn digest_due(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<i
     Ok(ids.into_iter().flatten().collect())
 }
 
+/// The notifications waiting for `user`'s digest, locked for this transaction on
+/// PostgreSQL (SQLite's write transaction already excludes other writers).
 pub fn waiting_for_digest(conn: &mut DbConn, user: i64) -> QueryResult<Vec<OutboxRow>> {
+    let ids = || {
+        outbox::table
+            .filter(outbox::state.eq(state::DIGEST))
+            .filter(outbox::user_id.eq(user))
+            .order(outbox::id.asc())
+            .select(outbox::id)
+    };
+    let ids: Vec<i64> = match conn {
+        DbConn::Pg(c) => ids().for_update().load(c)?,
+        DbConn::Sqlite(c) => ids().load(c)?,
+    };
     outbox::table
+        .filter(outbox::id.eq_any(ids))
         .filter(outbox::state.eq(state::DIGEST))
-        .filter(outbox::user_id.eq(user))
         .order(outbox::id.asc())
         .select(OutboxRow::as_select())
         .load(conn)

@@ -183,6 +183,15 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
+            // Re-take the lease right before sending: a slow server may have outlasted it
+            // and another mailer may own the row by now.
+            let mine = pool
+                .get()
+                .map_err(AppError::from)
+                .and_then(|mut c| write_tx(&mut c, |c| Ok(repo::renew(c, row.id, &owner, ttl)?)));
+            if !matches!(mine, Ok(true)) {
+                continue;
+            }
             let outcome = sender.send(&row, &settings);
             let recorded = pool.get().map_err(AppError::from).and_then(|mut c| {
                 write_tx(&mut c, |c| {
@@ -249,7 +258,7 @@ fn collect_digests(pool: &Pool, config: &MailConfig) -> Result<(), AppError> {
                 .collect();
             let t = now();
             let key = format!("digest:{user}:{}", first.id);
-            repo::enqueue(
+            let added = repo::enqueue(
                 c,
                 &[NewOutbox {
                     event_key: key.clone(),
@@ -265,9 +274,13 @@ fn collect_digests(pool: &Pool, config: &MailConfig) -> Result<(), AppError> {
                     created_at: t,
                 }],
             )?;
-            let digest = repo::find_by_key(c, &key, &first.recipient)?
-                .map(|d| d.id)
-                .unwrap_or_default();
+            if added == 0 {
+                // Another mailer made this digest; it marks the rows it listed.
+                return Ok(());
+            }
+            let Some(digest) = repo::find_by_key(c, &key, &first.recipient)?.map(|d| d.id) else {
+                return Ok(());
+            };
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             repo::mark_digested(c, &ids, digest)?;
             Ok(())

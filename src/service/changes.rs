@@ -83,7 +83,7 @@ pub struct SignRequest {
     pub confirm_count: Option<u64>,
 }
 
-fn check_title(t: &str) -> AppResult<String> {
+pub(crate) fn check_title(t: &str) -> AppResult<String> {
     let t = t.trim();
     if t.is_empty() {
         return Err(AppError::unprocessable(
@@ -100,7 +100,7 @@ fn check_title(t: &str) -> AppResult<String> {
     Ok(t.to_string())
 }
 
-fn check_rationale(r: &str) -> AppResult<String> {
+pub(crate) fn check_rationale(r: &str) -> AppResult<String> {
     if r.chars().count() > MAX_RATIONALE {
         return Err(AppError::unprocessable(
             "invalid_rationale",

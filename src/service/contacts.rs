@@ -284,15 +284,7 @@ pub fn for_change(conn: &mut DbConn, id: i64) -> AppResult<Vec<RootContacts>> {
 
 /// CSV of [`for_change`]: one line per (root, contact); roots without contacts too.
 pub fn csv(rows: &[RootContacts]) -> String {
-    fn cell(s: &str) -> String {
-        // Quote, and defuse spreadsheet formulas.
-        let s = if s.starts_with(['=', '+', '-', '@']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
+    use super::views::csv_field as cell;
     let mut out = String::from("root,root_name,root_state,targets,entity,name,email,role\n");
     for r in rows {
         let head = format!(
@@ -476,7 +468,9 @@ pub fn notice(
             .recipients
             .iter()
             .map(|r| NewOutbox {
-                event_key: format!("notice:{nid}"),
+                // Per customer: one person who is a contact of two customers gets each
+                // customer's own notice.
+                event_key: format!("notice:{nid}:{}", r.root),
                 event_kind: "customer_notice".into(),
                 change_id: Some(id),
                 user_id: None,

@@ -245,24 +245,25 @@ pub fn create(
             .map(|c| number(*c))
             .collect::<Vec<_>>()
             .join(", ");
-        let title = req
-            .title
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| {
-                if from_changes.is_empty() {
+        let title = match req.title.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(t) => super::changes::check_title(t)?,
+            None => {
+                let t = if from_changes.is_empty() {
                     format!("Restore {} entities {to}", r.targets.len())
                 } else {
                     format!("Restore what {from_changes} changed")
-                }
-            });
-        let rationale = req.rationale.clone().unwrap_or_else(|| {
-            format!(
+                };
+                t.chars().take(200).collect()
+            }
+        };
+        let rationale = match req.rationale.as_deref() {
+            Some(r) => super::changes::check_rationale(r)?,
+            None => format!(
                 "Bulk restore of {} entities {to}: {}.",
                 r.targets.len(),
                 r.summary.text
-            )
-        });
+            ),
+        };
         let c = insert_submitted(
             conn,
             schema,

@@ -182,3 +182,28 @@ pub fn verdict_json(v: &audit::Verdict) -> Value {
         }
     }
 }
+
+/// One CSV field: always quoted, and defused against spreadsheet formulas (a leading `=`,
+/// `+`, `-`, `@`, tab or carriage return gets a `'`).
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("acme"), "\"acme\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_field(bad).starts_with("\"'"), "{bad:?} not defused");
+        }
+    }
+}

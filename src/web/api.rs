@@ -12,7 +12,7 @@ use crate::db::{audit, changes as repo, inventory};
 use crate::error::{AppError, AppResult};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
-use crate::service::views::{number, ChangeSummaryView, EventView};
+use crate::service::views::{csv_field, number, ChangeSummaryView, EventView};
 use crate::service::{self, inventory as inv};
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
@@ -426,16 +426,6 @@ pub struct TargetsQuery {
     pub format: Option<String>,
 }
 
-fn csv_field(s: &str) -> String {
-    // Quote always; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 pub async fn change_targets(
     state: State,
     _user: Authed,
@@ -454,7 +444,7 @@ pub async fn change_targets(
             ))
         }
     };
-    let offset = q.offset.unwrap_or(0).max(0);
+    let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let limit = if csv {
         i64::MAX
     } else {
@@ -569,7 +559,7 @@ pub async fn execution_items(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let q = q.into_inner();
-    let offset = q.offset.unwrap_or(0).max(0);
+    let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let (total, items) = with_conn(&state, move |conn| {
         exe::items(conn, id, q.status.as_deref(), offset, limit)

@@ -177,8 +177,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
             );
             actix_web::error::InternalError::from_response(err, page).into()
         }))
-        .app_data(web::QueryConfig::default().error_handler(|err, _| AppError::bad_request("invalid_query", err.to_string()).into()))
-        .app_data(web::PathConfig::default().error_handler(|err, _| AppError::bad_request("invalid_path", err.to_string()).into()))
+        .app_data(web::QueryConfig::default().error_handler(|err, req| {
+            pages::bad_request(req, "invalid_query", err.to_string(), err)
+        }))
+        .app_data(web::PathConfig::default().error_handler(|err, req| {
+            pages::bad_request(req, "invalid_path", err.to_string(), err)
+        }))
         .service(
             web::scope("")
                 .wrap(

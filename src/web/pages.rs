@@ -161,6 +161,21 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
     )
 }
 
+/// A malformed path or query: JSON for the API, a page for the web app.
+pub fn bad_request(
+    req: &HttpRequest,
+    code: &str,
+    message: String,
+    cause: impl std::fmt::Debug + std::fmt::Display + 'static,
+) -> actix_web::Error {
+    let e = AppError::bad_request(code, message);
+    if req.path().starts_with("/api/") {
+        return e.into();
+    }
+    actix_web::error::InternalError::from_response(cause, error_page(req, Layout::anonymous(), &e))
+        .into()
+}
+
 pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
     error_page(
         &req,
@@ -227,9 +242,19 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
+/// Where to go after signing in: only a path on this site. Anything that a browser could
+/// read as another host (`//x`, `/\\x`, control characters that it strips) goes home.
 fn safe_next(n: Option<&str>) -> String {
     match n {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 2000
+                && p.chars()
+                    .all(|c| !c.is_control() && !c.is_whitespace() && c != '\\') =>
+        {
+            p.into()
+        }
         _ => "/".into(),
     }
 }
@@ -308,7 +333,8 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
             StatusCode::FORBIDDEN,
         );
     }
-    if let Some(wait) = state.limiter.locked(&email) {
+    // Counted before the (slow) password check, so parallel guesses are limited too.
+    if let Some(wait) = state.limiter.attempt(&email) {
         return again(
             format!(
                 "Too many failed attempts for this address. Try again in {} minutes.",
@@ -342,13 +368,10 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
             let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, ""));
             r
         }
-        Ok(None) => {
-            state.limiter.failed(&email);
-            again(
-                "That email and password do not match.".into(),
-                StatusCode::UNAUTHORIZED,
-            )
-        }
+        Ok(None) => again(
+            "That email and password do not match.".into(),
+            StatusCode::UNAUTHORIZED,
+        ),
         Err(e) => error_page(&req, Layout::anonymous(), &e),
     }
 }
@@ -953,6 +976,26 @@ pub async fn create_change(
         }
     };
     let preview = preview_of(&state.schema, &r);
+    // Submission would refuse a failed expectation: say so here instead of storing a draft.
+    if let Some(e) = &request.expect {
+        let mut problems = Vec::new();
+        if let Some(t) = e.targets.filter(|t| *t != r.summary.targets) {
+            problems.push(format!(
+                "You expected {t} targets; the list resolves to {}.",
+                r.summary.targets
+            ));
+        }
+        if let Some(n) = e.roots.filter(|n| *n != r.summary.roots) {
+            problems.push(format!(
+                "You expected {n} roots; the list resolves to {}.",
+                r.summary.roots
+            ));
+        }
+        if !problems.is_empty() && r.error_count == 0 {
+            let l = layout(&state, &w, "new", &req).await;
+            return again(l, vec![], 0, problems, Some(preview));
+        }
+    }
     if f.action != "create" || r.error_count > 0 {
         let l = layout(&state, &w, "new", &req).await;
         let status_ok = r.error_count == 0;
@@ -966,7 +1009,12 @@ pub async fn create_change(
     let schema = state.schema.clone();
     let created = with_conn(&state, move |conn| {
         let id = svc::create(conn, &schema, &user, request)?;
-        svc::submit(conn, &schema, &user, id)?;
+        if let Err(e) = svc::submit(conn, &schema, &user, id) {
+            // Not submittable after all (the inventory moved since the preview): do not
+            // leave a stray draft behind the re-rendered form.
+            let _ = svc::cancel(conn, &user, id, Some("submission from the form failed"));
+            return Err(e);
+        }
         Ok(id)
     })
     .await;
@@ -1071,17 +1119,19 @@ pub async fn change(
     let id = page_try!(&req, &state, &w, "changes", change_id(&path));
     let schema = state.schema.clone();
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
-    let offset = q.offset.unwrap_or(0).max(0);
+    let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let s2 = search.clone();
     let data = with_conn(&state, move |conn| {
-        let v = svc::view(conn, &schema, id)?;
-        let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
-        let comments = repo::comments(conn, id)?;
-        let events = audit::for_change(conn, id)?;
-        let exec = crate::db::exec::for_change(conn, id)?
-            .map(|_| exe::progress(conn, id))
-            .transpose()?;
-        Ok((v, total, rows, comments, events, exec))
+        crate::db::snapshot(conn, |conn| {
+            let v = svc::view(conn, &schema, id)?;
+            let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
+            let comments = repo::comments(conn, id)?;
+            let events = audit::for_change(conn, id)?;
+            let exec = crate::db::exec::for_change(conn, id)?
+                .map(|_| exe::progress(conn, id))
+                .transpose()?;
+            Ok((v, total, rows, comments, events, exec))
+        })
     })
     .await;
     let (v, total, rows, comments, events, exec) = page_try!(&req, &state, &w, "changes", data);
@@ -1243,14 +1293,7 @@ pub async fn change_targets_csv(
     );
     let mut out = String::from("kind,id,name,scope_path\n");
     for t in rows {
-        let cell = |s: &str| {
-            let s = if s.starts_with(['=', '+', '-', '@']) {
-                format!("'{s}")
-            } else {
-                s.to_string()
-            };
-            format!("\"{}\"", s.replace('"', "\"\""))
-        };
+        let cell = crate::service::views::csv_field;
         out.push_str(&format!(
             "{},{},{},{}\n",
             cell(&t.kind),
@@ -1643,10 +1686,19 @@ async fn settings_page(
                 )
             })
             .collect(),
-        new_token,
         email: w.user.email.clone(),
+        new_token,
     };
-    html(StatusCode::OK, page.render())
+    let secret = page.new_token.is_some();
+    let mut r = html(StatusCode::OK, page.render());
+    if secret {
+        // The page shows a secret once: keep it out of caches and history.
+        r.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
+    r
 }
 
 pub async fn settings(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
@@ -1971,6 +2023,13 @@ pub async fn save_edit(
     let saved = with_conn(&state, move |conn| {
         let v = svc::view(conn, &schema, id)?;
         editable(&v, &user)?;
+        // The form edits the expected target count; an expected root count set through the
+        // API is kept.
+        let roots = v.expect.as_ref().and_then(|e| e["roots"].as_u64());
+        let expect = match (cr.expect.and_then(|e| e.targets), roots) {
+            (None, None) => None,
+            (targets, roots) => Some(crate::domain::resolution::Expectation { targets, roots }),
+        };
         svc::edit(
             conn,
             &schema,
@@ -1981,7 +2040,7 @@ pub async fn save_edit(
                 rationale: Some(cr.rationale),
                 params: Some(cr.params),
                 targets: Some(cr.targets),
-                expect: Some(cr.expect),
+                expect: Some(expect),
             },
         )
     })

@@ -138,22 +138,22 @@ pub const MAX_FAILURES: u32 = 5;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl LoginLimiter {
-    /// `Some(wait)` when this email is locked out.
-    pub fn locked(&self, email: &str) -> Option<Duration> {
-        let map = self.failures.lock().expect("limiter");
-        map.get(email).and_then(|(n, since)| {
-            let age = since.elapsed();
-            (*n >= MAX_FAILURES && age < WINDOW).then(|| WINDOW - age)
-        })
-    }
-
-    pub fn failed(&self, email: &str) {
+    /// Count one attempt for `email`; `Some(wait)` when it is locked out (the attempt is
+    /// then refused without checking the password). A success clears the count.
+    pub fn attempt(&self, email: &str) -> Option<Duration> {
         let mut map = self.failures.lock().expect("limiter");
+        if map.len() > 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
         let e = map.entry(email.to_string()).or_insert((0, Instant::now()));
         if e.1.elapsed() >= WINDOW {
             *e = (0, Instant::now());
         }
+        if e.0 >= MAX_FAILURES {
+            return Some(WINDOW.saturating_sub(e.1.elapsed()));
+        }
         e.0 += 1;
+        None
     }
 
     pub fn succeeded(&self, email: &str) {
@@ -176,6 +176,12 @@ pub fn authenticate(
     };
     Ok(match &u.password_hash {
         Some(h) if users::verify_password(h, password) => Some(u),
-        _ => None,
+        Some(_) => None,
+        None => {
+            // No web password (an API-only account): the same work, the same answer.
+            let dummy = DUMMY.get_or_init(|| users::hash_password("no such person"));
+            let _ = users::verify_password(dummy, password);
+            None
+        }
     })
 }

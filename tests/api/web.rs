@@ -131,16 +131,37 @@ async fn signed_out_people_go_to_the_login_page(app: TestApp) {
     // An open redirect is not possible through `next`.
     let page = r.text().await.unwrap();
     assert!(page.contains("name=\"next\" value=\"/\""));
-    let r = c
-        .get(format!("{}/login?next=//evil.example", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert!(r
-        .text()
-        .await
+    for evil in [
+        "//evil.example",
+        "/%09/evil.example",
+        "/%5C/evil.example",
+        "https://evil.example",
+    ] {
+        let r = c
+            .get(format!("{}/login?next={evil}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("name=\"next\" value=\"/\""),
+            "{evil} must not survive as a redirect target"
+        );
+    }
+    // A malformed query on a page gets a page, not JSON.
+    let b = sign_in(&app, "ana").await;
+    let r =
+        b.c.get(format!("{}/changes/CHG-1?offset=abc", app.address))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers()["content-type"]
+        .to_str()
         .unwrap()
-        .contains("name=\"next\" value=\"/\""));
+        .starts_with("text/html"));
 }
 
 async fn login_logout_and_rate_limiting(app: TestApp) {
@@ -188,6 +209,27 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     let (s, loc, _) = login(PW).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(loc.as_deref(), Some("/queue"));
+    // A forged `next` with a tab (browsers strip it and would read `//host`) goes home.
+    let page = c
+        .get(format!("{}/login", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = c
+        .post(format!("{}/login", app.address))
+        .form(&[
+            ("email", "ana@req.example"),
+            ("password", PW),
+            ("csrf", field(&page, "csrf").as_str()),
+            ("next", "/\t/evil.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
     // Logged in; log out needs the CSRF token.
     let home = c
         .get(format!("{}/", app.address))
@@ -316,13 +358,19 @@ async fn pages_render_escape_and_refuse_forms_without_csrf(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains("cannot be turned off"));
-    let (s, _, body) = b
-        .post(
-            "/settings/tokens",
-            &[("csrf", &b.csrf), ("label", "laptop")],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let r =
+        b.c.post(format!("{}/settings/tokens", b.base))
+            .form(&[("csrf", b.csrf.as_str()), ("label", "laptop")])
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-store",
+        "a page with a secret is not cached"
+    );
+    let body = r.text().await.unwrap();
     let token = body
         .split("id=\"new-token\">")
         .nth(1)
@@ -400,6 +448,22 @@ async fn the_new_change_form_keeps_input_and_names_wrong_kinds(app: TestApp) {
         body.contains("3000 problem(s) with the targets"),
         "{}",
         &body[..body.len().min(3000)]
+    );
+    // A failed expectation is said on the form; nothing is stored.
+    let mut f = form("create", inst(5));
+    f.push(("expect_targets", "3".into()));
+    let (s, _, body) = post(f).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("You expected 3 targets; the list resolves to 1."),
+        "{}",
+        &body[..body.len().min(2000)]
+    );
+    let (_, list) = app.get("/api/v1/changes", "ana").await;
+    assert_eq!(
+        list["changes"].as_array().unwrap().len(),
+        1,
+        "still only CHG-1"
     );
     // A bad parameter line is a form message, not an error page.
     let mut f = form("preview", inst(5));
