@@ -426,6 +426,57 @@ pub(crate) fn reresolve_locked(
 }
 
 /// Create a change as a draft, resolved against today's inventory.
+/// What a new change says besides its resolution.
+pub(crate) struct ChangeHead {
+    pub title: String,
+    pub rationale: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    pub operation: String,
+    pub params: String,
+    pub selector: String,
+    pub expect: Option<String>,
+    pub not_before: Option<chrono::NaiveDateTime>,
+    pub not_after: Option<chrono::NaiveDateTime>,
+    pub rollback_of: Option<i64>,
+}
+
+/// The draft row of a change described by `head` and resolved as `r`.
+pub(crate) fn draft_row(
+    schema: &Schema,
+    author_id: i64,
+    head: ChangeHead,
+    r: &crate::domain::resolution::Resolution,
+) -> NewChange {
+    let t = now();
+    NewChange {
+        title: head.title,
+        rationale: head.rationale,
+        requesting_team: head.requesting_team,
+        implementing_team: head.implementing_team,
+        operation: head.operation,
+        params: head.params,
+        selector: head.selector,
+        expect: head.expect,
+        state: ChangeState::Draft.as_str().into(),
+        author_id,
+        schema_hash: schema.hash.clone(),
+        fingerprint: Some(r.fingerprint.clone()),
+        summary: serde_json::to_string(&r.summary).expect("summary"),
+        errors: serde_json::to_string(&r.errors).expect("errors"),
+        target_count: r.targets.len() as i64,
+        root_count: r.summary.roots as i64,
+        error_count: r.error_count as i64,
+        lock_version: 0,
+        created_at: t,
+        updated_at: t,
+        resolved_at: t,
+        not_before: head.not_before,
+        not_after: head.not_after,
+        rollback_of: head.rollback_of,
+    }
+}
+
 /// The requesting team exists and `user` is in it; the operation's implementing team exists.
 pub(crate) fn check_teams(
     conn: &mut DbConn,
@@ -475,35 +526,26 @@ pub fn create(
     let t_tx = std::time::Instant::now();
     let out = write_tx(conn, |conn| {
         let r = resolve::resolve(conn, schema, op, &params, &req.targets)?;
-        let t = now();
         let c = repo::insert(
             conn,
-            &NewChange {
-                title: title.clone(),
-                rationale: rationale.clone(),
-                requesting_team: req.requesting_team.clone(),
-                implementing_team: op.implemented_by.clone(),
-                operation: op.name.clone(),
-                params: params.to_string(),
-                selector: selector_json.clone(),
-                expect: expect_json.clone(),
-                state: ChangeState::Draft.as_str().into(),
-                author_id: user.id,
-                schema_hash: schema.hash.clone(),
-                fingerprint: Some(r.fingerprint.clone()),
-                summary: serde_json::to_string(&r.summary).expect("summary"),
-                errors: serde_json::to_string(&r.errors).expect("errors"),
-                target_count: r.targets.len() as i64,
-                root_count: r.summary.roots as i64,
-                error_count: r.error_count as i64,
-                lock_version: 0,
-                created_at: t,
-                updated_at: t,
-                resolved_at: t,
-                not_before: req.not_before.map(|t| t.naive_utc()),
-                not_after: req.not_after.map(|t| t.naive_utc()),
-                rollback_of: None,
-            },
+            &draft_row(
+                schema,
+                user.id,
+                ChangeHead {
+                    title: title.clone(),
+                    rationale: rationale.clone(),
+                    requesting_team: req.requesting_team.clone(),
+                    implementing_team: op.implemented_by.clone(),
+                    operation: op.name.clone(),
+                    params: params.to_string(),
+                    selector: selector_json.clone(),
+                    expect: expect_json.clone(),
+                    not_before: req.not_before.map(|t| t.naive_utc()),
+                    not_after: req.not_after.map(|t| t.naive_utc()),
+                    rollback_of: None,
+                },
+                &r,
+            ),
         )?;
         let t0 = std::time::Instant::now();
         repo::replace_targets(conn, c.id, &r.targets)?;

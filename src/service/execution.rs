@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::changes::{
-    effect_for, involved, locked, policy_for, records, reresolve_locked, state_of, ResolveOutcome,
+    draft_row, effect_for, involved, locked, policy_for, records, reresolve_locked, state_of,
+    ChangeHead, ResolveOutcome,
 };
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit;
-use crate::db::models::{Change, NewChange};
+use crate::db::models::Change;
 use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn};
 use crate::domain::change::{self, Action};
 use crate::domain::execution::{inverse, item, plan_waves, ExecState, Wave};
@@ -461,7 +462,7 @@ pub fn rollback(
             conn,
             schema,
             user,
-            Derived {
+            ChangeHead {
                 title,
                 rationale,
                 requesting_team: orig.requesting_team.clone(),
@@ -469,6 +470,9 @@ pub fn rollback(
                 operation: orig.operation.clone(),
                 params: orig.params.clone(),
                 selector: json!({"rollback_of": id}).to_string(),
+                expect: None,
+                not_before: None,
+                not_after: None,
                 rollback_of: Some(id),
             },
             &r,
@@ -486,57 +490,16 @@ pub fn rollback(
     })
 }
 
-/// A change the engine derives (a rollback, a bulk restore): fixed targets, submitted at once.
-pub(crate) struct Derived {
-    pub title: String,
-    pub rationale: String,
-    pub requesting_team: String,
-    pub implementing_team: String,
-    pub operation: String,
-    pub params: String,
-    pub selector: String,
-    pub rollback_of: Option<i64>,
-}
-
 /// Store a derived change with its resolution and submit it, auditing both steps.
 pub(crate) fn insert_submitted(
     conn: &mut DbConn,
     schema: &Schema,
     user: &CurrentUser,
-    d: Derived,
+    d: ChangeHead,
     r: &crate::domain::resolution::Resolution,
     mut created: serde_json::Value,
 ) -> AppResult<Change> {
-    let t = now();
-    let c = change_repo::insert(
-        conn,
-        &NewChange {
-            title: d.title.chars().take(200).collect(),
-            rationale: d.rationale,
-            requesting_team: d.requesting_team,
-            implementing_team: d.implementing_team,
-            operation: d.operation,
-            params: d.params,
-            selector: d.selector,
-            expect: None,
-            state: ChangeState::Draft.as_str().into(),
-            author_id: user.id,
-            schema_hash: schema.hash.clone(),
-            fingerprint: Some(r.fingerprint.clone()),
-            summary: serde_json::to_string(&r.summary).expect("summary"),
-            errors: serde_json::to_string(&r.errors).expect("errors"),
-            target_count: r.targets.len() as i64,
-            root_count: r.summary.roots as i64,
-            error_count: r.error_count as i64,
-            lock_version: 0,
-            created_at: t,
-            updated_at: t,
-            resolved_at: t,
-            not_before: None,
-            not_after: None,
-            rollback_of: d.rollback_of,
-        },
-    )?;
+    let c = change_repo::insert(conn, &draft_row(schema, user.id, d, r))?;
     change_repo::replace_targets(conn, c.id, &r.targets)?;
     change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
     if let Some(o) = created.as_object_mut() {

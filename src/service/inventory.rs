@@ -32,12 +32,7 @@ pub fn import<I>(
 where
     I: Iterator<Item = Result<String, String>>,
 {
-    if !user.can_write_inventory(schema) {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only admins and members of an implementing team can import inventory",
-        ));
-    }
+    user.require_inventory_writer(schema, "inventory")?;
     Ok(inventory::import(
         conn,
         schema,

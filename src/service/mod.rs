@@ -18,7 +18,7 @@ use crate::db::models::User;
 use crate::db::schema::schema_versions;
 use crate::db::{now, users, write_tx, DbConn};
 use crate::domain::Schema;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -54,6 +54,18 @@ impl CurrentUser {
     /// (the platform teams that own the systems of record).
     pub fn can_write_inventory(&self, schema: &Schema) -> bool {
         self.is_admin || schema.teams().iter().any(|t| self.in_team(t))
+    }
+
+    /// Refuse unless the person may import `what` (inventory, contacts).
+    pub fn require_inventory_writer(&self, schema: &Schema, what: &str) -> AppResult<()> {
+        if self.can_write_inventory(schema) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "forbidden",
+                format!("only admins and members of an implementing team can import {what}"),
+            ))
+        }
     }
 }
 

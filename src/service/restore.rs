@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::changes::ChangeHead;
 use super::changes::{change_id, check_teams};
-use super::execution::{insert_submitted, Derived};
+use super::execution::insert_submitted;
 use super::views::number;
 use super::CurrentUser;
 use crate::db::{exec as exec_repo, resolve, write_tx, DbConn};
@@ -268,7 +269,7 @@ pub fn create(
             conn,
             schema,
             user,
-            Derived {
+            ChangeHead {
                 title,
                 rationale,
                 requesting_team: req.requesting_team.clone(),
@@ -276,6 +277,9 @@ pub fn create(
                 operation: op.name.clone(),
                 params: "{}".into(),
                 selector: spec.selector().to_string(),
+                expect: None,
+                not_before: None,
+                not_after: None,
                 rollback_of: None,
             },
             &r,

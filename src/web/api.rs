@@ -95,12 +95,7 @@ pub async fn import_inventory(
     query: web::Query<ImportQuery>,
     mut payload: web::Payload,
 ) -> AppResult<HttpResponse> {
-    if !user.can_write_inventory(&state.schema) {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only admins and members of an implementing team can import inventory",
-        ));
-    }
+    user.require_inventory_writer(&state.schema, "inventory")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, String>>(8);
     let pool = state.pool.clone();
     let schema = state.schema.clone();
@@ -694,12 +689,7 @@ pub async fn import_contacts(
     query: web::Query<ImportQuery>,
     mut payload: web::Payload,
 ) -> AppResult<HttpResponse> {
-    if !user.can_write_inventory(&state.schema) {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only admins and members of an implementing team can import contacts",
-        ));
-    }
+    user.require_inventory_writer(&state.schema, "contacts")?;
     let limit = state.config.max_json_bytes;
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {

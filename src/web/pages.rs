@@ -209,6 +209,16 @@ macro_rules! page_try {
     };
 }
 
+/// Refuse a form whose CSRF token is not the session's, with the error page.
+macro_rules! csrf_guard {
+    ($req:expr, $state:expr, $w:expr, $section:expr, $given:expr) => {
+        if !csrf_ok(&$w.csrf, $given) {
+            let l = layout($state, $w, $section, $req).await;
+            return error_page($req, l, &csrf_error());
+        }
+    };
+}
+
 // ---- static assets --------------------------------------------------------------------
 
 pub async fn css() -> HttpResponse {
@@ -388,10 +398,7 @@ pub async fn logout(
     w: WebUser,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if !csrf_ok(&w.csrf, &form.csrf) {
-        let l = layout(&state, &w, "", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "", &form.csrf);
     let token = w.token.clone();
     let _ = with_conn(&state, move |conn| Ok(users::end_session(conn, &token)?)).await;
     let mut r = see_other("/login");
@@ -923,10 +930,7 @@ pub async fn create_change(
     form: web::Form<ChangeForm>,
 ) -> HttpResponse {
     let f = form.into_inner();
-    if !csrf_ok(&w.csrf, &f.csrf) {
-        let l = layout(&state, &w, "new", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "new", &f.csrf);
     let again = |l: Layout, errors: Vec<ResolutionError>, count: u64, problems, preview| {
         html(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1339,10 +1343,7 @@ pub async fn change_action(
 ) -> HttpResponse {
     let (raw, action) = path.into_inner();
     let f = form.into_inner();
-    if !csrf_ok(&w.csrf, &f.csrf) {
-        let l = layout(&state, &w, "changes", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
     let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
     let user = w.user.clone();
     let schema = state.schema.clone();
@@ -1717,10 +1718,7 @@ pub async fn save_notifications(
 ) -> HttpResponse {
     let mut f = form.into_inner();
     let given = f.remove("csrf").unwrap_or_default();
-    if !csrf_ok(&w.csrf, &given) {
-        let l = layout(&state, &w, "settings", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "settings", &given);
     let user = w.user.clone();
     page_try!(
         &req,
@@ -1749,10 +1747,7 @@ pub async fn create_token(
     w: WebUser,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
-    if !csrf_ok(&w.csrf, &form.csrf) {
-        let l = layout(&state, &w, "settings", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
     let label = form.label.trim().chars().take(80).collect::<String>();
     let label = if label.is_empty() {
         "web".to_string()
@@ -1788,10 +1783,7 @@ pub async fn revoke_token(
     path: web::Path<i64>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if !csrf_ok(&w.csrf, &form.csrf) {
-        let l = layout(&state, &w, "settings", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
     let id = path.into_inner();
     let user = w.user.clone();
     page_try!(
@@ -1871,10 +1863,7 @@ pub async fn retry_mail(
     path: web::Path<i64>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if !csrf_ok(&w.csrf, &form.csrf) {
-        let l = layout(&state, &w, "outbox", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "outbox", &form.csrf);
     let id = path.into_inner();
     let user = w.user.clone();
     page_try!(
@@ -2001,10 +1990,7 @@ pub async fn save_edit(
     form: web::Form<ChangeForm>,
 ) -> HttpResponse {
     let f = form.into_inner();
-    if !csrf_ok(&w.csrf, &f.csrf) {
-        let l = layout(&state, &w, "changes", &req).await;
-        return error_page(&req, l, &csrf_error());
-    }
+    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
     let id = page_try!(&req, &state, &w, "changes", change_id(&path));
     let again = |l: Layout, problems: Vec<String>| {
         let mut page = new_change_page(&state, l, &w.user, f.clone(), vec![], 0, problems, None);
