@@ -346,7 +346,11 @@ pub async fn reject_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.into_inner().reason.unwrap_or_default();
-    with_conn(&state, move |conn| svc::reject(conn, &user, id, &reason)).await?;
+    let schema = state.schema.clone();
+    with_conn(&state, move |conn| {
+        svc::reject(conn, &schema, &user, id, &reason)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
 }
 
@@ -358,8 +362,9 @@ pub async fn cancel_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.and_then(|b| b.into_inner().reason);
+    let schema = state.schema.clone();
     with_conn(&state, move |conn| {
-        svc::cancel(conn, &user, id, reason.as_deref())
+        svc::cancel(conn, &schema, &user, id, reason.as_deref())
     })
     .await?;
     Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
@@ -379,7 +384,11 @@ pub async fn comment_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let text = body.into_inner().body;
-    let cid = with_conn(&state, move |conn| svc::comment(conn, &user, id, &text)).await?;
+    let schema = state.schema.clone();
+    let cid = with_conn(&state, move |conn| {
+        svc::comment(conn, &schema, &user, id, &text)
+    })
+    .await?;
     Ok(HttpResponse::Created().json(json!({"id": cid, "change": number(id)})))
 }
 
@@ -447,7 +456,7 @@ pub async fn change_targets(
     };
     let search = q.q.clone();
     let (change, total, rows) = with_conn(&state, move |conn| {
-        crate::db::read_tx(conn, |conn| {
+        crate::db::snapshot(conn, |conn| {
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
@@ -572,7 +581,8 @@ pub async fn resume_execution(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = with_conn(&state, move |conn| exe::resume(conn, &user, id)).await?;
+    let schema = state.schema.clone();
+    let v = with_conn(&state, move |conn| exe::resume(conn, &schema, &user, id)).await?;
     state.wake.notify();
     Ok(HttpResponse::Ok().json(v))
 }
@@ -585,8 +595,9 @@ pub async fn abort_execution(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.and_then(|b| b.into_inner().reason);
+    let schema = state.schema.clone();
     let v = with_conn(&state, move |conn| {
-        exe::abort(conn, &user, id, reason.as_deref())
+        exe::abort(conn, &schema, &user, id, reason.as_deref())
     })
     .await?;
     Ok(HttpResponse::Ok().json(v))

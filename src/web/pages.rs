@@ -358,15 +358,18 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let Some(u) = session::authenticate(conn, &e2, &pw)? else {
             return Ok(None);
         };
-        let (token, _) =
-            users::create_session(conn, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
-        audit::append(
-            conn,
-            &audit::Actor(u.email.clone()),
-            "signed_in",
-            None,
-            serde_json::json!({}),
-        )?;
+        let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {
+            let (token, _) =
+                users::create_session(tx, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
+            audit::append(
+                tx,
+                &audit::Actor(u.email.clone()),
+                "signed_in",
+                None,
+                serde_json::json!({}),
+            )?;
+            Ok(token)
+        })?;
         Ok(Some(token))
     })
     .await;
@@ -963,7 +966,7 @@ pub async fn create_change(
             .operation(&op_name)
             .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
-        Ok(crate::db::read_tx(conn, |conn| {
+        Ok(crate::db::snapshot(conn, |conn| {
             crate::db::resolve::resolve(conn, &schema, op, &params, &targets)
         })?)
     })
@@ -1016,7 +1019,13 @@ pub async fn create_change(
         if let Err(e) = svc::submit(conn, &schema, &user, id) {
             // Not submittable after all (the inventory moved since the preview): do not
             // leave a stray draft behind the re-rendered form.
-            let _ = svc::cancel(conn, &user, id, Some("submission from the form failed"));
+            let _ = svc::cancel(
+                conn,
+                &schema,
+                &user,
+                id,
+                Some("submission from the form failed"),
+            );
             return Err(e);
         }
         Ok(id)
@@ -1328,6 +1337,8 @@ pub struct ActionForm {
     #[serde(default)]
     confirm_count: String,
     #[serde(default)]
+    text_hash: String,
+    #[serde(default)]
     reason: String,
     #[serde(default)]
     body: String,
@@ -1375,6 +1386,7 @@ pub async fn change_action(
                         fingerprint: f.fingerprint.clone(),
                         comment: f.comment.clone(),
                         confirm_count: confirm,
+                        text_hash: Some(f.text_hash.clone()).filter(|h| !h.trim().is_empty()),
                     },
                 )?;
                 "signed"
@@ -1388,12 +1400,13 @@ pub async fn change_action(
                 "resolved"
             }
             "reject" => {
-                svc::reject(conn, &user, id, &f.reason)?;
+                svc::reject(conn, &schema, &user, id, &f.reason)?;
                 "rejected"
             }
             "cancel" => {
                 svc::cancel(
                     conn,
+                    &schema,
                     &user,
                     id,
                     Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
@@ -1401,7 +1414,7 @@ pub async fn change_action(
                 "cancelled"
             }
             "comment" => {
-                svc::comment(conn, &user, id, &f.body)?;
+                svc::comment(conn, &schema, &user, id, &f.body)?;
                 "commented"
             }
             "execute" => {
@@ -1417,12 +1430,13 @@ pub async fn change_action(
                 "executing"
             }
             "resume" => {
-                exe::resume(conn, &user, id)?;
+                exe::resume(conn, &schema, &user, id)?;
                 "resumed"
             }
             "abort" => {
                 exe::abort(
                     conn,
+                    &schema,
                     &user,
                     id,
                     Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
@@ -1760,7 +1774,7 @@ pub async fn create_token(
         &state,
         &w,
         "settings",
-        with_conn(&state, move |conn| {
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             let t = users::create_token(conn, user.id, &label)?;
             audit::append(
                 conn,
@@ -1770,7 +1784,7 @@ pub async fn create_token(
                 serde_json::json!({"label": label}),
             )?;
             Ok(t)
-        })
+        }))
         .await
     );
     settings_page(&req, &state, &w, Some(token)).await
@@ -1791,7 +1805,7 @@ pub async fn revoke_token(
         &state,
         &w,
         "settings",
-        with_conn(&state, move |conn| {
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::not_found_msg("no such token of yours"));
             }
@@ -1803,7 +1817,7 @@ pub async fn revoke_token(
                 serde_json::json!({"token": id}),
             )?;
             Ok(())
-        })
+        }))
         .await
     );
     see_other("/settings?done=token#tokens")

@@ -45,6 +45,14 @@ pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
     ("root", "root@admin.example", "Root", None, true),
 ];
 
+pub fn person_email(key: &str) -> &'static str {
+    PEOPLE
+        .iter()
+        .find(|p| p.0 == key)
+        .map(|p| p.1)
+        .unwrap_or_else(|| panic!("no test person `{key}`"))
+}
+
 // Fixture IDs (valid syntax per the example schema).
 pub const ORG1: &str = "org-00000001";
 pub const ORG2: &str = "org-00000002";
@@ -229,6 +237,26 @@ impl TestApp {
     }
 
     /// Create and submit; returns (id, fingerprint).
+    /// Add a test person to a team (directly in the database).
+    pub fn join(&self, who: &str, team: &str) {
+        let mut conn = self.conn();
+        let t = users::find_team(&mut conn, team).unwrap().unwrap();
+        let u = users::find_user_by_email(&mut conn, person_email(who))
+            .unwrap()
+            .unwrap();
+        users::add_member(&mut conn, t.id, u.id).unwrap();
+    }
+
+    /// Remove a test person from a team (directly in the database).
+    pub fn leave(&self, who: &str, team: &str) {
+        let mut conn = self.conn();
+        let t = users::find_team(&mut conn, team).unwrap().unwrap();
+        let u = users::find_user_by_email(&mut conn, person_email(who))
+            .unwrap()
+            .unwrap();
+        users::remove_member(&mut conn, t.id, u.id).unwrap();
+    }
+
     pub async fn submitted(&self, who: &str, op: &str, targets: Value) -> (i64, String) {
         let v = self.create(who, op, targets).await;
         let id = v["id"].as_i64().unwrap();
