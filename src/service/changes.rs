@@ -1086,7 +1086,22 @@ fn side_status(team: &str, required: u32, current: usize) -> SideStatus {
     }
 }
 
-/// Everything about one change.
+/// Everything about one change, as `viewer` sees it: with the actions they may take now,
+/// decided by the same function the services enforce.
+pub fn view_for(
+    conn: &mut DbConn,
+    schema: &Schema,
+    viewer: &CurrentUser,
+    id: i64,
+) -> AppResult<ChangeView> {
+    crate::db::snapshot(conn, |conn| {
+        let mut v = view(conn, schema, id)?;
+        v.allowed_actions = allowed_actions(conn, schema, viewer, id)?;
+        Ok(v)
+    })
+}
+
+/// Everything about one change (`allowed_actions` empty: see [`view_for`]).
 pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView> {
     crate::db::snapshot(conn, |conn| {
         let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
@@ -1125,21 +1140,9 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             requesting_team: c.requesting_team.clone(),
             implementing_team: c.implementing_team.clone(),
             author,
-            operation: OperationView {
-                name: c.operation.clone(),
-                label: op
-                    .map(|o| o.label.clone())
-                    .unwrap_or_else(|| c.operation.clone()),
-                target: op.map(|o| o.target.clone()).unwrap_or_default(),
-                effect: op
-                    .and_then(|o| effect_for(o, &c))
-                    .map(|e| e.as_str().to_string())
-                    .unwrap_or_default(),
-                effect_text: op
-                    .and_then(|o| effect_for(o, &c))
-                    .map(|e| e.plain_words().to_string())
-                    .unwrap_or_default(),
-            },
+            operation: OperationView::of(schema, &c),
+            text_hash: text_hash_of(&c),
+            allowed_actions: vec![],
             params: serde_json::from_str(&c.params).unwrap_or(Value::Null),
             targets: serde_json::from_str(&c.selector).unwrap_or(Value::Null),
             expect: c

@@ -29,7 +29,7 @@ pub struct TestApp {
 }
 
 /// Test people: (key, email, name, team, admin).
-pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
+pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 8] = [
     ("ana", "ana@req.example", "Ana", Some("app-owners"), false),
     ("ben", "ben@req.example", "Ben", Some("app-owners"), false),
     (
@@ -42,16 +42,15 @@ pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
     ("dev", "dev@ops.example", "Dev", Some("platform-ops"), false),
     ("eli", "eli@ops.example", "Eli", Some("platform-ops"), false),
     ("olga", "olga@elsewhere.example", "Olga", None, false),
+    (
+        "otto",
+        "otto@outsiders.example",
+        "Otto",
+        Some("outsiders"),
+        false,
+    ),
     ("root", "root@admin.example", "Root", None, true),
 ];
-
-pub fn person_email(key: &str) -> &'static str {
-    PEOPLE
-        .iter()
-        .find(|p| p.0 == key)
-        .map(|p| p.1)
-        .unwrap_or_else(|| panic!("no test person `{key}`"))
-}
 
 // Fixture IDs (valid syntax per the example schema).
 pub const ORG1: &str = "org-00000001";
@@ -136,6 +135,8 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         write_tx(&mut conn, |conn| -> Result<_, AppError> {
             users::create_team(conn, "app-owners")?;
             users::create_team(conn, "platform-ops")?;
+            // A team unrelated to every change in the tests.
+            users::create_team(conn, "outsiders")?;
             let mut tokens = HashMap::new();
             for (key, email, name, team, admin) in PEOPLE {
                 let u = users::create_user(conn, email, name, admin)?;
@@ -241,7 +242,7 @@ impl TestApp {
     pub fn join(&self, who: &str, team: &str) {
         let mut conn = self.conn();
         let t = users::find_team(&mut conn, team).unwrap().unwrap();
-        let u = users::find_user_by_email(&mut conn, person_email(who))
+        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
             .unwrap()
             .unwrap();
         users::add_member(&mut conn, t.id, u.id).unwrap();
@@ -251,7 +252,7 @@ impl TestApp {
     pub fn leave(&self, who: &str, team: &str) {
         let mut conn = self.conn();
         let t = users::find_team(&mut conn, team).unwrap().unwrap();
-        let u = users::find_user_by_email(&mut conn, person_email(who))
+        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
             .unwrap()
             .unwrap();
         users::remove_member(&mut conn, t.id, u.id).unwrap();

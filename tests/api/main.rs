@@ -14,6 +14,7 @@ mod helpers;
 mod inventory;
 mod mail;
 mod signoffs;
+mod teams;
 mod smtp;
 mod web;
 mod webhook;
