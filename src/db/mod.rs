@@ -9,6 +9,7 @@ pub mod models;
 pub mod outbox;
 pub mod resolve;
 pub mod schema;
+pub mod schemas;
 pub mod users;
 
 use std::path::PathBuf;

@@ -1158,16 +1158,41 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             error_count: c.error_count,
             signoffs: rows
                 .iter()
-                .map(|(s, email, name)| SignoffView {
-                    side: s.side.clone(),
-                    by: PersonView {
-                        email: email.clone(),
-                        name: name.clone(),
-                    },
-                    fingerprint: s.fingerprint.clone(),
-                    stale: s.stale || s.fingerprint != fp,
-                    comment: s.comment.clone(),
-                    at: s.created_at,
+                .map(|(s, email, name)| {
+                    let rec = recs.iter().find(|r| {
+                        r.user_id == s.user_id
+                            && r.side.as_str() == s.side
+                            && r.fingerprint == s.fingerprint
+                            && r.stale == s.stale
+                    });
+                    let stale = s.stale || s.fingerprint != fp;
+                    let earned = rec.is_none_or(|r| r.earned);
+                    let team = if s.side == "requester" {
+                        &c.requesting_team
+                    } else {
+                        &c.implementing_team
+                    };
+                    SignoffView {
+                        side: s.side.clone(),
+                        by: PersonView {
+                            email: email.clone(),
+                            name: name.clone(),
+                        },
+                        fingerprint: s.fingerprint.clone(),
+                        stale,
+                        counts: !stale && earned,
+                        why_not: if stale {
+                            Some("stale: the targets or the text changed since".into())
+                        } else if !earned {
+                            Some(format!(
+                                "no longer counts: {name} is not (only) in `{team}` any more"
+                            ))
+                        } else {
+                            None
+                        },
+                        comment: s.comment.clone(),
+                        at: s.created_at,
+                    }
                 })
                 .collect(),
             policy,
@@ -1206,6 +1231,10 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
     if user.teams.is_empty() {
         return Ok(vec![]);
     }
+    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
+}
+
+fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
     let list = repo::awaiting_for_teams(conn, &user.teams)?;
     let mut out = Vec::new();
     for c in list {
@@ -1216,22 +1245,25 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
         let recs = records(conn, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
+        // The sides this person may sign now and that still need someone.
+        let f = facts(conn, schema, user, &c, &recs)?;
         let mut needs = Vec::new();
-        if mr > 0 && user.in_team(&c.requesting_team) {
+        if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
             needs.push("requester".to_string());
         }
-        if mi > 0 && user.in_team(&c.implementing_team) {
+        if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
             needs.push("implementer".to_string());
         }
         if needs.is_empty() {
             continue;
         }
+        let change = ChangeSummaryView::new(schema, &c);
         out.push(QueueItem {
-            change: ChangeSummaryView::new(schema, &c),
+            destructive: change.destructive,
+            change,
             needs,
             missing_requester: mr,
             missing_implementer: mi,
-            destructive: op.effect.is_destructive(),
         });
     }
     Ok(out)

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use crate::db::audit;
 use crate::db::models::{AuditEvent, Change};
-use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::access::ChangeAction;
 use crate::domain::presentation::executes;
+use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::schema::SignoffPolicy;
 use crate::domain::Schema;
 
@@ -68,6 +68,10 @@ pub struct SignoffView {
     pub by: PersonView,
     pub fingerprint: String,
     pub stale: bool,
+    /// It counts now: current fingerprint and text, and the signer is still in the team.
+    pub counts: bool,
+    /// Why it does not count, in words.
+    pub why_not: Option<String>,
     pub comment: String,
     pub at: NaiveDateTime,
 }

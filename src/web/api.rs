@@ -217,11 +217,7 @@ pub async fn get_entity(
 }
 
 /// A change as `me` sees it: with the actions they may take (`allowed_actions`).
-async fn change_json(
-    state: &State,
-    me: &CurrentUser,
-    id: i64,
-) -> AppResult<serde_json::Value> {
+async fn change_json(state: &State, me: &CurrentUser, id: i64) -> AppResult<serde_json::Value> {
     let st = state.clone();
     let me = me.clone();
     let v = with_conn(state, move |conn| svc::view_for(conn, &st.schema, &me, id)).await?;

@@ -14,7 +14,7 @@ mod helpers;
 mod inventory;
 mod mail;
 mod signoffs;
-mod teams;
 mod smtp;
+mod teams;
 mod web;
 mod webhook;

@@ -149,7 +149,8 @@ async fn schema_change_invalidates_the_requesting_team(app: TestApp) {
     let events = audit::for_change(&mut conn, id).unwrap();
     assert!(
         events.iter().any(|e| e.action == "state_changed"
-            && e.detail.contains("may be requested only by `release-managers`")),
+            && e.detail
+                .contains("may be requested only by `release-managers`")),
         "{events:?}"
     );
 }
@@ -191,10 +192,9 @@ async fn signoffs_stay_earned_until_execution(app: TestApp) {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "signoffs_no_longer_count");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("carla@ops.example (implementer side) is no longer a member of `platform-ops`"),
+        v["error"]["message"].as_str().unwrap().contains(
+            "carla@ops.example (implementer side) is no longer a member of `platform-ops`"
+        ),
         "{v}"
     );
     let c = app.change(id).await;
@@ -325,7 +325,10 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
         }));
     }
     for i in 0..50 {
-        let (path, who) = (format!("/api/v1/changes/{id}/comments"), ["ana", "ben", "carla", "dev"][i % 4]);
+        let (path, who) = (
+            format!("/api/v1/changes/{id}/comments"),
+            ["ana", "ben", "carla", "dev"][i % 4],
+        );
         let app_client = app.client.clone();
         let base = app.address.clone();
         let token = app.token(who).to_string();
@@ -409,10 +412,7 @@ async fn reads_are_one_snapshot(app: TestApp) {
     let mut reader = app.conn();
     let mut writer = app.conn();
     let (before, after): (String, String) = db::snapshot(&mut reader, |conn| {
-        let before: String = c_t::table
-            .find(id)
-            .select(c_t::title)
-            .first(conn)?;
+        let before: String = c_t::table.find(id).select(c_t::title).first(conn)?;
         db::write_tx(&mut writer, |w| {
             diesel::update(c_t::table.find(id))
                 .set(c_t::title.eq("changed meanwhile"))
