@@ -10,13 +10,14 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::changes::involved;
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit::{self, Actor};
 use crate::db::models::{Contact, NewContact, NewOutbox};
 use crate::db::schema::{change_targets, contacts, customer_notices, entities};
 use crate::db::{changes as change_repo, now, outbox, snapshot, write_tx, DbConn, CHUNK};
+use crate::domain::access::ChangeAction;
+use crate::domain::Schema;
 use crate::error::{AppError, AppResult};
 
 pub const ROLES: [&str; 3] = ["admin", "billing", "technical"];
@@ -358,6 +359,7 @@ fn fill(body: &str, customer: &str, change: &str) -> String {
 /// Preview or send a customer notice for change `id` (members of either team).
 pub fn notice(
     conn: &mut DbConn,
+    schema: &Schema,
     user: &CurrentUser,
     id: i64,
     req: NoticeRequest,
@@ -385,12 +387,7 @@ pub fn notice(
         }
     }
     let c = change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-    if !involved(user, &c) {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only the two teams of a change can notify its customers",
-        ));
-    }
+    super::changes::require(conn, schema, user, &c, ChangeAction::DraftNotice)?;
     let roots = for_change(conn, id)?;
     let chg = number(id);
     let mut recipients = Vec::new();

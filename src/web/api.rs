@@ -805,8 +805,9 @@ pub async fn send_notice(
     let id = change_id(&path)?;
     let req = body.into_inner();
     let preview = req.preview;
+    let schema = state.schema.clone();
     let v = with_conn(&state, move |conn| {
-        service::contacts::notice(conn, &user, id, req)
+        service::contacts::notice(conn, &schema, &user, id, req)
     })
     .await?;
     Ok(if preview {

@@ -4,6 +4,7 @@
 mod audit;
 mod basics;
 mod browser;
+mod access;
 mod changes;
 mod cli;
 mod concurrency;
