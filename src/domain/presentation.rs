@@ -47,7 +47,7 @@ pub fn executes(schema: &Schema, op: &Operation, rollback: bool) -> Option<Execu
     let label = match effect {
         Effect::Restore => named.unwrap_or_else(|| format!("Restore {plural}")),
         Effect::SetAttributes => format!("Put back the attributes “{}” changed", op.label),
-        Effect::SoftDelete => format!("Delete again the {plural} “{}” restored", op.label),
+        Effect::SoftDelete => format!("Delete again the {plural} “{}” brought back", op.label),
         Effect::Purge | Effect::Webhook => return None,
     };
     let effect_text = match effect {

@@ -41,24 +41,93 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     let mut put = |state: &'static str, role: &'static str, actions: &[&'static str]| {
         t.insert((state, role), actions.iter().copied().collect());
     };
-    put("draft", "author", &["edit", "resolve", "submit", "cancel", "comment"]);
-    put("draft", "requester", &["resolve", "submit", "cancel", "comment"]);
+    put(
+        "draft",
+        "author",
+        &["edit", "resolve", "submit", "cancel", "comment"],
+    );
+    put(
+        "draft",
+        "requester",
+        &["resolve", "submit", "cancel", "comment"],
+    );
     put("draft", "implementer", &["resolve", "comment"]);
     put("draft", "both", &["resolve", "submit", "cancel", "comment"]);
     put("draft", "other", &[]);
     put("draft", "admin", &["resolve", "cancel", "comment"]);
-    put("awaiting_signoff", "author", &["edit", "resolve", "sign_requester", "reject", "cancel", "comment"]);
-    put("awaiting_signoff", "requester", &["resolve", "sign_requester", "reject", "cancel", "comment"]);
-    put("awaiting_signoff", "implementer", &["resolve", "sign_implementer", "reject", "comment"]);
-    put("awaiting_signoff", "both", &["resolve", "sign_implementer", "reject", "cancel", "comment"]);
+    put(
+        "awaiting_signoff",
+        "author",
+        &[
+            "edit",
+            "resolve",
+            "sign_requester",
+            "reject",
+            "cancel",
+            "comment",
+        ],
+    );
+    put(
+        "awaiting_signoff",
+        "requester",
+        &["resolve", "sign_requester", "reject", "cancel", "comment"],
+    );
+    put(
+        "awaiting_signoff",
+        "implementer",
+        &["resolve", "sign_implementer", "reject", "comment"],
+    );
+    put(
+        "awaiting_signoff",
+        "both",
+        &["resolve", "sign_implementer", "reject", "cancel", "comment"],
+    );
     put("awaiting_signoff", "other", &[]);
-    put("awaiting_signoff", "admin", &["resolve", "reject", "cancel", "comment"]);
-    put("approved", "author", &["edit", "resolve", "reject", "cancel", "comment", "draft_notice"]);
-    put("approved", "requester", &["resolve", "reject", "cancel", "comment", "draft_notice"]);
-    put("approved", "implementer", &["resolve", "reject", "comment", "execute", "draft_notice"]);
-    put("approved", "both", &["resolve", "reject", "cancel", "comment", "execute", "draft_notice"]);
+    put(
+        "awaiting_signoff",
+        "admin",
+        &["resolve", "reject", "cancel", "comment"],
+    );
+    put(
+        "approved",
+        "author",
+        &[
+            "edit",
+            "resolve",
+            "reject",
+            "cancel",
+            "comment",
+            "draft_notice",
+        ],
+    );
+    put(
+        "approved",
+        "requester",
+        &["resolve", "reject", "cancel", "comment", "draft_notice"],
+    );
+    put(
+        "approved",
+        "implementer",
+        &["resolve", "reject", "comment", "execute", "draft_notice"],
+    );
+    put(
+        "approved",
+        "both",
+        &[
+            "resolve",
+            "reject",
+            "cancel",
+            "comment",
+            "execute",
+            "draft_notice",
+        ],
+    );
     put("approved", "other", &[]);
-    put("approved", "admin", &["resolve", "reject", "cancel", "comment"]);
+    put(
+        "approved",
+        "admin",
+        &["resolve", "reject", "cancel", "comment"],
+    );
     for st in ["rejected", "cancelled"] {
         for role in ["author", "requester", "implementer", "both", "admin"] {
             put(st, role, &["comment"]);
@@ -67,20 +136,48 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     }
     put("executing", "author", &["comment", "draft_notice"]);
     put("executing", "requester", &["comment", "draft_notice"]);
-    put("executing", "implementer", &["comment", "abort", "draft_notice"]);
+    put(
+        "executing",
+        "implementer",
+        &["comment", "abort", "draft_notice"],
+    );
     put("executing", "both", &["comment", "abort", "draft_notice"]);
     put("executing", "other", &[]);
     put("executing", "admin", &["comment", "abort"]);
     put("halted", "author", &["comment", "draft_notice"]);
     put("halted", "requester", &["comment", "draft_notice"]);
-    put("halted", "implementer", &["comment", "resume", "abort", "draft_notice"]);
-    put("halted", "both", &["comment", "resume", "abort", "draft_notice"]);
+    put(
+        "halted",
+        "implementer",
+        &["comment", "resume", "abort", "draft_notice"],
+    );
+    put(
+        "halted",
+        "both",
+        &["comment", "resume", "abort", "draft_notice"],
+    );
     put("halted", "other", &[]);
     put("halted", "admin", &["comment", "abort"]);
-    put("completed", "author", &["comment", "rollback", "draft_notice"]);
-    put("completed", "requester", &["comment", "rollback", "draft_notice"]);
-    put("completed", "implementer", &["comment", "rollback", "draft_notice"]);
-    put("completed", "both", &["comment", "rollback", "draft_notice"]);
+    put(
+        "completed",
+        "author",
+        &["comment", "rollback", "draft_notice"],
+    );
+    put(
+        "completed",
+        "requester",
+        &["comment", "rollback", "draft_notice"],
+    );
+    put(
+        "completed",
+        "implementer",
+        &["comment", "rollback", "draft_notice"],
+    );
+    put(
+        "completed",
+        "both",
+        &["comment", "rollback", "draft_notice"],
+    );
     put("completed", "other", &[]);
     put("completed", "admin", &["comment", "rollback"]);
     // Aborted before any target ran: nothing to roll back.
@@ -92,9 +189,21 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     put("aborted", "admin", &["comment"]);
     // A rollback created by an implementer (carla): she is its author, so she never signs
     // its implementer side; she may reword it, re-resolve, reject, cancel and comment.
-    put("rollback", "rollback_author", &["edit", "resolve", "reject", "cancel", "comment"]);
-    put("rollback", "requester", &["resolve", "sign_requester", "reject", "cancel", "comment"]);
-    put("rollback", "implementer", &["resolve", "sign_implementer", "reject", "comment"]);
+    put(
+        "rollback",
+        "rollback_author",
+        &["edit", "resolve", "reject", "cancel", "comment"],
+    );
+    put(
+        "rollback",
+        "requester",
+        &["resolve", "sign_requester", "reject", "cancel", "comment"],
+    );
+    put(
+        "rollback",
+        "implementer",
+        &["resolve", "sign_implementer", "reject", "comment"],
+    );
     t
 }
 
@@ -200,7 +309,11 @@ impl Fixture {
                 self.run_worker_until(id, &["completed"]).await;
                 if state == "rollback" {
                     let (s, v) = app
-                        .post(&format!("/api/v1/changes/{id}/rollback"), "carla", json!({}))
+                        .post(
+                            &format!("/api/v1/changes/{id}/rollback"),
+                            "carla",
+                            json!({}),
+                        )
                         .await;
                     assert_eq!(s, StatusCode::CREATED, "{v}");
                     return v["id"].as_i64().unwrap();
@@ -237,7 +350,10 @@ impl Fixture {
             "reject" => app.post(&p("/reject"), who, json!({"reason": "r"})).await,
             "cancel" => app.post(&p("/cancel"), who, json!({})).await,
             "comment" => app.post(&p("/comments"), who, json!({"body": "b"})).await,
-            "execute" => app.post(&p("/execute"), who, json!({"fingerprint": fp})).await,
+            "execute" => {
+                app.post(&p("/execute"), who, json!({"fingerprint": fp}))
+                    .await
+            }
             "resume" => app.post(&p("/resume"), who, json!({})).await,
             "abort" => app.post(&p("/abort"), who, json!({})).await,
             "rollback" => app.post(&p("/rollback"), who, json!({})).await,
@@ -305,7 +421,15 @@ async fn one_decision_everywhere(backend: Backend) {
     let expected = expected();
     let states: BTreeSet<&str> = expected.keys().map(|(s, _)| *s).collect();
     let mut browsers = BTreeMap::new();
-    for role in ["author", "requester", "implementer", "both", "other", "admin", "rollback_author"] {
+    for role in [
+        "author",
+        "requester",
+        "implementer",
+        "both",
+        "other",
+        "admin",
+        "rollback_author",
+    ] {
         browsers.insert(role, sign_in(&f.app, person(role)).await);
     }
     let mut mismatches = Vec::new();
@@ -319,7 +443,10 @@ async fn one_decision_everywhere(backend: Backend) {
             .collect();
         for role in roles {
             let who = person(role);
-            let want: BTreeSet<String> = expected[&(state, role)].iter().map(|s| s.to_string()).collect();
+            let want: BTreeSet<String> = expected[&(state, role)]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             // The API's allowed_actions.
             let (s, v) = f.app.get(&format!("/api/v1/changes/{id}"), who).await;
             assert_eq!(s, StatusCode::OK, "{v}");
@@ -330,23 +457,33 @@ async fn one_decision_everywhere(backend: Backend) {
                 .map(|a| a.as_str().unwrap().to_string())
                 .collect();
             if api != want {
-                mismatches.push(format!("{state}/{role}: allowed_actions {api:?}, expected {want:?}"));
+                mismatches.push(format!(
+                    "{state}/{role}: allowed_actions {api:?}, expected {want:?}"
+                ));
             }
             // The page's buttons and forms.
             let (s, html) = browsers[role].get(&format!("/changes/CHG-{id}")).await;
             assert_eq!(s, StatusCode::OK);
             let page = page_actions(&html);
             if page != want {
-                mismatches.push(format!("{state}/{role}: page offers {page:?}, expected {want:?}"));
+                mismatches.push(format!(
+                    "{state}/{role}: page offers {page:?}, expected {want:?}"
+                ));
             }
             // Everything else is refused by the service, and changes nothing.
             for action in ALL.iter().filter(|a| !want.contains(**a)) {
                 let (s, v) = f.attempt(id, who, action).await;
                 if !s.is_client_error() {
-                    mismatches.push(format!("{state}/{role}: {action} was not refused ({s}): {v}"));
+                    mismatches.push(format!(
+                        "{state}/{role}: {action} was not refused ({s}): {v}"
+                    ));
                 }
             }
-            assert_eq!(snapshot_of(&f.app, id).await, before, "{state}/{role}: a refused action changed the change");
+            assert_eq!(
+                snapshot_of(&f.app, id).await,
+                before,
+                "{state}/{role}: a refused action changed the change"
+            );
         }
     }
     // Each allowed action is accepted by the service (on a fresh change in that state).
@@ -355,7 +492,9 @@ async fn one_decision_everywhere(backend: Backend) {
             let id = f.change_in(state).await;
             let (s, v) = f.attempt(id, person(role), action).await;
             if !s.is_success() {
-                mismatches.push(format!("{state}/{role}: allowed {action} was refused ({s}): {v}"));
+                mismatches.push(format!(
+                    "{state}/{role}: allowed {action} was refused ({s}): {v}"
+                ));
             }
         }
     }

@@ -1,10 +1,10 @@
 //! Integration tests: one binary, a real server per test. Every test runs on SQLite and,
 //! when COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL.
 
+mod access;
 mod audit;
 mod basics;
 mod browser;
-mod access;
 mod changes;
 mod cli;
 mod concurrency;
@@ -17,5 +17,6 @@ mod mail;
 mod signoffs;
 mod smtp;
 mod teams;
+mod truth;
 mod web;
 mod webhook;

@@ -43,7 +43,11 @@ impl Browser {
             .unwrap();
         (r.status(), r.text().await.unwrap())
     }
-    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
         let r = self
             .c
             .post(format!("{}{path}", self.base))
