@@ -13,7 +13,7 @@ const PW: &str = "correct horse battery";
 pub(crate) struct Browser {
     c: reqwest::Client,
     base: String,
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 fn client() -> reqwest::Client {
