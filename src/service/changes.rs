@@ -684,7 +684,7 @@ pub fn edit(
                 &user.actor(),
                 "signoffs_stale",
                 Some(id),
-                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
+                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
             )?;
             out.stale_signoffs += text_stale;
             if out.state == ChangeState::Approved.as_str() {
@@ -1325,6 +1325,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,
             reject_reason: c.reject_reason.clone(),
+            state_reason: crate::db::audit::last_state_change(conn, id)?
+                .and_then(|e| serde_json::from_str::<Value>(&e.detail).ok())
+                .filter(|d| d["to"] == c.state.as_str())
+                .and_then(|d| d["reason"].as_str().map(str::to_string)),
             created_at: c.created_at,
             updated_at: c.updated_at,
             resolved_at: c.resolved_at,
