@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
-use crate::domain::execution::{item, RestoreSpec};
+use crate::domain::execution::{item, undo_changes, ChangeStep, RestoreSpec};
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::Schema;
 use crate::error::AppResult;
@@ -79,7 +79,7 @@ pub fn apply(
                     "the change this restore goes back before never ran",
                 )
             })?;
-            Some(repo::state_at(conn, &ids, &point)?)
+            Some(repo::state_at(conn, &ents, &point)?)
         }
         _ => None,
     };
@@ -123,6 +123,9 @@ pub fn apply(
                     after_state: state.to_string(),
                     after_name: e.name.clone(),
                     after_attrs: attrs.clone(),
+                    import_id: None,
+                    before_parent: e.parent_id.clone(),
+                    after_parent: e.parent_id.clone(),
                 });
                 if effect == Effect::SoftDelete {
                     deletes.push(it.entity_id.as_str());
@@ -220,9 +223,18 @@ fn decide(
         },
         Effect::Restore => match e.state.as_str() {
             "deleted" => {
-                // Back to active with the exact attributes it had before its deletion.
+                // Back to active with what its deletion changed undone (nothing, for a
+                // soft delete), keeping what an import recorded while it was deleted.
                 let attrs = before
-                    .map(|v| v.before_attrs.clone())
+                    .map(|v| {
+                        undo_changes(
+                            &e.attrs,
+                            &[ChangeStep {
+                                before_attrs: &v.before_attrs,
+                                after_attrs: &v.after_attrs,
+                            }],
+                        )
+                    })
                     .unwrap_or_else(|| e.attrs.clone());
                 Outcome::Apply("active", attrs)
             }

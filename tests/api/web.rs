@@ -10,7 +10,7 @@ use crate::helpers::{inst, site, TestApp};
 
 const PW: &str = "correct horse battery";
 
-struct Browser {
+pub(crate) struct Browser {
     c: reqwest::Client,
     base: String,
     csrf: String,
@@ -34,7 +34,7 @@ fn field(html: &str, name: &str) -> String {
 }
 
 impl Browser {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
             .c
             .get(format!("{}{path}", self.base))
@@ -60,7 +60,7 @@ impl Browser {
     }
 }
 
-async fn sign_in(app: &TestApp, who: &str) -> Browser {
+pub(crate) async fn sign_in(app: &TestApp, who: &str) -> Browser {
     app.set_password(who, PW);
     let c = client();
     let base = app.address.clone();
