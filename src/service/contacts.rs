@@ -10,13 +10,14 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::changes::involved;
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit::{self, Actor};
 use crate::db::models::{Contact, NewContact, NewOutbox};
 use crate::db::schema::{change_targets, contacts, customer_notices, entities};
-use crate::db::{changes as change_repo, now, outbox, read_tx, write_tx, DbConn, CHUNK};
+use crate::db::{changes as change_repo, now, outbox, snapshot, write_tx, DbConn, CHUNK};
+use crate::domain::access::ChangeAction;
+use crate::domain::Schema;
 use crate::error::{AppError, AppResult};
 
 pub const ROLES: [&str; 3] = ["admin", "billing", "technical"];
@@ -141,14 +142,14 @@ pub fn import(
                 .filter(contacts::email.eq(&c.email))
                 .filter(contacts::role.eq(&c.role))
                 .select(Contact::as_select())
-                .first(conn)
+                .first(conn.conn())
                 .optional()?;
             match existing {
                 Some(e) if e.name == c.name => report.unchanged += 1,
                 Some(e) => {
                     diesel::update(contacts::table.find(e.id))
                         .set((contacts::name.eq(&c.name), contacts::updated_at.eq(t)))
-                        .execute(conn)?;
+                        .execute(conn.conn())?;
                     report.updated += 1;
                 }
                 None => {
@@ -161,7 +162,7 @@ pub fn import(
                             created_at: t,
                             updated_at: t,
                         })
-                        .execute(conn)?;
+                        .execute(conn.conn())?;
                     report.inserted += 1;
                 }
             }
@@ -210,7 +211,7 @@ pub struct ContactView {
 /// The roots a change affects (from its stored targets' scope paths) with the contacts
 /// attached to each root and to any entity on the way to the targets.
 pub fn for_change(conn: &mut DbConn, id: i64) -> AppResult<Vec<RootContacts>> {
-    read_tx(conn, |conn| {
+    snapshot(conn, |conn| {
         change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
         let rows: Vec<(String, String)> = change_targets::table
             .filter(change_targets::change_id.eq(id))
@@ -358,6 +359,7 @@ fn fill(body: &str, customer: &str, change: &str) -> String {
 /// Preview or send a customer notice for change `id` (members of either team).
 pub fn notice(
     conn: &mut DbConn,
+    schema: &Schema,
     user: &CurrentUser,
     id: i64,
     req: NoticeRequest,
@@ -385,12 +387,7 @@ pub fn notice(
         }
     }
     let c = change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-    if !involved(user, &c) {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only the two teams of a change can notify its customers",
-        ));
-    }
+    super::changes::require(conn, schema, user, &c, ChangeAction::DraftNotice)?;
     let roots = for_change(conn, id)?;
     let chg = number(id);
     let mut recipients = Vec::new();
@@ -463,7 +460,7 @@ pub fn notice(
                 customer_notices::created_at.eq(t),
             ))
             .returning(customer_notices::id)
-            .get_result(conn)?;
+            .get_result(conn.conn())?;
         let rows: Vec<NewOutbox> = view
             .recipients
             .iter()

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real server per test. Every test runs on SQLite and,
 //! when COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL.
 
+mod access;
 mod audit;
 mod basics;
 mod browser;
@@ -15,5 +16,7 @@ mod inventory;
 mod mail;
 mod signoffs;
 mod smtp;
+mod teams;
+mod truth;
 mod web;
 mod webhook;

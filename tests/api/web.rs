@@ -24,7 +24,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let key = format!("name=\"{name}\" value=\"");
     html.split(&key)
         .nth(1)
@@ -43,7 +43,11 @@ impl Browser {
             .unwrap();
         (r.status(), r.text().await.unwrap())
     }
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
         let r = self
             .c
             .post(format!("{}{path}", self.base))
