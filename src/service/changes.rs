@@ -796,8 +796,8 @@ pub(crate) fn records(
         let Some(side) = Side::parse(&s.side) else {
             continue;
         };
-        if !teams.contains_key(&s.user_id) {
-            teams.insert(s.user_id, users::user_teams(conn, s.user_id)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = teams.entry(s.user_id) {
+            e.insert(users::user_teams(conn, s.user_id)?);
         }
         let mine = &teams[&s.user_id];
         let has = |t: &str| mine.iter().any(|m| m == t);
@@ -1166,7 +1166,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                             && r.stale == s.stale
                     });
                     let stale = s.stale || s.fingerprint != fp;
-                    let earned = rec.is_none_or(|r| r.earned);
+                    let earned = rec.map_or(true, |r| r.earned);
                     let team = if s.side == "requester" {
                         &c.requesting_team
                     } else {
