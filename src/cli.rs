@@ -323,8 +323,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let secs = started.elapsed().as_secs_f64();
             if report.committed {
                 println!(
-                    "imported {} lines in {secs:.2}s: {} new, {} updated, {} unchanged, {} rejected",
-                    report.lines, report.inserted, report.updated, report.unchanged, report.rejected
+                    "imported {} lines in {secs:.2}s as import {}: {} new, {} updated, {} unchanged, {} rejected",
+                    report.lines,
+                    report.import.unwrap_or_default(),
+                    report.inserted,
+                    report.updated,
+                    report.unchanged,
+                    report.rejected
                 );
                 Ok(if report.rejected > 0 { 2 } else { 0 })
             } else {

@@ -14,7 +14,9 @@ use diesel::prelude::*;
 use super::models::{Entity, EntityVersion, Execution, ExecutionItem};
 use super::schema::{change_targets, entities, entity_versions, execution_items, executions};
 use super::{now, DbConn, CHUNK};
-use crate::domain::execution::{item, ExecState, RestorePoint, RestoreSpec, Wave};
+use crate::domain::execution::{
+    item, undo_changes, ChangeStep, ExecState, RestorePoint, RestoreSpec, Wave,
+};
 use crate::with_concrete;
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {
@@ -552,6 +554,18 @@ pub fn versions_of(
         .load(conn)
 }
 
+/// Who started the execution of each of the given changes (email).
+pub fn executors(conn: &mut DbConn, changes: &[i64]) -> QueryResult<HashMap<i64, String>> {
+    use super::schema::users;
+    Ok(executions::table
+        .inner_join(users::table.on(users::id.eq(executions::started_by)))
+        .filter(executions::change_id.eq_any(changes))
+        .select((executions::change_id, users::email))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
 /// Number of version rows a change wrote (tests and reports).
 pub fn version_count_for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<i64> {
     entity_versions::table
@@ -588,39 +602,66 @@ pub fn targets_at(
     Ok(out)
 }
 
-/// Per entity of `ids` that changed after `point`: its (state, attrs) at the point, from
-/// the `before` side of its first version row after it. Entities not in the map have not
-/// changed since.
+/// Per entity of `ents` that a change changed after `point`: its (state, attrs) to go
+/// back to. The state is the `before` of its first version row of a change after the
+/// point; the attributes are its current ones with every change from that row on undone
+/// ([`undo_changes`]). Version rows of inventory imports are history, not points: a
+/// restore never stops at one, and what an import recorded stays unless a change being
+/// undone set the same attribute. Entities not in the map have not been changed by a
+/// change since.
 pub fn state_at(
     conn: &mut DbConn,
-    ids: &[&str],
+    ents: &HashMap<String, Entity>,
     point: &RestorePoint,
 ) -> QueryResult<HashMap<String, (String, String)>> {
-    let mut out: HashMap<String, (String, String)> = HashMap::with_capacity(ids.len());
+    let ids: Vec<&str> = ents.keys().map(String::as_str).collect();
+    let mut out: HashMap<String, (String, String)> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let q = entity_versions::table
             .filter(entity_versions::entity_id.eq_any(chunk))
+            .filter(entity_versions::import_id.is_null())
             .into_boxed();
         let q = match point {
-            RestorePoint::BeforeChanges(cs) => {
-                q.filter(entity_versions::change_id.eq_any(cs.clone()))
-            }
+            // From the first row of one of these changes on (found below).
+            RestorePoint::BeforeChanges(_) => q,
             RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
             RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
         };
-        let rows: Vec<(String, String, String)> = q
+        type Row = (String, Option<i64>, String, String, String);
+        let rows: Vec<Row> = q
             .order((
                 entity_versions::entity_id.asc(),
                 entity_versions::version.asc(),
             ))
             .select((
                 entity_versions::entity_id,
+                entity_versions::change_id,
                 entity_versions::before_state,
                 entity_versions::before_attrs,
+                entity_versions::after_attrs,
             ))
             .load(conn)?;
-        for (id, state, attrs) in rows {
-            out.entry(id).or_insert((state, attrs));
+        for group in rows.chunk_by(|a, b| a.0 == b.0) {
+            let first = match point {
+                RestorePoint::BeforeChanges(cs) => group
+                    .iter()
+                    .position(|r| r.1.is_some_and(|c| cs.contains(&c))),
+                _ => Some(0),
+            };
+            let (Some(first), Some(e)) = (first, ents.get(&group[0].0)) else {
+                continue;
+            };
+            let steps: Vec<ChangeStep<'_>> = group[first..]
+                .iter()
+                .map(|r| ChangeStep {
+                    before_attrs: &r.3,
+                    after_attrs: &r.4,
+                })
+                .collect();
+            out.insert(
+                e.id.clone(),
+                (group[first].2.clone(), undo_changes(&e.attrs, &steps)),
+            );
         }
     }
     Ok(out)

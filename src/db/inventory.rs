@@ -1,6 +1,8 @@
 //! The inventory: entities of the schema's kinds. Bulk import streams NDJSON in batches
 //! inside one write transaction, so a file with errors writes nothing (unless the
-//! caller asked for `partial`), and memory stays bounded whatever the file's size.
+//! caller asked for `partial`), and memory stays bounded whatever the file's size. Every
+//! committed import has an `imports` row, and every entity it changed a version row
+//! (before and after, the import's id), written in the same transaction.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::audit::{self, Actor};
-use super::models::{Entity, NewEntity};
+use super::models::{Entity, EntityVersion, NewEntity};
 use super::schema::entities;
-use super::{now, write_tx, DbConn, CHUNK};
+use super::{imports, now, write_tx, DbConn, CHUNK};
 use crate::domain::Schema;
 use crate::with_concrete;
 
@@ -291,6 +293,9 @@ pub struct ImportReport {
     pub partial: bool,
     /// Whether anything was written.
     pub committed: bool,
+    /// The import's id (`GET /api/v1/imports/{id}`), when it was committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<i64>,
 }
 
 pub const MAX_REPORTED_ERRORS: usize = 1000;
@@ -325,9 +330,44 @@ struct Pending {
     attrs: String,
 }
 
+/// What the importer compares an existing entity with, and the version it bumps.
+#[derive(Queryable)]
+struct Current {
+    id: String,
+    kind: String,
+    parent_id: Option<String>,
+    name: String,
+    attrs: String,
+    state: String,
+    version: i64,
+}
+
+/// The current rows of `ids` (chunked `IN` lists): one query per chunk gives both the
+/// kinds validation needs and the before-state of a version row.
+fn fetch_current(conn: &mut DbConn, ids: &[&str]) -> QueryResult<HashMap<String, Current>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<Current> = entities::table
+            .filter(entities::id.eq_any(chunk))
+            .select((
+                entities::id,
+                entities::kind,
+                entities::parent_id,
+                entities::name,
+                entities::attrs,
+                entities::state,
+                entities::version,
+            ))
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|e| (e.id.clone(), e)));
+    }
+    Ok(out)
+}
+
 struct Importer<'s> {
     schema: &'s Schema,
     report: ImportReport,
+    import_id: i64,
 }
 
 impl Importer<'_> {
@@ -351,10 +391,7 @@ impl Importer<'_> {
         wanted.extend(batch.iter().filter_map(|(_, l)| l.parent.as_deref()));
         wanted.sort_unstable();
         wanted.dedup();
-        let existing: HashMap<String, EntityLite> = fetch_lite(conn, &wanted)?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
+        let existing = fetch_current(conn, &wanted)?;
 
         // Lines of this batch that passed, by id (a later line for the same id wins).
         let mut accepted: HashMap<String, Pending> = HashMap::new();
@@ -543,6 +580,7 @@ impl Importer<'_> {
 
         let t = now();
         let mut inserts = Vec::new();
+        let mut versions = Vec::new();
         for id in order {
             let p = accepted.remove(&id).expect("accepted");
             match existing.get(&id) {
@@ -559,6 +597,23 @@ impl Importer<'_> {
                                 entities::updated_at.eq(t),
                             ))
                             .execute(conn)?;
+                        // The state is not the import's to change; it is recorded so a
+                        // version row reads the same whoever wrote it.
+                        versions.push(EntityVersion {
+                            entity_id: id,
+                            version: e.version + 1,
+                            change_id: None,
+                            at: t,
+                            before_state: e.state.clone(),
+                            before_name: e.name.clone(),
+                            before_attrs: e.attrs.clone(),
+                            after_state: e.state.clone(),
+                            after_name: p.name,
+                            after_attrs: p.attrs,
+                            import_id: Some(self.import_id),
+                            before_parent: e.parent_id.clone(),
+                            after_parent: p.parent,
+                        });
                         self.report.updated += 1;
                     }
                 }
@@ -583,6 +638,7 @@ impl Importer<'_> {
                 .execute(c))?;
             self.report.inserted += chunk.len() as u64;
         }
+        super::exec::insert_versions(conn, &versions)?;
         Ok(())
     }
 }
@@ -601,12 +657,14 @@ where
     I: Iterator<Item = Result<String, String>>,
 {
     let result = write_tx(conn, |conn| {
+        let import_id = imports::create(conn, &actor.0, partial, now())?;
         let mut imp = Importer {
             schema,
             report: ImportReport {
                 partial,
                 ..Default::default()
             },
+            import_id,
         };
         let mut batch = Vec::with_capacity(BATCH);
         for (i, line) in lines.enumerate() {
@@ -639,12 +697,41 @@ where
             return Err(TxOutcome::Rejected(report));
         }
         report.committed = true;
-        audit::append(
+        report.import = Some(import_id);
+        let changed = if report.updated > 0 {
+            imports::changed_ids(conn, import_id)?
+        } else {
+            imports::empty_digest()
+        };
+        let mut detail = json!({
+            "import": import_id,
+            "lines": report.lines,
+            "inserted": report.inserted,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "rejected": report.rejected,
+            "partial": partial,
+            "changed": changed.count,
+            "changed_ids_digest": changed.digest,
+        });
+        // The IDs themselves up to a bound; beyond it the digest and the import's diff.
+        if changed.complete() {
+            detail["changed_ids"] = json!(changed.listed);
+        }
+        let event = audit::append(conn, actor, "inventory_imported", None, detail)?;
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        imports::finish(
             conn,
-            actor,
-            "inventory_imported",
-            None,
-            json!({"lines": report.lines, "inserted": report.inserted, "updated": report.updated, "unchanged": report.unchanged, "rejected": report.rejected, "partial": partial}),
+            import_id,
+            imports::Counts {
+                lines: n(report.lines),
+                inserted: n(report.inserted),
+                updated: n(report.updated),
+                unchanged: n(report.unchanged),
+                rejected: n(report.rejected),
+            },
+            &changed,
+            event,
         )?;
         Ok(report)
     });

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod changes;
 pub mod exec;
+pub mod imports;
 pub mod inventory;
 pub mod models;
 pub mod outbox;

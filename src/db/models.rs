@@ -178,6 +178,28 @@ pub struct EntityVersion {
     pub after_state: String,
     pub after_name: String,
     pub after_attrs: String,
+    /// The import that wrote this row (`change_id` is then `None`).
+    pub import_id: Option<i64>,
+    pub before_parent: Option<String>,
+    pub after_parent: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = imports)]
+pub struct Import {
+    pub id: i64,
+    pub importer: String,
+    pub started_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+    pub lines: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub rejected: i64,
+    pub partial: bool,
+    pub changed: i64,
+    pub changed_digest: String,
+    pub audit_event_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

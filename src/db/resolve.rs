@@ -814,7 +814,7 @@ pub fn resolve_restore(
     let target_kind = schema.kind(&op.target);
     let ids: Vec<&str> = candidates.keys().map(String::as_str).collect();
     let ents = super::exec::entities_by_id(conn, &ids)?;
-    let states = super::exec::state_at(conn, &ids, point)?;
+    let states = super::exec::state_at(conn, &ents, point)?;
     let (mut unchanged, mut not_active) = (0u64, 0u64);
     let mut picked = Vec::new();
     for (id, line) in &candidates {

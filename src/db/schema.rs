@@ -166,6 +166,27 @@ diesel::table! {
         after_state -> Text,
         after_name -> Text,
         after_attrs -> Text,
+        import_id -> Nullable<BigInt>,
+        before_parent -> Nullable<Text>,
+        after_parent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    imports (id) {
+        id -> BigInt,
+        importer -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        lines -> BigInt,
+        inserted -> BigInt,
+        updated -> BigInt,
+        unchanged -> BigInt,
+        rejected -> BigInt,
+        partial -> Bool,
+        changed -> BigInt,
+        changed_digest -> Text,
+        audit_event_id -> Nullable<BigInt>,
     }
 }
 
@@ -286,6 +307,7 @@ diesel::joinable!(executions -> changes (change_id));
 diesel::joinable!(execution_items -> executions (execution_id));
 diesel::joinable!(contacts -> entities (entity_id));
 diesel::joinable!(web_sessions -> users (user_id));
+diesel::joinable!(entity_versions -> imports (import_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -308,4 +330,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     customer_notices,
     web_sessions,
+    imports,
 );

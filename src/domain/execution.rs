@@ -342,8 +342,10 @@ impl RestoreSpec {
     }
 }
 
-/// The point a restore goes back to, per entity: the state its first version row after
-/// the point records as `before`; an entity with no such row has not changed since.
+/// The point a restore goes back to, per entity: the state its first version row of a
+/// change after the point records as `before`; an entity with no such row has not been
+/// changed by a change since. Version rows of inventory imports never mark a point (see
+/// [`undo_changes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestorePoint {
     /// Before the earliest of these changes that touched the entity.
@@ -352,4 +354,108 @@ pub enum RestorePoint {
     Since(chrono::NaiveDateTime),
     /// As it was at this instant.
     At(chrono::NaiveDateTime),
+}
+
+/// One version row written by a change, as a restore reads it: the attributes before and
+/// after (JSON objects of strings).
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeStep<'a> {
+    pub before_attrs: &'a str,
+    pub after_attrs: &'a str,
+}
+
+/// The attributes an entity goes back to when the change `steps` (oldest first, all made
+/// after the restore's point) are undone, starting from its `current` attributes: every
+/// attribute a step changed takes that step's `before` value (or goes away), newest step
+/// first. Attributes no step changed keep their current value, so what inventory imports
+/// recorded in between (the systems of record's word) survives a restore, and a restore
+/// never reverts part of an import. Without imports in between this is exactly the
+/// `before` of the oldest step. Returns `current` as it is when nothing changes.
+pub fn undo_changes(current: &str, steps: &[ChangeStep<'_>]) -> String {
+    type Attrs = std::collections::BTreeMap<String, serde_json::Value>;
+    let parse = |s: &str| serde_json::from_str::<Attrs>(s).unwrap_or_default();
+    let mut attrs = parse(current);
+    let mut touched = false;
+    for step in steps.iter().rev() {
+        let (before, after) = (parse(step.before_attrs), parse(step.after_attrs));
+        for key in before.keys().chain(after.keys()) {
+            let was = before.get(key);
+            if was == after.get(key) || attrs.get(key) == was {
+                continue;
+            }
+            touched = true;
+            match was {
+                Some(v) => attrs.insert(key.clone(), v.clone()),
+                None => attrs.remove(key),
+            };
+        }
+    }
+    if touched {
+        serde_json::to_string(&attrs).expect("attributes serialise")
+    } else {
+        current.to_string()
+    }
+}
+
+#[cfg(test)]
+mod undo_tests {
+    use super::{undo_changes, ChangeStep};
+
+    fn step<'a>(before_attrs: &'a str, after_attrs: &'a str) -> ChangeStep<'a> {
+        ChangeStep {
+            before_attrs,
+            after_attrs,
+        }
+    }
+
+    #[test]
+    fn without_imports_it_is_the_oldest_before() {
+        // v1 → set version 2 → add beta → delete (no attribute change).
+        let steps = [
+            step(
+                r#"{"app":"x","version":"1"}"#,
+                r#"{"app":"x","version":"2"}"#,
+            ),
+            step(
+                r#"{"app":"x","version":"2"}"#,
+                r#"{"app":"x","beta":"y","version":"2"}"#,
+            ),
+            step(
+                r#"{"app":"x","beta":"y","version":"2"}"#,
+                r#"{"app":"x","beta":"y","version":"2"}"#,
+            ),
+        ];
+        assert_eq!(
+            undo_changes(r#"{"app":"x","beta":"y","version":"2"}"#, &steps),
+            r#"{"app":"x","version":"1"}"#
+        );
+    }
+
+    #[test]
+    fn what_an_import_recorded_survives() {
+        // A change set version 2; an import then renamed the app attribute; undoing the
+        // change brings the version back and keeps the imported app.
+        let steps = [step(
+            r#"{"app":"x","version":"1"}"#,
+            r#"{"app":"x","version":"2"}"#,
+        )];
+        assert_eq!(
+            undo_changes(r#"{"app":"z","version":"2"}"#, &steps),
+            r#"{"app":"z","version":"1"}"#
+        );
+        // A soft delete changes no attribute: the current (imported) ones stay as they are.
+        let current = r#"{ "app": "z" }"#;
+        assert_eq!(
+            undo_changes(current, &[step(r#"{"app":"x"}"#, r#"{"app":"x"}"#)]),
+            current
+        );
+    }
+
+    #[test]
+    fn a_purge_is_undone_key_by_key() {
+        assert_eq!(
+            undo_changes("{}", &[step(r#"{"app":"x"}"#, "{}")]),
+            r#"{"app":"x"}"#
+        );
+    }
 }

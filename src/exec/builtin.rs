@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
-use crate::domain::execution::{attributes_after, item, Attrs, RestoreSpec};
+use crate::domain::execution::{
+    attributes_after, item, undo_changes, Attrs, ChangeStep, RestoreSpec,
+};
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::Schema;
 use crate::error::AppResult;
@@ -75,7 +77,7 @@ pub fn apply(
                     "the change this restore goes back before never ran",
                 )
             })?;
-            Some(repo::state_at(conn, &ids, &point)?)
+            Some(repo::state_at(conn, &ents, &point)?)
         }
         _ => None,
     };
@@ -119,6 +121,9 @@ pub fn apply(
                     after_state: state.to_string(),
                     after_name: e.name.clone(),
                     after_attrs: attrs.clone(),
+                    import_id: None,
+                    before_parent: e.parent_id.clone(),
+                    after_parent: e.parent_id.clone(),
                 });
                 if effect == Effect::SoftDelete {
                     deletes.push(it.entity_id.as_str());
@@ -216,9 +221,18 @@ fn decide(
         },
         Effect::Restore => match e.state.as_str() {
             "deleted" => {
-                // Back to active with the exact attributes it had before its deletion.
+                // Back to active with what its deletion changed undone (nothing, for a
+                // soft delete), keeping what an import recorded while it was deleted.
                 let attrs = before
-                    .map(|v| v.before_attrs.clone())
+                    .map(|v| {
+                        undo_changes(
+                            &e.attrs,
+                            &[ChangeStep {
+                                before_attrs: &v.before_attrs,
+                                after_attrs: &v.after_attrs,
+                            }],
+                        )
+                    })
                     .unwrap_or_else(|| e.attrs.clone());
                 Outcome::Apply("active", attrs)
             }

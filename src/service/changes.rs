@@ -797,8 +797,8 @@ pub(crate) fn records(
         let Some(side) = Side::parse(&s.side) else {
             continue;
         };
-        if !teams.contains_key(&s.user_id) {
-            teams.insert(s.user_id, users::user_teams(conn, s.user_id)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = teams.entry(s.user_id) {
+            e.insert(users::user_teams(conn, s.user_id)?);
         }
         let mine = &teams[&s.user_id];
         let has = |t: &str| mine.iter().any(|m| m == t);
@@ -1156,7 +1156,7 @@ pub fn planned_attribute_changes(
     Ok(out)
 }
 
-/// Every target of change `id` as CSV, one snapshot: kind, id, name, scope path, and for a
+/// Every target of change `id` as CSV, one snapshot: kind, id, scope path, name, and for a
 /// `set_attributes` change the value of each attribute now and after (what will run).
 pub fn targets_csv(
     conn: &mut DbConn,
@@ -1174,7 +1174,9 @@ pub fn targets_csv(
         };
         let cell = csv_field;
         let mut out = String::with_capacity(rows.len() * 96 + 64);
-        out.push_str("kind,id,name,scope_path");
+        // One format for the page's and the API's CSV (the API's column order, which the
+        // README's fingerprint recipe reads).
+        out.push_str("kind,id,scope_path,name");
         if !sets.is_empty() {
             out.push_str(",attribute,now,after");
         }
@@ -1184,8 +1186,8 @@ pub fn targets_csv(
                 "{},{},{},{}",
                 cell(&t.kind),
                 cell(&t.entity_id),
-                cell(&t.name),
-                cell(&t.scope_path)
+                cell(&t.scope_path),
+                cell(&t.name)
             );
             match sets.get(&t.entity_id) {
                 Some(changes) if !changes.is_empty() => {
@@ -1289,7 +1291,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                             && r.stale == s.stale
                     });
                     let stale = s.stale || s.fingerprint != fp;
-                    let earned = rec.is_none_or(|r| r.earned);
+                    let earned = rec.map_or(true, |r| r.earned);
                     let team = if s.side == "requester" {
                         &c.requesting_team
                     } else {

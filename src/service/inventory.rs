@@ -1,9 +1,13 @@
 //! Inventory use cases.
 
-use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::db::imports;
 use crate::db::inventory::{self, ImportFailure, ImportReport};
-use crate::db::models::Entity;
+use crate::db::models::{Entity, EntityVersion, Import};
 use crate::db::DbConn;
 use crate::domain::Schema;
 use crate::error::{AppError, AppResult};
@@ -86,27 +90,118 @@ impl EntityView {
     }
 }
 
-/// One recorded mutation of an entity.
-#[derive(Debug, Serialize)]
-pub struct VersionView {
-    pub version: i64,
-    pub change: Option<String>,
-    pub at: chrono::NaiveDateTime,
+/// One field a version changed: `name`, `parent`, `state` or `attrs.<key>`, with its
+/// value before and after (`null` when absent).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
 }
 
-impl From<crate::db::models::EntityVersion> for VersionView {
-    fn from(v: crate::db::models::EntityVersion) -> Self {
-        let attrs = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+impl FieldChange {
+    /// `before → after`, for pages.
+    pub fn text(&self) -> String {
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "—".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        format!("{} → {}", show(&self.before), show(&self.after))
+    }
+}
+
+fn attrs_value(s: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(s).unwrap_or_default()
+}
+
+/// What a version row changed, field by field (attributes key by key). The parent is
+/// compared only when the row records it (rows written before imports had a trail do
+/// not).
+pub fn fields_changed(v: &EntityVersion) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let mut push = |field: String, before: serde_json::Value, after: serde_json::Value| {
+        if before != after {
+            out.push(FieldChange {
+                field,
+                before,
+                after,
+            });
+        }
+    };
+    push("state".into(), json!(v.before_state), json!(v.after_state));
+    push("name".into(), json!(v.before_name), json!(v.after_name));
+    push(
+        "parent".into(),
+        json!(v.before_parent),
+        json!(v.after_parent),
+    );
+    let before: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&v.before_attrs).unwrap_or_default();
+    let after: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&v.after_attrs).unwrap_or_default();
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for k in keys {
+        let b = before.get(k).cloned().unwrap_or_default();
+        let a = after.get(k).cloned().unwrap_or_default();
+        push(format!("attrs.{k}"), b, a);
+    }
+    out
+}
+
+/// One recorded mutation of an entity: by a change (executed by `by`) or by an inventory
+/// import (run by `by`).
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    pub version: i64,
+    pub change: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<i64>,
+    /// The importer, or the person who started the change's execution.
+    pub by: Option<String>,
+    pub at: chrono::NaiveDateTime,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub fields: Vec<FieldChange>,
+}
+
+impl VersionView {
+    pub fn new(v: EntityVersion, by: Option<String>) -> Self {
         VersionView {
+            fields: fields_changed(&v),
             version: v.version,
             change: v.change_id.map(crate::service::views::number),
+            import: v.import_id,
+            by,
             at: v.at,
-            before: serde_json::json!({"state": v.before_state, "name": v.before_name, "attrs": attrs(&v.before_attrs)}),
-            after: serde_json::json!({"state": v.after_state, "name": v.after_name, "attrs": attrs(&v.after_attrs)}),
+            before: json!({"state": v.before_state, "name": v.before_name, "parent": v.before_parent, "attrs": attrs_value(&v.before_attrs)}),
+            after: json!({"state": v.after_state, "name": v.after_name, "parent": v.after_parent, "attrs": attrs_value(&v.after_attrs)}),
         }
     }
+}
+
+/// The newest `limit` versions of an entity, with who made each.
+pub fn versions(conn: &mut DbConn, id: &str, limit: i64) -> AppResult<Vec<VersionView>> {
+    let rows = crate::db::exec::versions_of(conn, id, limit)?;
+    let mut changes: Vec<i64> = rows.iter().filter_map(|v| v.change_id).collect();
+    let mut runs: Vec<i64> = rows.iter().filter_map(|v| v.import_id).collect();
+    changes.sort_unstable();
+    changes.dedup();
+    runs.sort_unstable();
+    runs.dedup();
+    let executors = crate::db::exec::executors(conn, &changes)?;
+    let importers = imports::importers(conn, &runs)?;
+    Ok(rows
+        .into_iter()
+        .map(|v| {
+            let by = match (v.import_id, v.change_id) {
+                (Some(i), _) => importers.get(&i).cloned(),
+                (None, Some(c)) => executors.get(&c).cloned(),
+                (None, None) => None,
+            };
+            VersionView::new(v, by)
+        })
+        .collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -138,10 +233,7 @@ pub fn detail(conn: &mut DbConn, schema: &Schema, id: &str) -> AppResult<EntityD
         .into_iter()
         .map(|(kind, state, count)| ChildCount { kind, state, count })
         .collect();
-    let versions = crate::db::exec::versions_of(conn, id, 50)?
-        .into_iter()
-        .map(VersionView::from)
-        .collect();
+    let versions = versions(conn, id, 50)?;
     Ok(EntityDetail {
         entity: EntityView::new(schema, e),
         ancestry,
@@ -178,4 +270,112 @@ pub fn list(
         .into_iter()
         .map(|e| EntityView::new(schema, e))
         .collect())
+}
+
+// ---- the import trail ------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffPage {
+    #[serde(default)]
+    pub offset: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// One entity an import changed.
+#[derive(Debug, Serialize)]
+pub struct DiffEntry {
+    pub entity: String,
+    pub kind: Option<String>,
+    pub version: i64,
+    pub fields: Vec<FieldChange>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiffView {
+    /// Version rows in all (an entity changed twice in one file has two).
+    pub total: i64,
+    pub offset: i64,
+    pub limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<i64>,
+    pub entries: Vec<DiffEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportView {
+    pub id: i64,
+    pub importer: String,
+    pub started_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub lines: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub rejected: i64,
+    pub partial: bool,
+    /// Distinct entities changed, and SHA-256 (hex) over their IDs in ascending order,
+    /// each followed by a newline.
+    pub changed: i64,
+    pub changed_ids_digest: String,
+    pub audit_event: Option<i64>,
+    pub diff: DiffView,
+}
+
+/// `GET /api/v1/imports/{id}`: an import and one page of its diff. Only those who may
+/// import inventory (admins and implementing teams) may read it: an import's diff is a
+/// bulk view of what the systems of record said, while anyone signed in reads entities
+/// one at a time (with their versions) on their pages.
+pub fn import_view(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    raw_id: &str,
+    page: DiffPage,
+) -> AppResult<ImportView> {
+    user.require_import_reader(schema)?;
+    let id: i64 = raw_id
+        .trim()
+        .parse()
+        .map_err(|_| AppError::not_found("import", raw_id))?;
+    let offset = page.offset.unwrap_or(0).max(0);
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    crate::db::snapshot(conn, |conn| {
+        let imp: Import =
+            imports::get(conn, id)?.ok_or_else(|| AppError::not_found("import", id))?;
+        let (total, rows) = imports::diff(conn, id, offset, limit)?;
+        let entries: Vec<DiffEntry> = rows
+            .into_iter()
+            .map(|(v, kind)| DiffEntry {
+                fields: fields_changed(&v),
+                entity: v.entity_id,
+                kind,
+                version: v.version,
+            })
+            .collect();
+        let next = offset + entries.len() as i64;
+        Ok(ImportView {
+            id: imp.id,
+            importer: imp.importer,
+            started_at: imp.started_at,
+            finished_at: imp.finished_at,
+            lines: imp.lines,
+            inserted: imp.inserted,
+            updated: imp.updated,
+            unchanged: imp.unchanged,
+            rejected: imp.rejected,
+            partial: imp.partial,
+            changed: imp.changed,
+            changed_ids_digest: imp.changed_digest,
+            audit_event: imp.audit_event_id,
+            diff: DiffView {
+                total,
+                offset,
+                limit,
+                next_offset: (next < total).then_some(next),
+                entries,
+            },
+        })
+    })
 }

@@ -56,6 +56,19 @@ impl CurrentUser {
         self.is_admin || schema.teams().iter().any(|t| self.in_team(t))
     }
 
+    /// Refuse unless the person may read an inventory import's diff: the people who may
+    /// import inventory (the stricter of "may import" and "may read entities").
+    pub fn require_import_reader(&self, schema: &Schema) -> AppResult<()> {
+        if self.can_write_inventory(schema) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "forbidden",
+                "only admins and members of an implementing team (those who may import inventory) can read an import",
+            ))
+        }
+    }
+
     /// Refuse unless the person may import `what` (inventory, contacts).
     pub fn require_inventory_writer(&self, schema: &Schema, what: &str) -> AppResult<()> {
         if self.can_write_inventory(schema) {

@@ -212,8 +212,29 @@ pub async fn get_entity(
 ) -> AppResult<HttpResponse> {
     let st = state.clone();
     let id = path.into_inner();
-    let d = with_conn(&state, move |conn| inv::detail(conn, &st.schema, &id)).await?;
+    let d = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| inv::detail(conn, &st.schema, &id))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(d))
+}
+
+/// `GET /api/v1/imports/{id}?offset=&limit=`: an inventory import and one page of its
+/// diff (admins and implementing teams only).
+pub async fn get_import(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    q: web::Query<inv::DiffPage>,
+) -> AppResult<HttpResponse> {
+    let st = state.clone();
+    let id = path.into_inner();
+    let page = q.into_inner();
+    let v = with_conn(&state, move |conn| {
+        inv::import_view(conn, &st.schema, &user, &id, page)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
 /// A change as `me` sees it: with the actions they may take (`allowed_actions`).

@@ -202,6 +202,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/inventory", web::post().to(api::import_inventory))
                         .route("/inventory", web::get().to(api::list_inventory))
                         .route("/inventory/{id}", web::get().to(api::get_entity))
+                        .route("/imports/{id}", web::get().to(api::get_import))
                         .route("/changes", web::post().to(api::create_change))
                         .route("/changes", web::get().to(api::list_changes))
                         .route("/changes/{id}", web::get().to(api::get_change))

@@ -1611,10 +1611,12 @@ pub async fn entity_page(
     let id = path.into_inner();
     let schema = state.schema.clone();
     let data = with_conn(&state, move |conn| {
-        let e = crate::service::inventory::detail(conn, &schema, &id)?;
-        let changes = repo::changes_touching(conn, &id, 50)?;
-        let contacts = crate::service::contacts::of_entity(conn, &id)?;
-        Ok((e, changes, contacts))
+        crate::db::snapshot(conn, |conn| {
+            let e = crate::service::inventory::detail(conn, &schema, &id)?;
+            let changes = repo::changes_touching(conn, &id, 50)?;
+            let contacts = crate::service::contacts::of_entity(conn, &id)?;
+            Ok((e, changes, contacts))
+        })
     })
     .await;
     let (e, changes, contacts) = page_try!(&req, &state, &w, "inventory", data);

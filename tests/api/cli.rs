@@ -184,6 +184,7 @@ fn operator_workflow_and_audit_verify() {
     let o = bin(&db, &["inventory", "import", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("15 new"), "{}", text(&o));
+    assert!(text(&o).contains(" as import "), "{}", text(&o));
 
     // Contacts: a bad line writes nothing and is named; then the good file.
     let contacts = dir.path().join("contacts.ndjson");
