@@ -13,6 +13,7 @@ mod execution;
 mod helpers;
 mod inventory;
 mod mail;
+mod notices;
 mod signoffs;
 mod smtp;
 mod web;

@@ -10,10 +10,10 @@ use crate::helpers::{inst, site, TestApp};
 
 const PW: &str = "correct horse battery";
 
-struct Browser {
-    c: reqwest::Client,
-    base: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub c: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
 }
 
 fn client() -> reqwest::Client {
@@ -24,7 +24,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let key = format!("name=\"{name}\" value=\"");
     html.split(&key)
         .nth(1)
@@ -34,7 +34,7 @@ fn field(html: &str, name: &str) -> String {
 }
 
 impl Browser {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
             .c
             .get(format!("{}{path}", self.base))
@@ -43,7 +43,7 @@ impl Browser {
             .unwrap();
         (r.status(), r.text().await.unwrap())
     }
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
         let r = self
             .c
             .post(format!("{}{path}", self.base))
@@ -60,7 +60,7 @@ impl Browser {
     }
 }
 
-async fn sign_in(app: &TestApp, who: &str) -> Browser {
+pub(crate) async fn sign_in(app: &TestApp, who: &str) -> Browser {
     app.set_password(who, PW);
     let c = client();
     let base = app.address.clone();
