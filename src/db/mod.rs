@@ -6,6 +6,7 @@ pub mod changes;
 pub mod exec;
 pub mod inventory;
 pub mod models;
+pub mod notices;
 pub mod outbox;
 pub mod resolve;
 pub mod schema;

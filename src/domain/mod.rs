@@ -2,6 +2,7 @@
 
 pub mod change;
 pub mod execution;
+pub mod notice;
 pub mod resolution;
 pub mod schema;
 pub mod selector;
