@@ -741,7 +741,7 @@ async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {
         } => {
             let id = chg::change_id(&change).map_err(app_err)?;
             let user = cli_user(conn, &as_user)?;
-            let v = exe::resume(conn, &user, id).map_err(app_err)?;
+            let v = exe::resume(conn, &schema, &user, id).map_err(app_err)?;
             print_progress(&v);
             if wait {
                 follow(config, pool.clone(), schema, id).await
@@ -756,7 +756,7 @@ async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {
         } => {
             let id = chg::change_id(&change).map_err(app_err)?;
             let user = cli_user(conn, &as_user)?;
-            let v = exe::abort(conn, &user, id, reason.as_deref()).map_err(app_err)?;
+            let v = exe::abort(conn, &schema, &user, id, reason.as_deref()).map_err(app_err)?;
             print_progress(&v);
             Ok(0)
         }

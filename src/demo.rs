@@ -402,6 +402,7 @@ fn seed_changes(
             fingerprint: f,
             comment: "Checked with the Insight product owner.".into(),
             confirm_count: None,
+            text_hash: None,
         },
     )
     .map_err(e)?;
@@ -449,6 +450,7 @@ fn seed_changes(
             fingerprint: f.clone(),
             comment: String::new(),
             confirm_count: None,
+            text_hash: None,
         },
     )
     .map_err(e)?;
@@ -462,6 +464,7 @@ fn seed_changes(
             fingerprint: f,
             comment: "Matches the vendor's list.".into(),
             confirm_count: None,
+            text_hash: None,
         },
     )
     .map_err(e)?;
@@ -483,6 +486,7 @@ fn seed_changes(
     svc::submit(conn, schema, &ana, id).map_err(e)?;
     svc::comment(
         conn,
+        schema,
         &carla,
         id,
         "Backups for these sites are still under legal hold.",
@@ -490,6 +494,7 @@ fn seed_changes(
     .map_err(e)?;
     svc::reject(
         conn,
+        schema,
         &carla,
         id,
         "Legal hold on the backups: ask again in Q3.",
@@ -894,6 +899,7 @@ fn run_change(
                 fingerprint: fp.clone(),
                 comment: String::new(),
                 confirm_count: Some(v.summary.targets),
+                text_hash: None,
             },
         )
         .map_err(e)?;
@@ -948,7 +954,7 @@ fn baseline_soft_delete(dir: &std::path::Path, ids: &[String]) -> anyhow::Result
         for chunk in ids.chunks(db::CHUNK) {
             diesel::update(entities::table.filter(entities::id.eq_any(chunk)))
                 .set(entities::state.eq("deleted"))
-                .execute(conn)?;
+                .execute(conn.conn())?;
         }
         Ok(())
     })?;

@@ -6,8 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
+use crate::domain::access::Denied;
 use crate::domain::change::IllegalTransition;
 use crate::domain::notice::{NoticeRefusal, RefusalKind};
+use crate::domain::schema::RequestRefusal;
 use crate::domain::signoff::Refusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +101,33 @@ impl From<IllegalTransition> for AppError {
     }
 }
 
+impl From<Denied> for AppError {
+    fn from(d: Denied) -> Self {
+        let status = if d.forbidden {
+            StatusCode::FORBIDDEN
+        } else if matches!(d.code, "not_reversible" | "nothing_to_roll_back") {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::CONFLICT
+        };
+        let mut details = json!({"action": d.action.as_str()});
+        if let Some(st) = d.state {
+            details["state"] = json!(st.as_str());
+        }
+        AppError::client(status, d.code, d.message.clone()).with_details(details)
+    }
+}
+
+impl From<RequestRefusal> for AppError {
+    fn from(r: RequestRefusal) -> Self {
+        AppError::forbidden(r.code(), r.to_string())
+    }
+}
+
 impl From<Refusal> for AppError {
     fn from(r: Refusal) -> Self {
         let status = match &r {
-            Refusal::StaleFingerprint { .. } | Refusal::AlreadySigned(_) => StatusCode::CONFLICT,
-            Refusal::NotInTeam { .. } | Refusal::AuthorAsImplementer | Refusal::OtherSide(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Refusal::StaleFingerprint { .. } | Refusal::StaleText { .. } => StatusCode::CONFLICT,
             Refusal::ConfirmCountMissing { .. } | Refusal::ConfirmCountWrong { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -114,11 +136,13 @@ impl From<Refusal> for AppError {
             Refusal::StaleFingerprint { current, given } => {
                 json!({"current_fingerprint": current, "given_fingerprint": given})
             }
+            Refusal::StaleText { current, given } => {
+                json!({"current_text_hash": current, "given_text_hash": given})
+            }
             Refusal::ConfirmCountMissing { expected } => json!({"expected": expected}),
             Refusal::ConfirmCountWrong { given, expected } => {
                 json!({"expected": expected, "given": given})
             }
-            _ => Value::Null,
         };
         AppError::client(status, r.code(), r.to_string()).with_details(details)
     }

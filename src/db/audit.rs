@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::models::AuditEvent;
 use super::schema::{audit_events, audit_head};
-use super::DbConn;
+use super::{DbConn, WriteTx};
 
 /// Who did something: a person (by email), the command line, or the system.
 #[derive(Debug, Clone)]
@@ -50,16 +50,18 @@ pub fn event_hash(
     hex::encode(h.finalize())
 }
 
-/// Append an event. Must run inside a write transaction: updating `audit_head` first
-/// takes its row lock (PostgreSQL) or is already serialised (SQLite), so concurrent
-/// writers chain one after another.
+/// Append an event. It runs inside a write transaction by type ([`WriteTx`] only comes
+/// from [`super::write_tx`]): updating `audit_head` first takes its row lock (PostgreSQL)
+/// or is already serialised (SQLite's `BEGIN IMMEDIATE`), so concurrent writers chain one
+/// after another and the event commits or rolls back with what it records.
 pub fn append(
-    conn: &mut DbConn,
+    tx: &mut WriteTx<'_>,
     actor: &Actor,
     action: &str,
     change_id: Option<i64>,
     detail: Value,
 ) -> QueryResult<i64> {
+    let conn = tx.conn();
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::last_id.eq(audit_head::last_id + 1))
         .execute(conn)?;

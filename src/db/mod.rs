@@ -10,6 +10,7 @@ pub mod notices;
 pub mod outbox;
 pub mod resolve;
 pub mod schema;
+pub mod schemas;
 pub mod users;
 
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ pub enum DbConn {
 #[macro_export]
 macro_rules! with_concrete {
     ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
+        match $crate::db::AsDbConn::db($conn) {
             $crate::db::DbConn::Sqlite($c) => $body,
             $crate::db::DbConn::Pg($c) => $body,
         }
@@ -189,19 +190,103 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
     Ok(applied.iter().map(|v| v.to_string()).collect())
 }
 
+/// The connection behind a `DbConn` or a [`WriteTx`] (for [`with_concrete!`]).
+pub trait AsDbConn {
+    fn db(&mut self) -> &mut DbConn;
+}
+
+impl AsDbConn for DbConn {
+    fn db(&mut self) -> &mut DbConn {
+        self
+    }
+}
+
+impl AsDbConn for WriteTx<'_> {
+    fn db(&mut self) -> &mut DbConn {
+        self.conn
+    }
+}
+
+/// Proof of being inside a write transaction opened by [`write_tx`]. Writes that must
+/// commit together with the rest of a use case (above all [`audit::append`], whose chain
+/// forks if two appends run outside one serialised transaction) take `&mut WriteTx`, so
+/// they cannot be called with a bare pooled connection: only `write_tx` makes one.
+///
+/// It dereferences to the connection, so repository functions that take `&mut DbConn`
+/// accept it as it is; diesel's own `execute`/`load` take [`WriteTx::conn`].
+pub struct WriteTx<'c> {
+    conn: &'c mut DbConn,
+}
+
+impl WriteTx<'_> {
+    pub fn conn(&mut self) -> &mut DbConn {
+        self.conn
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        self.conn
+    }
+}
+
 /// Run `f` in a write transaction. On SQLite it opens with `BEGIN IMMEDIATE` so the write
 /// lock is taken up front (a deferred transaction that later upgrades fails under load);
 /// on PostgreSQL it is a plain READ COMMITTED transaction and callers take row locks.
+/// It must be the outermost transaction (a nested `BEGIN` is refused by both backends).
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    begin(conn, "BEGIN IMMEDIATE", "BEGIN")?;
+    let out = f(&mut WriteTx { conn: &mut *conn });
+    finish(conn, out)
+}
+
+/// Run `f` reading one consistent snapshot of the database: the only way to read several
+/// statements that must agree (a change and its execution, a page and its counts). On
+/// PostgreSQL the transaction is REPEATABLE READ, READ ONLY (a write inside it fails);
+/// SQLite's WAL read transactions are snapshots already. Inside a transaction that is
+/// already open (a write transaction, which has its own consistency) it just runs `f`.
+pub fn snapshot<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    let depth = <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?;
+    if depth.is_some() {
+        return f(conn);
     }
-    match f(conn) {
+    begin(
+        conn,
+        "BEGIN DEFERRED",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    )?;
+    let out = f(conn);
+    finish(conn, out)
+}
+
+fn begin(conn: &mut DbConn, sqlite: &str, pg: &str) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite),
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction_sql(c, pg),
+    }
+}
+
+fn finish<T, E>(conn: &mut DbConn, out: Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match out {
         Ok(v) => {
             if let Err(e) = <DbConn as Connection>::TransactionManager::commit_transaction(conn) {
                 let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
@@ -214,35 +299,6 @@ where
             Err(e)
         }
     }
-}
-
-/// Run `f` in a read transaction (a consistent snapshot on both backends).
-/// Run `f` reading one consistent snapshot of the database, for a page that combines
-/// several reads (a change and its execution must agree). On PostgreSQL the transaction
-/// is REPEATABLE READ, READ ONLY; SQLite's WAL read transactions are snapshots already.
-/// Call it outermost: it must open the transaction itself.
-pub fn snapshot<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    conn.transaction(|conn| {
-        if matches!(conn, DbConn::Pg(_)) {
-            diesel::connection::SimpleConnection::batch_execute(
-                conn,
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-            )?;
-        }
-        f(conn)
-    })
-}
-
-pub fn read_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    conn.transaction(f)
 }
 
 /// Current time, truncated to microseconds so both backends store the same value.

@@ -90,6 +90,20 @@ pub fn add_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResult<
     Ok(())
 }
 
+/// Remove a person from a team; returns whether they were a member. Their sign-offs on
+/// that team's side stop counting at once (see `service::changes::records`).
+pub fn remove_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResult<bool> {
+    let n = diesel::delete(
+        team_members::table.filter(
+            team_members::team_id
+                .eq(team_id)
+                .and(team_members::user_id.eq(user_id)),
+        ),
+    )
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
 /// Names of the teams a user is in.
 pub fn user_teams(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<String>> {
     team_members::table

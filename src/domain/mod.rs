@@ -1,8 +1,10 @@
 //! Pure types and rules: no I/O, no HTTP, no SQL.
 
+pub mod access;
 pub mod change;
 pub mod execution;
 pub mod notice;
+pub mod presentation;
 pub mod resolution;
 pub mod schema;
 pub mod selector;

@@ -172,6 +172,8 @@ pub struct Operation {
     pub target: String,
     pub effect: Effect,
     pub implemented_by: String,
+    /// The teams that may request it (`None`: every team but the implementing one).
+    pub requested_by: Option<Vec<String>>,
     pub signoffs: SignoffPolicy,
     /// The implementer must type the target count when there are more targets than this.
     pub confirm_above: Option<u64>,
@@ -207,7 +209,54 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 pub const DEFAULT_MAX_TARGETS: u64 = 100_000;
 
+/// Why a team may not request an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRefusal {
+    #[error("`{team}` implements {label}, so it cannot also request it: a change is requested by another team than the one that carries it out")]
+    SameTeam { team: String, label: String },
+    #[error("{label} may be requested only by {allowed}; `{team}` is not one of them")]
+    NotRequesterTeam {
+        team: String,
+        label: String,
+        allowed: String,
+    },
+}
+
+impl RequestRefusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestRefusal::SameTeam { .. } => "same_team",
+            RequestRefusal::NotRequesterTeam { .. } => "not_requester_team",
+        }
+    }
+}
+
 impl Operation {
+    /// May `team` be the requesting team of a change of this operation? Never the
+    /// implementing team; one of `requested_by` when the schema lists them.
+    pub fn may_be_requested_by(&self, team: &str) -> Result<(), RequestRefusal> {
+        if team == self.implemented_by {
+            return Err(RequestRefusal::SameTeam {
+                team: team.to_string(),
+                label: self.label.clone(),
+            });
+        }
+        if let Some(list) = &self.requested_by {
+            if !list.iter().any(|t| t == team) {
+                return Err(RequestRefusal::NotRequesterTeam {
+                    team: team.to_string(),
+                    label: self.label.clone(),
+                    allowed: list
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
     }
@@ -282,6 +331,8 @@ struct RawOperation {
     target: Option<String>,
     effect: Option<String>,
     implemented_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requested_by: Option<Vec<String>>,
     signoffs: Option<SignoffPolicy>,
     confirm_above: Option<u64>,
     max_targets: Option<u64>,
@@ -587,6 +638,19 @@ impl Schema {
                     String::new()
                 }
             };
+            let requested_by = o.requested_by.clone().map(|teams| {
+                for t in &teams {
+                    if !team_name_ok(t) {
+                        push(place("requested_by"), line, format!("`{t}` is not a valid team name (lowercase letters, digits, `-`, `_`, `.`)"));
+                    } else if *t == implemented_by {
+                        push(place("requested_by"), line, format!("`{t}` implements this operation, so it cannot also request it: the requesting team is never the implementing team"));
+                    }
+                }
+                if teams.is_empty() {
+                    push(place("requested_by"), line, "the list is empty: leave it out to let every team but the implementing one request the operation".into());
+                }
+                teams
+            });
             let signoffs = o.signoffs.unwrap_or(SignoffPolicy {
                 requester: 1,
                 implementer: 1,
@@ -781,6 +845,7 @@ impl Schema {
                         target,
                         effect,
                         implemented_by,
+                        requested_by,
                         signoffs,
                         confirm_above: o.confirm_above,
                         max_targets,

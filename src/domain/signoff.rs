@@ -45,38 +45,42 @@ pub struct SignoffRecord {
     pub user_id: i64,
     pub fingerprint: String,
     pub stale: bool,
+    /// The signer is still a member of the side's team (and, for the requester side, not a
+    /// member of the implementing team): a signer who left no longer counts.
+    pub earned: bool,
 }
 
-/// Everything the policy needs to decide on one attempted sign-off.
+impl SignoffRecord {
+    /// Does this sign-off count for `fingerprint` now?
+    pub fn counts_for(&self, fingerprint: &str) -> bool {
+        !self.stale && self.earned && self.fingerprint == fingerprint
+    }
+}
+
+/// The input of one attempted sign-off. Who may sign which side, and in which state, is
+/// decided by [`super::access::decide`]; this checks what the signer sends.
 #[derive(Debug, Clone)]
 pub struct Attempt<'a> {
     pub side: Side,
-    pub signer_id: i64,
-    pub author_id: i64,
-    /// Is the signer a member of the team that owns `side`?
-    pub signer_in_side_team: bool,
-    pub side_team: &'a str,
     pub given_fingerprint: &'a str,
     pub current_fingerprint: &'a str,
+    /// `Some(h)`: the hash of the title and rationale the signer read.
+    pub given_text_hash: Option<&'a str>,
+    pub current_text_hash: &'a str,
     pub target_count: u64,
     /// `Some(n)`: the implementer must type the target count when targets > n.
     pub confirm_above: Option<u64>,
     pub confirm_count: Option<u64>,
-    pub existing: &'a [SignoffRecord],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("the fingerprint you signed ({given}) is not the change's current fingerprint ({current}): the resolved targets changed since you looked; review them again")]
     StaleFingerprint { given: String, current: String },
-    #[error("only members of team `{team}` can sign the {} side", .side.as_str())]
-    NotInTeam { team: String, side: Side },
-    #[error("the author of a change cannot sign its implementer side")]
-    AuthorAsImplementer,
-    #[error("you already signed the {} side of this change; one person never counts on both sides", .0.as_str())]
-    OtherSide(Side),
-    #[error("you already signed the {} side for this fingerprint", .0.as_str())]
-    AlreadySigned(Side),
+    #[error(
+        "the title or rationale changed since you read them: read the change again before you sign"
+    )]
+    StaleText { given: String, current: String },
     #[error("this change has {expected} targets: type that number in confirm_count to sign it")]
     ConfirmCountMissing { expected: u64 },
     #[error("confirm_count is {given}, but this change has {expected} targets")]
@@ -87,18 +91,26 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::StaleFingerprint { .. } => "stale_fingerprint",
-            Refusal::NotInTeam { .. } => "not_in_team",
-            Refusal::AuthorAsImplementer => "separation_of_duties",
-            Refusal::OtherSide(_) => "separation_of_duties",
-            Refusal::AlreadySigned(_) => "already_signed",
+            Refusal::StaleText { .. } => "stale_text",
             Refusal::ConfirmCountMissing { .. } => "confirm_count_required",
             Refusal::ConfirmCountWrong { .. } => "confirm_count_mismatch",
         }
     }
 }
 
-/// Decide one sign-off. The order matters for the answer a person gets: a stale
-/// fingerprint first (nothing else is meaningful then), then who they are, then the count.
+/// The hash of the text a signer reads (title and rationale), bound into each sign-off.
+pub fn text_hash(title: &str, rationale: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [title, rationale] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Check what a signer sends: a stale fingerprint first (nothing else is meaningful then),
+/// then the text, then the typed count.
 pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
     if a.given_fingerprint != a.current_fingerprint {
         return Err(Refusal::StaleFingerprint {
@@ -106,30 +118,13 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
             current: a.current_fingerprint.to_string(),
         });
     }
-    if !a.signer_in_side_team {
-        return Err(Refusal::NotInTeam {
-            team: a.side_team.to_string(),
-            side: a.side,
-        });
-    }
-    if a.side == Side::Implementer && a.signer_id == a.author_id {
-        return Err(Refusal::AuthorAsImplementer);
-    }
-    // Separation of duties: any sign-off on the other side, even a stale one, means this
-    // person took part for the other team.
-    if a.existing
-        .iter()
-        .any(|s| s.user_id == a.signer_id && s.side == a.side.other())
-    {
-        return Err(Refusal::OtherSide(a.side.other()));
-    }
-    if a.existing.iter().any(|s| {
-        s.user_id == a.signer_id
-            && s.side == a.side
-            && !s.stale
-            && s.fingerprint == a.current_fingerprint
-    }) {
-        return Err(Refusal::AlreadySigned(a.side));
+    if let Some(given) = a.given_text_hash {
+        if given != a.current_text_hash {
+            return Err(Refusal::StaleText {
+                given: given.to_string(),
+                current: a.current_text_hash.to_string(),
+            });
+        }
     }
     if a.side == Side::Implementer {
         if let Some(limit) = a.confirm_above {
@@ -158,7 +153,7 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
 pub fn current_signers(existing: &[SignoffRecord], side: Side, fingerprint: &str) -> BTreeSet<i64> {
     existing
         .iter()
-        .filter(|s| s.side == side && !s.stale && s.fingerprint == fingerprint)
+        .filter(|s| s.side == side && s.counts_for(fingerprint))
         .map(|s| s.user_id)
         .collect()
 }
@@ -190,40 +185,34 @@ mod tests {
             user_id: user,
             fingerprint: fp.into(),
             stale,
+            earned: true,
         }
     }
 
-    fn attempt<'a>(side: Side, signer: i64, existing: &'a [SignoffRecord]) -> Attempt<'a> {
+    fn attempt(side: Side) -> Attempt<'static> {
         Attempt {
             side,
-            signer_id: signer,
-            author_id: 1,
-            signer_in_side_team: true,
-            side_team: "ops",
             given_fingerprint: "F",
             current_fingerprint: "F",
+            given_text_hash: None,
+            current_text_hash: "T",
             target_count: 30,
             confirm_above: Some(20),
             confirm_count: Some(30),
-            existing,
         }
     }
 
     #[test]
     fn refusals() {
-        let none = [];
-        assert!(check(&attempt(Side::Requester, 1, &none)).is_ok());
-        assert_eq!(
-            check(&attempt(Side::Implementer, 1, &none)),
-            Err(Refusal::AuthorAsImplementer)
-        );
-        let mut a = attempt(Side::Implementer, 2, &none);
+        assert!(check(&attempt(Side::Requester)).is_ok());
+        let mut a = attempt(Side::Implementer);
         a.given_fingerprint = "G";
         assert!(matches!(check(&a), Err(Refusal::StaleFingerprint { .. })));
-        let mut a = attempt(Side::Implementer, 2, &none);
-        a.signer_in_side_team = false;
-        assert!(matches!(check(&a), Err(Refusal::NotInTeam { .. })));
-        let mut a = attempt(Side::Implementer, 2, &none);
+        let mut a = attempt(Side::Implementer);
+        a.given_text_hash = Some("OLD");
+        assert!(matches!(check(&a), Err(Refusal::StaleText { .. })));
+        a.given_text_hash = Some("T");
+        assert!(check(&a).is_ok());
         a.confirm_count = None;
         assert_eq!(
             check(&a),
@@ -238,22 +227,25 @@ mod tests {
             })
         );
         // Requester side never needs the count.
-        let mut a = attempt(Side::Requester, 2, &none);
+        let mut a = attempt(Side::Requester);
         a.confirm_count = None;
         assert!(check(&a).is_ok());
-        let ex = [rec(Side::Requester, 2, "OLD", true)];
-        assert_eq!(
-            check(&attempt(Side::Implementer, 2, &ex)),
-            Err(Refusal::OtherSide(Side::Requester))
-        );
-        let ex = [rec(Side::Implementer, 2, "F", false)];
-        assert_eq!(
-            check(&attempt(Side::Implementer, 2, &ex)),
-            Err(Refusal::AlreadySigned(Side::Implementer))
-        );
-        // A stale sign-off on the same side does not block signing again.
-        let ex = [rec(Side::Implementer, 2, "OLD", true)];
-        assert!(check(&attempt(Side::Implementer, 2, &ex)).is_ok());
+    }
+
+    #[test]
+    fn a_signer_who_left_the_team_no_longer_counts() {
+        let p = SignoffPolicy {
+            requester: 1,
+            implementer: 1,
+        };
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
+        assert!(is_approved(&ex, p, "F"));
+        ex[1].earned = false;
+        assert!(!is_approved(&ex, p, "F"));
+        assert_eq!(missing(&ex, p, "F"), (0, 1));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::db::audit::{self, Actor};
 use crate::db::models::{Change, Execution};
-use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn, Pool};
+use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn, Pool, WriteTx};
 use crate::domain::execution::{final_state, wave_halts, ExecState, Wave};
 use crate::domain::schema::Effect;
 use crate::domain::{ChangeState, Schema};
@@ -247,7 +247,7 @@ fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step> {
 
 /// Inside the fenced transaction: the current wave has no due items. Wait for retries,
 /// halt on too many failures, go on to the next wave, or finish.
-fn end_of_wave(ctx: &Ctx, conn: &mut DbConn, e: &Execution, c: &Change) -> AppResult<Step> {
+fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> AppResult<Step> {
     let waves = waves_of(e);
     let wave = e.current_wave;
     if wave as usize <= waves.len() {
@@ -308,7 +308,7 @@ fn end_of_wave(ctx: &Ctx, conn: &mut DbConn, e: &Execution, c: &Change) -> AppRe
 }
 
 /// All items processed: the final state from the counts.
-fn finish(conn: &mut DbConn, exec_id: i64, change_id: i64) -> AppResult<()> {
+fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()> {
     let e = repo::get(conn, exec_id)?.expect("execution exists");
     let state = final_state(e.done as u64, e.failed as u64);
     repo::set_state(conn, exec_id, state, None)?;

@@ -144,7 +144,13 @@ fn content(p: &Value) -> Content {
         .unwrap_or_default();
     let mut facts = vec![
         ("Change".to_string(), format!("{chg} · {title}")),
-        ("Operation".to_string(), s(&p["operation"])),
+        (
+            "Operation".to_string(),
+            match (p["operation_label"].as_str(), p["effect_text"].as_str()) {
+                (Some(label), Some(effect)) => format!("{label} — {effect}"),
+                _ => s(&p["operation"]),
+            },
+        ),
         ("Targets".to_string(), s(&p["summary"])),
         ("Fingerprint".to_string(), fp.clone()),
         (

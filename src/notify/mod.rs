@@ -158,7 +158,14 @@ pub fn dispatch(
     let ids: Vec<i64> = to.keys().copied().collect();
     let prefs = repo::prefs_for(conn, &ids, kind)?;
     let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
+    // Named as it executes (a rollback as the restore it runs), like every screen.
+    let executes = crate::db::schemas::by_hash(conn, &c.schema_hash)?.and_then(|s| {
+        s.operation(&c.operation)
+            .and_then(|o| crate::domain::presentation::executes(&s, o, c.rollback_of.is_some()))
+    });
     let payload = json!({
+        "operation_label": executes.as_ref().map(|e| e.label.clone()),
+        "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),
         "action": action,
         "kind": kind,
         "actor": actor,

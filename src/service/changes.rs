@@ -18,8 +18,9 @@ use super::views::*;
 use super::CurrentUser;
 use crate::db::audit::{self, Actor};
 use crate::db::models::{Change, NewChange};
-use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn};
-use crate::domain::change::{self, Action};
+use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn, WriteTx};
+use crate::domain::access::{self, ChangeAction, Facts};
+use crate::domain::change;
 use crate::domain::execution::RestoreSpec;
 use crate::domain::resolution::{
     short_fingerprint, Expectation, Resolution, ResolutionError, Summary,
@@ -81,6 +82,10 @@ pub struct SignRequest {
     pub comment: String,
     #[serde(default)]
     pub confirm_count: Option<u64>,
+    /// The `text_hash` of the change as the signer read it (title and rationale); when
+    /// given, a sign-off is refused if the text changed since.
+    #[serde(default)]
+    pub text_hash: Option<String>,
 }
 
 pub(crate) fn check_title(t: &str) -> AppResult<String> {
@@ -198,7 +203,15 @@ pub(crate) fn state_of(c: &Change) -> ChangeState {
 }
 
 /// Why a resolved change could not be submitted, if it cannot.
-fn submit_problem(c: &Change, summary: &Summary, errors: &[ResolutionError]) -> Option<AppError> {
+fn submit_problem(
+    op: &Operation,
+    c: &Change,
+    summary: &Summary,
+    errors: &[ResolutionError],
+) -> Option<AppError> {
+    if let Err(refusal) = op.may_be_requested_by(&c.requesting_team) {
+        return Some(refusal.into());
+    }
     if c.error_count > 0 {
         let msg = format!(
             "the targets have {} error(s); fix them before submitting: {}",
@@ -349,7 +362,7 @@ pub fn policy_for(op: &Operation, c: &Change) -> SignoffPolicy {
 /// Resolve a locked change again and apply the consequences (stale sign-offs, state).
 /// Must run inside the write transaction that holds the change's lock.
 pub(crate) fn reresolve_locked(
-    conn: &mut DbConn,
+    conn: &mut WriteTx<'_>,
     schema: &Schema,
     c: &Change,
     actor: &Actor,
@@ -387,7 +400,8 @@ pub(crate) fn reresolve_locked(
     store(conn, schema, c, &r, &op.implemented_by)?;
     let fresh = repo::get(conn, c.id)?.expect("locked change exists");
     let state = state_of(c);
-    let submittable = submit_problem(&fresh, &r.summary, &r.errors).is_none();
+    let problem = submit_problem(op, &fresh, &r.summary, &r.errors);
+    let submittable = problem.is_none();
     let next = match state {
         ChangeState::AwaitingSignoff | ChangeState::Approved if !submittable => ChangeState::Draft,
         s => change::after_resolution(s, changed, false),
@@ -418,7 +432,7 @@ pub(crate) fn reresolve_locked(
             actor,
             "state_changed",
             Some(c.id),
-            json!({"from": state.as_str(), "to": next.as_str(), "reason": if !submittable { "the new resolution cannot be signed as it is" } else { "the fingerprint changed; earlier sign-offs are stale" }}),
+            json!({"from": state.as_str(), "to": next.as_str(), "reason": match &problem { Some(p) => format!("it cannot be signed as it is: {p}"), None => "the fingerprint changed; earlier sign-offs are stale".to_string() }}),
         )?;
     }
     out.state = next.as_str().to_string();
@@ -490,6 +504,7 @@ pub(crate) fn check_teams(
             format!("team `{requesting_team}` does not exist"),
         ));
     }
+    op.may_be_requested_by(requesting_team)?;
     if !user.in_team(requesting_team) {
         return Err(AppError::forbidden("not_in_team", format!("you are not a member of `{requesting_team}`; a change is requested on behalf of one of your teams ({})", user.teams.join(", "))));
     }
@@ -584,13 +599,7 @@ pub fn edit(
 ) -> AppResult<ResolveOutcome> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if c.author_id != user.id {
-            return Err(AppError::forbidden(
-                "not_author",
-                "only the author of a change can edit it",
-            ));
-        }
-        change::check(state_of(&c), Action::Edit)?;
+        require(conn, schema, user, &c, ChangeAction::Edit)?;
         let op = operation(schema, &c.operation)?;
         if c.rollback_of.is_some() && (patch.targets.is_some() || patch.params.is_some()) {
             return Err(AppError::unprocessable(
@@ -659,8 +668,37 @@ pub fn edit(
             Some(id),
             json!({"fields": fields}),
         )?;
-        let c = repo::get(conn, id)?.expect("exists");
-        reresolve_locked(conn, schema, &c, &user.actor(), "edited")
+        // A sign-off covers the text its signer read: new words need new sign-offs.
+        let text_changed = title != c.title || rationale != c.rationale;
+        let text_stale = if text_changed {
+            repo::mark_stale(conn, id, None)?
+        } else {
+            0
+        };
+        let edited = repo::get(conn, id)?.expect("exists");
+        let mut out = reresolve_locked(conn, schema, &edited, &user.actor(), "edited")?;
+        if text_stale > 0 {
+            audit::append(
+                conn,
+                &user.actor(),
+                "signoffs_stale",
+                Some(id),
+                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
+            )?;
+            out.stale_signoffs += text_stale;
+            if out.state == ChangeState::Approved.as_str() {
+                repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
+                audit::append(
+                    conn,
+                    &user.actor(),
+                    "state_changed",
+                    Some(id),
+                    json!({"from": "approved", "to": "awaiting_signoff", "reason": "the title or rationale changed after it was signed; earlier sign-offs are stale"}),
+                )?;
+                out.state = ChangeState::AwaitingSignoff.as_str().to_string();
+            }
+        }
+        Ok(out)
     })
 }
 
@@ -680,13 +718,7 @@ pub fn reresolve(
 ) -> AppResult<ResolveOutcome> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if !involved(user, &c) {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the two teams of a change can re-resolve it",
-            ));
-        }
-        change::check(state_of(&c), Action::Resolve)?;
+        require(conn, schema, user, &c, ChangeAction::Resolve)?;
         reresolve_locked(conn, schema, &c, &user.actor(), "re-resolved on request")
     })
 }
@@ -725,18 +757,13 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
 pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -> AppResult<()> {
     let refused = write_tx(conn, |conn| -> AppResult<Option<AppError>> {
         let c = locked(conn, id)?;
-        if c.author_id != user.id && !user.in_team(&c.requesting_team) {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the author or the requesting team can submit a change",
-            ));
-        }
-        change::check(state_of(&c), Action::Submit)?;
+        require(conn, schema, user, &c, ChangeAction::Submit)?;
         reresolve_locked(conn, schema, &c, &user.actor(), "submitted")?;
         let fresh = repo::get(conn, id)?.expect("exists");
         let summary: Summary = serde_json::from_str(&fresh.summary).unwrap_or_default();
         let errors: Vec<ResolutionError> = serde_json::from_str(&fresh.errors).unwrap_or_default();
-        if let Some(problem) = submit_problem(&fresh, &summary, &errors) {
+        let op = operation(schema, &fresh.operation)?;
+        if let Some(problem) = submit_problem(op, &fresh, &summary, &errors) {
             // Keep the fresh resolution (committed), but refuse the submission.
             return Ok(Some(problem));
         }
@@ -756,17 +783,126 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
     }
 }
 
-pub(crate) fn records(rows: &[(crate::db::models::Signoff, String, String)]) -> Vec<SignoffRecord> {
-    rows.iter()
-        .filter_map(|(s, _, _)| {
-            Side::parse(&s.side).map(|side| SignoffRecord {
-                side,
-                user_id: s.user_id,
-                fingerprint: s.fingerprint.clone(),
-                stale: s.stale,
-            })
-        })
-        .collect()
+/// The policy's view of a change's sign-offs: each marked `earned` only while its signer
+/// is still in the side's team (and, on the requester side, not in the implementing team).
+pub(crate) fn records(
+    conn: &mut DbConn,
+    c: &Change,
+    rows: &[(crate::db::models::Signoff, String, String)],
+) -> AppResult<Vec<SignoffRecord>> {
+    let mut teams: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (s, _, _) in rows {
+        let Some(side) = Side::parse(&s.side) else {
+            continue;
+        };
+        if !teams.contains_key(&s.user_id) {
+            teams.insert(s.user_id, users::user_teams(conn, s.user_id)?);
+        }
+        let mine = &teams[&s.user_id];
+        let has = |t: &str| mine.iter().any(|m| m == t);
+        let earned = match side {
+            Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
+            Side::Implementer => has(&c.implementing_team),
+        };
+        out.push(SignoffRecord {
+            side,
+            user_id: s.user_id,
+            fingerprint: s.fingerprint.clone(),
+            stale: s.stale,
+            earned,
+        });
+    }
+    Ok(out)
+}
+
+/// The hash of the title and rationale a signer reads.
+pub fn text_hash_of(c: &Change) -> String {
+    signoff::text_hash(&c.title, &c.rationale)
+}
+
+/// Everything [`access::decide`] needs about `user` and `c`, read in the caller's
+/// transaction or snapshot.
+pub(crate) fn facts<'c>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &'c Change,
+    recs: &[SignoffRecord],
+) -> AppResult<Facts<'c>> {
+    let fp = c.fingerprint.as_deref().unwrap_or_default();
+    let op = schema.operation(&c.operation);
+    let mine = |side: Side, current: bool| {
+        recs.iter()
+            .any(|r| r.user_id == user.id && r.side == side && (!current || r.counts_for(fp)))
+    };
+    let executed_targets = if state_of(c).has_executed() {
+        crate::db::exec::for_change(conn, c.id)?
+            .map(|e| e.done.max(0) as u64)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let has_open_rollback = match c.rolled_back_by {
+        Some(rb) => repo::get(conn, rb)?.is_some_and(|r| {
+            !matches!(state_of(&r), ChangeState::Cancelled | ChangeState::Rejected)
+        }),
+        None => false,
+    };
+    Ok(Facts {
+        state: ChangeState::parse(&c.state),
+        requesting_team: &c.requesting_team,
+        implementing_team: &c.implementing_team,
+        is_admin: user.is_admin,
+        is_author: user.id == c.author_id,
+        in_requesting_team: user.in_team(&c.requesting_team),
+        in_implementing_team: user.in_team(&c.implementing_team),
+        signed_requester: mine(Side::Requester, true),
+        signed_implementer: mine(Side::Implementer, true),
+        ever_signed_requester: mine(Side::Requester, false),
+        ever_signed_implementer: mine(Side::Implementer, false),
+        is_rollback: c.rollback_of.is_some(),
+        operation_known: op.is_some(),
+        reversible: op.is_some_and(|o| {
+            effect_for(o, c)
+                .and_then(crate::domain::execution::inverse)
+                .is_some()
+        }),
+        executed_targets,
+        has_open_rollback,
+    })
+}
+
+/// Refuse unless `user` may take `action` on `c` now (the one decision pages and the API
+/// also render).
+pub(crate) fn require(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &Change,
+    action: ChangeAction,
+) -> AppResult<()> {
+    let rows = repo::signoffs(conn, c.id)?;
+    let recs = records(conn, c, &rows)?;
+    access::decide(&facts(conn, schema, user, c, &recs)?, action)?;
+    Ok(())
+}
+
+/// The actions `user` may take on change `id` now.
+pub fn allowed_actions(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+) -> AppResult<Vec<ChangeAction>> {
+    crate::db::snapshot(conn, |conn| {
+        let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let rows = repo::signoffs(conn, c.id)?;
+        let recs = records(conn, &c, &rows)?;
+        Ok(access::allowed(&facts(conn, schema, user, &c, &recs)?)
+            .into_iter()
+            .collect())
+    })
 }
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
@@ -786,31 +922,27 @@ pub fn sign(
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        change::check(state_of(&c), Action::SignOff)?;
+        let rows = repo::signoffs(conn, id)?;
+        let existing = records(conn, &c, &rows)?;
+        let action = match req.side {
+            Side::Requester => ChangeAction::SignRequester,
+            Side::Implementer => ChangeAction::SignImplementer,
+        };
+        access::decide(&facts(conn, schema, user, &c, &existing)?, action)?;
         let current = c.fingerprint.clone().unwrap_or_default();
         if c.schema_hash != schema.hash {
             return Err(AppError::conflict("schema_changed", "the schema changed since this change was resolved; re-resolve it (POST …/resolve) and review the new fingerprint").with_details(json!({"current_fingerprint": current})));
         }
         let op = operation(schema, &c.operation)?;
-        let side_team = match req.side {
-            Side::Requester => c.requesting_team.clone(),
-            Side::Implementer => c.implementing_team.clone(),
-        };
-        let in_team = users::is_member(conn, user.id, &side_team)?;
-        let rows = repo::signoffs(conn, id)?;
-        let existing = records(&rows);
         signoff::check(&Attempt {
             side: req.side,
-            signer_id: user.id,
-            author_id: c.author_id,
-            signer_in_side_team: in_team,
-            side_team: &side_team,
             given_fingerprint: req.fingerprint.trim(),
             current_fingerprint: &current,
+            given_text_hash: req.text_hash.as_deref().map(str::trim),
+            current_text_hash: &text_hash_of(&c),
             target_count: c.target_count as u64,
             confirm_above: op.confirm_above,
             confirm_count: req.confirm_count,
-            existing: &existing,
         })?;
         repo::insert_signoff(
             conn,
@@ -828,7 +960,7 @@ pub fn sign(
             json!({"side": req.side.as_str(), "fingerprint": current, "comment": req.comment.trim(), "confirm_count": req.confirm_count}),
         )?;
         let rows = repo::signoffs(conn, id)?;
-        let all = records(&rows);
+        let all = records(conn, &c, &rows)?;
         let approved = signoff::is_approved(&all, policy_for(op, &c), &current);
         if approved {
             repo::set_state(conn, id, ChangeState::Approved)?;
@@ -852,7 +984,13 @@ pub fn sign(
     })
 }
 
-pub fn reject(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: &str) -> AppResult<()> {
+pub fn reject(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    reason: &str,
+) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(AppError::unprocessable(
@@ -868,16 +1006,7 @@ pub fn reject(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: &str) -> A
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if !(user.is_admin
-            || user.in_team(&c.requesting_team)
-            || user.in_team(&c.implementing_team))
-        {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the requesting or implementing team can reject a change",
-            ));
-        }
-        change::check(state_of(&c), Action::Reject)?;
+        require(conn, schema, user, &c, ChangeAction::Reject)?;
         repo::set_state(conn, id, ChangeState::Rejected)?;
         repo::set_reject_reason(conn, id, reason)?;
         audit::append(
@@ -893,19 +1022,14 @@ pub fn reject(conn: &mut DbConn, user: &CurrentUser, id: i64, reason: &str) -> A
 
 pub fn cancel(
     conn: &mut DbConn,
+    schema: &Schema,
     user: &CurrentUser,
     id: i64,
     reason: Option<&str>,
 ) -> AppResult<()> {
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if !(user.is_admin || user.id == c.author_id || user.in_team(&c.requesting_team)) {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the author, the requesting team or an admin can cancel a change",
-            ));
-        }
-        change::check(state_of(&c), Action::Cancel)?;
+        require(conn, schema, user, &c, ChangeAction::Cancel)?;
         repo::set_state(conn, id, ChangeState::Cancelled)?;
         audit::append(
             conn,
@@ -918,7 +1042,13 @@ pub fn cancel(
     })
 }
 
-pub fn comment(conn: &mut DbConn, user: &CurrentUser, id: i64, body: &str) -> AppResult<i64> {
+pub fn comment(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    body: &str,
+) -> AppResult<i64> {
     let body = body.trim();
     if body.is_empty() {
         return Err(AppError::unprocessable(
@@ -934,12 +1064,7 @@ pub fn comment(conn: &mut DbConn, user: &CurrentUser, id: i64, body: &str) -> Ap
     }
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
-        if !involved(user, &c) {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the two teams of a change can comment on it",
-            ));
-        }
+        require(conn, schema, user, &c, ChangeAction::Comment)?;
         let cm = repo::insert_comment(conn, id, user.id, body)?;
         audit::append(
             conn,
@@ -961,9 +1086,24 @@ fn side_status(team: &str, required: u32, current: usize) -> SideStatus {
     }
 }
 
-/// Everything about one change.
+/// Everything about one change, as `viewer` sees it: with the actions they may take now,
+/// decided by the same function the services enforce.
+pub fn view_for(
+    conn: &mut DbConn,
+    schema: &Schema,
+    viewer: &CurrentUser,
+    id: i64,
+) -> AppResult<ChangeView> {
+    crate::db::snapshot(conn, |conn| {
+        let mut v = view(conn, schema, id)?;
+        v.allowed_actions = allowed_actions(conn, schema, viewer, id)?;
+        Ok(v)
+    })
+}
+
+/// Everything about one change (`allowed_actions` empty: see [`view_for`]).
 pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView> {
-    crate::db::read_tx(conn, |conn| {
+    crate::db::snapshot(conn, |conn| {
         let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
         let author = users::find_user(conn, c.author_id)?
             .map(|u| PersonView {
@@ -976,7 +1116,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             });
         let op = schema.operation(&c.operation);
         let rows = repo::signoffs(conn, id)?;
-        let recs = records(&rows);
+        let recs = records(conn, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         let policy = op.map(|o| policy_for(o, &c)).unwrap_or_default();
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
@@ -1000,21 +1140,9 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             requesting_team: c.requesting_team.clone(),
             implementing_team: c.implementing_team.clone(),
             author,
-            operation: OperationView {
-                name: c.operation.clone(),
-                label: op
-                    .map(|o| o.label.clone())
-                    .unwrap_or_else(|| c.operation.clone()),
-                target: op.map(|o| o.target.clone()).unwrap_or_default(),
-                effect: op
-                    .and_then(|o| effect_for(o, &c))
-                    .map(|e| e.as_str().to_string())
-                    .unwrap_or_default(),
-                effect_text: op
-                    .and_then(|o| effect_for(o, &c))
-                    .map(|e| e.plain_words().to_string())
-                    .unwrap_or_default(),
-            },
+            operation: OperationView::of(schema, &c),
+            text_hash: text_hash_of(&c),
+            allowed_actions: vec![],
             params: serde_json::from_str(&c.params).unwrap_or(Value::Null),
             targets: serde_json::from_str(&c.selector).unwrap_or(Value::Null),
             expect: c
@@ -1030,16 +1158,41 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             error_count: c.error_count,
             signoffs: rows
                 .iter()
-                .map(|(s, email, name)| SignoffView {
-                    side: s.side.clone(),
-                    by: PersonView {
-                        email: email.clone(),
-                        name: name.clone(),
-                    },
-                    fingerprint: s.fingerprint.clone(),
-                    stale: s.stale || s.fingerprint != fp,
-                    comment: s.comment.clone(),
-                    at: s.created_at,
+                .map(|(s, email, name)| {
+                    let rec = recs.iter().find(|r| {
+                        r.user_id == s.user_id
+                            && r.side.as_str() == s.side
+                            && r.fingerprint == s.fingerprint
+                            && r.stale == s.stale
+                    });
+                    let stale = s.stale || s.fingerprint != fp;
+                    let earned = rec.is_none_or(|r| r.earned);
+                    let team = if s.side == "requester" {
+                        &c.requesting_team
+                    } else {
+                        &c.implementing_team
+                    };
+                    SignoffView {
+                        side: s.side.clone(),
+                        by: PersonView {
+                            email: email.clone(),
+                            name: name.clone(),
+                        },
+                        fingerprint: s.fingerprint.clone(),
+                        stale,
+                        counts: !stale && earned,
+                        why_not: if stale {
+                            Some("stale: the targets or the text changed since".into())
+                        } else if !earned {
+                            Some(format!(
+                                "no longer counts: {name} is not (only) in `{team}` any more"
+                            ))
+                        } else {
+                            None
+                        },
+                        comment: s.comment.clone(),
+                        at: s.created_at,
+                    }
                 })
                 .collect(),
             policy,
@@ -1078,31 +1231,39 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
     if user.teams.is_empty() {
         return Ok(vec![]);
     }
+    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
+}
+
+fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
     let list = repo::awaiting_for_teams(conn, &user.teams)?;
     let mut out = Vec::new();
     for c in list {
         let Some(op) = schema.operation(&c.operation) else {
             continue;
         };
-        let recs = records(&repo::signoffs(conn, c.id)?);
+        let rows = repo::signoffs(conn, c.id)?;
+        let recs = records(conn, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
+        // The sides this person may sign now and that still need someone.
+        let f = facts(conn, schema, user, &c, &recs)?;
         let mut needs = Vec::new();
-        if mr > 0 && user.in_team(&c.requesting_team) {
+        if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
             needs.push("requester".to_string());
         }
-        if mi > 0 && user.in_team(&c.implementing_team) {
+        if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
             needs.push("implementer".to_string());
         }
         if needs.is_empty() {
             continue;
         }
+        let change = ChangeSummaryView::new(schema, &c);
         out.push(QueueItem {
-            change: ChangeSummaryView::new(schema, &c),
+            destructive: change.destructive,
+            change,
             needs,
             missing_requester: mr,
             missing_implementer: mi,
-            destructive: op.effect.is_destructive(),
         });
     }
     Ok(out)

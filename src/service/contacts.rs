@@ -150,14 +150,14 @@ pub fn import(
                 .filter(contacts::email.eq(&c.email))
                 .filter(contacts::role.eq(&c.role))
                 .select(Contact::as_select())
-                .first(conn)
+                .first(conn.conn())
                 .optional()?;
             match existing {
                 Some(e) if e.name == c.name => report.unchanged += 1,
                 Some(e) => {
                     diesel::update(contacts::table.find(e.id))
                         .set((contacts::name.eq(&c.name), contacts::updated_at.eq(t)))
-                        .execute(conn)?;
+                        .execute(conn.conn())?;
                     report.updated += 1;
                 }
                 None => {
@@ -170,7 +170,7 @@ pub fn import(
                             created_at: t,
                             updated_at: t,
                         })
-                        .execute(conn)?;
+                        .execute(conn.conn())?;
                     report.inserted += 1;
                 }
             }

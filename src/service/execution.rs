@@ -9,18 +9,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::changes::{
-    draft_row, effect_for, involved, locked, policy_for, records, reresolve_locked, state_of,
+    draft_row, effect_for, locked, policy_for, records, require, reresolve_locked, state_of,
     ChangeHead, ResolveOutcome,
 };
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit;
 use crate::db::models::Change;
-use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn};
-use crate::domain::change::{self, Action};
+use crate::db::users;
+use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn, WriteTx};
+use crate::domain::access::ChangeAction;
 use crate::domain::execution::{inverse, item, plan_waves, ExecState, Wave};
 use crate::domain::resolution::short_fingerprint;
-use crate::domain::{signoff, ChangeState, Schema};
+use crate::domain::{signoff, ChangeState, Schema, Side};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Deserialize)]
@@ -51,21 +52,6 @@ fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain:
     })
 }
 
-fn implementer(user: &CurrentUser, c: &Change, what: &str) -> AppResult<()> {
-    if user.in_team(&c.implementing_team) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            "not_implementer",
-            format!(
-                "only members of the implementing team `{}` can {what} {}",
-                c.implementing_team,
-                number(c.id)
-            ),
-        ))
-    }
-}
-
 /// Start executing an approved change.
 pub fn execute(
     conn: &mut DbConn,
@@ -76,8 +62,7 @@ pub fn execute(
 ) -> AppResult<ExecutionView> {
     let started = write_tx(conn, |conn| -> AppResult<Result<i64, AppError>> {
         let c = locked(conn, id)?;
-        implementer(user, &c, "execute")?;
-        change::check(state_of(&c), Action::Execute)?;
+        require(conn, schema, user, &c, ChangeAction::Execute)?;
         let current = c.fingerprint.clone().unwrap_or_default();
         if req.fingerprint.trim() != current {
             return Err(AppError::conflict(
@@ -92,13 +77,56 @@ pub fn execute(
             .with_details(json!({"current_fingerprint": current})));
         }
         let op = operation(schema, &c)?;
-        // Defence in depth: the approval must still hold for this fingerprint.
-        let recs = records(&change_repo::signoffs(conn, id)?);
+        // Sign-offs stay earned until execution: each counted signer must still be in the
+        // side's team. If one left, the change goes back for sign-off (committed) and the
+        // execution is refused, naming who no longer counts.
+        let rows = change_repo::signoffs(conn, id)?;
+        let recs = records(conn, &c, &rows)?;
         if !signoff::is_approved(&recs, policy_for(op, &c), &current) {
-            return Err(AppError::conflict(
-                "not_approved",
-                "the current fingerprint does not have every sign-off it needs",
-            ));
+            let left: Vec<String> = rows
+                .iter()
+                .zip(recs.iter())
+                .filter(|(_, r)| !r.stale && r.fingerprint == current && !r.earned)
+                .map(|((s, email, _), r)| {
+                    let team = match r.side {
+                        Side::Requester => &c.requesting_team,
+                        Side::Implementer => &c.implementing_team,
+                    };
+                    format!(
+                        "{email} ({} side) is no longer a member of `{team}`{}",
+                        s.side,
+                        if r.side == Side::Requester
+                            && users::is_member(conn, r.user_id, &c.implementing_team)
+                                .unwrap_or(false)
+                        {
+                            " or is now in the implementing team"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            let reason = if left.is_empty() {
+                "the current fingerprint does not have every sign-off it needs".to_string()
+            } else {
+                format!("sign-offs no longer count: {}", left.join("; "))
+            };
+            change_repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
+            audit::append(
+                conn,
+                &user.actor(),
+                "state_changed",
+                Some(id),
+                json!({"from": "approved", "to": "awaiting_signoff", "reason": reason}),
+            )?;
+            return Ok(Err(AppError::conflict(
+                "signoffs_no_longer_count",
+                format!(
+                    "{reason}; {} is back to awaiting_signoff and needs new sign-offs",
+                    number(id)
+                ),
+            )
+            .with_details(json!({"no_longer_counting": left}))));
         }
         let t = now();
         if let Some(nb) = c.not_before {
@@ -147,6 +175,23 @@ pub fn execute(
             return Ok(Err(AppError::conflict("stale_fingerprint", msg)
                 .with_details(serde_json::to_value(&outcome).expect("outcome"))));
         }
+        if outcome.state != ChangeState::Approved.as_str() {
+            // The resolution or the teams no longer hold (e.g. the schema no longer lets the
+            // requesting team request this operation): back to draft, committed.
+            let why = change_repo::get(conn, id)?
+                .and_then(|f| {
+                    serde_json::from_str::<Vec<crate::domain::resolution::ResolutionError>>(
+                        &f.errors,
+                    )
+                    .ok()
+                })
+                .and_then(|e| e.first().map(|e| e.message.clone()))
+                .unwrap_or_else(|| "the change can no longer be signed as it is".into());
+            return Ok(Err(AppError::conflict(
+                "not_approved",
+                format!("{} is back to {}: {why}", number(id), outcome.state),
+            )));
+        }
         let effect = effect_for(op, &c).ok_or_else(|| {
             AppError::unprocessable("not_reversible", format!("{} has no inverse", op.label))
         })?;
@@ -175,11 +220,15 @@ pub fn execute(
 }
 
 /// Continue a halted execution (implementing team).
-pub fn resume(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<ExecutionView> {
+pub fn resume(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+) -> AppResult<ExecutionView> {
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
-        implementer(user, &c, "resume")?;
-        change::check(state_of(&c), Action::Resume)?;
+        require(conn, schema, user, &c, ChangeAction::Resume)?;
         let e = repo::for_change(conn, id)?
             .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
         repo::set_state(conn, e.id, ExecState::Running, None)?;
@@ -199,16 +248,14 @@ pub fn resume(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<Execu
 /// Stop an executing or halted change for good; pending targets are skipped.
 pub fn abort(
     conn: &mut DbConn,
+    schema: &Schema,
     user: &CurrentUser,
     id: i64,
     reason: Option<&str>,
 ) -> AppResult<ExecutionView> {
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
-        if !user.is_admin {
-            implementer(user, &c, "abort")?;
-        }
-        change::check(state_of(&c), Action::Abort)?;
+        require(conn, schema, user, &c, ChangeAction::Abort)?;
         let e = repo::for_change(conn, id)?
             .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
         let why = format!(
@@ -299,7 +346,7 @@ fn item_view(i: crate::db::models::ExecutionItem) -> ItemView {
 
 /// Progress of a change's execution.
 pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
-    crate::db::read_tx(conn, |conn| {
+    crate::db::snapshot(conn, |conn| {
         let c =
             change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
         let e = repo::for_change(conn, id)?.ok_or_else(|| {
@@ -396,13 +443,7 @@ pub fn rollback(
 ) -> AppResult<i64> {
     write_tx(conn, |conn| {
         let orig = locked(conn, id)?;
-        if !involved(user, &orig) {
-            return Err(AppError::forbidden(
-                "forbidden",
-                "only the two teams of a change can roll it back",
-            ));
-        }
-        change::check(state_of(&orig), Action::Rollback)?;
+        require(conn, schema, user, &orig, ChangeAction::Rollback)?;
         if let Some(existing) = orig.rolled_back_by {
             let still_open = change_repo::get(conn, existing)?
                 .map(|r| !matches!(state_of(&r), ChangeState::Cancelled | ChangeState::Rejected))
@@ -420,6 +461,9 @@ pub fn rollback(
             }
         }
         let op = operation(schema, &orig)?;
+        // The rollback is requested by the original's requesting team: it must still be
+        // allowed to request the operation under today's schema.
+        op.may_be_requested_by(&orig.requesting_team)?;
         let inv = inverse(op.effect).ok_or_else(|| {
             AppError::unprocessable(
                 "not_reversible",
@@ -492,7 +536,7 @@ pub fn rollback(
 
 /// Store a derived change with its resolution and submit it, auditing both steps.
 pub(crate) fn insert_submitted(
-    conn: &mut DbConn,
+    conn: &mut WriteTx<'_>,
     schema: &Schema,
     user: &CurrentUser,
     d: ChangeHead,

@@ -80,7 +80,7 @@ pub fn record_schema(
         let known: i64 = schema_versions::table
             .filter(schema_versions::hash.eq(&schema.hash))
             .count()
-            .get_result(conn)?;
+            .get_result(conn.conn())?;
         if known > 0 {
             return Ok(false);
         }
@@ -90,7 +90,7 @@ pub fn record_schema(
                 schema_versions::source.eq(source),
                 schema_versions::loaded_at.eq(now()),
             ))
-            .execute(conn)?;
+            .execute(conn.conn())?;
         audit::append(
             conn,
             actor,

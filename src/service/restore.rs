@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::changes::ChangeHead;
-use super::changes::{change_id, check_teams};
+use super::changes::{change_id, check_teams, involved};
 use super::execution::insert_submitted;
 use super::views::number;
 use super::CurrentUser;
@@ -187,8 +187,25 @@ pub fn create(
     changes.dedup();
     let before_change = req.before_change.as_ref().map(ChangeRef::id).transpose()?;
     for id in changes.iter().chain(before_change.iter()) {
-        if crate::db::changes::get(conn, *id)?.is_none() {
+        let Some(c) = crate::db::changes::get(conn, *id)? else {
             return Err(AppError::not_found("change", number(*id)));
+        };
+        // Undoing a change is for its teams, as a rollback is.
+        if changes.contains(id) && !involved(user, &c) {
+            return Err(AppError::forbidden(
+                "forbidden",
+                format!(
+                    "only the teams of {} (`{}` and `{}`) can undo it; you are in {}",
+                    number(*id),
+                    c.requesting_team,
+                    c.implementing_team,
+                    if user.teams.is_empty() {
+                        "no team".to_string()
+                    } else {
+                        user.teams.join(", ")
+                    }
+                ),
+            ));
         }
         if exec_repo::for_change(conn, *id)?.is_none() {
             return Err(AppError::unprocessable(

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use crate::db::audit;
 use crate::db::models::{AuditEvent, Change};
+use crate::domain::access::ChangeAction;
+use crate::domain::presentation::executes;
 use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::schema::SignoffPolicy;
 use crate::domain::Schema;
@@ -20,6 +22,9 @@ pub struct PersonView {
     pub name: String,
 }
 
+/// The operation of a change *as it executes*: a rollback is shown as the inverse it runs
+/// (`label` "Restore app installations", `effect` "restore"), never as the deletion it
+/// undoes. `name` is the catalogue operation whose policy applies.
 #[derive(Debug, Serialize)]
 pub struct OperationView {
     pub name: String,
@@ -27,6 +32,34 @@ pub struct OperationView {
     pub target: String,
     pub effect: String,
     pub effect_text: String,
+    pub destructive: bool,
+    /// For a rollback: the label of the operation it undoes.
+    pub undoes: Option<String>,
+}
+
+impl OperationView {
+    pub fn of(schema: &Schema, c: &Change) -> OperationView {
+        let op = schema.operation(&c.operation);
+        let ex = op.and_then(|o| executes(schema, o, c.rollback_of.is_some()));
+        OperationView {
+            name: c.operation.clone(),
+            label: ex
+                .as_ref()
+                .map(|e| e.label.clone())
+                .unwrap_or_else(|| c.operation.clone()),
+            target: op.map(|o| o.target.clone()).unwrap_or_default(),
+            effect: ex
+                .as_ref()
+                .map(|e| e.effect.as_str().to_string())
+                .unwrap_or_default(),
+            effect_text: ex
+                .as_ref()
+                .map(|e| e.effect_text.clone())
+                .unwrap_or_else(|| "unknown: the operation is no longer in the schema".into()),
+            destructive: ex.as_ref().is_some_and(|e| e.destructive),
+            undoes: ex.and_then(|e| e.undoes),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +68,10 @@ pub struct SignoffView {
     pub by: PersonView,
     pub fingerprint: String,
     pub stale: bool,
+    /// It counts now: current fingerprint and text, and the signer is still in the team.
+    pub counts: bool,
+    /// Why it does not count, in words.
+    pub why_not: Option<String>,
     pub comment: String,
     pub at: NaiveDateTime,
 }
@@ -63,7 +100,11 @@ pub struct ChangeSummaryView {
     pub title: String,
     pub state: String,
     pub operation: String,
+    /// What executing it is called and does (a rollback: the restore it runs).
+    pub operation_label: String,
     pub effect: String,
+    pub destructive: bool,
+    pub rollback_of: Option<String>,
     pub requesting_team: String,
     pub implementing_team: String,
     pub target_count: i64,
@@ -77,16 +118,17 @@ pub struct ChangeSummaryView {
 
 impl ChangeSummaryView {
     pub fn new(schema: &Schema, c: &Change) -> Self {
+        let op = OperationView::of(schema, c);
         ChangeSummaryView {
             id: c.id,
             number: number(c.id),
             title: c.title.clone(),
             state: c.state.clone(),
             operation: c.operation.clone(),
-            effect: schema
-                .operation(&c.operation)
-                .map(|o| o.effect.as_str().to_string())
-                .unwrap_or_default(),
+            operation_label: op.label,
+            effect: op.effect,
+            destructive: op.destructive,
+            rollback_of: c.rollback_of.map(number),
             requesting_team: c.requesting_team.clone(),
             implementing_team: c.implementing_team.clone(),
             target_count: c.target_count,
@@ -111,6 +153,11 @@ pub struct ChangeView {
     pub implementing_team: String,
     pub author: PersonView,
     pub operation: OperationView,
+    /// SHA-256 of the title and rationale: send it with a sign-off to bind the sign-off
+    /// to the text you read.
+    pub text_hash: String,
+    /// What the viewer may do now (`GET /api/v1/changes/{id}`); pages render exactly this.
+    pub allowed_actions: Vec<ChangeAction>,
     pub params: Value,
     pub targets: Value,
     pub expect: Option<Value>,

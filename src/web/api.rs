@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
 use crate::service::views::{csv_field, number, ChangeSummaryView, EventView};
-use crate::service::{self, inventory as inv};
+use crate::service::{self, inventory as inv, CurrentUser};
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
     match &err {
@@ -216,9 +216,11 @@ pub async fn get_entity(
     Ok(HttpResponse::Ok().json(d))
 }
 
-async fn change_json(state: &State, id: i64) -> AppResult<serde_json::Value> {
+/// A change as `me` sees it: with the actions they may take (`allowed_actions`).
+async fn change_json(state: &State, me: &CurrentUser, id: i64) -> AppResult<serde_json::Value> {
     let st = state.clone();
-    let v = with_conn(state, move |conn| svc::view(conn, &st.schema, id)).await?;
+    let me = me.clone();
+    let v = with_conn(state, move |conn| svc::view_for(conn, &st.schema, &me, id)).await?;
     Ok(serde_json::to_value(v).unwrap_or_default())
 }
 
@@ -227,12 +229,13 @@ pub async fn create_change(
     Authed(user): Authed,
     body: web::Json<CreateChange>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let st = state.clone();
     let id = with_conn(&state, move |conn| {
         svc::create(conn, &st.schema, &user, body.into_inner())
     })
     .await?;
-    let v = change_json(&state, id).await?;
+    let v = change_json(&state, &me, id).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/changes/{id}")))
         .json(v))
@@ -265,11 +268,11 @@ pub async fn list_changes(
 
 pub async fn get_change(
     state: State,
-    _user: Authed,
+    Authed(me): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+    Ok(HttpResponse::Ok().json(change_json(&state, &me, id).await?))
 }
 
 pub async fn edit_change(
@@ -278,13 +281,14 @@ pub async fn edit_change(
     path: web::Path<String>,
     body: web::Json<EditChange>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let st = state.clone();
     let outcome = with_conn(&state, move |conn| {
         svc::edit(conn, &st.schema, &user, id, body.into_inner())
     })
     .await?;
-    let mut v = change_json(&state, id).await?;
+    let mut v = change_json(&state, &me, id).await?;
     v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
     Ok(HttpResponse::Ok().json(v))
 }
@@ -294,13 +298,14 @@ pub async fn resolve_change(
     Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let st = state.clone();
     let outcome = with_conn(&state, move |conn| {
         svc::reresolve(conn, &st.schema, &user, id)
     })
     .await?;
-    let mut v = change_json(&state, id).await?;
+    let mut v = change_json(&state, &me, id).await?;
     v["resolution_outcome"] = serde_json::to_value(outcome).unwrap_or_default();
     Ok(HttpResponse::Ok().json(v))
 }
@@ -310,10 +315,11 @@ pub async fn submit_change(
     Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let st = state.clone();
     with_conn(&state, move |conn| svc::submit(conn, &st.schema, &user, id)).await?;
-    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+    Ok(HttpResponse::Ok().json(change_json(&state, &me, id).await?))
 }
 
 pub async fn sign_change(
@@ -322,13 +328,14 @@ pub async fn sign_change(
     path: web::Path<String>,
     body: web::Json<SignRequest>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let st = state.clone();
     with_conn(&state, move |conn| {
         svc::sign(conn, &st.schema, &user, id, body.into_inner())
     })
     .await?;
-    Ok(HttpResponse::Created().json(change_json(&state, id).await?))
+    Ok(HttpResponse::Created().json(change_json(&state, &me, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,10 +351,15 @@ pub async fn reject_change(
     path: web::Path<String>,
     body: web::Json<ReasonBody>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let reason = body.into_inner().reason.unwrap_or_default();
-    with_conn(&state, move |conn| svc::reject(conn, &user, id, &reason)).await?;
-    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+    let schema = state.schema.clone();
+    with_conn(&state, move |conn| {
+        svc::reject(conn, &schema, &user, id, &reason)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(change_json(&state, &me, id).await?))
 }
 
 pub async fn cancel_change(
@@ -356,13 +368,15 @@ pub async fn cancel_change(
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let reason = body.and_then(|b| b.into_inner().reason);
+    let schema = state.schema.clone();
     with_conn(&state, move |conn| {
-        svc::cancel(conn, &user, id, reason.as_deref())
+        svc::cancel(conn, &schema, &user, id, reason.as_deref())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(change_json(&state, id).await?))
+    Ok(HttpResponse::Ok().json(change_json(&state, &me, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,7 +393,11 @@ pub async fn comment_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let text = body.into_inner().body;
-    let cid = with_conn(&state, move |conn| svc::comment(conn, &user, id, &text)).await?;
+    let schema = state.schema.clone();
+    let cid = with_conn(&state, move |conn| {
+        svc::comment(conn, &schema, &user, id, &text)
+    })
+    .await?;
     Ok(HttpResponse::Created().json(json!({"id": cid, "change": number(id)})))
 }
 
@@ -447,7 +465,7 @@ pub async fn change_targets(
     };
     let search = q.q.clone();
     let (change, total, rows) = with_conn(&state, move |conn| {
-        crate::db::read_tx(conn, |conn| {
+        crate::db::snapshot(conn, |conn| {
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
@@ -572,7 +590,8 @@ pub async fn resume_execution(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = with_conn(&state, move |conn| exe::resume(conn, &user, id)).await?;
+    let schema = state.schema.clone();
+    let v = with_conn(&state, move |conn| exe::resume(conn, &schema, &user, id)).await?;
     state.wake.notify();
     Ok(HttpResponse::Ok().json(v))
 }
@@ -585,8 +604,9 @@ pub async fn abort_execution(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let reason = body.and_then(|b| b.into_inner().reason);
+    let schema = state.schema.clone();
     let v = with_conn(&state, move |conn| {
-        exe::abort(conn, &user, id, reason.as_deref())
+        exe::abort(conn, &schema, &user, id, reason.as_deref())
     })
     .await?;
     Ok(HttpResponse::Ok().json(v))
@@ -598,6 +618,7 @@ pub async fn rollback_change(
     path: web::Path<String>,
     body: Option<web::Json<RollbackRequest>>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let id = change_id(&path)?;
     let req = body.map(|b| b.into_inner()).unwrap_or_default();
     let st = state.clone();
@@ -605,7 +626,7 @@ pub async fn rollback_change(
         exe::rollback(conn, &st.schema, &user, id, &req)
     })
     .await?;
-    Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
+    Ok(HttpResponse::Created().json(change_json(&state, &me, new_id).await?))
 }
 
 /// `POST /api/v1/restores`: a bulk restore change (see `service::restore`).
@@ -614,13 +635,14 @@ pub async fn create_restore(
     Authed(user): Authed,
     body: web::Json<crate::service::restore::RestoreRequest>,
 ) -> AppResult<HttpResponse> {
+    let me = user.clone();
     let req = body.into_inner();
     let st = state.clone();
     let new_id = with_conn(&state, move |conn| {
         crate::service::restore::create(conn, &st.schema, &user, req)
     })
     .await?;
-    Ok(HttpResponse::Created().json(change_json(&state, new_id).await?))
+    Ok(HttpResponse::Created().json(change_json(&state, &me, new_id).await?))
 }
 
 // ---- notifications, outbox, contacts, customer notices -------------------------------

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use super::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{with_conn, State};
 use crate::db::{audit, changes as repo, inventory, users};
+use crate::domain::access::ChangeAction;
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
-use crate::domain::{Effect, Side};
+use crate::domain::Side;
 use crate::error::{AppError, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
@@ -365,15 +366,18 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let Some(u) = session::authenticate(conn, &e2, &pw)? else {
             return Ok(None);
         };
-        let (token, _) =
-            users::create_session(conn, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
-        audit::append(
-            conn,
-            &audit::Actor(u.email.clone()),
-            "signed_in",
-            None,
-            serde_json::json!({}),
-        )?;
+        let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {
+            let (token, _) =
+                users::create_session(tx, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
+            audit::append(
+                tx,
+                &audit::Actor(u.email.clone()),
+                "signed_in",
+                None,
+                serde_json::json!({}),
+            )?;
+            Ok(token)
+        })?;
         Ok(Some(token))
     })
     .await;
@@ -441,22 +445,18 @@ fn age(t: chrono::NaiveDateTime) -> String {
     }
 }
 
-fn row(schema: &crate::domain::Schema, c: &ChangeSummaryView, needs: String) -> Row {
-    let op = schema.operation(&c.operation);
-    let effect = op.map(|o| o.effect).unwrap_or(Effect::Webhook);
+fn row(c: &ChangeSummaryView, needs: String) -> Row {
     Row {
         number: c.number.clone(),
         title: c.title.clone(),
         state: c.state.clone(),
-        operation: op
-            .map(|o| o.label.clone())
-            .unwrap_or_else(|| c.operation.clone()),
+        operation: c.operation_label.clone(),
         effect: c.effect.clone(),
         targets: c.target_count,
         roots: c.root_count,
         teams: format!("{} → {}", c.requesting_team, c.implementing_team),
         age: age(c.submitted_at.unwrap_or(c.created_at)),
-        destructive: effect.is_destructive(),
+        destructive: c.destructive,
         big: c.target_count > 100,
         needs,
     }
@@ -502,13 +502,10 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
     let (queue, mine, events) = page_try!(&req, &state, &w, "home", data);
     let page = HomePage {
         l: layout(&state, &w, "home", &req).await,
-        mine: mine
-            .iter()
-            .map(|c| row(&state.schema, c, String::new()))
-            .collect(),
+        mine: mine.iter().map(|c| row(c, String::new())).collect(),
         waiting: queue
             .iter()
-            .map(|q| row(&state.schema, &q.change, q.needs.join(" + ")))
+            .map(|q| row(&q.change, q.needs.join(" + ")))
             .collect(),
         activity: events
             .into_iter()
@@ -555,7 +552,7 @@ pub async fn queue(
     let rows = items
         .iter()
         .filter(|i| effect.is_empty() || i.change.effect == effect)
-        .map(|i| row(&state.schema, &i.change, i.needs.join(" + ")))
+        .map(|i| row(&i.change, i.needs.join(" + ")))
         .collect();
     let page = QueuePage {
         l: layout(&state, &w, "queue", &req).await,
@@ -616,7 +613,7 @@ pub async fn changes(
     );
     let rows = list
         .iter()
-        .map(|c| row(&schema, &ChangeSummaryView::new(&schema, c), String::new()))
+        .map(|c| row(&ChangeSummaryView::new(&schema, c), String::new()))
         .collect();
     let page = ChangesPage {
         l: layout(&state, &w, "changes", &req).await,
@@ -970,7 +967,7 @@ pub async fn create_change(
             .operation(&op_name)
             .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
-        Ok(crate::db::read_tx(conn, |conn| {
+        Ok(crate::db::snapshot(conn, |conn| {
             crate::db::resolve::resolve(conn, &schema, op, &params, &targets)
         })?)
     })
@@ -1023,7 +1020,13 @@ pub async fn create_change(
         if let Err(e) = svc::submit(conn, &schema, &user, id) {
             // Not submittable after all (the inventory moved since the preview): do not
             // leave a stray draft behind the re-rendered form.
-            let _ = svc::cancel(conn, &user, id, Some("submission from the form failed"));
+            let _ = svc::cancel(
+                conn,
+                &schema,
+                &user,
+                id,
+                Some("submission from the form failed"),
+            );
             return Err(e);
         }
         Ok(id)
@@ -1048,6 +1051,8 @@ pub struct SignoffLine {
     pub who: String,
     pub fp: String,
     pub stale: bool,
+    /// Why it does not count (stale list or text, signer left the team).
+    pub why: String,
     pub comment: String,
     pub at: String,
 }
@@ -1096,14 +1101,20 @@ struct ChangePage {
     exec: Option<ExecutionView>,
     waves: Vec<WaveRow>,
     running: bool,
-    can_execute: bool,
-    can_control: bool,
-    can_rollback: bool,
-    can_cancel: bool,
-    can_reject: bool,
-    can_submit: bool,
-    can_edit: bool,
+    /// Exactly the actions the service allows this person now (`domain::access`).
+    can: Allowed,
+    /// Targets fixed by what it undoes or restores: the browser edits only its text.
+    fixed_targets: bool,
     params: String,
+}
+
+/// The allowed actions of a change page, for the template.
+pub struct Allowed(Vec<ChangeAction>);
+
+impl Allowed {
+    pub fn has(&self, action: &str) -> bool {
+        self.0.iter().any(|a| a.as_str() == action)
+    }
 }
 
 #[derive(Deserialize)]
@@ -1132,9 +1143,10 @@ pub async fn change(
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let s2 = search.clone();
+    let viewer = w.user.clone();
     let data = with_conn(&state, move |conn| {
         crate::db::snapshot(conn, |conn| {
-            let v = svc::view(conn, &schema, id)?;
+            let v = svc::view_for(conn, &schema, &viewer, id)?;
             let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
             let comments = repo::comments(conn, id)?;
             let events = audit::for_change(conn, id)?;
@@ -1146,60 +1158,37 @@ pub async fn change(
     })
     .await;
     let (v, total, rows, comments, events, exec) = page_try!(&req, &state, &w, "changes", data);
-    let u = &w.user;
-    let op = state.schema.operation(&v.operation.name);
-    let effect = op.map(|o| o.effect);
-    let effect_words = match (effect, op) {
-        (Some(Effect::SoftDelete), Some(o)) => format!(
-            "soft delete, restorable for {} days{}",
-            o.retention_days,
-            if o.cascade {
-                ", with everything below the targets"
-            } else {
-                ""
-            }
-        ),
-        (Some(e), _) => e.plain_words().to_string(),
-        _ => v.operation.effect_text.clone(),
-    };
-    let state_s = v.state.as_str();
+    let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
-    let side_panel = |side: &'static str,
-                      label: &'static str,
-                      st: &crate::service::views::SideStatus| {
-        let team = st.team.clone();
-        let mine = u.in_team(&team);
-        let already = v.signoffs.iter().any(|s| {
-            s.by.email == u.email && !s.stale && s.fingerprint == current && s.side == side
-        });
-        SidePanel {
-            side,
-            label,
-            team,
-            required: st.required,
-            current: st.current,
-            missing: st.missing,
-            signoffs: v
-                .signoffs
-                .iter()
-                .filter(|s| s.side == side)
-                .map(|s| SignoffLine {
-                    who: s.by.name.clone(),
-                    fp: short_fingerprint(&s.fingerprint),
-                    stale: s.stale || s.fingerprint != current,
-                    comment: s.comment.clone(),
-                    at: s.at.format("%Y-%m-%d %H:%M").to_string(),
-                })
-                .collect(),
-            can_sign: mine && !already && st.missing > 0 && matches!(state_s, "awaiting_signoff"),
-        }
-    };
+    let side_panel =
+        |side: &'static str, label: &'static str, st: &crate::service::views::SideStatus| {
+            SidePanel {
+                side,
+                label,
+                team: st.team.clone(),
+                required: st.required,
+                current: st.current,
+                missing: st.missing,
+                signoffs: v
+                    .signoffs
+                    .iter()
+                    .filter(|s| s.side == side)
+                    .map(|s| SignoffLine {
+                        who: s.by.name.clone(),
+                        fp: short_fingerprint(&s.fingerprint),
+                        stale: !s.counts,
+                        why: s.why_not.clone().unwrap_or_default(),
+                        comment: s.comment.clone(),
+                        at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+                    })
+                    .collect(),
+                can_sign: can.has(&format!("sign_{side}")),
+            }
+        };
     let sides = vec![
         side_panel("requester", "Requesting team", &v.requester_side),
         side_panel("implementer", "Implementing team", &v.implementer_side),
     ];
-    let implementer = u.in_team(&v.implementing_team);
-    let involved = implementer || u.in_team(&v.requesting_team);
     let exec_state = exec.as_ref().map(|e| e.state.clone()).unwrap_or_default();
     let waves = exec
         .as_ref()
@@ -1222,8 +1211,8 @@ pub async fn change(
         .unwrap_or_default();
     let page = ChangePage {
         l: layout(&state, &w, "changes", &req).await,
-        effect_words,
-        destructive: effect.is_some_and(|e| e.is_destructive()),
+        effect_words: v.operation.effect_text.clone(),
+        destructive: v.operation.destructive,
         fp_short: v
             .fingerprint
             .as_deref()
@@ -1261,17 +1250,8 @@ pub async fn change(
             })
             .collect(),
         running: exec_state == "running",
-        can_execute: implementer && state_s == "approved",
-        can_control: implementer,
-        can_rollback: involved
-            && matches!(state_s, "completed" | "partially_failed" | "aborted")
-            && v.rolled_back_by.is_none()
-            && effect.is_some_and(|e| crate::domain::execution::inverse(e).is_some()),
-        can_cancel: v.author.email == u.email
-            && matches!(state_s, "draft" | "awaiting_signoff" | "approved"),
-        can_reject: involved && matches!(state_s, "awaiting_signoff" | "approved"),
-        can_submit: v.author.email == u.email && state_s == "draft",
-        can_edit: editable(&v, u).is_ok(),
+        can,
+        fixed_targets: v.rollback_of.is_some() || v.targets.get("restore").is_some(),
         params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {
             v.params.to_string()
         } else {
@@ -1335,6 +1315,12 @@ pub struct ActionForm {
     #[serde(default)]
     confirm_count: String,
     #[serde(default)]
+    text_hash: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    rationale: String,
+    #[serde(default)]
     reason: String,
     #[serde(default)]
     body: String,
@@ -1382,6 +1368,7 @@ pub async fn change_action(
                         fingerprint: f.fingerprint.clone(),
                         comment: f.comment.clone(),
                         confirm_count: confirm,
+                        text_hash: Some(f.text_hash.clone()).filter(|h| !h.trim().is_empty()),
                     },
                 )?;
                 "signed"
@@ -1390,17 +1377,32 @@ pub async fn change_action(
                 svc::submit(conn, &schema, &user, id)?;
                 "submitted"
             }
+            "edit_text" => {
+                svc::edit(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    svc::EditChange {
+                        title: Some(f.title.clone()),
+                        rationale: Some(f.rationale.clone()),
+                        ..Default::default()
+                    },
+                )?;
+                "saved"
+            }
             "resolve" => {
                 svc::reresolve(conn, &schema, &user, id)?;
                 "resolved"
             }
             "reject" => {
-                svc::reject(conn, &user, id, &f.reason)?;
+                svc::reject(conn, &schema, &user, id, &f.reason)?;
                 "rejected"
             }
             "cancel" => {
                 svc::cancel(
                     conn,
+                    &schema,
                     &user,
                     id,
                     Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
@@ -1408,7 +1410,7 @@ pub async fn change_action(
                 "cancelled"
             }
             "comment" => {
-                svc::comment(conn, &user, id, &f.body)?;
+                svc::comment(conn, &schema, &user, id, &f.body)?;
                 "commented"
             }
             "execute" => {
@@ -1424,12 +1426,13 @@ pub async fn change_action(
                 "executing"
             }
             "resume" => {
-                exe::resume(conn, &user, id)?;
+                exe::resume(conn, &schema, &user, id)?;
                 "resumed"
             }
             "abort" => {
                 exe::abort(
                     conn,
+                    &schema,
                     &user,
                     id,
                     Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
@@ -1769,7 +1772,7 @@ pub async fn create_token(
         &state,
         &w,
         "settings",
-        with_conn(&state, move |conn| {
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             let t = users::create_token(conn, user.id, &label)?;
             audit::append(
                 conn,
@@ -1779,7 +1782,7 @@ pub async fn create_token(
                 serde_json::json!({"label": label}),
             )?;
             Ok(t)
-        })
+        }))
         .await
     );
     settings_page(&req, &state, &w, Some(token)).await
@@ -1800,7 +1803,7 @@ pub async fn revoke_token(
         &state,
         &w,
         "settings",
-        with_conn(&state, move |conn| {
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::not_found_msg("no such token of yours"));
             }
@@ -1812,7 +1815,7 @@ pub async fn revoke_token(
                 serde_json::json!({"token": id}),
             )?;
             Ok(())
-        })
+        }))
         .await
     );
     see_other("/settings?done=token#tokens")
@@ -1890,23 +1893,23 @@ pub async fn retry_mail(
 
 // ---- editing a change -----------------------------------------------------------------
 
-fn editable(v: &ChangeView, u: &CurrentUser) -> Result<(), AppError> {
-    if v.author.email != u.email {
+/// The full edit form (targets included) is for changes whose targets are chosen: the
+/// service decides who may edit (`allowed_actions`); a rollback or bulk restore has fixed
+/// targets, so its text is edited on the change page instead.
+fn editable(v: &ChangeView) -> Result<(), AppError> {
+    if !v.allowed_actions.contains(&ChangeAction::Edit) {
         return Err(AppError::forbidden(
-            "not_author",
-            "Only the author of a change edits it; comment instead.",
+            "not_allowed",
+            format!(
+                "Only the author of a change edits it, while it is a draft, awaiting sign-off or approved ({} is {}); comment instead.",
+                v.number, v.state
+            ),
         ));
     }
     if v.rollback_of.is_some() || v.targets.get("restore").is_some() {
         return Err(AppError::conflict(
             "fixed_targets",
-            "A rollback or bulk restore has fixed targets: cancel it and request a new one.",
-        ));
-    }
-    if !matches!(v.state.as_str(), "draft" | "awaiting_signoff" | "approved") {
-        return Err(AppError::conflict(
-            "illegal_transition",
-            format!("A change that is {} can no longer be edited.", v.state),
+            "A rollback or bulk restore has fixed targets: edit its title and rationale on its page, or cancel it and request a new one.",
         ));
     }
     Ok(())
@@ -1968,14 +1971,18 @@ pub async fn edit_form(
 ) -> HttpResponse {
     let id = page_try!(&req, &state, &w, "changes", change_id(&path));
     let schema = state.schema.clone();
+    let viewer = w.user.clone();
     let v = page_try!(
         &req,
         &state,
         &w,
         "changes",
-        with_conn(&state, move |conn| svc::view(conn, &schema, id)).await
+        with_conn(&state, move |conn| svc::view_for(
+            conn, &schema, &viewer, id
+        ))
+        .await
     );
-    page_try!(&req, &state, &w, "changes", editable(&v, &w.user));
+    page_try!(&req, &state, &w, "changes", editable(&v));
     let l = layout(&state, &w, "changes", &req).await;
     let mut page = new_change_page(
         &state,
@@ -2016,8 +2023,8 @@ pub async fn save_edit(
     let user = w.user.clone();
     let schema = state.schema.clone();
     let saved = with_conn(&state, move |conn| {
-        let v = svc::view(conn, &schema, id)?;
-        editable(&v, &user)?;
+        let v = svc::view_for(conn, &schema, &user, id)?;
+        editable(&v)?;
         // The form edits the expected target count; an expected root count set through the
         // API is kept.
         let roots = v.expect.as_ref().and_then(|e| e["roots"].as_u64());

@@ -170,6 +170,7 @@ fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
                 fingerprint: fp.clone(),
                 comment: String::new(),
                 confirm_count: count,
+                text_hash: None,
             },
         )
         .unwrap();

@@ -29,7 +29,7 @@ pub struct TestApp {
 }
 
 /// Test people: (key, email, name, team, admin).
-pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
+pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 8] = [
     ("ana", "ana@req.example", "Ana", Some("app-owners"), false),
     ("ben", "ben@req.example", "Ben", Some("app-owners"), false),
     (
@@ -42,6 +42,13 @@ pub const PEOPLE: [(&str, &str, &str, Option<&str>, bool); 7] = [
     ("dev", "dev@ops.example", "Dev", Some("platform-ops"), false),
     ("eli", "eli@ops.example", "Eli", Some("platform-ops"), false),
     ("olga", "olga@elsewhere.example", "Olga", None, false),
+    (
+        "otto",
+        "otto@outsiders.example",
+        "Otto",
+        Some("outsiders"),
+        false,
+    ),
     ("root", "root@admin.example", "Root", None, true),
 ];
 
@@ -128,6 +135,8 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         write_tx(&mut conn, |conn| -> Result<_, AppError> {
             users::create_team(conn, "app-owners")?;
             users::create_team(conn, "platform-ops")?;
+            // A team unrelated to every change in the tests.
+            users::create_team(conn, "outsiders")?;
             let mut tokens = HashMap::new();
             for (key, email, name, team, admin) in PEOPLE {
                 let u = users::create_user(conn, email, name, admin)?;
@@ -229,6 +238,26 @@ impl TestApp {
     }
 
     /// Create and submit; returns (id, fingerprint).
+    /// Add a test person to a team (directly in the database).
+    pub fn join(&self, who: &str, team: &str) {
+        let mut conn = self.conn();
+        let t = users::find_team(&mut conn, team).unwrap().unwrap();
+        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
+            .unwrap()
+            .unwrap();
+        users::add_member(&mut conn, t.id, u.id).unwrap();
+    }
+
+    /// Remove a test person from a team (directly in the database).
+    pub fn leave(&self, who: &str, team: &str) {
+        let mut conn = self.conn();
+        let t = users::find_team(&mut conn, team).unwrap().unwrap();
+        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
+            .unwrap()
+            .unwrap();
+        users::remove_member(&mut conn, t.id, u.id).unwrap();
+    }
+
     pub async fn submitted(&self, who: &str, op: &str, targets: Value) -> (i64, String) {
         let v = self.create(who, op, targets).await;
         let id = v["id"].as_i64().unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real server per test. Every test runs on SQLite and,
 //! when COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL.
 
+mod access;
 mod audit;
 mod basics;
 mod browser;
@@ -16,5 +17,7 @@ mod mail;
 mod notices;
 mod signoffs;
 mod smtp;
+mod teams;
+mod truth;
 mod web;
 mod webhook;

@@ -44,19 +44,12 @@ async fn signoff_rules(app: TestApp) {
     assert_eq!(v["error"]["details"]["state"], "approved");
 }
 
-/// One person never counts on both sides; the author never signs as implementer.
+/// One person never counts on both sides; the author never signs as implementer; a member
+/// of the implementing team never counts on the requester side.
 async fn separation_of_duties(app: TestApp) {
     app.load_fixture().await;
     // Make carla a member of both teams, so only the rule (not membership) stops her.
-    {
-        use countersign::db::users;
-        let mut conn = app.conn();
-        let t = users::find_team(&mut conn, "app-owners").unwrap().unwrap();
-        let u = users::find_user_by_email(&mut conn, "carla@ops.example")
-            .unwrap()
-            .unwrap();
-        users::add_member(&mut conn, t.id, u.id).unwrap();
-    }
+    app.join("carla", "app-owners");
     let (id, fp) = app
         .submitted("carla", "uninstall_app", json!({"ids": [inst(1)]}))
         .await;
@@ -64,15 +57,29 @@ async fn separation_of_duties(app: TestApp) {
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "separation_of_duties");
     assert!(v["error"]["message"].as_str().unwrap().contains("author"));
+    // In both teams: never on the requester side (that would be one team signing alone).
+    let (s, v) = app.sign(id, "carla", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "separation_of_duties");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("implementing team `platform-ops`"),
+        "{v}"
+    );
 
+    // Ben signs as requester, then joins the implementing team: he cannot sign the
+    // implementer side too, and his requester sign-off no longer counts.
     let (id, fp) = app
         .submitted("ana", "uninstall_app", json!({"ids": [inst(3)]}))
         .await;
     assert_eq!(
-        app.sign(id, "carla", "requester", &fp, None).await.0,
+        app.sign(id, "ben", "requester", &fp, None).await.0,
         StatusCode::CREATED
     );
-    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    app.join("ben", "platform-ops");
+    let (s, v) = app.sign(id, "ben", "implementer", &fp, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
         v["error"]["message"]
@@ -81,8 +88,15 @@ async fn separation_of_duties(app: TestApp) {
             .contains("both sides"),
         "{v}"
     );
-    let v = app.change(id).await;
-    assert_eq!(v["state"], "awaiting_signoff");
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["state"], "awaiting_signoff",
+        "ben's requester sign-off must not count"
+    );
+    assert_eq!(v["requester_side"]["missing"], 1);
+    let (_, v) = app.sign(id, "ana", "requester", &fp, None).await;
+    assert_eq!(v["state"], "approved");
 }
 
 async fn typed_count_and_two_implementers(app: TestApp) {
@@ -130,7 +144,8 @@ async fn edit_after_approval(app: TestApp) {
         .await;
     app.sign(id, "ana", "requester", &fp, None).await;
     app.sign(id, "carla", "implementer", &fp, None).await;
-    // A title edit does not change what is signed.
+    // A title edit does not change the targets, but the signers read the old text: their
+    // sign-offs go stale and the change needs them again.
     let (s, v) = app
         .patch(
             &format!("/api/v1/changes/{id}"),
@@ -139,6 +154,16 @@ async fn edit_after_approval(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["state"], "awaiting_signoff", "{v}");
+    assert_eq!(v["fingerprint"], fp);
+    let v = app.change(id).await;
+    assert!(v["signoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["stale"] == true));
+    app.sign(id, "ana", "requester", &fp, None).await;
+    let (_, v) = app.sign(id, "carla", "implementer", &fp, None).await;
     assert_eq!(v["state"], "approved");
     // A target edit does.
     let (_, v) = app

@@ -11,9 +11,9 @@ use crate::helpers::{inst, site, TestApp};
 const PW: &str = "correct horse battery";
 
 pub(crate) struct Browser {
-    pub c: reqwest::Client,
-    pub base: String,
-    pub csrf: String,
+    pub(crate) c: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) csrf: String,
 }
 
 fn client() -> reqwest::Client {
@@ -34,7 +34,7 @@ pub(crate) fn field(html: &str, name: &str) -> String {
 }
 
 impl Browser {
-    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
             .c
             .get(format!("{}{path}", self.base))
@@ -43,7 +43,11 @@ impl Browser {
             .unwrap();
         (r.status(), r.text().await.unwrap())
     }
-    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
         let r = self
             .c
             .post(format!("{}{path}", self.base))

@@ -1,0 +1,553 @@
+//! Who may do what to a change: one pure decision from (person, change facts) to the set
+//! of actions allowed. The services `require` an action before they act, the pages render
+//! exactly the allowed set, and the API returns it as `allowed_actions`, so the three
+//! cannot disagree. Input-dependent checks (the fingerprint a signer sends, the typed
+//! target count, the execution window) stay with the service that receives the input.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::change::ChangeState;
+use super::notice;
+
+/// Something a person can do to a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    Edit,
+    Resolve,
+    Submit,
+    SignRequester,
+    SignImplementer,
+    Reject,
+    Cancel,
+    Comment,
+    Execute,
+    Resume,
+    Abort,
+    Rollback,
+    DraftNotice,
+}
+
+impl ChangeAction {
+    pub const ALL: [ChangeAction; 13] = [
+        ChangeAction::Edit,
+        ChangeAction::Resolve,
+        ChangeAction::Submit,
+        ChangeAction::SignRequester,
+        ChangeAction::SignImplementer,
+        ChangeAction::Reject,
+        ChangeAction::Cancel,
+        ChangeAction::Comment,
+        ChangeAction::Execute,
+        ChangeAction::Resume,
+        ChangeAction::Abort,
+        ChangeAction::Rollback,
+        ChangeAction::DraftNotice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Edit => "edit",
+            ChangeAction::Resolve => "resolve",
+            ChangeAction::Submit => "submit",
+            ChangeAction::SignRequester => "sign_requester",
+            ChangeAction::SignImplementer => "sign_implementer",
+            ChangeAction::Reject => "reject",
+            ChangeAction::Cancel => "cancel",
+            ChangeAction::Comment => "comment",
+            ChangeAction::Execute => "execute",
+            ChangeAction::Resume => "resume",
+            ChangeAction::Abort => "abort",
+            ChangeAction::Rollback => "rollback",
+            ChangeAction::DraftNotice => "draft_notice",
+        }
+    }
+
+    /// What the action is, in words: "sign the implementer side of".
+    fn words(self) -> &'static str {
+        match self {
+            ChangeAction::Edit => "edit",
+            ChangeAction::Resolve => "re-resolve",
+            ChangeAction::Submit => "submit",
+            ChangeAction::SignRequester => "sign the requester side of",
+            ChangeAction::SignImplementer => "sign the implementer side of",
+            ChangeAction::Reject => "reject",
+            ChangeAction::Cancel => "cancel",
+            ChangeAction::Comment => "comment on",
+            ChangeAction::Execute => "execute",
+            ChangeAction::Resume => "resume",
+            ChangeAction::Abort => "abort",
+            ChangeAction::Rollback => "roll back",
+            ChangeAction::DraftNotice => "draft a customer notice for",
+        }
+    }
+}
+
+impl fmt::Display for ChangeAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the decision needs to know about the person and the change. Built by the service
+/// layer from one consistent read (inside the write transaction when it is acted upon).
+#[derive(Debug, Clone, Default)]
+pub struct Facts<'a> {
+    pub state: Option<ChangeState>,
+    pub requesting_team: &'a str,
+    pub implementing_team: &'a str,
+    pub is_admin: bool,
+    pub is_author: bool,
+    pub in_requesting_team: bool,
+    pub in_implementing_team: bool,
+    /// The person has a counted sign-off on the requester side for the current fingerprint.
+    pub signed_requester: bool,
+    pub signed_implementer: bool,
+    /// The person has ever signed that side of this change (stale or not): one person never
+    /// takes part for both teams.
+    pub ever_signed_requester: bool,
+    pub ever_signed_implementer: bool,
+    /// The change is a rollback of another change.
+    pub is_rollback: bool,
+    /// The change's operation is still in the schema.
+    pub operation_known: bool,
+    /// Executing the change has an inverse (a rollback is possible in principle).
+    pub reversible: bool,
+    /// Targets the execution changed (done items).
+    pub executed_targets: u64,
+    /// An open (not cancelled or rejected) rollback exists already.
+    pub has_open_rollback: bool,
+}
+
+/// Why an action is refused: a stable code (the API's `code`) and a sentence naming the
+/// rule, the team and the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub action: ChangeAction,
+    pub code: &'static str,
+    /// `true`: the person may never do this here (403); `false`: not in this state (409).
+    pub forbidden: bool,
+    pub message: String,
+    /// The change's state when the refusal is about the state.
+    pub state: Option<ChangeState>,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn who(code: &'static str, action: ChangeAction, message: String) -> Denied {
+    Denied {
+        action,
+        code,
+        forbidden: true,
+        message,
+        state: None,
+    }
+}
+
+fn when(state: ChangeState, action: ChangeAction) -> Denied {
+    Denied {
+        action,
+        code: "illegal_transition",
+        forbidden: false,
+        state: Some(state),
+        message: format!(
+            "cannot {} a change that is {}",
+            action.words(),
+            state.as_str()
+        ),
+    }
+}
+
+/// Decide one action. Person rules come first (a stranger learns nothing about states),
+/// then the state.
+pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
+    use ChangeAction as A;
+    use ChangeState as S;
+    let state = f.state.ok_or_else(|| Denied {
+        action,
+        code: "unknown_state",
+        forbidden: false,
+        state: f.state,
+        message: "the change's stored state is not one countersign knows".into(),
+    })?;
+    let either_team = f.in_requesting_team || f.in_implementing_team;
+    let involved = f.is_admin || f.is_author || either_team;
+    let teams = format!("`{}` or `{}`", f.requesting_team, f.implementing_team);
+    match action {
+        A::Edit => {
+            if !f.is_author {
+                return Err(who(
+                    "not_author",
+                    action,
+                    "only the author of a change can edit it".into(),
+                ));
+            }
+            if !matches!(state, S::Draft | S::AwaitingSignoff | S::Approved) {
+                return Err(when(state, action));
+            }
+        }
+        A::Resolve => {
+            if !involved {
+                return Err(who(
+                    "forbidden",
+                    action,
+                    format!("only the teams of the change ({teams}) can re-resolve it"),
+                ));
+            }
+            if !matches!(state, S::Draft | S::AwaitingSignoff | S::Approved) {
+                return Err(when(state, action));
+            }
+        }
+        A::Submit => {
+            if !(f.is_author || f.in_requesting_team) {
+                return Err(who(
+                    "forbidden",
+                    action,
+                    format!(
+                        "only the author or the requesting team `{}` can submit a change",
+                        f.requesting_team
+                    ),
+                ));
+            }
+            if state != S::Draft {
+                return Err(when(state, action));
+            }
+        }
+        A::SignRequester => {
+            if !f.in_requesting_team {
+                return Err(who(
+                    "not_in_team",
+                    action,
+                    format!(
+                        "only members of team `{}` can sign the requester side",
+                        f.requesting_team
+                    ),
+                ));
+            }
+            if f.in_implementing_team {
+                return Err(who("separation_of_duties", action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
+            }
+            if f.ever_signed_implementer {
+                return Err(who("separation_of_duties",
+                    action,
+                    "you already signed the implementer side of this change; one person never counts on both sides".into(),
+                ));
+            }
+            if state != S::AwaitingSignoff {
+                return Err(when(state, action));
+            }
+            if f.signed_requester {
+                return Err(Denied {
+                    action,
+                    code: "already_signed",
+                    forbidden: false,
+                    state: f.state,
+                    message: "you already signed the requester side for this fingerprint".into(),
+                });
+            }
+        }
+        A::SignImplementer => {
+            if !f.in_implementing_team {
+                return Err(who(
+                    "not_in_team",
+                    action,
+                    format!(
+                        "only members of team `{}` can sign the implementer side",
+                        f.implementing_team
+                    ),
+                ));
+            }
+            if f.is_author {
+                return Err(who(
+                    "separation_of_duties",
+                    action,
+                    "the author of a change cannot sign its implementer side".into(),
+                ));
+            }
+            if f.ever_signed_requester {
+                return Err(who("separation_of_duties",
+                    action,
+                    "you already signed the requester side of this change; one person never counts on both sides".into(),
+                ));
+            }
+            if state != S::AwaitingSignoff {
+                return Err(when(state, action));
+            }
+            if f.signed_implementer {
+                return Err(Denied {
+                    action,
+                    code: "already_signed",
+                    forbidden: false,
+                    state: f.state,
+                    message: "you already signed the implementer side for this fingerprint".into(),
+                });
+            }
+        }
+        A::Reject => {
+            if !(f.is_admin || either_team) {
+                return Err(who("forbidden",
+                    action,
+                    format!("only the requesting or implementing team ({teams}) or an admin can reject a change"),
+                ));
+            }
+            if !matches!(state, S::AwaitingSignoff | S::Approved) {
+                return Err(when(state, action));
+            }
+        }
+        A::Cancel => {
+            if !(f.is_admin || f.is_author || f.in_requesting_team) {
+                return Err(who(
+                    "forbidden",
+                    action,
+                    format!(
+                        "only the author, the requesting team `{}` or an admin can cancel a change",
+                        f.requesting_team
+                    ),
+                ));
+            }
+            if !state.is_open() {
+                return Err(when(state, action));
+            }
+        }
+        A::Comment => {
+            if !involved {
+                return Err(who(
+                    "forbidden",
+                    action,
+                    format!("only the teams of the change ({teams}) can comment on it"),
+                ));
+            }
+        }
+        A::Execute | A::Resume => {
+            if !f.in_implementing_team {
+                return Err(who(
+                    "not_implementer",
+                    action,
+                    format!(
+                        "only members of the implementing team `{}` can {} a change",
+                        f.implementing_team,
+                        action.words()
+                    ),
+                ));
+            }
+            let ok = match action {
+                A::Execute => state == S::Approved,
+                _ => state == S::Halted,
+            };
+            if !ok {
+                return Err(when(state, action));
+            }
+            if !f.operation_known {
+                return Err(Denied {
+                    action,
+                    code: "unknown_operation",
+                    forbidden: false,
+                    state: f.state,
+                    message: "the change's operation is no longer in the schema; it cannot run"
+                        .into(),
+                });
+            }
+        }
+        A::Abort => {
+            if !(f.is_admin || f.in_implementing_team) {
+                return Err(who("not_implementer",
+                    action,
+                    format!(
+                        "only members of the implementing team `{}` or an admin can abort an execution",
+                        f.implementing_team
+                    ),
+                ));
+            }
+            if !matches!(state, S::Executing | S::Halted) {
+                return Err(when(state, action));
+            }
+        }
+        A::Rollback => {
+            if !involved {
+                return Err(who(
+                    "forbidden",
+                    action,
+                    format!("only the teams of the change ({teams}) can roll it back"),
+                ));
+            }
+            if !state.has_executed() {
+                return Err(when(state, action));
+            }
+            if f.is_rollback {
+                return Err(Denied {
+                    action,
+                    code: "not_reversible",
+                    forbidden: false,
+                    state: f.state,
+                    message: "a rollback is not rolled back: request a new change for what should happen now".into(),
+                });
+            }
+            if !f.operation_known || !f.reversible {
+                return Err(Denied {
+                    action,
+                    code: "not_reversible",
+                    forbidden: false,
+                    state: f.state,
+                    message: "this change's effect has no inverse and cannot be rolled back".into(),
+                });
+            }
+            if f.has_open_rollback {
+                return Err(Denied {
+                    action,
+                    code: "already_rolled_back",
+                    forbidden: false,
+                    state: f.state,
+                    message: "this change already has a rollback".into(),
+                });
+            }
+            if f.executed_targets == 0 {
+                return Err(Denied {
+                    action,
+                    code: "nothing_to_roll_back",
+                    forbidden: false,
+                    state: f.state,
+                    message: "the execution changed no target, so there is nothing to roll back"
+                        .into(),
+                });
+            }
+        }
+        A::DraftNotice => {
+            // Customer notices have their own rules (two people, one of each team), decided
+            // in one place: the same decision the notices service and page use.
+            let nf = notice::Facts {
+                change_state: state,
+                requesting_team: f.requesting_team,
+                implementing_team: f.implementing_team,
+                // Drafting depends on the person's teams and the state only.
+                person_id: 0,
+                in_requesting_team: f.in_requesting_team,
+                in_implementing_team: f.in_implementing_team,
+                last_sent_at: None,
+                now: chrono::NaiveDateTime::default(),
+            };
+            if let Err(r) = notice::decide(&nf, notice::NoticeAction::Draft) {
+                let forbidden = r.kind() == notice::RefusalKind::Forbidden;
+                return Err(Denied {
+                    action,
+                    code: r.code(),
+                    forbidden,
+                    state: (!forbidden).then_some(state),
+                    message: r.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every action the person may take on the change now.
+pub fn allowed(f: &Facts<'_>) -> BTreeSet<ChangeAction> {
+    ChangeAction::ALL
+        .into_iter()
+        .filter(|a| decide(f, *a).is_ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ChangeAction as A;
+
+    fn facts(state: ChangeState) -> Facts<'static> {
+        Facts {
+            state: Some(state),
+            requesting_team: "app-owners",
+            implementing_team: "platform-ops",
+            operation_known: true,
+            reversible: true,
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn strangers_may_do_nothing() {
+        for s in ChangeState::ALL {
+            assert!(allowed(&facts(s)).is_empty(), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_member_of_both_teams_never_signs_the_requester_side() {
+        let mut f = facts(ChangeState::AwaitingSignoff);
+        f.in_requesting_team = true;
+        f.in_implementing_team = true;
+        let a = allowed(&f);
+        assert!(!a.contains(&A::SignRequester));
+        assert!(a.contains(&A::SignImplementer));
+        let e = decide(&f, A::SignRequester).unwrap_err();
+        assert_eq!(e.code, "separation_of_duties");
+        assert!(e.message.contains("platform-ops"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_author_never_signs_the_implementer_side() {
+        let mut f = facts(ChangeState::AwaitingSignoff);
+        f.is_author = true;
+        f.in_implementing_team = true;
+        assert_eq!(
+            decide(&f, A::SignImplementer).unwrap_err().code,
+            "separation_of_duties"
+        );
+    }
+
+    #[test]
+    fn rollbacks_are_not_rolled_back_and_need_executed_targets() {
+        let mut f = facts(ChangeState::Completed);
+        f.in_requesting_team = true;
+        f.executed_targets = 3;
+        assert!(allowed(&f).contains(&A::Rollback));
+        f.is_rollback = true;
+        assert_eq!(decide(&f, A::Rollback).unwrap_err().code, "not_reversible");
+        f.is_rollback = false;
+        f.executed_targets = 0;
+        assert_eq!(
+            decide(&f, A::Rollback).unwrap_err().code,
+            "nothing_to_roll_back"
+        );
+    }
+
+    #[test]
+    fn notices_only_once_approved() {
+        let mut f = facts(ChangeState::Draft);
+        f.in_requesting_team = true;
+        assert!(decide(&f, A::DraftNotice).is_err());
+        for s in [
+            ChangeState::Cancelled,
+            ChangeState::Rejected,
+            ChangeState::AwaitingSignoff,
+        ] {
+            f.state = Some(s);
+            assert!(decide(&f, A::DraftNotice).is_err(), "{s}");
+        }
+        f.state = Some(ChangeState::Approved);
+        assert!(decide(&f, A::DraftNotice).is_ok());
+        // Someone in both teams would leave nobody to approve their notice.
+        f.in_implementing_team = true;
+        let e = decide(&f, A::DraftNotice).unwrap_err();
+        assert_eq!(e.code, "separation_of_duties");
+        assert!(e.forbidden);
+    }
+
+    #[test]
+    fn state_refusals_are_conflicts_person_refusals_forbidden() {
+        let mut f = facts(ChangeState::Completed);
+        f.is_author = true;
+        let e = decide(&f, A::Edit).unwrap_err();
+        assert!(!e.forbidden);
+        assert_eq!(e.message, "cannot edit a change that is completed");
+        f.is_author = false;
+        assert!(decide(&f, A::Edit).unwrap_err().forbidden);
+    }
+}
