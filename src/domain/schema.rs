@@ -638,8 +638,8 @@ impl Schema {
                     String::new()
                 }
             };
-            let requested_by = o.requested_by.clone().map(|teams| {
-                for t in &teams {
+            let requested_by = o.requested_by.clone().inspect(|teams| {
+                for t in teams {
                     if !team_name_ok(t) {
                         push(place("requested_by"), line, format!("`{t}` is not a valid team name (lowercase letters, digits, `-`, `_`, `.`)"));
                     } else if *t == implemented_by {
@@ -649,7 +649,6 @@ impl Schema {
                 if teams.is_empty() {
                     push(place("requested_by"), line, "the list is empty: leave it out to let every team but the implementing one request the operation".into());
                 }
-                teams
             });
             let signoffs = o.signoffs.unwrap_or(SignoffPolicy {
                 requester: 1,

@@ -197,6 +197,20 @@ fn content(p: &Value) -> Content {
                 format!("{chg} is approved"),
             )
         }
+        "stale" if d["text_changed"] == true => {
+            link_label = "Read it again and sign";
+            paragraphs.push(format!(
+                "{actor} rewrote the {} after you signed. A sign-off covers the text its signer read, so yours no longer counts: read the change again and sign if you still agree (the targets did not change; fingerprint {fp}).",
+                d["fields"]
+                    .as_array()
+                    .map(|f| f.iter().filter_map(|x| x.as_str()).filter(|x| *x == "title" || *x == "rationale").collect::<Vec<_>>().join(" and "))
+                    .unwrap_or_else(|| "text".into())
+            ));
+            (
+                format!("[{chg}] Text changed, sign again: {title}"),
+                format!("{chg} was reworded after your sign-off"),
+            )
+        }
         "stale" => {
             link_label = "Review the new list and sign again";
             paragraphs.push(format!(

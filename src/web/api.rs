@@ -12,7 +12,7 @@ use crate::db::{audit, changes as repo, inventory};
 use crate::error::{AppError, AppResult};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
-use crate::service::views::{csv_field, number, ChangeSummaryView, EventView};
+use crate::service::views::{number, ChangeSummaryView, EventView};
 use crate::service::{self, inventory as inv, CurrentUser};
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
@@ -464,27 +464,12 @@ pub async fn change_targets(
         q.limit.unwrap_or(100).clamp(1, 10_000)
     };
     let search = q.q.clone();
-    let (change, total, rows) = with_conn(&state, move |conn| {
-        crate::db::snapshot(conn, |conn| {
-            let c =
-                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
-            Ok((c, total, rows))
-        })
-    })
-    .await?;
     if csv {
-        let mut out = String::with_capacity(rows.len() * 96 + 64);
-        out.push_str("kind,id,scope_path,name\n");
-        for r in &rows {
-            out.push_str(&format!(
-                "{},{},{},{}\n",
-                csv_field(&r.kind),
-                csv_field(&r.entity_id),
-                csv_field(&r.scope_path),
-                csv_field(&r.name)
-            ));
-        }
+        let st = state.clone();
+        let (change, out) = with_conn(&state, move |conn| {
+            svc::targets_csv(conn, &st.schema, id, search.as_deref(), offset)
+        })
+        .await?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
@@ -497,7 +482,28 @@ pub async fn change_targets(
             ))
             .body(out));
     }
-    let targets: Vec<_> = rows.iter().map(|r| json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name})).collect();
+    let st = state.clone();
+    let (change, total, rows, sets) = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| {
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
+            let ids: Vec<&str> = rows.iter().map(|r| r.entity_id.as_str()).collect();
+            let sets = svc::attribute_changes(conn, &st.schema, &c, &ids)?;
+            Ok((c, total, rows, sets))
+        })
+    })
+    .await?;
+    let targets: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut t = json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name});
+            if let Some(a) = sets.get(&r.entity_id) {
+                t["attributes"] = json!(a);
+            }
+            t
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "change": number(id),
         "fingerprint": change.fingerprint,

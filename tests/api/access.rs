@@ -194,6 +194,56 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     t
 }
 
+/// The README's table ("Who may do what") is this table.
+#[test]
+fn the_readme_table_is_the_tested_table() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Who may do what")
+        .nth(1)
+        .expect("README has the section");
+    let roles = [
+        "author",
+        "requester",
+        "implementer",
+        "both",
+        "other",
+        "admin",
+    ];
+    let want = expected();
+    let mut rows = 0;
+    for line in section
+        .lines()
+        .skip_while(|l| !l.starts_with("| state"))
+        .skip(2)
+    {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let states: Vec<&str> = match cells[0] {
+            "completed, partially_failed (something ran)" => vec!["completed"],
+            "failed, aborted with nothing done" => vec!["aborted"],
+            "rejected, cancelled" => vec!["rejected", "cancelled"],
+            s => vec![s],
+        };
+        for st in states {
+            for (i, role) in roles.iter().enumerate() {
+                let listed: BTreeSet<&str> = match cells[i + 1] {
+                    "—" => BTreeSet::new(),
+                    c => c.split(", ").collect(),
+                };
+                let tested = want
+                    .get(&(st, *role))
+                    .unwrap_or_else(|| panic!("README row {st} has no tested counterpart"));
+                assert_eq!(&listed, tested, "README {st} / {role}");
+                rows += 1;
+            }
+        }
+    }
+    assert_eq!(rows, 9 * roles.len(), "every tested state is in the README");
+}
+
 fn person(role: &str) -> &'static str {
     match role {
         "author" => "ana",
