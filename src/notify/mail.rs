@@ -314,6 +314,20 @@ fn content(p: &Value) -> Content {
                 format!("{actor} created a rollback of {chg}"),
             )
         }
+        "notice_drafted" => {
+            link_label = "Review the notice";
+            reason = "your team approves customer notices drafted by the other team";
+            paragraphs.push(format!(
+                "{actor} drafted a notice to {} contact(s) of the customers of {chg}: “{}”. Nothing reaches them until a member of {} approves it.",
+                s(&d["recipients"]),
+                s(&d["subject"]),
+                s(&d["approver_team"])
+            ));
+            (
+                format!("[{chg}] Customer notice to approve: {}", s(&d["subject"])),
+                format!("{actor} drafted a customer notice for {chg}"),
+            )
+        }
         other => (
             format!("[{chg}] {other}: {title}"),
             format!("{chg}: {other}"),

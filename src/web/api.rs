@@ -772,15 +772,12 @@ pub async fn import_contacts(
 
 pub async fn entity_contacts(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = path.into_inner();
     let v = with_conn(&state, move |conn| {
-        if inventory::get(conn, &id)?.is_none() {
-            return Err(AppError::not_found("entity", &id));
-        }
-        service::contacts::of_entity(conn, &id)
+        service::contacts::entity_contacts(conn, &user, &id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({"contacts": v})))
@@ -794,7 +791,7 @@ pub struct FormatQuery {
 
 pub async fn change_contacts(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
     q: web::Query<FormatQuery>,
 ) -> AppResult<HttpResponse> {
@@ -809,21 +806,29 @@ pub async fn change_contacts(
             ))
         }
     };
-    let roots = with_conn(&state, move |conn| service::contacts::for_change(conn, id)).await?;
     if csv {
+        let body = with_conn(&state, move |conn| {
+            service::contacts::export_csv(conn, &user, id)
+        })
+        .await?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
                 "Content-Disposition",
                 format!("attachment; filename=\"{}-contacts.csv\"", number(id)),
             ))
-            .body(service::contacts::csv(&roots)));
+            .body(body));
     }
+    let roots = with_conn(&state, move |conn| {
+        service::contacts::for_change(conn, &user, id)
+    })
+    .await?;
     let with = roots.iter().filter(|r| !r.contacts.is_empty()).count();
     Ok(HttpResponse::Ok().json(json!({"change": number(id), "roots": roots.len(), "roots_with_contacts": with, "affected": roots})))
 }
 
-pub async fn send_notice(
+/// `POST /api/v1/changes/{id}/notices`: preview (`"preview": true`) or draft a notice.
+pub async fn draft_notice(
     state: State,
     Authed(user): Authed,
     path: web::Path<String>,
@@ -832,9 +837,8 @@ pub async fn send_notice(
     let id = change_id(&path)?;
     let req = body.into_inner();
     let preview = req.preview;
-    let schema = state.schema.clone();
     let v = with_conn(&state, move |conn| {
-        service::contacts::notice(conn, &schema, &user, id, req)
+        service::contacts::draft(conn, &user, id, req)
     })
     .await?;
     Ok(if preview {
@@ -844,12 +848,34 @@ pub async fn send_notice(
     })
 }
 
+/// `POST /api/v1/changes/{id}/notices/{nid}/approve` (sends it) and `…/discard`.
+pub async fn notice_action(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<(String, i64, String)>,
+) -> AppResult<HttpResponse> {
+    let (raw, nid, action) = path.into_inner();
+    let id = change_id(&raw)?;
+    let v = with_conn(&state, move |conn| match action.as_str() {
+        "approve" => service::contacts::approve(conn, &user, id, nid),
+        "discard" => service::contacts::discard(conn, &user, id, nid),
+        other => Err(AppError::not_found_msg(format!(
+            "a notice has no action `{other}` (approve, discard)"
+        ))),
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
 pub async fn list_notices(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = with_conn(&state, move |conn| service::contacts::notices(conn, id)).await?;
+    let v = with_conn(&state, move |conn| {
+        service::contacts::notices(conn, &user, id)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"notices": v})))
 }

@@ -50,7 +50,12 @@ impl Layout {
     }
 }
 
-async fn layout(state: &State, w: &WebUser, section: &'static str, req: &HttpRequest) -> Layout {
+pub(crate) async fn layout(
+    state: &State,
+    w: &WebUser,
+    section: &'static str,
+    req: &HttpRequest,
+) -> Layout {
     let user = w.user.clone();
     let schema = state.schema.clone();
     let count = with_conn(state, move |conn| {
@@ -113,7 +118,7 @@ fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
     match body {
         Ok(b) => HttpResponse::build(status)
             .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
@@ -185,13 +190,13 @@ pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
     )
 }
 
-fn see_other(to: &str) -> HttpResponse {
+pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, to.to_string()))
         .finish()
 }
 
-fn csrf_error() -> AppError {
+pub(crate) fn csrf_error() -> AppError {
     AppError::forbidden(
         "csrf",
         "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
@@ -209,6 +214,7 @@ macro_rules! page_try {
         }
     };
 }
+pub(crate) use page_try;
 
 /// Refuse a form whose CSRF token is not the session's, with the error page.
 macro_rules! csrf_guard {
@@ -219,6 +225,7 @@ macro_rules! csrf_guard {
         }
     };
 }
+pub(crate) use csrf_guard;
 
 // ---- static assets --------------------------------------------------------------------
 
@@ -1599,7 +1606,8 @@ struct EntityPage {
     e: crate::service::inventory::EntityDetail,
     attrs: Vec<(String, String)>,
     changes: Vec<(String, String, String)>,
-    contacts: Vec<crate::db::models::Contact>,
+    /// `None`: the viewer may not see this entity's contacts.
+    contacts: Option<Vec<crate::db::models::Contact>>,
 }
 
 pub async fn entity_page(
@@ -1610,11 +1618,12 @@ pub async fn entity_page(
 ) -> HttpResponse {
     let id = path.into_inner();
     let schema = state.schema.clone();
+    let viewer = w.user.clone();
     let data = with_conn(&state, move |conn| {
         crate::db::snapshot(conn, |conn| {
             let e = crate::service::inventory::detail(conn, &schema, &id)?;
             let changes = repo::changes_touching(conn, &id, 50)?;
-            let contacts = crate::service::contacts::of_entity(conn, &id)?;
+            let contacts = crate::service::contacts::of_entity(conn, &viewer, &id)?;
             Ok((e, changes, contacts))
         })
     })

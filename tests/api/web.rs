@@ -11,8 +11,8 @@ use crate::helpers::{inst, site, TestApp};
 const PW: &str = "correct horse battery";
 
 pub(crate) struct Browser {
-    c: reqwest::Client,
-    base: String,
+    pub(crate) c: reqwest::Client,
+    pub(crate) base: String,
     pub(crate) csrf: String,
 }
 
