@@ -1173,39 +1173,44 @@ pub fn targets_csv(
             attribute_changes(conn, schema, &c, &ids)?
         };
         let cell = csv_field;
+        // One row per target; a set_attributes change adds "<key> now" and "<key> after"
+        // for each attribute it sets (the same keys for every target).
+        let mut keys: Vec<String> = Vec::new();
+        for changes in sets.values() {
+            for a in changes {
+                if !keys.contains(&a.key) {
+                    keys.push(a.key.clone());
+                }
+            }
+        }
+        keys.sort();
         let mut out = String::with_capacity(rows.len() * 96 + 64);
-        // One format for the page's and the API's CSV (the API's column order, which the
-        // README's fingerprint recipe reads).
+        // One format for the page's and the API's CSV (the API's column order).
         out.push_str("kind,id,scope_path,name");
-        if !sets.is_empty() {
-            out.push_str(",attribute,now,after");
+        for k in &keys {
+            out.push_str(&format!(
+                ",{},{}",
+                cell(&format!("{k} now")),
+                cell(&format!("{k} after"))
+            ));
         }
         out.push('\n');
         for t in rows {
-            let base = format!(
+            out.push_str(&format!(
                 "{},{},{},{}",
                 cell(&t.kind),
                 cell(&t.entity_id),
                 cell(&t.scope_path),
                 cell(&t.name)
-            );
-            match sets.get(&t.entity_id) {
-                Some(changes) if !changes.is_empty() => {
-                    for a in changes {
-                        out.push_str(&format!(
-                            "{base},{},{},{}\n",
-                            cell(&a.key),
-                            cell(a.now.as_deref().unwrap_or("")),
-                            cell(a.after.as_deref().unwrap_or(""))
-                        ));
-                    }
-                }
-                _ if !sets.is_empty() => out.push_str(&format!("{base},,,\n")),
-                _ => {
-                    out.push_str(&base);
-                    out.push('\n');
-                }
+            ));
+            let changes = sets.get(&t.entity_id);
+            for k in &keys {
+                let a = changes.and_then(|c| c.iter().find(|a| &a.key == k));
+                let now = a.and_then(|a| a.now.as_deref()).unwrap_or("");
+                let after = a.and_then(|a| a.after.as_deref()).unwrap_or("");
+                out.push_str(&format!(",{},{}", cell(now), cell(after)));
             }
+            out.push('\n');
         }
         Ok((c, out))
     })

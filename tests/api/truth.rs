@@ -138,13 +138,10 @@ async fn shows_attribute_change(app: &TestApp, id: i64, now: &str, after: &str) 
     );
     let (_, csv) = b.get(&format!("/changes/CHG-{id}/targets.csv")).await;
     assert!(
-        csv.starts_with("kind,id,scope_path,name,attribute,now,after\n"),
+        csv.starts_with("kind,id,scope_path,name,\"version now\",\"version after\"\n"),
         "{csv}"
     );
-    assert!(
-        csv.contains(&format!("\"version\",\"{now}\",\"{after}\"")),
-        "{csv}"
-    );
+    assert!(csv.contains(&format!(",\"{now}\",\"{after}\"\n")), "{csv}");
     let r = app
         .client
         .get(format!(
@@ -156,10 +153,7 @@ async fn shows_attribute_change(app: &TestApp, id: i64, now: &str, after: &str) 
         .await
         .unwrap();
     let csv = r.text().await.unwrap();
-    assert!(
-        csv.contains(&format!("\"version\",\"{now}\",\"{after}\"")),
-        "{csv}"
-    );
+    assert!(csv.contains(&format!(",\"{now}\",\"{after}\"\n")), "{csv}");
 }
 
 /// Execute `id` (approve first when needed) and return the effect the executor applied.
