@@ -366,12 +366,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
                 .text()
                 .await
                 .unwrap();
-            let csrf = page
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_string();
+            let csrf = crate::web::field(&page, "csrf");
             let r = c
                 .post(format!("{base}/login"))
                 .form(&[
@@ -427,12 +422,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
                 .text()
                 .await
                 .unwrap();
-            let csrf = page
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_string();
+            let csrf = crate::web::field(&page, "csrf");
             let r = c
                 .post(format!("{base}/settings/tokens"))
                 .form(&[("csrf", csrf.as_str()), ("label", "parallel")])
