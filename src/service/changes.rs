@@ -835,6 +835,21 @@ pub(crate) fn facts<'c>(
     c: &'c Change,
     recs: &[SignoffRecord],
 ) -> AppResult<Facts<'c>> {
+    // Memberships as of this transaction, not as the request found them: someone taken out
+    // of a team a moment ago does not act for it.
+    let teams_now = users::user_teams(conn, user.id)?;
+    facts_with(conn, schema, user, &teams_now, c, recs)
+}
+
+/// [`facts`] with the person's current teams already read (a list of many changes).
+fn facts_with<'c>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    teams_now: &[String],
+    c: &'c Change,
+    recs: &[SignoffRecord],
+) -> AppResult<Facts<'c>> {
     let fp = c.fingerprint.as_deref().unwrap_or_default();
     let op = schema.operation(&c.operation);
     let mine = |side: Side, current: bool| {
@@ -854,9 +869,6 @@ pub(crate) fn facts<'c>(
         }),
         None => false,
     };
-    // Memberships as of this transaction, not as the request found them: someone taken out
-    // of a team a moment ago does not act for it.
-    let teams_now = users::user_teams(conn, user.id)?;
     let in_team = |t: &str| teams_now.iter().any(|m| m == t);
     let now = now();
     Ok(Facts {
@@ -1381,7 +1393,8 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
 }
 
 fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
-    let list = repo::awaiting_for_teams(conn, &user.teams)?;
+    let teams_now = users::user_teams(conn, user.id)?;
+    let list = repo::awaiting_for_teams(conn, &teams_now)?;
     let mut out = Vec::new();
     for c in list {
         let Some(op) = schema.operation(&c.operation) else {
@@ -1392,7 +1405,7 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.
-        let f = facts(conn, schema, user, &c, &recs)?;
+        let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
         let mut needs = Vec::new();
         if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
             needs.push("requester".to_string());
