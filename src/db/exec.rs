@@ -667,6 +667,46 @@ pub fn state_at(
     Ok(out)
 }
 
+/// The changes whose effects on `ids` a restore to `point` undoes: every change with a
+/// version row from the restore's first row on (the same rows [`state_at`] undoes).
+pub fn changes_undone(
+    conn: &mut DbConn,
+    ids: &[&str],
+    point: &RestorePoint,
+) -> QueryResult<std::collections::BTreeSet<i64>> {
+    let mut out = std::collections::BTreeSet::new();
+    for chunk in ids.chunks(CHUNK) {
+        let q = entity_versions::table
+            .filter(entity_versions::entity_id.eq_any(chunk))
+            .filter(entity_versions::import_id.is_null())
+            .into_boxed();
+        let q = match point {
+            RestorePoint::BeforeChanges(_) => q,
+            RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
+            RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
+        };
+        let rows: Vec<(String, Option<i64>)> = q
+            .order((
+                entity_versions::entity_id.asc(),
+                entity_versions::version.asc(),
+            ))
+            .select((entity_versions::entity_id, entity_versions::change_id))
+            .load(conn)?;
+        for group in rows.chunk_by(|a, b| a.0 == b.0) {
+            let first = match point {
+                RestorePoint::BeforeChanges(cs) => group
+                    .iter()
+                    .position(|r| r.1.is_some_and(|c| cs.contains(&c))),
+                _ => Some(0),
+            };
+            if let Some(first) = first {
+                out.extend(group[first..].iter().filter_map(|r| r.1));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every entity the given changes mutated, sorted.
 pub fn touched_by(conn: &mut DbConn, changes: &[i64]) -> QueryResult<Vec<String>> {
     entity_versions::table

@@ -252,6 +252,25 @@ pub fn create(
             )
             .with_details(json!({"error_count": r.error_count, "errors": r.errors})));
         }
+        // A restore undoes every change after its point on these entities, not only the
+        // ones named: each is for its teams, as its rollback would be.
+        let ids: Vec<&str> = r.targets.iter().map(|t| t.id.as_str()).collect();
+        for undone in exec_repo::changes_undone(conn, &ids, &point)? {
+            let Some(c) = crate::db::changes::get(conn, undone)? else {
+                continue;
+            };
+            if !involved(user, &c) {
+                return Err(AppError::forbidden(
+                    "forbidden",
+                    format!(
+                        "this restore would also undo {} (`{}` and `{}`), and only its teams can undo it; restore to a later point or ask them",
+                        number(undone),
+                        c.requesting_team,
+                        c.implementing_team
+                    ),
+                ));
+            }
+        }
         let to = match (&spec.at, spec.before_change) {
             (Some(t), _) => format!("as at {} UTC", t.format("%Y-%m-%d %H:%M:%S")),
             (None, Some(c)) => format!("as before {}", number(c)),

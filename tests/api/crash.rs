@@ -24,13 +24,7 @@ const SITES: u32 = 100;
 const APPS_PER_SITE: u32 = 100;
 const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::smtp::free_port;
 
 fn serve(url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_countersign"))

@@ -210,11 +210,19 @@ fn addr(line: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A loopback port nothing listens on (yet).
+/// A loopback port nothing listens on (yet), for a server a test starts later. A port the
+/// kernel hands out for port 0 could be given again to any other server a parallel test
+/// binds meanwhile (seen as a flaky `AddrInUse`), so this one comes from below the
+/// ephemeral range (32768–60999 on Linux), spread by process id, another one per call.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let spread = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (spread.wrapping_add(n.wrapping_mul(37)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

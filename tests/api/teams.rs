@@ -137,6 +137,57 @@ async fn restores_are_for_the_teams_of_what_they_undo(app: TestApp) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
+/// A restore to before a change also undoes the later changes on the same entities; each of
+/// those is for its own teams too.
+async fn a_restore_cannot_undo_another_teams_later_change(app: TestApp) {
+    app.load_fixture().await;
+    let version = |team: &str, v: &str| json!({"title": "v", "requesting_team": team, "operation": "set_app_version", "params": {"version": v}, "targets": {"ids": [inst(2)]}});
+    let run = |who: &'static str, requester: &'static str, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let (s, v) = app.post("/api/v1/changes", who, body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            let id = v["id"].as_i64().unwrap();
+            let (_, v) = app
+                .post(&format!("/api/v1/changes/{id}/submit"), who, json!({}))
+                .await;
+            let fp = v["fingerprint"].as_str().unwrap().to_string();
+            app.sign(id, requester, "requester", &fp, None).await;
+            let (_, v) = app.sign(id, "carla", "implementer", &fp, Some(1)).await;
+            assert_eq!(v["state"], "approved", "{v}");
+            assert_eq!(app.execute(id, &fp).await.0, StatusCode::ACCEPTED);
+            app.wait_execution(id, &["completed"]).await;
+            id
+        }
+    };
+    let ours = run("ana", "ben", version("app-owners", "2.0.0")).await;
+    let theirs = run("otto", "otto", version("outsiders", "3.0.0")).await;
+    let (s, v) = app
+        .post(
+            "/api/v1/restores",
+            "ana",
+            json!({"requesting_team": "app-owners", "changes": [ours]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("would also undo CHG-{theirs}")),
+        "{v}"
+    );
+    // Its own later change alone is fine for the other team.
+    let (s, v) = app
+        .post(
+            "/api/v1/restores",
+            "otto",
+            json!({"requesting_team": "outsiders", "changes": [theirs]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
 /// A schema that no longer lets the requesting team request the operation sends open
 /// changes back to draft, saying why; they cannot be submitted again.
 async fn schema_change_invalidates_the_requesting_team(app: TestApp) {
@@ -565,6 +616,7 @@ async fn reads_are_one_snapshot(app: TestApp) {
 both_backends!(
     one_team_cannot_play_both_sides,
     restores_are_for_the_teams_of_what_they_undo,
+    a_restore_cannot_undo_another_teams_later_change,
     schema_change_invalidates_the_requesting_team,
     signoffs_stay_earned_until_execution,
     leaving_a_team_unapproves_at_once,
