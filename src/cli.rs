@@ -168,6 +168,9 @@ pub enum TeamCmd {
     Add { name: String },
     /// List teams.
     List,
+    /// Take a person out of a team. Their sign-offs for that team's side stop counting at
+    /// once: an approved change they signed goes back for sign-off at its execute gate.
+    Remove { team: String, email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,6 +365,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "{} team {name}",
                 if created { "created" } else { "already had" }
             );
+            Ok(0)
+        }
+        Command::Team(TeamCmd::Remove { team, email }) => {
+            let email = email.trim().to_lowercase();
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            let removed = write_tx(&mut conn, |conn| -> Result<bool, AppError> {
+                let t = users::find_team(conn, &team)?.ok_or_else(|| {
+                    AppError::unprocessable("unknown_team", format!("team `{team}` does not exist"))
+                })?;
+                let u = users::find_user_by_email(conn, &email)?.ok_or_else(|| {
+                    AppError::unprocessable(
+                        "unknown_user",
+                        format!("nobody has the address `{email}`"),
+                    )
+                })?;
+                if !users::remove_member(conn, t.id, u.id)? {
+                    return Ok(false);
+                }
+                audit::append(
+                    conn,
+                    &Actor::cli(),
+                    "team_member_removed",
+                    None,
+                    json!({"team": team, "email": email}),
+                )?;
+                Ok(true)
+            })
+            .map_err(app_err)?;
+            if removed {
+                println!("removed {email} from {team}");
+            } else {
+                println!("{email} was not a member of {team}");
+            }
             Ok(0)
         }
         Command::Team(TeamCmd::List) => {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::domain::access::Denied;
 use crate::domain::change::IllegalTransition;
+use crate::domain::notice::{NoticeRefusal, RefusalKind};
 use crate::domain::schema::RequestRefusal;
 use crate::domain::signoff::Refusal;
 
@@ -142,6 +143,26 @@ impl From<Refusal> for AppError {
             Refusal::ConfirmCountWrong { given, expected } => {
                 json!({"expected": expected, "given": given})
             }
+        };
+        AppError::client(status, r.code(), r.to_string()).with_details(details)
+    }
+}
+
+impl From<NoticeRefusal> for AppError {
+    fn from(r: NoticeRefusal) -> Self {
+        let status = match r.kind() {
+            RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+            RefusalKind::Conflict => StatusCode::CONFLICT,
+            RefusalKind::TooSoon => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let details = match &r {
+            NoticeRefusal::RateLimited {
+                last_sent_at,
+                next_at,
+            } => json!({"last_sent_at": last_sent_at, "next_possible_at": next_at}),
+            NoticeRefusal::ChangeNotApproved { state } => json!({"state": state.as_str()}),
+            NoticeRefusal::NotDraft { state } => json!({"notice_state": state.as_str()}),
+            _ => Value::Null,
         };
         AppError::client(status, r.code(), r.to_string()).with_details(details)
     }

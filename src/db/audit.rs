@@ -102,6 +102,18 @@ pub fn recent(conn: &mut DbConn, n: i64) -> QueryResult<Vec<AuditEvent>> {
         .load(conn)
 }
 
+/// The latest `state_changed` event of a change (why it is in its state, when the system
+/// or an edit moved it back).
+pub fn last_state_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Option<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::change_id.eq(change_id))
+        .filter(audit_events::action.eq("state_changed"))
+        .order(audit_events::id.desc())
+        .select(AuditEvent::as_select())
+        .first(conn)
+        .optional()
+}
+
 pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<AuditEvent>> {
     audit_events::table
         .filter(audit_events::change_id.eq(change_id))

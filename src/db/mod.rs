@@ -7,6 +7,7 @@ pub mod exec;
 pub mod imports;
 pub mod inventory;
 pub mod models;
+pub mod notices;
 pub mod outbox;
 pub mod resolve;
 pub mod schema;

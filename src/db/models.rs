@@ -314,6 +314,31 @@ pub struct CustomerNotice {
     pub roles: String,
     pub recipients: String,
     pub recipient_count: i64,
-    pub sent_by: i64,
+    pub drafted_by: i64,
     pub created_at: NaiveDateTime,
+    /// `draft` | `sent` | `discarded` (see `domain::notice::NoticeState`).
+    pub state: String,
+    /// The change's team the drafter drafted for (`None`: sent before approvals existed).
+    pub drafter_team: Option<String>,
+    pub body_sha256: Option<String>,
+    pub approved_by: Option<i64>,
+    pub sent_at: Option<NaiveDateTime>,
+    pub discarded_by: Option<i64>,
+    pub discarded_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = customer_notices)]
+pub struct NewCustomerNotice {
+    pub change_id: i64,
+    pub subject: String,
+    pub body: String,
+    pub roles: String,
+    pub recipients: String,
+    pub recipient_count: i64,
+    pub drafted_by: i64,
+    pub created_at: NaiveDateTime,
+    pub state: String,
+    pub drafter_team: Option<String>,
+    pub body_sha256: Option<String>,
 }

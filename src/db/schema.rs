@@ -279,8 +279,15 @@ diesel::table! {
         roles -> Text,
         recipients -> Text,
         recipient_count -> BigInt,
-        sent_by -> BigInt,
+        drafted_by -> BigInt,
         created_at -> Timestamp,
+        state -> Text,
+        drafter_team -> Nullable<Text>,
+        body_sha256 -> Nullable<Text>,
+        approved_by -> Nullable<BigInt>,
+        sent_at -> Nullable<Timestamp>,
+        discarded_by -> Nullable<BigInt>,
+        discarded_at -> Nullable<Timestamp>,
     }
 }
 

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::change::ChangeState;
+use super::notice;
 
 /// Something a person can do to a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -418,31 +419,27 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             }
         }
         A::DraftNotice => {
-            if !either_team {
-                return Err(who("forbidden",
-                    action,
-                    format!("only members of the teams of the change ({teams}) can draft a customer notice"),
-                ));
-            }
-            if !matches!(
-                state,
-                S::Approved
-                    | S::Executing
-                    | S::Completed
-                    | S::PartiallyFailed
-                    | S::Failed
-                    | S::Halted
-                    | S::Aborted
-            ) {
+            // Customer notices have their own rules (two people, one of each team), decided
+            // in one place: the same decision the notices service and page use.
+            let nf = notice::Facts {
+                change_state: state,
+                requesting_team: f.requesting_team,
+                implementing_team: f.implementing_team,
+                // Drafting depends on the person's teams and the state only.
+                person_id: 0,
+                in_requesting_team: f.in_requesting_team,
+                in_implementing_team: f.in_implementing_team,
+                last_sent_at: None,
+                now: chrono::NaiveDateTime::default(),
+            };
+            if let Err(r) = notice::decide(&nf, notice::NoticeAction::Draft) {
+                let forbidden = r.kind() == notice::RefusalKind::Forbidden;
                 return Err(Denied {
                     action,
-                    code: "illegal_transition",
-                    forbidden: false,
-                    state: f.state,
-                    message: format!(
-                        "customer notices are drafted once a change is approved; this one is {}",
-                        state.as_str()
-                    ),
+                    code: r.code(),
+                    forbidden,
+                    state: (!forbidden).then_some(state),
+                    message: r.to_string(),
                 });
             }
         }
@@ -536,6 +533,11 @@ mod tests {
         }
         f.state = Some(ChangeState::Approved);
         assert!(decide(&f, A::DraftNotice).is_ok());
+        // Someone in both teams would leave nobody to approve their notice.
+        f.in_implementing_team = true;
+        let e = decide(&f, A::DraftNotice).unwrap_err();
+        assert_eq!(e.code, "separation_of_duties");
+        assert!(e.forbidden);
     }
 
     #[test]

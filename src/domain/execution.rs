@@ -2,6 +2,7 @@
 //! halts the execution, which final state an execution ends in, and which effect undoes
 //! which.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -175,6 +176,84 @@ pub fn inverse(effect: Effect) -> Option<Effect> {
         Effect::SetAttributes => Some(Effect::SetAttributes),
         Effect::Purge | Effect::Webhook => None,
     }
+}
+
+/// An entity's attributes.
+pub type Attrs = BTreeMap<String, serde_json::Value>;
+
+/// The attributes `set_attributes` leaves on an entity: the operation's `params` written as
+/// strings, or, for a rollback, the values the entity had before the original change
+/// (`prior`) for the keys that change set (a key it did not have is removed). The executor
+/// applies exactly this, and the screens show it, so both say the same.
+pub fn attributes_after(
+    current: &Attrs,
+    params: &Attrs,
+    rollback: Option<(&Attrs, &[String])>,
+) -> Attrs {
+    let mut attrs = current.clone();
+    match rollback {
+        Some((prior, keys)) => {
+            for k in keys {
+                match prior.get(k) {
+                    Some(val) => attrs.insert(k.clone(), val.clone()),
+                    None => attrs.remove(k),
+                };
+            }
+        }
+        None => {
+            for (k, v) in params {
+                let v = match v {
+                    serde_json::Value::String(_) => v.clone(),
+                    other => serde_json::Value::String(other.to_string()),
+                };
+                attrs.insert(k.clone(), v);
+            }
+        }
+    }
+    attrs
+}
+
+/// One attribute a change sets on a target: its value now and after (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttrChange {
+    pub key: String,
+    pub now: Option<String>,
+    pub after: Option<String>,
+}
+
+impl AttrChange {
+    /// "version: 1.0.0 → 2.0.0"
+    pub fn describe(changes: &[AttrChange]) -> String {
+        changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} → {}",
+                    c.key,
+                    c.now.as_deref().unwrap_or("(none)"),
+                    c.after.as_deref().unwrap_or("(none)")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The attributes in `keys`, before and after.
+pub fn attribute_changes(current: &Attrs, after: &Attrs, keys: &[String]) -> Vec<AttrChange> {
+    let text = |v: Option<&serde_json::Value>| {
+        v.map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    keys.iter()
+        .map(|k| AttrChange {
+            key: k.clone(),
+            now: text(current.get(k)),
+            after: text(after.get(k)),
+        })
+        .collect()
 }
 
 /// Item statuses.

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
-
 use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
-use crate::domain::execution::{item, undo_changes, ChangeStep, RestoreSpec};
+use crate::domain::execution::{
+    attributes_after, item, undo_changes, Attrs, ChangeStep, RestoreSpec,
+};
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::Schema;
 use crate::error::AppResult;
@@ -20,8 +20,6 @@ pub struct Counts {
     pub failed: i64,
     pub skipped: i64,
 }
-
-type Attrs = BTreeMap<String, Value>;
 
 fn attrs_of(s: &str) -> Attrs {
     serde_json::from_str(s).unwrap_or_default()
@@ -246,29 +244,18 @@ fn decide(
             if e.state != "active" {
                 return Outcome::Fail(format!("the entity is {}", e.state));
             }
-            let mut attrs = attrs_of(&e.attrs);
-            if c.rollback_of.is_some() {
+            let current = attrs_of(&e.attrs);
+            let attrs = if c.rollback_of.is_some() {
                 let Some(v) = before else {
                     return Outcome::Fail(
                         "no earlier version of this entity from the original change".into(),
                     );
                 };
                 let prior = attrs_of(&v.before_attrs);
-                for k in rollback_keys {
-                    match prior.get(k) {
-                        Some(val) => attrs.insert(k.clone(), val.clone()),
-                        None => attrs.remove(k),
-                    };
-                }
+                attributes_after(&current, params, Some((&prior, rollback_keys)))
             } else {
-                for (k, v) in params {
-                    let v = match v {
-                        Value::String(_) => v.clone(),
-                        other => Value::String(other.to_string()),
-                    };
-                    attrs.insert(k.clone(), v);
-                }
-            }
+                attributes_after(&current, params, None)
+            };
             Outcome::Apply("active", text(&attrs))
         }
         Effect::Purge => match (e.state.as_str(), e.purge_after) {

@@ -197,6 +197,20 @@ fn content(p: &Value) -> Content {
                 format!("{chg} is approved"),
             )
         }
+        "stale" if d["text_changed"] == true => {
+            link_label = "Read it again and sign";
+            paragraphs.push(format!(
+                "{actor} rewrote the {} after you signed. A sign-off covers the text its signer read, so yours no longer counts: read the change again and sign if you still agree (the targets did not change; fingerprint {fp}).",
+                d["fields"]
+                    .as_array()
+                    .map(|f| f.iter().filter_map(|x| x.as_str()).filter(|x| *x == "title" || *x == "rationale").collect::<Vec<_>>().join(" and "))
+                    .unwrap_or_else(|| "text".into())
+            ));
+            (
+                format!("[{chg}] Text changed, sign again: {title}"),
+                format!("{chg} was reworded after your sign-off"),
+            )
+        }
         "stale" => {
             link_label = "Review the new list and sign again";
             paragraphs.push(format!(
@@ -298,6 +312,20 @@ fn content(p: &Value) -> Content {
             (
                 format!("[{chg}] Rollback created: {title}"),
                 format!("{actor} created a rollback of {chg}"),
+            )
+        }
+        "notice_drafted" => {
+            link_label = "Review the notice";
+            reason = "your team approves customer notices drafted by the other team";
+            paragraphs.push(format!(
+                "{actor} drafted a notice to {} contact(s) of the customers of {chg}: “{}”. Nothing reaches them until a member of {} approves it.",
+                s(&d["recipients"]),
+                s(&d["subject"]),
+                s(&d["approver_team"])
+            ));
+            (
+                format!("[{chg}] Customer notice to approve: {}", s(&d["subject"])),
+                format!("{actor} drafted a customer notice for {chg}"),
             )
         }
         other => (

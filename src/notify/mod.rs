@@ -16,7 +16,7 @@ use crate::db::{changes as change_repo, now, DbConn};
 use diesel::QueryResult;
 
 /// Event kinds a person can set a preference for.
-pub const KINDS: [(&str, &str); 10] = [
+pub const KINDS: [(&str, &str); 11] = [
     ("needs_signoff", "A change needs your team's sign-off"),
     ("signed", "Someone signed a change you are part of"),
     ("approved", "A change was approved"),
@@ -32,6 +32,10 @@ pub const KINDS: [(&str, &str); 10] = [
     (
         "execution_finished",
         "Execution finished (completed, partially failed, failed or aborted)",
+    ),
+    (
+        "notice_drafted",
+        "A customer notice waits for your team's approval",
     ),
 ];
 
@@ -64,6 +68,7 @@ fn kind_of(action: &str) -> Option<&'static str> {
         "execution_halted" => "execution_halted",
         "execution_finished" | "execution_aborted" => "execution_finished",
         "rollback_created" => ROLLBACK_KIND,
+        "customer_notice_drafted" => "notice_drafted",
         _ => return None,
     })
 }
@@ -136,6 +141,12 @@ pub fn dispatch(
         "execution_halted" => {
             add(&mut to, participants(conn, &c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
+        }
+        // The people who can approve it: the change's other team.
+        "notice_drafted" => {
+            if let Some(team) = detail["approver_team"].as_str() {
+                add(&mut to, repo::team_people(conn, team)?);
+            }
         }
         _ => add(&mut to, participants(conn, &c)?),
     }

@@ -21,6 +21,7 @@ use crate::db::models::{Change, NewChange};
 use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn, WriteTx};
 use crate::domain::access::{self, ChangeAction, Facts};
 use crate::domain::change;
+use crate::domain::execution::AttrChange;
 use crate::domain::execution::RestoreSpec;
 use crate::domain::resolution::{
     short_fingerprint, Expectation, Resolution, ResolutionError, Summary,
@@ -683,7 +684,7 @@ pub fn edit(
                 &user.actor(),
                 "signoffs_stale",
                 Some(id),
-                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
+                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
             )?;
             out.stale_signoffs += text_stale;
             if out.state == ChangeState::Approved.as_str() {
@@ -1086,6 +1087,135 @@ fn side_status(team: &str, required: u32, current: usize) -> SideStatus {
     }
 }
 
+/// For a `set_attributes` change (or its rollback): what each of `ids` gets, computed by
+/// the same function the executor applies. Empty for other effects.
+pub fn attribute_changes(
+    conn: &mut DbConn,
+    schema: &Schema,
+    c: &Change,
+    ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, Vec<AttrChange>>> {
+    use crate::domain::execution::{attribute_changes as diff, attributes_after, Attrs};
+    let mut out = std::collections::HashMap::new();
+    let Some(op) = schema.operation(&c.operation) else {
+        return Ok(out);
+    };
+    if effect_for(op, c) != Some(Effect::SetAttributes) || ids.is_empty() {
+        return Ok(out);
+    }
+    let attrs = |s: &str| -> Attrs { serde_json::from_str(s).unwrap_or_default() };
+    let params = attrs(&c.params);
+    let (keys, prior) = match c.rollback_of {
+        Some(orig) => {
+            let o = repo::get(conn, orig)?;
+            let keys: Vec<String> = o
+                .map(|o| attrs(&o.params).into_keys().collect())
+                .unwrap_or_default();
+            (
+                keys,
+                Some(crate::db::exec::versions_by_change(conn, orig, ids)?),
+            )
+        }
+        None => (params.keys().cloned().collect(), None),
+    };
+    for e in crate::db::inventory::fetch_lite(conn, ids)? {
+        let current = attrs(&e.attrs);
+        let after = match &prior {
+            Some(p) => match p.get(&e.id) {
+                Some(v) => {
+                    attributes_after(&current, &params, Some((&attrs(&v.before_attrs), &keys)))
+                }
+                None => continue,
+            },
+            None => attributes_after(&current, &params, None),
+        };
+        out.insert(e.id.clone(), diff(&current, &after, &keys));
+    }
+    Ok(out)
+}
+
+/// What a new `set_attributes` change with `params` would do to `ids` (the form's preview).
+pub fn planned_attribute_changes(
+    conn: &mut DbConn,
+    op: &Operation,
+    params: &Value,
+    ids: &[&str],
+) -> AppResult<std::collections::HashMap<String, Vec<AttrChange>>> {
+    use crate::domain::execution::{attribute_changes as diff, attributes_after, Attrs};
+    let mut out = std::collections::HashMap::new();
+    if op.effect != Effect::SetAttributes {
+        return Ok(out);
+    }
+    let params: Attrs = serde_json::from_value(params.clone()).unwrap_or_default();
+    let keys: Vec<String> = params.keys().cloned().collect();
+    for e in crate::db::inventory::fetch_lite(conn, ids)? {
+        let current: Attrs = serde_json::from_str(&e.attrs).unwrap_or_default();
+        let after = attributes_after(&current, &params, None);
+        out.insert(e.id.clone(), diff(&current, &after, &keys));
+    }
+    Ok(out)
+}
+
+/// Every target of change `id` as CSV, one snapshot: kind, id, scope path, name, and for a
+/// `set_attributes` change the value of each attribute now and after (what will run).
+pub fn targets_csv(
+    conn: &mut DbConn,
+    schema: &Schema,
+    id: i64,
+    search: Option<&str>,
+    offset: i64,
+) -> AppResult<(Change, String)> {
+    crate::db::snapshot(conn, |conn| {
+        let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let (_, rows) = repo::targets_page(conn, id, search, offset, i64::MAX)?;
+        let sets = {
+            let ids: Vec<&str> = rows.iter().map(|t| t.entity_id.as_str()).collect();
+            attribute_changes(conn, schema, &c, &ids)?
+        };
+        let cell = csv_field;
+        // One row per target; a set_attributes change adds "<key> now" and "<key> after"
+        // for each attribute it sets (the same keys for every target).
+        let mut keys: Vec<String> = Vec::new();
+        for changes in sets.values() {
+            for a in changes {
+                if !keys.contains(&a.key) {
+                    keys.push(a.key.clone());
+                }
+            }
+        }
+        keys.sort();
+        let mut out = String::with_capacity(rows.len() * 96 + 64);
+        // One format for the page's and the API's CSV (the API's column order).
+        out.push_str("kind,id,scope_path,name");
+        for k in &keys {
+            out.push_str(&format!(
+                ",{},{}",
+                cell(&format!("{k} now")),
+                cell(&format!("{k} after"))
+            ));
+        }
+        out.push('\n');
+        for t in rows {
+            out.push_str(&format!(
+                "{},{},{},{}",
+                cell(&t.kind),
+                cell(&t.entity_id),
+                cell(&t.scope_path),
+                cell(&t.name)
+            ));
+            let changes = sets.get(&t.entity_id);
+            for k in &keys {
+                let a = changes.and_then(|c| c.iter().find(|a| &a.key == k));
+                let now = a.and_then(|a| a.now.as_deref()).unwrap_or("");
+                let after = a.and_then(|a| a.after.as_deref()).unwrap_or("");
+                out.push_str(&format!(",{},{}", cell(now), cell(after)));
+            }
+            out.push('\n');
+        }
+        Ok((c, out))
+    })
+}
+
 /// Everything about one change, as `viewer` sees it: with the actions they may take now,
 /// decided by the same function the services enforce.
 pub fn view_for(
@@ -1202,6 +1332,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,
             reject_reason: c.reject_reason.clone(),
+            state_reason: crate::db::audit::last_state_change(conn, id)?
+                .and_then(|e| serde_json::from_str::<Value>(&e.detail).ok())
+                .filter(|d| d["to"] == c.state.as_str())
+                .and_then(|d| d["reason"].as_str().map(str::to_string)),
             created_at: c.created_at,
             updated_at: c.updated_at,
             resolved_at: c.resolved_at,

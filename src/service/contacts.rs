@@ -1,23 +1,31 @@
 //! Customer contacts: people attached to inventory entities (usually the root, e.g. the
 //! customer organisation). They are never deleted or hidden when their entity is
 //! soft-deleted or purged: they are how the customers of a mistake are reached.
-//! From a change: the affected roots with their contacts, and customer notices sent
-//! through the outbox (previewed first, recorded on the change).
+//! From a change: the affected roots with their contacts, and customer notices: drafted
+//! (previewed first) by a member of one of the change's teams, approved by a member of the
+//! other team, and only then sent through the outbox (`domain::notice` decides who may).
+//! Contacts are seen only by admins and the teams of changes that affect the customer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
+use super::changes::{locked, state_of};
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit::{self, Actor};
-use crate::db::models::{Contact, NewContact, NewOutbox};
-use crate::db::schema::{change_targets, contacts, customer_notices, entities};
-use crate::db::{changes as change_repo, now, outbox, snapshot, write_tx, DbConn, CHUNK};
-use crate::domain::access::ChangeAction;
-use crate::domain::Schema;
+use crate::db::models::{
+    Change, Contact, CustomerNotice, NewContact, NewCustomerNotice, NewOutbox,
+};
+use crate::db::schema::{change_targets, contacts, entities};
+use crate::db::{
+    changes as change_repo, notices as notice_repo, now, outbox, snapshot, users, write_tx, DbConn,
+    CHUNK,
+};
+use crate::domain::notice::{self, Drafted, Facts, NoticeAction, NoticeRefusal, NoticeState};
 use crate::error::{AppError, AppResult};
 
 pub const ROLES: [&str; 3] = ["admin", "billing", "technical"];
@@ -180,13 +188,83 @@ pub fn import(
     Ok(report)
 }
 
-/// The contacts attached to one entity (whatever its state).
-pub fn of_entity(conn: &mut DbConn, id: &str) -> AppResult<Vec<Contact>> {
-    Ok(contacts::table
-        .filter(contacts::entity_id.eq(id))
-        .order((contacts::role.asc(), contacts::email.asc()))
-        .select(Contact::as_select())
-        .load(conn)?)
+// ---- who sees contacts ----------------------------------------------------------------
+
+/// Said instead of contacts a person may not see.
+pub const HIDDEN: &str =
+    "Contacts are shown to admins and to the teams of changes that affect this customer.";
+
+fn hidden(why: String) -> AppError {
+    AppError::forbidden("contacts_hidden", format!("{HIDDEN} {why}"))
+}
+
+/// Contacts are customers' personal data. Admins see them all; anyone else only the
+/// contacts of customers (roots) that a change of one of their teams affects, once that
+/// change was submitted (a draft is one person's, and anybody can start one).
+fn may_see_root(conn: &mut DbConn, viewer: &CurrentUser, root: &str) -> AppResult<bool> {
+    Ok(viewer.is_admin || notice_repo::team_change_affects_root(conn, &viewer.teams, root)?)
+}
+
+/// The contacts of a change's customers are for admins and the change's two teams (once
+/// it is submitted: every root it affects is then visible to them by [`may_see_root`]).
+fn require_change_contacts(viewer: &CurrentUser, c: &Change) -> AppResult<()> {
+    if viewer.is_admin {
+        return Ok(());
+    }
+    if !(viewer.in_team(&c.requesting_team) || viewer.in_team(&c.implementing_team)) {
+        return Err(hidden(format!(
+            "{} ({}) is in neither team of {} (`{}`, `{}`).",
+            viewer.name,
+            viewer.email,
+            number(c.id),
+            c.requesting_team,
+            c.implementing_team
+        )));
+    }
+    if c.state == "draft" {
+        return Err(hidden(format!(
+            "{} is a draft: its teams see its customers' contacts once it is submitted for sign-off.",
+            number(c.id)
+        )));
+    }
+    Ok(())
+}
+
+/// The contacts attached to one entity (whatever its state), or `None` when `viewer` may
+/// not see them (the entity page says so instead).
+pub fn of_entity(
+    conn: &mut DbConn,
+    viewer: &CurrentUser,
+    id: &str,
+) -> AppResult<Option<Vec<Contact>>> {
+    snapshot(conn, |conn| {
+        let root =
+            notice_repo::root_of(conn, id)?.ok_or_else(|| AppError::not_found("entity", id))?;
+        if !may_see_root(conn, viewer, &root)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            contacts::table
+                .filter(contacts::entity_id.eq(id))
+                .order((contacts::role.asc(), contacts::email.asc()))
+                .select(Contact::as_select())
+                .load(conn)?,
+        ))
+    })
+}
+
+/// [`of_entity`], refused (403 `contacts_hidden`) when `viewer` may not see them.
+pub fn entity_contacts(
+    conn: &mut DbConn,
+    viewer: &CurrentUser,
+    id: &str,
+) -> AppResult<Vec<Contact>> {
+    of_entity(conn, viewer, id)?.ok_or_else(|| {
+        hidden(format!(
+            "No submitted change of a team of {} ({}) affects the customer of `{id}`.",
+            viewer.name, viewer.email
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,79 +286,113 @@ pub struct ContactView {
     pub role: String,
 }
 
-/// The roots a change affects (from its stored targets' scope paths) with the contacts
-/// attached to each root and to any entity on the way to the targets.
-pub fn for_change(conn: &mut DbConn, id: i64) -> AppResult<Vec<RootContacts>> {
+/// The roots change `id` affects, with their contacts, for `viewer` (admins and the
+/// change's teams).
+pub fn for_change(
+    conn: &mut DbConn,
+    viewer: &CurrentUser,
+    id: i64,
+) -> AppResult<Vec<RootContacts>> {
     snapshot(conn, |conn| {
-        change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-        let rows: Vec<(String, String)> = change_targets::table
-            .filter(change_targets::change_id.eq(id))
-            .select((change_targets::entity_id, change_targets::scope_path))
-            .load(conn)?;
-        let mut per_root: BTreeMap<String, u64> = BTreeMap::new();
-        let mut on_path: BTreeMap<String, String> = BTreeMap::new(); // entity -> root
-        for (target, path) in &rows {
-            let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            let root = segs.first().copied().unwrap_or(target.as_str()).to_string();
-            *per_root.entry(root.clone()).or_default() += 1;
-            for s in segs.iter().copied().chain(std::iter::once(target.as_str())) {
-                on_path.entry(s.to_string()).or_insert_with(|| root.clone());
-            }
-        }
-        let ids: Vec<&str> = on_path.keys().map(String::as_str).collect();
-        let mut found: Vec<Contact> = Vec::new();
-        let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            found.extend(
-                contacts::table
-                    .filter(contacts::entity_id.eq_any(chunk))
-                    .select(Contact::as_select())
-                    .load(conn)?,
-            );
-        }
-        let roots: Vec<&str> = per_root.keys().map(String::as_str).collect();
-        for chunk in roots.chunks(CHUNK) {
-            for (i, n, s) in entities::table
-                .filter(entities::id.eq_any(chunk))
-                .select((entities::id, entities::name, entities::state))
-                .load::<(String, String, String)>(conn)?
-            {
-                names.insert(i, (n, s));
-            }
-        }
-        let mut out: BTreeMap<String, RootContacts> = per_root
-            .into_iter()
-            .map(|(root, n)| {
-                let (name, st) = names.get(&root).cloned().unwrap_or_default();
-                (
-                    root.clone(),
-                    RootContacts {
-                        root,
-                        root_name: name,
-                        root_state: st,
-                        targets: n,
-                        contacts: vec![],
-                    },
-                )
-            })
-            .collect();
-        for c in found {
-            if let Some(r) = on_path.get(&c.entity_id).and_then(|root| out.get_mut(root)) {
-                r.contacts.push(ContactView {
-                    entity: c.entity_id,
-                    name: c.name,
-                    email: c.email,
-                    role: c.role,
-                });
-            }
-        }
-        let mut v: Vec<RootContacts> = out.into_values().collect();
-        for r in &mut v {
-            r.contacts
-                .sort_by(|a, b| (&a.role, &a.email).cmp(&(&b.role, &b.email)));
-        }
-        Ok(v)
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        require_change_contacts(viewer, &c)?;
+        affected(conn, id)
     })
+}
+
+/// [`for_change`] as CSV. Every export is an audit event: who took which customers'
+/// contacts out of countersign, with the file's SHA-256.
+pub fn export_csv(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<String> {
+    write_tx(conn, |conn| {
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        require_change_contacts(viewer, &c)?;
+        let roots = affected(conn, id)?;
+        let out = csv(&roots);
+        let n: usize = roots.iter().map(|r| r.contacts.len()).sum();
+        audit::append(
+            conn,
+            &viewer.actor(),
+            "contacts_exported",
+            Some(id),
+            json!({"format": "csv", "roots": roots.len(), "contacts": n, "sha256": sha256_hex(&out)}),
+        )?;
+        Ok(out)
+    })
+}
+
+/// The roots a change affects (from its stored targets' scope paths) with the contacts
+/// attached to each root and to any entity on the way to the targets. No permission check:
+/// callers decide who sees it. Runs in the caller's transaction.
+fn affected(conn: &mut DbConn, id: i64) -> AppResult<Vec<RootContacts>> {
+    let rows: Vec<(String, String)> = change_targets::table
+        .filter(change_targets::change_id.eq(id))
+        .select((change_targets::entity_id, change_targets::scope_path))
+        .load(conn)?;
+    let mut per_root: BTreeMap<String, u64> = BTreeMap::new();
+    let mut on_path: BTreeMap<String, String> = BTreeMap::new(); // entity -> root
+    for (target, path) in &rows {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let root = segs.first().copied().unwrap_or(target.as_str()).to_string();
+        *per_root.entry(root.clone()).or_default() += 1;
+        for s in segs.iter().copied().chain(std::iter::once(target.as_str())) {
+            on_path.entry(s.to_string()).or_insert_with(|| root.clone());
+        }
+    }
+    let ids: Vec<&str> = on_path.keys().map(String::as_str).collect();
+    let mut found: Vec<Contact> = Vec::new();
+    let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        found.extend(
+            contacts::table
+                .filter(contacts::entity_id.eq_any(chunk))
+                .select(Contact::as_select())
+                .load(conn)?,
+        );
+    }
+    let roots: Vec<&str> = per_root.keys().map(String::as_str).collect();
+    for chunk in roots.chunks(CHUNK) {
+        for (i, n, s) in entities::table
+            .filter(entities::id.eq_any(chunk))
+            .select((entities::id, entities::name, entities::state))
+            .load::<(String, String, String)>(conn)?
+        {
+            names.insert(i, (n, s));
+        }
+    }
+    let mut out: BTreeMap<String, RootContacts> = per_root
+        .into_iter()
+        .map(|(root, n)| {
+            let (name, st) = names.get(&root).cloned().unwrap_or_default();
+            (
+                root.clone(),
+                RootContacts {
+                    root,
+                    root_name: name,
+                    root_state: st,
+                    targets: n,
+                    contacts: vec![],
+                },
+            )
+        })
+        .collect();
+    for c in found {
+        if let Some(r) = on_path.get(&c.entity_id).and_then(|root| out.get_mut(root)) {
+            r.contacts.push(ContactView {
+                entity: c.entity_id,
+                name: c.name,
+                email: c.email,
+                role: c.role,
+            });
+        }
+    }
+    let mut v: Vec<RootContacts> = out.into_values().collect();
+    for r in &mut v {
+        r.contacts
+            .sort_by(|a, b| (&a.role, &a.email).cmp(&(&b.role, &b.email)));
+    }
+    Ok(v)
 }
 
 /// CSV of [`for_change`]: one line per (root, contact); roots without contacts too.
@@ -311,6 +423,12 @@ pub fn csv(rows: &[RootContacts]) -> String {
     out
 }
 
+// ---- customer notices: drafted by one team, approved (and so sent) by the other --------
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeRequest {
@@ -320,12 +438,13 @@ pub struct NoticeRequest {
     /// Only contacts with these roles (default: all).
     #[serde(default)]
     pub roles: Vec<String>,
-    /// `true`: answer what would be sent, send nothing.
+    /// `true`: answer what would be sent, record nothing. `false`: record a draft, which a
+    /// member of the change's other team approves (that sends it).
     #[serde(default)]
     pub preview: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NoticeRecipient {
     pub root: String,
     pub root_name: String,
@@ -334,10 +453,12 @@ pub struct NoticeRecipient {
     pub role: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NoticeView {
     pub id: Option<i64>,
     pub change: String,
+    /// `preview` (nothing recorded), `draft`, `sent` or `discarded`.
+    pub state: String,
     pub subject: String,
     pub body: String,
     pub roles: Vec<String>,
@@ -347,8 +468,25 @@ pub struct NoticeView {
     pub roots_without_contacts: Vec<String>,
     /// The first recipient's text, with the placeholders filled in.
     pub sample: Option<String>,
+    pub subject_sha256: String,
+    /// `None` only for notices sent before notices needed an approval.
+    pub body_sha256: Option<String>,
+    pub drafted_by: Option<String>,
+    pub drafted_at: Option<chrono::NaiveDateTime>,
+    /// The change's team the drafter drafted for.
+    pub drafter_team: Option<String>,
+    /// Whose members may approve it.
+    pub approver_team: Option<String>,
+    pub approved_by: Option<String>,
+    /// Who sent it: the approver (the drafter for notices from before approvals).
     pub sent_by: Option<String>,
     pub sent_at: Option<chrono::NaiveDateTime>,
+    pub discarded_by: Option<String>,
+    pub discarded_at: Option<chrono::NaiveDateTime>,
+    /// What the caller may do with it now (`approve`, `discard`).
+    pub allowed_actions: Vec<&'static str>,
+    /// Why the caller may not approve it, when it is a draft they may not approve.
+    pub cannot_approve: Option<String>,
 }
 
 fn fill(body: &str, customer: &str, change: &str) -> String {
@@ -356,14 +494,8 @@ fn fill(body: &str, customer: &str, change: &str) -> String {
         .replace("{change}", change)
 }
 
-/// Preview or send a customer notice for change `id` (members of either team).
-pub fn notice(
-    conn: &mut DbConn,
-    schema: &Schema,
-    user: &CurrentUser,
-    id: i64,
-    req: NoticeRequest,
-) -> AppResult<NoticeView> {
+/// The subject, body and roles of a request, checked.
+fn checked(req: &NoticeRequest) -> AppResult<(String, String, Vec<String>)> {
     let subject = req.subject.trim().to_string();
     let body = req.body.trim().to_string();
     if subject.is_empty() || subject.len() > 200 || subject.contains(['\r', '\n']) {
@@ -378,6 +510,7 @@ pub fn notice(
             "the body must be 1 to 20000 characters",
         ));
     }
+    let mut roles = Vec::new();
     for r in &req.roles {
         if !ROLES.contains(&r.as_str()) {
             return Err(AppError::unprocessable(
@@ -385,18 +518,23 @@ pub fn notice(
                 format!("role `{r}` is not one of {}", ROLES.join(", ")),
             ));
         }
+        if !roles.contains(r) {
+            roles.push(r.clone());
+        }
     }
-    let c = change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-    super::changes::require(conn, schema, user, &c, ChangeAction::DraftNotice)?;
-    let roots = for_change(conn, id)?;
-    let chg = number(id);
+    Ok((subject, body, roles))
+}
+
+/// One recipient per (root, address) with one of `roles` (all roles when empty), and the
+/// roots nobody can be told about.
+fn recipients_of(roots: &[RootContacts], roles: &[String]) -> (Vec<NoticeRecipient>, Vec<String>) {
     let mut recipients = Vec::new();
     let mut without = Vec::new();
-    for r in &roots {
+    for r in roots {
         let mut seen = BTreeSet::new();
         let mut any = false;
         for ct in &r.contacts {
-            if !req.roles.is_empty() && !req.roles.contains(&ct.role) {
+            if !roles.is_empty() && !roles.contains(&ct.role) {
                 continue;
             }
             any = true;
@@ -414,55 +552,296 @@ pub fn notice(
             without.push(r.root.clone());
         }
     }
-    if recipients.is_empty() {
-        return Err(AppError::unprocessable(
-            "no_recipients",
-            format!(
-                "none of the {} affected roots has a contact{}",
-                roots.len(),
-                if req.roles.is_empty() {
-                    String::new()
-                } else {
-                    format!(" with role {}", req.roles.join("/"))
-                }
-            ),
-        ));
+    (recipients, without)
+}
+
+fn notice_facts<'c>(
+    user: &CurrentUser,
+    c: &'c Change,
+    last_sent_at: Option<chrono::NaiveDateTime>,
+    t: chrono::NaiveDateTime,
+) -> Facts<'c> {
+    Facts {
+        change_state: state_of(c),
+        requesting_team: &c.requesting_team,
+        implementing_team: &c.implementing_team,
+        person_id: user.id,
+        in_requesting_team: user.in_team(&c.requesting_team),
+        in_implementing_team: user.in_team(&c.implementing_team),
+        last_sent_at,
+        now: t,
     }
-    let sample = recipients.first().map(|r| fill(&body, &r.root_name, &chg));
-    let mut view = NoticeView {
-        id: None,
+}
+
+/// Address and name of people by id, for views and messages.
+type People = HashMap<i64, (String, String)>;
+
+/// Name and address of people, for views and messages.
+fn people(conn: &mut DbConn, ids: &[i64]) -> AppResult<People> {
+    Ok(outbox::people(conn, ids)?
+        .into_iter()
+        .map(|(id, email, name)| (id, (email, name)))
+        .collect())
+}
+
+fn label(people: &People, id: i64) -> String {
+    people
+        .get(&id)
+        .map(|(email, name)| format!("{name} ({email})"))
+        .unwrap_or_else(|| format!("user {id}"))
+}
+
+/// The drafter's side of a recorded notice: the team they drafted for, and any of the
+/// change's teams they are in now (someone who joined the other team since cannot have
+/// their notice approved by it).
+fn drafter_teams(conn: &mut DbConn, c: &Change, n: &CustomerNotice) -> AppResult<(bool, bool)> {
+    let now_in = users::user_teams(conn, n.drafted_by)?;
+    let was = |t: &str| n.drafter_team.as_deref() == Some(t) || now_in.iter().any(|x| x == t);
+    Ok((was(&c.requesting_team), was(&c.implementing_team)))
+}
+
+/// A recorded notice as `viewer` sees it, with what they may do with it.
+fn view_of(
+    conn: &mut DbConn,
+    viewer: &CurrentUser,
+    c: &Change,
+    n: CustomerNotice,
+    who: &People,
+    last_sent_at: Option<chrono::NaiveDateTime>,
+    t: chrono::NaiveDateTime,
+) -> AppResult<NoticeView> {
+    let f = notice_facts(viewer, c, last_sent_at, t);
+    let (in_req, in_impl) = drafter_teams(conn, c, &n)?;
+    let drafter = label(who, n.drafted_by);
+    let state = NoticeState::parse(&n.state).unwrap_or(NoticeState::Sent);
+    let d = Drafted {
+        state,
+        drafted_by: n.drafted_by,
+        drafter: &drafter,
+        drafter_in_requesting_team: in_req,
+        drafter_in_implementing_team: in_impl,
+    };
+    let mut allowed_actions = Vec::new();
+    let mut cannot_approve = None;
+    match notice::decide(&f, NoticeAction::Approve(&d)) {
+        Ok(()) => allowed_actions.push("approve"),
+        Err(e) if state == NoticeState::Draft => cannot_approve = Some(e.to_string()),
+        Err(_) => {}
+    }
+    if notice::decide(&f, NoticeAction::Discard(&d)).is_ok() {
+        allowed_actions.push("discard");
+    }
+    let approver_team = (state == NoticeState::Draft).then(|| notice::approver_team(&f, &d));
+    let email = |id: Option<i64>| id.and_then(|i| who.get(&i)).map(|p| p.0.clone());
+    let recipients: Vec<NoticeRecipient> = serde_json::from_str(&n.recipients).unwrap_or_default();
+    let chg = number(n.change_id);
+    Ok(NoticeView {
+        id: Some(n.id),
         change: chg.clone(),
-        subject: subject.clone(),
-        body: body.clone(),
-        roles: req.roles.clone(),
-        recipient_count: recipients.len(),
+        state: state.as_str().into(),
+        sample: recipients
+            .first()
+            .map(|r| fill(&n.body, &r.root_name, &chg)),
+        subject_sha256: sha256_hex(&n.subject),
+        subject: n.subject,
+        body: n.body,
+        roles: serde_json::from_str(&n.roles).unwrap_or_default(),
+        recipient_count: n.recipient_count as usize,
         recipients,
-        roots_without_contacts: without,
-        sample,
-        sent_by: None,
-        sent_at: None,
+        roots_without_contacts: vec![],
+        body_sha256: n.body_sha256,
+        drafted_by: email(Some(n.drafted_by)),
+        drafted_at: Some(n.created_at),
+        drafter_team: n.drafter_team,
+        approver_team,
+        approved_by: email(n.approved_by),
+        sent_by: if state == NoticeState::Sent {
+            email(n.approved_by.or(Some(n.drafted_by)))
+        } else {
+            None
+        },
+        sent_at: n.sent_at,
+        discarded_by: email(n.discarded_by),
+        discarded_at: n.discarded_at,
+        allowed_actions,
+        cannot_approve,
+    })
+}
+
+/// Preview (`req.preview`) or draft a customer notice for change `id`: a member of one of
+/// the change's teams, once the change is approved. A draft sends nothing; a member of the
+/// other team approves it ([`approve`]).
+pub fn draft(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    id: i64,
+    req: NoticeRequest,
+) -> AppResult<NoticeView> {
+    let (subject, body, roles) = checked(&req)?;
+    let compose = |conn: &mut DbConn, c: &Change| -> AppResult<NoticeView> {
+        let f = notice_facts(user, c, None, now());
+        notice::decide(&f, NoticeAction::Draft)?;
+        let roots = affected(conn, c.id)?;
+        let (recipients, without) = recipients_of(&roots, &roles);
+        if recipients.is_empty() {
+            return Err(AppError::unprocessable(
+                "no_recipients",
+                format!(
+                    "none of the {} affected roots has a contact{}",
+                    roots.len(),
+                    if roles.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with role {}", roles.join("/"))
+                    }
+                ),
+            ));
+        }
+        let chg = number(c.id);
+        let team = notice::drafting_team(&f).map(str::to_string);
+        let approver = notice::approving_team(&f).map(str::to_string);
+        Ok(NoticeView {
+            id: None,
+            change: chg.clone(),
+            state: "preview".into(),
+            sample: recipients.first().map(|r| fill(&body, &r.root_name, &chg)),
+            subject_sha256: sha256_hex(&subject),
+            body_sha256: Some(sha256_hex(&body)),
+            subject: subject.clone(),
+            body: body.clone(),
+            roles: roles.clone(),
+            recipient_count: recipients.len(),
+            recipients,
+            roots_without_contacts: without,
+            drafted_by: None,
+            drafted_at: None,
+            drafter_team: team,
+            approver_team: approver,
+            approved_by: None,
+            sent_by: None,
+            sent_at: None,
+            discarded_by: None,
+            discarded_at: None,
+            allowed_actions: vec![],
+            cannot_approve: None,
+        })
     };
     if req.preview {
-        return Ok(view);
+        return snapshot(conn, |conn| {
+            let c = change_repo::get(conn, id)?
+                .ok_or_else(|| AppError::not_found("change", number(id)))?;
+            compose(conn, &c)
+        });
     }
+    write_tx(conn, |conn| {
+        let c = locked(conn, id)?;
+        let mut v = compose(conn, &c)?;
+        let t = now();
+        let nid = notice_repo::insert(
+            conn,
+            &NewCustomerNotice {
+                change_id: id,
+                subject: v.subject.clone(),
+                body: v.body.clone(),
+                roles: serde_json::to_string(&v.roles).expect("roles"),
+                recipients: serde_json::to_string(&v.recipients).expect("recipients"),
+                recipient_count: v.recipient_count as i64,
+                drafted_by: user.id,
+                created_at: t,
+                state: notice_repo::state::DRAFT.into(),
+                drafter_team: v.drafter_team.clone(),
+                body_sha256: v.body_sha256.clone(),
+            },
+        )?;
+        audit::append(
+            conn,
+            &user.actor(),
+            "customer_notice_drafted",
+            Some(id),
+            json!({
+                "notice": nid,
+                "subject": v.subject,
+                "subject_sha256": v.subject_sha256,
+                "body_sha256": v.body_sha256,
+                "recipients": v.recipient_count,
+                "roles": v.roles,
+                "drafter_team": v.drafter_team,
+                "approver_team": v.approver_team,
+            }),
+        )?;
+        v.id = Some(nid);
+        v.state = notice_repo::state::DRAFT.into();
+        v.drafted_by = Some(user.email.clone());
+        v.drafted_at = Some(t);
+        v.allowed_actions = vec!["discard"];
+        v.cannot_approve = Some(
+            NoticeRefusal::OwnNotice {
+                team: v.approver_team.clone().unwrap_or_default(),
+            }
+            .to_string(),
+        );
+        Ok(v)
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Approve,
+    Discard,
+}
+
+/// Lock change `id`, load notice `nid` and decide on it for `user`: the change, the notice,
+/// the people involved and the time of the decision.
+fn decide_on(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    id: i64,
+    nid: i64,
+    decision: Decision,
+) -> AppResult<(Change, CustomerNotice, People, chrono::NaiveDateTime)> {
+    let c = locked(conn, id)?;
+    let n = notice_repo::get(conn, id, nid)?.ok_or_else(|| {
+        AppError::not_found_msg(format!("{} has no customer notice {nid}", number(id)))
+    })?;
     let t = now();
-    let notice_id = write_tx(conn, |conn| -> AppResult<i64> {
-        let list = serde_json::to_string(&view.recipients).expect("recipients");
-        let nid: i64 = diesel::insert_into(customer_notices::table)
-            .values((
-                customer_notices::change_id.eq(id),
-                customer_notices::subject.eq(&subject),
-                customer_notices::body.eq(&body),
-                customer_notices::roles.eq(serde_json::to_string(&req.roles).expect("roles")),
-                customer_notices::recipients.eq(list),
-                customer_notices::recipient_count.eq(view.recipient_count as i64),
-                customer_notices::sent_by.eq(user.id),
-                customer_notices::created_at.eq(t),
-            ))
-            .returning(customer_notices::id)
-            .get_result(conn.conn())?;
-        let rows: Vec<NewOutbox> = view
-            .recipients
+    let last = notice_repo::last_sent_at(conn, id)?;
+    let who = people(conn, &[n.drafted_by, user.id])?;
+    let f = notice_facts(user, &c, last, t);
+    let (in_req, in_impl) = drafter_teams(conn, &c, &n)?;
+    let drafter = label(&who, n.drafted_by);
+    let d = Drafted {
+        state: NoticeState::parse(&n.state).unwrap_or(NoticeState::Sent),
+        drafted_by: n.drafted_by,
+        drafter: &drafter,
+        drafter_in_requesting_team: in_req,
+        drafter_in_implementing_team: in_impl,
+    };
+    notice::decide(
+        &f,
+        match decision {
+            Decision::Approve => NoticeAction::Approve(&d),
+            Decision::Discard => NoticeAction::Discard(&d),
+        },
+    )?;
+    Ok((c, n, who, t))
+}
+
+/// Approve draft `nid` of change `id`, which sends it: one outbox row per recipient in this
+/// transaction, so the approval and its mails commit together. A member of the change's
+/// team the drafter is not in; at most one send per change every ten minutes.
+pub fn approve(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppResult<NoticeView> {
+    write_tx(conn, |conn| {
+        let (c, n, who, t) = decide_on(conn, user, id, nid, Decision::Approve)?;
+        if !notice_repo::mark_sent(conn, nid, user.id, t)? {
+            return Err(AppError::conflict(
+                "notice_not_draft",
+                "this notice is no longer a draft",
+            ));
+        }
+        let chg = number(id);
+        let recipients: Vec<NoticeRecipient> = serde_json::from_str(&n.recipients)
+            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("notice {nid} recipients: {e}")))?;
+        let rows: Vec<NewOutbox> = recipients
             .iter()
             .map(|r| NewOutbox {
                 // Per customer: one person who is a contact of two customers gets each
@@ -472,7 +851,7 @@ pub fn notice(
                 change_id: Some(id),
                 user_id: None,
                 recipient: r.email.clone(),
-                payload: json!({"subject": subject, "body": fill(&body, &r.root_name, &chg), "root": r.root}).to_string(),
+                payload: json!({"subject": n.subject, "body": fill(&n.body, &r.root_name, &chg), "root": r.root}).to_string(),
                 message_id: uuid::Uuid::new_v4().simple().to_string(),
                 state: outbox::state::PENDING.into(),
                 next_attempt_at: t,
@@ -486,52 +865,113 @@ pub fn notice(
             &user.actor(),
             "customer_notice_sent",
             Some(id),
-            json!({"notice": nid, "subject": subject, "recipients": view.recipient_count, "roles": req.roles}),
+            json!({
+                "notice": nid,
+                "subject": n.subject,
+                "subject_sha256": sha256_hex(&n.subject),
+                "body_sha256": n.body_sha256,
+                "recipients": recipients.len(),
+                "roles": serde_json::from_str::<serde_json::Value>(&n.roles).unwrap_or_default(),
+                "drafted_by": who.get(&n.drafted_by).map(|p| p.0.clone()),
+                "approved_by": user.email,
+            }),
         )?;
-        Ok(nid)
-    })?;
-    view.id = Some(notice_id);
-    view.sent_by = Some(user.email.clone());
-    view.sent_at = Some(t);
-    Ok(view)
+        let n = notice_repo::get(conn, id, nid)?.expect("the notice just sent");
+        view_of(conn, user, &c, n, &who, Some(t), t)
+    })
 }
 
-/// The notices sent from a change, newest first.
-pub fn notices(conn: &mut DbConn, id: i64) -> AppResult<Vec<NoticeView>> {
-    use crate::db::schema::users;
-    let rows: Vec<(crate::db::models::CustomerNotice, String)> = customer_notices::table
-        .inner_join(users::table.on(users::id.eq(customer_notices::sent_by)))
-        .filter(customer_notices::change_id.eq(id))
-        .order(customer_notices::id.desc())
-        .select((crate::db::models::CustomerNotice::as_select(), users::email))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(n, by)| {
-            let recipients: Vec<serde_json::Value> =
-                serde_json::from_str(&n.recipients).unwrap_or_default();
-            NoticeView {
-                id: Some(n.id),
-                change: number(n.change_id),
-                subject: n.subject,
-                body: n.body,
-                roles: serde_json::from_str(&n.roles).unwrap_or_default(),
-                recipient_count: n.recipient_count as usize,
-                recipients: recipients
-                    .iter()
-                    .map(|r| NoticeRecipient {
-                        root: r["root"].as_str().unwrap_or_default().into(),
-                        root_name: r["root_name"].as_str().unwrap_or_default().into(),
-                        email: r["email"].as_str().unwrap_or_default().into(),
-                        name: r["name"].as_str().unwrap_or_default().into(),
-                        role: r["role"].as_str().unwrap_or_default().into(),
-                    })
-                    .collect(),
-                roots_without_contacts: vec![],
-                sample: None,
-                sent_by: Some(by),
-                sent_at: Some(n.created_at),
-            }
+/// Discard draft `nid` of change `id`: withdrawn by its drafter or declined by someone who
+/// could approve it. Nothing is sent.
+pub fn discard(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppResult<NoticeView> {
+    write_tx(conn, |conn| {
+        let (c, n, mut who, t) = decide_on(conn, user, id, nid, Decision::Discard)?;
+        if !notice_repo::mark_discarded(conn, nid, user.id, t)? {
+            return Err(AppError::conflict(
+                "notice_not_draft",
+                "this notice is no longer a draft",
+            ));
+        }
+        audit::append(
+            conn,
+            &user.actor(),
+            "customer_notice_discarded",
+            Some(id),
+            json!({
+                "notice": nid,
+                "subject_sha256": sha256_hex(&n.subject),
+                "body_sha256": n.body_sha256,
+                "by_drafter": n.drafted_by == user.id,
+                "drafted_by": who.get(&n.drafted_by).map(|p| p.0.clone()),
+            }),
+        )?;
+        who.extend(people(conn, &[user.id])?);
+        let last = notice_repo::last_sent_at(conn, id)?;
+        let n = notice_repo::get(conn, id, nid)?.expect("the notice just discarded");
+        view_of(conn, user, &c, n, &who, last, t)
+    })
+}
+
+/// The notices of change `id` (drafts, sent, discarded), newest first, with what `viewer`
+/// may do with each. Their recipient lists are contacts: admins and the change's teams.
+pub fn notices(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<Vec<NoticeView>> {
+    Ok(board(conn, viewer, id)?.notices)
+}
+
+/// Everything the notices page shows, read from one snapshot.
+#[derive(Debug, Clone)]
+pub struct NoticeBoard {
+    pub change: String,
+    pub title: String,
+    pub state: String,
+    pub requesting_team: String,
+    pub implementing_team: String,
+    /// Why the viewer may not draft a notice now (`None`: they may).
+    pub cannot_draft: Option<String>,
+    /// The team the viewer drafts for, and the one that approves.
+    pub drafting_team: Option<String>,
+    pub approving_team: Option<String>,
+    /// When the next notice can be sent, if not now.
+    pub next_send_at: Option<chrono::NaiveDateTime>,
+    pub notices: Vec<NoticeView>,
+}
+
+pub fn board(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<NoticeBoard> {
+    snapshot(conn, |conn| {
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        require_change_contacts(viewer, &c)?;
+        let t = now();
+        let last = notice_repo::last_sent_at(conn, id)?;
+        let rows = notice_repo::for_change(conn, id)?;
+        let mut ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|n| [Some(n.drafted_by), n.approved_by, n.discarded_by])
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let who = people(conn, &ids)?;
+        let mut list = Vec::with_capacity(rows.len());
+        for n in rows {
+            list.push(view_of(conn, viewer, &c, n, &who, last, t)?);
+        }
+        let f = notice_facts(viewer, &c, last, t);
+        let drafting_team = notice::drafting_team(&f).map(str::to_string);
+        let approving_team = notice::approving_team(&f).map(str::to_string);
+        Ok(NoticeBoard {
+            change: number(id),
+            cannot_draft: notice::decide(&f, NoticeAction::Draft)
+                .err()
+                .map(|e| e.to_string()),
+            drafting_team,
+            approving_team,
+            next_send_at: notice::next_send_at(&f),
+            notices: list,
+            title: c.title,
+            state: c.state,
+            requesting_team: c.requesting_team,
+            implementing_team: c.implementing_team,
         })
-        .collect())
+    })
 }

@@ -177,6 +177,9 @@ pub struct ChangeView {
     pub confirm_count_required: bool,
     pub conflicts: Vec<ConflictView>,
     pub reject_reason: Option<String>,
+    /// Why the change went back to its state, when something moved it back (a stale
+    /// sign-off, a signer who left the team, a schema that no longer allows its team).
+    pub state_reason: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub resolved_at: NaiveDateTime,

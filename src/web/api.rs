@@ -12,7 +12,7 @@ use crate::db::{audit, changes as repo, inventory};
 use crate::error::{AppError, AppResult};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
-use crate::service::views::{csv_field, number, ChangeSummaryView, EventView};
+use crate::service::views::{number, ChangeSummaryView, EventView};
 use crate::service::{self, inventory as inv, CurrentUser};
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
@@ -485,27 +485,12 @@ pub async fn change_targets(
         q.limit.unwrap_or(100).clamp(1, 10_000)
     };
     let search = q.q.clone();
-    let (change, total, rows) = with_conn(&state, move |conn| {
-        crate::db::snapshot(conn, |conn| {
-            let c =
-                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
-            Ok((c, total, rows))
-        })
-    })
-    .await?;
     if csv {
-        let mut out = String::with_capacity(rows.len() * 96 + 64);
-        out.push_str("kind,id,scope_path,name\n");
-        for r in &rows {
-            out.push_str(&format!(
-                "{},{},{},{}\n",
-                csv_field(&r.kind),
-                csv_field(&r.entity_id),
-                csv_field(&r.scope_path),
-                csv_field(&r.name)
-            ));
-        }
+        let st = state.clone();
+        let (change, out) = with_conn(&state, move |conn| {
+            svc::targets_csv(conn, &st.schema, id, search.as_deref(), offset)
+        })
+        .await?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
@@ -518,7 +503,28 @@ pub async fn change_targets(
             ))
             .body(out));
     }
-    let targets: Vec<_> = rows.iter().map(|r| json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name})).collect();
+    let st = state.clone();
+    let (change, total, rows, sets) = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| {
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
+            let ids: Vec<&str> = rows.iter().map(|r| r.entity_id.as_str()).collect();
+            let sets = svc::attribute_changes(conn, &st.schema, &c, &ids)?;
+            Ok((c, total, rows, sets))
+        })
+    })
+    .await?;
+    let targets: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut t = json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name});
+            if let Some(a) = sets.get(&r.entity_id) {
+                t["attributes"] = json!(a);
+            }
+            t
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "change": number(id),
         "fingerprint": change.fingerprint,
@@ -766,15 +772,12 @@ pub async fn import_contacts(
 
 pub async fn entity_contacts(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = path.into_inner();
     let v = with_conn(&state, move |conn| {
-        if inventory::get(conn, &id)?.is_none() {
-            return Err(AppError::not_found("entity", &id));
-        }
-        service::contacts::of_entity(conn, &id)
+        service::contacts::entity_contacts(conn, &user, &id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({"contacts": v})))
@@ -788,7 +791,7 @@ pub struct FormatQuery {
 
 pub async fn change_contacts(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
     q: web::Query<FormatQuery>,
 ) -> AppResult<HttpResponse> {
@@ -803,21 +806,29 @@ pub async fn change_contacts(
             ))
         }
     };
-    let roots = with_conn(&state, move |conn| service::contacts::for_change(conn, id)).await?;
     if csv {
+        let body = with_conn(&state, move |conn| {
+            service::contacts::export_csv(conn, &user, id)
+        })
+        .await?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
                 "Content-Disposition",
                 format!("attachment; filename=\"{}-contacts.csv\"", number(id)),
             ))
-            .body(service::contacts::csv(&roots)));
+            .body(body));
     }
+    let roots = with_conn(&state, move |conn| {
+        service::contacts::for_change(conn, &user, id)
+    })
+    .await?;
     let with = roots.iter().filter(|r| !r.contacts.is_empty()).count();
     Ok(HttpResponse::Ok().json(json!({"change": number(id), "roots": roots.len(), "roots_with_contacts": with, "affected": roots})))
 }
 
-pub async fn send_notice(
+/// `POST /api/v1/changes/{id}/notices`: preview (`"preview": true`) or draft a notice.
+pub async fn draft_notice(
     state: State,
     Authed(user): Authed,
     path: web::Path<String>,
@@ -826,9 +837,8 @@ pub async fn send_notice(
     let id = change_id(&path)?;
     let req = body.into_inner();
     let preview = req.preview;
-    let schema = state.schema.clone();
     let v = with_conn(&state, move |conn| {
-        service::contacts::notice(conn, &schema, &user, id, req)
+        service::contacts::draft(conn, &user, id, req)
     })
     .await?;
     Ok(if preview {
@@ -838,12 +848,34 @@ pub async fn send_notice(
     })
 }
 
+/// `POST /api/v1/changes/{id}/notices/{nid}/approve` (sends it) and `…/discard`.
+pub async fn notice_action(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<(String, i64, String)>,
+) -> AppResult<HttpResponse> {
+    let (raw, nid, action) = path.into_inner();
+    let id = change_id(&raw)?;
+    let v = with_conn(&state, move |conn| match action.as_str() {
+        "approve" => service::contacts::approve(conn, &user, id, nid),
+        "discard" => service::contacts::discard(conn, &user, id, nid),
+        other => Err(AppError::not_found_msg(format!(
+            "a notice has no action `{other}` (approve, discard)"
+        ))),
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
 pub async fn list_notices(
     state: State,
-    _user: Authed,
+    Authed(user): Authed,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = with_conn(&state, move |conn| service::contacts::notices(conn, id)).await?;
+    let v = with_conn(&state, move |conn| {
+        service::contacts::notices(conn, &user, id)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"notices": v})))
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod middleware;
+pub mod notice_pages;
 pub mod pages;
 pub mod session;
 
@@ -224,8 +225,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/rollback", web::post().to(api::rollback_change))
                         .route("/restores", web::post().to(api::create_restore))
                         .route("/changes/{id}/contacts", web::get().to(api::change_contacts))
-                        .route("/changes/{id}/notices", web::post().to(api::send_notice))
+                        .route("/changes/{id}/notices", web::post().to(api::draft_notice))
                         .route("/changes/{id}/notices", web::get().to(api::list_notices))
+                        .route("/changes/{id}/notices/{nid}/{action}", web::post().to(api::notice_action))
                         .route("/contacts", web::post().to(api::import_contacts))
                         .route("/inventory/{id}/contacts", web::get().to(api::entity_contacts))
                         .route("/me/notifications", web::get().to(api::get_preferences))
@@ -250,6 +252,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/changes/{id}/targets.csv", web::get().to(pages::change_targets_csv))
                 .route("/changes/{id}/edit", web::get().to(pages::edit_form))
                 .route("/changes/{id}/edit", web::post().to(pages::save_edit))
+                // Before `/changes/{id}/{action}`, which would take `notices` as an action.
+                .route("/changes/{id}/notices", web::get().to(notice_pages::notices))
+                .route("/changes/{id}/notices", web::post().to(notice_pages::draft))
+                .route("/changes/{id}/notices/{nid}/{action}", web::post().to(notice_pages::decide))
                 .route("/changes/{id}/{action}", web::post().to(pages::change_action))
                 .route("/glossary", web::get().to(pages::glossary))
                 .route("/inventory", web::get().to(pages::inventory_page))

@@ -50,7 +50,12 @@ impl Layout {
     }
 }
 
-async fn layout(state: &State, w: &WebUser, section: &'static str, req: &HttpRequest) -> Layout {
+pub(crate) async fn layout(
+    state: &State,
+    w: &WebUser,
+    section: &'static str,
+    req: &HttpRequest,
+) -> Layout {
     let user = w.user.clone();
     let schema = state.schema.clone();
     let count = with_conn(state, move |conn| {
@@ -113,7 +118,7 @@ fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
     match body {
         Ok(b) => HttpResponse::build(status)
             .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
@@ -185,13 +190,13 @@ pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
     )
 }
 
-fn see_other(to: &str) -> HttpResponse {
+pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, to.to_string()))
         .finish()
 }
 
-fn csrf_error() -> AppError {
+pub(crate) fn csrf_error() -> AppError {
     AppError::forbidden(
         "csrf",
         "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
@@ -209,6 +214,7 @@ macro_rules! page_try {
         }
     };
 }
+pub(crate) use page_try;
 
 /// Refuse a form whose CSRF token is not the session's, with the error page.
 macro_rules! csrf_guard {
@@ -219,6 +225,7 @@ macro_rules! csrf_guard {
         }
     };
 }
+pub(crate) use csrf_guard;
 
 // ---- static assets --------------------------------------------------------------------
 
@@ -655,7 +662,9 @@ pub struct Preview {
     pub roots: u64,
     pub per_kind: Vec<(String, u64)>,
     pub sample_roots: Vec<(String, String)>,
-    pub first: Vec<(String, String, String, String)>,
+    /// kind, id, name, scope, and for set_attributes "key: now → after".
+    pub first: Vec<(String, String, String, String, String)>,
+    pub sets_attributes: bool,
     pub warnings: Vec<String>,
     pub fingerprint: String,
 }
@@ -791,7 +800,11 @@ fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
     })
 }
 
-fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
+fn preview_of(
+    schema: &crate::domain::Schema,
+    r: &Resolution,
+    sets: &std::collections::HashMap<String, Vec<crate::domain::execution::AttrChange>>,
+) -> Preview {
     let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
     for t in &r.targets {
         *per_kind.entry(t.kind.clone()).or_default() += 1;
@@ -820,9 +833,13 @@ fn preview_of(schema: &crate::domain::Schema, r: &Resolution) -> Preview {
                     t.id.clone(),
                     t.name.clone(),
                     t.scope_path.clone(),
+                    sets.get(&t.id)
+                        .map(|c| crate::domain::execution::AttrChange::describe(c))
+                        .unwrap_or_default(),
                 )
             })
             .collect(),
+        sets_attributes: !sets.is_empty(),
         warnings: r.summary.warnings.clone(),
         fingerprint: short_fingerprint(&r.fingerprint),
     }
@@ -960,12 +977,15 @@ pub async fn create_change(
             .operation(&op_name)
             .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
-        Ok(crate::db::snapshot(conn, |conn| {
-            crate::db::resolve::resolve(conn, &schema, op, &params, &targets)
-        })?)
+        crate::db::snapshot(conn, |conn| {
+            let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
+            let first: Vec<&str> = r.targets.iter().take(20).map(|t| t.id.as_str()).collect();
+            let sets = svc::planned_attribute_changes(conn, op, &params, &first)?;
+            Ok((r, sets))
+        })
     })
     .await;
-    let r = match resolved {
+    let (r, sets) = match resolved {
         Ok(r) => r,
         Err(AppError::Client { message, .. }) => {
             let l = layout(&state, &w, "new", &req).await;
@@ -976,7 +996,7 @@ pub async fn create_change(
             return error_page(&req, l, &e);
         }
     };
-    let preview = preview_of(&state.schema, &r);
+    let preview = preview_of(&state.schema, &r, &sets);
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
         let mut problems = Vec::new();
@@ -1082,7 +1102,9 @@ struct ChangePage {
     fp_short: String,
     fp_full: String,
     sides: Vec<SidePanel>,
-    targets: Vec<(String, String, String, String)>,
+    /// kind, id, name, scope, and for set_attributes "key: now → after".
+    targets: Vec<(String, String, String, String, String)>,
+    sets_attributes: bool,
     target_total: i64,
     q: String,
     shown_from: i64,
@@ -1141,16 +1163,21 @@ pub async fn change(
         crate::db::snapshot(conn, |conn| {
             let v = svc::view_for(conn, &schema, &viewer, id)?;
             let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let ids: Vec<&str> = rows.iter().map(|t| t.entity_id.as_str()).collect();
+            let sets = svc::attribute_changes(conn, &schema, &c, &ids)?;
             let comments = repo::comments(conn, id)?;
             let events = audit::for_change(conn, id)?;
             let exec = crate::db::exec::for_change(conn, id)?
                 .map(|_| exe::progress(conn, id))
                 .transpose()?;
-            Ok((v, total, rows, comments, events, exec))
+            Ok((v, total, rows, sets, comments, events, exec))
         })
     })
     .await;
-    let (v, total, rows, comments, events, exec) = page_try!(&req, &state, &w, "changes", data);
+    let (v, total, rows, sets, comments, events, exec) =
+        page_try!(&req, &state, &w, "changes", data);
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let side_panel =
@@ -1213,9 +1240,16 @@ pub async fn change(
             .unwrap_or_default(),
         fp_full: current.clone(),
         sides,
+        sets_attributes: v.operation.effect == "set_attributes",
         targets: rows
             .into_iter()
-            .map(|t| (t.kind, t.entity_id, t.name, t.scope_path))
+            .map(|t| {
+                let change = sets
+                    .get(&t.entity_id)
+                    .map(|c| crate::domain::execution::AttrChange::describe(c))
+                    .unwrap_or_default();
+                (t.kind, t.entity_id, t.name, t.scope_path, change)
+            })
             .collect(),
         shown_from: if total == 0 { 0 } else { offset + 1 },
         shown_to: (offset + 50).min(total),
@@ -1264,28 +1298,18 @@ pub async fn change_targets_csv(
     path: web::Path<String>,
 ) -> HttpResponse {
     let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let schema = state.schema.clone();
     let rows = page_try!(
         &req,
         &state,
         &w,
         "changes",
-        with_conn(&state, move |conn| {
-            repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-            Ok(repo::targets_page(conn, id, None, 0, i64::MAX)?.1)
-        })
+        with_conn(&state, move |conn| crate::service::changes::targets_csv(
+            conn, &schema, id, None, 0
+        ))
         .await
     );
-    let mut out = String::from("kind,id,name,scope_path\n");
-    for t in rows {
-        let cell = crate::service::views::csv_field;
-        out.push_str(&format!(
-            "{},{},{},{}\n",
-            cell(&t.kind),
-            cell(&t.entity_id),
-            cell(&t.name),
-            cell(&t.scope_path)
-        ));
-    }
+    let out = rows.1;
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((
@@ -1582,7 +1606,8 @@ struct EntityPage {
     e: crate::service::inventory::EntityDetail,
     attrs: Vec<(String, String)>,
     changes: Vec<(String, String, String)>,
-    contacts: Vec<crate::db::models::Contact>,
+    /// `None`: the viewer may not see this entity's contacts.
+    contacts: Option<Vec<crate::db::models::Contact>>,
 }
 
 pub async fn entity_page(
@@ -1593,11 +1618,12 @@ pub async fn entity_page(
 ) -> HttpResponse {
     let id = path.into_inner();
     let schema = state.schema.clone();
+    let viewer = w.user.clone();
     let data = with_conn(&state, move |conn| {
         crate::db::snapshot(conn, |conn| {
             let e = crate::service::inventory::detail(conn, &schema, &id)?;
             let changes = repo::changes_touching(conn, &id, 50)?;
-            let contacts = crate::service::contacts::of_entity(conn, &id)?;
+            let contacts = crate::service::contacts::of_entity(conn, &viewer, &id)?;
             Ok((e, changes, contacts))
         })
     })

@@ -298,7 +298,14 @@ async fn fingerprint_is_recomputable(app: TestApp) {
         .starts_with("text/csv"));
     let csv = r.text().await.unwrap();
     assert_eq!(csv.lines().count(), 9);
-    assert!(csv.starts_with("kind,id,scope_path,name\n\"app_install\","));
+    // A set_attributes change: each target with the attribute's value now and after.
+    assert!(
+        csv.starts_with(
+            "kind,id,scope_path,name,\"version now\",\"version after\"\n\"app_install\","
+        ),
+        "{csv}"
+    );
+    assert!(csv.contains(",\"1.0.0\",\"3.0.0\"\n"), "{csv}");
 
     // Same selection, other params: another fingerprint.
     body["params"] = json!({"version": "3.0.1"});

@@ -134,6 +134,31 @@ fn operator_workflow_and_audit_verify() {
     );
     assert!(!o.status.success());
     assert!(text(&o).contains("team `nope` does not exist"));
+    // Taking someone out of a team (and the audit event that records it).
+    let o = bin(
+        &db,
+        &[
+            "user",
+            "add",
+            "x@ops.example",
+            "--name",
+            "X",
+            "--team",
+            "platform-ops",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = bin(&db, &["team", "remove", "platform-ops", "X@ops.example"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("removed x@ops.example from platform-ops"),
+        "{}",
+        text(&o)
+    );
+    let o = bin(&db, &["team", "remove", "platform-ops", "x@ops.example"]);
+    assert!(text(&o).contains("was not a member"), "{}", text(&o));
+    let o = bin(&db, &["team", "list"]);
+    assert!(!text(&o).contains("x@ops.example"), "{}", text(&o));
     let o = bin(&db, &["token", "create", "carla@ops.example"]);
     assert!(o.status.success());
     let token = String::from_utf8_lossy(&o.stdout).trim().to_string();

@@ -525,7 +525,7 @@ async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
         .contains("not in the inventory"));
     assert_eq!(errs[1]["line"], 5);
     let (_, v) = app
-        .get(&format!("/api/v1/inventory/{ORG1}/contacts"), "ana")
+        .get(&format!("/api/v1/inventory/{ORG1}/contacts"), "root")
         .await;
     assert_eq!(
         v["contacts"].as_array().unwrap().len(),
@@ -600,7 +600,8 @@ async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
     assert!(csv.starts_with("root,root_name,root_state,targets,entity,name,email,role\n"));
     assert!(csv.contains("\"alice@acme.example\",\"admin\""), "{csv}");
 
-    // A customer notice: preview, then send to the admins and technical contacts.
+    // A customer notice: preview, draft, then a member of the other team approves it, which
+    // sends it to the admins and technical contacts.
     let path = format!("/api/v1/changes/{id}/notices");
     let body = json!({"subject": "Your site was removed", "body": "Dear {customer},\n\nyour site was removed by {change}.", "roles": ["admin", "technical"], "preview": true});
     let (s, v) = app.post(&path, "carla", body.clone()).await;
@@ -620,6 +621,11 @@ async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
     send["preview"] = json!(false);
     let (s, v) = app.post(&path, "carla", send).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "draft");
+    let (s, v) = app
+        .post(&format!("{path}/{}/approve", v["id"]), "ben", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     until("the notice delivered", || {
         server.to("alice@acme.example").len() == 1 && server.to("tina@acme.example").len() == 1
     })
@@ -642,7 +648,8 @@ async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
     );
     let (_, v) = app.get(&path, "ana").await;
     assert_eq!(v["notices"][0]["recipient_count"], 2);
-    assert_eq!(v["notices"][0]["sent_by"], "carla@ops.example");
+    assert_eq!(v["notices"][0]["drafted_by"], "carla@ops.example");
+    assert_eq!(v["notices"][0]["sent_by"], "ben@req.example");
 }
 
 async fn stale_rejected_cancelled_halted_and_rollback_mails(backend: Backend) {

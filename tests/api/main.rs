@@ -14,6 +14,7 @@ mod execution;
 mod helpers;
 mod inventory;
 mod mail;
+mod notices;
 mod signoffs;
 mod smtp;
 mod teams;

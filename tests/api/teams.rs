@@ -200,6 +200,28 @@ async fn signoffs_stay_earned_until_execution(app: TestApp) {
     let c = app.change(id).await;
     assert_eq!(c["state"], "awaiting_signoff", "{c}");
     assert_eq!(c["implementer_side"]["missing"], 1, "{c}");
+    assert!(
+        c["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("carla@ops.example (implementer side) is no longer a member"),
+        "the change says why: {c}"
+    );
+    let carla_line = c["signoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["by"]["email"] == "carla@ops.example")
+        .unwrap()
+        .clone();
+    assert_eq!(carla_line["counts"], false, "{carla_line}");
+    let b = crate::web::sign_in(&app, "dev").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(page.contains("id=\"state-reason\""), "the page says why");
+    assert!(
+        page.contains("no longer counts"),
+        "the sign-off line says why"
+    );
     // Another implementer signs; now it runs.
     let (s, v) = app.sign(id, "dev", "implementer", &fp, None).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -256,6 +278,48 @@ async fn a_signoff_covers_the_text_read(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // A signer whose sign-off a rewording made stale is told so, in those words.
+    let (s, v) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ana",
+            json!({"title": "Uninstall insight (and more)"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rows: Vec<countersign::db::models::OutboxRow> = {
+        use countersign::db::schema::outbox;
+        use diesel::prelude::*;
+        let mut conn = app.conn();
+        outbox::table
+            .filter(outbox::event_kind.eq("stale"))
+            .filter(outbox::recipient.eq("carla@ops.example"))
+            .select(countersign::db::models::OutboxRow::as_select())
+            .load(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(rows.len(), 1, "carla is told once");
+    let m = countersign::notify::mail::render(
+        &rows[0],
+        &countersign::notify::mail::MailSettings {
+            from: "cs@example.test".into(),
+            public_url: "http://localhost".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        m.subject.contains("Text changed, sign again"),
+        "{}",
+        m.subject
+    );
+    assert!(
+        m.text.contains("rewrote the title after you signed"),
+        "{}",
+        m.text
+    );
+    let c = app.change(id).await;
+    assert_eq!(c["implementer_side"]["missing"], 1, "{c}");
 }
 
 /// 50 browser logins, 50 comments and 20 token creations at once: the chain stays one.
@@ -302,12 +366,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
                 .text()
                 .await
                 .unwrap();
-            let csrf = page
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_string();
+            let csrf = crate::web::field(&page, "csrf");
             let r = c
                 .post(format!("{base}/login"))
                 .form(&[
@@ -363,12 +422,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
                 .text()
                 .await
                 .unwrap();
-            let csrf = page
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap()
-                .to_string();
+            let csrf = crate::web::field(&page, "csrf");
             let r = c
                 .post(format!("{base}/settings/tokens"))
                 .form(&[("csrf", csrf.as_str()), ("label", "parallel")])

@@ -119,6 +119,43 @@ async fn every_view_says(app: &TestApp, id: i64, want_label: &str, want_effect: 
     Seen { label, effect }
 }
 
+/// The change page, both CSVs and the API's targets show `version: now → after` for inst 2.
+async fn shows_attribute_change(app: &TestApp, id: i64, now: &str, after: &str) {
+    let (s, v) = app
+        .get(&format!("/api/v1/changes/{id}/targets"), "ana")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["targets"][0]["attributes"],
+        json!([{"key": "version", "now": now, "after": after}]),
+        "{v}"
+    );
+    let b = sign_in(app, "ana").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(
+        page.contains(&format!("version: {now} → {after}")),
+        "change page of CHG-{id}"
+    );
+    let (_, csv) = b.get(&format!("/changes/CHG-{id}/targets.csv")).await;
+    assert!(
+        csv.starts_with("kind,id,scope_path,name,\"version now\",\"version after\"\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!(",\"{now}\",\"{after}\"\n")), "{csv}");
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/changes/{id}/targets?format=csv",
+            app.address
+        ))
+        .bearer_auth(app.token("ana"))
+        .send()
+        .await
+        .unwrap();
+    let csv = r.text().await.unwrap();
+    assert!(csv.contains(&format!(",\"{now}\",\"{after}\"\n")), "{csv}");
+}
+
 /// Execute `id` (approve first when needed) and return the effect the executor applied.
 async fn executed_effect(app: &TestApp, id: i64) -> String {
     let c = app.change(id).await;
@@ -181,10 +218,33 @@ async fn what_you_see_is_what_runs(app: TestApp) {
     assert_eq!(executed_effect(&app, rb).await, seen.effect);
     assert_eq!(app.entity(&inst(5)).await["state"], "deleted");
 
-    // set_attributes, and its rollback: the previous values back.
+    // set_attributes, and its rollback: the previous values back. Every view shows each
+    // target's value now and after.
+    let b = sign_in(&app, "ana").await;
+    let (s, _, preview) = b
+        .post(
+            "/changes/new",
+            &[
+                ("csrf", b.csrf.as_str()),
+                ("operation", "set_app_version"),
+                ("requesting_team", "app-owners"),
+                ("title", "Version 2"),
+                ("params", "version = 2.0.0"),
+                ("ids", inst(2).as_str()),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        preview.contains("version: 1.0.0 → 2.0.0"),
+        "the preview shows now → after"
+    );
     let set = submitted(&app, json!({"title": "Version 2", "requesting_team": "app-owners", "operation": "set_app_version", "params": {"version": "2.0.0"}, "targets": {"ids": [inst(2)]}})).await;
     let seen = every_view_says(&app, set, "Set the app version", "set_attributes").await;
+    shows_attribute_change(&app, set, "1.0.0", "2.0.0").await;
     assert_eq!(executed_effect(&app, set).await, seen.effect);
+    assert_eq!(app.entity(&inst(2)).await["attrs"]["version"], "2.0.0");
     let rb = rollback(&app, set).await;
     let seen = every_view_says(
         &app,
@@ -193,6 +253,7 @@ async fn what_you_see_is_what_runs(app: TestApp) {
         "set_attributes",
     )
     .await;
+    shows_attribute_change(&app, rb, "2.0.0", "1.0.0").await;
     assert_eq!(executed_effect(&app, rb).await, seen.effect);
     assert_eq!(app.entity(&inst(2)).await["attrs"]["version"], "1.0.0");
 

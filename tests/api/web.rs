@@ -11,9 +11,9 @@ use crate::helpers::{inst, site, TestApp};
 const PW: &str = "correct horse battery";
 
 pub(crate) struct Browser {
-    c: reqwest::Client,
-    base: String,
-    csrf: String,
+    pub(crate) c: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) csrf: String,
 }
 
 fn client() -> reqwest::Client {
@@ -539,7 +539,7 @@ async fn sign_execute_and_roll_back_through_forms(app: TestApp) {
     assert!(page.contains("Rollback created"));
     assert!(page.contains(&format!("rolls back <a href=\"/changes/CHG-{id}\"")));
     let (_, targets) = b.get(&format!("{rb}/targets.csv")).await;
-    assert!(targets.starts_with("kind,id,name,scope_path\n"));
+    assert!(targets.starts_with("kind,id,scope_path,name\n"));
     assert_eq!(targets.lines().count(), 3);
 }
 
