@@ -370,34 +370,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Team(TeamCmd::Remove { team, email }) => {
             let email = email.trim().to_lowercase();
             let config = Config::from_env()?;
+            let (schema, _) = config.load_schema()?;
             let (mut conn, _) = open(&config)?;
-            let removed = write_tx(&mut conn, |conn| -> Result<bool, AppError> {
-                let t = users::find_team(conn, &team)?.ok_or_else(|| {
-                    AppError::unprocessable("unknown_team", format!("team `{team}` does not exist"))
-                })?;
-                let u = users::find_user_by_email(conn, &email)?.ok_or_else(|| {
-                    AppError::unprocessable(
-                        "unknown_user",
-                        format!("nobody has the address `{email}`"),
-                    )
-                })?;
-                if !users::remove_member(conn, t.id, u.id)? {
-                    return Ok(false);
+            match crate::service::remove_member(&mut conn, &schema, &team, &email, &Actor::cli())
+                .map_err(app_err)?
+            {
+                None => println!("{email} was not a member of {team}"),
+                Some(back) => {
+                    println!("removed {email} from {team}");
+                    for id in back {
+                        println!(
+                            "{} is back to awaiting_signoff: its approval rested on {email}'s sign-off",
+                            crate::service::views::number(id)
+                        );
+                    }
                 }
-                audit::append(
-                    conn,
-                    &Actor::cli(),
-                    "team_member_removed",
-                    None,
-                    json!({"team": team, "email": email}),
-                )?;
-                Ok(true)
-            })
-            .map_err(app_err)?;
-            if removed {
-                println!("removed {email} from {team}");
-            } else {
-                println!("{email} was not a member of {team}");
             }
             Ok(0)
         }

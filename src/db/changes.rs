@@ -240,6 +240,18 @@ pub fn insert_signoff(
 }
 
 /// Mark every sign-off not on `current` as stale; returns how many became stale.
+/// Approved changes on which `user_id` has a sign-off that is not stale.
+pub fn approved_signed_by(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<i64>> {
+    signoffs::table
+        .inner_join(changes::table)
+        .filter(signoffs::user_id.eq(user_id))
+        .filter(signoffs::stale.eq(false))
+        .filter(changes::state.eq("approved"))
+        .select(changes::id)
+        .distinct()
+        .load(conn)
+}
+
 pub fn mark_stale(conn: &mut DbConn, change_id: i64, current: Option<&str>) -> QueryResult<usize> {
     let q = signoffs::table
         .filter(signoffs::change_id.eq(change_id))

@@ -118,8 +118,19 @@ fn like_literal(s: &str) -> String {
     out
 }
 
-/// Does a change of one of `teams` (as requesting or implementing team), other than a
-/// draft, have a target at or below `root`? Targets store their scope path from the root
+/// States of a change whose teams may see its customers' contacts: both teams signed it.
+pub const CONTACT_STATES: [&str; 7] = [
+    "approved",
+    "executing",
+    "completed",
+    "partially_failed",
+    "failed",
+    "halted",
+    "aborted",
+];
+
+/// Does a change of one of `teams` (as requesting or implementing team), approved or later,
+/// have a target at or below `root`? Targets store their scope path from the root
 /// down (`root/site`), empty for a root itself.
 pub fn team_change_affects_root(
     conn: &mut DbConn,
@@ -135,7 +146,9 @@ pub fn team_change_affects_root(
                 .eq_any(teams)
                 .or(changes::implementing_team.eq_any(teams)),
         )
-        .filter(changes::state.ne("draft"))
+        // Both teams signed it (approved or later): a change one person can submit, or one
+        // that was cancelled or rejected, opens no contacts.
+        .filter(changes::state.eq_any(CONTACT_STATES))
         .select(changes::id);
     let below = format!("{}/%", like_literal(root));
     let hit: Option<i64> = change_targets::table

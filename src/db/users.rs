@@ -104,6 +104,23 @@ pub fn remove_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResu
     Ok(n > 0)
 }
 
+/// The teams of several people at once (one query), by user id.
+pub fn teams_of_users(
+    conn: &mut DbConn,
+    user_ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, Vec<String>>> {
+    let rows: Vec<(i64, String)> = team_members::table
+        .inner_join(teams::table)
+        .filter(team_members::user_id.eq_any(user_ids))
+        .select((team_members::user_id, teams::name))
+        .load(conn)?;
+    let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+    for (u, t) in rows {
+        out.entry(u).or_default().push(t);
+    }
+    Ok(out)
+}
+
 /// Names of the teams a user is in.
 pub fn user_teams(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<String>> {
     team_members::table

@@ -120,6 +120,10 @@ pub struct Facts<'a> {
     pub executed_targets: u64,
     /// An open (not cancelled or rejected) rollback exists already.
     pub has_open_rollback: bool,
+    /// Now is inside the change's execution window (`not_before`/`not_after`).
+    pub in_window: bool,
+    /// The current fingerprint has every sign-off it needs from people who still count.
+    pub approval_holds: bool,
 }
 
 /// Why an action is refused: a stable code (the API's `code`) and a sentence naming the
@@ -344,6 +348,24 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if !ok {
                 return Err(when(state, action));
             }
+            if action == A::Execute && !f.in_window {
+                return Err(Denied {
+                    action,
+                    code: "outside_window",
+                    forbidden: false,
+                    state: f.state,
+                    message: "now is outside the change's execution window".into(),
+                });
+            }
+            if action == A::Execute && !f.approval_holds {
+                return Err(Denied {
+                    action,
+                    code: "signoffs_no_longer_count",
+                    forbidden: false,
+                    state: f.state,
+                    message: "its sign-offs no longer all count (a signer left their team): it needs new sign-offs".into(),
+                });
+            }
             if !f.operation_known {
                 return Err(Denied {
                     action,
@@ -467,6 +489,8 @@ mod tests {
             implementing_team: "platform-ops",
             operation_known: true,
             reversible: true,
+            in_window: true,
+            approval_holds: true,
             ..Facts::default()
         }
     }

@@ -669,22 +669,24 @@ pub fn edit(
             Some(id),
             json!({"fields": fields}),
         )?;
-        // A sign-off covers the text its signer read: new words need new sign-offs.
+        // Resolve first: a target change marks its own sign-offs stale (and says what was
+        // added and removed). Then a sign-off covers the text its signer read: new words make
+        // the sign-offs that are still current stale too.
         let text_changed = title != c.title || rationale != c.rationale;
+        let edited = repo::get(conn, id)?.expect("exists");
+        let mut out = reresolve_locked(conn, schema, &edited, &user.actor(), "edited")?;
         let text_stale = if text_changed {
             repo::mark_stale(conn, id, None)?
         } else {
             0
         };
-        let edited = repo::get(conn, id)?.expect("exists");
-        let mut out = reresolve_locked(conn, schema, &edited, &user.actor(), "edited")?;
         if text_stale > 0 {
             audit::append(
                 conn,
                 &user.actor(),
                 "signoffs_stale",
                 Some(id),
-                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": edited.fingerprint, "previous_fingerprint": edited.fingerprint}),
+                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": out.fingerprint, "previous_fingerprint": out.fingerprint}),
             )?;
             out.stale_signoffs += text_stale;
             if out.state == ChangeState::Approved.as_str() {
@@ -791,16 +793,18 @@ pub(crate) fn records(
     c: &Change,
     rows: &[(crate::db::models::Signoff, String, String)],
 ) -> AppResult<Vec<SignoffRecord>> {
-    let mut teams: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     let mut out = Vec::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
+    let teams = users::teams_of_users(conn, &ids)?;
+    let none = Vec::new();
     for (s, _, _) in rows {
         let Some(side) = Side::parse(&s.side) else {
             continue;
         };
-        if let std::collections::btree_map::Entry::Vacant(e) = teams.entry(s.user_id) {
-            e.insert(users::user_teams(conn, s.user_id)?);
-        }
-        let mine = &teams[&s.user_id];
+        let mine = teams.get(&s.user_id).unwrap_or(&none);
         let has = |t: &str| mine.iter().any(|m| m == t);
         let earned = match side {
             Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
@@ -831,6 +835,21 @@ pub(crate) fn facts<'c>(
     c: &'c Change,
     recs: &[SignoffRecord],
 ) -> AppResult<Facts<'c>> {
+    // Memberships as of this transaction, not as the request found them: someone taken out
+    // of a team a moment ago does not act for it.
+    let teams_now = users::user_teams(conn, user.id)?;
+    facts_with(conn, schema, user, &teams_now, c, recs)
+}
+
+/// [`facts`] with the person's current teams already read (a list of many changes).
+fn facts_with<'c>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    teams_now: &[String],
+    c: &'c Change,
+    recs: &[SignoffRecord],
+) -> AppResult<Facts<'c>> {
     let fp = c.fingerprint.as_deref().unwrap_or_default();
     let op = schema.operation(&c.operation);
     let mine = |side: Side, current: bool| {
@@ -850,14 +869,19 @@ pub(crate) fn facts<'c>(
         }),
         None => false,
     };
+    let in_team = |t: &str| teams_now.iter().any(|m| m == t);
+    let now = now();
     Ok(Facts {
         state: ChangeState::parse(&c.state),
         requesting_team: &c.requesting_team,
         implementing_team: &c.implementing_team,
         is_admin: user.is_admin,
         is_author: user.id == c.author_id,
-        in_requesting_team: user.in_team(&c.requesting_team),
-        in_implementing_team: user.in_team(&c.implementing_team),
+        in_requesting_team: in_team(&c.requesting_team),
+        in_implementing_team: in_team(&c.implementing_team),
+        in_window: !matches!(c.not_before, Some(nb) if now < nb)
+            && !matches!(c.not_after, Some(na) if now > na),
+        approval_holds: op.is_some_and(|o| signoff::is_approved(recs, policy_for(o, c), fp)),
         signed_requester: mine(Side::Requester, true),
         signed_implementer: mine(Side::Implementer, true),
         ever_signed_requester: mine(Side::Requester, false),
@@ -1369,7 +1393,8 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
 }
 
 fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
-    let list = repo::awaiting_for_teams(conn, &user.teams)?;
+    let teams_now = users::user_teams(conn, user.id)?;
+    let list = repo::awaiting_for_teams(conn, &teams_now)?;
     let mut out = Vec::new();
     for c in list {
         let Some(op) = schema.operation(&c.operation) else {
@@ -1380,7 +1405,7 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.
-        let f = facts(conn, schema, user, &c, &recs)?;
+        let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
         let mut needs = Vec::new();
         if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
             needs.push("requester".to_string());

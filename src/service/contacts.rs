@@ -205,8 +205,8 @@ fn may_see_root(conn: &mut DbConn, viewer: &CurrentUser, root: &str) -> AppResul
     Ok(viewer.is_admin || notice_repo::team_change_affects_root(conn, &viewer.teams, root)?)
 }
 
-/// The contacts of a change's customers are for admins and the change's two teams (once
-/// it is submitted: every root it affects is then visible to them by [`may_see_root`]).
+/// The contacts of a change's customers are for admins and the change's two teams once both
+/// teams signed it (every root it affects is then visible to them by [`may_see_root`]).
 fn require_change_contacts(viewer: &CurrentUser, c: &Change) -> AppResult<()> {
     if viewer.is_admin {
         return Ok(());
@@ -221,10 +221,11 @@ fn require_change_contacts(viewer: &CurrentUser, c: &Change) -> AppResult<()> {
             c.implementing_team
         )));
     }
-    if c.state == "draft" {
+    if !notice_repo::CONTACT_STATES.contains(&c.state.as_str()) {
         return Err(hidden(format!(
-            "{} is a draft: its teams see its customers' contacts once it is submitted for sign-off.",
-            number(c.id)
+            "{} is {}: its teams see its customers' contacts once both teams signed it (approved or later).",
+            number(c.id),
+            c.state
         )));
     }
     Ok(())

@@ -82,6 +82,65 @@ impl CurrentUser {
     }
 }
 
+/// Take `email` out of `team`. Every approved change whose approval rested on their
+/// sign-off goes back to `awaiting_signoff` in the same transaction, with the reason, so no
+/// screen offers to execute or notify on an approval that no longer holds. Returns the
+/// changes sent back, or `None` when the person was not a member.
+pub fn remove_member(
+    conn: &mut DbConn,
+    schema: &Schema,
+    team: &str,
+    email: &str,
+    actor: &Actor,
+) -> AppResult<Option<Vec<i64>>> {
+    use crate::db::changes as repo;
+    use crate::domain::{signoff, ChangeState};
+    write_tx(conn, |conn| {
+        let t = users::find_team(conn, team)?.ok_or_else(|| {
+            AppError::unprocessable("unknown_team", format!("team `{team}` does not exist"))
+        })?;
+        let u = users::find_user_by_email(conn, email)?.ok_or_else(|| {
+            AppError::unprocessable("unknown_user", format!("nobody has the address `{email}`"))
+        })?;
+        if !users::remove_member(conn, t.id, u.id)? {
+            return Ok(None);
+        }
+        audit::append(
+            conn,
+            actor,
+            "team_member_removed",
+            None,
+            json!({"team": team, "email": email}),
+        )?;
+        let mut back = Vec::new();
+        for id in repo::approved_signed_by(conn, u.id)? {
+            let c = changes::locked(conn, id)?;
+            let Some(op) = schema.operation(&c.operation) else {
+                continue;
+            };
+            let rows = repo::signoffs(conn, id)?;
+            let recs = changes::records(conn, &c, &rows)?;
+            let fp = c.fingerprint.clone().unwrap_or_default();
+            if c.state == ChangeState::Approved.as_str()
+                && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
+            {
+                let reason =
+                    format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
+                repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
+                audit::append(
+                    conn,
+                    actor,
+                    "state_changed",
+                    Some(id),
+                    json!({"from": "approved", "to": "awaiting_signoff", "reason": reason}),
+                )?;
+                back.push(id);
+            }
+        }
+        Ok(Some(back))
+    })
+}
+
 /// Record a schema version (once per hash) with an audit event.
 pub fn record_schema(
     conn: &mut DbConn,

@@ -190,8 +190,8 @@ pub fn create(
         let Some(c) = crate::db::changes::get(conn, *id)? else {
             return Err(AppError::not_found("change", number(*id)));
         };
-        // Undoing a change is for its teams, as a rollback is.
-        if changes.contains(id) && !involved(user, &c) {
+        // Undoing a change, or going back to before one, is for its teams, as a rollback is.
+        if !involved(user, &c) {
             return Err(AppError::forbidden(
                 "forbidden",
                 format!(

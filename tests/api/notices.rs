@@ -441,12 +441,21 @@ async fn contacts_are_seen_by_admins_and_the_teams_of_changes_that_affect_them(a
         .get(&format!("/api/v1/changes/{g}/contacts"), "ana")
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(message(&v).contains("is a draft"), "{v}");
-    // ... once submitted, both of its teams see them, others still not.
+    assert!(message(&v).contains("is draft"), "{v}");
+    // ... nor does submitting it (one person can), nor cancelling it ...
     let (s, v) = app
         .post(&format!("/api/v1/changes/{g}/submit"), "ana", json!({}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let fp = v["fingerprint"].as_str().unwrap().to_string();
+    let (s, v) = app.get(&entity(ORG2), "ana").await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "awaiting sign-off opens nothing: {v}"
+    );
+    // ... once both teams signed it, both of its teams see them, others still not.
+    app.approve(g, &fp).await;
     for who in ["ana", "dev"] {
         let (s, v) = app.get(&entity(ORG2), who).await;
         assert_eq!(s, StatusCode::OK, "{who}: {v}");

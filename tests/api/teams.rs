@@ -106,6 +106,15 @@ async fn restores_are_for_the_teams_of_what_they_undo(app: TestApp) {
             .contains(&format!("only the teams of CHG-{id}")),
         "{v}"
     );
+    // Going back to before another team's change is undoing it, too.
+    let (s, v) = app
+        .post(
+            "/api/v1/restores",
+            "otto",
+            json!({"requesting_team": "outsiders", "entities": [inst(1)], "before_change": id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     // Named entities: the team must be allowed to request the restore operation; the
     // implementing team never is.
     let (s, v) = app
@@ -234,6 +243,65 @@ async fn signoffs_stay_earned_until_execution(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+}
+
+/// Taking someone out of a team sends the approved changes that rested on their sign-off
+/// back for sign-off at once: no screen offers to execute them or notify their customers.
+async fn leaving_a_team_unapproves_at_once(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    // Another change that dev, not carla, signed: carla leaving does not touch it.
+    let (other, ofp) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(3)]}))
+        .await;
+    app.sign(other, "ben", "requester", &ofp, None).await;
+    let (_, v) = app.sign(other, "dev", "implementer", &ofp, None).await;
+    assert_eq!(v["state"], "approved");
+    let schema =
+        countersign::domain::schema::Schema::from_toml(countersign::domain::schema::EXAMPLE_SCHEMA)
+            .unwrap();
+    let back = {
+        let mut conn = app.conn();
+        countersign::service::remove_member(
+            &mut conn,
+            &schema,
+            "platform-ops",
+            "carla@ops.example",
+            &audit::Actor::cli(),
+        )
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(back, vec![id]);
+    let c = app.change(id).await;
+    assert_eq!(c["state"], "awaiting_signoff", "{c}");
+    assert!(c["state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("carla@ops.example is no longer a member of `platform-ops`"));
+    let (_, v) = app.get(&format!("/api/v1/changes/{id}"), "eli").await;
+    let allowed: Vec<&str> = v["allowed_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        !allowed.contains(&"execute") && !allowed.contains(&"draft_notice"),
+        "{allowed:?}"
+    );
+    assert!(allowed.contains(&"sign_implementer"), "{allowed:?}");
+    assert_eq!(app.change(other).await["state"], "approved");
+    let (s, v) = app
+        .post(
+            &format!("/api/v1/changes/{id}/execute"),
+            "eli",
+            json!({"fingerprint": fp}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
 }
 
 /// A sign-off covers the text the signer read: a signer who sends the `text_hash` of what
@@ -499,6 +567,7 @@ both_backends!(
     restores_are_for_the_teams_of_what_they_undo,
     schema_change_invalidates_the_requesting_team,
     signoffs_stay_earned_until_execution,
+    leaving_a_team_unapproves_at_once,
     a_signoff_covers_the_text_read,
     audit_chain_holds_under_parallel_use,
     reads_are_one_snapshot
