@@ -165,8 +165,11 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+/// `None` is written as `NULL`, not `DEFAULT`: SQLite has no `DEFAULT` in `VALUES`, so with
+/// defaultable fields diesel runs one `INSERT` per row; this way a batch of version rows
+/// is one multi-row statement per chunk on both backends.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = entity_versions)]
+#[diesel(table_name = entity_versions, treat_none_as_default_value = false)]
 pub struct EntityVersion {
     pub entity_id: String,
     pub version: i64,
