@@ -11,8 +11,12 @@ use super::schema::schema_versions;
 use super::DbConn;
 use crate::domain::Schema;
 
-fn cache() -> &'static Mutex<HashMap<String, Arc<Schema>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Schema>>>> = OnceLock::new();
+/// Parsed schemas by hash; `None` remembers a recorded source that no longer parses, so it
+/// is not fetched and parsed again for every event.
+type Cache = Mutex<HashMap<String, Option<Arc<Schema>>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -20,20 +24,21 @@ fn cache() -> &'static Mutex<HashMap<String, Arc<Schema>>> {
 /// still parses.
 pub fn by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<Arc<Schema>>> {
     if let Some(s) = cache().lock().expect("schema cache").get(hash) {
-        return Ok(Some(s.clone()));
+        return Ok(s.clone());
     }
     let source: Option<String> = schema_versions::table
         .find(hash)
         .select(schema_versions::source)
         .first(conn)
         .optional()?;
-    let Some(schema) = source.and_then(|src| Schema::from_toml(&src).ok()) else {
+    let Some(source) = source else {
+        // Not recorded (yet): ask again next time.
         return Ok(None);
     };
-    let schema = Arc::new(schema);
+    let schema = Schema::from_toml(&source).ok().map(Arc::new);
     cache()
         .lock()
         .expect("schema cache")
         .insert(hash.to_string(), schema.clone());
-    Ok(Some(schema))
+    Ok(schema)
 }

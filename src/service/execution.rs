@@ -89,29 +89,37 @@ pub fn execute(
         let rows = change_repo::signoffs(conn, id)?;
         let recs = records(conn, &c, &rows)?;
         if !signoff::is_approved(&recs, policy_for(op, &c), &current) {
-            let left: Vec<String> = rows
+            // Pair each record with its own row (records skip rows of an unknown side, so a
+            // zip could drift).
+            let mut left: Vec<String> = Vec::new();
+            for r in recs
                 .iter()
-                .zip(recs.iter())
-                .filter(|(_, r)| !r.stale && r.fingerprint == current && !r.earned)
-                .map(|((s, email, _), r)| {
-                    let team = match r.side {
-                        Side::Requester => &c.requesting_team,
-                        Side::Implementer => &c.implementing_team,
-                    };
-                    format!(
-                        "{email} ({} side) is no longer a member of `{team}`{}",
-                        s.side,
-                        if r.side == Side::Requester
-                            && users::is_member(conn, r.user_id, &c.implementing_team)
-                                .unwrap_or(false)
-                        {
-                            " or is now in the implementing team"
-                        } else {
-                            ""
-                        }
-                    )
-                })
-                .collect();
+                .filter(|r| !r.stale && r.fingerprint == current && !r.earned)
+            {
+                let Some((s, email, _)) = rows.iter().find(|(s, _, _)| {
+                    s.user_id == r.user_id
+                        && s.side == r.side.as_str()
+                        && s.fingerprint == r.fingerprint
+                        && !s.stale
+                }) else {
+                    continue;
+                };
+                let team = match r.side {
+                    Side::Requester => &c.requesting_team,
+                    Side::Implementer => &c.implementing_team,
+                };
+                let joined = r.side == Side::Requester
+                    && users::is_member(conn, r.user_id, &c.implementing_team)?;
+                left.push(format!(
+                    "{email} ({} side) is no longer a member of `{team}`{}",
+                    s.side,
+                    if joined {
+                        " or is now in the implementing team"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             let reason = if left.is_empty() {
                 "the current fingerprint does not have every sign-off it needs".to_string()
             } else {
