@@ -617,38 +617,9 @@ pub fn state_at(
     let ids: Vec<&str> = ents.keys().map(String::as_str).collect();
     let mut out: HashMap<String, (String, String)> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
-        let q = entity_versions::table
-            .filter(entity_versions::entity_id.eq_any(chunk))
-            .filter(entity_versions::import_id.is_null())
-            .into_boxed();
-        let q = match point {
-            // From the first row of one of these changes on (found below).
-            RestorePoint::BeforeChanges(_) => q,
-            RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
-            RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
-        };
-        type Row = (String, Option<i64>, String, String, String);
-        let rows: Vec<Row> = q
-            .order((
-                entity_versions::entity_id.asc(),
-                entity_versions::version.asc(),
-            ))
-            .select((
-                entity_versions::entity_id,
-                entity_versions::change_id,
-                entity_versions::before_state,
-                entity_versions::before_attrs,
-                entity_versions::after_attrs,
-            ))
-            .load(conn)?;
+        let rows = change_rows_after(conn, chunk, point)?;
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
-            let first = match point {
-                RestorePoint::BeforeChanges(cs) => group
-                    .iter()
-                    .position(|r| r.1.is_some_and(|c| cs.contains(&c))),
-                _ => Some(0),
-            };
-            let (Some(first), Some(e)) = (first, ents.get(&group[0].0)) else {
+            let (Some(first), Some(e)) = (first_undone(group, point), ents.get(&group[0].0)) else {
                 continue;
             };
             let steps: Vec<ChangeStep<'_>> = group[first..]
@@ -668,7 +639,7 @@ pub fn state_at(
 }
 
 /// The changes whose effects on `ids` a restore to `point` undoes: every change with a
-/// version row from the restore's first row on (the same rows [`state_at`] undoes).
+/// version row from the restore's first row on (the rows [`state_at`] undoes).
 pub fn changes_undone(
     conn: &mut DbConn,
     ids: &[&str],
@@ -676,35 +647,58 @@ pub fn changes_undone(
 ) -> QueryResult<std::collections::BTreeSet<i64>> {
     let mut out = std::collections::BTreeSet::new();
     for chunk in ids.chunks(CHUNK) {
-        let q = entity_versions::table
-            .filter(entity_versions::entity_id.eq_any(chunk))
-            .filter(entity_versions::import_id.is_null())
-            .into_boxed();
-        let q = match point {
-            RestorePoint::BeforeChanges(_) => q,
-            RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
-            RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
-        };
-        let rows: Vec<(String, Option<i64>)> = q
-            .order((
-                entity_versions::entity_id.asc(),
-                entity_versions::version.asc(),
-            ))
-            .select((entity_versions::entity_id, entity_versions::change_id))
-            .load(conn)?;
+        let rows = change_rows_after(conn, chunk, point)?;
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
-            let first = match point {
-                RestorePoint::BeforeChanges(cs) => group
-                    .iter()
-                    .position(|r| r.1.is_some_and(|c| cs.contains(&c))),
-                _ => Some(0),
-            };
-            if let Some(first) = first {
+            if let Some(first) = first_undone(group, point) {
                 out.extend(group[first..].iter().filter_map(|r| r.1));
             }
         }
     }
     Ok(out)
+}
+
+/// (entity, change, before state, before attrs, after attrs) of a version row.
+type ChangeRow = (String, Option<i64>, String, String, String);
+
+/// The version rows of changes (not imports) of `chunk` that a restore to `point` may undo,
+/// by entity and version.
+fn change_rows_after(
+    conn: &mut DbConn,
+    chunk: &[&str],
+    point: &RestorePoint,
+) -> QueryResult<Vec<ChangeRow>> {
+    let q = entity_versions::table
+        .filter(entity_versions::entity_id.eq_any(chunk))
+        .filter(entity_versions::import_id.is_null())
+        .into_boxed();
+    let q = match point {
+        // From the first row of one of these changes on (see `first_undone`).
+        RestorePoint::BeforeChanges(_) => q,
+        RestorePoint::Since(t) => q.filter(entity_versions::at.ge(*t)),
+        RestorePoint::At(t) => q.filter(entity_versions::at.gt(*t)),
+    };
+    q.order((
+        entity_versions::entity_id.asc(),
+        entity_versions::version.asc(),
+    ))
+    .select((
+        entity_versions::entity_id,
+        entity_versions::change_id,
+        entity_versions::before_state,
+        entity_versions::before_attrs,
+        entity_versions::after_attrs,
+    ))
+    .load(conn)
+}
+
+/// Where in one entity's rows the restore starts undoing.
+fn first_undone(group: &[ChangeRow], point: &RestorePoint) -> Option<usize> {
+    match point {
+        RestorePoint::BeforeChanges(cs) => group
+            .iter()
+            .position(|r| r.1.is_some_and(|c| cs.contains(&c))),
+        _ => Some(0),
+    }
 }
 
 /// Every entity the given changes mutated, sorted.
