@@ -472,11 +472,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
     for email in emails {
         let base = app.address.clone();
         tasks.push(tokio::spawn(async move {
-            let c = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
+            let c = crate::web::client();
             let page = c
                 .get(format!("{base}/login"))
                 .send()

@@ -16,7 +16,7 @@ pub(crate) struct Browser {
     pub(crate) csrf: String,
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
