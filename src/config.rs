@@ -32,6 +32,9 @@ pub struct Config {
     pub secrets: std::collections::BTreeMap<String, String>,
     /// Mail delivery (see README "Email notifications").
     pub mail: MailConfig,
+    /// Password checks the server starts per second, for everyone together (bursts of
+    /// twice as many); attempts beyond it get 429.
+    pub login_per_second: f64,
 }
 
 /// How mails leave countersign.
@@ -224,6 +227,7 @@ impl Config {
             exec_throttle_ms: env_num("COUNTERSIGN_EXEC_THROTTLE_MS", 0u64)?,
             poll_ms: env_num("COUNTERSIGN_POLL_MS", 1000u64)?.max(10),
             secrets: Default::default(),
+            login_per_second: env_num("COUNTERSIGN_LOGIN_PER_SECOND", 20f64)?.max(0.1),
         })
     }
 
@@ -243,6 +247,7 @@ impl Config {
             poll_ms: 200,
             secrets: Default::default(),
             mail: MailConfig::off(),
+            login_per_second: 20.0,
         }
     }
 

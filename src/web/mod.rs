@@ -25,7 +25,7 @@ pub struct AppState {
     pub config: Config,
     /// Wakes this process's execution worker.
     pub wake: Arc<crate::exec::Wake>,
-    /// Failed browser logins per email.
+    /// Sign-in throttling and the bounded argon2 checks.
     pub limiter: session::LoginLimiter,
 }
 
@@ -79,9 +79,9 @@ impl Application {
         let state = web::Data::new(AppState {
             pool,
             schema,
+            limiter: session::LoginLimiter::new(config.login_per_second),
             config,
             wake,
-            limiter: Default::default(),
         });
         let server =
             HttpServer::new(move || App::new().configure(|cfg| routes(cfg, state.clone())))
@@ -149,6 +149,29 @@ pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> an
     Ok(())
 }
 
+/// Form bodies up to `limit` bytes; a bad or oversized form is answered with a page.
+fn form_config(limit: usize) -> web::FormConfig {
+    web::FormConfig::default().limit(limit).error_handler(|err, req| {
+        let status = match &err {
+            actix_web::error::UrlencodedError::Overflow { .. } => {
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => actix_web::http::StatusCode::BAD_REQUEST,
+        };
+        let message = match status.as_u16() {
+            413 if req.path() == "/login" => "The sign-in form is larger than any email address and password can be.".to_string(),
+            413 => "The form is larger than this server accepts (COUNTERSIGN_MAX_JSON_BYTES). Split the list into several changes.".to_string(),
+            _ => format!("The form could not be read: {err}"),
+        };
+        let page = pages::error_page(
+            req,
+            pages::Layout::anonymous(),
+            &AppError::client(status, "invalid_form", message),
+        );
+        actix_web::error::InternalError::from_response(err, page).into()
+    })
+}
+
 /// The one route table.
 pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
     let json_limit = state.config.max_json_bytes;
@@ -159,25 +182,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .content_type_required(false)
                 .error_handler(|err, _| api::json_error(err).into()),
         )
-        .app_data(web::FormConfig::default().limit(json_limit).error_handler(|err, req| {
-            // Pages answer bad forms with a page, not JSON.
-            let status = match &err {
-                actix_web::error::UrlencodedError::Overflow { .. } => {
-                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                }
-                _ => actix_web::http::StatusCode::BAD_REQUEST,
-            };
-            let message = match status.as_u16() {
-                413 => "The form is larger than this server accepts (COUNTERSIGN_MAX_JSON_BYTES). Split the list into several changes.".to_string(),
-                _ => format!("The form could not be read: {err}"),
-            };
-            let page = pages::error_page(
-                req,
-                pages::Layout::anonymous(),
-                &AppError::client(status, "invalid_form", message),
-            );
-            actix_web::error::InternalError::from_response(err, page).into()
-        }))
+        .app_data(form_config(json_limit))
         .app_data(web::QueryConfig::default().error_handler(|err, req| {
             pages::bad_request(req, "invalid_query", err.to_string(), err)
         }))
@@ -240,8 +245,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 )
                 .route("/static/app.css", web::get().to(pages::css))
                 .route("/static/app.js", web::get().to(pages::js))
-                .route("/login", web::get().to(pages::login_form))
-                .route("/login", web::post().to(pages::login))
+                .service(
+                    web::resource("/login")
+                        .app_data(form_config(session::MAX_LOGIN_FORM_BYTES))
+                        .route(web::get().to(pages::login_form))
+                        .route(web::post().to(pages::login)),
+                )
                 .route("/logout", web::post().to(pages::logout))
                 .route("/", web::get().to(pages::home))
                 .route("/queue", web::get().to(pages::queue))

@@ -351,48 +351,81 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
             StatusCode::FORBIDDEN,
         );
     }
-    // Counted before the (slow) password check, so parallel guesses are limited too.
-    if let Some(wait) = state.limiter.attempt(&email) {
+    if email.len() > session::MAX_EMAIL_BYTES || f.password.len() > session::MAX_PASSWORD_BYTES {
         return again(
             format!(
-                "Too many failed attempts for this address. Try again in {} minutes.",
-                wait.as_secs() / 60 + 1
+                "An email address has at most {} characters and a password at most {} bytes.",
+                session::MAX_EMAIL_BYTES,
+                session::MAX_PASSWORD_BYTES
             ),
-            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::BAD_REQUEST,
         );
     }
-    let (e2, pw) = (email.clone(), f.password.clone());
+    let client = session::client_of(req.peer_addr().map(|a| a.ip()));
+    if let Err(t) = state.limiter.attempt(&email, &client) {
+        return again(t.message(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    // The stored hash, then the argon2 check without holding a database connection.
+    let e2 = email.clone();
     let found = with_conn(&state, move |conn| {
-        let Some(u) = session::authenticate(conn, &e2, &pw)? else {
-            return Ok(None);
-        };
-        let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {
-            let (token, _) =
-                users::create_session(tx, u.id, chrono::Duration::hours(session::SESSION_HOURS))?;
-            audit::append(
-                tx,
-                &audit::Actor(u.email.clone()),
-                "signed_in",
-                None,
-                serde_json::json!({}),
-            )?;
-            Ok(token)
-        })?;
-        Ok(Some(token))
+        Ok(users::find_user_by_email(conn, &e2)?)
     })
     .await;
+    let user = match found {
+        Ok(u) => u,
+        Err(e) => return error_page(&req, Layout::anonymous(), &e),
+    };
+    let (hash, pw) = (
+        user.as_ref().and_then(|u| u.password_hash.clone()),
+        f.password.clone(),
+    );
+    let matches = match state
+        .limiter
+        .check(move || session::password_matches(hash.as_deref(), &pw))
+        .await
+    {
+        Ok(m) => m,
+        Err(t) => return again(t.message(), StatusCode::TOO_MANY_REQUESTS),
+    };
+    let found = match (matches, user) {
+        (true, Some(u)) => {
+            with_conn(&state, move |conn| {
+                let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {
+                    let (token, _) = users::create_session(
+                        tx,
+                        u.id,
+                        chrono::Duration::hours(session::SESSION_HOURS),
+                    )?;
+                    audit::append(
+                        tx,
+                        &audit::Actor(u.email.clone()),
+                        "signed_in",
+                        None,
+                        serde_json::json!({}),
+                    )?;
+                    Ok(token)
+                })?;
+                Ok(Some(token))
+            })
+            .await
+        }
+        _ => Ok(None),
+    };
     match found {
         Ok(Some(token)) => {
-            state.limiter.succeeded(&email);
+            state.limiter.succeeded(&email, &client);
             let mut r = see_other(&next);
             let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, &token));
             let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, ""));
             r
         }
-        Ok(None) => again(
+        Ok(None) => {
+            state.limiter.failed(&client);
+            again(
             "That email and password do not match.".into(),
             StatusCode::UNAUTHORIZED,
-        ),
+        )
+        }
         Err(e) => error_page(&req, Layout::anonymous(), &e),
     }
 }

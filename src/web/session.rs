@@ -14,7 +14,6 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 
 use super::{with_conn, AppState};
 use crate::db::users;
-use crate::error::AppError;
 use crate::service::CurrentUser;
 
 pub const SESSION_COOKIE: &str = "cs_session";
@@ -128,60 +127,360 @@ pub fn csrf_ok(expected: &str, given: &str) -> bool {
             == 0
 }
 
-/// Failed logins per email: at most `MAX_FAILURES` within `WINDOW`.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+// ---- login throttling ------------------------------------------------------------------
+
+/// Longest accepted email address (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Longest accepted password.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Largest `/login` form body.
+pub const MAX_LOGIN_FORM_BYTES: usize = 8 * 1024;
+/// Failed attempts for one address from one client before delays start.
+pub const FREE_FAILURES: u32 = 3;
+/// Failed attempts from one client (any address) before delays start.
+pub const FREE_CLIENT_FAILURES: u32 = 20;
+/// The longest delay between two attempts of one (address, client).
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// A record of failures is forgotten this long after its last failure.
+pub const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
+/// Most records kept per table; the stalest go first when it is full.
+pub const MAX_ENTRIES: usize = 50_000;
+/// Password checks the whole server starts per second (sustained; bursts up to twice).
+pub const GLOBAL_PER_SECOND: f64 = 20.0;
+/// Password checks that may wait for an argon2 slot before new ones are refused.
+pub const MAX_WAITING_CHECKS: usize = 64;
+
+/// Why an attempt was refused before its password was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Throttled {
+    /// This address from this client failed too often: wait this long.
+    Address(Duration),
+    /// This client failed too often across addresses.
+    Client(Duration),
+    /// The server as a whole is at its ceiling of sign-in attempts.
+    Busy,
 }
 
-pub const MAX_FAILURES: u32 = 5;
-pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+impl Throttled {
+    pub fn message(&self) -> String {
+        fn words(d: &Duration) -> String {
+            let s = (d.as_millis().div_ceil(1000) as u64).max(1);
+            if s == 1 {
+                "1 second".into()
+            } else if s < 90 {
+                format!("{s} seconds")
+            } else {
+                format!("{} minutes", s.div_ceil(60))
+            }
+        }
+        match self {
+            Throttled::Address(d) => format!(
+                "Too many failed attempts for this address from your network. Try again in {}.",
+                words(d)
+            ),
+            Throttled::Client(d) => format!(
+                "Too many failed sign-ins from your network. Try again in {}.",
+                words(d)
+            ),
+            Throttled::Busy => {
+                "The server is receiving too many sign-in attempts. Try again in a few seconds."
+                    .into()
+            }
+        }
+    }
+}
+
+type Key = [u8; 16];
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Failure records keyed by a hash (never the raw input), at most [`MAX_ENTRIES`].
+#[derive(Default)]
+struct Table(HashMap<Key, Failures>);
+
+impl Table {
+    fn get(&self, k: &Key, now: Instant) -> Option<Failures> {
+        self.0
+            .get(k)
+            .copied()
+            .filter(|f| now.duration_since(f.last) < FORGET_AFTER)
+    }
+
+    fn bump(&mut self, k: Key, now: Instant) {
+        if !self.0.contains_key(&k) && self.0.len() >= MAX_ENTRIES {
+            self.0
+                .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+            if self.0.len() >= MAX_ENTRIES {
+                // Still full of fresh records: drop the stalest tenth in one pass.
+                let mut ages: Vec<Instant> = self.0.values().map(|f| f.last).collect();
+                let cut = ages.len() / 10;
+                let (_, nth, _) = ages.select_nth_unstable(cut);
+                let nth = *nth;
+                self.0.retain(|_, f| f.last > nth);
+            }
+        }
+        let e = self.0.entry(k).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.duration_since(e.last) >= FORGET_AFTER {
+            e.count = 0;
+        }
+        e.count = e.count.saturating_add(1);
+        e.last = now;
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// How long after its last failure the next attempt may run, given `count` failures
+/// of which `free` cost nothing: 1 s, 2 s, 4 s, … up to [`MAX_DELAY`].
+fn delay(count: u32, free: u32) -> Duration {
+    if count < free {
+        return Duration::ZERO;
+    }
+    let exp = (count - free).min(20);
+    Duration::from_secs(1u64 << exp).min(MAX_DELAY)
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Limits {
+    pairs: Table,
+    clients: Table,
+    bucket: Bucket,
+}
+
+/// Sign-in throttling: growing delays per (address, client) and per client instead of a
+/// lockout that anyone could trigger for someone else's address; a ceiling for the whole
+/// server; and a bounded number of argon2 checks at once, run off the database pool.
+pub struct LoginLimiter {
+    limits: Mutex<Limits>,
+    per_second: f64,
+    checks: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        LoginLimiter::new(GLOBAL_PER_SECOND)
+    }
+}
+
+fn key(parts: &[&[u8]]) -> Key {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&h.finalize()[..16]);
+    k
+}
+
+/// The client part of a limiter key: the peer's IPv4 address, or its IPv6 /64.
+pub fn client_of(ip: Option<std::net::IpAddr>) -> Vec<u8> {
+    match ip {
+        Some(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
+        Some(std::net::IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.octets().to_vec(),
+            None => a.octets()[..8].to_vec(),
+        },
+        None => Vec::new(),
+    }
+}
 
 impl LoginLimiter {
-    /// Count one attempt for `email`; `Some(wait)` when it is locked out (the attempt is
-    /// then refused without checking the password). A success clears the count.
-    pub fn attempt(&self, email: &str) -> Option<Duration> {
-        let mut map = self.failures.lock().expect("limiter");
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+    pub fn new(per_second: f64) -> LoginLimiter {
+        let checks = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 4);
+        LoginLimiter {
+            limits: Mutex::new(Limits {
+                pairs: Table::default(),
+                clients: Table::default(),
+                bucket: Bucket {
+                    tokens: per_second * 2.0,
+                    at: Instant::now(),
+                },
+            }),
+            per_second,
+            checks: tokio::sync::Semaphore::new(checks),
+            waiting: Default::default(),
         }
-        let e = map.entry(email.to_string()).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= WINDOW {
-            *e = (0, Instant::now());
-        }
-        if e.0 >= MAX_FAILURES {
-            return Some(WINDOW.saturating_sub(e.1.elapsed()));
-        }
-        e.0 += 1;
-        None
     }
 
-    pub fn succeeded(&self, email: &str) {
-        self.failures.lock().expect("limiter").remove(email);
+    /// Count one attempt of `email` from `client`, before the (slow) password check so
+    /// that parallel guesses are limited too; refused attempts are not counted.
+    pub fn attempt(&self, email: &str, client: &[u8]) -> Result<(), Throttled> {
+        self.attempt_at(email, client, Instant::now())
+    }
+
+    fn attempt_at(&self, email: &str, client: &[u8], now: Instant) -> Result<(), Throttled> {
+        let pair = key(&[email.as_bytes(), client]);
+        let who = key(&[b"client", client]);
+        let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = |f: Option<Failures>, free: u32| {
+            f.map(|f| delay(f.count, free).saturating_sub(now.duration_since(f.last)))
+                .unwrap_or_default()
+        };
+        let w = wait(l.pairs.get(&pair, now), FREE_FAILURES);
+        if !w.is_zero() {
+            return Err(Throttled::Address(w));
+        }
+        let w = wait(l.clients.get(&who, now), FREE_CLIENT_FAILURES);
+        if !w.is_zero() {
+            return Err(Throttled::Client(w));
+        }
+        let b = &mut l.bucket;
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second)
+            .min(self.per_second * 2.0);
+        b.at = now;
+        if b.tokens < 1.0 {
+            return Err(Throttled::Busy);
+        }
+        b.tokens -= 1.0;
+        l.pairs.bump(pair, now);
+        Ok(())
+    }
+
+    /// A successful sign-in forgets the failures of its (address, client).
+    pub fn succeeded(&self, email: &str, client: &[u8]) {
+        let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        l.pairs.0.remove(&key(&[email.as_bytes(), client]));
+    }
+
+    /// A wrong password: the client's count of failures across addresses grows (the
+    /// address's own count grew when the attempt started, so parallel guesses count).
+    pub fn failed(&self, client: &[u8]) {
+        let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        l.clients.bump(key(&[b"client", client]), Instant::now());
+    }
+
+    /// Records held (address-client pairs, clients).
+    pub fn entries(&self) -> (usize, usize) {
+        let l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        (l.pairs.len(), l.clients.len())
+    }
+
+    /// Run the argon2 check `f` on the blocking pool, never more than a few at once and
+    /// without a database connection; `Busy` when too many are already waiting.
+    pub async fn check<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Throttled> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CHECKS {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Throttled::Busy);
+        }
+        let permit = self.checks.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| Throttled::Busy)?;
+        web::block(f).await.map_err(|_| Throttled::Busy)
     }
 }
 
-/// Check a login attempt: the user and their CSRF token for a new session.
-pub fn authenticate(
-    conn: &mut crate::db::DbConn,
-    email: &str,
-    password: &str,
-) -> Result<Option<crate::db::models::User>, AppError> {
+/// The password check of a sign-in, without the database: `hash` is the stored hash of
+/// the person with that address (`None`: no such person or no web password), checked
+/// with the same work either way so timing does not reveal who exists.
+pub fn password_matches(hash: Option<&str>, password: &str) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let Some(u) = users::find_user_by_email(conn, email)? else {
-        // Same work as a real check, so timing does not reveal who exists.
-        let dummy = DUMMY.get_or_init(|| users::hash_password("no such person"));
-        let _ = users::verify_password(dummy, password);
-        return Ok(None);
-    };
-    Ok(match &u.password_hash {
-        Some(h) if users::verify_password(h, password) => Some(u),
-        Some(_) => None,
+    match hash {
+        Some(h) => users::verify_password(h, password),
         None => {
-            // No web password (an API-only account): the same work, the same answer.
             let dummy = DUMMY.get_or_init(|| users::hash_password("no such person"));
             let _ = users::verify_password(dummy, password);
-            None
+            false
         }
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_per_address_and_client_and_others_are_not_locked_out() {
+        let l = LoginLimiter::new(1000.0);
+        let t0 = Instant::now();
+        let (me, attacker) = (&[127, 0, 0, 1][..], &[10, 0, 0, 9][..]);
+        for i in 0..FREE_FAILURES {
+            assert_eq!(l.attempt_at("ana@x", attacker, t0), Ok(()), "free attempt {i}");
+        }
+        assert_eq!(
+            l.attempt_at("ana@x", attacker, t0),
+            Err(Throttled::Address(Duration::from_secs(1)))
+        );
+        assert_eq!(l.attempt_at("ana@x", me, t0), Ok(()), "the owner still signs in");
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(l.attempt_at("ana@x", attacker, t1), Ok(()));
+        assert_eq!(
+            l.attempt_at("ana@x", attacker, t1),
+            Err(Throttled::Address(Duration::from_secs(2)))
+        );
+        // Capped, and forgotten after an hour of quiet.
+        assert_eq!(delay(200, FREE_FAILURES), MAX_DELAY);
+        let later = t1 + FORGET_AFTER;
+        assert_eq!(l.attempt_at("ana@x", attacker, later), Ok(()));
+        l.succeeded("ana@x", attacker);
+        assert_eq!(l.attempt_at("ana@x", attacker, later), Ok(()));
+    }
+
+    #[test]
+    fn one_client_spraying_addresses_is_slowed_down() {
+        let l = LoginLimiter::new(1000.0);
+        let t0 = Instant::now();
+        for i in 0..FREE_CLIENT_FAILURES {
+            assert_eq!(l.attempt_at(&format!("u{i}@x"), b"c", t0), Ok(()));
+            l.failed(b"c");
+        }
+        assert!(matches!(
+            l.attempt_at("another@x", b"c", t0),
+            Err(Throttled::Client(_))
+        ));
+        assert_eq!(l.attempt_at("another@x", b"d", t0), Ok(()));
+    }
+
+    #[test]
+    fn the_server_has_a_ceiling() {
+        let l = LoginLimiter::new(5.0);
+        let t0 = Instant::now();
+        let ok = (0..100)
+            .filter(|i| l.attempt_at(&format!("u{i}@x"), &[*i as u8], t0).is_ok())
+            .count();
+        assert_eq!(ok, 10, "a burst of twice the rate");
+        let t1 = t0 + Duration::from_secs(1);
+        let ok = (0..100)
+            .filter(|i| l.attempt_at(&format!("v{i}@x"), &[*i as u8], t1).is_ok())
+            .count();
+        assert_eq!(ok, 5, "then the rate");
+    }
+
+    #[test]
+    fn records_are_hashed_and_capped() {
+        let l = LoginLimiter::new(1e12);
+        let t0 = Instant::now();
+        let long = "x".repeat(10_000);
+        for i in 0..(MAX_ENTRIES + 5_000) {
+            let _ = l.attempt_at(&format!("{long}{i}"), &(i as u32).to_le_bytes(), t0);
+            l.failed(&(i as u32).to_le_bytes());
+        }
+        let (pairs, clients) = l.entries();
+        assert!(pairs <= MAX_ENTRIES && clients <= MAX_ENTRIES, "{pairs} {clients}");
+        let mem: usize = l.limits.lock().unwrap().pairs.0.capacity()
+            * (std::mem::size_of::<Key>() + std::mem::size_of::<Failures>());
+        assert!(mem < 8 << 20, "{mem} bytes for the table, not the inputs");
+    }
 }

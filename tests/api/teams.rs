@@ -441,18 +441,19 @@ async fn a_signoff_covers_the_text_read(app: TestApp) {
     assert_eq!(c["implementer_side"]["missing"], 1, "{c}");
 }
 
-/// 50 browser logins, 50 comments and 20 token creations at once: the chain stays one.
+/// 40 browser logins, 50 comments and 20 token creations at once: the chain stays one.
 async fn audit_chain_holds_under_parallel_use(app: TestApp) {
     app.load_fixture().await;
     let (id, _) = app
         .submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
         .await;
     const PW: &str = "parallel horse battery";
-    // Fifty people with passwords (own addresses, so the login limiter stays out of it).
+    // Forty people with passwords (own addresses, so the per-address delays stay out of
+    // it; forty is the server's burst of sign-ins at the default 20 per second).
     let emails: Vec<String> = {
         let mut conn = app.conn();
         let hash = users::hash_password(PW);
-        (0..50)
+        (0..40)
             .map(|i| {
                 let email = format!("p{i}@req.example");
                 let u = users::create_user(&mut conn, &email, &format!("P{i}"), false).unwrap();
@@ -525,7 +526,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
             browsers.push((c, base));
         }
     }
-    assert_eq!(browsers.len(), 50);
+    assert_eq!(browsers.len(), 40);
     let mut tokens = Vec::new();
     for (c, base) in browsers.into_iter().take(20) {
         tokens.push(tokio::spawn(async move {
@@ -552,7 +553,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
     }
     let mut conn = app.conn();
     match audit::verify(&mut conn).unwrap() {
-        Verdict::Intact { events } => assert!(events > 120, "{events} events"),
+        Verdict::Intact { events } => assert!(events > 110, "{events} events"),
         other => panic!("the audit chain forked: {other:?}"),
     }
     let mut count = |action: &str| {
@@ -564,7 +565,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
             .get_result::<i64>(&mut *conn)
             .unwrap()
     };
-    assert_eq!(count("signed_in"), 50);
+    assert_eq!(count("signed_in"), 40);
     assert_eq!(count("commented"), 50);
     assert_eq!(count("token_created"), 20);
 }
