@@ -300,7 +300,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?,
                 ))
             };
-            let lines = reader.lines().map(|l| l.map_err(|e| e.to_string()));
+            let lines =
+                crate::domain::lines::Lines::new(reader).map(|l| l.map_err(|e| e.to_string()));
             let started = std::time::Instant::now();
             let report = db::inventory::import(&mut conn, &schema, lines, partial, &Actor::cli())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -534,15 +535,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Contacts(ContactsCmd::Import { file, partial }) => {
             let config = Config::from_env()?;
             let (mut conn, _schema) = open(&config)?;
-            let text = if file.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-                s
+            let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
             } else {
-                std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&file)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?,
+                ))
             };
-            let report = crate::service::contacts::import(&mut conn, &Actor::cli(), &text, partial)
+            let lines = crate::domain::lines::Lines::new(reader);
+            let report = crate::service::contacts::import(&mut conn, &Actor::cli(), lines, partial)
                 .map_err(app_err)?;
             for e in &report.errors {
                 eprintln!("line {}: {}", e.line, e.message);

@@ -35,6 +35,8 @@ pub struct Config {
     /// Password checks the server starts per second, for everyone together (bursts of
     /// twice as many); attempts beyond it get 429.
     pub login_per_second: f64,
+    /// An upload that sends nothing for this long is refused (408).
+    pub upload_idle_secs: u64,
 }
 
 /// How mails leave countersign.
@@ -228,6 +230,7 @@ impl Config {
             poll_ms: env_num("COUNTERSIGN_POLL_MS", 1000u64)?.max(10),
             secrets: Default::default(),
             login_per_second: env_num("COUNTERSIGN_LOGIN_PER_SECOND", 20f64)?.max(0.1),
+            upload_idle_secs: env_num("COUNTERSIGN_UPLOAD_IDLE_SECS", 30u64)?.max(1),
         })
     }
 
@@ -248,6 +251,7 @@ impl Config {
             secrets: Default::default(),
             mail: MailConfig::off(),
             login_per_second: 20.0,
+            upload_idle_secs: 30,
         }
     }
 

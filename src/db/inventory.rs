@@ -14,6 +14,7 @@ use super::audit::{self, Actor};
 use super::models::{Entity, EntityVersion, NewEntity};
 use super::schema::entities;
 use super::{imports, now, write_tx, DbConn, CHUNK};
+use crate::domain::lines::{clip, clip_to, Line};
 use crate::domain::Schema;
 use crate::with_concrete;
 
@@ -301,6 +302,8 @@ pub struct ImportReport {
 pub const MAX_REPORTED_ERRORS: usize = 1000;
 const BATCH: usize = 2000;
 const MAX_ID_LEN: usize = 200;
+/// Longest message of one rejected line.
+const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// Why an import could not run at all (as opposed to bad lines, which are in the report).
 #[derive(Debug, thiserror::Error)]
@@ -374,11 +377,13 @@ impl Importer<'_> {
     fn error(&mut self, line: u64, id: Option<&str>, code: &str, message: String) {
         self.report.rejected += 1;
         if self.report.errors.len() < MAX_REPORTED_ERRORS {
+            // Bounded whatever the line held: IDs and values echoed are clipped where the
+            // message is made, and the message as a whole here.
             self.report.errors.push(LineError {
                 line,
-                id: id.map(str::to_string),
+                id: id.map(clip),
                 code: code.into(),
-                message,
+                message: clip_to(&message, MAX_MESSAGE_CHARS),
             });
         }
     }
@@ -409,7 +414,7 @@ impl Importer<'_> {
                     n,
                     Some(&l.id),
                     "unknown_kind",
-                    format!("unknown kind `{}` (the schema has: {known})", l.kind),
+                    format!("unknown kind `{}` (the schema has: {known})", clip(&l.kind)),
                 );
                 continue;
             };
@@ -423,7 +428,7 @@ impl Importer<'_> {
                     "invalid_id",
                     format!(
                         "`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces",
-                        l.id
+                        clip(&l.id)
                     ),
                 );
                 continue;
@@ -464,8 +469,9 @@ impl Importer<'_> {
                         Some(&l.id),
                         "unexpected_parent",
                         format!(
-                            "{} is a root kind and has no parent, but the line names parent `{p}`",
-                            kind.describe()
+                            "{} is a root kind and has no parent, but the line names parent `{}`",
+                            kind.describe(),
+                            clip(p)
                         ),
                     );
                     continue;
@@ -496,7 +502,7 @@ impl Importer<'_> {
                         .unwrap_or_default();
                     match parent_kind {
                         None => {
-                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}"));
+                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}", clip(p)));
                             continue;
                         }
                         Some(actual) if actual != pk => {
@@ -510,7 +516,8 @@ impl Importer<'_> {
                                 Some(&l.id),
                                 "wrong_parent_kind",
                                 format!(
-                                    "parent `{p}` is {is}, but the parent of {} must be {want}",
+                                    "parent `{}` is {is}, but the parent of {} must be {want}",
+                                    clip(p),
                                     kind.a_describe()
                                 ),
                             );
@@ -528,7 +535,8 @@ impl Importer<'_> {
                     bad = Some((
                         "unknown_attribute",
                         format!(
-                            "unknown attribute `{k}` for {} (its attributes: {})",
+                            "unknown attribute `{}` for {} (its attributes: {})",
+                            clip(k),
                             kind.describe(),
                             if kind.attributes.is_empty() {
                                 "none".to_string()
@@ -546,7 +554,11 @@ impl Importer<'_> {
                     other => {
                         bad = Some((
                             "invalid_attribute",
-                            format!("attribute `{k}` must be a string, got {other}"),
+                            format!(
+                                "attribute `{}` must be a string, got {}",
+                                clip(k),
+                                clip(&other.to_string())
+                            ),
                         ));
                         break;
                     }
@@ -646,7 +658,7 @@ impl Importer<'_> {
 /// Import NDJSON lines. Bad lines are reported with their number and reason; unless
 /// `partial`, any bad line means nothing is written. `Err` only when the input could
 /// not be read or the database failed.
-pub fn import<I>(
+pub fn import<I, L>(
     conn: &mut DbConn,
     schema: &Schema,
     lines: I,
@@ -654,7 +666,8 @@ pub fn import<I>(
     actor: &Actor,
 ) -> Result<ImportReport, ImportFailure>
 where
-    I: Iterator<Item = Result<String, String>>,
+    I: Iterator<Item = Result<L, String>>,
+    L: Into<Line>,
 {
     let result = write_tx(conn, |conn| {
         let import_id = imports::create(conn, &actor.0, partial, now())?;
@@ -669,7 +682,14 @@ where
         let mut batch = Vec::with_capacity(BATCH);
         for (i, line) in lines.enumerate() {
             let n = i as u64 + 1;
-            let line = line.map_err(TxOutcome::Read)?;
+            let line = match line.map_err(TxOutcome::Read)?.into() {
+                Line::Text(t) => t,
+                Line::Unreadable { code, message } => {
+                    imp.report.lines = n;
+                    imp.error(n, None, code, message);
+                    continue;
+                }
+            };
             imp.report.lines = n;
             let text = line.trim();
             if text.is_empty() {
@@ -690,6 +710,8 @@ where
         }
         imp.batch(conn, &mut batch)?;
         let mut report = imp.report;
+        // Unreadable lines are reported as they come, the others by batch: in line order.
+        report.errors.sort_by_key(|e| e.line);
         if report.rejected > 0 && !partial {
             report.inserted = 0;
             report.updated = 0;

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod change;
 pub mod execution;
+pub mod lines;
 pub mod notice;
 pub mod presentation;
 pub mod resolution;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::domain::lines::{clip, Line};
+
 use super::changes::{locked, state_of};
 use super::views::number;
 use super::CurrentUser;
@@ -62,17 +64,28 @@ fn valid_email(e: &str) -> bool {
 
 /// Import NDJSON contacts (upsert by entity, email and role). A file with a bad line
 /// writes nothing unless `partial`.
-pub fn import(
+pub fn import<I, L>(
     conn: &mut DbConn,
     actor: &Actor,
-    text: &str,
+    lines: I,
     partial: bool,
-) -> AppResult<ContactImportReport> {
+) -> AppResult<ContactImportReport>
+where
+    I: IntoIterator<Item = std::io::Result<L>>,
+    L: Into<Line>,
+{
     let mut report = ContactImportReport::default();
     let mut good: Vec<(u64, ContactLine)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in lines.into_iter().enumerate() {
         let line = i as u64 + 1;
-        if raw.trim().is_empty() {
+        let raw = match raw
+            .map_err(|e| AppError::bad_request("invalid_body", format!("line {line}: {e}")))?
+            .into()
+        {
+            Line::Text(t) => Ok(t),
+            Line::Unreadable { message, .. } => Err(message),
+        };
+        if matches!(&raw, Ok(t) if t.trim().is_empty()) {
             continue;
         }
         report.lines += 1;
@@ -82,6 +95,14 @@ pub fn import(
                 report.errors.push(ContactLineError { line, message: m });
             }
         };
+        let raw = match raw {
+            Ok(t) => t,
+            Err(m) => {
+                bad(m);
+                continue;
+            }
+        };
+        let raw = raw.as_str();
         let c: ContactLine = match serde_json::from_str(raw) {
             Ok(c) => c,
             Err(e) => {
@@ -95,11 +116,11 @@ pub fn import(
         if c.name.trim().is_empty() || c.name.len() > 200 {
             bad("`name` must be 1 to 200 characters".into());
         } else if !valid_email(&email) {
-            bad(format!("`{}` is not a mail address", c.email));
+            bad(format!("`{}` is not a mail address", clip(&c.email)));
         } else if !ROLES.contains(&c.role.as_str()) {
             bad(format!(
                 "role `{}` is not one of {}",
-                c.role,
+                clip(&c.role),
                 ROLES.join(", ")
             ));
         } else {
@@ -133,7 +154,7 @@ pub fn import(
         if report.errors.len() < 1000 {
             report.errors.push(ContactLineError {
                 line: *line,
-                message: format!("`{}` is not in the inventory", c.entity),
+                message: format!("`{}` is not in the inventory", clip(&c.entity)),
             });
         }
         false

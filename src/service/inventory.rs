@@ -26,7 +26,7 @@ impl From<ImportFailure> for AppError {
     }
 }
 
-pub fn import<I>(
+pub fn import<I, L>(
     conn: &mut DbConn,
     schema: &Schema,
     user: &CurrentUser,
@@ -34,7 +34,8 @@ pub fn import<I>(
     partial: bool,
 ) -> AppResult<ImportReport>
 where
-    I: Iterator<Item = Result<String, String>>,
+    I: Iterator<Item = Result<L, String>>,
+    L: Into<crate::domain::lines::Line>,
 {
     user.require_inventory_writer(schema, "inventory")?;
     Ok(inventory::import(

@@ -2,7 +2,6 @@
 
 use actix_web::error::JsonPayloadError;
 use actix_web::{web, HttpResponse};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,90 +95,26 @@ pub async fn import_inventory(
     mut payload: web::Payload,
 ) -> AppResult<HttpResponse> {
     user.require_inventory_writer(&state.schema, "inventory")?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, String>>(8);
-    let pool = state.pool.clone();
-    let schema = state.schema.clone();
+    // The whole body first (on disk), then the database.
+    let body = super::upload::spool(
+        &mut payload,
+        state.config.max_import_bytes,
+        "COUNTERSIGN_MAX_IMPORT_BYTES",
+        std::time::Duration::from_secs(state.config.upload_idle_secs),
+    )
+    .await?;
     let partial = query.partial;
-    let worker = web::block(move || -> AppResult<_> {
-        let mut conn = pool.get()?;
-        let mut pending: std::vec::IntoIter<String> = Vec::new().into_iter();
-        let lines = std::iter::from_fn(move || loop {
-            if let Some(l) = pending.next() {
-                return Some(Ok(l));
-            }
-            match rx.blocking_recv()? {
-                Ok(batch) => pending = batch.into_iter(),
-                Err(e) => return Some(Err(e)),
-            }
-        });
-        service::inventory::import(&mut conn, &schema, &user, lines, partial)
-    });
-    let limit = state.config.max_import_bytes;
-    let mut total = 0usize;
-    let mut too_large = false;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut line_no = 0u64;
-    'feed: while let Some(chunk) = payload.next().await {
-        let bytes = match chunk {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                break;
-            }
-        };
-        total += bytes.len();
-        if total > limit {
-            too_large = true;
-            let _ = tx
-                .send(Err(format!(
-                    "the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES)"
-                )))
-                .await;
-            break;
-        }
-        buf.extend_from_slice(&bytes);
-        if let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') {
-            let rest = buf.split_off(last_nl + 1);
-            let complete = std::mem::replace(&mut buf, rest);
-            let mut lines = Vec::new();
-            for raw in complete.split(|b| *b == b'\n') {
-                line_no += 1;
-                match std::str::from_utf8(raw) {
-                    Ok(s) => lines.push(s.to_string()),
-                    Err(_) => {
-                        let _ = tx
-                            .send(Err(format!("line {line_no} is not valid UTF-8")))
-                            .await;
-                        break 'feed;
-                    }
-                }
-            }
-            lines.pop(); // the empty piece after the final newline
-            line_no -= 1;
-            if tx.send(Ok(lines)).await.is_err() {
-                break; // the importer stopped (database error); its result says why
-            }
-        }
-    }
-    if !buf.is_empty() && !too_large {
-        match String::from_utf8(std::mem::take(&mut buf)) {
-            Ok(s) => {
-                let _ = tx.send(Ok(vec![s])).await;
-            }
-            Err(_) => {
-                let _ = tx
-                    .send(Err(format!("line {} is not valid UTF-8", line_no + 1)))
-                    .await;
-            }
-        }
-    }
-    drop(tx);
-    let result = worker
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("import task failed: {e}")))?;
-    if too_large {
-        return Err(AppError::client(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {limit} bytes (COUNTERSIGN_MAX_IMPORT_BYTES); nothing was written")));
-    }
+    let schema = state.schema.clone();
+    let result = with_conn(&state, move |conn| {
+        let lines = body
+            .lines()
+            .map_err(|e| {
+                AppError::Unexpected(anyhow::anyhow!("cannot read the spooled upload: {e}"))
+            })?
+            .map(|l| l.map_err(|e| e.to_string()));
+        service::inventory::import(conn, &schema, &user, lines, partial)
+    })
+    .await;
     let report = result?;
     if !report.committed {
         let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
@@ -739,24 +674,19 @@ pub async fn import_contacts(
     mut payload: web::Payload,
 ) -> AppResult<HttpResponse> {
     user.require_inventory_writer(&state.schema, "contacts")?;
-    let limit = state.config.max_json_bytes;
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| AppError::bad_request("invalid_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::client(
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("a contacts file may be at most {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let text = String::from_utf8(body)
-        .map_err(|_| AppError::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+    let body = super::upload::spool(
+        &mut payload,
+        state.config.max_json_bytes,
+        "COUNTERSIGN_MAX_JSON_BYTES",
+        std::time::Duration::from_secs(state.config.upload_idle_secs),
+    )
+    .await?;
     let partial = query.partial;
     let report = with_conn(&state, move |conn| {
-        service::contacts::import(conn, &user.actor(), &text, partial)
+        let lines = body.lines().map_err(|e| {
+            AppError::Unexpected(anyhow::anyhow!("cannot read the spooled upload: {e}"))
+        })?;
+        service::contacts::import(conn, &user.actor(), lines, partial)
     })
     .await?;
     let status = if report.rejected > 0 && !report.committed {

@@ -6,6 +6,7 @@ pub mod middleware;
 pub mod notice_pages;
 pub mod pages;
 pub mod session;
+pub mod upload;
 
 use std::net::TcpListener;
 use std::sync::Arc;

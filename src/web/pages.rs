@@ -422,9 +422,9 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         Ok(None) => {
             state.limiter.failed(&client);
             again(
-            "That email and password do not match.".into(),
-            StatusCode::UNAUTHORIZED,
-        )
+                "That email and password do not match.".into(),
+                StatusCode::UNAUTHORIZED,
+            )
         }
         Err(e) => error_page(&req, Layout::anonymous(), &e),
     }

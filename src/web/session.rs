@@ -417,13 +417,21 @@ mod tests {
         let t0 = Instant::now();
         let (me, attacker) = (&[127, 0, 0, 1][..], &[10, 0, 0, 9][..]);
         for i in 0..FREE_FAILURES {
-            assert_eq!(l.attempt_at("ana@x", attacker, t0), Ok(()), "free attempt {i}");
+            assert_eq!(
+                l.attempt_at("ana@x", attacker, t0),
+                Ok(()),
+                "free attempt {i}"
+            );
         }
         assert_eq!(
             l.attempt_at("ana@x", attacker, t0),
             Err(Throttled::Address(Duration::from_secs(1)))
         );
-        assert_eq!(l.attempt_at("ana@x", me, t0), Ok(()), "the owner still signs in");
+        assert_eq!(
+            l.attempt_at("ana@x", me, t0),
+            Ok(()),
+            "the owner still signs in"
+        );
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(l.attempt_at("ana@x", attacker, t1), Ok(()));
         assert_eq!(
@@ -478,7 +486,10 @@ mod tests {
             l.failed(&(i as u32).to_le_bytes());
         }
         let (pairs, clients) = l.entries();
-        assert!(pairs <= MAX_ENTRIES && clients <= MAX_ENTRIES, "{pairs} {clients}");
+        assert!(
+            pairs <= MAX_ENTRIES && clients <= MAX_ENTRIES,
+            "{pairs} {clients}"
+        );
         let mem: usize = l.limits.lock().unwrap().pairs.0.capacity()
             * (std::mem::size_of::<Key>() + std::mem::size_of::<Failures>());
         assert!(mem < 8 << 20, "{mem} bytes for the table, not the inputs");

@@ -13,6 +13,7 @@ mod effects;
 mod execution;
 mod helpers;
 mod inventory;
+mod limits;
 mod mail;
 mod notices;
 mod signoffs;

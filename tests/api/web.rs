@@ -271,7 +271,14 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     let try_from = |c: reqwest::Client, email: String, pw: &'static str| {
         let base = app.address.clone();
         async move {
-            let page = c.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+            let page = c
+                .get(format!("{base}/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let r = c
                 .post(format!("{base}/login"))
                 .form(&[
@@ -287,7 +294,10 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     };
     let ana = || "ana@req.example".to_string();
     for _ in 0..3 {
-        assert_eq!(try_from(attacker.clone(), ana(), "guess").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            try_from(attacker.clone(), ana(), "guess").await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let (s, body) = try_from(attacker.clone(), ana(), PW).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
@@ -296,7 +306,10 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     assert_eq!(s, StatusCode::SEE_OTHER, "the owner is not locked out");
     assert_eq!(loc.as_deref(), Some("/queue"));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(try_from(attacker.clone(), ana(), "guess").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        try_from(attacker.clone(), ana(), "guess").await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (s, body) = try_from(attacker.clone(), ana(), "guess").await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert!(body.contains("Try again in 2 seconds."), "{body}");
@@ -306,7 +319,11 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     assert!(body.contains("at most 254 characters"), "{body}");
     let r = client()
         .post(format!("{}/login", app.address))
-        .form(&[("email", "x".repeat(1 << 20).as_str()), ("password", "p"), ("csrf", "c")])
+        .form(&[
+            ("email", "x".repeat(1 << 20).as_str()),
+            ("password", "p"),
+            ("csrf", "c"),
+        ])
         .send()
         .await
         .unwrap();

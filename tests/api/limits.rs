@@ -1,0 +1,165 @@
+//! Hostile and careless input: slow uploads, huge lines, unbounded fields. Each is
+//! refused early with a clear, bounded answer, and nobody else waits for it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{fixture_lines, inst, spawn_app_with, Backend, TestApp, ORG1};
+
+/// Start an upload that sends its headers and a few bytes, then stalls.
+async fn stalled_upload(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n{{\"kind\": \"org\", ",
+        app.token("carla")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    s
+}
+
+async fn slow_uploads_hold_nothing(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.upload_idle_secs = 3).await else {
+        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    app.load_fixture().await;
+    let (id, _) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    // More stalled uploads than the pool has connections (6 in tests).
+    let mut stalled = Vec::new();
+    for i in 0..8 {
+        let path = if i % 2 == 0 {
+            "/api/v1/inventory"
+        } else {
+            "/api/v1/contacts"
+        };
+        stalled.push(stalled_upload(&app, path).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Writers and readers go on as if nothing were pending.
+    let work = async {
+        let (s, v) = app
+            .post(
+                &format!("/api/v1/changes/{id}/comments"),
+                "ben",
+                json!({"body": "still here"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        for _ in 0..8 {
+            let (s, v) = app.get(&format!("/api/v1/changes/{id}"), "ben").await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        let (s, v) = app
+            .import(
+                "carla",
+                &[json!({"kind": "org", "id": ORG1, "name": "Renamed"}).to_string()],
+                false,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .expect("a stalled upload made others wait");
+    // The stalled ones are answered once they have been quiet for the idle limit.
+    for mut s in stalled {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+            .await
+            .expect("the stalled upload is answered")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("upload_stalled"), "{text}");
+    }
+    // Nothing of them was written.
+    let (_, v) = app.get(&format!("/api/v1/inventory/{ORG1}"), "ana").await;
+    assert_eq!(v["name"], "Renamed", "{v}");
+}
+
+mod slow_uploads_hold_nothing {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::slow_uploads_hold_nothing(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::slow_uploads_hold_nothing(Backend::Postgres).await;
+    }
+}
+
+async fn post_body(app: &TestApp, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let r = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(app.token("carla"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// A huge line, a line that is not UTF-8 and a 10,000-character ID: each one bad line
+/// with a short message, and the rest of the file still imports with `partial`.
+async fn lines_and_echoes_are_bounded(app: TestApp) {
+    let mut lines = fixture_lines();
+    let huge = json!({"kind": "org", "id": "o-huge", "name": "x".repeat(200_000)}).to_string();
+    let long_id = json!({"kind": "org", "id": "y".repeat(10_000)}).to_string();
+    lines.insert(1, huge);
+    lines.insert(2, long_id);
+    let mut body = lines.join("\n").into_bytes();
+    body.extend_from_slice(b"\n\xff\xfe{\"kind\": \"org\"}\n");
+    let (s, text) = post_body(&app, "/api/v1/inventory?partial=true", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.len() < 4_000, "{} bytes of report", text.len());
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["rejected"],
+        3,
+        "{}",
+        serde_json::to_string_pretty(&v["errors"]).unwrap()
+    );
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["line"], 2);
+    assert_eq!(errors[0]["code"], "line_too_long", "{v}");
+    assert_eq!(errors[1]["line"], 3);
+    assert_eq!(errors[1]["code"], "invalid_id", "{v}");
+    assert!(
+        errors[1]["id"].as_str().unwrap().chars().count() <= 101,
+        "{v}"
+    );
+    assert_eq!(errors[2]["code"], "not_utf8", "{v}");
+    for e in errors {
+        assert!(e["message"].as_str().unwrap().len() < 400, "{e}");
+    }
+    // Without `partial`, the same file writes nothing and says why, just as briefly.
+    let (s, text) = post_body(&app, "/api/v1/inventory", body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.len() < 4_000, "{} bytes of error", text.len());
+
+    // Contacts files: the same reader, the same bounds.
+    let mut contacts = format!(
+        "{}\n{}\n",
+        json!({"entity": ORG1, "name": "A", "email": "a@x.example", "role": "admin"}),
+        json!({"entity": ORG1, "name": "B", "email": "z".repeat(100_000), "role": "admin"}),
+    )
+    .into_bytes();
+    contacts.extend_from_slice(&vec![b'q'; 70_000]);
+    let (s, text) = post_body(&app, "/api/v1/contacts?partial=true", contacts).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.len() < 2_000, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["inserted"], 1, "{v}");
+    assert_eq!(v["rejected"], 2, "{v}");
+}
+
+crate::both_backends!(lines_and_echoes_are_bounded);
