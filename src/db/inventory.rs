@@ -301,7 +301,7 @@ pub struct ImportReport {
 
 pub const MAX_REPORTED_ERRORS: usize = 1000;
 const BATCH: usize = 2000;
-const MAX_ID_LEN: usize = 200;
+use crate::domain::selector::MAX_ID_LEN;
 /// Longest message of one rejected line.
 const MAX_MESSAGE_CHARS: usize = 1000;
 

@@ -11,6 +11,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::domain::lines::{clip, clip_to};
+
 use super::{end_of_wave, fence, Ctx, Step};
 use crate::db::models::{Change, Execution, ExecutionItem};
 use crate::db::{exec as repo, now, write_tx, DbConn};
@@ -32,6 +34,9 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// Largest answer read from a receiver.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 enum Answer {
     Done,
@@ -87,8 +92,22 @@ fn call(
         Err(e) => return Answer::Retry(format!("could not reach the executor: {e}")),
     };
     let status = res.status();
-    let text = res.text().unwrap_or_default();
-    let excerpt: String = text.chars().take(200).collect();
+    // Read at most MAX_ANSWER_BYTES: a receiver cannot make the worker hold more.
+    let mut body = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(
+        &mut std::io::Read::take(res, MAX_ANSWER_BYTES as u64 + 1),
+        &mut body,
+    ) {
+        return Answer::Retry(format!("the executor's answer could not be read: {e}"));
+    }
+    if body.len() > MAX_ANSWER_BYTES {
+        return Answer::Fail(format!(
+            "the executor answered {status} with more than {} KiB; answers are at most that large",
+            MAX_ANSWER_BYTES / 1024
+        ));
+    }
+    let text = String::from_utf8_lossy(&body);
+    let excerpt = clip_to(&text, 200);
     if status.is_server_error() {
         return Answer::Retry(format!("the executor answered {status}: {excerpt}"));
     }
@@ -111,8 +130,8 @@ fn call(
     } else {
         Answer::Fail(format!(
             "the executor confirmed {} {} instead of {} {}: treated as a failure",
-            kind.unwrap_or("(no kind)"),
-            id.unwrap_or("(no id)"),
+            clip(kind.unwrap_or("(no kind)")),
+            clip(id.unwrap_or("(no id)")),
             it.kind,
             it.entity_id
         ))

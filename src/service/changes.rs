@@ -29,11 +29,10 @@ use crate::domain::resolution::{
 use crate::domain::schema::{Effect, Operation, SignoffPolicy};
 use crate::domain::selector::Selector;
 use crate::domain::signoff::{self, Attempt, Side, SignoffRecord};
+use crate::domain::text::{Rationale, Title};
 use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
 
-const MAX_TITLE: usize = 200;
-const MAX_RATIONALE: usize = 20_000;
 const MAX_COMMENT: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
@@ -89,31 +88,30 @@ pub struct SignRequest {
     pub text_hash: Option<String>,
 }
 
-pub(crate) fn check_title(t: &str) -> AppResult<String> {
-    let t = t.trim();
-    if t.is_empty() {
-        return Err(AppError::unprocessable(
-            "invalid_title",
-            "the title is required",
-        ));
+impl From<crate::domain::text::TextProblem> for AppError {
+    fn from(p: crate::domain::text::TextProblem) -> Self {
+        AppError::unprocessable(p.code, p.message)
     }
-    if t.chars().count() > MAX_TITLE {
-        return Err(AppError::unprocessable(
-            "invalid_title",
-            format!("the title is longer than {MAX_TITLE} characters"),
-        ));
-    }
-    Ok(t.to_string())
 }
 
-pub(crate) fn check_rationale(r: &str) -> AppResult<String> {
-    if r.chars().count() > MAX_RATIONALE {
-        return Err(AppError::unprocessable(
-            "invalid_rationale",
-            format!("the rationale is longer than {MAX_RATIONALE} characters"),
-        ));
+pub(crate) fn check_title(t: &str) -> AppResult<Title> {
+    Ok(Title::parse(t)?)
+}
+
+pub(crate) fn check_rationale(r: &str) -> AppResult<Rationale> {
+    Ok(Rationale::parse(r)?)
+}
+
+/// The bounds of a selector (ID count and length, `where` size), checked before it is
+/// resolved or stored: 422 `invalid_selector` naming the field and line.
+pub fn check_selector(op: &Operation, s: &Selector) -> AppResult<()> {
+    match s.problem(op.max_targets) {
+        None => Ok(()),
+        Some(p) => Err(
+            AppError::unprocessable("invalid_selector", p.message.clone())
+                .with_details(json!({"field": p.field, "line": p.line})),
+        ),
     }
-    Ok(r.trim().to_string())
 }
 
 fn operation<'s>(schema: &'s Schema, name: &str) -> AppResult<&'s Operation> {
@@ -443,8 +441,8 @@ pub(crate) fn reresolve_locked(
 /// Create a change as a draft, resolved against today's inventory.
 /// What a new change says besides its resolution.
 pub(crate) struct ChangeHead {
-    pub title: String,
-    pub rationale: String,
+    pub title: Title,
+    pub rationale: Rationale,
     pub requesting_team: String,
     pub implementing_team: String,
     pub operation: String,
@@ -465,8 +463,8 @@ pub(crate) fn draft_row(
 ) -> NewChange {
     let t = now();
     NewChange {
-        title: head.title,
-        rationale: head.rationale,
+        title: head.title.into_string(),
+        rationale: head.rationale.into_string(),
         requesting_team: head.requesting_team,
         implementing_team: head.implementing_team,
         operation: head.operation,
@@ -525,6 +523,7 @@ pub fn create(
     let rationale = check_rationale(&req.rationale)?;
     let op = operation(schema, &req.operation)?;
     let params = check_params(op, &req.params)?;
+    check_selector(op, &req.targets)?;
     check_teams(conn, user, &req.requesting_team, op)?;
     if let (Some(a), Some(b)) = (req.not_before, req.not_after) {
         if b <= a {
@@ -620,14 +619,14 @@ pub fn edit(
         let title = match &patch.title {
             Some(t) => {
                 fields.push("title");
-                check_title(t)?
+                check_title(t)?.into_string()
             }
             None => c.title.clone(),
         };
         let rationale = match &patch.rationale {
             Some(r) => {
                 fields.push("rationale");
-                check_rationale(r)?
+                check_rationale(r)?.into_string()
             }
             None => c.rationale.clone(),
         };
@@ -641,6 +640,7 @@ pub fn edit(
         let selector = match &patch.targets {
             Some(s) => {
                 fields.push("targets");
+                check_selector(op, s)?;
                 serde_json::to_string(s).expect("selector")
             }
             None => c.selector.clone(),

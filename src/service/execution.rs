@@ -21,6 +21,7 @@ use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, Db
 use crate::domain::access::ChangeAction;
 use crate::domain::execution::{inverse, item, plan_waves, ExecState, Wave};
 use crate::domain::resolution::short_fingerprint;
+use crate::domain::text::{Rationale, Title};
 use crate::domain::{signoff, ChangeState, Schema, Side};
 use crate::error::{AppError, AppResult};
 
@@ -501,21 +502,20 @@ pub fn rollback(
                 ),
             ));
         }
-        let title = req
-            .title
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| format!("Roll back {}: {}", number(id), orig.title));
-        let title: String = title.chars().take(200).collect();
-        let rationale = req.rationale.clone().unwrap_or_else(|| {
-            format!(
+        let title = match req.title.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(t) => Title::parse(t)?,
+            None => Title::generated(&format!("Roll back {}: {}", number(id), orig.title)),
+        };
+        let rationale = match req.rationale.as_deref() {
+            Some(r) => Rationale::parse(r)?,
+            None => Rationale::generated(&format!(
                 "Undo {} ({}): {} over the {} targets its execution changed.",
                 number(id),
                 op.label,
                 inv.plain_words(),
                 r.targets.len()
-            )
-        });
+            )),
+        };
         let c = insert_submitted(
             conn,
             schema,

@@ -290,16 +290,16 @@ pub fn create(
                 } else {
                     format!("Restore what {from_changes} changed")
                 };
-                t.chars().take(200).collect()
+                crate::domain::text::Title::generated(&t)
             }
         };
         let rationale = match req.rationale.as_deref() {
             Some(r) => super::changes::check_rationale(r)?,
-            None => format!(
+            None => crate::domain::text::Rationale::generated(&format!(
                 "Bulk restore of {} entities {to}: {}.",
                 r.targets.len(),
                 r.summary.text
-            ),
+            )),
         };
         let c = insert_submitted(
             conn,

@@ -1010,6 +1010,7 @@ pub async fn create_change(
             .operation(&op_name)
             .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
+        svc::check_selector(op, &targets)?;
         crate::db::snapshot(conn, |conn| {
             let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
             let first: Vec<&str> = r.targets.iter().take(20).map(|t| t.id.as_str()).collect();

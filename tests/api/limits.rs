@@ -163,3 +163,146 @@ async fn lines_and_echoes_are_bounded(app: TestApp) {
 }
 
 crate::both_backends!(lines_and_echoes_are_bounded);
+
+fn change_body(title: &str, targets: Value) -> Value {
+    json!({"title": title, "rationale": "r", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": targets})
+}
+
+async fn count_changes(app: &TestApp) -> usize {
+    let (_, v) = app.get("/api/v1/changes?limit=1000", "ana").await;
+    v["changes"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// The same limits on every path a change's words and targets enter: IDs as long as an
+/// import allows and no more of them than `max_targets`, titles on one line, rollback
+/// titles and rationales checked like any other. Nothing is stored when refused.
+async fn every_input_is_bounded(app: TestApp) {
+    app.load_fixture().await;
+    let before = count_changes(&app).await;
+    // A 10 MB ID: refused with the line, echoing a little of it.
+    let (s, v) = app
+        .post(
+            "/api/v1/changes",
+            "ana",
+            change_body("t", json!({"ids": [inst(1), "y".repeat(10_000_000)]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "invalid_selector", "{v}");
+    assert_eq!(v["error"]["details"]["line"], 2, "{v}");
+    assert!(v.to_string().len() < 1_000, "{} bytes", v.to_string().len());
+    // Scopes and conditions too.
+    let (s, v) = app
+        .post(
+            "/api/v1/changes",
+            "ana",
+            change_body(
+                "t",
+                json!({"within": {"kind": "org", "ids": ["z".repeat(300)]}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("within")),
+        "{v}"
+    );
+    let (s, v) = app
+        .post("/api/v1/changes", "ana", change_body("t", json!({"within": {"kind": "org", "ids": [ORG1]}, "where": {"app": "w".repeat(5000)}})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("where")),
+        "{v}"
+    );
+    // More IDs than the operation may target.
+    let many: Vec<String> = (0..100_001).map(|n| format!("i{n}")).collect();
+    let (s, v) = app
+        .post(
+            "/api/v1/changes",
+            "ana",
+            change_body("t", json!({"ids": many})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_targets"),
+        "{v}"
+    );
+    // Titles: one line of text, no terminal escapes.
+    for bad in ["two\nlines", "red \u{1b}[31malert", "tab\there"] {
+        let (s, v) = app
+            .post(
+                "/api/v1/changes",
+                "ana",
+                change_body(bad, json!({"ids": [inst(1)]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_title", "{v}");
+    }
+    assert_eq!(count_changes(&app).await, before, "nothing stored");
+    // Edits go through the same checks.
+    let c = app
+        .create("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    let id = c["id"].as_i64().unwrap();
+    let (s, v) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ana",
+            json!({"targets": {"ids": ["q".repeat(1000)]}}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_selector")),
+        "{v}"
+    );
+    let (s, v) = app
+        .patch(
+            &format!("/api/v1/changes/{id}"),
+            "ana",
+            json!({"title": "bell\u{7}"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_title")),
+        "{v}"
+    );
+    // Rollbacks: their title and rationale have the same limits.
+    app.post(&format!("/api/v1/changes/{id}/cancel"), "ana", json!({}))
+        .await;
+    let (eid, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(3)]}))
+        .await;
+    app.execute(eid, &fp).await;
+    app.wait_execution(eid, &["completed"]).await;
+    let rb = |body: Value| {
+        let app = &app;
+        async move {
+            app.post(&format!("/api/v1/changes/{eid}/rollback"), "ana", body)
+                .await
+        }
+    };
+    let (s, v) = rb(json!({"title": "t".repeat(1_000_000)})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_title")),
+        "{v}"
+    );
+    let (s, v) = rb(json!({"rationale": "r".repeat(1_000_000)})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_rationale")),
+        "{v}"
+    );
+    let (s, v) = rb(json!({"title": "Undo it"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+crate::both_backends!(every_input_is_bounded);

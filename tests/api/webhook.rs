@@ -24,6 +24,8 @@ enum Mode {
     WrongTarget,
     /// Never answers in time for inst(5).
     Stall,
+    /// Answers inst(3) with 8 MiB of JSON (the right target, padded).
+    Huge,
 }
 
 #[derive(Default)]
@@ -70,6 +72,19 @@ async fn hook(
         Mode::Flapping if attempt == 1 => HttpResponse::ServiceUnavailable().body("busy"),
         Mode::WrongTarget if id == inst(3) => {
             HttpResponse::Ok().json(json!({"id": inst(4), "kind": kind}))
+        }
+        Mode::Huge if id == inst(3) => {
+            static HUGE: std::sync::OnceLock<web::Bytes> = std::sync::OnceLock::new();
+            let body = HUGE.get_or_init(|| {
+                let mut b = format!("{{\"id\": \"{id}\", \"kind\": \"{kind}\", \"padding\": \"")
+                    .into_bytes();
+                b.resize(b.len() + (8 << 20), b'p');
+                b.extend_from_slice(b"\"}");
+                web::Bytes::from(b)
+            });
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body.clone())
         }
         Mode::Stall if id == inst(5) => {
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -268,6 +283,22 @@ async fn stalled_receiver_times_out(backend: Backend) {
     assert_eq!(n, 1);
 }
 
+/// An answer larger than 64 KiB fails its target (it is not read further), the others
+/// are done.
+async fn oversized_answer_fails_the_target(backend: Backend) {
+    let (url, _seen) = receiver(Mode::Huge).await;
+    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
+        return;
+    };
+    let id = start(&app).await;
+    let v = app.wait_execution(id, &["halted"]).await;
+    let f = &v["failures"][0];
+    assert_eq!(f["id"], inst(3), "{v}");
+    assert_eq!(f["attempts"], 1, "not retried: {f}");
+    let e = f["error"].as_str().unwrap();
+    assert!(e.contains("more than 64 KiB"), "{e}");
+}
+
 macro_rules! webhook_tests {
     ($($name:ident),*) => {$(
         mod $name {
@@ -285,5 +316,6 @@ webhook_tests!(
     flapping_receiver_is_retried,
     wrong_target_halts_then_resume,
     halted_execution_can_be_aborted,
-    stalled_receiver_times_out
+    stalled_receiver_times_out,
+    oversized_answer_fails_the_target
 );
