@@ -157,13 +157,90 @@ pub fn not_yet_purgeable(
     Ok(out)
 }
 
-/// All entities of `kind` (for a `where` query without a scope), in pages.
-pub fn all_of_kind(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<EntityLite>> {
-    entities::table
-        .filter(entities::kind.eq(kind))
-        .order(entities::id.asc())
-        .select(LITE)
-        .load(conn)
+/// What a `where` query over a whole kind found, filtered by the database.
+pub struct Matching {
+    /// Matches in one of the wanted states, in ID order, at most the limit asked for.
+    pub rows: Vec<EntityLite>,
+    /// All matches in a wanted state, when there were more than the limit.
+    pub total: Option<u64>,
+    /// Matches in other states (left out, and said so).
+    pub others: u64,
+}
+
+/// Entities of `kind` whose attributes equal every value of `filter`, with the attribute
+/// comparison and the limit in SQL (`json_extract` on SQLite, `->>` on PostgreSQL), so a
+/// query without a scope never loads a whole kind. Attribute names must be the kind's
+/// (the resolver checks them first).
+pub fn matching_of_kind(
+    conn: &mut DbConn,
+    kind: &str,
+    filter: &BTreeMap<String, String>,
+    states: &[&str],
+    limit: u64,
+) -> QueryResult<Matching> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+    // One boxed query per backend and purpose: the JSON operator differs.
+    macro_rules! matching {
+        ($backend:ty, $c:expr, $open:expr, $mid:expr, $path:expr) => {{
+            let base = || {
+                let mut q = entities::table
+                    .filter(entities::kind.eq(kind.to_string()))
+                    .into_boxed::<$backend>();
+                for (k, v) in filter {
+                    q = q.filter(
+                        sql::<Bool>($open)
+                            .bind::<Text, _>($path(k))
+                            .sql($mid)
+                            .bind::<Text, _>(v.clone()),
+                    );
+                }
+                q
+            };
+            let wanted: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+            let rows: Vec<EntityLite> = base()
+                .filter(entities::state.eq_any(wanted.clone()))
+                .order(entities::id.asc())
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .select(LITE)
+                .load($c)?;
+            let total = if rows.len() as u64 >= limit {
+                Some(
+                    base()
+                        .filter(entities::state.eq_any(wanted.clone()))
+                        .count()
+                        .get_result::<i64>($c)? as u64,
+                )
+            } else {
+                None
+            };
+            let others = base()
+                .filter(entities::state.ne_all(wanted))
+                .count()
+                .get_result::<i64>($c)? as u64;
+            Ok(Matching {
+                rows,
+                total,
+                others,
+            })
+        }};
+    }
+    match conn {
+        DbConn::Sqlite(c) => matching!(
+            diesel::sqlite::Sqlite,
+            c,
+            "json_extract(entities.attrs, ",
+            ") = ",
+            |k: &str| format!("$.\"{}\"", k.replace('"', ""))
+        ),
+        DbConn::Pg(c) => matching!(
+            diesel::pg::Pg,
+            c,
+            "(entities.attrs::jsonb ->> ",
+            ") = ",
+            |k: &str| k.to_string()
+        ),
+    }
 }
 
 /// Active children per parent, for the given parents.

@@ -110,6 +110,15 @@ fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String
     }
 }
 
+/// The states an entity may be in to be a target of `effect` (see [`state_problem`]).
+fn usable_states(effect: Effect) -> &'static [&'static str] {
+    match effect {
+        Effect::Purge => &["deleted", "purged"],
+        e if e.acts_on_deleted() => &["deleted"],
+        _ => &["active"],
+    }
+}
+
 fn attrs_match(e: &EntityLite, filter: &BTreeMap<String, String>) -> bool {
     if filter.is_empty() {
         return true;
@@ -297,6 +306,8 @@ pub fn resolve(
         }
     }
     let mut candidates: Option<Vec<EntityLite>> = None;
+    // Set when the database counted more matches than it returned.
+    let mut matched_total: Option<u64> = None;
     if let Some(within) = &selector.within {
         match schema.kind(&within.kind) {
             None => errs.push(
@@ -381,7 +392,17 @@ pub fn resolve(
             },
         }
     } else if !selector.filter.is_empty() && filter_ok {
-        candidates = Some(inventory::all_of_kind(conn, &op.target)?);
+        // The whole kind: the database filters and stops after one more than the limit.
+        let m = inventory::matching_of_kind(
+            conn,
+            &op.target,
+            &selector.filter,
+            usable_states(op.effect),
+            op.max_targets.saturating_add(1),
+        )?;
+        query_excluded += m.others;
+        matched_total = m.total;
+        candidates = Some(m.rows);
     }
     if let Some(rows) = candidates {
         if filter_ok {
@@ -599,7 +620,8 @@ pub fn resolve(
         }
     }
     if targets.len() as u64 > op.max_targets {
-        errs.push("targets", None, "", "too_many_targets", format!("the selection resolves to {} {}, more than {}'s limit of {}: split the change or raise max_targets in the schema", targets.len(), target_kind.plural, op.label, op.max_targets));
+        let n = matched_total.unwrap_or(0).max(targets.len() as u64);
+        errs.push("targets", None, "", "too_many_targets", format!("the selection resolves to {n} {}, more than {}'s limit of {}: split the change or raise max_targets in the schema", target_kind.plural, op.label, op.max_targets));
     }
     if targets.is_empty() && errs.list.is_empty() {
         errs.push(

@@ -306,3 +306,84 @@ async fn every_input_is_bounded(app: TestApp) {
 }
 
 crate::both_backends!(every_input_is_bounded);
+
+/// `where` without `within` is answered by the database: exactly the matching targets,
+/// the deleted ones counted and left out, and a refusal with the true count when there
+/// are more than the operation's limit (without loading them all).
+async fn a_query_over_a_whole_kind(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    let schema = format!(
+        "{}\n\n[operations.uninstall_few]\nlabel = \"Uninstall a few apps\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nrequested_by = [\"app-owners\"]\nsignoffs = {{ requester = 1, implementer = 1 }}\nmax_targets = 3\n",
+        countersign::domain::schema::EXAMPLE_SCHEMA
+    );
+    std::fs::write(&path, schema).unwrap();
+    let Some(app) = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await else {
+        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    app.load_fixture().await;
+    // inst(1) deleted first: the query then finds 3 active insight installs.
+    let (id, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    app.execute(id, &fp).await;
+    app.wait_execution(id, &["completed"]).await;
+    let c = app
+        .create("ana", "uninstall_few", json!({"where": {"app": "insight"}}))
+        .await;
+    let ids: Vec<String> = {
+        let id = c["id"].as_i64().unwrap();
+        let (_, v) = app
+            .get(&format!("/api/v1/changes/{id}/targets"), "ana")
+            .await;
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids, vec![inst(3), inst(5), inst(7)], "{c}");
+    assert!(
+        c.to_string()
+            .contains("1 App installations matched the query but are already deleted"),
+        "{c}"
+    );
+    // Both apps: 7 active matches, more than 3 — refused with the real number.
+    let (s, v) = app
+        .post("/api/v1/changes", "ana", json!({"title": "t", "rationale": "", "requesting_team": "app-owners", "operation": "uninstall_few", "targets": {"where": {"version": "1.0.0"}}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let msg = v.to_string();
+    let n = {
+        let (_, all) = app
+            .get("/api/v1/inventory?kind=app_install&limit=1000", "ana")
+            .await;
+        all["entities"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["attrs"]["version"] == "1.0.0" && e["state"] == "active")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(n > 3, "the fixture has more than 3 such installs ({n})");
+    assert!(
+        msg.contains(&format!("resolves to {n} App installations")),
+        "{n}: {msg}"
+    );
+}
+
+mod a_query_over_a_whole_kind {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::a_query_over_a_whole_kind(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::a_query_over_a_whole_kind(Backend::Postgres).await;
+    }
+}
