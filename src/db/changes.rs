@@ -217,6 +217,26 @@ pub fn signoffs(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Signoff, 
         .load(conn)
 }
 
+/// The sign-offs of many changes in one query per chunk, by change.
+pub fn signoffs_of(
+    conn: &mut DbConn,
+    change_ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, Vec<(Signoff, String, String)>>> {
+    let mut out: std::collections::HashMap<i64, Vec<_>> = std::collections::HashMap::new();
+    for chunk in change_ids.chunks(super::CHUNK) {
+        let rows: Vec<(Signoff, String, String)> = signoffs::table
+            .inner_join(users::table)
+            .filter(signoffs::change_id.eq_any(chunk))
+            .order(signoffs::id.asc())
+            .select((Signoff::as_select(), users::email, users::name))
+            .load(conn)?;
+        for r in rows {
+            out.entry(r.0.change_id).or_default().push(r);
+        }
+    }
+    Ok(out)
+}
+
 pub fn insert_signoff(
     conn: &mut DbConn,
     change_id: i64,

@@ -793,12 +793,21 @@ pub(crate) fn records(
     c: &Change,
     rows: &[(crate::db::models::Signoff, String, String)],
 ) -> AppResult<Vec<SignoffRecord>> {
-    let mut out = Vec::with_capacity(rows.len());
     if rows.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
     let teams = users::teams_of_users(conn, &ids)?;
+    Ok(records_with(c, rows, &teams))
+}
+
+/// [`records`] with the signers' teams already read (one query for many changes).
+fn records_with(
+    c: &Change,
+    rows: &[(crate::db::models::Signoff, String, String)],
+    teams: &std::collections::HashMap<i64, Vec<String>>,
+) -> Vec<SignoffRecord> {
+    let mut out = Vec::with_capacity(rows.len());
     let none = Vec::new();
     for (s, _, _) in rows {
         let Some(side) = Side::parse(&s.side) else {
@@ -818,7 +827,7 @@ pub(crate) fn records(
             earned,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The hash of the title and rationale a signer reads.
@@ -1395,13 +1404,28 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
 fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
     let teams_now = users::user_teams(conn, user.id)?;
     let list = repo::awaiting_for_teams(conn, &teams_now)?;
+    // A fixed number of queries however long the queue: every sign-off and every
+    // signer's teams at once, then the one decision per change.
+    let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
+    let mut all_rows = repo::signoffs_of(conn, &ids)?;
+    let signers: Vec<i64> = {
+        let mut v: Vec<i64> = all_rows
+            .values()
+            .flatten()
+            .map(|(s, _, _)| s.user_id)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let teams = users::teams_of_users(conn, &signers)?;
     let mut out = Vec::new();
     for c in list {
         let Some(op) = schema.operation(&c.operation) else {
             continue;
         };
-        let rows = repo::signoffs(conn, c.id)?;
-        let recs = records(conn, &c, &rows)?;
+        let rows = all_rows.remove(&c.id).unwrap_or_default();
+        let recs = records_with(&c, &rows, &teams);
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.
