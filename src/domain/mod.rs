@@ -9,6 +9,7 @@ pub mod resolution;
 pub mod schema;
 pub mod selector;
 pub mod signoff;
+pub mod text;
 
 pub use change::ChangeState;
 pub use schema::{Effect, Kind, Operation, Schema};

@@ -33,7 +33,9 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-enum Answer {
+/// What the executor's answer means for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
     Done,
     Fail(String),
     Retry(String),
@@ -87,7 +89,15 @@ fn call(
         Err(e) => return Answer::Retry(format!("could not reach the executor: {e}")),
     };
     let status = res.status();
-    let text = res.text().unwrap_or_default();
+    let body = res.bytes().unwrap_or_default();
+    parse_answer(status, &body, &it.kind, &it.entity_id)
+}
+
+/// Read the executor's answer to the call for target `kind` `id`: 5xx is retried, any
+/// other non-2xx fails, and a 2xx counts only when its JSON body echoes that exact `id`
+/// and `kind`. Pure (no I/O), so the fuzzer exercises exactly what the executor runs.
+pub fn parse_answer(status: reqwest::StatusCode, body: &[u8], kind: &str, id: &str) -> Answer {
+    let text = String::from_utf8_lossy(body);
     let excerpt: String = text.chars().take(200).collect();
     if status.is_server_error() {
         return Answer::Retry(format!("the executor answered {status}: {excerpt}"));
@@ -105,16 +115,14 @@ fn call(
             ))
         }
     };
-    let (id, kind) = (v["id"].as_str(), v["kind"].as_str());
-    if id == Some(it.entity_id.as_str()) && kind == Some(it.kind.as_str()) {
+    let (got_id, got_kind) = (v["id"].as_str(), v["kind"].as_str());
+    if got_id == Some(id) && got_kind == Some(kind) {
         Answer::Done
     } else {
         Answer::Fail(format!(
-            "the executor confirmed {} {} instead of {} {}: treated as a failure",
-            kind.unwrap_or("(no kind)"),
-            id.unwrap_or("(no id)"),
-            it.kind,
-            it.entity_id
+            "the executor confirmed {} {} instead of {kind} {id}: treated as a failure",
+            got_kind.unwrap_or("(no kind)"),
+            got_id.unwrap_or("(no id)"),
         ))
     }
 }
