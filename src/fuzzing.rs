@@ -76,7 +76,10 @@ pub fn schema_toml(data: &[u8]) {
     // The version hashes the content, not the layout: a trailing comment keeps it.
     let again = Schema::from_toml(&format!("{source}\n# fuzz\n"))
         .expect("a valid schema with a comment appended stays valid");
-    assert_eq!(again.hash, schema.hash, "a comment changed the schema version");
+    assert_eq!(
+        again.hash, schema.hash,
+        "a comment changed the schema version"
+    );
     assert!(!schema.kinds.is_empty());
     for k in schema.kinds.values() {
         if let Some(ex) = &k.example {
@@ -98,7 +101,10 @@ pub fn schema_toml(data: &[u8]) {
         }
     }
     for op in schema.operations.values() {
-        assert!(schema.kind(&op.target).is_some(), "operation without target");
+        assert!(
+            schema.kind(&op.target).is_some(),
+            "operation without target"
+        );
         assert!(op.signoffs.implementer >= 1 && op.max_targets >= 1);
         for p in &op.params {
             if let Some(pat) = &p.pattern {
@@ -140,7 +146,11 @@ pub fn selector_ids(data: &[u8]) {
 
     match change_id(&text) {
         Ok(n) => {
-            assert_eq!(change_id(&number(n)).ok(), Some(n), "CHG-{n} does not read back");
+            assert_eq!(
+                change_id(&number(n)).ok(),
+                Some(n),
+                "CHG-{n} does not read back"
+            );
             assert_eq!(change_id(&n.to_string()).ok(), Some(n));
         }
         Err(AppError::Client { message, .. }) => bounded("change number", &message),
@@ -298,7 +308,10 @@ pub fn change_form(data: &[u8]) {
     assert_eq!(back.not_before, req.not_before);
     assert_eq!(back.not_after, req.not_after);
     assert_eq!(back.title, req.title);
-    assert!(req.params.as_object().is_some_and(|m| m.values().all(Value::is_string)));
+    assert!(req
+        .params
+        .as_object()
+        .is_some_and(|m| m.values().all(Value::is_string)));
 }
 
 /// The executor's answer. The first two bytes choose the status (100–999), the rest is
@@ -329,8 +342,11 @@ pub fn webhook_answer(data: &[u8]) {
     }
 }
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by its name, for the corpus test and the fuzz binaries.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("schema_toml", schema_toml),
     ("selector_ids", selector_ids),
     ("import_line", import_line),

@@ -19,7 +19,9 @@ fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn run(kind: &str, min_files: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(kind);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind);
     let mut total = 0;
     for (name, body) in TARGETS {
         let files = inputs(&root.join(name));
