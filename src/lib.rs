@@ -8,6 +8,8 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod notify;
 pub mod service;
 pub mod telemetry;

@@ -15,7 +15,7 @@ use super::models::{Entity, EntityVersion, NewEntity};
 use super::schema::entities;
 use super::{imports, now, write_tx, DbConn, CHUNK};
 use crate::domain::lines::{clip, clip_to, Line};
-use crate::domain::Schema;
+use crate::domain::{Kind, Schema};
 use crate::with_concrete;
 
 /// The columns resolution needs.
@@ -337,17 +337,108 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Entity>> {
 
 // ---- import ---------------------------------------------------------------------------
 
+/// One NDJSON line of an inventory import, as parsed (not yet checked).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportLine {
-    kind: String,
-    id: String,
+pub struct ImportLine {
+    pub kind: String,
+    pub id: String,
     #[serde(default)]
-    parent: Option<String>,
+    pub parent: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(default)]
-    attrs: BTreeMap<String, serde_json::Value>,
+    pub attrs: BTreeMap<String, serde_json::Value>,
+}
+
+/// A line's problem: its code and message.
+pub type LineProblem = (&'static str, String);
+
+/// Parse one line of the NDJSON body: `Ok(None)` for a blank line, `Err` with the message
+/// reported for it (code `invalid_json`).
+pub fn parse_line(line: &str) -> Result<Option<ImportLine>, String> {
+    let text = line.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str::<ImportLine>(text)
+        .map(Some)
+        .map_err(|e| format!("not a valid entity line: {e}"))
+}
+
+/// The first checks of a parsed line, which need neither the inventory nor the other
+/// lines: its kind exists and its ID is usable and has the kind's syntax.
+pub fn check_identity<'s>(schema: &'s Schema, l: &ImportLine) -> Result<&'s Kind, LineProblem> {
+    let Some(kind) = schema.kind(&l.kind) else {
+        let known = schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ");
+        return Err((
+            "unknown_kind",
+            format!("unknown kind `{}` (the schema has: {known})", clip(&l.kind)),
+        ));
+    };
+    if l.id.is_empty()
+        || l.id.len() > MAX_ID_LEN
+        || l.id.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err((
+            "invalid_id",
+            format!(
+                "`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces",
+                clip(&l.id)
+            ),
+        ));
+    }
+    if !kind.matches(&l.id) {
+        return Err((
+            "pattern_mismatch",
+            format!(
+                "`{}` is not a valid {} ID: expected {}",
+                l.id,
+                kind.describe(),
+                kind.syntax_hint()
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
+/// The line's attributes, checked against its kind (the last check of a line): every
+/// attribute is one of the kind's and a string.
+pub fn check_attrs(kind: &Kind, l: &ImportLine) -> Result<BTreeMap<String, String>, LineProblem> {
+    let mut attrs = BTreeMap::new();
+    for (k, v) in &l.attrs {
+        if !kind.attributes.contains(k) {
+            return Err((
+                "unknown_attribute",
+                format!(
+                    "unknown attribute `{}` for {} (its attributes: {})",
+                    clip(k),
+                    kind.describe(),
+                    if kind.attributes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        kind.attributes.join(", ")
+                    }
+                ),
+            ));
+        }
+        match v {
+            serde_json::Value::String(s) => {
+                attrs.insert(k.clone(), s.clone());
+            }
+            other => {
+                return Err((
+                    "invalid_attribute",
+                    format!(
+                        "attribute `{}` must be a string, got {}",
+                        clip(k),
+                        clip(&other.to_string())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(attrs)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -479,51 +570,13 @@ impl Importer<'_> {
         let mut accepted: HashMap<String, Pending> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         for (n, l) in batch.drain(..) {
-            let Some(kind) = self.schema.kind(&l.kind) else {
-                let known = self
-                    .schema
-                    .kinds
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.error(
-                    n,
-                    Some(&l.id),
-                    "unknown_kind",
-                    format!("unknown kind `{}` (the schema has: {known})", clip(&l.kind)),
-                );
-                continue;
+            let kind = match check_identity(self.schema, &l) {
+                Ok(kind) => kind,
+                Err((code, msg)) => {
+                    self.error(n, Some(&l.id), code, msg);
+                    continue;
+                }
             };
-            if l.id.is_empty()
-                || l.id.len() > MAX_ID_LEN
-                || l.id.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                self.error(
-                    n,
-                    Some(&l.id),
-                    "invalid_id",
-                    format!(
-                        "`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces",
-                        clip(&l.id)
-                    ),
-                );
-                continue;
-            }
-            if !kind.matches(&l.id) {
-                self.error(
-                    n,
-                    Some(&l.id),
-                    "pattern_mismatch",
-                    format!(
-                        "`{}` is not a valid {} ID: expected {}",
-                        l.id,
-                        kind.describe(),
-                        kind.syntax_hint()
-                    ),
-                );
-                continue;
-            }
             let prior_kind = accepted
                 .get(&l.id)
                 .map(|p| p.kind.as_str())
@@ -605,46 +658,13 @@ impl Importer<'_> {
                 }
                 (None, None) => {}
             }
-            let mut attrs = BTreeMap::new();
-            let mut bad = None;
-            for (k, v) in &l.attrs {
-                if !kind.attributes.contains(k) {
-                    bad = Some((
-                        "unknown_attribute",
-                        format!(
-                            "unknown attribute `{}` for {} (its attributes: {})",
-                            clip(k),
-                            kind.describe(),
-                            if kind.attributes.is_empty() {
-                                "none".to_string()
-                            } else {
-                                kind.attributes.join(", ")
-                            }
-                        ),
-                    ));
-                    break;
+            let attrs = match check_attrs(kind, &l) {
+                Ok(attrs) => attrs,
+                Err((code, msg)) => {
+                    self.error(n, Some(&l.id), code, msg);
+                    continue;
                 }
-                match v {
-                    serde_json::Value::String(s) => {
-                        attrs.insert(k.clone(), s.clone());
-                    }
-                    other => {
-                        bad = Some((
-                            "invalid_attribute",
-                            format!(
-                                "attribute `{}` must be a string, got {}",
-                                clip(k),
-                                clip(&other.to_string())
-                            ),
-                        ));
-                        break;
-                    }
-                }
-            }
-            if let Some((code, msg)) = bad {
-                self.error(n, Some(&l.id), code, msg);
-                continue;
-            }
+            };
             let name = l
                 .name
                 .clone()
@@ -768,18 +788,10 @@ where
                 }
             };
             imp.report.lines = n;
-            let text = line.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<ImportLine>(text) {
-                Ok(l) => batch.push((n, l)),
-                Err(e) => imp.error(
-                    n,
-                    None,
-                    "invalid_json",
-                    format!("not a valid entity line: {e}"),
-                ),
+            match parse_line(&line) {
+                Ok(Some(l)) => batch.push((n, l)),
+                Ok(None) => continue,
+                Err(msg) => imp.error(n, None, "invalid_json", msg),
             }
             if batch.len() >= BATCH {
                 imp.batch(conn, &mut batch)?;

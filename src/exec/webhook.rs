@@ -38,7 +38,9 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 /// Largest answer read from a receiver.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-enum Answer {
+/// What the executor's answer means for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
     Done,
     Fail(String),
     Retry(String),
@@ -100,13 +102,21 @@ fn call(
     ) {
         return Answer::Retry(format!("the executor's answer could not be read: {e}"));
     }
+    parse_answer(status, &body, &it.kind, &it.entity_id)
+}
+
+/// Read the executor's answer to the call for target `kind` `id`: larger than
+/// [`MAX_ANSWER_BYTES`] fails, 5xx is retried, any other non-2xx fails, and a 2xx counts
+/// only when its JSON body echoes that exact `id` and `kind`. Pure (no I/O), so the
+/// fuzzer exercises exactly what the executor runs.
+pub fn parse_answer(status: reqwest::StatusCode, body: &[u8], kind: &str, id: &str) -> Answer {
     if body.len() > MAX_ANSWER_BYTES {
         return Answer::Fail(format!(
             "the executor answered {status} with more than {} KiB; answers are at most that large",
             MAX_ANSWER_BYTES / 1024
         ));
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(body);
     let excerpt = clip_to(&text, 200);
     if status.is_server_error() {
         return Answer::Retry(format!("the executor answered {status}: {excerpt}"));
@@ -124,16 +134,14 @@ fn call(
             ))
         }
     };
-    let (id, kind) = (v["id"].as_str(), v["kind"].as_str());
-    if id == Some(it.entity_id.as_str()) && kind == Some(it.kind.as_str()) {
+    let (got_id, got_kind) = (v["id"].as_str(), v["kind"].as_str());
+    if got_id == Some(id) && got_kind == Some(kind) {
         Answer::Done
     } else {
         Answer::Fail(format!(
-            "the executor confirmed {} {} instead of {} {}: treated as a failure",
-            clip(kind.unwrap_or("(no kind)")),
-            clip(id.unwrap_or("(no id)")),
-            it.kind,
-            it.entity_id
+            "the executor confirmed {} {} instead of {kind} {id}: treated as a failure",
+            clip(got_kind.unwrap_or("(no kind)")),
+            clip(got_id.unwrap_or("(no id)")),
         ))
     }
 }

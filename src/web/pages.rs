@@ -738,8 +738,10 @@ fn lines(s: &str) -> Vec<String> {
     s.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>()
 }
 
-/// The form's fields as a service request; problems are messages for the form.
-fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
+/// The form's fields as a service request; problems are messages for the form. Public for
+/// the fuzz target (`countersign::fuzzing::new_change_form`), which decodes the body as
+/// `web::Form` does and then runs this.
+pub fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
     let mut problems = Vec::new();
     // Keep blank lines out but line numbers right: the resolver counts lines of `ids`.
     let mut ids = lines(&f.ids);
