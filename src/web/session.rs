@@ -266,8 +266,39 @@ struct Limits {
 pub struct LoginLimiter {
     limits: Mutex<Limits>,
     per_second: f64,
-    checks: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
+    checks: Checkers,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads of their own for argon2 (not the shared blocking pool): each check takes
+/// ~19 MiB, and the allocator keeps it per thread, so few threads keep the memory small
+/// (see scripts/login-flood). A bounded queue in front; a full queue is `Busy`.
+struct Checkers {
+    tx: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl Checkers {
+    fn new(threads: usize) -> Checkers {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(MAX_WAITING_CHECKS);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    };
+                    job();
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-check thread");
+            }
+        }
+        Checkers { tx }
+    }
 }
 
 impl Default for LoginLimiter {
@@ -316,8 +347,7 @@ impl LoginLimiter {
                 },
             }),
             per_second,
-            checks: tokio::sync::Semaphore::new(checks),
-            waiting: Default::default(),
+            checks: Checkers::new(checks),
         }
     }
 
@@ -374,21 +404,20 @@ impl LoginLimiter {
         (l.pairs.len(), l.clients.len())
     }
 
-    /// Run the argon2 check `f` on the blocking pool, never more than a few at once and
-    /// without a database connection; `Busy` when too many are already waiting.
+    /// Run the argon2 check `f` on the password-check threads, never more than a few at
+    /// once and without a database connection; `Busy` when too many are already waiting.
     pub async fn check<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Throttled> {
-        use std::sync::atomic::Ordering;
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CHECKS {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Throttled::Busy);
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        match self.checks.tx.try_send(job) {
+            Ok(()) => result.await.map_err(|_| Throttled::Busy),
+            Err(_) => Err(Throttled::Busy),
         }
-        let permit = self.checks.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| Throttled::Busy)?;
-        web::block(f).await.map_err(|_| Throttled::Busy)
     }
 }
 
