@@ -11,6 +11,7 @@ use crate::db::audit::{self, Actor};
 use crate::db::{self, users, write_tx, DatabaseUrl};
 use crate::domain::schema::{team_name_ok, Schema};
 use crate::error::AppError;
+use crate::service::accounts;
 use crate::web::Application;
 
 #[derive(Debug, Parser)]
@@ -187,9 +188,25 @@ pub enum UserCmd {
         #[arg(long)]
         admin: bool,
         /// Read the password for the web app from standard input (otherwise a new person
-        /// gets a random initial password, printed once).
+        /// gets a random initial password, printed once, which they must replace at their
+        /// first sign-in). Setting it for an existing person ends their sessions.
         #[arg(long)]
         password_stdin: bool,
+        /// With --password-stdin: the person must replace it at the next sign-in.
+        #[arg(long, requires = "password_stdin")]
+        must_change: bool,
+    },
+    /// Give a person a new random password, printed once, that they must replace at the
+    /// next sign-in; all their sessions end (their API tokens stay valid).
+    ResetPassword {
+        email: String,
+        /// Read the new password from standard input instead (the person's own: it need not
+        /// be changed, unless --must-change).
+        #[arg(long)]
+        password_stdin: bool,
+        /// With --password-stdin: the person must replace it at the next sign-in.
+        #[arg(long, requires = "password_stdin")]
+        must_change: bool,
     },
 }
 
@@ -200,6 +217,9 @@ pub enum TokenCmd {
         email: String,
         #[arg(long, default_value = "cli")]
         label: String,
+        /// The token stops working this many days from now (default: it never expires).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::domain::account::MAX_TOKEN_DAYS)))]
+        expires_in_days: Option<u32>,
     },
 }
 
@@ -215,6 +235,24 @@ fn open(config: &Config) -> anyhow::Result<(db::PooledConn, Schema)> {
     crate::web::prepare_database(&pool, &schema, &source)?;
     let conn = pool.get()?;
     Ok((conn, schema))
+}
+
+/// A password from the first line of standard input, checked by the same rules as the
+/// password page.
+fn read_password(email: &str) -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    let p = s.trim_end_matches(['\r', '\n']).to_string();
+    let problems = crate::domain::account::new_password_problems(&p, &p, email, "");
+    if let Some(first) = problems.first() {
+        anyhow::bail!(
+            "{}",
+            first
+                .to_string()
+                .replace("The new password", "the password")
+        );
+    }
+    Ok(p)
 }
 
 fn app_err(e: AppError) -> anyhow::Error {
@@ -413,19 +451,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             teams,
             admin,
             password_stdin,
+            must_change,
         }) => {
+            let email = email.trim().to_lowercase();
             let given = if password_stdin {
-                let mut s = String::new();
-                std::io::stdin().read_line(&mut s)?;
-                let p = s.trim_end_matches(['\r', '\n']).to_string();
-                if p.chars().count() < 10 {
-                    anyhow::bail!("the password must have at least 10 characters");
-                }
-                Some(p)
+                Some(read_password(&email)?)
             } else {
                 None
             };
-            let email = email.trim().to_lowercase();
             if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
                 anyhow::bail!("`{email}` is not an email address");
             }
@@ -454,18 +487,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 for id in team_ids {
                     users::add_member(conn, id, user.id)?;
                 }
-                let initial = match (&given, verb) {
-                    (Some(p), _) => {
-                        users::set_password(conn, user.id, p)?;
-                        None
-                    }
-                    (None, "created") => {
-                        let p = crate::web::pages::random_password();
-                        users::set_password(conn, user.id, &p)?;
-                        Some(p)
-                    }
-                    _ => None,
-                };
                 audit::append(
                     conn,
                     &Actor::cli(),
@@ -473,6 +494,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     None,
                     json!({"email": email, "name": name, "teams": teams, "admin": admin}),
                 )?;
+                let initial = match (&given, verb) {
+                    (Some(p), _) => {
+                        accounts::reset_password(conn, &Actor::cli(), &user, p, must_change)?;
+                        None
+                    }
+                    (None, "created") => {
+                        // Printed, so seen by whoever ran this: the person replaces it.
+                        let p = crate::web::pages::random_password();
+                        accounts::reset_password(conn, &Actor::cli(), &user, &p, true)?;
+                        Some(p)
+                    }
+                    _ => None,
+                };
                 Ok(format!(
                     "{verb} {email} ({name}) in {}{}",
                     if teams.is_empty() {
@@ -481,7 +515,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         teams.join(", ")
                     },
                     initial
-                        .map(|p| format!("\ninitial password (shown once): {p}"))
+                        .map(|p| format!("\ninitial password (shown once): {p}\n(it must be replaced at the first sign-in)"))
                         .unwrap_or_default()
                 ))
             })
@@ -489,24 +523,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{msg}");
             Ok(0)
         }
-        Command::Token(TokenCmd::Create { email, label }) => {
+        Command::User(UserCmd::ResetPassword {
+            email,
+            password_stdin,
+            must_change,
+        }) => {
+            let email = email.trim().to_lowercase();
+            let given = if password_stdin {
+                Some(read_password(&email)?)
+            } else {
+                None
+            };
             let config = Config::from_env()?;
             let (mut conn, _) = open(&config)?;
+            let (printed, ended) = write_tx(&mut conn, |conn| -> Result<_, AppError> {
+                let u = users::find_user_by_email(conn, &email)?
+                    .ok_or_else(|| AppError::not_found("user", &email))?;
+                let (p, must) = match &given {
+                    Some(p) => (p.clone(), must_change),
+                    None => (crate::web::pages::random_password(), true),
+                };
+                let ended = accounts::reset_password(conn, &Actor::cli(), &u, &p, must)?;
+                Ok((given.is_none().then_some(p), ended))
+            })
+            .map_err(app_err)?;
+            eprintln!("password of {email} reset; {ended} session(s) signed out");
+            if let Some(p) = printed {
+                println!("new password (shown once; to be replaced at the next sign-in): {p}");
+            }
+            Ok(0)
+        }
+        Command::Token(TokenCmd::Create {
+            email,
+            label,
+            expires_in_days,
+        }) => {
+            let config = Config::from_env()?;
+            let (mut conn, _) = open(&config)?;
+            let expires_at = crate::domain::account::token_expiry(db::now(), expires_in_days);
             let token = write_tx(&mut conn, |conn| -> Result<String, AppError> {
                 let u = users::find_user_by_email(conn, &email)?
                     .ok_or_else(|| AppError::not_found("user", &email))?;
-                let t = users::create_token(conn, u.id, &label)?;
+                let t = users::create_token_expiring(conn, u.id, &label, expires_at)?;
                 audit::append(
                     conn,
                     &Actor::cli(),
                     "token_created",
                     None,
-                    json!({"email": u.email, "label": label}),
+                    json!({"email": u.email, "label": label, "expires_at": expires_at}),
                 )?;
                 Ok(t)
             })
             .map_err(app_err)?;
-            eprintln!("API token for {email} (shown once; only its hash is stored):");
+            match expires_at {
+                Some(at) => eprintln!(
+                    "API token for {email}, valid until {} UTC (shown once; only its hash is stored):",
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+                None => eprintln!(
+                    "API token for {email}, never expires (shown once; only its hash is stored):"
+                ),
+            }
             println!("{token}");
             Ok(0)
         }

@@ -127,16 +127,37 @@ impl ConnManager {
     }
 }
 
+/// How long a SQLite statement waits for the write lock before failing with "busy".
+pub const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// Run a bookkeeping write (a token's or session's last use) that is not worth making a
+/// request wait for: on SQLite it gives up after 100 ms instead of waiting up to
+/// [`SQLITE_BUSY_TIMEOUT_MS`] behind a long write (an import), and the caller treats a
+/// failure as "record it next time". PostgreSQL only waits for the same row.
+pub fn best_effort<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    if let DbConn::Sqlite(c) = conn {
+        c.batch_execute("PRAGMA busy_timeout = 100")?;
+    }
+    let out = f(conn);
+    if let DbConn::Sqlite(c) = conn {
+        c.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))?;
+    }
+    out
+}
+
 pub fn establish(url: &DatabaseUrl) -> Result<DbConn, diesel::ConnectionError> {
     match url {
         DatabaseUrl::Sqlite(path) => {
             let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
-            c.batch_execute(
+            c.batch_execute(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
                  PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
                  PRAGMA mmap_size = 1073741824;",
-            )
+            ))
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Sqlite(c))
         }

@@ -14,6 +14,9 @@ pub struct User {
     pub password_hash: Option<String>,
     pub is_admin: bool,
     pub created_at: NaiveDateTime,
+    /// Signed in with a password the CLI printed: every page but the password page
+    /// redirects there until it is replaced.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

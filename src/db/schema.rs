@@ -18,6 +18,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         is_admin -> Bool,
         created_at -> Timestamp,
+        must_change_password -> Bool,
     }
 }
 
@@ -37,6 +38,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
     }
 }
 
@@ -298,6 +300,10 @@ diesel::table! {
         csrf_token -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        public_id -> Text,
+        last_seen_at -> Nullable<Timestamp>,
+        user_agent -> Nullable<Text>,
+        ip_prefix -> Nullable<Text>,
     }
 }
 

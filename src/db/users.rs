@@ -4,9 +4,12 @@ use diesel::prelude::*;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use chrono::NaiveDateTime;
+
 use super::models::{Team, User};
 use super::schema::{api_tokens, team_members, teams, users, web_sessions};
-use super::{now, DbConn};
+use super::{best_effort, now, DbConn};
+use crate::domain::account::{touch_due, touch_interval};
 
 pub fn find_team(conn: &mut DbConn, name: &str) -> QueryResult<Option<Team>> {
     teams::table
@@ -154,9 +157,19 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Create an API token that never expires; see [`create_token_expiring`].
+pub fn create_token(conn: &mut DbConn, user_id: i64, label: &str) -> QueryResult<String> {
+    create_token_expiring(conn, user_id, label, None)
+}
+
 /// Create an API token; the plaintext is returned once and only its hash is stored.
 /// Tokens are 256 random bits, so a plain SHA-256 is a sufficient one-way store.
-pub fn create_token(conn: &mut DbConn, user_id: i64, label: &str) -> QueryResult<String> {
+pub fn create_token_expiring(
+    conn: &mut DbConn,
+    user_id: i64,
+    label: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> QueryResult<String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!("cs_{}", hex::encode(bytes));
@@ -166,20 +179,77 @@ pub fn create_token(conn: &mut DbConn, user_id: i64, label: &str) -> QueryResult
             api_tokens::token_hash.eq(hash_token(&token)),
             api_tokens::label.eq(label),
             api_tokens::created_at.eq(now()),
+            api_tokens::expires_at.eq(expires_at),
         ))
         .execute(conn)?;
     Ok(token)
 }
 
-/// The user a bearer token belongs to, if the token exists and is not revoked.
-pub fn user_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<User>> {
-    api_tokens::table
+/// A bearer token that exists and is not revoked (it may have expired).
+pub struct TokenUse {
+    pub user: User,
+    pub id: i64,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+impl TokenUse {
+    pub fn expired(&self, at: NaiveDateTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= at)
+    }
+}
+
+/// Look a bearer token up (one query); expiry is the caller's to check, so that it can say so.
+pub fn token_use(conn: &mut DbConn, token: &str) -> QueryResult<Option<TokenUse>> {
+    let row: Option<(User, i64, Option<NaiveDateTime>, Option<NaiveDateTime>)> = api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(hash_token(token)))
         .filter(api_tokens::revoked_at.is_null())
-        .select(User::as_select())
+        .select((
+            User::as_select(),
+            api_tokens::id,
+            api_tokens::expires_at,
+            api_tokens::last_used_at,
+        ))
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(row.map(|(user, id, expires_at, last_used_at)| TokenUse {
+        user,
+        id,
+        expires_at,
+        last_used_at,
+    }))
+}
+
+/// The user a bearer token belongs to, if the token exists, is not revoked and has not expired.
+pub fn user_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<User>> {
+    let t = now();
+    Ok(token_use(conn, token)?
+        .filter(|u| !u.expired(t))
+        .map(|u| u.user))
+}
+
+/// Record a use of a token, at most once a minute: nothing is written (no SQLite write lock
+/// taken) unless the last recorded use is older, and the `WHERE` makes concurrent requests
+/// write once. Returns whether this call wrote.
+pub fn touch_token(conn: &mut DbConn, t: &TokenUse) -> QueryResult<bool> {
+    let at = now();
+    if !touch_due(t.last_used_at, at) {
+        return Ok(false);
+    }
+    let cutoff = at - touch_interval();
+    best_effort(conn, |conn| {
+        diesel::update(
+            api_tokens::table.find(t.id).filter(
+                api_tokens::last_used_at
+                    .is_null()
+                    .or(api_tokens::last_used_at.le(cutoff)),
+            ),
+        )
+        .set(api_tokens::last_used_at.eq(Some(at)))
+        .execute(conn)
+    })
+    .map(|n| n == 1)
 }
 
 // ---- passwords, browser sessions, token management -----------------------------------
@@ -214,18 +284,15 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A new browser session: (cookie token, CSRF token). Only the token's hash is stored.
+/// A new browser session: (cookie token, CSRF token). Only the token's hash is stored;
+/// the session's public id (for URLs) is separate random text.
 pub fn create_session(
     conn: &mut DbConn,
     user_id: i64,
     ttl: chrono::Duration,
 ) -> QueryResult<(String, String)> {
-    let mut a = [0u8; 32];
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut a);
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    let token = hex::encode(a);
-    let csrf = hex::encode(b);
+    let token = random_hex(32);
+    let csrf = random_hex(32);
     let t = now();
     diesel::insert_into(web_sessions::table)
         .values((
@@ -234,6 +301,7 @@ pub fn create_session(
             web_sessions::csrf_token.eq(&csrf),
             web_sessions::created_at.eq(t),
             web_sessions::expires_at.eq(t + ttl),
+            web_sessions::public_id.eq(random_hex(16)),
         ))
         .execute(conn)?;
     // Old sessions of anyone go when they expire.
@@ -241,15 +309,162 @@ pub fn create_session(
     Ok((token, csrf))
 }
 
-/// The user and CSRF token of a live session.
-pub fn session(conn: &mut DbConn, token: &str) -> QueryResult<Option<(User, String)>> {
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The user and CSRF token of a live session, and when it was last seen.
+pub fn session(
+    conn: &mut DbConn,
+    token: &str,
+) -> QueryResult<Option<(User, String, Option<NaiveDateTime>)>> {
     web_sessions::table
         .inner_join(users::table)
         .filter(web_sessions::token_hash.eq(hash_token(token)))
         .filter(web_sessions::expires_at.gt(now()))
-        .select((User::as_select(), web_sessions::csrf_token))
+        .select((
+            User::as_select(),
+            web_sessions::csrf_token,
+            web_sessions::last_seen_at,
+        ))
         .first(conn)
         .optional()
+}
+
+/// What the sessions list shows to recognise a session: its browser (the User-Agent, cut
+/// to 200 characters) and network (the peer address cut to /24 or /48).
+#[derive(Debug, Clone, Default)]
+pub struct SeenFrom {
+    pub user_agent: Option<String>,
+    pub ip_prefix: Option<String>,
+}
+
+/// Record that a session was used, at most once a minute (see [`touch_token`]).
+pub fn touch_session(
+    conn: &mut DbConn,
+    token: &str,
+    last_seen: Option<NaiveDateTime>,
+    from: &SeenFrom,
+) -> QueryResult<bool> {
+    let at = now();
+    if !touch_due(last_seen, at) {
+        return Ok(false);
+    }
+    let cutoff = at - touch_interval();
+    best_effort(conn, |conn| {
+        diesel::update(
+            web_sessions::table
+                .filter(web_sessions::token_hash.eq(hash_token(token)))
+                .filter(
+                    web_sessions::last_seen_at
+                        .is_null()
+                        .or(web_sessions::last_seen_at.le(cutoff)),
+                ),
+        )
+        .set((
+            web_sessions::last_seen_at.eq(Some(at)),
+            web_sessions::user_agent.eq(&from.user_agent),
+            web_sessions::ip_prefix.eq(&from.ip_prefix),
+        ))
+        .execute(conn)
+    })
+    .map(|n| n == 1)
+}
+
+/// One of a person's live sessions, for the sessions page.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub public_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub user_agent: Option<String>,
+    pub ip_prefix: Option<String>,
+    /// The session of the request (`current` token).
+    pub current: bool,
+}
+
+type SessionTuple = (
+    String,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A person's live sessions, the most recently created first.
+pub fn sessions_of(conn: &mut DbConn, user_id: i64, current: &str) -> QueryResult<Vec<SessionRow>> {
+    let mine = hash_token(current);
+    let rows: Vec<SessionTuple> = web_sessions::table
+        .filter(web_sessions::user_id.eq(user_id))
+        .filter(web_sessions::expires_at.gt(now()))
+        .order(web_sessions::created_at.desc())
+        .select((
+            web_sessions::public_id,
+            web_sessions::token_hash,
+            web_sessions::created_at,
+            web_sessions::expires_at,
+            web_sessions::last_seen_at,
+            web_sessions::user_agent,
+            web_sessions::ip_prefix,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(public_id, hash, created_at, expires_at, last_seen_at, user_agent, ip_prefix)| {
+                SessionRow {
+                    public_id,
+                    current: hash == mine,
+                    created_at,
+                    expires_at,
+                    last_seen_at,
+                    user_agent,
+                    ip_prefix,
+                }
+            },
+        )
+        .collect())
+}
+
+/// End one of the user's sessions by its public id; `None` if it is not theirs (or gone),
+/// else whether it was the session of `current`.
+pub fn revoke_session(
+    conn: &mut DbConn,
+    user_id: i64,
+    public_id: &str,
+    current: &str,
+) -> QueryResult<Option<bool>> {
+    let hash: Option<String> = web_sessions::table
+        .filter(web_sessions::public_id.eq(public_id))
+        .filter(web_sessions::user_id.eq(user_id))
+        .select(web_sessions::token_hash)
+        .first(conn)
+        .optional()?;
+    let Some(hash) = hash else {
+        return Ok(None);
+    };
+    diesel::delete(web_sessions::table.filter(web_sessions::token_hash.eq(&hash))).execute(conn)?;
+    Ok(Some(hash == hash_token(current)))
+}
+
+/// End all of the user's sessions except the one of `keep`; how many ended.
+pub fn end_sessions_except(
+    conn: &mut DbConn,
+    user_id: i64,
+    keep: Option<&str>,
+) -> QueryResult<usize> {
+    let keep = keep.map(hash_token).unwrap_or_default();
+    diesel::delete(
+        web_sessions::table
+            .filter(web_sessions::user_id.eq(user_id))
+            .filter(web_sessions::token_hash.ne(keep)),
+    )
+    .execute(conn)
 }
 
 pub fn end_session(conn: &mut DbConn, token: &str) -> QueryResult<()> {
@@ -258,27 +473,101 @@ pub fn end_session(conn: &mut DbConn, token: &str) -> QueryResult<()> {
     Ok(())
 }
 
-/// A user's API tokens: (id, label, created, last used, revoked).
-pub type TokenRow = (
+/// The stored password hash of a user (for a check done off the connection).
+pub fn password_hash_of(conn: &mut DbConn, user_id: i64) -> QueryResult<Option<String>> {
+    Ok(users::table
+        .find(user_id)
+        .select(users::password_hash)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Replace the password hash if it is still `old` (the person's own change: the check of
+/// the current password ran outside the transaction); clears `must_change_password`.
+pub fn replace_password_hash(
+    conn: &mut DbConn,
+    user_id: i64,
+    old: &str,
+    new: &str,
+) -> QueryResult<bool> {
+    Ok(diesel::update(
+        users::table
+            .find(user_id)
+            .filter(users::password_hash.eq(old)),
+    )
+    .set((
+        users::password_hash.eq(Some(new)),
+        users::must_change_password.eq(false),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Set a password for someone (the command line): stores the hash, whether it must be
+/// replaced at the next sign-in, and ends all their sessions. How many sessions ended.
+pub fn reset_password(
+    conn: &mut DbConn,
+    user_id: i64,
+    password: &str,
+    must_change: bool,
+) -> QueryResult<usize> {
+    let hash = hash_password(password);
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::password_hash.eq(Some(hash)),
+            users::must_change_password.eq(must_change),
+        ))
+        .execute(conn)?;
+    end_sessions_except(conn, user_id, None)
+}
+
+/// One of a user's API tokens, for the settings page.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: i64,
+    pub label: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+type TokenTuple = (
     i64,
     String,
-    chrono::NaiveDateTime,
-    Option<chrono::NaiveDateTime>,
-    Option<chrono::NaiveDateTime>,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
 );
 
 pub fn tokens_of(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<TokenRow>> {
-    api_tokens::table
+    let rows: Vec<TokenTuple> = api_tokens::table
         .filter(api_tokens::user_id.eq(user_id))
         .order(api_tokens::id.desc())
         .select((
             api_tokens::id,
             api_tokens::label,
             api_tokens::created_at,
+            api_tokens::expires_at,
             api_tokens::last_used_at,
             api_tokens::revoked_at,
         ))
-        .load(conn)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, label, created_at, expires_at, last_used_at, revoked_at)| TokenRow {
+                id,
+                label,
+                created_at,
+                expires_at,
+                last_used_at,
+                revoked_at,
+            },
+        )
+        .collect())
 }
 
 /// Revoke one of the user's tokens; `false` if it is not theirs or already revoked.

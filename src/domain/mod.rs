@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O, no HTTP, no SQL.
 
 pub mod access;
+pub mod account;
 pub mod change;
 pub mod execution;
 pub mod lines;

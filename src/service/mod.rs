@@ -2,6 +2,7 @@
 //! later the browser). Each runs its writes in one transaction and enforces the rules
 //! of DESIGN.md there, not in handlers.
 
+pub mod accounts;
 pub mod changes;
 pub mod contacts;
 pub mod execution;

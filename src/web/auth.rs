@@ -1,9 +1,12 @@
-//! `Authorization: Bearer <token>` → [`CurrentUser`]. 401 without a valid token.
+//! `Authorization: Bearer <token>` → [`CurrentUser`]. 401 without a valid token
+//! (`token_expired` for one past its `expires_at`); each use is recorded, at most once a minute.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
+use serde_json::json;
 
 use super::{with_conn, AppState};
 use crate::db::users;
@@ -38,12 +41,27 @@ impl FromRequest for Authed {
                 })?
                 .to_string();
             let user = with_conn(&state, move |conn| {
-                let Some(u) = users::user_for_token(conn, &token)? else {
+                let Some(t) = users::token_use(conn, &token)? else {
                     return Err(AppError::unauthorized(
                         "the API token is not valid (unknown or revoked)",
                     ));
                 };
-                Ok(CurrentUser::load(conn, u)?)
+                if let Some(at) = t.expires_at.filter(|_| t.expired(crate::db::now())) {
+                    return Err(AppError::client(
+                        StatusCode::UNAUTHORIZED,
+                        "token_expired",
+                        format!(
+                            "the API token expired at {} UTC; create a new one under Settings or with `countersign token create`",
+                            at.format("%Y-%m-%d %H:%M")
+                        ),
+                    )
+                    .with_details(json!({"expired_at": at.and_utc().to_rfc3339()})));
+                }
+                // Bookkeeping only: a failure to record the use never refuses the request.
+                if let Err(e) = users::touch_token(conn, &t) {
+                    tracing::warn!(error = %e, token = t.id, "could not record the token's use");
+                }
+                Ok(CurrentUser::load(conn, t.user)?)
             })
             .await?;
             Ok(Authed(user))

@@ -1,5 +1,6 @@
 //! HTTP: one route table, the JSON API over the services, request logging.
 
+pub mod account_pages;
 pub mod api;
 pub mod auth;
 pub mod middleware;
@@ -274,6 +275,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/settings/notifications", web::get().to(pages::notification_settings))
                 .route("/settings/notifications", web::post().to(pages::save_notifications))
                 .route("/settings/tokens", web::post().to(pages::create_token))
+                .route("/settings/password", web::get().to(account_pages::password_form))
+                .route("/settings/password", web::post().to(account_pages::change_password))
+                .route("/settings/sessions", web::get().to(account_pages::sessions))
+                .route("/settings/sessions/others/revoke", web::post().to(account_pages::revoke_other_sessions))
+                .route("/settings/sessions/{id}/revoke", web::post().to(account_pages::revoke_session))
                 .route("/settings/tokens/{id}/revoke", web::post().to(pages::revoke_token))
                 .route("/admin/outbox", web::get().to(pages::outbox))
                 .route("/admin/outbox/{id}/retry", web::post().to(pages::retry_mail))

@@ -13,6 +13,7 @@ use super::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{with_conn, State};
 use crate::db::{audit, changes as repo, inventory, users};
 use crate::domain::access::ChangeAction;
+use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::Side;
@@ -97,6 +98,11 @@ fn flash_text(code: &str) -> &'static str {
         "resolved" => "Resolved again against today's inventory.",
         "saved" => "Saved.",
         "token" => "Token revoked.",
+        "password" => {
+            "Your password is changed. Your other sessions are signed out; API tokens stay valid."
+        }
+        "session" => "That session is signed out.",
+        "sessions" => "All your other sessions are signed out.",
         _ => "Done.",
     }
 }
@@ -262,7 +268,7 @@ pub struct NextQuery {
 
 /// Where to go after signing in: only a path on this site. Anything that a browser could
 /// read as another host (`//x`, `/\\x`, control characters that it strips) goes home.
-fn safe_next(n: Option<&str>) -> String {
+pub(crate) fn safe_next(n: Option<&str>) -> String {
     match n {
         Some(p)
             if p.starts_with('/')
@@ -1708,9 +1714,21 @@ pub struct PrefRow {
 struct SettingsPage {
     l: Layout,
     prefs: Vec<PrefRow>,
-    tokens: Vec<(i64, String, String, String, bool)>,
+    tokens: Vec<TokenItem>,
     new_token: Option<String>,
     email: String,
+    /// (value, label, selected) for the new token's lifetime.
+    lifetimes: Vec<(String, String, bool)>,
+}
+
+pub struct TokenItem {
+    pub id: i64,
+    pub label: String,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
 }
 
 async fn settings_page(
@@ -1741,21 +1759,41 @@ async fn settings_page(
                 description: p.description,
             })
             .collect(),
-        tokens: tokens
-            .into_iter()
-            .map(|(id, label, created, used, revoked)| {
-                (
-                    id,
-                    label,
-                    created.format("%Y-%m-%d").to_string(),
-                    used.map(|u| u.format("%Y-%m-%d %H:%M").to_string())
+        tokens: {
+            let t = crate::db::now();
+            tokens
+                .into_iter()
+                .map(|r| TokenItem {
+                    status: if r.revoked_at.is_some() {
+                        "revoked"
+                    } else if r.expires_at.is_some_and(|e| e <= t) {
+                        "expired"
+                    } else {
+                        "active"
+                    },
+                    id: r.id,
+                    label: r.label,
+                    created: r.created_at.format("%Y-%m-%d").to_string(),
+                    expires: r
+                        .expires_at
+                        .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
                         .unwrap_or_else(|| "never".into()),
-                    revoked.is_some(),
-                )
-            })
-            .collect(),
+                    last_used: r
+                        .last_used_at
+                        .map(|u| u.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                })
+                .collect()
+        },
         email: w.user.email.clone(),
         new_token,
+        lifetimes: TOKEN_LIFETIMES
+            .iter()
+            .map(|d| match d {
+                Some(n) => (n.to_string(), format!("{n} days"), *n == DEFAULT_TOKEN_DAYS),
+                None => ("never".into(), "never".into(), false),
+            })
+            .collect(),
     };
     let secret = page.new_token.is_some();
     let mut r = html(StatusCode::OK, page.render());
@@ -1806,6 +1844,9 @@ pub struct TokenForm {
     csrf: String,
     #[serde(default)]
     label: String,
+    /// Days until it expires (one of `TOKEN_LIFETIMES`) or `never`.
+    #[serde(default)]
+    expires: String,
 }
 
 pub async fn create_token(
@@ -1821,6 +1862,28 @@ pub async fn create_token(
     } else {
         label
     };
+    let days = match form.expires.trim() {
+        "" => Some(DEFAULT_TOKEN_DAYS),
+        "never" => None,
+        d => match d
+            .parse::<u32>()
+            .ok()
+            .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
+        {
+            Some(n) => Some(n),
+            None => {
+                let l = layout(&state, &w, "settings", &req).await;
+                return error_page(
+                    &req,
+                    l,
+                    &AppError::bad_request(
+                        "invalid_lifetime",
+                        format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
+                    ),
+                );
+            }
+        },
+    };
     let user = w.user.clone();
     let token = page_try!(
         &req,
@@ -1828,13 +1891,14 @@ pub async fn create_token(
         &w,
         "settings",
         with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
-            let t = users::create_token(conn, user.id, &label)?;
+            let expires_at = token_expiry(crate::db::now(), days);
+            let t = users::create_token_expiring(conn, user.id, &label, expires_at)?;
             audit::append(
                 conn,
                 &user.actor(),
                 "token_created",
                 None,
-                serde_json::json!({"label": label}),
+                serde_json::json!({"label": label, "expires_at": expires_at}),
             )?;
             Ok(t)
         }))

@@ -12,7 +12,7 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::LOCATION;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 
-use super::{with_conn, AppState};
+use super::{account_pages, with_conn, AppState};
 use crate::db::users;
 use crate::service::CurrentUser;
 
@@ -25,6 +25,8 @@ pub struct WebUser {
     pub user: CurrentUser,
     pub csrf: String,
     pub token: String,
+    /// Signed in with a printed initial password (see `account_pages::must_change_gate`).
+    pub must_change_password: bool,
 }
 
 /// Not signed in: to the login page, then back.
@@ -76,6 +78,9 @@ impl FromRequest for WebUser {
         } else {
             "/".into()
         };
+        // Accounts: where the session is used from, and the page asked for.
+        let seen = account_pages::seen_from(req);
+        let path = req.path().to_string();
         Box::pin(async move {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(LoginRedirect(back).into());
@@ -83,14 +88,26 @@ impl FromRequest for WebUser {
             let t2 = token.clone();
             let found = with_conn(&state, move |conn| {
                 Ok(match users::session(conn, &t2)? {
-                    Some((u, csrf)) => Some((CurrentUser::load(conn, u)?, csrf)),
+                    Some((u, csrf, last_seen)) => {
+                        account_pages::record_use(conn, &t2, last_seen, &seen);
+                        let must_change = u.must_change_password;
+                        Some((CurrentUser::load(conn, u)?, csrf, must_change))
+                    }
                     None => None,
                 })
             })
             .await
             .map_err(actix_web::Error::from)?;
             match found {
-                Some((user, csrf)) => Ok(WebUser { user, csrf, token }),
+                Some((user, csrf, must_change_password)) => {
+                    account_pages::must_change_gate(must_change_password, &path, &back)?;
+                    Ok(WebUser {
+                        user,
+                        csrf,
+                        token,
+                        must_change_password,
+                    })
+                }
                 None => Err(LoginRedirect(back).into()),
             }
         })

@@ -2,6 +2,7 @@
 //! when COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL.
 
 mod access;
+mod accounts;
 mod audit;
 mod basics;
 mod browser;

@@ -1,0 +1,125 @@
+//! Accounts: a person's own password and browser sessions, and passwords set from the
+//! command line. Every change here is an audit event; none records a secret.
+//!
+//! Password hashing (argon2) is slow on purpose, so the web handlers check and hash
+//! passwords before they take a pooled connection and hand the hashes in.
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::db::audit::{self, Actor};
+use crate::db::models::User;
+use crate::db::{users, write_tx, DbConn, WriteTx};
+use crate::error::{AppError, AppResult};
+use crate::service::CurrentUser;
+
+/// A fresh browser session for the person who just changed their password.
+pub struct NewSession {
+    pub token: String,
+    pub csrf: String,
+    /// How many of their other sessions were signed out.
+    pub others_ended: usize,
+}
+
+/// Change one's own password: `old_hash` is the stored hash the current password was
+/// checked against (outside this transaction), `new_hash` the new one. Every session of
+/// the person ends, the current one included, and a new one is issued for the browser
+/// that made the change. Clears `must_change_password`.
+pub fn change_password(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    old_hash: &str,
+    new_hash: &str,
+    session_ttl: Duration,
+) -> AppResult<NewSession> {
+    write_tx(conn, |tx| {
+        if !users::replace_password_hash(tx, user.id, old_hash, new_hash)? {
+            return Err(AppError::conflict(
+                "password_changed_meanwhile",
+                "Your password was changed in the meantime (in another session or by an admin). Nothing was saved; try again with the password that is now current.",
+            ));
+        }
+        // All of them, the current one too: it is re-issued below with a new token.
+        let ended = users::end_sessions_except(tx, user.id, None)?;
+        let (token, csrf) = users::create_session(tx, user.id, session_ttl)?;
+        let others_ended = ended.saturating_sub(1);
+        audit::append(
+            tx,
+            &user.actor(),
+            "password_changed",
+            None,
+            json!({"other_sessions_ended": others_ended}),
+        )?;
+        Ok(NewSession {
+            token,
+            csrf,
+            others_ended,
+        })
+    })
+}
+
+/// Sign out one of one's own sessions by its public id (404 for anybody else's).
+/// Returns whether it was the session of `current` (the caller then clears the cookie).
+pub fn revoke_session(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    public_id: &str,
+    current: &str,
+) -> AppResult<bool> {
+    write_tx(conn, |tx| {
+        let Some(was_current) = users::revoke_session(tx, user.id, public_id, current)? else {
+            return Err(AppError::not_found_msg(
+                "You have no such session (it may have ended already).",
+            ));
+        };
+        audit::append(
+            tx,
+            &user.actor(),
+            "session_revoked",
+            None,
+            json!({"session": public_id, "current": was_current}),
+        )?;
+        Ok(was_current)
+    })
+}
+
+/// Sign out all of one's sessions but the current one; how many ended.
+pub fn revoke_other_sessions(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    current: &str,
+) -> AppResult<usize> {
+    write_tx(conn, |tx| {
+        let n = users::end_sessions_except(tx, user.id, Some(current))?;
+        audit::append(
+            tx,
+            &user.actor(),
+            "other_sessions_revoked",
+            None,
+            json!({"sessions": n}),
+        )?;
+        Ok(n)
+    })
+}
+
+/// Set a person's password from the command line (a reset, or `user add` with a given
+/// password): all their sessions end; `must_change` makes them choose their own at the
+/// next sign-in. Audited as `password_reset` (who, whether it must be changed, how many
+/// sessions ended; never the password).
+pub fn reset_password(
+    tx: &mut WriteTx<'_>,
+    actor: &Actor,
+    user: &User,
+    password: &str,
+    must_change: bool,
+) -> AppResult<usize> {
+    let ended = users::reset_password(tx, user.id, password, must_change)?;
+    audit::append(
+        tx,
+        actor,
+        "password_reset",
+        None,
+        json!({"email": user.email, "must_change_password": must_change, "sessions_ended": ended}),
+    )?;
+    Ok(ended)
+}
