@@ -226,11 +226,9 @@ pub async fn change_password(
         }
         Some(hash) if f.current.len() <= MAX_PASSWORD_BYTES => {
             // A guess at the current password counts like a failed login for this address.
-            if let Some(wait) = state.limiter.attempt(&email) {
-                let msg = format!(
-                    "Too many wrong passwords for this address. Try again in {} minutes.",
-                    wait.as_secs() / 60 + 1
-                );
+            let client = super::session::client_of(req.peer_addr().map(|a| a.ip()));
+            if let Err(t) = state.limiter.attempt(&email, &client) {
+                let msg = t.message();
                 return password_page(
                     &req,
                     &state,
@@ -242,11 +240,15 @@ pub async fn change_password(
                 .await;
             }
             let given = f.current.clone();
-            let ok = web::block(move || users::verify_password(&hash, &given))
+            let ok = state
+                .limiter
+                .check(move || users::verify_password(&hash, &given))
                 .await
                 .unwrap_or(false);
             if ok {
-                state.limiter.succeeded(&email);
+                state.limiter.succeeded(&email, &client);
+            } else {
+                state.limiter.failed(&client);
             }
             ok
         }
@@ -272,9 +274,11 @@ pub async fn change_password(
         &state,
         &w,
         "settings",
-        web::block(move || users::hash_password(&new))
+        state
+            .limiter
+            .check(move || users::hash_password(&new))
             .await
-            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("hashing failed: {e}")))
+            .map_err(|t| AppError::client(StatusCode::TOO_MANY_REQUESTS, "busy", t.message()))
     );
     let user = w.user.clone();
     let done = with_conn(&state, move |conn| {
