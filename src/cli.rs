@@ -140,6 +140,10 @@ pub struct DemoArgs {
     /// The demo database file.
     #[arg(long, default_value = "countersign-demo.db")]
     pub db: PathBuf,
+    /// Put the demo in this database instead (`postgres://…` or `sqlite://…`), e.g. for
+    /// scripts/load on PostgreSQL.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Set up the demo data and exit without serving.
     #[arg(long)]
     pub no_serve: bool,
@@ -269,7 +273,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Demo(args) => {
             let mut config = Config::from_env()?;
-            config.database = DatabaseUrl::Sqlite(args.db.clone());
+            config.database = match &args.database_url {
+                Some(u) => DatabaseUrl::parse(u)?,
+                None => DatabaseUrl::Sqlite(args.db.clone()),
+            };
             config.bind = args.bind;
             crate::demo::setup(&config)?;
             if !args.no_serve {
