@@ -149,9 +149,32 @@ pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> an
     Ok(())
 }
 
+/// Headers on every response (a handler's own value wins: the static assets set a public
+/// `Cache-Control`). `Cache-Control: no-store` covers everything else — pages, redirects,
+/// CSV exports, API answers, error pages — since all of it is for one signed-in person (or
+/// carries a fresh CSRF token). HSTS only when the public URL is https: a plain-HTTP
+/// deployment must not tell browsers to insist on HTTPS.
+fn security_headers(config: &Config) -> actix_web::middleware::DefaultHeaders {
+    let h = actix_web::middleware::DefaultHeaders::new()
+        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("Cache-Control", "no-store"));
+    if config.mail.public_url.starts_with("https://") {
+        h.add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        h
+    }
+}
+
 /// The one route table.
 pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
     let json_limit = state.config.max_json_bytes;
+    let headers = security_headers(&state.config);
     cfg.app_data(state)
         .app_data(
             web::JsonConfig::default()
@@ -186,13 +209,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         }))
         .service(
             web::scope("")
-                .wrap(
-                    actix_web::middleware::DefaultHeaders::new()
-                        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin")),
-                )
+                .wrap(headers)
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))

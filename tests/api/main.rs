@@ -11,6 +11,7 @@ mod concurrency;
 mod crash;
 mod effects;
 mod execution;
+mod headers;
 mod helpers;
 mod inventory;
 mod mail;
