@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod backup;
 mod basics;
 mod browser;
 mod changes;
