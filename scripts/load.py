@@ -126,12 +126,12 @@ class Workload:
 
     def flow(self, c):
         """One change from creation to execution: create, submit, two sign-offs, execute."""
-        targets = self.take_targets(2)
+        targets = self.take_targets(1)
         if targets is None:
             return
         ana, carla = c["ana"], c["carla"]
         s, b = self.timed("create", lambda: ana.request("POST", "/api/v1/changes", body={
-            "title": "load: uninstall two apps", "rationale": "load test",
+            "title": "load: uninstall an app", "rationale": "load test",
             "requesting_team": "app-owners", "operation": "uninstall_app",
             "targets": {"ids": targets}}), {201})
         if s != 201:
@@ -153,7 +153,9 @@ class Workload:
         x = rnd.random()
         with self.lock:
             some = rnd.choice(self.changes) if self.changes else None
-        if x < 0.25 or some is None:
+        if some is None:
+            self.flow(c)
+        elif x < 0.25:
             self.timed("api read change list", lambda: c["ben"].request("GET", "/api/v1/changes?limit=50"), {200})
         elif x < 0.45:
             self.timed("api read change", lambda: c["dev"].request("GET", f"/api/v1/changes/{some}"), {200})
@@ -179,7 +181,12 @@ def sign_in(port, email, password):
 
 def clients(w):
     c = {k: Client(w.port, t) for k, t in w.tokens.items()}
-    c["web"] = sign_in(w.port, "dev@platform-ops.example", "countersign-demo")
+    # One sign-in, its session shared: parallel sign-ins of one address are throttled.
+    with w.lock:
+        if not getattr(w, "web_cookies", None):
+            w.web_cookies = sign_in(w.port, "dev@platform-ops.example", "countersign-demo").cookies
+    c["web"] = Client(w.port)
+    c["web"].cookies = dict(w.web_cookies)
     return c
 
 
@@ -243,7 +250,7 @@ def main():
         out.seek(0)
         tokens = {}
         for line in out.read().splitlines():
-            m = re.match(r"\s+(\w+)@\S+\s+\S+\s+([0-9a-f]{32,})$", line)
+            m = re.match(r"\s+(\w+)@\S+\s+\S+\s+(cs_[0-9a-f]+)$", line)
             if m:
                 tokens[m.group(1)] = m.group(2)
         admin = Client(a.port, tokens["admin"])

@@ -59,7 +59,31 @@ pub enum Command {
     Change(ChangeCmd),
     /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
     Bench(crate::demo::BenchArgs),
+    /// Write a consistent copy of the SQLite database to FILE while the server runs
+    /// (VACUUM INTO, checked, then renamed into place). PostgreSQL: use pg_dump (README).
+    Backup {
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the configured SQLite database with the backup FILE, after checking it.
+    /// Stop the server (and workers, mailers) first. PostgreSQL: use pg_restore (README).
+    Restore {
+        file: PathBuf,
+        /// Replace a database that is already there.
+        #[arg(long)]
+        force: bool,
+    },
 }
+
+/// What `backup` and `restore` say on PostgreSQL, where pg_dump and pg_restore do the job.
+const PG_BACKUP_HINT: &str = "countersign backup and restore work on the SQLite database; on PostgreSQL use its own tools, which take a consistent snapshot while the server runs:
+  pg_dump --format=custom --file FILE \"$DATABASE_URL\"
+and, into a new empty database (the server stopped, DATABASE_URL pointing at it):
+  pg_restore --no-owner --exit-on-error --dbname \"$DATABASE_URL\" FILE
+  countersign audit verify
+(README, Backups)";
 
 #[derive(Debug, Subcommand)]
 pub enum ContactsCmd {
@@ -612,6 +636,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Bench(args) => {
             crate::demo::bench(args)?;
+            Ok(0)
+        }
+        Command::Backup { file, force } => {
+            let config = Config::from_env()?;
+            let DatabaseUrl::Sqlite(db) = &config.database else {
+                eprintln!("{PG_BACKUP_HINT}");
+                return Ok(2);
+            };
+            let summary = db::backup::backup(db, &file, force)?;
+            println!(
+                "backup of {} written (a consistent copy as of its last commit before the backup began)",
+                db.display()
+            );
+            print!("{summary}");
+            Ok(0)
+        }
+        Command::Restore { file, force } => {
+            let config = Config::from_env()?;
+            let DatabaseUrl::Sqlite(db) = &config.database else {
+                eprintln!("{PG_BACKUP_HINT}");
+                return Ok(2);
+            };
+            let summary = db::backup::restore(&file, db, force)?;
+            println!("restored {} from {}", db.display(), file.display());
+            print!("{summary}");
+            println!("start the server on it (it applies any migrations newer than the backup)");
             Ok(0)
         }
         Command::Worker => worker().await,

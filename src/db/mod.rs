@@ -2,6 +2,7 @@
 //! strictly by URL scheme. This module is the only place that builds SQL.
 
 pub mod audit;
+pub mod backup;
 pub mod changes;
 pub mod exec;
 pub mod imports;

@@ -174,9 +174,32 @@ fn form_config(limit: usize) -> web::FormConfig {
     })
 }
 
+/// Headers on every response (a handler's own value wins: the static assets set a public
+/// `Cache-Control`). `Cache-Control: no-store` covers everything else — pages, redirects,
+/// CSV exports, API answers, error pages — since all of it is for one signed-in person (or
+/// carries a fresh CSRF token). HSTS only when the public URL is https: a plain-HTTP
+/// deployment must not tell browsers to insist on HTTPS.
+fn security_headers(config: &Config) -> actix_web::middleware::DefaultHeaders {
+    let h = actix_web::middleware::DefaultHeaders::new()
+        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("Cache-Control", "no-store"));
+    if config.mail.public_url.starts_with("https://") {
+        h.add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        h
+    }
+}
+
 /// The one route table.
 pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
     let json_limit = state.config.max_json_bytes;
+    let headers = security_headers(&state.config);
     cfg.app_data(state)
         .app_data(
             web::JsonConfig::default()
@@ -193,13 +216,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         }))
         .service(
             web::scope("")
-                .wrap(
-                    actix_web::middleware::DefaultHeaders::new()
-                        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin")),
-                )
+                .wrap(headers)
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))
@@ -221,22 +238,43 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/signoffs", web::post().to(api::sign_change))
                         .route("/changes/{id}/reject", web::post().to(api::reject_change))
                         .route("/changes/{id}/cancel", web::post().to(api::cancel_change))
-                        .route("/changes/{id}/comments", web::post().to(api::comment_change))
+                        .route(
+                            "/changes/{id}/comments",
+                            web::post().to(api::comment_change),
+                        )
                         .route("/changes/{id}/comments", web::get().to(api::list_comments))
                         .route("/changes/{id}/events", web::get().to(api::change_events))
                         .route("/changes/{id}/execute", web::post().to(api::execute_change))
                         .route("/changes/{id}/execution", web::get().to(api::get_execution))
-                        .route("/changes/{id}/execution/items", web::get().to(api::execution_items))
-                        .route("/changes/{id}/resume", web::post().to(api::resume_execution))
+                        .route(
+                            "/changes/{id}/execution/items",
+                            web::get().to(api::execution_items),
+                        )
+                        .route(
+                            "/changes/{id}/resume",
+                            web::post().to(api::resume_execution),
+                        )
                         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
-                        .route("/changes/{id}/rollback", web::post().to(api::rollback_change))
+                        .route(
+                            "/changes/{id}/rollback",
+                            web::post().to(api::rollback_change),
+                        )
                         .route("/restores", web::post().to(api::create_restore))
-                        .route("/changes/{id}/contacts", web::get().to(api::change_contacts))
+                        .route(
+                            "/changes/{id}/contacts",
+                            web::get().to(api::change_contacts),
+                        )
                         .route("/changes/{id}/notices", web::post().to(api::draft_notice))
                         .route("/changes/{id}/notices", web::get().to(api::list_notices))
-                        .route("/changes/{id}/notices/{nid}/{action}", web::post().to(api::notice_action))
+                        .route(
+                            "/changes/{id}/notices/{nid}/{action}",
+                            web::post().to(api::notice_action),
+                        )
                         .route("/contacts", web::post().to(api::import_contacts))
-                        .route("/inventory/{id}/contacts", web::get().to(api::entity_contacts))
+                        .route(
+                            "/inventory/{id}/contacts",
+                            web::get().to(api::entity_contacts),
+                        )
                         .route("/me/notifications", web::get().to(api::get_preferences))
                         .route("/me/notifications", web::put().to(api::set_preferences))
                         .route("/outbox", web::get().to(api::list_outbox))
@@ -260,29 +298,65 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/changes/new", web::get().to(pages::new_change))
                 .route("/changes/new", web::post().to(pages::create_change))
                 .route("/changes/{id}", web::get().to(pages::change))
-                .route("/changes/{id}/targets.csv", web::get().to(pages::change_targets_csv))
+                .route(
+                    "/changes/{id}/targets.csv",
+                    web::get().to(pages::change_targets_csv),
+                )
                 .route("/changes/{id}/edit", web::get().to(pages::edit_form))
                 .route("/changes/{id}/edit", web::post().to(pages::save_edit))
                 // Before `/changes/{id}/{action}`, which would take `notices` as an action.
-                .route("/changes/{id}/notices", web::get().to(notice_pages::notices))
+                .route(
+                    "/changes/{id}/notices",
+                    web::get().to(notice_pages::notices),
+                )
                 .route("/changes/{id}/notices", web::post().to(notice_pages::draft))
-                .route("/changes/{id}/notices/{nid}/{action}", web::post().to(notice_pages::decide))
-                .route("/changes/{id}/{action}", web::post().to(pages::change_action))
+                .route(
+                    "/changes/{id}/notices/{nid}/{action}",
+                    web::post().to(notice_pages::decide),
+                )
+                .route(
+                    "/changes/{id}/{action}",
+                    web::post().to(pages::change_action),
+                )
                 .route("/glossary", web::get().to(pages::glossary))
                 .route("/inventory", web::get().to(pages::inventory_page))
                 .route("/inventory/{id}", web::get().to(pages::entity_page))
                 .route("/settings", web::get().to(pages::settings))
-                .route("/settings/notifications", web::get().to(pages::notification_settings))
-                .route("/settings/notifications", web::post().to(pages::save_notifications))
+                .route(
+                    "/settings/notifications",
+                    web::get().to(pages::notification_settings),
+                )
+                .route(
+                    "/settings/notifications",
+                    web::post().to(pages::save_notifications),
+                )
                 .route("/settings/tokens", web::post().to(pages::create_token))
-                .route("/settings/password", web::get().to(account_pages::password_form))
-                .route("/settings/password", web::post().to(account_pages::change_password))
+                .route(
+                    "/settings/password",
+                    web::get().to(account_pages::password_form),
+                )
+                .route(
+                    "/settings/password",
+                    web::post().to(account_pages::change_password),
+                )
                 .route("/settings/sessions", web::get().to(account_pages::sessions))
-                .route("/settings/sessions/others/revoke", web::post().to(account_pages::revoke_other_sessions))
-                .route("/settings/sessions/{id}/revoke", web::post().to(account_pages::revoke_session))
-                .route("/settings/tokens/{id}/revoke", web::post().to(pages::revoke_token))
+                .route(
+                    "/settings/sessions/others/revoke",
+                    web::post().to(account_pages::revoke_other_sessions),
+                )
+                .route(
+                    "/settings/sessions/{id}/revoke",
+                    web::post().to(account_pages::revoke_session),
+                )
+                .route(
+                    "/settings/tokens/{id}/revoke",
+                    web::post().to(pages::revoke_token),
+                )
                 .route("/admin/outbox", web::get().to(pages::outbox))
-                .route("/admin/outbox/{id}/retry", web::post().to(pages::retry_mail))
+                .route(
+                    "/admin/outbox/{id}/retry",
+                    web::post().to(pages::retry_mail),
+                )
                 .default_service(web::to(pages::not_found_page)),
         );
 }

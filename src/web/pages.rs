@@ -347,10 +347,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
         r
     };
-    let cookie_csrf = req
-        .cookie(LOGIN_COOKIE)
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
+    let cookie_csrf = session::read_cookie(&req, &state, LOGIN_COOKIE).unwrap_or_default();
     if !csrf_ok(&cookie_csrf, &f.csrf) {
         return again(
             "The login form expired. Please sign in again.".into(),

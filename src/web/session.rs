@@ -1,6 +1,7 @@
-//! Browser sessions: a random token in an HttpOnly, SameSite=Lax cookie (Secure over
-//! HTTPS), its hash in `web_sessions` with the session's CSRF token. Every form carries
-//! that CSRF token; the login form uses a double-submit cookie instead (no session yet).
+//! Browser sessions: a random token in an HttpOnly, SameSite=Lax cookie (Secure and
+//! `__Host-` prefixed over HTTPS), its hash in `web_sessions` with the session's CSRF
+//! token. Every form carries that CSRF token; the login form uses a double-submit cookie
+//! instead (no session yet).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,7 +70,9 @@ impl FromRequest for WebUser {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+        let token = state
+            .as_ref()
+            .and_then(|s| read_cookie(req, s, SESSION_COOKIE));
         let back = if req.method() == actix_web::http::Method::GET {
             req.uri()
                 .path_and_query()
@@ -114,11 +117,37 @@ impl FromRequest for WebUser {
     }
 }
 
-/// A session cookie (or its removal when `value` is empty).
+/// Whether cookies are set for HTTPS: the public URL is https, or the request came in
+/// over https (directly or as a proxy's `Forwarded`/`X-Forwarded-Proto` says).
+pub fn https(req: &HttpRequest, state: &AppState) -> bool {
+    req.connection_info().scheme() == "https"
+        || state.config.mail.public_url.starts_with("https://")
+}
+
+/// The name cookie `base` (`SESSION_COOKIE`, `LOGIN_COOKIE`) has in this mode: over HTTPS
+/// `__Host-<base>`, which browsers accept only when Secure, for `Path=/` and without a
+/// `Domain` (so no other host and no plain-HTTP page can set or shadow it); else `base`.
+pub fn cookie_name(req: &HttpRequest, state: &AppState, base: &str) -> String {
+    if https(req, state) {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// The value of cookie `base`, read only under its name in this mode (a plain
+/// `cs_session` sent to an HTTPS deployment is ignored).
+pub fn read_cookie(req: &HttpRequest, state: &AppState, base: &str) -> Option<String> {
+    req.cookie(&cookie_name(req, state, base))
+        .map(|c| c.value().to_string())
+}
+
+/// Cookie `name` (`SESSION_COOKIE`, `LOGIN_COOKIE`) under its name in this mode (see
+/// [`cookie_name`]), or its removal when `value` is empty.
 pub fn cookie(req: &HttpRequest, state: &AppState, name: &str, value: &str) -> Cookie<'static> {
-    let secure = req.connection_info().scheme() == "https"
-        || state.config.mail.public_url.starts_with("https://");
-    let mut c = Cookie::build(name.to_string(), value.to_string())
+    let secure = https(req, state);
+    // The `__Host-` rules: Secure, Path=/, no Domain.
+    let mut c = Cookie::build(cookie_name(req, state, name), value.to_string())
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)

@@ -47,6 +47,8 @@ fn help_lists_the_commands() {
         "change",
         "mailer",
         "contacts",
+        "backup",
+        "restore",
     ] {
         assert!(t.contains(c), "{c} missing from --help:\n{t}");
     }

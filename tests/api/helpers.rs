@@ -399,3 +399,27 @@ impl TestApp {
             .expect("known person")
     }
 }
+
+/// A server on an existing database (a restored backup), signed into with the tokens of
+/// the app it was copied from; `dir` (the database's directory) lives as long as it.
+pub async fn serve_existing(
+    database_url: &str,
+    tokens: HashMap<&'static str, String>,
+    dir: Option<tempfile::TempDir>,
+) -> TestApp {
+    let url = DatabaseUrl::parse(database_url).expect("database URL");
+    let mut config = Config::for_database(url.clone());
+    config.pool_size = 6;
+    let (schema, source) = config.load_schema().expect("schema");
+    let app = Application::build(config, schema, &source).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        database_url: database_url.to_string(),
+        pool: db::build_pool(&url, 4).expect("pool"),
+        tokens,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod audit;
+mod backup;
 mod basics;
 mod browser;
 mod changes;
@@ -12,6 +13,7 @@ mod concurrency;
 mod crash;
 mod effects;
 mod execution;
+mod headers;
 mod helpers;
 mod inventory;
 mod limits;
