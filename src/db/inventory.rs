@@ -14,6 +14,7 @@ use super::audit::{self, Actor};
 use super::models::{Entity, EntityVersion, NewEntity};
 use super::schema::entities;
 use super::{imports, now, write_tx, DbConn, CHUNK};
+use crate::domain::text::{echo, excerpt, ECHO_CHARS};
 use crate::domain::{Kind, Schema};
 use crate::with_concrete;
 
@@ -285,7 +286,21 @@ pub fn parse_line(line: &str) -> Result<Option<ImportLine>, String> {
     }
     serde_json::from_str::<ImportLine>(text)
         .map(Some)
-        .map_err(|e| format!("not a valid entity line: {e}"))
+        .map_err(|e| {
+            // serde quotes the offending value whole: keep its start and the position.
+            let full = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let what = full.strip_suffix(at.as_str()).unwrap_or(&full);
+            let at = if what.len() < full.len() {
+                at.as_str()
+            } else {
+                ""
+            };
+            format!(
+                "not a valid entity line: {}{at}",
+                excerpt(what, 2 * ECHO_CHARS)
+            )
+        })
 }
 
 /// The first checks of a parsed line, which need neither the inventory nor the other
@@ -295,7 +310,7 @@ pub fn check_identity<'s>(schema: &'s Schema, l: &ImportLine) -> Result<&'s Kind
         let known = schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ");
         return Err((
             "unknown_kind",
-            format!("unknown kind `{}` (the schema has: {known})", l.kind),
+            format!("unknown kind `{}` (the schema has: {known})", echo(&l.kind)),
         ));
     };
     if l.id.is_empty()
@@ -306,7 +321,7 @@ pub fn check_identity<'s>(schema: &'s Schema, l: &ImportLine) -> Result<&'s Kind
             "invalid_id",
             format!(
                 "`{}` is not a usable ID: IDs are 1–{MAX_ID_LEN} characters without spaces",
-                l.id
+                echo(&l.id)
             ),
         ));
     }
@@ -333,7 +348,8 @@ pub fn check_attrs(kind: &Kind, l: &ImportLine) -> Result<BTreeMap<String, Strin
             return Err((
                 "unknown_attribute",
                 format!(
-                    "unknown attribute `{k}` for {} (its attributes: {})",
+                    "unknown attribute `{}` for {} (its attributes: {})",
+                    echo(k),
                     kind.describe(),
                     if kind.attributes.is_empty() {
                         "none".to_string()
@@ -350,7 +366,11 @@ pub fn check_attrs(kind: &Kind, l: &ImportLine) -> Result<BTreeMap<String, Strin
             other => {
                 return Err((
                     "invalid_attribute",
-                    format!("attribute `{k}` must be a string, got {other}"),
+                    format!(
+                        "attribute `{}` must be a string, got {}",
+                        echo(k),
+                        echo(&other.to_string())
+                    ),
                 ));
             }
         }
@@ -462,7 +482,7 @@ impl Importer<'_> {
         if self.report.errors.len() < MAX_REPORTED_ERRORS {
             self.report.errors.push(LineError {
                 line,
-                id: id.map(str::to_string),
+                id: id.map(|id| excerpt(id, MAX_ID_LEN).into_owned()),
                 code: code.into(),
                 message,
             });
@@ -512,8 +532,9 @@ impl Importer<'_> {
                         Some(&l.id),
                         "unexpected_parent",
                         format!(
-                            "{} is a root kind and has no parent, but the line names parent `{p}`",
-                            kind.describe()
+                            "{} is a root kind and has no parent, but the line names parent `{}`",
+                            kind.describe(),
+                            echo(p)
                         ),
                     );
                     continue;
@@ -544,7 +565,7 @@ impl Importer<'_> {
                         .unwrap_or_default();
                     match parent_kind {
                         None => {
-                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{p}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}"));
+                            self.error(n, Some(&l.id), "parent_not_found", format!("parent `{}` does not exist (it must be imported earlier in the file or be in the inventory); expected {want}", echo(p)));
                             continue;
                         }
                         Some(actual) if actual != pk => {
@@ -558,7 +579,8 @@ impl Importer<'_> {
                                 Some(&l.id),
                                 "wrong_parent_kind",
                                 format!(
-                                    "parent `{p}` is {is}, but the parent of {} must be {want}",
+                                    "parent `{}` is {is}, but the parent of {} must be {want}",
+                                    echo(p),
                                     kind.a_describe()
                                 ),
                             );

@@ -419,10 +419,15 @@ impl Schema {
             let line = e
                 .span()
                 .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
+            // Some syntax errors (a control character in a comment) carry no message.
+            let message = match e.message() {
+                "" => "not valid TOML: a character TOML does not allow here (such as a control character)".to_string(),
+                m => m.to_string(),
+            };
             SchemaErrors(vec![SchemaProblem {
                 place: "file".into(),
                 line,
-                message: e.message().to_string(),
+                message,
             }])
         })?;
         let mut problems = Vec::new();

@@ -16,6 +16,7 @@ use crate::db::models::{Change, Execution, ExecutionItem};
 use crate::db::{exec as repo, now, write_tx, DbConn};
 use crate::domain::execution::item;
 use crate::domain::schema::WebhookSpec;
+use crate::domain::text::echo;
 use crate::error::{AppError, AppResult};
 use crate::service::views::number;
 
@@ -121,8 +122,8 @@ pub fn parse_answer(status: reqwest::StatusCode, body: &[u8], kind: &str, id: &s
     } else {
         Answer::Fail(format!(
             "the executor confirmed {} {} instead of {kind} {id}: treated as a failure",
-            got_kind.unwrap_or("(no kind)"),
-            got_id.unwrap_or("(no id)"),
+            echo(got_kind.unwrap_or("(no kind)")),
+            echo(got_id.unwrap_or("(no id)")),
         ))
     }
 }
