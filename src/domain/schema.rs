@@ -1064,6 +1064,14 @@ implemented_by = "ops"
     }
 
     #[test]
+    fn toml_syntax_error_without_a_message_gets_one() {
+        // Found by fuzzing (fuzz/regressions/schema_toml): toml gives no message here.
+        let err = Schema::from_toml("# a\0b\n[kinds.x]\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(1), "{err}");
+        assert!(err.0[0].message.contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
     fn toml_syntax_error_has_a_line() {
         let err = Schema::from_toml("[kinds.org]\nlabel = \"x\"\nlabel = 3\n").unwrap_err();
         assert_eq!(err.0[0].line, Some(3), "{err}");
