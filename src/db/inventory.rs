@@ -363,7 +363,21 @@ pub fn parse_line(line: &str) -> Result<Option<ImportLine>, String> {
     }
     serde_json::from_str::<ImportLine>(text)
         .map(Some)
-        .map_err(|e| format!("not a valid entity line: {e}"))
+        .map_err(|e| {
+            // serde quotes the offending value whole: keep its start and the position.
+            let full = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let what = full.strip_suffix(at.as_str()).unwrap_or(&full);
+            let at = if what.len() < full.len() {
+                at.as_str()
+            } else {
+                ""
+            };
+            format!(
+                "not a valid entity line: {}{at}",
+                clip_to(what, 2 * crate::domain::lines::ECHO_CHARS)
+            )
+        })
 }
 
 /// The first checks of a parsed line, which need neither the inventory nor the other

@@ -419,10 +419,15 @@ impl Schema {
             let line = e
                 .span()
                 .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
+            // Some syntax errors (a control character in a comment) carry no message.
+            let message = match e.message() {
+                "" => "not valid TOML: a character TOML does not allow here (such as a control character)".to_string(),
+                m => m.to_string(),
+            };
             SchemaErrors(vec![SchemaProblem {
                 place: "file".into(),
                 line,
-                message: e.message().to_string(),
+                message,
             }])
         })?;
         let mut problems = Vec::new();
@@ -1056,6 +1061,14 @@ implemented_by = "ops"
             .find(|p| p.place == "kinds.site.parent")
             .unwrap();
         assert_eq!(site.line, Some(7));
+    }
+
+    #[test]
+    fn toml_syntax_error_without_a_message_gets_one() {
+        // Found by fuzzing (fuzz/regressions/schema_toml): toml gives no message here.
+        let err = Schema::from_toml("# a\0b\n[kinds.x]\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(1), "{err}");
+        assert!(err.0[0].message.contains("not valid TOML"), "{err}");
     }
 
     #[test]

@@ -243,6 +243,34 @@ pub(super) fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step
 
 #[cfg(test)]
 mod tests {
+    use super::{parse_answer, Answer};
+    use reqwest::StatusCode;
+
+    #[test]
+    fn answers() {
+        let (k, id) = ("site", "s-1");
+        let ok = br#"{"kind":"site","id":"s-1"}"#;
+        assert_eq!(parse_answer(StatusCode::OK, ok, k, id), Answer::Done);
+        assert!(matches!(
+            parse_answer(StatusCode::BAD_GATEWAY, ok, k, id),
+            Answer::Retry(_)
+        ));
+        assert!(matches!(
+            parse_answer(StatusCode::NOT_FOUND, ok, k, id),
+            Answer::Fail(_)
+        ));
+        assert!(matches!(
+            parse_answer(StatusCode::OK, b"ok", k, id),
+            Answer::Fail(_)
+        ));
+        // A wrong echo is quoted, but only its start (fuzz/regressions/webhook_answer).
+        let long = format!(r#"{{"kind":"site","id":"{}"}}"#, "x".repeat(100_000));
+        match parse_answer(StatusCode::OK, long.as_bytes(), k, id) {
+            Answer::Fail(why) => assert!(why.len() < 400, "{}", why.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn signature_is_hex_hmac_sha256() {
         // RFC 4231 test case 2.

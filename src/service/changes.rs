@@ -8,6 +8,7 @@
 //!   needed, counting distinct people, nobody on both sides, the author never as
 //!   implementer.
 
+use crate::domain::lines::clip;
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::http::StatusCode;
@@ -184,7 +185,10 @@ fn parse_id(raw: &str) -> AppResult<i64> {
         AppError::client(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("`{raw}` is not a change number (expected CHG-<n> or <n>)"),
+            format!(
+                "`{}` is not a change number (expected CHG-<n> or <n>)",
+                clip(raw)
+            ),
         )
     })
 }
