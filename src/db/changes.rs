@@ -217,11 +217,14 @@ pub fn signoffs(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Signoff, 
         .load(conn)
 }
 
+/// A sign-off with its signer's email and name.
+pub type SignoffRow = (Signoff, String, String);
+
 /// The sign-offs of many changes in one query per chunk, by change.
 pub fn signoffs_of(
     conn: &mut DbConn,
     change_ids: &[i64],
-) -> QueryResult<std::collections::HashMap<i64, Vec<(Signoff, String, String)>>> {
+) -> QueryResult<std::collections::HashMap<i64, Vec<SignoffRow>>> {
     let mut out: std::collections::HashMap<i64, Vec<_>> = std::collections::HashMap::new();
     for chunk in change_ids.chunks(super::CHUNK) {
         let rows: Vec<(Signoff, String, String)> = signoffs::table

@@ -55,7 +55,7 @@ fn id_problem(raw: &str) -> Option<String> {
             super::lines::clip(id)
         ));
     }
-    if kind.map_or(false, |k| k.len() > MAX_KIND_LEN) {
+    if kind.is_some_and(|k| k.len() > MAX_KIND_LEN) {
         return Some(format!(
             "the kind prefix has more than {MAX_KIND_LEN} characters"
         ));
