@@ -65,7 +65,7 @@ async fn slow_uploads_hold_nothing(backend: Backend) {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     };
-    tokio::time::timeout(Duration::from_secs(2), work)
+    tokio::time::timeout(Duration::from_secs(5), work)
         .await
         .expect("a stalled upload made others wait");
     // The stalled ones are answered once they have been quiet for the idle limit.
