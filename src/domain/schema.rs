@@ -462,7 +462,8 @@ impl Schema {
                 }
             };
             let regex = match &k.pattern {
-                Some(p) => match Regex::new(&format!("^(?:{p})$")) {
+                // On its own first: a fragment such as `a)|(b` would escape `^(?:…)$`.
+                Some(p) => match Regex::new(p).and_then(|_| Regex::new(&format!("^(?:{p})$"))) {
                     Ok(re) => Some(re),
                     Err(e) => {
                         let msg = e
@@ -697,17 +698,19 @@ impl Schema {
                     );
                 }
                 let regex = match &p.pattern {
-                    Some(pat) => match Regex::new(&format!("^(?:{pat})$")) {
-                        Ok(r) => Some(r),
-                        Err(_) => {
-                            push(
-                                format!("{pplace}.pattern"),
-                                line,
-                                "not a valid regular expression".into(),
-                            );
-                            None
+                    Some(pat) => {
+                        match Regex::new(pat).and_then(|_| Regex::new(&format!("^(?:{pat})$"))) {
+                            Ok(r) => Some(r),
+                            Err(_) => {
+                                push(
+                                    format!("{pplace}.pattern"),
+                                    line,
+                                    "not a valid regular expression".into(),
+                                );
+                                None
+                            }
                         }
-                    },
+                    }
                     None => None,
                 };
                 if effect == Some(Effect::SetAttributes) {
@@ -1061,6 +1064,16 @@ implemented_by = "ops"
             .find(|p| p.place == "kinds.site.parent")
             .unwrap();
         assert_eq!(site.line, Some(7));
+    }
+
+    #[test]
+    fn a_pattern_cannot_escape_its_anchors() {
+        let src = "[kinds.org]\nlabel = \"Org\"\npattern = \"org-1)|(.*\"\nexample = \"x\"\n";
+        let err = Schema::from_toml(src).unwrap_err();
+        assert!(
+            err.0.iter().any(|p| p.place == "kinds.org.pattern"),
+            "{err}"
+        );
     }
 
     #[test]
