@@ -93,6 +93,15 @@ pub fn append(
     Ok(id)
 }
 
+/// The id of the latest event (0 before the first): one primary-key read, which moves
+/// with every audited write.
+pub fn head_id(conn: &mut DbConn) -> QueryResult<i64> {
+    audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select(audit_head::last_id)
+        .first(conn)
+}
+
 /// The latest `n` events, newest first.
 pub fn recent(conn: &mut DbConn, n: i64) -> QueryResult<Vec<AuditEvent>> {
     audit_events::table

@@ -806,7 +806,7 @@ pub(crate) fn records(
 }
 
 /// [`records`] with the signers' teams already read (one query for many changes).
-fn records_with(
+pub(super) fn records_with(
     c: &Change,
     rows: &[(crate::db::models::Signoff, String, String)],
     teams: &std::collections::HashMap<i64, Vec<String>>,
@@ -855,7 +855,7 @@ pub(crate) fn facts<'c>(
 }
 
 /// [`facts`] with the person's current teams already read (a list of many changes).
-fn facts_with<'c>(
+pub(super) fn facts_with<'c>(
     conn: &mut DbConn,
     schema: &Schema,
     user: &CurrentUser,
@@ -1384,74 +1384,4 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             rolled_back_by: c.rolled_back_by.map(number),
         })
     })
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct QueueItem {
-    #[serde(flatten)]
-    pub change: ChangeSummaryView,
-    /// The sides the caller's teams still need to sign.
-    pub needs: Vec<String>,
-    pub missing_requester: u32,
-    pub missing_implementer: u32,
-    pub destructive: bool,
-}
-
-/// Changes waiting for a sign-off from a team the caller is in, oldest first.
-pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
-    if user.teams.is_empty() {
-        return Ok(vec![]);
-    }
-    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
-}
-
-fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
-    let teams_now = users::user_teams(conn, user.id)?;
-    let list = repo::awaiting_for_teams(conn, &teams_now)?;
-    // A fixed number of queries however long the queue: every sign-off and every
-    // signer's teams at once, then the one decision per change.
-    let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
-    let mut all_rows = repo::signoffs_of(conn, &ids)?;
-    let signers: Vec<i64> = {
-        let mut v: Vec<i64> = all_rows
-            .values()
-            .flatten()
-            .map(|(s, _, _)| s.user_id)
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let teams = users::teams_of_users(conn, &signers)?;
-    let mut out = Vec::new();
-    for c in list {
-        let Some(op) = schema.operation(&c.operation) else {
-            continue;
-        };
-        let rows = all_rows.remove(&c.id).unwrap_or_default();
-        let recs = records_with(&c, &rows, &teams);
-        let fp = c.fingerprint.clone().unwrap_or_default();
-        let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
-        // The sides this person may sign now and that still need someone.
-        let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
-        let mut needs = Vec::new();
-        if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
-            needs.push("requester".to_string());
-        }
-        if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
-            needs.push("implementer".to_string());
-        }
-        if needs.is_empty() {
-            continue;
-        }
-        let change = ChangeSummaryView::new(schema, &c);
-        out.push(QueueItem {
-            destructive: change.destructive,
-            change,
-            needs,
-            missing_requester: mr,
-            missing_implementer: mi,
-        });
-    }
-    Ok(out)
 }

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod execution;
 pub mod inventory;
 pub mod notifications;
+pub mod queue;
 pub mod restore;
 pub mod views;
 

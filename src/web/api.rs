@@ -475,7 +475,10 @@ pub async fn change_targets(
 
 pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
     let st = state.clone();
-    let items = with_conn(&state, move |conn| svc::queue(conn, &st.schema, &user)).await?;
+    let items = with_conn(&state, move |conn| {
+        service::queue::queue(conn, &st.schema, &user)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"changes": items})))
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub wake: Arc<crate::exec::Wake>,
     /// Sign-in throttling and the bounded argon2 checks.
     pub limiter: session::LoginLimiter,
+    /// Each person's approval-queue count, kept while nothing audited happened.
+    pub badges: crate::service::queue::Badges,
 }
 
 pub type State = web::Data<AppState>;
@@ -82,6 +84,7 @@ impl Application {
             pool,
             schema,
             limiter: session::LoginLimiter::new(config.login_per_second),
+            badges: Default::default(),
             config,
             wake,
         });

@@ -21,7 +21,7 @@ use crate::error::{AppError, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
 use crate::service::views::{number, ChangeSummaryView, ChangeView};
-use crate::service::CurrentUser;
+use crate::service::{queue, CurrentUser};
 
 // ---- layout and errors ---------------------------------------------------------------
 
@@ -58,12 +58,10 @@ pub(crate) async fn layout(
     req: &HttpRequest,
 ) -> Layout {
     let user = w.user.clone();
-    let schema = state.schema.clone();
-    let count = with_conn(state, move |conn| {
-        Ok(svc::queue(conn, &schema, &user)?.len())
-    })
-    .await
-    .unwrap_or(0);
+    let st = state.clone();
+    let count = with_conn(state, move |conn| st.badges.count(conn, &st.schema, &user))
+        .await
+        .unwrap_or(0);
     let flash = req
         .query_string()
         .split('&')
@@ -518,7 +516,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
     let user = w.user.clone();
     let schema = state.schema.clone();
     let data = with_conn(&state, move |conn| {
-        let queue = svc::queue(conn, &schema, &user)?;
+        let queue = queue::queue(conn, &schema, &user)?;
         let mine: Vec<ChangeSummaryView> = repo::list(
             conn,
             &repo::ListFilter {
@@ -582,7 +580,7 @@ pub async fn queue(
         &state,
         &w,
         "queue",
-        with_conn(&state, move |conn| svc::queue(conn, &schema, &user)).await
+        with_conn(&state, move |conn| queue::queue(conn, &schema, &user)).await
     );
     let effect = q.effect.clone().unwrap_or_default();
     let rows = items

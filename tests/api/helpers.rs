@@ -238,24 +238,39 @@ impl TestApp {
     }
 
     /// Create and submit; returns (id, fingerprint).
-    /// Add a test person to a team (directly in the database).
+    /// Add a test person to a team, audited as the product's own membership changes are
+    /// (what a page shows is keyed on the audit head).
     pub fn join(&self, who: &str, team: &str) {
-        let mut conn = self.conn();
-        let t = users::find_team(&mut conn, team).unwrap().unwrap();
-        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
-            .unwrap()
-            .unwrap();
-        users::add_member(&mut conn, t.id, u.id).unwrap();
+        self.membership(who, team, true);
     }
 
-    /// Remove a test person from a team (directly in the database).
+    /// Remove a test person from a team, audited (see [`TestApp::join`]).
     pub fn leave(&self, who: &str, team: &str) {
+        self.membership(who, team, false);
+    }
+
+    fn membership(&self, who: &str, team: &str, member: bool) {
         let mut conn = self.conn();
-        let t = users::find_team(&mut conn, team).unwrap().unwrap();
-        let u = users::find_user_by_email(&mut conn, TestApp::email(who))
-            .unwrap()
-            .unwrap();
-        users::remove_member(&mut conn, t.id, u.id).unwrap();
+        write_tx(&mut conn, |tx| -> Result<(), AppError> {
+            let t = users::find_team(tx, team)?.unwrap();
+            let u = users::find_user_by_email(tx, TestApp::email(who))?.unwrap();
+            let action = if member {
+                users::add_member(tx, t.id, u.id)?;
+                "team_member_added"
+            } else {
+                users::remove_member(tx, t.id, u.id)?;
+                "team_member_removed"
+            };
+            db::audit::append(
+                tx,
+                &Actor::cli(),
+                action,
+                None,
+                json!({"team": team, "email": u.email}),
+            )?;
+            Ok(())
+        })
+        .unwrap();
     }
 
     pub async fn submitted(&self, who: &str, op: &str, targets: Value) -> (i64, String) {

@@ -19,6 +19,7 @@ mod inventory;
 mod limits;
 mod mail;
 mod notices;
+mod queue;
 mod signoffs;
 mod smtp;
 mod teams;

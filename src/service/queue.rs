@@ -1,0 +1,146 @@
+//! The approval queue: the changes waiting for a sign-off the caller may give, and the
+//! count every page shows in its navigation.
+//!
+//! The count is the queue's length, decided by the same [`access::decide`] as the queue
+//! and the change page, never by a second rule in SQL. What makes it cheap is that the
+//! queue is a function of audited state: every state change, sign-off and membership
+//! change appends an audit event in its own transaction (DESIGN.md), and that bumps
+//! `audit_head.last_id`. [`Badges`] remembers, per person, the head the count was
+//! computed at; a page whose head is unchanged costs one primary-key read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::changes::{facts_with, policy_for, records_with};
+use super::views::ChangeSummaryView;
+use super::CurrentUser;
+use crate::db::{audit, changes as repo, users, DbConn};
+use crate::domain::access::{self, ChangeAction};
+use crate::domain::{signoff, Schema};
+use crate::error::AppResult;
+
+#[derive(Debug, serde::Serialize)]
+pub struct QueueItem {
+    #[serde(flatten)]
+    pub change: ChangeSummaryView,
+    /// The sides the caller's teams still need to sign.
+    pub needs: Vec<String>,
+    pub missing_requester: u32,
+    pub missing_implementer: u32,
+    pub destructive: bool,
+}
+
+/// Changes waiting for a sign-off from a team the caller is in, oldest first.
+pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
+    if user.teams.is_empty() {
+        return Ok(vec![]);
+    }
+    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
+}
+
+fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
+    let teams_now = users::user_teams(conn, user.id)?;
+    let list = repo::awaiting_for_teams(conn, &teams_now)?;
+    // A fixed number of queries however long the queue: every sign-off and every
+    // signer's teams at once, then the one decision per change.
+    let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
+    let mut all_rows = repo::signoffs_of(conn, &ids)?;
+    let signers: Vec<i64> = {
+        let mut v: Vec<i64> = all_rows
+            .values()
+            .flatten()
+            .map(|(s, _, _)| s.user_id)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let teams = users::teams_of_users(conn, &signers)?;
+    let mut out = Vec::new();
+    for c in list {
+        let Some(op) = schema.operation(&c.operation) else {
+            continue;
+        };
+        let rows = all_rows.remove(&c.id).unwrap_or_default();
+        let recs = records_with(&c, &rows, &teams);
+        let fp = c.fingerprint.clone().unwrap_or_default();
+        let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
+        // The sides this person may sign now and that still need someone.
+        let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
+        let mut needs = Vec::new();
+        if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
+            needs.push("requester".to_string());
+        }
+        if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
+            needs.push("implementer".to_string());
+        }
+        if needs.is_empty() {
+            continue;
+        }
+        let change = ChangeSummaryView::new(schema, &c);
+        out.push(QueueItem {
+            destructive: change.destructive,
+            change,
+            needs,
+            missing_requester: mr,
+            missing_implementer: mi,
+        });
+    }
+    Ok(out)
+}
+
+/// The most people whose counts are remembered; past it the table starts over (a count
+/// is recomputed, never wrong).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Per-person queue counts, each with the audit head it was computed at.
+#[derive(Default)]
+pub struct Badges {
+    seen: Mutex<HashMap<i64, (i64, usize)>>,
+}
+
+impl Badges {
+    /// How many changes wait for `user`'s sign-off: `queue(..).len()`, read in one
+    /// snapshot with the audit head it belongs to, recomputed only when the head moved.
+    pub fn count(
+        &self,
+        conn: &mut DbConn,
+        schema: &Schema,
+        user: &CurrentUser,
+    ) -> AppResult<usize> {
+        if user.teams.is_empty() {
+            return Ok(0);
+        }
+        crate::db::snapshot(conn, |conn| {
+            let head = audit::head_id(conn)?;
+            if let Some(&(at, n)) = self.lock().get(&user.id) {
+                if at == head {
+                    return Ok(n);
+                }
+            }
+            let n = queue_in(conn, schema, user)?.len();
+            self.remember(user.id, head, n);
+            Ok(n)
+        })
+    }
+
+    /// Remember `n` as the count at `head`.
+    fn remember(&self, user_id: i64, head: i64, n: usize) {
+        let mut seen = self.lock();
+        if seen.len() >= MAX_REMEMBERED && !seen.contains_key(&user_id) {
+            seen.clear();
+        }
+        // Never replace a newer count with an older one (two requests racing).
+        match seen.get(&user_id) {
+            Some(&(at, _)) if at > head => {}
+            _ => {
+                seen.insert(user_id, (head, n));
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, usize)>> {
+        // A panic while holding the lock leaves a plain map: still usable.
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
