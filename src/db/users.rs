@@ -263,25 +263,14 @@ pub fn set_password(conn: &mut DbConn, user_id: i64, password: &str) -> QueryRes
     Ok(())
 }
 
+/// An argon2id PHC string for `password` ([`crate::domain::password::hash`]).
 pub fn hash_password(password: &str) -> String {
-    use argon2::password_hash::{rand_core::OsRng as PwRng, PasswordHasher, SaltString};
-    let salt = SaltString::generate(&mut PwRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing")
-        .to_string()
+    crate::domain::password::hash(password)
 }
 
-/// Whether `password` matches the stored hash (constant-time inside argon2).
+/// Whether `password` matches the stored hash ([`crate::domain::password::verify`]).
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    crate::domain::password::verify(hash, password)
 }
 
 /// A new browser session: (cookie token, CSRF token). Only the token's hash is stored;

@@ -6,6 +6,7 @@ pub mod change;
 pub mod execution;
 pub mod lines;
 pub mod notice;
+pub mod password;
 pub mod presentation;
 pub mod resolution;
 pub mod schema;
