@@ -626,6 +626,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let file = dir.join("inventory.ndjson");
     let mut rows: Vec<NewEntity> = Vec::new();
     let mut app_ids: Vec<String> = Vec::new();
+    let mut org_ids: Vec<String> = Vec::new();
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
         let now = db::now();
@@ -641,6 +642,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             },
             |g| {
                 let _ = writeln!(out, "{}", g.line());
+                if g.kind == "org" {
+                    org_ids.push(g.id.clone());
+                }
                 if g.kind == "app_install" && app_ids.len() < args.targets {
                     app_ids.push(g.id.clone());
                 }
@@ -671,7 +675,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         db::run_migrations(&mut conn)?;
         reset_bench_changes(&mut conn)?;
         drop(conn);
-        return bench_change(&dir, &pool, &schema, &app_ids);
+        return bench_change(&dir, &pool, &schema, &app_ids, &org_ids);
     }
 
     // Baseline: plain multi-row inserts of the same rows, one transaction, no validation.
@@ -717,7 +721,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("countersign inventory import (validated):     {imp:>7.2}s  ({:>9.0} lines/s, {:.1}x baseline)", n as f64 / imp, imp / base_import);
 
     drop(conn);
-    let r = bench_change(&dir, &pool, &schema, &app_ids);
+    let r = bench_change(&dir, &pool, &schema, &app_ids, &org_ids);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -753,6 +757,7 @@ fn bench_change(
     pool: &db::Pool,
     schema: &crate::domain::Schema,
     app_ids: &[String],
+    org_ids: &[String],
 ) -> anyhow::Result<()> {
     let mut pooled = pool.get()?;
     let conn: &mut DbConn = &mut pooled;
@@ -816,6 +821,7 @@ fn bench_change(
     let parse = t.elapsed().as_secs_f64();
     let id = svc::create(conn, schema, &who, req).map_err(e)?;
     let create = t.elapsed().as_secs_f64();
+    let create_explicit = create;
     let v = svc::view(conn, schema, id).map_err(e)?;
     anyhow::ensure!(
         v.error_count == 0 && v.summary.targets as usize == app_ids.len(),
@@ -839,6 +845,7 @@ fn bench_change(
 
     // Execution: sign both sides, execute, let a worker run all waves to the end.
     let req = user(conn, "bench-req@example.com")?;
+    let req_user = req.clone();
     let ops = user(conn, "bench-ops@example.com")?;
     svc::submit(conn, schema, &who, id).map_err(e)?;
     let rss_before = peak_rss_mib();
@@ -873,6 +880,94 @@ fn bench_change(
         status_mib("RssAnon:"),
         status_mib("RssFile:")
     );
+
+    // Scoped selectors: as many targets chosen by `within` (and `where`) as the explicit-ID
+    // change above, which is the baseline. 16 app installations per org, 4 of them insight.
+    let per_org = app_ids.len().div_ceil(16);
+    let scoped = [
+        (
+            "within orgs",
+            Selector {
+                ids: vec![],
+                within: Some(Scope {
+                    kind: "org".into(),
+                    ids: org_ids[..per_org.min(org_ids.len())].to_vec(),
+                }),
+                filter: Default::default(),
+            },
+        ),
+        (
+            "within orgs where app=insight",
+            Selector {
+                ids: vec![],
+                within: Some(Scope {
+                    kind: "org".into(),
+                    ids: org_ids[..(per_org * 4).min(org_ids.len())].to_vec(),
+                }),
+                filter: [("app".to_string(), "insight".to_string())].into(),
+            },
+        ),
+    ];
+    for (label, selector) in scoped {
+        let scopes = selector.within.as_ref().map_or(0, |w| w.ids.len());
+        let req = CreateChange {
+            title: format!("bench {label}"),
+            rationale: String::new(),
+            requesting_team: "app-owners".into(),
+            operation: "uninstall_app".into(),
+            targets: selector,
+            params: Default::default(),
+            not_before: None,
+            not_after: None,
+            expect: None,
+        };
+        let t = Instant::now();
+        let id = svc::create(conn, schema, &who, req).map_err(e)?;
+        let create = t.elapsed().as_secs_f64();
+        let v = svc::view(conn, schema, id).map_err(e)?;
+        anyhow::ensure!(
+            v.error_count == 0,
+            "scoped bench change has errors: {:?}",
+            v.errors.first()
+        );
+        let t = Instant::now();
+        svc::submit(conn, schema, &who, id).map_err(e)?;
+        let submit = t.elapsed().as_secs_f64();
+        let fp = v.fingerprint.clone().unwrap_or_default();
+        for (who, side) in [(&req_user, Side::Requester), (&ops, Side::Implementer)] {
+            svc::sign(
+                conn,
+                schema,
+                who,
+                id,
+                SignRequest {
+                    side,
+                    fingerprint: fp.clone(),
+                    comment: String::new(),
+                    confirm_count: Some(v.summary.targets),
+                    text_hash: None,
+                },
+            )
+            .map_err(e)?;
+        }
+        let t = Instant::now();
+        crate::service::execution::execute(
+            conn,
+            schema,
+            &ops,
+            id,
+            &crate::service::execution::ExecuteRequest { fingerprint: fp },
+        )
+        .map_err(e)?;
+        let gate = t.elapsed().as_secs_f64();
+        crate::service::execution::abort(conn, schema, &ops, id, Some("bench")).map_err(e)?;
+        println!(
+            "countersign scoped change `{label}` ({scopes} orgs → {} targets): create {create:.2}s, submit {submit:.2}s, execute gate {gate:.2}s  (baseline: {} explicit IDs created in {:.2}s)",
+            v.summary.targets,
+            app_ids.len(),
+            create_explicit,
+        );
+    }
     Ok(())
 }
 

@@ -861,7 +861,12 @@ where
         Ok(report)
     });
     match result {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            if r.committed && r.inserted + r.updated > 0 {
+                super::refresh_statistics(conn);
+            }
+            Ok(r)
+        }
         Err(TxOutcome::Rejected(r)) => Ok(r),
         Err(TxOutcome::Db(e)) => Err(ImportFailure::Db(e)),
         Err(TxOutcome::Read(e)) => Err(ImportFailure::Read(e)),

@@ -149,6 +149,22 @@ pub fn best_effort<T>(
     out
 }
 
+/// Bring the planner's statistics up to date after the inventory changed in bulk (an
+/// import) and at start-up: `PRAGMA optimize` on SQLite (which re-analyses only tables whose
+/// size changed a lot, within an analysis limit), `ANALYZE entities` on PostgreSQL (whose
+/// autovacuum would get there later). Plans do not depend on it (the indexes make the
+/// scoped queries right without statistics, `tests/api/plans.rs`), so a failure, such as a
+/// busy SQLite database, is logged and ignored.
+pub fn refresh_statistics(conn: &mut DbConn) {
+    let r = match conn {
+        DbConn::Sqlite(_) => best_effort(conn, |c| c.batch_execute("PRAGMA optimize=0x10002")),
+        DbConn::Pg(c) => c.batch_execute("ANALYZE entities"),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "could not refresh the planner's statistics");
+    }
+}
+
 pub fn establish(url: &DatabaseUrl) -> Result<DbConn, diesel::ConnectionError> {
     match url {
         DatabaseUrl::Sqlite(path) => {

@@ -143,6 +143,7 @@ pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> an
     if new {
         tracing::info!(hash = %schema.hash, "recorded a new schema version");
     }
+    db::refresh_statistics(&mut conn);
     let n = crate::service::changes::reresolve_for_schema(&mut conn, schema)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if n > 0 {

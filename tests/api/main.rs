@@ -19,6 +19,7 @@ mod inventory;
 mod limits;
 mod mail;
 mod notices;
+mod plans;
 mod queue;
 mod signoffs;
 mod smtp;
