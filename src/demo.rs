@@ -368,6 +368,7 @@ fn seed_changes(
                 expect: None,
                 not_before: None,
                 not_after: None,
+                submit: false,
             },
         )
         .map_err(e)
@@ -920,6 +921,7 @@ fn bench_change(
             not_before: None,
             not_after: None,
             expect: None,
+            submit: false,
         };
         let t = Instant::now();
         let id = svc::create(conn, schema, &who, req).map_err(e)?;

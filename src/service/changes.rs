@@ -36,7 +36,7 @@ use crate::error::{AppError, AppResult};
 
 const MAX_COMMENT: usize = 10_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChange {
     pub title: String,
@@ -54,6 +54,9 @@ pub struct CreateChange {
     pub not_before: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Submit in the same transaction (see [`create`]).
+    #[serde(default)]
+    pub submit: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -517,12 +520,18 @@ pub(crate) fn check_teams(
     Ok(())
 }
 
+/// Create a change (a draft), resolved in its transaction. With `submit` (the new-change
+/// form, the API's `"submit": true`) it is submitted in the same transaction from the same
+/// resolution, so nothing can change between the two and the list is resolved once; when
+/// it cannot be submitted nothing is stored and the reason is the error (no draft is left
+/// behind).
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
     user: &CurrentUser,
     req: CreateChange,
 ) -> AppResult<i64> {
+    let submit = req.submit;
     let title = check_title(&req.title)?;
     let rationale = check_rationale(&req.rationale)?;
     let op = operation(schema, &req.operation)?;
@@ -580,6 +589,20 @@ pub fn create(
             Some(c.id),
             json!({"title": title, "operation": op.name, "requesting_team": req.requesting_team, "implementing_team": op.implemented_by, "params": params, "selector": {"ids": req.targets.ids.len(), "within": req.targets.within.as_ref().map(|w| serde_json::json!({"kind": w.kind, "ids": w.ids.len()})), "where": req.targets.filter}, "fingerprint": r.fingerprint, "target_count": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
         )?;
+        if submit {
+            let fresh = repo::get(conn, c.id)?.expect("just inserted");
+            if let Some(problem) = submit_problem(op, &fresh, &r.summary, &r.errors) {
+                return Err(problem);
+            }
+            repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
+            audit::append(
+                conn,
+                &user.actor(),
+                "submitted",
+                Some(c.id),
+                json!({"fingerprint": fresh.fingerprint, "targets": fresh.target_count, "roots": fresh.root_count}),
+            )?;
+        }
         tracing::debug!(
             ms = t_tx.elapsed().as_secs_f64() * 1000.0,
             "create: before commit"

@@ -833,6 +833,7 @@ pub fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
         expect,
         not_before,
         not_after,
+        submit: false,
     })
 }
 
@@ -1004,7 +1005,29 @@ pub async fn create_change(
             return again(l, vec![], 0, problems, None);
         }
     };
-    // Resolve first (nothing stored): the preview, or the reasons it cannot be created.
+    // "Create": one transaction resolves, stores and submits. Only when that is refused is
+    // the list resolved again, for the preview that shows why.
+    let mut refused = None;
+    if f.action == "create" {
+        let (user, schema) = (w.user.clone(), state.schema.clone());
+        let attempt = CreateChange {
+            submit: true,
+            ..request.clone()
+        };
+        match with_conn(&state, move |conn| {
+            svc::create(conn, &schema, &user, attempt)
+        })
+        .await
+        {
+            Ok(id) => return see_other(&format!("/changes/{}?done=created", number(id))),
+            Err(AppError::Client { message, .. }) => refused = Some(message),
+            Err(e) => {
+                let l = layout(&state, &w, "new", &req).await;
+                return error_page(&req, l, &e);
+            }
+        }
+    }
+    // The preview (nothing stored), or the reasons it cannot be created.
     let schema = state.schema.clone();
     let targets = request.targets.clone();
     let (op_name, params) = (request.operation.clone(), request.params.clone());
@@ -1054,45 +1077,19 @@ pub async fn create_change(
             return again(l, vec![], 0, problems, Some(preview));
         }
     }
-    if f.action != "create" || r.error_count > 0 {
-        let l = layout(&state, &w, "new", &req).await;
-        let status_ok = r.error_count == 0;
-        let mut resp = again(l, r.errors.clone(), r.error_count, vec![], Some(preview));
-        if status_ok {
-            *resp.status_mut() = StatusCode::OK;
-        }
-        return resp;
+    let l = layout(&state, &w, "new", &req).await;
+    let problems: Vec<String> = refused.into_iter().filter(|_| r.error_count == 0).collect();
+    let mut resp = again(
+        l,
+        r.errors.clone(),
+        r.error_count,
+        problems.clone(),
+        Some(preview),
+    );
+    if r.error_count == 0 && problems.is_empty() {
+        *resp.status_mut() = StatusCode::OK;
     }
-    let user = w.user.clone();
-    let schema = state.schema.clone();
-    let created = with_conn(&state, move |conn| {
-        let id = svc::create(conn, &schema, &user, request)?;
-        if let Err(e) = svc::submit(conn, &schema, &user, id) {
-            // Not submittable after all (the inventory moved since the preview): do not
-            // leave a stray draft behind the re-rendered form.
-            let _ = svc::cancel(
-                conn,
-                &schema,
-                &user,
-                id,
-                Some("submission from the form failed"),
-            );
-            return Err(e);
-        }
-        Ok(id)
-    })
-    .await;
-    match created {
-        Ok(id) => see_other(&format!("/changes/{}?done=created", number(id))),
-        Err(AppError::Client { message, .. }) => {
-            let l = layout(&state, &w, "new", &req).await;
-            again(l, vec![], 0, vec![message], Some(preview))
-        }
-        Err(e) => {
-            let l = layout(&state, &w, "new", &req).await;
-            error_page(&req, l, &e)
-        }
-    }
+    resp
 }
 
 // ---- the change page ------------------------------------------------------------------

@@ -518,7 +518,60 @@ async fn conflicts_and_queue(app: TestApp) {
     assert_eq!(q["changes"].as_array().unwrap().len(), 0);
 }
 
+/// `"submit": true` creates and submits from one resolution in one transaction; refused,
+/// it stores nothing. Created then submitted separately, the list is resolved again.
+async fn create_and_submit_resolve_once(app: TestApp) {
+    app.load_fixture().await;
+    let actions = |v: &serde_json::Value| -> Vec<String> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let body = json!({"title": "t", "requesting_team": "app-owners", "operation": "uninstall_app",
+        "targets": {"within": {"kind": "org", "ids": [ORG1]}, "where": {"app": "insight"}}, "submit": true});
+    let (s, v) = app.post("/api/v1/changes", "ana", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "awaiting_signoff");
+    let id = v["id"].as_i64().unwrap();
+    let (_, ev) = app
+        .get(&format!("/api/v1/changes/{id}/events"), "ana")
+        .await;
+    assert_eq!(actions(&ev), ["created", "submitted"], "{ev}");
+
+    // The two-step way resolves at submission again (time may have passed).
+    let mut two = body.clone();
+    two["submit"] = json!(false);
+    let (_, v) = app.post("/api/v1/changes", "ana", two).await;
+    let id2 = v["id"].as_i64().unwrap();
+    assert_eq!(v["state"], "draft");
+    app.post(&format!("/api/v1/changes/{id2}/submit"), "ana", json!({}))
+        .await;
+    let (_, ev) = app
+        .get(&format!("/api/v1/changes/{id2}/events"), "ana")
+        .await;
+    assert_eq!(actions(&ev), ["created", "resolved", "submitted"], "{ev}");
+
+    // Refused: the submission's reason, and nothing stored.
+    let (_, before) = app.get("/api/v1/changes?limit=100", "ana").await;
+    let mut wrong = body.clone();
+    wrong["expect"] = json!({"targets": 99});
+    let (s, r) = app.post("/api/v1/changes", "ana", wrong).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["code"], "expectation_mismatch");
+    let mut bad = body.clone();
+    bad["targets"] = json!({"ids": [site(1)]});
+    let (s, r) = app.post("/api/v1/changes", "ana", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["code"], "resolution_errors");
+    let (_, after) = app.get("/api/v1/changes?limit=100", "ana").await;
+    assert_eq!(before, after, "a refused create-and-submit stores nothing");
+}
+
 both_backends!(
+    create_and_submit_resolve_once,
     wrong_kind_is_named_and_blocks_submission,
     scoped_queries_and_summary,
     destructive_site_delete_refuses_active_children,

@@ -142,6 +142,7 @@ fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
             expect: None,
             not_before: None,
             not_after: None,
+            submit: false,
         },
     )
     .unwrap();
