@@ -229,17 +229,70 @@ pub fn matching_of_kind(
         DbConn::Sqlite(c) => matching!(
             diesel::sqlite::Sqlite,
             c,
-            "json_extract(entities.attrs, ",
-            ") = ",
-            |k: &str| format!("$.\"{}\"", k.replace('"', ""))
+            SQLITE_ATTR.0,
+            SQLITE_ATTR.1,
+            sqlite_attr_path
         ),
-        DbConn::Pg(c) => matching!(
-            diesel::pg::Pg,
+        DbConn::Pg(c) => matching!(diesel::pg::Pg, c, PG_ATTR.0, PG_ATTR.1, pg_attr_path),
+    }
+}
+
+/// `<attribute of entities.attrs> = <value>` around two binds, per backend.
+const SQLITE_ATTR: (&str, &str) = ("json_extract(entities.attrs, ", ") = ");
+const PG_ATTR: (&str, &str) = ("(entities.attrs::jsonb ->> ", ") = ");
+
+fn sqlite_attr_path(k: &str) -> String {
+    format!("$.\"{}\"", k.replace('"', ""))
+}
+
+fn pg_attr_path(k: &str) -> String {
+    k.to_string()
+}
+
+/// [`children_lite`] with the attribute filter in SQL, as in [`matching_of_kind`]: a scope
+/// with a `where` reads only the children that match (a scope of 400,000 app
+/// installations where 100,000 have the app loads 100,000 rows, not 400,000).
+pub fn children_lite_where(
+    conn: &mut DbConn,
+    parents: &[&str],
+    kind: &str,
+    filter: &BTreeMap<String, String>,
+) -> QueryResult<Vec<EntityLite>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+    if filter.is_empty() {
+        return children_lite(conn, parents, kind);
+    }
+    macro_rules! children {
+        ($backend:ty, $c:expr, $open:expr, $mid:expr, $path:expr) => {{
+            let mut out = Vec::new();
+            for chunk in parents.chunks(CHUNK) {
+                let mut q = entities::table
+                    .filter(entities::parent_id.eq_any(chunk))
+                    .filter(entities::kind.eq(kind))
+                    .into_boxed::<$backend>();
+                for (k, v) in filter {
+                    q = q.filter(
+                        sql::<Bool>($open)
+                            .bind::<Text, _>($path(k))
+                            .sql($mid)
+                            .bind::<Text, _>(v.clone()),
+                    );
+                }
+                out.extend(q.select(LITE).load::<EntityLite>($c)?);
+            }
+            Ok(out)
+        }};
+    }
+    match conn {
+        DbConn::Sqlite(c) => children!(
+            diesel::sqlite::Sqlite,
             c,
-            "(entities.attrs::jsonb ->> ",
-            ") = ",
-            |k: &str| k.to_string()
+            SQLITE_ATTR.0,
+            SQLITE_ATTR.1,
+            sqlite_attr_path
         ),
+        DbConn::Pg(c) => children!(diesel::pg::Pg, c, PG_ATTR.0, PG_ATTR.1, pg_attr_path),
     }
 }
 

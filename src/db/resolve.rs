@@ -382,9 +382,15 @@ pub fn resolve(
                     let mut frontier: Vec<String> =
                         scope_ids.iter().map(|s| s.to_string()).collect();
                     let mut level_rows = Vec::new();
-                    for level in &levels {
+                    for (depth, level) in levels.iter().enumerate() {
                         let refs: Vec<&str> = frontier.iter().map(String::as_str).collect();
-                        level_rows = inventory::children_lite(conn, &refs, level)?;
+                        // The last level is the operation's kind: its `where` goes to SQL
+                        // (and is checked again below, with the states).
+                        level_rows = if depth + 1 == levels.len() && filter_ok {
+                            inventory::children_lite_where(conn, &refs, level, &selector.filter)?
+                        } else {
+                            inventory::children_lite(conn, &refs, level)?
+                        };
                         frontier = level_rows.iter().map(|e| e.id.clone()).collect();
                     }
                     candidates = Some(level_rows);
