@@ -564,6 +564,10 @@ pub struct BenchArgs {
     /// Reuse the imported inventory in --dir and only measure the change.
     #[arg(long, requires = "dir")]
     pub change_only: bool,
+    /// Import and measure the changes on this PostgreSQL database (it must be empty; the
+    /// raw baselines stay on SQLite). Default: a SQLite file in the scratch directory.
+    #[arg(long, conflicts_with = "change_only")]
+    pub database_url: Option<String>,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -700,7 +704,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     // countersign import: stream the file through validation into a fresh database.
-    let (pool, _) = fresh_db(&dir, "bench.db")?;
+    let pool = match &args.database_url {
+        Some(u) => {
+            let url = DatabaseUrl::parse(u)?;
+            anyhow::ensure!(
+                matches!(url, DatabaseUrl::Postgres(_)),
+                "--database-url is for PostgreSQL (SQLite is the default)"
+            );
+            println!("changes on PostgreSQL {}", url.redacted());
+            db::build_pool(&url, 2)?
+        }
+        None => fresh_db(&dir, "bench.db")?.0,
+    };
     crate::web::prepare_database(&pool, &schema, &source)?;
     let mut conn = pool.get()?;
     let t = Instant::now();

@@ -1321,6 +1321,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 shared_targets: n,
             })
             .collect();
+        let stored: Value = serde_json::from_str(&c.selector).unwrap_or(Value::Null);
         Ok(ChangeView {
             id: c.id,
             number: number(c.id),
@@ -1334,7 +1335,8 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             text_hash: text_hash_of(&c),
             allowed_actions: vec![],
             params: serde_json::from_str(&c.params).unwrap_or(Value::Null),
-            targets: serde_json::from_str(&c.selector).unwrap_or(Value::Null),
+            selector: selector_shape(&stored),
+            targets: stored,
             expect: c
                 .expect
                 .as_deref()

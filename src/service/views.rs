@@ -142,6 +142,26 @@ impl ChangeSummaryView {
     }
 }
 
+/// How many IDs of a selector list a change's JSON shows.
+pub const SELECTOR_SAMPLE: usize = 20;
+
+/// A stored selector with every list of IDs replaced by `{"count": N, "first": [...]}`
+/// (the first [`SELECTOR_SAMPLE`]); everything else as it is.
+pub fn selector_shape(v: &Value) -> Value {
+    match v {
+        Value::Array(a) if a.iter().all(Value::is_string) => serde_json::json!({
+            "count": a.len(),
+            "first": a.iter().take(SELECTOR_SAMPLE).collect::<Vec<_>>(),
+        }),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), selector_shape(x)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ChangeView {
     pub id: i64,
@@ -159,7 +179,13 @@ pub struct ChangeView {
     /// What the viewer may do now (`GET /api/v1/changes/{id}`); pages render exactly this.
     pub allowed_actions: Vec<ChangeAction>,
     pub params: Value,
+    /// The selector as stored (for the pages' edit form); never serialised whole, since a
+    /// change may name 100,000 IDs.
+    #[serde(skip)]
     pub targets: Value,
+    /// The selector's shape: each list of IDs as its `count` and `first` 20
+    /// ([`selector_shape`]); the lists themselves page from `GET …/selector`.
+    pub selector: Value,
     pub expect: Option<Value>,
     pub schema_hash: String,
     /// False when the schema changed since this change was resolved.

@@ -473,6 +473,62 @@ pub async fn change_targets(
     })))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorQuery {
+    pub part: Option<String>,
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// One list of a change's stored selector, paged: `part=ids` (default) or `part=within`
+/// (the scope IDs). `GET /api/v1/changes/{id}` shows only each list's count and first IDs.
+pub async fn change_selector(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+    q: web::Query<SelectorQuery>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let q = q.into_inner();
+    let part = q.part.unwrap_or_else(|| "ids".into());
+    if part != "ids" && part != "within" {
+        return Err(AppError::unprocessable(
+            "invalid_part",
+            format!(
+                "part must be `ids` or `within`, not `{}`",
+                crate::domain::lines::clip(&part)
+            ),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0).clamp(0, i64::MAX) as usize;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000) as usize;
+    let change = with_conn(&state, move |conn| {
+        repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))
+    })
+    .await?;
+    let stored: serde_json::Value = serde_json::from_str(&change.selector).unwrap_or_default();
+    let (list, kind) = if part == "ids" {
+        (&stored["ids"], None)
+    } else {
+        (&stored["within"]["ids"], stored["within"]["kind"].as_str())
+    };
+    let all = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    let page: Vec<_> = all.iter().skip(offset).take(limit).collect();
+    let next = offset + page.len();
+    Ok(HttpResponse::Ok().json(json!({
+        "change": number(id),
+        "part": part,
+        "kind": kind,
+        "where": stored.get("where"),
+        "total": all.len(),
+        "offset": offset,
+        "limit": limit,
+        "ids": page,
+        "next_offset": (next < all.len()).then_some(next),
+    })))
+}
+
 pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
     let st = state.clone();
     let items = with_conn(&state, move |conn| {

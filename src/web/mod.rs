@@ -237,6 +237,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}", web::get().to(api::get_change))
                         .route("/changes/{id}", web::patch().to(api::edit_change))
                         .route("/changes/{id}/targets", web::get().to(api::change_targets))
+                        .route(
+                            "/changes/{id}/selector",
+                            web::get().to(api::change_selector),
+                        )
                         .route("/changes/{id}/resolve", web::post().to(api::resolve_change))
                         .route("/changes/{id}/submit", web::post().to(api::submit_change))
                         .route("/changes/{id}/signoffs", web::post().to(api::sign_change))

@@ -570,7 +570,80 @@ async fn create_and_submit_resolve_once(app: TestApp) {
     assert_eq!(before, after, "a refused create-and-submit stores nothing");
 }
 
+/// A change's JSON shows each list of its selector as a count and the first IDs (a change
+/// of 100,000 IDs was a 3.9 MB answer); the lists page from `…/selector`.
+async fn selector_is_a_shape_and_pages(app: TestApp) {
+    app.load_fixture().await;
+    // 300 IDs (most not in the inventory: resolution errors do not matter here).
+    let ids: Vec<String> = (1..=300u32).map(inst).collect();
+    let v = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"ids": ids, "within": {"kind": "site", "ids": [site(1)]}}),
+        )
+        .await;
+    let id = v["id"].as_i64().unwrap();
+    let (_, v) = app.get(&format!("/api/v1/changes/{id}"), "ben").await;
+    assert!(v.get("targets").is_none(), "no whole selector echoed");
+    assert_eq!(v["selector"]["ids"]["count"], 300);
+    assert_eq!(v["selector"]["ids"]["first"].as_array().unwrap().len(), 20);
+    assert_eq!(v["selector"]["ids"]["first"][0], inst(1));
+    assert_eq!(v["selector"]["within"]["kind"], "site");
+    assert_eq!(
+        v["selector"]["within"]["ids"],
+        json!({"count": 1, "first": [site(1)]})
+    );
+    // Beside the resolution errors (stored up to 1000), no list of IDs is echoed whole.
+    let mut rest = v.clone();
+    rest.as_object_mut().unwrap().remove("errors");
+    assert!(!rest.to_string().contains(&inst(300)), "{rest}");
+    assert!(
+        rest.to_string().len() < 20_000,
+        "{} bytes",
+        rest.to_string().len()
+    );
+
+    let mut got = Vec::new();
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        let (s, p) = app
+            .get(
+                &format!("/api/v1/changes/{id}/selector?part=ids&offset={o}&limit=128"),
+                "ben",
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        assert_eq!(p["total"], 300);
+        got.extend(
+            p["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string()),
+        );
+        offset = p["next_offset"].as_u64();
+    }
+    assert_eq!(got, ids, "every ID, in order, across pages");
+    let (_, p) = app
+        .get(&format!("/api/v1/changes/{id}/selector?part=within"), "ben")
+        .await;
+    assert_eq!(p["kind"], "site");
+    assert_eq!(p["ids"], json!([site(1)]));
+    let (s, p) = app
+        .get(
+            &format!("/api/v1/changes/{id}/selector?part=everything"),
+            "ben",
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["error"]["code"], "invalid_part");
+    let (s, _) = app.get("/api/v1/changes/CHG-999/selector", "ben").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
 both_backends!(
+    selector_is_a_shape_and_pages,
     create_and_submit_resolve_once,
     wrong_kind_is_named_and_blocks_submission,
     scoped_queries_and_summary,
