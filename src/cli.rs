@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::db::audit::{self, Actor};
 use crate::db::{self, users, write_tx, DatabaseUrl};
+use crate::domain::ExecState;
 use crate::domain::schema::{team_name_ok, Schema};
 use crate::error::AppError;
 use crate::service::accounts;
@@ -810,13 +811,17 @@ async fn follow(config: Config, pool: db::Pool, schema: Schema, id: i64) -> anyh
             print_progress(&v);
             last = line;
         }
-        if v.state != "running" {
+        if v.state != ExecState::Running {
             break v;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     tokio::task::spawn_blocking(move || w.stop()).await?;
-    Ok(if v.state == "completed" { 0 } else { 2 })
+    Ok(if v.state == ExecState::Completed {
+        0
+    } else {
+        2
+    })
 }
 
 async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {

@@ -15,6 +15,7 @@ use crate::db::audit::{self, Actor};
 use crate::db::models::{ChangeTarget, NewEntity};
 use crate::db::schema::{change_targets, entities};
 use crate::db::{self, users, write_tx, DatabaseUrl, DbConn};
+use crate::domain::{ChangeState, EntityState, ExecState};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::signoff::Side;
 use crate::error::AppError;
@@ -659,7 +660,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     parent_id: g.parent,
                     name: g.name,
                     attrs: g.attrs.to_string(),
-                    state: "active".into(),
+                    state: EntityState::Active,
                     version: 1,
                     created_at: now,
                     updated_at: now,
@@ -754,11 +755,11 @@ fn reset_bench_changes(conn: &mut DbConn) -> anyhow::Result<()> {
     diesel::delete(signoffs::table).execute(conn)?;
     diesel::delete(change_targets::table).execute(conn)?;
     diesel::update(changes::table)
-        .set(changes::state.eq("cancelled"))
+        .set(changes::state.eq(ChangeState::Cancelled))
         .execute(conn)?;
-    diesel::update(entities::table.filter(entities::state.ne("active")))
+    diesel::update(entities::table.filter(entities::state.ne(EntityState::Active)))
         .set((
-            entities::state.eq("active"),
+            entities::state.eq(EntityState::Active),
             entities::deleted_by.eq(None::<i64>),
             entities::deleted_at.eq(None::<chrono::NaiveDateTime>),
             entities::purge_after.eq(None::<chrono::NaiveDateTime>),
@@ -1040,7 +1041,7 @@ fn run_change(
     // would compete with the worker for the two cores).
     loop {
         let x = db::exec::for_change(conn, id)?;
-        if x.is_some_and(|x| x.state != "running") {
+        if x.is_some_and(|x| x.state != ExecState::Running) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -1049,7 +1050,7 @@ fn run_change(
     let progress = crate::service::execution::progress(conn, id).map_err(e)?;
     worker.stop();
     anyhow::ensure!(
-        progress.state == "completed" && progress.done == progress.total,
+        progress.state == ExecState::Completed && progress.done == progress.total,
         "bench execution ended {}: {:?}",
         progress.state,
         progress.failures.first()
@@ -1065,7 +1066,7 @@ fn baseline_soft_delete(dir: &std::path::Path, ids: &[String]) -> anyhow::Result
     write_tx(&mut conn, |conn| -> QueryResult<()> {
         for chunk in ids.chunks(db::CHUNK) {
             diesel::update(entities::table.filter(entities::id.eq_any(chunk)))
-                .set(entities::state.eq("deleted"))
+                .set(entities::state.eq(EntityState::Deleted))
                 .execute(conn.conn())?;
         }
         Ok(())
@@ -1073,7 +1074,7 @@ fn baseline_soft_delete(dir: &std::path::Path, ids: &[String]) -> anyhow::Result
     let took = t.elapsed().as_secs_f64();
     for chunk in ids.chunks(db::CHUNK) {
         diesel::update(entities::table.filter(entities::id.eq_any(chunk)))
-            .set(entities::state.eq("active"))
+            .set(entities::state.eq(EntityState::Active))
             .execute(&mut conn)?;
     }
     Ok(took)

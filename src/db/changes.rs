@@ -93,7 +93,7 @@ pub fn set_state(conn: &mut DbConn, id: i64, state: ChangeState) -> QueryResult<
     match state {
         ChangeState::AwaitingSignoff => diesel::update(changes::table.find(id))
             .set((
-                changes::state.eq(state.as_str()),
+                changes::state.eq(state),
                 changes::updated_at.eq(t),
                 changes::submitted_at.eq(Some(t)),
                 changes::approved_at.eq(None::<chrono::NaiveDateTime>),
@@ -101,20 +101,20 @@ pub fn set_state(conn: &mut DbConn, id: i64, state: ChangeState) -> QueryResult<
             .execute(conn)?,
         ChangeState::Approved => diesel::update(changes::table.find(id))
             .set((
-                changes::state.eq(state.as_str()),
+                changes::state.eq(state),
                 changes::updated_at.eq(t),
                 changes::approved_at.eq(Some(t)),
             ))
             .execute(conn)?,
         ChangeState::Draft => diesel::update(changes::table.find(id))
             .set((
-                changes::state.eq(state.as_str()),
+                changes::state.eq(state),
                 changes::updated_at.eq(t),
                 changes::approved_at.eq(None::<chrono::NaiveDateTime>),
             ))
             .execute(conn)?,
         _ => diesel::update(changes::table.find(id))
-            .set((changes::state.eq(state.as_str()), changes::updated_at.eq(t)))
+            .set((changes::state.eq(state), changes::updated_at.eq(t)))
             .execute(conn)?,
     };
     Ok(())
@@ -269,7 +269,7 @@ pub fn approved_signed_by(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<i6
         .inner_join(changes::table)
         .filter(signoffs::user_id.eq(user_id))
         .filter(signoffs::stale.eq(false))
-        .filter(changes::state.eq("approved"))
+        .filter(changes::state.eq(ChangeState::Approved))
         .select(changes::id)
         .distinct()
         .load(conn)
@@ -318,10 +318,10 @@ pub fn comments(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Comment, 
 /// Other open changes (awaiting sign-off, approved, executing) sharing targets with this
 /// one, with how many targets they share.
 pub fn conflicts(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Change, i64)>> {
-    let open: Vec<&str> = ChangeState::ALL
+    let open: Vec<ChangeState> = ChangeState::VALUES
         .iter()
+        .copied()
         .filter(|s| s.is_open_claim())
-        .map(|s| s.as_str())
         .collect();
     let mine_t = diesel::alias!(change_targets as mine_t);
     let mine = mine_t
@@ -363,10 +363,10 @@ pub struct ListFilter {
 pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
     let mut q = changes::table.into_boxed();
     if let Some(states) = &f.state {
-        let states: Vec<String> = states
+        // An unknown state matches nothing, as it always has.
+        let states: Vec<ChangeState> = states
             .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+            .filter_map(|s| ChangeState::parse(s.trim()))
             .collect();
         q = q.filter(changes::state.eq_any(states));
     }
@@ -395,7 +395,7 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
 /// Changes awaiting sign-off that involve any of `teams`, oldest submission first.
 pub fn awaiting_for_teams(conn: &mut DbConn, teams: &[String]) -> QueryResult<Vec<Change>> {
     changes::table
-        .filter(changes::state.eq(ChangeState::AwaitingSignoff.as_str()))
+        .filter(changes::state.eq(ChangeState::AwaitingSignoff))
         .filter(
             changes::requesting_team
                 .eq_any(teams)
@@ -409,7 +409,11 @@ pub fn awaiting_for_teams(conn: &mut DbConn, teams: &[String]) -> QueryResult<Ve
 /// Open changes resolved under a schema other than `hash`.
 pub fn open_with_other_schema(conn: &mut DbConn, hash: &str) -> QueryResult<Vec<i64>> {
     changes::table
-        .filter(changes::state.eq_any(["draft", "awaiting_signoff", "approved"]))
+        .filter(changes::state.eq_any([
+            ChangeState::Draft,
+            ChangeState::AwaitingSignoff,
+            ChangeState::Approved,
+        ]))
         .filter(changes::schema_hash.ne(hash))
         .select(changes::id)
         .order(changes::id.asc())

@@ -15,8 +15,9 @@ use super::models::{Entity, EntityVersion, Execution, ExecutionItem};
 use super::schema::{change_targets, entities, entity_versions, execution_items, executions};
 use super::{now, DbConn, CHUNK};
 use crate::domain::execution::{
-    item, undo_changes, ChangeStep, ExecState, RestorePoint, RestoreSpec, Wave,
+    undo_changes, ChangeStep, ExecState, ItemStatus, RestorePoint, RestoreSpec, Wave,
 };
+use crate::domain::{Effect, EntityState};
 use crate::with_concrete;
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {
@@ -42,7 +43,7 @@ pub fn create(
     conn: &mut DbConn,
     change_id: i64,
     fingerprint: &str,
-    effect: &str,
+    effect: Effect,
     waves: &[Wave],
     total: i64,
     started_by: i64,
@@ -53,7 +54,7 @@ pub fn create(
             executions::change_id.eq(change_id),
             executions::fingerprint.eq(fingerprint),
             executions::effect.eq(effect),
-            executions::state.eq(ExecState::Running.as_str()),
+            executions::state.eq(ExecState::Running),
             executions::waves.eq(serde_json::to_string(waves).expect("waves")),
             executions::current_wave.eq(1i64),
             executions::total.eq(total),
@@ -75,7 +76,7 @@ pub fn create(
                 (w.number as i64).into_sql::<diesel::sql_types::BigInt>(),
                 change_targets::kind,
                 change_targets::entity_id,
-                item::PENDING.into_sql::<diesel::sql_types::Text>(),
+                ItemStatus::Pending.into_sql::<diesel::sql_types::Text>(),
             ));
         diesel::insert_into(execution_items::table)
             .values(rows)
@@ -99,7 +100,7 @@ pub fn claim(
     ttl: chrono::Duration,
 ) -> QueryResult<Option<Execution>> {
     let t = now();
-    let free = executions::state.eq(ExecState::Running.as_str()).and(
+    let free = executions::state.eq(ExecState::Running).and(
         executions::lease_owner
             .is_null()
             .or(executions::lease_expires_at.lt(t)),
@@ -147,7 +148,7 @@ pub fn heartbeat(
         executions::table
             .find(id)
             .filter(executions::lease_owner.eq(owner))
-            .filter(executions::state.eq(ExecState::Running.as_str())),
+            .filter(executions::state.eq(ExecState::Running)),
     )
     .set((
         executions::lease_expires_at.eq(t + ttl),
@@ -182,7 +183,7 @@ pub fn pending(
     let t = now();
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
-        .filter(execution_items::status.eq(item::PENDING))
+        .filter(execution_items::status.eq(ItemStatus::Pending))
         .filter(execution_items::wave.eq(wave))
         .filter(
             execution_items::next_attempt_at
@@ -199,7 +200,7 @@ pub fn pending(
 pub fn pending_count(conn: &mut DbConn, exec_id: i64, wave: i64) -> QueryResult<i64> {
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
-        .filter(execution_items::status.eq(item::PENDING))
+        .filter(execution_items::status.eq(ItemStatus::Pending))
         .filter(execution_items::wave.eq(wave))
         .select(count_star())
         .first(conn)
@@ -213,14 +214,14 @@ pub fn next_retry(
 ) -> QueryResult<Option<NaiveDateTime>> {
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
-        .filter(execution_items::status.eq(item::PENDING))
+        .filter(execution_items::status.eq(ItemStatus::Pending))
         .filter(execution_items::wave.eq(wave))
         .select(diesel::dsl::min(execution_items::next_attempt_at))
         .first(conn)
 }
 
 /// (wave, status, count) for an execution.
-pub fn wave_counts(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<(i64, String, i64)>> {
+pub fn wave_counts(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<(i64, ItemStatus, i64)>> {
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
         .group_by((execution_items::wave, execution_items::status))
@@ -233,7 +234,7 @@ pub fn wave_counts(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<(i64, Str
 pub fn items_with_status(
     conn: &mut DbConn,
     exec_id: i64,
-    status: &str,
+    status: ItemStatus,
     limit: i64,
 ) -> QueryResult<Vec<ExecutionItem>> {
     execution_items::table
@@ -249,7 +250,7 @@ pub fn items_with_status(
 pub fn items(
     conn: &mut DbConn,
     exec_id: i64,
-    status: Option<&str>,
+    status: Option<ItemStatus>,
     offset: i64,
     limit: i64,
 ) -> QueryResult<(i64, Vec<ExecutionItem>)> {
@@ -258,7 +259,7 @@ pub fn items(
             .filter(execution_items::execution_id.eq(exec_id))
             .into_boxed();
         match status {
-            Some(s) => q.filter(execution_items::status.eq(s.to_string())),
+            Some(s) => q.filter(execution_items::status.eq(s)),
             None => q,
         }
     };
@@ -276,7 +277,7 @@ pub fn items(
 pub fn done_positions(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<i64>> {
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
-        .filter(execution_items::status.eq(item::DONE))
+        .filter(execution_items::status.eq(ItemStatus::Done))
         .order(execution_items::position.asc())
         .select(execution_items::position)
         .load(conn)
@@ -287,7 +288,7 @@ pub fn finish_items(
     conn: &mut DbConn,
     exec_id: i64,
     positions: &[i64],
-    status: &str,
+    status: ItemStatus,
     error: Option<&str>,
 ) -> QueryResult<()> {
     let t = now();
@@ -296,7 +297,7 @@ pub fn finish_items(
             execution_items::table
                 .filter(execution_items::execution_id.eq(exec_id))
                 .filter(execution_items::position.eq_any(chunk))
-                .filter(execution_items::status.eq(item::PENDING)),
+                .filter(execution_items::status.eq(ItemStatus::Pending)),
         )
         .set((
             execution_items::status.eq(status),
@@ -337,10 +338,10 @@ pub fn skip_pending(conn: &mut DbConn, exec_id: i64, reason: &str) -> QueryResul
     diesel::update(
         execution_items::table
             .filter(execution_items::execution_id.eq(exec_id))
-            .filter(execution_items::status.eq(item::PENDING)),
+            .filter(execution_items::status.eq(ItemStatus::Pending)),
     )
     .set((
-        execution_items::status.eq(item::SKIPPED),
+        execution_items::status.eq(ItemStatus::Skipped),
         execution_items::error.eq(Some(reason)),
         execution_items::finished_at.eq(Some(now())),
     ))
@@ -388,7 +389,7 @@ pub fn set_state(
     if keep_lease {
         diesel::update(executions::table.find(exec_id))
             .set((
-                executions::state.eq(state.as_str()),
+                executions::state.eq(state),
                 executions::halt_reason.eq(reason),
                 executions::updated_at.eq(t),
             ))
@@ -396,7 +397,7 @@ pub fn set_state(
     } else {
         diesel::update(executions::table.find(exec_id))
             .set((
-                executions::state.eq(state.as_str()),
+                executions::state.eq(state),
                 executions::halt_reason.eq(reason),
                 executions::updated_at.eq(t),
                 executions::finished_at.eq(finished),
@@ -411,7 +412,7 @@ pub fn set_state(
 /// Running executions (for the worker's idle check and operators).
 pub fn running_ids(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
     executions::table
-        .filter(executions::state.eq(ExecState::Running.as_str()))
+        .filter(executions::state.eq(ExecState::Running))
         .select(executions::id)
         .load(conn)
 }
@@ -456,10 +457,10 @@ pub fn soft_delete(
         n += diesel::update(
             entities::table
                 .filter(entities::id.eq_any(chunk))
-                .filter(entities::state.eq("active")),
+                .filter(entities::state.eq(EntityState::Active)),
         )
         .set((
-            entities::state.eq("deleted"),
+            entities::state.eq(EntityState::Deleted),
             entities::deleted_at.eq(Some(t)),
             entities::deleted_by.eq(Some(change_id)),
             entities::purge_after.eq(Some(purge_after)),
@@ -480,10 +481,10 @@ pub fn reactivate(conn: &mut DbConn, ids: &[&str]) -> QueryResult<usize> {
         n += diesel::update(
             entities::table
                 .filter(entities::id.eq_any(chunk))
-                .filter(entities::state.eq("deleted")),
+                .filter(entities::state.eq(EntityState::Deleted)),
         )
         .set((
-            entities::state.eq("active"),
+            entities::state.eq(EntityState::Active),
             entities::deleted_at.eq(None::<NaiveDateTime>),
             entities::deleted_by.eq(None::<i64>),
             entities::purge_after.eq(None::<NaiveDateTime>),
@@ -495,9 +496,9 @@ pub fn reactivate(conn: &mut DbConn, ids: &[&str]) -> QueryResult<usize> {
     Ok(n)
 }
 
-pub fn rewrite(conn: &mut DbConn, id: &str, state: &str, attrs: &str) -> QueryResult<()> {
+pub fn rewrite(conn: &mut DbConn, id: &str, state: EntityState, attrs: &str) -> QueryResult<()> {
     let t = now();
-    if state == "active" {
+    if state == EntityState::Active {
         diesel::update(entities::table.find(id))
             .set((
                 entities::state.eq(state),
@@ -613,9 +614,9 @@ pub fn state_at(
     conn: &mut DbConn,
     ents: &HashMap<String, Entity>,
     point: &RestorePoint,
-) -> QueryResult<HashMap<String, (String, String)>> {
+) -> QueryResult<HashMap<String, (EntityState, String)>> {
     let ids: Vec<&str> = ents.keys().map(String::as_str).collect();
-    let mut out: HashMap<String, (String, String)> = HashMap::new();
+    let mut out: HashMap<String, (EntityState, String)> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows = change_rows_after(conn, chunk, point)?;
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
@@ -631,7 +632,7 @@ pub fn state_at(
                 .collect();
             out.insert(
                 e.id.clone(),
-                (group[first].2.clone(), undo_changes(&e.attrs, &steps)),
+                (group[first].2, undo_changes(&e.attrs, &steps)),
             );
         }
     }
@@ -658,7 +659,7 @@ pub fn changes_undone(
 }
 
 /// (entity, change, before state, before attrs, after attrs) of a version row.
-type ChangeRow = (String, Option<i64>, String, String, String);
+type ChangeRow = (String, Option<i64>, EntityState, String, String);
 
 /// The version rows of changes (not imports) of `chunk` that a restore to `point` may undo,
 /// by entity and version.

@@ -15,7 +15,7 @@ use super::models::{Entity, EntityVersion, NewEntity};
 use super::schema::entities;
 use super::{imports, now, write_tx, DbConn, CHUNK};
 use crate::domain::lines::{clip, clip_to, Line};
-use crate::domain::{Kind, Schema};
+use crate::domain::{EntityState, Kind, Schema};
 use crate::with_concrete;
 
 /// The columns resolution needs.
@@ -26,7 +26,7 @@ pub struct EntityLite {
     pub parent_id: Option<String>,
     pub name: String,
     pub attrs: String,
-    pub state: String,
+    pub state: EntityState,
 }
 
 type LiteCols = (
@@ -74,7 +74,7 @@ pub fn fetch_refs(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite
     sorted.dedup();
     let mut out = Vec::with_capacity(sorted.len());
     for chunk in sorted.chunks(CHUNK) {
-        let rows: Vec<(String, String, Option<String>, String, String)> =
+        let rows: Vec<(String, String, Option<String>, String, EntityState)> =
             with_concrete!(&mut *conn, |c| entities::table
                 .filter(entities::id.eq_any(chunk))
                 .select((
@@ -124,7 +124,7 @@ pub fn active_children_lite(conn: &mut DbConn, parents: &[&str]) -> QueryResult<
     for chunk in parents.chunks(CHUNK) {
         let rows: Vec<EntityLite> = with_concrete!(&mut *conn, |c| entities::table
             .filter(entities::parent_id.eq_any(chunk))
-            .filter(entities::state.eq("active"))
+            .filter(entities::state.eq(EntityState::Active))
             .select(LITE)
             .load(c))?;
         out.extend(rows);
@@ -143,7 +143,7 @@ pub fn not_yet_purgeable(
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = entities::table
             .filter(entities::id.eq_any(chunk))
-            .filter(entities::state.eq("deleted"))
+            .filter(entities::state.eq(EntityState::Deleted))
             .filter(
                 entities::purge_after
                     .is_null()
@@ -175,7 +175,7 @@ pub fn matching_of_kind(
     conn: &mut DbConn,
     kind: &str,
     filter: &BTreeMap<String, String>,
-    states: &[&str],
+    states: &[EntityState],
     limit: u64,
 ) -> QueryResult<Matching> {
     use diesel::dsl::sql;
@@ -197,7 +197,7 @@ pub fn matching_of_kind(
                 }
                 q
             };
-            let wanted: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+            let wanted: Vec<EntityState> = states.to_vec();
             let rows: Vec<EntityLite> = base()
                 .filter(entities::state.eq_any(wanted.clone()))
                 .order(entities::id.asc())
@@ -305,7 +305,7 @@ pub fn active_children_counts(
     for chunk in parents.chunks(CHUNK) {
         let rows: Vec<(Option<String>, i64)> = entities::table
             .filter(entities::parent_id.eq_any(chunk))
-            .filter(entities::state.eq("active"))
+            .filter(entities::state.eq(EntityState::Active))
             .group_by(entities::parent_id)
             .select((entities::parent_id, diesel::dsl::count_star()))
             .load(conn)?;
@@ -334,7 +334,10 @@ pub fn ancestry(conn: &mut DbConn, e: &Entity) -> QueryResult<Vec<Entity>> {
 }
 
 /// Children counts per (kind, state).
-pub fn children_counts(conn: &mut DbConn, id: &str) -> QueryResult<Vec<(String, String, i64)>> {
+pub fn children_counts(
+    conn: &mut DbConn,
+    id: &str,
+) -> QueryResult<Vec<(String, EntityState, i64)>> {
     entities::table
         .filter(entities::parent_id.eq(id))
         .group_by((entities::kind, entities::state))
@@ -364,7 +367,9 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Entity>> {
         q = q.filter(entities::parent_id.eq(p.clone()));
     }
     if let Some(s) = &f.state {
-        q = q.filter(entities::state.eq(s.clone()));
+        // The service refuses an unknown state; here it would match nothing.
+        let states: Vec<EntityState> = EntityState::parse(s).into_iter().collect();
+        q = q.filter(entities::state.eq_any(states));
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let esc = text
@@ -576,7 +581,7 @@ struct Current {
     parent_id: Option<String>,
     name: String,
     attrs: String,
-    state: String,
+    state: EntityState,
     version: i64,
 }
 
@@ -780,10 +785,10 @@ impl Importer<'_> {
                             version: e.version + 1,
                             change_id: None,
                             at: t,
-                            before_state: e.state.clone(),
+                            before_state: e.state,
                             before_name: e.name.clone(),
                             before_attrs: e.attrs.clone(),
-                            after_state: e.state.clone(),
+                            after_state: e.state,
                             after_name: p.name,
                             after_attrs: p.attrs,
                             import_id: Some(self.import_id),
@@ -800,7 +805,7 @@ impl Importer<'_> {
                         parent_id: p.parent,
                         name: p.name,
                         attrs: p.attrs,
-                        state: "active".into(),
+                        state: EntityState::Active,
                         version: 1,
                         created_at: t,
                         updated_at: t,

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod resolve;
 pub mod schema;
 pub mod schemas;
+pub mod text_enum;
 pub mod users;
 
 use std::path::PathBuf;

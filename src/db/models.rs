@@ -4,6 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::*;
+use crate::domain::{
+    ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, OutboxState, Side,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -35,7 +38,7 @@ pub struct Entity {
     pub parent_id: Option<String>,
     pub name: String,
     pub attrs: String,
-    pub state: String,
+    pub state: EntityState,
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -52,7 +55,7 @@ pub struct NewEntity {
     pub parent_id: Option<String>,
     pub name: String,
     pub attrs: String,
-    pub state: String,
+    pub state: EntityState,
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -70,7 +73,7 @@ pub struct Change {
     pub params: String,
     pub selector: String,
     pub expect: Option<String>,
-    pub state: String,
+    pub state: ChangeState,
     pub author_id: i64,
     pub schema_hash: String,
     pub fingerprint: Option<String>,
@@ -103,7 +106,7 @@ pub struct NewChange {
     pub params: String,
     pub selector: String,
     pub expect: Option<String>,
-    pub state: String,
+    pub state: ChangeState,
     pub author_id: i64,
     pub schema_hash: String,
     pub fingerprint: Option<String>,
@@ -137,7 +140,7 @@ pub struct ChangeTarget {
 pub struct Signoff {
     pub id: i64,
     pub change_id: i64,
-    pub side: String,
+    pub side: Side,
     pub user_id: i64,
     pub fingerprint: String,
     pub comment: String,
@@ -178,10 +181,10 @@ pub struct EntityVersion {
     pub version: i64,
     pub change_id: Option<i64>,
     pub at: NaiveDateTime,
-    pub before_state: String,
+    pub before_state: EntityState,
     pub before_name: String,
     pub before_attrs: String,
-    pub after_state: String,
+    pub after_state: EntityState,
     pub after_name: String,
     pub after_attrs: String,
     /// The import that wrote this row (`change_id` is then `None`).
@@ -214,8 +217,8 @@ pub struct Execution {
     pub id: i64,
     pub change_id: i64,
     pub fingerprint: String,
-    pub effect: String,
-    pub state: String,
+    pub effect: Effect,
+    pub state: ExecState,
     pub waves: String,
     pub current_wave: i64,
     pub total: i64,
@@ -239,7 +242,7 @@ pub struct ExecutionItem {
     pub wave: i64,
     pub kind: String,
     pub entity_id: String,
-    pub status: String,
+    pub status: ItemStatus,
     pub attempts: i64,
     pub error: Option<String>,
     pub next_attempt_at: Option<NaiveDateTime>,
@@ -257,7 +260,7 @@ pub struct OutboxRow {
     pub recipient: String,
     pub payload: String,
     pub message_id: String,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub next_attempt_at: NaiveDateTime,
     pub lease_owner: Option<String>,
@@ -278,7 +281,7 @@ pub struct NewOutbox {
     pub recipient: String,
     pub payload: String,
     pub message_id: String,
-    pub state: String,
+    pub state: OutboxState,
     pub next_attempt_at: NaiveDateTime,
     pub digest_id: Option<i64>,
     pub created_at: NaiveDateTime,
@@ -319,8 +322,7 @@ pub struct CustomerNotice {
     pub recipient_count: i64,
     pub drafted_by: i64,
     pub created_at: NaiveDateTime,
-    /// `draft` | `sent` | `discarded` (see `domain::notice::NoticeState`).
-    pub state: String,
+    pub state: NoticeState,
     /// The change's team the drafter drafted for (`None`: sent before approvals existed).
     pub drafter_team: Option<String>,
     pub body_sha256: Option<String>,
@@ -341,7 +343,7 @@ pub struct NewCustomerNotice {
     pub recipient_count: i64,
     pub drafted_by: i64,
     pub created_at: NaiveDateTime,
-    pub state: String,
+    pub state: NoticeState,
     pub drafter_team: Option<String>,
     pub body_sha256: Option<String>,
 }

@@ -7,12 +7,8 @@ use diesel::prelude::*;
 use super::models::{CustomerNotice, NewCustomerNotice};
 use super::schema::{change_targets, changes, customer_notices, entities};
 use super::DbConn;
-
-pub mod state {
-    pub const DRAFT: &str = "draft";
-    pub const SENT: &str = "sent";
-    pub const DISCARDED: &str = "discarded";
-}
+use crate::domain::notice::change_allows_notices;
+use crate::domain::{ChangeState, NoticeState};
 
 pub fn insert(conn: &mut DbConn, n: &NewCustomerNotice) -> QueryResult<i64> {
     diesel::insert_into(customer_notices::table)
@@ -44,7 +40,7 @@ pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<Customer
 pub fn last_sent_at(conn: &mut DbConn, change_id: i64) -> QueryResult<Option<NaiveDateTime>> {
     customer_notices::table
         .filter(customer_notices::change_id.eq(change_id))
-        .filter(customer_notices::state.eq(state::SENT))
+        .filter(customer_notices::state.eq(NoticeState::Sent))
         .select(diesel::dsl::max(customer_notices::sent_at))
         .first(conn)
 }
@@ -54,10 +50,10 @@ pub fn mark_sent(conn: &mut DbConn, nid: i64, by: i64, at: NaiveDateTime) -> Que
     let n = diesel::update(
         customer_notices::table
             .filter(customer_notices::id.eq(nid))
-            .filter(customer_notices::state.eq(state::DRAFT)),
+            .filter(customer_notices::state.eq(NoticeState::Draft)),
     )
     .set((
-        customer_notices::state.eq(state::SENT),
+        customer_notices::state.eq(NoticeState::Sent),
         customer_notices::approved_by.eq(by),
         customer_notices::sent_at.eq(at),
     ))
@@ -75,10 +71,10 @@ pub fn mark_discarded(
     let n = diesel::update(
         customer_notices::table
             .filter(customer_notices::id.eq(nid))
-            .filter(customer_notices::state.eq(state::DRAFT)),
+            .filter(customer_notices::state.eq(NoticeState::Draft)),
     )
     .set((
-        customer_notices::state.eq(state::DISCARDED),
+        customer_notices::state.eq(NoticeState::Discarded),
         customer_notices::discarded_by.eq(by),
         customer_notices::discarded_at.eq(at),
     ))
@@ -118,16 +114,15 @@ fn like_literal(s: &str) -> String {
     out
 }
 
-/// States of a change whose teams may see its customers' contacts: both teams signed it.
-pub const CONTACT_STATES: [&str; 7] = [
-    "approved",
-    "executing",
-    "completed",
-    "partially_failed",
-    "failed",
-    "halted",
-    "aborted",
-];
+/// States of a change whose teams may see its customers' contacts: both teams signed it
+/// (the states in which customers may also be told about it).
+pub fn contact_states() -> Vec<ChangeState> {
+    ChangeState::VALUES
+        .iter()
+        .copied()
+        .filter(|&s| change_allows_notices(s))
+        .collect()
+}
 
 /// Does a change of one of `teams` (as requesting or implementing team), approved or later,
 /// have a target at or below `root`? Targets store their scope path from the root
@@ -148,7 +143,7 @@ pub fn team_change_affects_root(
         )
         // Both teams signed it (approved or later): a change one person can submit, or one
         // that was cancelled or rejected, opens no contacts.
-        .filter(changes::state.eq_any(CONTACT_STATES))
+        .filter(changes::state.eq_any(contact_states()))
         .select(changes::id);
     let below = format!("{}/%", like_literal(root));
     let hit: Option<i64> = change_targets::table

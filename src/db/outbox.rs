@@ -9,17 +9,8 @@ use diesel::prelude::*;
 use super::models::{NewOutbox, OutboxRow};
 use super::schema::{notification_prefs, outbox, team_members, teams, users};
 use super::{now, DbConn};
+use crate::domain::OutboxState;
 use crate::with_concrete;
-
-pub mod state {
-    pub const PENDING: &str = "pending";
-    pub const SENT: &str = "sent";
-    pub const DEAD: &str = "dead";
-    /// Waiting to be collected into the recipient's next digest.
-    pub const DIGEST: &str = "digest";
-    /// Collected into a digest (`digest_id`).
-    pub const DIGESTED: &str = "digested";
-}
 
 /// Insert mails; a (event, recipient) pair already present is left alone, so nobody is
 /// mailed twice for one event. Returns how many rows were new.
@@ -105,7 +96,7 @@ pub fn claim(
 ) -> QueryResult<Vec<OutboxRow>> {
     let t = now();
     let due = outbox::state
-        .eq(state::PENDING)
+        .eq(OutboxState::Pending)
         .and(outbox::next_attempt_at.le(t))
         .and(
             outbox::lease_owner
@@ -152,7 +143,7 @@ pub fn renew(conn: &mut DbConn, id: i64, owner: &str, ttl: chrono::Duration) -> 
         outbox::table
             .find(id)
             .filter(outbox::lease_owner.eq(owner))
-            .filter(outbox::state.eq(state::PENDING)),
+            .filter(outbox::state.eq(OutboxState::Pending)),
     )
     .set(outbox::lease_expires_at.eq(Some(now() + ttl)))
     .execute(conn)?;
@@ -166,10 +157,10 @@ pub fn mark_sent(conn: &mut DbConn, id: i64, owner: &str) -> QueryResult<bool> {
         outbox::table
             .find(id)
             .filter(outbox::lease_owner.eq(owner))
-            .filter(outbox::state.eq(state::PENDING)),
+            .filter(outbox::state.eq(OutboxState::Pending)),
     )
     .set((
-        outbox::state.eq(state::SENT),
+        outbox::state.eq(OutboxState::Sent),
         outbox::attempts.eq(outbox::attempts + 1),
         outbox::sent_at.eq(Some(t)),
         outbox::last_error.eq(None::<String>),
@@ -192,13 +183,13 @@ pub fn mark_failed(
         outbox::table
             .find(id)
             .filter(outbox::lease_owner.eq(owner))
-            .filter(outbox::state.eq(state::PENDING)),
+            .filter(outbox::state.eq(OutboxState::Pending)),
     )
     .set((
         outbox::state.eq(if retry_at.is_some() {
-            state::PENDING
+            OutboxState::Pending
         } else {
-            state::DEAD
+            OutboxState::Dead
         }),
         outbox::attempts.eq(outbox::attempts + 1),
         outbox::next_attempt_at.eq(retry_at.unwrap_or_else(now)),
@@ -212,9 +203,9 @@ pub fn mark_failed(
 
 /// A dead mail back to pending (admins).
 pub fn retry(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
-    let n = diesel::update(outbox::table.find(id).filter(outbox::state.eq(state::DEAD)))
+    let n = diesel::update(outbox::table.find(id).filter(outbox::state.eq(OutboxState::Dead)))
         .set((
-            outbox::state.eq(state::PENDING),
+            outbox::state.eq(OutboxState::Pending),
             outbox::attempts.eq(0),
             outbox::next_attempt_at.eq(now()),
         ))
@@ -252,7 +243,7 @@ pub fn list(
 /// Users with mails waiting for a digest whose oldest is at least as old as `before`.
 pub fn digest_due(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<i64>> {
     let ids: Vec<Option<i64>> = outbox::table
-        .filter(outbox::state.eq(state::DIGEST))
+        .filter(outbox::state.eq(OutboxState::Digest))
         .filter(outbox::created_at.le(before))
         .select(outbox::user_id)
         .distinct()
@@ -265,7 +256,7 @@ pub fn digest_due(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<i
 pub fn waiting_for_digest(conn: &mut DbConn, user: i64) -> QueryResult<Vec<OutboxRow>> {
     let ids = || {
         outbox::table
-            .filter(outbox::state.eq(state::DIGEST))
+            .filter(outbox::state.eq(OutboxState::Digest))
             .filter(outbox::user_id.eq(user))
             .order(outbox::id.asc())
             .select(outbox::id)
@@ -276,7 +267,7 @@ pub fn waiting_for_digest(conn: &mut DbConn, user: i64) -> QueryResult<Vec<Outbo
     };
     outbox::table
         .filter(outbox::id.eq_any(ids))
-        .filter(outbox::state.eq(state::DIGEST))
+        .filter(outbox::state.eq(OutboxState::Digest))
         .order(outbox::id.asc())
         .select(OutboxRow::as_select())
         .load(conn)
@@ -286,10 +277,10 @@ pub fn mark_digested(conn: &mut DbConn, ids: &[i64], digest: i64) -> QueryResult
     diesel::update(
         outbox::table
             .filter(outbox::id.eq_any(ids.to_vec()))
-            .filter(outbox::state.eq(state::DIGEST)),
+            .filter(outbox::state.eq(OutboxState::Digest)),
     )
     .set((
-        outbox::state.eq(state::DIGESTED),
+        outbox::state.eq(OutboxState::Digested),
         outbox::digest_id.eq(Some(digest)),
     ))
     .execute(conn)

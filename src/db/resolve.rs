@@ -8,6 +8,7 @@ use diesel::QueryResult;
 
 use super::inventory::{self, EntityLite};
 use super::DbConn;
+use crate::domain::EntityState;
 use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{
     fingerprint, Resolution, ResolutionError, ResolvedTarget, RootRef, Summary, MAX_STORED_ERRORS,
@@ -73,7 +74,7 @@ fn count_words(n: u64, k: Option<&Kind>, fallback: &str) -> String {
 
 /// Why an entity in `state` cannot be a target of `effect`, if it cannot.
 fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String)> {
-    if e.state == "purged" {
+    if e.state == EntityState::Purged {
         return (effect != Effect::Purge).then(|| {
             (
                 "purged",
@@ -85,7 +86,7 @@ fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String
         });
     }
     if effect.acts_on_deleted() {
-        (e.state != "deleted").then(|| {
+        (e.state != EntityState::Deleted).then(|| {
             (
                 "not_deleted",
                 format!(
@@ -101,7 +102,7 @@ fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String
             )
         })
     } else {
-        (e.state != "active").then(|| {
+        (e.state != EntityState::Active).then(|| {
             (
                 "already_deleted",
                 format!("`{}` ({}) is already deleted", e.id, e.name),
@@ -111,11 +112,11 @@ fn state_problem(effect: Effect, e: &EntityLite) -> Option<(&'static str, String
 }
 
 /// The states an entity may be in to be a target of `effect` (see [`state_problem`]).
-fn usable_states(effect: Effect) -> &'static [&'static str] {
+fn usable_states(effect: Effect) -> &'static [EntityState] {
     match effect {
-        Effect::Purge => &["deleted", "purged"],
-        e if e.acts_on_deleted() => &["deleted"],
-        _ => &["active"],
+        Effect::Purge => &[EntityState::Deleted, EntityState::Purged],
+        e if e.acts_on_deleted() => &[EntityState::Deleted],
+        _ => &[EntityState::Active],
     }
 }
 
@@ -745,8 +746,10 @@ pub fn resolve_rollback(
                 false
             }
             Some(e) => match inverse {
-                Effect::Restore => e.state == "deleted" && e.deleted_by == Some(original_change),
-                _ => e.state == "active",
+                Effect::Restore => {
+                    e.state == EntityState::Deleted && e.deleted_by == Some(original_change)
+                }
+                _ => e.state == EntityState::Active,
             },
         };
         if ok {
@@ -875,7 +878,7 @@ pub fn resolve_restore(
             );
             continue;
         }
-        if e.state == "purged" {
+        if e.state == EntityState::Purged {
             errs.push(
                 field,
                 *line,
@@ -890,11 +893,11 @@ pub fn resolve_restore(
         }
         let (state, attrs) = states
             .get(id)
-            .map(|(s, a)| (s.as_str(), a.as_str()))
-            .unwrap_or((e.state.as_str(), e.attrs.as_str()));
-        if state != "active" {
+            .map(|(s, a)| (*s, a.as_str()))
+            .unwrap_or((e.state, e.attrs.as_str()));
+        if state != EntityState::Active {
             not_active += 1;
-        } else if e.state == "active" && e.attrs == attrs {
+        } else if e.state == EntityState::Active && e.attrs == attrs {
             unchanged += 1;
         } else {
             picked.push(e);

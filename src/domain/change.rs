@@ -1,12 +1,17 @@
 //! The change state machine. Transitions are decided here; the database layer applies
 //! them inside a transaction that holds the change's row lock.
 
-use std::fmt;
-
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+use super::text_enum::text_enum;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum ChangeState {
     Draft,
     AwaitingSignoff,
@@ -21,41 +26,21 @@ pub enum ChangeState {
     Aborted,
 }
 
+text_enum!(ChangeState, "change state", {
+    Draft => "draft",
+    AwaitingSignoff => "awaiting_signoff",
+    Approved => "approved",
+    Rejected => "rejected",
+    Cancelled => "cancelled",
+    Executing => "executing",
+    Completed => "completed",
+    PartiallyFailed => "partially_failed",
+    Failed => "failed",
+    Halted => "halted",
+    Aborted => "aborted",
+});
+
 impl ChangeState {
-    pub const ALL: [ChangeState; 11] = [
-        ChangeState::Draft,
-        ChangeState::AwaitingSignoff,
-        ChangeState::Approved,
-        ChangeState::Rejected,
-        ChangeState::Cancelled,
-        ChangeState::Executing,
-        ChangeState::Completed,
-        ChangeState::PartiallyFailed,
-        ChangeState::Failed,
-        ChangeState::Halted,
-        ChangeState::Aborted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeState::Draft => "draft",
-            ChangeState::AwaitingSignoff => "awaiting_signoff",
-            ChangeState::Approved => "approved",
-            ChangeState::Rejected => "rejected",
-            ChangeState::Cancelled => "cancelled",
-            ChangeState::Executing => "executing",
-            ChangeState::Completed => "completed",
-            ChangeState::PartiallyFailed => "partially_failed",
-            ChangeState::Failed => "failed",
-            ChangeState::Halted => "halted",
-            ChangeState::Aborted => "aborted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ChangeState> {
-        ChangeState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// States in which the change's targets are "claimed" (for conflict detection).
     pub fn is_open_claim(self) -> bool {
         matches!(
@@ -84,12 +69,6 @@ impl ChangeState {
             self,
             ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved
         )
-    }
-}
-
-impl fmt::Display for ChangeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -182,9 +161,8 @@ mod tests {
 
     #[test]
     fn round_trip_names() {
-        for s in ChangeState::ALL {
-            assert_eq!(ChangeState::parse(s.as_str()), Some(s));
-        }
+        crate::domain::text_enum::assert_round_trip(ChangeState::VALUES);
+        assert_eq!(ChangeState::VALUES.len(), 11);
         assert_eq!(ChangeState::parse("nope"), None);
     }
 

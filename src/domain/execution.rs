@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
 use super::schema::Effect;
+use super::text_enum::text_enum;
 
 /// One wave of an operation's policy: a number of targets or a percentage of the total.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,8 +123,11 @@ pub fn wave_halts(done: u64, failed: u64, threshold: f64) -> bool {
     ran > 0 && failed > 0 && (failed as f64 / ran as f64) > threshold
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum ExecState {
     Running,
     Halted,
@@ -131,29 +137,16 @@ pub enum ExecState {
     Aborted,
 }
 
+text_enum!(ExecState, "execution state", {
+    Running => "running",
+    Halted => "halted",
+    Completed => "completed",
+    PartiallyFailed => "partially_failed",
+    Failed => "failed",
+    Aborted => "aborted",
+});
+
 impl ExecState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecState::Running => "running",
-            ExecState::Halted => "halted",
-            ExecState::Completed => "completed",
-            ExecState::PartiallyFailed => "partially_failed",
-            ExecState::Failed => "failed",
-            ExecState::Aborted => "aborted",
-        }
-    }
-    pub fn parse(s: &str) -> Option<ExecState> {
-        [
-            ExecState::Running,
-            ExecState::Halted,
-            ExecState::Completed,
-            ExecState::PartiallyFailed,
-            ExecState::Failed,
-            ExecState::Aborted,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-    }
     pub fn is_final(self) -> bool {
         !matches!(self, ExecState::Running | ExecState::Halted)
     }
@@ -256,13 +249,37 @@ pub fn attribute_changes(current: &Attrs, after: &Attrs, keys: &[String]) -> Vec
         .collect()
 }
 
-/// Item statuses.
-pub mod item {
-    pub const PENDING: &str = "pending";
-    pub const DONE: &str = "done";
-    pub const FAILED: &str = "failed";
-    pub const SKIPPED: &str = "skipped";
+/// The status of one execution item (one target of an execution). Items only move from
+/// `pending`, once.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
+)]
+#[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum ItemStatus {
+    Pending,
+    Done,
+    Failed,
+    Skipped,
 }
+
+text_enum!(ItemStatus, "execution item status", {
+    Pending => "pending",
+    Done => "done",
+    Failed => "failed",
+    Skipped => "skipped",
+});
 
 #[cfg(test)]
 mod tests {
@@ -298,12 +315,25 @@ mod tests {
     }
 
     #[test]
+    fn exec_state_text_round_trips() {
+        crate::domain::text_enum::assert_round_trip(ExecState::VALUES);
+        assert_eq!(ExecState::VALUES.len(), 6);
+    }
+
+    #[test]
+    fn item_status_text_round_trips() {
+        crate::domain::text_enum::assert_round_trip(ItemStatus::VALUES);
+        assert_eq!(ItemStatus::VALUES.len(), 4);
+    }
+
+    #[test]
     fn halting_and_final_states() {
         assert!(wave_halts(9, 1, 0.0));
         assert!(!wave_halts(10, 0, 0.0));
         assert!(!wave_halts(9, 1, 0.1));
         assert!(wave_halts(8, 2, 0.1));
         assert_eq!(final_state(5, 0), ExecState::Completed);
+
         assert_eq!(final_state(0, 5), ExecState::Failed);
         assert_eq!(final_state(3, 2), ExecState::PartiallyFailed);
         assert_eq!(final_state(0, 0), ExecState::Completed);

@@ -1,11 +1,15 @@
-//! Pure types and rules: no I/O, no HTTP, no SQL.
+//! Pure types and rules: no I/O, no HTTP, no SQL. (The text enums — states, sides,
+//! effects — derive diesel's `AsExpression`/`FromSqlRow` so rows can hold them; how they
+//! are read and written as TEXT is `db::text_enum`.)
 
 pub mod access;
 pub mod account;
 pub mod change;
+pub mod entity;
 pub mod execution;
 pub mod lines;
 pub mod notice;
+pub mod outbox;
 pub mod password;
 pub mod presentation;
 pub mod resolution;
@@ -13,7 +17,12 @@ pub mod schema;
 pub mod selector;
 pub mod signoff;
 pub mod text;
+pub mod text_enum;
 
 pub use change::ChangeState;
+pub use entity::EntityState;
+pub use execution::{ExecState, ItemStatus};
+pub use notice::NoticeState;
+pub use outbox::OutboxState;
 pub use schema::{Effect, Kind, Operation, Schema};
 pub use signoff::Side;

@@ -4,18 +4,22 @@
 //! the one decision: the service calls it under the change's row lock before it writes, and
 //! the notices page shows exactly the buttons it allows.
 
-use std::fmt;
-
 use chrono::{Duration, NaiveDateTime};
-use serde::Serialize;
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
+use serde::{Deserialize, Serialize};
 
 use super::change::ChangeState;
+use super::text_enum::text_enum;
 
 /// At most one notice is sent from a change within this many minutes.
 pub const SEND_INTERVAL_MINUTES: i64 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum NoticeState {
     /// Written and previewed by one person; nothing sent.
     Draft,
@@ -25,31 +29,11 @@ pub enum NoticeState {
     Discarded,
 }
 
-impl NoticeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeState::Draft => "draft",
-            NoticeState::Sent => "sent",
-            NoticeState::Discarded => "discarded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<NoticeState> {
-        [
-            NoticeState::Draft,
-            NoticeState::Sent,
-            NoticeState::Discarded,
-        ]
-        .into_iter()
-        .find(|n| n.as_str() == s)
-    }
-}
-
-impl fmt::Display for NoticeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+text_enum!(NoticeState, "notice state", {
+    Draft => "draft",
+    Sent => "sent",
+    Discarded => "discarded",
+});
 
 /// Customers hear about a change only once both teams approved it: never about a draft, a
 /// change awaiting sign-off, a rejected or a cancelled one.
@@ -321,6 +305,12 @@ pub fn next_send_at(f: &Facts<'_>) -> Option<NaiveDateTime> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn notice_state_text_round_trips() {
+        crate::domain::text_enum::assert_round_trip(NoticeState::VALUES);
+        assert_eq!(NoticeState::VALUES.len(), 3);
+    }
+
     const ANA: i64 = 1; // app-owners (requesting)
     const BEN: i64 = 2; // app-owners
     const CARLA: i64 = 3; // platform-ops (implementing)
@@ -357,7 +347,7 @@ mod tests {
 
     #[test]
     fn drafting_needs_one_team_and_an_approved_change() {
-        for s in ChangeState::ALL {
+        for &s in ChangeState::VALUES {
             let r = decide(&facts(ANA, s), NoticeAction::Draft);
             assert_eq!(r.is_ok(), change_allows_notices(s), "{s:?}");
         }

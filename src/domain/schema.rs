@@ -74,8 +74,12 @@ impl Kind {
 }
 
 /// What executing an operation does to each target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Effect {
     SoftDelete,
     Restore,
@@ -83,6 +87,14 @@ pub enum Effect {
     Purge,
     Webhook,
 }
+
+super::text_enum::text_enum!(Effect, "effect", {
+    SoftDelete => "soft_delete",
+    Restore => "restore",
+    SetAttributes => "set_attributes",
+    Purge => "purge",
+    Webhook => "webhook",
+});
 
 impl Effect {
     pub const ALL: [&'static str; 5] = [
@@ -92,27 +104,6 @@ impl Effect {
         "purge",
         "webhook",
     ];
-
-    pub fn parse(s: &str) -> Option<Effect> {
-        Some(match s {
-            "soft_delete" => Effect::SoftDelete,
-            "restore" => Effect::Restore,
-            "set_attributes" => Effect::SetAttributes,
-            "purge" => Effect::Purge,
-            "webhook" => Effect::Webhook,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::SoftDelete => "soft_delete",
-            Effect::Restore => "restore",
-            Effect::SetAttributes => "set_attributes",
-            Effect::Purge => "purge",
-            Effect::Webhook => "webhook",
-        }
-    }
 
     /// Targets of restore and purge are deleted entities; every other effect acts on
     /// active ones.

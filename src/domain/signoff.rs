@@ -3,33 +3,40 @@
 
 use std::collections::BTreeSet;
 
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
 use super::schema::SignoffPolicy;
+use super::text_enum::text_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Side {
     Requester,
     Implementer,
 }
 
+text_enum!(Side, "sign-off side", {
+    Requester => "requester",
+    Implementer => "implementer",
+});
+
 impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Requester => "requester",
-            Side::Implementer => "implementer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Side> {
-        match s {
-            "requester" => Some(Side::Requester),
-            "implementer" => Some(Side::Implementer),
-            _ => None,
-        }
-    }
-
     pub fn other(self) -> Side {
         match self {
             Side::Requester => Side::Implementer,
@@ -178,6 +185,12 @@ pub fn is_approved(existing: &[SignoffRecord], policy: SignoffPolicy, fingerprin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_text_round_trips() {
+        crate::domain::text_enum::assert_round_trip(Side::VALUES);
+        assert_eq!(Side::VALUES.len(), 2);
+    }
 
     fn rec(side: Side, user: i64, fp: &str, stale: bool) -> SignoffRecord {
         SignoffRecord {

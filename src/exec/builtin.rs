@@ -8,10 +8,10 @@ use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
 use crate::domain::execution::{
-    attributes_after, item, undo_changes, Attrs, ChangeStep, RestoreSpec,
+    attributes_after, undo_changes, Attrs, ChangeStep, ItemStatus, RestoreSpec,
 };
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
-use crate::domain::Schema;
+use crate::domain::{EntityState, Schema};
 use crate::error::AppResult;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,7 +31,7 @@ fn text(a: &Attrs) -> String {
 
 enum Outcome {
     /// New (state, attrs).
-    Apply(&'static str, String),
+    Apply(EntityState, String),
     Skip(String),
     Fail(String),
 }
@@ -96,9 +96,9 @@ pub fn apply(
     let mut versions = Vec::new();
     let mut deletes: Vec<&str> = Vec::new();
     let mut reactivate: Vec<&str> = Vec::new();
-    let mut rewrites: Vec<(&str, &'static str, String)> = Vec::new();
+    let mut rewrites: Vec<(&str, EntityState, String)> = Vec::new();
     let mut done = Vec::new();
-    let mut other: BTreeMap<(&'static str, String), Vec<i64>> = BTreeMap::new();
+    let mut other: BTreeMap<(ItemStatus, String), Vec<i64>> = BTreeMap::new();
     for it in items {
         let outcome = match ents.get(&it.entity_id) {
             None => Outcome::Fail("the entity is no longer in the inventory".into()),
@@ -115,10 +115,10 @@ pub fn apply(
                     version: e.version + 1,
                     change_id: Some(c.id),
                     at: t,
-                    before_state: e.state.clone(),
+                    before_state: e.state,
                     before_name: e.name.clone(),
                     before_attrs: e.attrs.clone(),
-                    after_state: state.to_string(),
+                    after_state: state,
                     after_name: e.name.clone(),
                     after_attrs: attrs.clone(),
                     import_id: None,
@@ -136,11 +136,11 @@ pub fn apply(
                 done.push(it.position);
             }
             Outcome::Skip(why) => other
-                .entry((item::SKIPPED, why))
+                .entry((ItemStatus::Skipped, why))
                 .or_default()
                 .push(it.position),
             Outcome::Fail(why) => other
-                .entry((item::FAILED, why))
+                .entry((ItemStatus::Failed, why))
                 .or_default()
                 .push(it.position),
         }
@@ -159,16 +159,16 @@ pub fn apply(
         debug_assert_eq!(n, reactivate.len());
     }
     for (id, state, attrs) in &rewrites {
-        repo::rewrite(conn, id, state, attrs)?;
+        repo::rewrite(conn, id, *state, attrs)?;
     }
-    repo::finish_items(conn, c_exec(items), &done, item::DONE, None)?;
+    repo::finish_items(conn, c_exec(items), &done, ItemStatus::Done, None)?;
     let mut counts = Counts {
         done: done.len() as i64,
         ..Counts::default()
     };
     for ((status, why), positions) in &other {
-        repo::finish_items(conn, c_exec(items), positions, status, Some(why))?;
-        if *status == item::FAILED {
+        repo::finish_items(conn, c_exec(items), positions, *status, Some(why))?;
+        if *status == ItemStatus::Failed {
             counts.failed += positions.len() as i64;
         } else {
             counts.skipped += positions.len() as i64;
@@ -183,19 +183,19 @@ fn c_exec(items: &[ExecutionItem]) -> i64 {
 
 /// A bulk restore: back to (state, attrs) at the restore's point; `None` means the entity
 /// has not changed since the point.
-fn restore_to_point(e: &Entity, at_point: Option<&(String, String)>) -> Outcome {
-    if e.state == "purged" {
+fn restore_to_point(e: &Entity, at_point: Option<&(EntityState, String)>) -> Outcome {
+    if e.state == EntityState::Purged {
         return Outcome::Fail("purged: it can no longer be restored".into());
     }
     let (state, attrs) = at_point
-        .map(|(s, a)| (s.as_str(), a.as_str()))
-        .unwrap_or((e.state.as_str(), e.attrs.as_str()));
-    if state != "active" {
+        .map(|(s, a)| (*s, a.as_str()))
+        .unwrap_or((e.state, e.attrs.as_str()));
+    if state != EntityState::Active {
         Outcome::Skip(format!("it was {state} at that point"))
-    } else if e.state == "active" && e.attrs == attrs {
+    } else if e.state == EntityState::Active && e.attrs == attrs {
         Outcome::Skip("already as it was at that point".into())
     } else {
-        Outcome::Apply("active", attrs.to_string())
+        Outcome::Apply(EntityState::Active, attrs.to_string())
     }
 }
 
@@ -209,18 +209,20 @@ fn decide(
     t: chrono::NaiveDateTime,
 ) -> Outcome {
     match effect {
-        Effect::SoftDelete => match e.state.as_str() {
-            "active" => Outcome::Apply("deleted", e.attrs.clone()),
-            "deleted" => Outcome::Skip(format!(
+        Effect::SoftDelete => match e.state {
+            EntityState::Active => Outcome::Apply(EntityState::Deleted, e.attrs.clone()),
+            EntityState::Deleted => Outcome::Skip(format!(
                 "already deleted{}",
                 e.deleted_by
                     .map(|d| format!(" by {}", crate::service::views::number(d)))
                     .unwrap_or_default()
             )),
-            s => Outcome::Fail(format!("cannot delete an entity that is {s}")),
+            s @ EntityState::Purged => {
+                Outcome::Fail(format!("cannot delete an entity that is {s}"))
+            }
         },
-        Effect::Restore => match e.state.as_str() {
-            "deleted" => {
+        Effect::Restore => match e.state {
+            EntityState::Deleted => {
                 // Back to active with what its deletion changed undone (nothing, for a
                 // soft delete), keeping what an import recorded while it was deleted.
                 let attrs = before
@@ -234,14 +236,13 @@ fn decide(
                         )
                     })
                     .unwrap_or_else(|| e.attrs.clone());
-                Outcome::Apply("active", attrs)
+                Outcome::Apply(EntityState::Active, attrs)
             }
-            "active" => Outcome::Skip("already active".into()),
-            "purged" => Outcome::Fail("purged: it can no longer be restored".into()),
-            s => Outcome::Fail(format!("cannot restore an entity that is {s}")),
+            EntityState::Active => Outcome::Skip("already active".into()),
+            EntityState::Purged => Outcome::Fail("purged: it can no longer be restored".into()),
         },
         Effect::SetAttributes => {
-            if e.state != "active" {
+            if e.state != EntityState::Active {
                 return Outcome::Fail(format!("the entity is {}", e.state));
             }
             let current = attrs_of(&e.attrs);
@@ -256,19 +257,23 @@ fn decide(
             } else {
                 attributes_after(&current, params, None)
             };
-            Outcome::Apply("active", text(&attrs))
+            Outcome::Apply(EntityState::Active, text(&attrs))
         }
-        Effect::Purge => match (e.state.as_str(), e.purge_after) {
-            ("deleted", Some(p)) if p <= t => Outcome::Apply("purged", "{}".into()),
-            ("deleted", Some(p)) => Outcome::Fail(format!(
+        Effect::Purge => match (e.state, e.purge_after) {
+            (EntityState::Deleted, Some(p)) if p <= t => {
+                Outcome::Apply(EntityState::Purged, "{}".into())
+            }
+            (EntityState::Deleted, Some(p)) => Outcome::Fail(format!(
                 "still within its retention period: it may be purged after {}",
                 p.format("%Y-%m-%d %H:%M UTC")
             )),
-            ("deleted", None) => Outcome::Fail(
+            (EntityState::Deleted, None) => Outcome::Fail(
                 "has no retention date; restore or soft-delete it through a change first".into(),
             ),
-            ("purged", _) => Outcome::Skip("already purged".into()),
-            (s, _) => Outcome::Fail(format!("only deleted entities can be purged; it is {s}")),
+            (EntityState::Purged, _) => Outcome::Skip("already purged".into()),
+            (s @ EntityState::Active, _) => {
+                Outcome::Fail(format!("only deleted entities can be purged; it is {s}"))
+            }
         },
         Effect::Webhook => Outcome::Fail("webhook effects are not built in".into()),
     }

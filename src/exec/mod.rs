@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::db::audit::{self, Actor};
 use crate::db::models::{Change, Execution};
 use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn, Pool, WriteTx};
-use crate::domain::execution::{final_state, wave_halts, ExecState, Wave};
+use crate::domain::execution::{final_state, wave_halts, ExecState, ItemStatus, Wave};
 use crate::domain::schema::Effect;
 use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
@@ -222,7 +222,7 @@ fn fence(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Option<(Execut
 
 fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step> {
     let effect = match repo::get(conn, exec_id)? {
-        Some(e) => Effect::parse(&e.effect),
+        Some(e) => Some(e.effect),
         None => return Ok(Step::Stop),
     };
     match effect {
@@ -259,14 +259,18 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             return Ok(Step::Wait(wait.max(Duration::from_millis(10))));
         }
         let counts = repo::wave_counts(conn, e.id)?;
-        let of = |status: &str| {
+        let of = |status: ItemStatus| {
             counts
                 .iter()
-                .filter(|(w, s, _)| *w == wave && s == status)
+                .filter(|(w, s, _)| *w == wave && *s == status)
                 .map(|(_, _, n)| *n as u64)
                 .sum::<u64>()
         };
-        let (done, failed, skipped) = (of("done"), of("failed"), of("skipped"));
+        let (done, failed, skipped) = (
+            of(ItemStatus::Done),
+            of(ItemStatus::Failed),
+            of(ItemStatus::Skipped),
+        );
         let threshold = ctx
             .schema
             .operation(&c.operation)

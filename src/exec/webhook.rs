@@ -16,7 +16,7 @@ use crate::domain::lines::{clip, clip_to};
 use super::{end_of_wave, fence, Ctx, Step};
 use crate::db::models::{Change, Execution, ExecutionItem};
 use crate::db::{exec as repo, now, write_tx, DbConn};
-use crate::domain::execution::item;
+use crate::domain::execution::ItemStatus;
 use crate::domain::schema::WebhookSpec;
 use crate::error::{AppError, AppResult};
 use crate::service::views::number;
@@ -217,16 +217,16 @@ pub(super) fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step
         for (it, answer) in &answers {
             match answer {
                 Answer::Done => {
-                    repo::finish_items(conn, e.id, &[it.position], item::DONE, None)?;
+                    repo::finish_items(conn, e.id, &[it.position], ItemStatus::Done, None)?;
                     done += 1;
                 }
                 Answer::Fail(why) => {
-                    repo::finish_items(conn, e.id, &[it.position], item::FAILED, Some(why))?;
+                    repo::finish_items(conn, e.id, &[it.position], ItemStatus::Failed, Some(why))?;
                     failed += 1;
                 }
                 Answer::Retry(why) if it.attempts + 1 >= i64::from(spec.max_attempts) => {
                     let why = format!("gave up after {} attempts: {why}", it.attempts + 1);
-                    repo::finish_items(conn, e.id, &[it.position], item::FAILED, Some(&why))?;
+                    repo::finish_items(conn, e.id, &[it.position], ItemStatus::Failed, Some(&why))?;
                     failed += 1;
                 }
                 Answer::Retry(why) => {

@@ -19,7 +19,8 @@ use serde_json::json;
 use super::mail::{self, MailSettings};
 use crate::config::{MailConfig, MailTransport, SmtpTls};
 use crate::db::models::{NewOutbox, OutboxRow};
-use crate::db::outbox::{self as repo, state};
+use crate::db::outbox as repo;
+use crate::domain::OutboxState;
 use crate::db::{now, write_tx, Pool};
 use crate::error::AppError;
 
@@ -268,7 +269,7 @@ fn collect_digests(pool: &Pool, config: &MailConfig) -> Result<(), AppError> {
                     recipient: first.recipient.clone(),
                     payload: json!({"items": items}).to_string(),
                     message_id: uuid::Uuid::new_v4().simple().to_string(),
-                    state: state::PENDING.into(),
+                    state: OutboxState::Pending,
                     next_attempt_at: t,
                     digest_id: None,
                     created_at: t,

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::db::models::NewOutbox;
-use crate::db::outbox::{self as repo, state};
+use crate::db::outbox as repo;
+use crate::domain::OutboxState;
 use crate::db::{changes as change_repo, now, DbConn};
 use diesel::QueryResult;
 
@@ -189,8 +190,8 @@ pub fn dispatch(
             let mode = prefs.get(&id).map(String::as_str).unwrap_or("immediately");
             let st = match mode {
                 "never" if kind != "needs_signoff" => return None,
-                "digest" | "never" => state::DIGEST,
-                _ => state::PENDING,
+                "digest" | "never" => OutboxState::Digest,
+                _ => OutboxState::Pending,
             };
             Some(NewOutbox {
                 event_key: format!("audit:{event_id}"),
@@ -200,7 +201,7 @@ pub fn dispatch(
                 recipient: email,
                 payload: payload.clone(),
                 message_id: uuid::Uuid::new_v4().simple().to_string(),
-                state: st.to_string(),
+                state: st,
                 next_attempt_at: t,
                 digest_id: None,
                 created_at: t,

@@ -204,10 +204,6 @@ pub(crate) fn locked(conn: &mut DbConn, id: i64) -> AppResult<Change> {
     repo::lock(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))
 }
 
-pub(crate) fn state_of(c: &Change) -> ChangeState {
-    ChangeState::parse(&c.state).unwrap_or(ChangeState::Draft)
-}
-
 /// Why a resolved change could not be submitted, if it cannot.
 fn submit_problem(
     op: &Operation,
@@ -280,7 +276,7 @@ pub struct ResolveOutcome {
     pub added_sample: Vec<String>,
     pub removed_sample: Vec<String>,
     pub stale_signoffs: usize,
-    pub state: String,
+    pub state: ChangeState,
 }
 
 fn store(
@@ -386,7 +382,7 @@ pub(crate) fn reresolve_locked(
         added_sample: vec![],
         removed_sample: vec![],
         stale_signoffs: 0,
-        state: c.state.clone(),
+        state: c.state,
     };
     if changed {
         let old: BTreeSet<String> = repo::target_ids(conn, c.id)?.into_iter().collect();
@@ -405,7 +401,7 @@ pub(crate) fn reresolve_locked(
     }
     store(conn, schema, c, &r, &op.implemented_by)?;
     let fresh = repo::get(conn, c.id)?.expect("locked change exists");
-    let state = state_of(c);
+    let state = c.state;
     let problem = submit_problem(op, &fresh, &r.summary, &r.errors);
     let submittable = problem.is_none();
     let next = match state {
@@ -441,7 +437,7 @@ pub(crate) fn reresolve_locked(
             json!({"from": state.as_str(), "to": next.as_str(), "reason": match &problem { Some(p) => format!("it cannot be signed as it is: {p}"), None => "the fingerprint changed; earlier sign-offs are stale".to_string() }}),
         )?;
     }
-    out.state = next.as_str().to_string();
+    out.state = next;
     Ok(out)
 }
 
@@ -478,7 +474,7 @@ pub(crate) fn draft_row(
         params: head.params,
         selector: head.selector,
         expect: head.expect,
-        state: ChangeState::Draft.as_str().into(),
+        state: ChangeState::Draft,
         author_id,
         schema_hash: schema.hash.clone(),
         fingerprint: Some(r.fingerprint.clone()),
@@ -716,7 +712,7 @@ pub fn edit(
                 json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": out.fingerprint, "previous_fingerprint": out.fingerprint}),
             )?;
             out.stale_signoffs += text_stale;
-            if out.state == ChangeState::Approved.as_str() {
+            if out.state == ChangeState::Approved {
                 repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
                 audit::append(
                     conn,
@@ -725,7 +721,7 @@ pub fn edit(
                     Some(id),
                     json!({"from": "approved", "to": "awaiting_signoff", "reason": "the title or rationale changed after it was signed; earlier sign-offs are stale"}),
                 )?;
-                out.state = ChangeState::AwaitingSignoff.as_str().to_string();
+                out.state = ChangeState::AwaitingSignoff;
             }
         }
         Ok(out)
@@ -759,7 +755,7 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
     for id in &ids {
         write_tx(conn, |conn| -> AppResult<()> {
             let c = locked(conn, *id)?;
-            if c.schema_hash != schema.hash && state_of(&c).is_open() {
+            if c.schema_hash != schema.hash && c.state.is_open() {
                 match reresolve_locked(conn, schema, &c, &Actor::system(), "the schema changed") {
                     Ok(_) => {}
                     Err(e) if e.is_client() => {
@@ -837,9 +833,7 @@ pub(super) fn records_with(
     let mut out = Vec::with_capacity(rows.len());
     let none = Vec::new();
     for (s, _, _) in rows {
-        let Some(side) = Side::parse(&s.side) else {
-            continue;
-        };
+        let side = s.side;
         let mine = teams.get(&s.user_id).unwrap_or(&none);
         let has = |t: &str| mine.iter().any(|m| m == t);
         let earned = match side {
@@ -892,7 +886,7 @@ pub(super) fn facts_with<'c>(
         recs.iter()
             .any(|r| r.user_id == user.id && r.side == side && (!current || r.counts_for(fp)))
     };
-    let executed_targets = if state_of(c).has_executed() {
+    let executed_targets = if c.state.has_executed() {
         crate::db::exec::for_change(conn, c.id)?
             .map(|e| e.done.max(0) as u64)
             .unwrap_or(0)
@@ -901,14 +895,14 @@ pub(super) fn facts_with<'c>(
     };
     let has_open_rollback = match c.rolled_back_by {
         Some(rb) => repo::get(conn, rb)?.is_some_and(|r| {
-            !matches!(state_of(&r), ChangeState::Cancelled | ChangeState::Rejected)
+            !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)
         }),
         None => false,
     };
     let in_team = |t: &str| teams_now.iter().any(|m| m == t);
     let now = now();
     Ok(Facts {
-        state: ChangeState::parse(&c.state),
+        state: Some(c.state),
         requesting_team: &c.requesting_team,
         implementing_team: &c.implementing_team,
         is_admin: user.is_admin,
@@ -1028,7 +1022,7 @@ pub fn sign(
             let names = |side: Side| -> Vec<String> {
                 rows.iter()
                     .filter(|(s, _, _)| {
-                        s.side == side.as_str() && !s.stale && s.fingerprint == current
+                        s.side == side && !s.stale && s.fingerprint == current
                     })
                     .map(|(_, e, _)| e.clone())
                     .collect()
@@ -1327,7 +1321,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             number: number(c.id),
             title: c.title.clone(),
             rationale: c.rationale.clone(),
-            state: c.state.clone(),
+            state: c.state,
             requesting_team: c.requesting_team.clone(),
             implementing_team: c.implementing_team.clone(),
             author,
@@ -1353,19 +1347,19 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 .map(|(s, email, name)| {
                     let rec = recs.iter().find(|r| {
                         r.user_id == s.user_id
-                            && r.side.as_str() == s.side
+                            && r.side == s.side
                             && r.fingerprint == s.fingerprint
                             && r.stale == s.stale
                     });
                     let stale = s.stale || s.fingerprint != fp;
                     let earned = rec.map_or(true, |r| r.earned);
-                    let team = if s.side == "requester" {
+                    let team = if s.side == Side::Requester {
                         &c.requesting_team
                     } else {
                         &c.implementing_team
                     };
                     SignoffView {
-                        side: s.side.clone(),
+                        side: s.side,
                         by: PersonView {
                             email: email.clone(),
                             name: name.clone(),

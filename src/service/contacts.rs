@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::lines::{clip, Line};
 
-use super::changes::{locked, state_of};
+use super::changes::locked;
 use super::views::number;
 use super::CurrentUser;
 use crate::db::audit::{self, Actor};
@@ -27,7 +27,10 @@ use crate::db::{
     changes as change_repo, notices as notice_repo, now, outbox, snapshot, users, write_tx, DbConn,
     CHUNK,
 };
-use crate::domain::notice::{self, Drafted, Facts, NoticeAction, NoticeRefusal, NoticeState};
+use crate::domain::notice::{
+    self, change_allows_notices, Drafted, Facts, NoticeAction, NoticeRefusal, NoticeState,
+};
+use crate::domain::{ChangeState, OutboxState};
 use crate::error::{AppError, AppResult};
 
 pub const ROLES: [&str; 3] = ["admin", "billing", "technical"];
@@ -242,7 +245,7 @@ fn require_change_contacts(viewer: &CurrentUser, c: &Change) -> AppResult<()> {
             c.implementing_team
         )));
     }
-    if !notice_repo::CONTACT_STATES.contains(&c.state.as_str()) {
+    if !change_allows_notices(c.state) {
         return Err(hidden(format!(
             "{} is {}: its teams see its customers' contacts once both teams signed it (approved or later).",
             number(c.id),
@@ -584,7 +587,7 @@ fn notice_facts<'c>(
     t: chrono::NaiveDateTime,
 ) -> Facts<'c> {
     Facts {
-        change_state: state_of(c),
+        change_state: c.state,
         requesting_team: &c.requesting_team,
         implementing_team: &c.implementing_team,
         person_id: user.id,
@@ -635,7 +638,7 @@ fn view_of(
     let f = notice_facts(viewer, c, last_sent_at, t);
     let (in_req, in_impl) = drafter_teams(conn, c, &n)?;
     let drafter = label(who, n.drafted_by);
-    let state = NoticeState::parse(&n.state).unwrap_or(NoticeState::Sent);
+    let state = n.state;
     let d = Drafted {
         state,
         drafted_by: n.drafted_by,
@@ -770,7 +773,7 @@ pub fn draft(
                 recipient_count: v.recipient_count as i64,
                 drafted_by: user.id,
                 created_at: t,
-                state: notice_repo::state::DRAFT.into(),
+                state: NoticeState::Draft,
                 drafter_team: v.drafter_team.clone(),
                 body_sha256: v.body_sha256.clone(),
             },
@@ -792,7 +795,7 @@ pub fn draft(
             }),
         )?;
         v.id = Some(nid);
-        v.state = notice_repo::state::DRAFT.into();
+        v.state = NoticeState::Draft.to_string();
         v.drafted_by = Some(user.email.clone());
         v.drafted_at = Some(t);
         v.allowed_actions = vec!["discard"];
@@ -832,7 +835,7 @@ fn decide_on(
     let (in_req, in_impl) = drafter_teams(conn, &c, &n)?;
     let drafter = label(&who, n.drafted_by);
     let d = Drafted {
-        state: NoticeState::parse(&n.state).unwrap_or(NoticeState::Sent),
+        state: n.state,
         drafted_by: n.drafted_by,
         drafter: &drafter,
         drafter_in_requesting_team: in_req,
@@ -875,7 +878,7 @@ pub fn approve(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
                 recipient: r.email.clone(),
                 payload: json!({"subject": n.subject, "body": fill(&n.body, &r.root_name, &chg), "root": r.root}).to_string(),
                 message_id: uuid::Uuid::new_v4().simple().to_string(),
-                state: outbox::state::PENDING.into(),
+                state: OutboxState::Pending,
                 next_attempt_at: t,
                 digest_id: None,
                 created_at: t,
@@ -945,7 +948,7 @@ pub fn notices(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<Ve
 pub struct NoticeBoard {
     pub change: String,
     pub title: String,
-    pub state: String,
+    pub state: ChangeState,
     pub requesting_team: String,
     pub implementing_team: String,
     /// Why the viewer may not draft a notice now (`None`: they may).

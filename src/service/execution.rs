@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::changes::{
-    draft_row, effect_for, locked, policy_for, records, require, reresolve_locked, state_of,
+    draft_row, effect_for, locked, policy_for, records, require, reresolve_locked,
     ChangeHead, ResolveOutcome,
 };
 use super::views::number;
@@ -19,10 +19,10 @@ use crate::db::models::Change;
 use crate::db::users;
 use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn, WriteTx};
 use crate::domain::access::ChangeAction;
-use crate::domain::execution::{inverse, item, plan_waves, ExecState, Wave};
+use crate::domain::execution::{inverse, plan_waves, ExecState, ItemStatus, Wave};
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::text::{Rationale, Title};
-use crate::domain::{signoff, ChangeState, Schema, Side};
+use crate::domain::{signoff, ChangeState, Effect, Schema, Side};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Deserialize)]
@@ -99,7 +99,7 @@ pub fn execute(
             {
                 let Some((s, email, _)) = rows.iter().find(|(s, _, _)| {
                     s.user_id == r.user_id
-                        && s.side == r.side.as_str()
+                        && s.side == r.side
                         && s.fingerprint == r.fingerprint
                         && !s.stale
                 }) else {
@@ -190,7 +190,7 @@ pub fn execute(
             return Ok(Err(AppError::conflict("stale_fingerprint", msg)
                 .with_details(serde_json::to_value(&outcome).expect("outcome"))));
         }
-        if outcome.state != ChangeState::Approved.as_str() {
+        if outcome.state != ChangeState::Approved {
             // The resolution or the teams no longer hold (e.g. the schema no longer lets the
             // requesting team request this operation): back to draft, committed.
             let why = change_repo::get(conn, id)?
@@ -215,7 +215,7 @@ pub fn execute(
             conn,
             id,
             &current,
-            effect.as_str(),
+            effect,
             &waves,
             c.target_count,
             user.id,
@@ -314,7 +314,7 @@ pub struct ItemView {
     pub wave: i64,
     pub kind: String,
     pub id: String,
-    pub status: String,
+    pub status: ItemStatus,
     pub attempts: i64,
     pub error: Option<String>,
 }
@@ -323,10 +323,10 @@ pub struct ItemView {
 pub struct ExecutionView {
     pub change: String,
     pub change_id: i64,
-    pub change_state: String,
+    pub change_state: ChangeState,
     pub execution_id: i64,
-    pub state: String,
-    pub effect: String,
+    pub state: ExecState,
+    pub effect: Effect,
     pub fingerprint: String,
     pub total: i64,
     pub done: i64,
@@ -369,10 +369,10 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
         })?;
         let waves: Vec<Wave> = serde_json::from_str(&e.waves).unwrap_or_default();
         let counts = repo::wave_counts(conn, e.id)?;
-        let of = |w: u32, status: &str| {
+        let of = |w: u32, status: ItemStatus| {
             counts
                 .iter()
-                .filter(|(cw, s, _)| *cw == i64::from(w) && s == status)
+                .filter(|(cw, s, _)| *cw == i64::from(w) && *s == status)
                 .map(|(_, _, n)| *n as u64)
                 .sum::<u64>()
         };
@@ -381,20 +381,20 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
             .map(|w| WaveView {
                 number: w.number,
                 size: w.len(),
-                done: of(w.number, item::DONE),
-                failed: of(w.number, item::FAILED),
-                skipped: of(w.number, item::SKIPPED),
-                pending: of(w.number, item::PENDING),
+                done: of(w.number, ItemStatus::Done),
+                failed: of(w.number, ItemStatus::Failed),
+                skipped: of(w.number, ItemStatus::Skipped),
+                pending: of(w.number, ItemStatus::Pending),
             })
             .collect();
         let pending = wave_views.iter().map(|w| w.pending as i64).sum();
         Ok(ExecutionView {
             change: number(id),
             change_id: id,
-            change_state: c.state.clone(),
+            change_state: c.state,
             execution_id: e.id,
-            state: e.state.clone(),
-            effect: e.effect.clone(),
+            state: e.state,
+            effect: e.effect,
             fingerprint: e.fingerprint.clone(),
             total: e.total,
             done: e.done,
@@ -404,11 +404,11 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
             current_wave: e.current_wave.min(waves.len() as i64),
             waves: wave_views,
             halt_reason: e.halt_reason.clone(),
-            failures: repo::items_with_status(conn, e.id, item::FAILED, 100)?
+            failures: repo::items_with_status(conn, e.id, ItemStatus::Failed, 100)?
                 .into_iter()
                 .map(item_view)
                 .collect(),
-            skipped_items: repo::items_with_status(conn, e.id, item::SKIPPED, 100)?
+            skipped_items: repo::items_with_status(conn, e.id, ItemStatus::Skipped, 100)?
                 .into_iter()
                 .map(item_view)
                 .collect(),
@@ -432,14 +432,16 @@ pub fn items(
     offset: i64,
     limit: i64,
 ) -> AppResult<(i64, Vec<ItemView>)> {
-    if let Some(s) = status {
-        if ![item::PENDING, item::DONE, item::FAILED, item::SKIPPED].contains(&s) {
-            return Err(AppError::unprocessable(
-                "invalid_status",
-                format!("status must be pending, done, failed or skipped, not `{s}`"),
-            ));
-        }
-    }
+    let status = status
+        .map(|s| {
+            ItemStatus::parse(s).ok_or_else(|| {
+                AppError::unprocessable(
+                    "invalid_status",
+                    format!("status must be pending, done, failed or skipped, not `{s}`"),
+                )
+            })
+        })
+        .transpose()?;
     let e = repo::for_change(conn, id)?
         .ok_or_else(|| AppError::not_found_msg(format!("{} has not been executed", number(id))))?;
     let (total, rows) = repo::items(conn, e.id, status, offset, limit)?;
@@ -461,7 +463,7 @@ pub fn rollback(
         require(conn, schema, user, &orig, ChangeAction::Rollback)?;
         if let Some(existing) = orig.rolled_back_by {
             let still_open = change_repo::get(conn, existing)?
-                .map(|r| !matches!(state_of(&r), ChangeState::Cancelled | ChangeState::Rejected))
+                .map(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected))
                 .unwrap_or(false);
             if still_open {
                 return Err(AppError::conflict(

@@ -9,7 +9,7 @@ use crate::db::imports;
 use crate::db::inventory::{self, ImportFailure, ImportReport};
 use crate::db::models::{Entity, EntityVersion, Import};
 use crate::db::DbConn;
-use crate::domain::Schema;
+use crate::domain::{EntityState, Schema};
 use crate::error::{AppError, AppResult};
 
 use super::CurrentUser;
@@ -55,7 +55,7 @@ pub struct EntityView {
     pub parent: Option<String>,
     pub name: String,
     pub attrs: serde_json::Value,
-    pub state: String,
+    pub state: EntityState,
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
@@ -208,7 +208,7 @@ pub fn versions(conn: &mut DbConn, id: &str, limit: i64) -> AppResult<Vec<Versio
 #[derive(Debug, Serialize)]
 pub struct ChildCount {
     pub kind: String,
-    pub state: String,
+    pub state: EntityState,
     pub count: i64,
 }
 
@@ -260,7 +260,7 @@ pub fn list(
         }
     }
     if let Some(s) = &f.state {
-        if s != "active" && s != "deleted" && s != "purged" {
+        if EntityState::parse(s).is_none() {
             return Err(AppError::unprocessable(
                 "invalid_state",
                 format!("state must be `active`, `deleted` or `purged`, not `{s}`"),

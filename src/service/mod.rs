@@ -123,7 +123,7 @@ pub fn remove_member(
             let rows = repo::signoffs(conn, id)?;
             let recs = changes::records(conn, &c, &rows)?;
             let fp = c.fingerprint.clone().unwrap_or_default();
-            if c.state == ChangeState::Approved.as_str()
+            if c.state == ChangeState::Approved
                 && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
             {
                 let reason =

@@ -116,7 +116,7 @@ fn view(r: OutboxRow) -> OutboxView {
         kind: r.event_kind,
         change: r.change_id.map(super::views::number),
         recipient: r.recipient,
-        state: r.state,
+        state: r.state.to_string(),
         attempts: r.attempts,
         last_error: r.last_error,
         next_attempt_at: r.next_attempt_at,

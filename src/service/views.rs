@@ -10,7 +10,7 @@ use crate::domain::access::ChangeAction;
 use crate::domain::presentation::executes;
 use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::schema::SignoffPolicy;
-use crate::domain::Schema;
+use crate::domain::{ChangeState, Schema, Side};
 
 pub fn number(id: i64) -> String {
     format!("CHG-{id}")
@@ -64,7 +64,7 @@ impl OperationView {
 
 #[derive(Debug, Serialize)]
 pub struct SignoffView {
-    pub side: String,
+    pub side: Side,
     pub by: PersonView,
     pub fingerprint: String,
     pub stale: bool,
@@ -89,7 +89,7 @@ pub struct ConflictView {
     pub id: i64,
     pub number: String,
     pub title: String,
-    pub state: String,
+    pub state: ChangeState,
     pub shared_targets: i64,
 }
 
@@ -98,7 +98,7 @@ pub struct ChangeSummaryView {
     pub id: i64,
     pub number: String,
     pub title: String,
-    pub state: String,
+    pub state: ChangeState,
     pub operation: String,
     /// What executing it is called and does (a rollback: the restore it runs).
     pub operation_label: String,
@@ -123,7 +123,7 @@ impl ChangeSummaryView {
             id: c.id,
             number: number(c.id),
             title: c.title.clone(),
-            state: c.state.clone(),
+            state: c.state,
             operation: c.operation.clone(),
             operation_label: op.label,
             effect: op.effect,
@@ -168,7 +168,7 @@ pub struct ChangeView {
     pub number: String,
     pub title: String,
     pub rationale: String,
-    pub state: String,
+    pub state: ChangeState,
     pub requesting_team: String,
     pub implementing_team: String,
     pub author: PersonView,

@@ -16,7 +16,7 @@ use crate::domain::access::ChangeAction;
 use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
-use crate::domain::Side;
+use crate::domain::{ExecState, Side};
 use crate::error::{AppError, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
@@ -483,7 +483,7 @@ fn row(c: &ChangeSummaryView, needs: String) -> Row {
     Row {
         number: c.number.clone(),
         title: c.title.clone(),
-        state: c.state.clone(),
+        state: c.state.to_string(),
         operation: c.operation_label.clone(),
         effect: c.effect.clone(),
         targets: c.target_count,
@@ -652,7 +652,7 @@ pub async fn changes(
     let page = ChangesPage {
         l: layout(&state, &w, "changes", &req).await,
         rows,
-        states: crate::domain::ChangeState::ALL
+        states: crate::domain::ChangeState::VALUES
             .iter()
             .map(|s| (s.as_str(), st.as_deref() == Some(s.as_str())))
             .collect(),
@@ -1215,9 +1215,9 @@ pub async fn change(
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let side_panel =
-        |side: &'static str, label: &'static str, st: &crate::service::views::SideStatus| {
+        |side: Side, label: &'static str, st: &crate::service::views::SideStatus| {
             SidePanel {
-                side,
+                side: side.as_str(),
                 label,
                 team: st.team.clone(),
                 required: st.required,
@@ -1240,10 +1240,10 @@ pub async fn change(
             }
         };
     let sides = vec![
-        side_panel("requester", "Requesting team", &v.requester_side),
-        side_panel("implementer", "Implementing team", &v.implementer_side),
+        side_panel(Side::Requester, "Requesting team", &v.requester_side),
+        side_panel(Side::Implementer, "Implementing team", &v.implementer_side),
     ];
-    let exec_state = exec.as_ref().map(|e| e.state.clone()).unwrap_or_default();
+    let exec_state = exec.as_ref().map(|e| e.state);
     let waves = exec
         .as_ref()
         .map(|e| {
@@ -1310,7 +1310,7 @@ pub async fn change(
                 change: String::new(),
             })
             .collect(),
-        running: exec_state == "running",
+        running: exec_state == Some(ExecState::Running),
         can,
         fixed_targets: v.rollback_of.is_some() || v.targets.get("restore").is_some(),
         params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {
@@ -1627,7 +1627,7 @@ pub async fn inventory_page(
         q: text,
         rows: rows
             .into_iter()
-            .map(|e| (e.kind, e.id, e.name, e.state))
+            .map(|e| (e.kind, e.id, e.name, e.state.to_string()))
             .collect(),
     };
     html(StatusCode::OK, page.render())
@@ -1685,7 +1685,7 @@ pub async fn entity_page(
         attrs,
         changes: changes
             .into_iter()
-            .map(|c| (number(c.id), c.title, c.state))
+            .map(|c| (number(c.id), c.title, c.state.to_string()))
             .collect(),
         contacts,
         e,

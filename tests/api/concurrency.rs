@@ -91,7 +91,7 @@ fn check_invariants(app: &TestApp, id: i64) {
     }
     let current = |side: &str| -> BTreeSet<String> {
         rows.iter()
-            .filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == fp)
+            .filter(|(s, _, _)| s.side.as_str() == side && !s.stale && s.fingerprint == fp)
             .map(|(_, e, _)| e.clone())
             .collect()
     };

@@ -236,7 +236,7 @@ async fn schema_change_makes_signoffs_stale(app: TestApp) {
     countersign::web::prepare_database(&app.pool, &schema, &src).unwrap();
     let mut conn = app.conn();
     let c = repo::get(&mut conn, id).unwrap().unwrap();
-    assert_eq!(c.state, "awaiting_signoff");
+    assert_eq!(c.state.as_str(), "awaiting_signoff");
     assert_eq!(c.schema_hash, schema.hash);
     assert_ne!(c.fingerprint.as_deref(), Some(fp.as_str()));
     assert!(repo::signoffs(&mut conn, id)
@@ -264,7 +264,7 @@ async fn schema_change_makes_signoffs_stale(app: TestApp) {
     }
     let schema2 = Schema::from_toml(&cut).unwrap();
     countersign::web::prepare_database(&app.pool, &schema2, &cut).unwrap();
-    assert_eq!(repo::get(&mut conn, other).unwrap().unwrap().state, "draft");
+    assert_eq!(repo::get(&mut conn, other).unwrap().unwrap().state.as_str(), "draft");
 }
 
 both_backends!(schema_change_makes_signoffs_stale);

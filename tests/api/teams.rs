@@ -205,7 +205,7 @@ async fn schema_change_invalidates_the_requesting_team(app: TestApp) {
     countersign::web::prepare_database(&app.pool, &schema, &src).unwrap();
     let mut conn = app.conn();
     let c = repo::get(&mut conn, id).unwrap().unwrap();
-    assert_eq!(c.state, "draft");
+    assert_eq!(c.state.as_str(), "draft");
     let events = audit::for_change(&mut conn, id).unwrap();
     assert!(
         events.iter().any(|e| e.action == "state_changed"
