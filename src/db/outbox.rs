@@ -203,13 +203,17 @@ pub fn mark_failed(
 
 /// A dead mail back to pending (admins).
 pub fn retry(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
-    let n = diesel::update(outbox::table.find(id).filter(outbox::state.eq(OutboxState::Dead)))
-        .set((
-            outbox::state.eq(OutboxState::Pending),
-            outbox::attempts.eq(0),
-            outbox::next_attempt_at.eq(now()),
-        ))
-        .execute(conn)?;
+    let n = diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::state.eq(OutboxState::Dead)),
+    )
+    .set((
+        outbox::state.eq(OutboxState::Pending),
+        outbox::attempts.eq(0),
+        outbox::next_attempt_at.eq(now()),
+    ))
+    .execute(conn)?;
     Ok(n == 1)
 }
 

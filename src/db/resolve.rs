@@ -8,13 +8,13 @@ use diesel::QueryResult;
 
 use super::inventory::{self, EntityLite};
 use super::DbConn;
-use crate::domain::EntityState;
 use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{
     fingerprint, Resolution, ResolutionError, ResolvedTarget, RootRef, Summary, MAX_STORED_ERRORS,
 };
 use crate::domain::schema::{Effect, Kind, Operation, Schema};
 use crate::domain::selector::{split_claimed_kind, Selector};
+use crate::domain::EntityState;
 
 struct Errs {
     list: Vec<ResolutionError>,

@@ -80,3 +80,154 @@ text_column!(
     OutboxState,
     NoticeState,
 );
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    use diesel::sqlite::SqliteConnection;
+    use diesel::IntoSql;
+
+    use super::*;
+
+    const MIGRATION: &str = "2026-12-02-000009_state_checks";
+
+    /// The (table, column) → values lists of both migrations, from their text.
+    fn lists(backend: &str) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+        let path = format!(
+            "{}/migrations/{backend}/{MIGRATION}/up.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let sql = std::fs::read_to_string(&path).unwrap();
+        let values = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(|v| v.trim().trim_matches('\'').to_string())
+                .collect()
+        };
+        let mut out = std::collections::BTreeMap::new();
+        let re = regex::Regex::new(if backend == "postgres" {
+            r"ALTER TABLE (\w+) ADD CONSTRAINT \w+ CHECK \((\w+) IN \(([^)]*)\)\)"
+        } else {
+            r"BEFORE (?:INSERT|UPDATE OF \w+) ON (\w+)\nWHEN NEW\.(\w+) NOT IN \(([^)]*)\)"
+        })
+        .unwrap();
+        for m in re.captures_iter(&sql) {
+            let key = (m[1].to_string(), m[2].to_string());
+            let v = values(&m[3]);
+            if let Some(old) = out.insert(key.clone(), v.clone()) {
+                assert_eq!(
+                    old, v,
+                    "{backend}: insert and update lists of {key:?} differ"
+                );
+            }
+        }
+        out
+    }
+
+    fn names<T: Copy + std::fmt::Display>(values: &[T]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn check_lists_match_the_enums() {
+        let expected: Vec<((&str, &str), Vec<String>)> = vec![
+            (("changes", "state"), names(ChangeState::VALUES)),
+            (("signoffs", "side"), names(Side::VALUES)),
+            (("entities", "state"), names(EntityState::VALUES)),
+            (
+                ("entity_versions", "before_state"),
+                names(EntityState::VALUES),
+            ),
+            (
+                ("entity_versions", "after_state"),
+                names(EntityState::VALUES),
+            ),
+            (("executions", "effect"), names(Effect::VALUES)),
+            (("executions", "state"), names(ExecState::VALUES)),
+            (("execution_items", "status"), names(ItemStatus::VALUES)),
+            (("outbox", "state"), names(OutboxState::VALUES)),
+            (("customer_notices", "state"), names(NoticeState::VALUES)),
+        ];
+        for backend in ["postgres", "sqlite"] {
+            let got = lists(backend);
+            assert_eq!(got.len(), expected.len(), "{backend}: {got:?}");
+            for ((t, c), want) in &expected {
+                let key = (t.to_string(), c.to_string());
+                assert_eq!(got.get(&key), Some(want), "{backend}: {t}.{c}");
+            }
+        }
+    }
+
+    /// What a stored text reads as, on SQLite directly and through the multi-backend
+    /// connection (PostgreSQL is exercised by the integration test `states`).
+    fn read<T>(text: &str) -> (QueryResult<T>, QueryResult<T>)
+    where
+        T: FromSql<Text, Sqlite>
+            + FromSql<Text, MultiBackend>
+            + Queryable<Text, Sqlite>
+            + Queryable<Text, MultiBackend>
+            + 'static,
+    {
+        let mut c = SqliteConnection::establish(":memory:").unwrap();
+        let direct = diesel::select(text.into_sql::<Text>()).get_result::<T>(&mut c);
+        let mut m = super::super::DbConn::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        let multi = diesel::select(text.into_sql::<Text>()).get_result::<T>(&mut m);
+        (direct, multi)
+    }
+
+    fn assert_reads<T>(values: &[T], what: &str)
+    where
+        T: Copy
+            + PartialEq
+            + std::fmt::Debug
+            + std::fmt::Display
+            + FromSql<Text, Sqlite>
+            + FromSql<Text, MultiBackend>
+            + Queryable<Text, Sqlite>
+            + Queryable<Text, MultiBackend>
+            + 'static,
+    {
+        for &v in values {
+            let (a, b) = read::<T>(&v.to_string());
+            assert_eq!(a.unwrap(), v);
+            assert_eq!(b.unwrap(), v);
+        }
+        for bad in ["bogus", "", "Active"] {
+            let (a, b) = read::<T>(bad);
+            for e in [a.unwrap_err(), b.unwrap_err()] {
+                assert!(
+                    matches!(e, diesel::result::Error::DeserializationError(_)),
+                    "{e:?}"
+                );
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("stored value `{bad}` is not a known {what}")),
+                    "{msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_stored_values_are_load_errors() {
+        assert_reads(ChangeState::VALUES, "change state");
+        assert_reads(Side::VALUES, "sign-off side");
+        assert_reads(Effect::VALUES, "effect");
+        assert_reads(ExecState::VALUES, "execution state");
+        assert_reads(ItemStatus::VALUES, "execution item status");
+        assert_reads(EntityState::VALUES, "entity state");
+        assert_reads(OutboxState::VALUES, "outbox state");
+        assert_reads(NoticeState::VALUES, "notice state");
+    }
+
+    #[test]
+    fn values_are_written_as_their_text() {
+        let mut m = super::super::DbConn::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        for &s in ChangeState::VALUES {
+            let text: String = diesel::select(s.into_sql::<Text>())
+                .get_result(&mut m)
+                .unwrap();
+            assert_eq!(text, s.as_str());
+        }
+    }
+}

@@ -75,7 +75,14 @@ impl Kind {
 
 /// What executing an operation does to each target.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, diesel::expression::AsExpression,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    diesel::expression::AsExpression,
     diesel::deserialize::FromSqlRow,
 )]
 #[serde(rename_all = "snake_case")]

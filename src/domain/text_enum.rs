@@ -76,7 +76,10 @@ where
         let text = v.to_string();
         assert_eq!(text.parse::<T>(), Ok(v), "{text}");
         assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{text}\""));
-        assert_eq!(serde_json::from_str::<T>(&format!("\"{text}\"")).unwrap(), v);
+        assert_eq!(
+            serde_json::from_str::<T>(&format!("\"{text}\"")).unwrap(),
+            v
+        );
         assert!(
             text.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
             "{text} is snake_case"

@@ -20,8 +20,8 @@ use super::mail::{self, MailSettings};
 use crate::config::{MailConfig, MailTransport, SmtpTls};
 use crate::db::models::{NewOutbox, OutboxRow};
 use crate::db::outbox as repo;
-use crate::domain::OutboxState;
 use crate::db::{now, write_tx, Pool};
+use crate::domain::OutboxState;
 use crate::error::AppError;
 
 /// A running mailer thread.

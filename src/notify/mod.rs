@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::db::models::NewOutbox;
 use crate::db::outbox as repo;
-use crate::domain::OutboxState;
 use crate::db::{changes as change_repo, now, DbConn};
+use crate::domain::OutboxState;
 use diesel::QueryResult;
 
 /// Event kinds a person can set a preference for.

@@ -894,9 +894,8 @@ pub(super) fn facts_with<'c>(
         0
     };
     let has_open_rollback = match c.rolled_back_by {
-        Some(rb) => repo::get(conn, rb)?.is_some_and(|r| {
-            !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)
-        }),
+        Some(rb) => repo::get(conn, rb)?
+            .is_some_and(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)),
         None => false,
     };
     let in_team = |t: &str| teams_now.iter().any(|m| m == t);
@@ -1021,9 +1020,7 @@ pub fn sign(
             repo::set_state(conn, id, ChangeState::Approved)?;
             let names = |side: Side| -> Vec<String> {
                 rows.iter()
-                    .filter(|(s, _, _)| {
-                        s.side == side && !s.stale && s.fingerprint == current
-                    })
+                    .filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == current)
                     .map(|(_, e, _)| e.clone())
                     .collect()
             };

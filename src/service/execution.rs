@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::changes::{
-    draft_row, effect_for, locked, policy_for, records, require, reresolve_locked,
-    ChangeHead, ResolveOutcome,
+    draft_row, effect_for, locked, policy_for, records, require, reresolve_locked, ChangeHead,
+    ResolveOutcome,
 };
 use super::views::number;
 use super::CurrentUser;
@@ -211,15 +211,7 @@ pub fn execute(
             AppError::unprocessable("not_reversible", format!("{} has no inverse", op.label))
         })?;
         let waves = plan_waves(c.target_count as u64, &op.waves);
-        let e = repo::create(
-            conn,
-            id,
-            &current,
-            effect,
-            &waves,
-            c.target_count,
-            user.id,
-        )?;
+        let e = repo::create(conn, id, &current, effect, &waves, c.target_count, user.id)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
         audit::append(
             conn,

@@ -1215,29 +1215,27 @@ pub async fn change(
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let side_panel =
-        |side: Side, label: &'static str, st: &crate::service::views::SideStatus| {
-            SidePanel {
-                side: side.as_str(),
-                label,
-                team: st.team.clone(),
-                required: st.required,
-                current: st.current,
-                missing: st.missing,
-                signoffs: v
-                    .signoffs
-                    .iter()
-                    .filter(|s| s.side == side)
-                    .map(|s| SignoffLine {
-                        who: s.by.name.clone(),
-                        fp: short_fingerprint(&s.fingerprint),
-                        stale: !s.counts,
-                        why: s.why_not.clone().unwrap_or_default(),
-                        comment: s.comment.clone(),
-                        at: s.at.format("%Y-%m-%d %H:%M").to_string(),
-                    })
-                    .collect(),
-                can_sign: can.has(&format!("sign_{side}")),
-            }
+        |side: Side, label: &'static str, st: &crate::service::views::SideStatus| SidePanel {
+            side: side.as_str(),
+            label,
+            team: st.team.clone(),
+            required: st.required,
+            current: st.current,
+            missing: st.missing,
+            signoffs: v
+                .signoffs
+                .iter()
+                .filter(|s| s.side == side)
+                .map(|s| SignoffLine {
+                    who: s.by.name.clone(),
+                    fp: short_fingerprint(&s.fingerprint),
+                    stale: !s.counts,
+                    why: s.why_not.clone().unwrap_or_default(),
+                    comment: s.comment.clone(),
+                    at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+                })
+                .collect(),
+            can_sign: can.has(&format!("sign_{side}")),
         };
     let sides = vec![
         side_panel(Side::Requester, "Requesting team", &v.requester_side),

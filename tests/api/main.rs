@@ -23,6 +23,7 @@ mod plans;
 mod queue;
 mod signoffs;
 mod smtp;
+mod states;
 mod teams;
 mod truth;
 mod web;

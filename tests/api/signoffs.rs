@@ -264,7 +264,10 @@ async fn schema_change_makes_signoffs_stale(app: TestApp) {
     }
     let schema2 = Schema::from_toml(&cut).unwrap();
     countersign::web::prepare_database(&app.pool, &schema2, &cut).unwrap();
-    assert_eq!(repo::get(&mut conn, other).unwrap().unwrap().state.as_str(), "draft");
+    assert_eq!(
+        repo::get(&mut conn, other).unwrap().unwrap().state.as_str(),
+        "draft"
+    );
 }
 
 both_backends!(schema_change_makes_signoffs_stale);

@@ -1,0 +1,21 @@
+-- Drop the triggers of up.sql.
+DROP TRIGGER changes_state_check_insert;
+DROP TRIGGER changes_state_check_update;
+DROP TRIGGER signoffs_side_check_insert;
+DROP TRIGGER signoffs_side_check_update;
+DROP TRIGGER entities_state_check_insert;
+DROP TRIGGER entities_state_check_update;
+DROP TRIGGER entity_versions_before_state_check_insert;
+DROP TRIGGER entity_versions_before_state_check_update;
+DROP TRIGGER entity_versions_after_state_check_insert;
+DROP TRIGGER entity_versions_after_state_check_update;
+DROP TRIGGER executions_effect_check_insert;
+DROP TRIGGER executions_effect_check_update;
+DROP TRIGGER executions_state_check_insert;
+DROP TRIGGER executions_state_check_update;
+DROP TRIGGER execution_items_status_check_insert;
+DROP TRIGGER execution_items_status_check_update;
+DROP TRIGGER outbox_state_check_insert;
+DROP TRIGGER outbox_state_check_update;
+DROP TRIGGER customer_notices_state_check_insert;
+DROP TRIGGER customer_notices_state_check_update;
