@@ -175,6 +175,18 @@ mod tests {
         (direct, multi)
     }
 
+    /// An error with its sources (diesel's own message names only the field).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            cur = s.source();
+        }
+        out
+    }
+
     fn assert_reads<T>(values: &[T], what: &str)
     where
         T: Copy
@@ -199,7 +211,7 @@ mod tests {
                     matches!(e, diesel::result::Error::DeserializationError(_)),
                     "{e:?}"
                 );
-                let msg = e.to_string();
+                let msg = chain(&e);
                 assert!(
                     msg.contains(&format!("stored value `{bad}` is not a known {what}")),
                     "{msg}"

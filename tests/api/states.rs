@@ -13,13 +13,27 @@ use crate::helpers::{inst, TestApp};
 
 both_backends!(unknown_states_are_refused_and_never_read_as_another);
 
+/// An error with its sources (diesel's own message names only the field).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 fn is_pg(conn: &mut DbConn) -> bool {
     matches!(conn, DbConn::Pg(_))
 }
 
 async fn unknown_states_are_refused_and_never_read_as_another(app: TestApp) {
     app.load_fixture().await;
-    let v = app.create("ana", "uninstall_app", json!([inst(1)])).await;
+    let v = app
+        .create("ana", "uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
     let id = v["id"].as_i64().unwrap();
     let mut conn = app.conn();
     let conn: &mut DbConn = &mut conn;
@@ -90,7 +104,8 @@ async fn unknown_states_are_refused_and_never_read_as_another(app: TestApp) {
         matches!(e, diesel::result::Error::DeserializationError(_)),
         "{e:?}"
     );
-    let msg = e.to_string();
+    let msg = chain(&e);
+    assert!(msg.contains("'state'"), "{msg}");
     assert!(msg.contains("`bogus` is not a known change state"), "{msg}");
     let (s, body) = app.get(&format!("/api/v1/changes/{id}"), "ana").await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
@@ -103,7 +118,7 @@ async fn unknown_states_are_refused_and_never_read_as_another(app: TestApp) {
     .unwrap();
     let e = inventory::get(conn, &e1).expect_err("an unknown entity state loaded");
     assert!(
-        e.to_string().contains("`gone` is not a known entity state"),
+        chain(&e).contains("`gone` is not a known entity state"),
         "{e}"
     );
     let (s, body) = app.get(&format!("/api/v1/inventory/{e1}"), "ana").await;
