@@ -233,7 +233,9 @@ pub fn list(
 ) -> QueryResult<Vec<OutboxRow>> {
     let mut q = outbox::table.into_boxed();
     if let Some(s) = state_filter {
-        q = q.filter(outbox::state.eq(s.to_string()));
+        // An unknown state matches nothing, as it always has.
+        let states: Vec<OutboxState> = OutboxState::parse(s).into_iter().collect();
+        q = q.filter(outbox::state.eq_any(states));
     }
     if let Some(c) = change {
         q = q.filter(outbox::change_id.eq(c));

@@ -16,7 +16,7 @@ use super::views::ChangeSummaryView;
 use super::CurrentUser;
 use crate::db::{audit, changes as repo, users, DbConn};
 use crate::domain::access::{self, ChangeAction};
-use crate::domain::{signoff, Schema};
+use crate::domain::{signoff, Schema, Side};
 use crate::error::AppResult;
 
 #[derive(Debug, serde::Serialize)]
@@ -69,10 +69,10 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
         let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
         let mut needs = Vec::new();
         if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
-            needs.push("requester".to_string());
+            needs.push(Side::Requester.to_string());
         }
         if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
-            needs.push("implementer".to_string());
+            needs.push(Side::Implementer.to_string());
         }
         if needs.is_empty() {
             continue;

@@ -16,7 +16,7 @@ use crate::domain::access::ChangeAction;
 use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
-use crate::domain::{ExecState, Side};
+use crate::domain::{Effect, ExecState, OutboxState, Side};
 use crate::error::{AppError, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
@@ -591,16 +591,10 @@ pub async fn queue(
     let page = QueuePage {
         l: layout(&state, &w, "queue", &req).await,
         rows,
-        effects: [
-            "soft_delete",
-            "restore",
-            "set_attributes",
-            "purge",
-            "webhook",
-        ]
-        .into_iter()
-        .map(|e| (e, e == effect))
-        .collect(),
+        effects: Effect::VALUES
+            .iter()
+            .map(|e| (e.as_str(), e.as_str() == effect))
+            .collect(),
     };
     html(StatusCode::OK, page.render())
 }
@@ -1393,10 +1387,8 @@ pub async fn change_action(
     let result = with_conn(&state, move |conn| -> Result<(String, i64), AppError> {
         let done = match act.as_str() {
             "sign" => {
-                let side = match f.side.as_str() {
-                    "requester" => Side::Requester,
-                    "implementer" => Side::Implementer,
-                    _ => return Err(AppError::unprocessable("invalid_side", "Choose a side.")),
+                let Some(side) = Side::parse(&f.side) else {
+                    return Err(AppError::unprocessable("invalid_side", "Choose a side."));
                 };
                 let confirm = match f.confirm_count.trim() {
                     "" => None,
@@ -1952,7 +1944,10 @@ pub async fn outbox(
     w: WebUser,
     q: web::Query<OutboxQuery>,
 ) -> HttpResponse {
-    let st = q.state.clone().unwrap_or_else(|| "dead".into());
+    let st = q
+        .state
+        .clone()
+        .unwrap_or_else(|| OutboxState::Dead.to_string());
     let filter = (st != "all").then(|| st.clone());
     let user = w.user.clone();
     let mails = page_try!(
@@ -1967,10 +1962,17 @@ pub async fn outbox(
     );
     let page = OutboxPage {
         l: layout(&state, &w, "outbox", &req).await,
-        states: ["dead", "pending", "sent", "digest", "all"]
-            .into_iter()
-            .map(|s| (s, s == st))
-            .collect(),
+        states: [
+            OutboxState::Dead,
+            OutboxState::Pending,
+            OutboxState::Sent,
+            OutboxState::Digest,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .chain(["all"])
+        .map(|s| (s, s == st))
+        .collect(),
         state: st,
         mails,
     };
