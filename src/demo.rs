@@ -621,7 +621,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // 1 org : 4 sites : 16 app installations = 21 entities per org.
     let orgs = (args.entities / 21).max(1);
     println!(
-        "countersign bench — {} entities ({orgs} orgs), a {}-target change, SQLite in {}",
+        "countersign bench — {} entities ({orgs} orgs), a {}-target change, scratch SQLite files in {}",
         orgs * 21,
         args.targets,
         dir.display()
