@@ -269,6 +269,7 @@ pub(super) fn step(
     exec_id: i64,
     hooks: &mut Hooks,
 ) -> AppResult<Step> {
+    let t0 = Instant::now();
     let picked = write_tx(conn, |conn| -> AppResult<Result<_, Step>> {
         let Some((e, c)) = fence(ctx, conn, exec_id)? else {
             return Ok(Err(Step::Stop));
@@ -295,6 +296,7 @@ pub(super) fn step(
         Ok(v) => v,
         Err(step) => return Ok(step),
     };
+    let t_sent = Instant::now();
     let answers: Vec<(usize, Answer)> = match ctx.config.secret(&spec.secret_env) {
         None => {
             let why = format!(
@@ -314,7 +316,8 @@ pub(super) fn step(
             }
         }
     };
-    write_tx(conn, |conn| {
+    let t1 = Instant::now();
+    let out = write_tx(conn, |conn| {
         if fence(ctx, conn, exec_id)?.is_none() {
             // Lost the lease: whoever holds it repeats these calls with the same keys.
             return Ok(Step::Stop);
@@ -343,7 +346,17 @@ pub(super) fn step(
         let done = repo::finish_items(conn, e.id, &done, item::DONE, None)?;
         repo::add_counts(conn, e.id, done as i64, failed as i64, 0)?;
         Ok(Step::Continue)
-    })
+    });
+    tracing::debug!(
+        execution = exec_id,
+        items = items.len(),
+        sent = answers.len(),
+        claim_ms = (t_sent - t0).as_millis() as u64,
+        send_ms = (t1 - t_sent).as_millis() as u64,
+        record_ms = t1.elapsed().as_millis() as u64,
+        "webhook batch"
+    );
+    out
 }
 
 /// Send the batch: at most `spec.concurrency` calls in flight, started no faster than
