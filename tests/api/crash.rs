@@ -33,10 +33,6 @@ const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
 
 use crate::smtp::free_port;
 
-fn serve(url: &str, port: u16) -> Child {
-    serve_with(url, port, None)
-}
-
 /// `countersign serve`, with the schema (and the webhook secret) of `hook` if given.
 fn serve_with(url: &str, port: u16, hook: Option<&Path>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
@@ -209,6 +205,7 @@ async fn execute_with_kills(
     conn: &mut db::DbConn,
     (change_id, fp, token): (i64, &str, &str),
     hook: Option<&Path>,
+    kill_delay: Duration,
 ) -> Vec<(String, i64)> {
     let db_url = match url {
         DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
@@ -252,6 +249,9 @@ async fn execute_with_kills(
             assert!(Instant::now() < deadline, "no progress past {done}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // A mark is passed right after a batch commits; the delay lands the kill inside
+        // the next batch (a webhook batch's calls take at least 8 × 10 ms).
+        tokio::time::sleep(kill_delay).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let (state, done) = progress(conn);
@@ -289,7 +289,14 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     let (change_id, fp, token) = prepare(&url, None, "uninstall_app");
     let pool = db::build_pool(&url, 2).unwrap();
     let mut conn = pool.get().unwrap();
-    let kills = execute_with_kills(&url, &mut conn, (change_id, &fp, &token), None).await;
+    let kills = execute_with_kills(
+        &url,
+        &mut conn,
+        (change_id, &fp, &token),
+        None,
+        Duration::ZERO,
+    )
+    .await;
 
     // The execution and every item: completed, each target done exactly once.
     let (state, done, failed, skipped): (String, i64, i64, i64) = executions::table
@@ -430,7 +437,14 @@ async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
     let (change_id, fp, token) = prepare(&url, Some(&schema), "deprovision_app");
     let pool = db::build_pool(&url, 2).unwrap();
     let mut conn = pool.get().unwrap();
-    let kills = execute_with_kills(&url, &mut conn, (change_id, &fp, &token), Some(&schema)).await;
+    let kills = execute_with_kills(
+        &url,
+        &mut conn,
+        (change_id, &fp, &token),
+        Some(&schema),
+        Duration::from_millis(40),
+    )
+    .await;
 
     let (exec_id, state, done, failed): (i64, String, i64, i64) = executions::table
         .select((
@@ -476,6 +490,10 @@ async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
     let resent = calls.values().filter(|a| a.len() > 1).count();
     let sent: usize = calls.values().map(Vec::len).sum();
     eprintln!("webhook: {sent} calls for {TARGETS} targets; {resent} targets re-sent after a kill");
+    assert!(
+        resent > 0,
+        "no kill landed while calls were in flight: {kills:?}"
+    );
     // A kill loses at most the batches in flight: 8 calls per slot, 16 slots.
     assert!(
         resent <= kills.len() * 8 * 16,
