@@ -232,7 +232,7 @@ pub fn run(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         raw * 100.0 / floor(concurrency)
     );
 
-    let (schema, source) = schema_for(&receiver.url, concurrency as u32, n.max(base_n))?;
+    let (schema, source) = schema_for(&receiver.url, concurrency, n.max(base_n))?;
     let pool = db::build_pool(&url, 4)?;
     crate::web::prepare_database(&pool, &schema, &source)?;
     let mut pooled = pool.get()?;
