@@ -38,7 +38,7 @@ pub const SIGNATURE_HEADER: &str = "X-Countersign-Signature";
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// Items claimed per step: this many per call in flight…
-const BATCH_PER_SLOT: usize = 8;
+const BATCH_PER_SLOT: usize = 16;
 /// …and at most this many.
 const MAX_BATCH: usize = 2048;
 /// How often a running batch renews the lease (which also notices an abort or a halt).

@@ -250,7 +250,7 @@ async fn execute_with_kills(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // A mark is passed right after a batch commits; the delay lands the kill inside
-        // the next batch (a webhook batch's calls take at least 8 × 10 ms).
+        // the next batch (a webhook batch's calls take at least 16 × 10 ms).
         tokio::time::sleep(kill_delay).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -494,9 +494,9 @@ async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
         resent > 0,
         "no kill landed while calls were in flight: {kills:?}"
     );
-    // A kill loses at most the batches in flight: 8 calls per slot, 16 slots.
+    // A kill loses at most the batch in flight: 16 calls per slot, 16 slots.
     assert!(
-        resent <= kills.len() * 8 * 16,
+        resent <= kills.len() * 16 * 16,
         "{resent} re-sent after {} kills",
         kills.len()
     );
