@@ -565,10 +565,24 @@ pub struct BenchArgs {
     /// Reuse the imported inventory in --dir and only measure the change.
     #[arg(long, requires = "dir")]
     pub change_only: bool,
-    /// Import and measure the changes on this PostgreSQL database (it must be empty; the
-    /// raw baselines stay on SQLite). Default: a SQLite file in the scratch directory.
+    /// Import and measure the changes (or, with --webhook, run the webhook benchmark) on
+    /// this PostgreSQL database (it must be empty; the raw baselines stay on SQLite).
+    /// Default: a SQLite file in the scratch directory.
     #[arg(long, conflicts_with = "change_only")]
     pub database_url: Option<String>,
+    /// Benchmark the webhook executor instead: `--targets` targets against a loopback
+    /// receiver (see src/bench_webhook.rs).
+    #[arg(long)]
+    pub webhook: bool,
+    /// --webhook: the receiver's answer latency.
+    #[arg(long, default_value_t = 20)]
+    pub webhook_latency_ms: u64,
+    /// --webhook: calls in flight at once (the operation's `concurrency`).
+    #[arg(long, default_value_t = 64)]
+    pub webhook_concurrency: u32,
+    /// --webhook: targets of the sequential baseline (concurrency 1).
+    #[arg(long, default_value_t = 500)]
+    pub webhook_baseline: usize,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -617,12 +631,19 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             tmp.clone()
         }
     };
+    if args.webhook {
+        let r = crate::bench_webhook::run(&args, &dir);
+        if args.dir.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return r;
+    }
     let (schema, source) =
         Config::for_database(DatabaseUrl::Sqlite(dir.join("x.db"))).load_schema()?;
     // 1 org : 4 sites : 16 app installations = 21 entities per org.
     let orgs = (args.entities / 21).max(1);
     println!(
-        "countersign bench — {} entities ({orgs} orgs), a {}-target change, SQLite in {}",
+        "countersign bench — {} entities ({orgs} orgs), a {}-target change, scratch SQLite files in {}",
         orgs * 21,
         args.targets,
         dir.display()

@@ -8,7 +8,6 @@ use super::schema::{change_targets, changes, comments, signoffs, users};
 use super::{now, DbConn};
 use crate::domain::resolution::ResolvedTarget;
 use crate::domain::ChangeState;
-use crate::with_concrete;
 
 pub fn insert(conn: &mut DbConn, c: &NewChange) -> QueryResult<Change> {
     diesel::insert_into(changes::table)
@@ -142,25 +141,58 @@ pub fn replace_targets(
 ) -> QueryResult<()> {
     diesel::delete(change_targets::table.filter(change_targets::change_id.eq(change_id)))
         .execute(conn)?;
-    // One cached single-row INSERT per target, bound straight from the resolved list:
-    // no copies, and no re-rendering of a 12000-parameter statement per chunk.
-    with_concrete!(&mut *conn, |c| {
-        for (i, t) in targets.iter().enumerate() {
-            diesel::insert_into(change_targets::table)
-                .values((
-                    change_targets::change_id.eq(change_id),
-                    change_targets::position.eq(i as i64),
-                    change_targets::kind.eq(&t.kind),
-                    change_targets::entity_id.eq(&t.id),
-                    change_targets::scope_path.eq(&t.scope_path),
-                    change_targets::name.eq(&t.name),
-                ))
-                .execute(c)?;
+    let row = |i: usize, t| target_row(change_id, i, t);
+    match conn {
+        // SQLite runs in-process: one cached single-row INSERT per target is fastest (no
+        // re-rendering of a 12000-parameter statement per chunk).
+        DbConn::Sqlite(c) => {
+            for (i, t) in targets.iter().enumerate() {
+                diesel::insert_into(change_targets::table)
+                    .values(row(i, t))
+                    .execute(c)?;
+            }
         }
-        QueryResult::Ok(())
-    })?;
+        // PostgreSQL is a round trip per statement: 100,000 single-row INSERTs took ~5 s
+        // of a 100,000-target change; multi-row INSERTs of 1000 rows take a fraction.
+        DbConn::Pg(c) => {
+            for (n, chunk) in targets.chunks(PG_INSERT_ROWS).enumerate() {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, t)| row(n * PG_INSERT_ROWS + j, t))
+                    .collect();
+                diesel::insert_into(change_targets::table)
+                    .values(rows)
+                    .execute(c)?;
+            }
+        }
+    }
     Ok(())
 }
+
+type TargetRow<'a> = (
+    diesel::dsl::Eq<change_targets::change_id, i64>,
+    diesel::dsl::Eq<change_targets::position, i64>,
+    diesel::dsl::Eq<change_targets::kind, &'a String>,
+    diesel::dsl::Eq<change_targets::entity_id, &'a String>,
+    diesel::dsl::Eq<change_targets::scope_path, &'a String>,
+    diesel::dsl::Eq<change_targets::name, &'a String>,
+);
+
+/// A stored target row bound straight from the resolved list (no copies).
+fn target_row(change_id: i64, i: usize, t: &ResolvedTarget) -> TargetRow<'_> {
+    (
+        change_targets::change_id.eq(change_id),
+        change_targets::position.eq(i as i64),
+        change_targets::kind.eq(&t.kind),
+        change_targets::entity_id.eq(&t.id),
+        change_targets::scope_path.eq(&t.scope_path),
+        change_targets::name.eq(&t.name),
+    )
+}
+
+/// Rows per multi-row INSERT on PostgreSQL (6 parameters each, far below its 65535).
+const PG_INSERT_ROWS: usize = 1000;
 
 /// The stored target IDs of a change, in order.
 pub fn target_ids(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<String>> {

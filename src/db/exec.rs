@@ -283,17 +283,19 @@ pub fn done_positions(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<i64>> 
         .load(conn)
 }
 
-/// Mark items with one outcome. `error` is shared by all of them.
+/// Mark items with one outcome. `error` is shared by all of them. Only pending items
+/// move; returns how many did.
 pub fn finish_items(
     conn: &mut DbConn,
     exec_id: i64,
     positions: &[i64],
     status: ItemStatus,
     error: Option<&str>,
-) -> QueryResult<()> {
+) -> QueryResult<usize> {
     let t = now();
+    let mut n = 0;
     for chunk in positions.chunks(CHUNK) {
-        diesel::update(
+        n += diesel::update(
             execution_items::table
                 .filter(execution_items::execution_id.eq(exec_id))
                 .filter(execution_items::position.eq_any(chunk))
@@ -308,10 +310,10 @@ pub fn finish_items(
         ))
         .execute(conn)?;
     }
-    Ok(())
+    Ok(n)
 }
 
-/// Record a failed attempt that will be retried at `at`.
+/// Record a failed attempt of a pending item that will be retried at `at`.
 pub fn retry_item(
     conn: &mut DbConn,
     exec_id: i64,
@@ -322,7 +324,8 @@ pub fn retry_item(
     diesel::update(
         execution_items::table
             .filter(execution_items::execution_id.eq(exec_id))
-            .filter(execution_items::position.eq(position)),
+            .filter(execution_items::position.eq(position))
+            .filter(execution_items::status.eq(ItemStatus::Pending)),
     )
     .set((
         execution_items::attempts.eq(execution_items::attempts + 1),

@@ -201,7 +201,18 @@ pub struct WebhookSpec {
     pub secret_env: String,
     pub timeout_ms: u64,
     pub max_attempts: u32,
+    /// Calls in flight at once for one execution (`concurrency`, 1..=256, default 16).
+    pub concurrency: u32,
+    /// Most calls started per second by one execution (`max_per_second`); none: no limit.
+    pub max_per_second: Option<f64>,
 }
+
+/// Default calls in flight at once for a webhook operation.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: u32 = 16;
+/// Largest `concurrency` a webhook operation may ask for.
+pub const MAX_WEBHOOK_CONCURRENCY: u32 = 256;
+/// Largest `max_per_second` a webhook operation may ask for.
+pub const MAX_WEBHOOK_PER_SECOND: f64 = 100_000.0;
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
@@ -354,6 +365,10 @@ struct RawOperation {
     timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_per_second: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -819,16 +834,44 @@ impl Schema {
                         String::new()
                     }
                 };
+                let concurrency = match o.concurrency {
+                    None => DEFAULT_WEBHOOK_CONCURRENCY,
+                    Some(n) if (1..=i64::from(MAX_WEBHOOK_CONCURRENCY)).contains(&n) => n as u32,
+                    Some(n) => {
+                        push(
+                            place("concurrency"),
+                            line,
+                            format!("`concurrency = {n}`: calls in flight at once must be between 1 and {MAX_WEBHOOK_CONCURRENCY} (default {DEFAULT_WEBHOOK_CONCURRENCY})"),
+                        );
+                        DEFAULT_WEBHOOK_CONCURRENCY
+                    }
+                };
+                let max_per_second = match o.max_per_second {
+                    None => None,
+                    Some(r) if r.is_finite() && r > 0.0 && r <= MAX_WEBHOOK_PER_SECOND => Some(r),
+                    Some(r) => {
+                        push(
+                            place("max_per_second"),
+                            line,
+                            format!("`max_per_second = {r}`: the rate limit must be a number of calls per second above 0 and at most {MAX_WEBHOOK_PER_SECOND} (leave it out for no limit)"),
+                        );
+                        None
+                    }
+                };
                 Some(WebhookSpec {
                     endpoint,
                     secret_env,
                     timeout_ms: o.timeout_ms.unwrap_or(10_000).max(1),
                     max_attempts: o.max_attempts.unwrap_or(5).max(1),
+                    concurrency,
+                    max_per_second,
                 })
             } else {
                 for (f, present) in [
                     ("endpoint", o.endpoint.is_some()),
                     ("secret_env", o.secret_env.is_some()),
+                    ("concurrency", o.concurrency.is_some()),
+                    ("max_per_second", o.max_per_second.is_some()),
                 ] {
                     if present {
                         push(
@@ -1062,6 +1105,86 @@ implemented_by = "ops"
             .find(|p| p.place == "kinds.site.parent")
             .unwrap();
         assert_eq!(site.line, Some(7));
+    }
+
+    #[test]
+    fn webhook_concurrency_and_rate() {
+        let op = |extra: &str| {
+            format!(
+                "{EXAMPLE_SCHEMA}\n[operations.hook]\nlabel = \"Hook\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"http://127.0.0.1:9/h\"\nsecret_env = \"HOOK_SECRET\"\n{extra}"
+            )
+        };
+        let spec = |extra: &str| {
+            Schema::from_toml(&op(extra))
+                .unwrap()
+                .operation("hook")
+                .unwrap()
+                .webhook
+                .clone()
+                .unwrap()
+        };
+        let d = spec("");
+        assert_eq!(d.concurrency, DEFAULT_WEBHOOK_CONCURRENCY);
+        assert_eq!(d.max_per_second, None);
+        let s = spec("concurrency = 64\nmax_per_second = 2.5\n");
+        assert_eq!((s.concurrency, s.max_per_second), (64, Some(2.5)));
+        assert_eq!(
+            spec("concurrency = 256\nmax_per_second = 50\n").max_per_second,
+            Some(50.0)
+        );
+        for (extra, place, needle) in [
+            (
+                "concurrency = 0",
+                "operations.hook.concurrency",
+                "between 1 and 256",
+            ),
+            (
+                "concurrency = 257",
+                "operations.hook.concurrency",
+                "between 1 and 256",
+            ),
+            (
+                "concurrency = -3",
+                "operations.hook.concurrency",
+                "between 1 and 256",
+            ),
+            (
+                "max_per_second = 0",
+                "operations.hook.max_per_second",
+                "above 0",
+            ),
+            (
+                "max_per_second = -1.5",
+                "operations.hook.max_per_second",
+                "above 0",
+            ),
+            (
+                "max_per_second = nan",
+                "operations.hook.max_per_second",
+                "above 0",
+            ),
+        ] {
+            let err = Schema::from_toml(&op(extra)).unwrap_err();
+            assert!(
+                err.0
+                    .iter()
+                    .any(|p| p.place == place && p.message.contains(needle)),
+                "{extra}: {err}"
+            );
+        }
+        // Only a webhook operation has them.
+        let src = EXAMPLE_SCHEMA.replace(
+            "[operations.delete_site]\n",
+            "[operations.delete_site]\nconcurrency = 4\n",
+        );
+        assert_ne!(src, EXAMPLE_SCHEMA);
+        let err = Schema::from_toml(&src).unwrap_err();
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.place == "operations.delete_site.concurrency"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -134,6 +134,8 @@ fn hostname() -> String {
 /// The worker loop: claim an execution, run it until it stops or the lease is lost.
 pub fn run(ctx: Ctx) {
     tracing::info!(owner = %ctx.owner, "execution worker started");
+    // Webhook clients (keep-alive connections) live as long as the worker.
+    let mut hooks = webhook::Hooks::default();
     while !ctx.stopping() {
         let claimed = ctx.pool.get().map_err(AppError::from).and_then(|mut conn| {
             write_tx(&mut conn, |c| Ok(repo::claim(c, &ctx.owner, ctx.ttl())?))
@@ -141,7 +143,7 @@ pub fn run(ctx: Ctx) {
         match claimed {
             Ok(Some(e)) => {
                 tracing::info!(execution = e.id, change = e.change_id, "claimed execution");
-                run_execution(&ctx, e.id);
+                run_execution(&ctx, e.id, &mut hooks);
             }
             Ok(None) => ctx.wake.wait(Duration::from_millis(ctx.config.poll_ms)),
             Err(err) => {
@@ -164,7 +166,7 @@ enum Step {
     Stop,
 }
 
-fn run_execution(ctx: &Ctx, exec_id: i64) {
+fn run_execution(ctx: &Ctx, exec_id: i64, hooks: &mut webhook::Hooks) {
     let mut errors = 0u32;
     loop {
         if ctx.stopping() {
@@ -177,7 +179,7 @@ fn run_execution(ctx: &Ctx, exec_id: i64) {
             .pool
             .get()
             .map_err(AppError::from)
-            .and_then(|mut conn| step(ctx, &mut conn, exec_id));
+            .and_then(|mut conn| step(ctx, &mut conn, exec_id, hooks));
         match step {
             Ok(Step::Continue) => {
                 errors = 0;
@@ -220,13 +222,13 @@ fn fence(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Option<(Execut
     Ok(Some((e, c)))
 }
 
-fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step> {
+fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) -> AppResult<Step> {
     let effect = match repo::get(conn, exec_id)? {
         Some(e) => Some(e.effect),
         None => return Ok(Step::Stop),
     };
     match effect {
-        Some(Effect::Webhook) => webhook::step(ctx, conn, exec_id),
+        Some(Effect::Webhook) => webhook::step(ctx, conn, exec_id, hooks),
         Some(effect) => write_tx(conn, |conn| {
             let Some((e, c)) = fence(ctx, conn, exec_id)? else {
                 return Ok(Step::Stop);

@@ -2,9 +2,16 @@
 //! serve` process that is killed with SIGKILL several times mid-execution and restarted.
 //! At the end, the item table and the inventory must match the signed list exactly:
 //! every target deleted once (one attempt, one version row), nothing else touched.
+//!
+//! The same for a webhook operation with `concurrency = 16` against a loopback receiver
+//! in this process: every target recorded done once, and the receiver saw exactly the
+//! execution's idempotency keys — a target whose answer was not recorded before a kill
+//! is sent again with the same key (and the same attempt number), never under another.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use countersign::db::audit::Actor;
@@ -26,9 +33,16 @@ const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
 
 use crate::smtp::free_port;
 
-fn serve(url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+/// `countersign serve`, with the schema (and the webhook secret) of `hook` if given.
+fn serve_with(url: &str, port: u16, hook: Option<&Path>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    if let Some(schema) = hook {
+        cmd.env("COUNTERSIGN_SCHEMA", schema)
+            .env(HOOK_SECRET_ENV, HOOK_SECRET);
+    } else {
+        cmd.env_remove("COUNTERSIGN_SCHEMA");
+    }
+    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .env("COUNTERSIGN_EXEC_BATCH", "100")
@@ -37,7 +51,6 @@ fn serve(url: &str, port: u16) -> Child {
         .env("COUNTERSIGN_POLL_MS", "100")
         // This test is about execution; its mails stay in the outbox (and out of the repo).
         .env("COUNTERSIGN_MAILER", "false")
-        .env_remove("COUNTERSIGN_SCHEMA")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -62,12 +75,17 @@ fn user(conn: &mut db::DbConn, email: &str) -> CurrentUser {
     CurrentUser::load(conn, u).unwrap()
 }
 
-/// Inventory, people and an approved 10,000-target change; returns (change id,
-/// fingerprint, implementer token).
-fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
-    let (schema, source) = countersign::config::Config::for_database(url.clone())
-        .load_schema()
-        .unwrap();
+/// Inventory, people and an approved 10,000-target change of `operation` (under the
+/// schema at `schema_path`, or the built-in one); returns (change id, fingerprint,
+/// implementer token).
+fn prepare(
+    url: &DatabaseUrl,
+    schema_path: Option<&Path>,
+    operation: &str,
+) -> (i64, String, String) {
+    let mut config = countersign::config::Config::for_database(url.clone());
+    config.schema_path = schema_path.map(Path::to_path_buf);
+    let (schema, source) = config.load_schema().unwrap();
     let pool = db::build_pool(url, 2).unwrap();
     countersign::web::prepare_database(&pool, &schema, &source).unwrap();
     let mut conn = pool.get().unwrap();
@@ -129,7 +147,7 @@ fn prepare(url: &DatabaseUrl) -> (i64, String, String) {
             title: "Uninstall insight everywhere".into(),
             rationale: "crash test".into(),
             requesting_team: "app-owners".into(),
-            operation: "uninstall_app".into(),
+            operation: operation.into(),
             params: json!({}),
             targets: Selector {
                 ids: vec![],
@@ -180,23 +198,28 @@ fn progress(conn: &mut db::DbConn) -> (String, i64) {
         .unwrap_or(("none".into(), 0))
 }
 
-async fn kill_and_restart_during_execution(url: DatabaseUrl) {
-    let (change_id, fp, token) = prepare(&url);
-    let db_url = match &url {
+/// Execute the change in a `countersign serve` that is killed with SIGKILL several times
+/// mid-execution and restarted, until the execution ends; returns each kill's (state,
+/// done) as the database saw it right after.
+async fn execute_with_kills(
+    url: &DatabaseUrl,
+    conn: &mut db::DbConn,
+    (change_id, fp, token): (i64, &str, &str),
+    hook: Option<&Path>,
+    kill_delay: Duration,
+) -> Vec<(String, i64)> {
+    let db_url = match url {
         DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
         DatabaseUrl::Postgres(u) => u.clone(),
     };
-    let pool = db::build_pool(&url, 2).unwrap();
-    let mut conn = pool.get().unwrap();
-
     let mut port = free_port();
-    let mut child = serve(&db_url, port);
+    let mut child = serve_with(&db_url, port, hook);
     wait_ready(port).await;
     let res = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{port}/api/v1/changes/{change_id}/execute"
         ))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({"fingerprint": fp}))
         .send()
         .await
@@ -220,19 +243,22 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     for mark in marks {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (state, done) = progress(&mut conn);
+            let (state, done) = progress(conn);
             if done >= mark || state != "running" {
                 break;
             }
             assert!(Instant::now() < deadline, "no progress past {done}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // A mark is passed right after a batch commits; the delay lands the kill inside
+        // the next batch (a webhook batch's calls take at least 16 × 10 ms).
+        tokio::time::sleep(kill_delay).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let (state, done) = progress(&mut conn);
+        let (state, done) = progress(conn);
         kills.push((state.clone(), done));
         port = free_port();
-        child = serve(&db_url, port);
+        child = serve_with(&db_url, port, hook);
         wait_ready(port).await;
     }
     let mid_run = kills
@@ -248,7 +274,7 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     // The restarted server takes over once the dead worker's lease expires.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (state, done) = progress(&mut conn);
+        let (state, done) = progress(conn);
         if state != "running" {
             break;
         }
@@ -257,6 +283,21 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    kills
+}
+
+async fn kill_and_restart_during_execution(url: DatabaseUrl) {
+    let (change_id, fp, token) = prepare(&url, None, "uninstall_app");
+    let pool = db::build_pool(&url, 2).unwrap();
+    let mut conn = pool.get().unwrap();
+    let kills = execute_with_kills(
+        &url,
+        &mut conn,
+        (change_id, &fp, &token),
+        None,
+        Duration::ZERO,
+    )
+    .await;
 
     // The execution and every item: completed, each target done exactly once.
     let (state, done, failed, skipped): (String, i64, i64, i64) = executions::table
@@ -333,6 +374,146 @@ async fn kill_and_restart_during_execution(url: DatabaseUrl) {
     ));
 }
 
+const HOOK_SECRET_ENV: &str = "CS_CRASH_HOOK_SECRET";
+const HOOK_SECRET: &str = "crash-hook-secret";
+
+/// What the loopback receiver saw: per idempotency key, the `attempt` of each call.
+type Calls = Arc<Mutex<HashMap<String, Vec<i64>>>>;
+
+async fn crash_hook(
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+    calls: actix_web::web::Data<Calls>,
+) -> actix_web::HttpResponse {
+    let sig = countersign::exec::webhook::sign(HOOK_SECRET.as_bytes(), &body);
+    let got = req
+        .headers()
+        .get(countersign::exec::webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if got != Some(sig.as_str()) {
+        return actix_web::HttpResponse::Unauthorized().finish();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    calls
+        .lock()
+        .unwrap()
+        .entry(v["idempotency_key"].as_str().unwrap().to_string())
+        .or_default()
+        .push(v["attempt"].as_i64().unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    actix_web::HttpResponse::Ok()
+        .json(json!({"id": v["target"]["id"], "kind": v["target"]["kind"]}))
+}
+
+/// A receiver on loopback (answers after 10 ms) and a schema whose `deprovision_app`
+/// calls it with `concurrency = 16`; returns (schema path, what the receiver saw).
+fn hook_schema(dir: &Path) -> (PathBuf, Calls) {
+    let calls: Calls = Arc::default();
+    let c2 = calls.clone();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(c2.clone()))
+            .route("/hook", actix_web::web::post().to(crash_hook))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    let path = dir.join("schema.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n\n[operations.deprovision_app]\nlabel = \"Deprovision at the app vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"http://127.0.0.1:{port}/hook\"\nsecret_env = \"{HOOK_SECRET_ENV}\"\nconcurrency = 16\nconfirm_above = 0\n",
+            countersign::domain::schema::EXAMPLE_SCHEMA
+        ),
+    )
+    .unwrap();
+    (path, calls)
+}
+
+async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, calls) = hook_schema(dir.path());
+    let (change_id, fp, token) = prepare(&url, Some(&schema), "deprovision_app");
+    let pool = db::build_pool(&url, 2).unwrap();
+    let mut conn = pool.get().unwrap();
+    let kills = execute_with_kills(
+        &url,
+        &mut conn,
+        (change_id, &fp, &token),
+        Some(&schema),
+        Duration::from_millis(40),
+    )
+    .await;
+
+    let (exec_id, state, done, failed): (i64, String, i64, i64) = executions::table
+        .select((
+            executions::id,
+            executions::state,
+            executions::done,
+            executions::failed,
+        ))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), done, failed),
+        ("completed", TARGETS, 0),
+        "kills: {kills:?}"
+    );
+    // Every item recorded once: done in its first recorded attempt.
+    let items: Vec<(i64, String, i64)> = execution_items::table
+        .select((
+            execution_items::position,
+            execution_items::status,
+            execution_items::attempts,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(items.len() as i64, TARGETS);
+    assert!(
+        items.iter().all(|(_, s, a)| s == "done" && *a == 1),
+        "every item done in one recorded attempt"
+    );
+    // The receiver saw exactly the execution's keys; a call repeated after a kill had the
+    // same key and the same attempt number.
+    let calls = calls.lock().unwrap();
+    let want: BTreeSet<String> = items
+        .iter()
+        .map(|(p, _, _)| format!("{exec_id}-{p}"))
+        .collect();
+    let got: BTreeSet<String> = calls.keys().cloned().collect();
+    assert_eq!(got, want, "one idempotency key per target, no other");
+    assert!(
+        calls.values().flatten().all(|a| *a == 1),
+        "attempt 1 each time"
+    );
+    let resent = calls.values().filter(|a| a.len() > 1).count();
+    let sent: usize = calls.values().map(Vec::len).sum();
+    eprintln!("webhook: {sent} calls for {TARGETS} targets; {resent} targets re-sent after a kill");
+    assert!(
+        resent > 0,
+        "no kill landed while calls were in flight: {kills:?}"
+    );
+    // A kill loses at most the batch in flight: 16 calls per slot, 16 slots.
+    assert!(
+        resent <= kills.len() * 16 * 16,
+        "{resent} re-sent after {} kills",
+        kills.len()
+    );
+    // Webhooks never touch the inventory.
+    let deleted: i64 = entities::table
+        .filter(entities::state.ne("active"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(deleted, 0);
+    assert!(matches!(
+        countersign::db::audit::verify(&mut conn).unwrap(),
+        countersign::db::audit::Verdict::Intact { .. }
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_execution_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -346,4 +527,20 @@ async fn kill_9_during_execution_postgres() {
         return;
     };
     kill_and_restart_during_execution(DatabaseUrl::Postgres(fresh_pg(&base))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_webhook_execution_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_and_restart_during_webhook_execution(DatabaseUrl::Sqlite(dir.path().join("crash.db")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_webhook_execution_postgres() {
+    let Some(base) = pg_base() else {
+        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    kill_and_restart_during_webhook_execution(DatabaseUrl::Postgres(fresh_pg(&base))).await;
 }
