@@ -26,13 +26,12 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::db::audit::Actor;
-use crate::db::{self, users, write_tx, DatabaseUrl, DbConn};
+use crate::db::{self, users, DatabaseUrl, DbConn};
 use crate::demo::{BenchArgs, Generator};
-use crate::domain::signoff::Side;
 use crate::domain::{ExecState, Schema};
 use crate::error::AppError;
 use crate::exec::webhook::sign;
-use crate::service::changes::{self as svc, CreateChange, SignRequest};
+use crate::service::changes::{self as svc, CreateChange};
 use crate::service::CurrentUser;
 
 const SECRET_ENV: &str = "COUNTERSIGN_BENCH_HOOK_SECRET";
@@ -244,7 +243,7 @@ pub fn run(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         app_ids.len(),
         t.elapsed().as_secs_f64()
     );
-    people(conn)?;
+    crate::demo::bench_people(conn)?;
 
     let (base_ids, ids) = app_ids.split_at(base_n);
     let (took, seen) = run_hook(
@@ -306,27 +305,6 @@ fn inventory(conn: &mut DbConn, schema: &Schema, count: usize) -> anyhow::Result
     Ok(ids)
 }
 
-fn people(conn: &mut DbConn) -> anyhow::Result<()> {
-    write_tx(conn, |conn| -> Result<(), AppError> {
-        if users::find_team(conn, "app-owners")?.is_some() {
-            return Ok(());
-        }
-        users::create_team(conn, "app-owners")?;
-        users::create_team(conn, "platform-ops")?;
-        for (email, team) in [
-            ("bench@example.com", "app-owners"),
-            ("bench-req@example.com", "app-owners"),
-            ("bench-ops@example.com", "platform-ops"),
-        ] {
-            let u = users::create_user(conn, email, "Bench", false)?;
-            let t = users::find_team(conn, team)?.expect("team");
-            users::add_member(conn, t.id, u.id)?;
-        }
-        Ok(())
-    })
-    .map_err(e)
-}
-
 /// Create, sign and execute a change of `operation` over `ids`; wait for it with a
 /// worker thread. Returns the seconds from the execute call to the final state and the
 /// most calls the receiver had in flight at once.
@@ -355,23 +333,7 @@ fn run_hook(
         "bench change has errors: {:?}",
         v.errors.first()
     );
-    let fp = v.fingerprint.clone().unwrap_or_default();
-    for (who, side) in [(&req, Side::Requester), (&ops, Side::Implementer)] {
-        svc::sign(
-            conn,
-            schema,
-            who,
-            id,
-            SignRequest {
-                side,
-                fingerprint: fp.clone(),
-                comment: String::new(),
-                confirm_count: Some(v.summary.targets),
-                text_hash: None,
-            },
-        )
-        .map_err(e)?;
-    }
+    let fp = crate::demo::sign_both(conn, schema, id, &req, &ops)?;
     receiver.seen.max_in_flight.store(0, Ordering::SeqCst);
     let calls_before = receiver.seen.calls.load(Ordering::SeqCst);
     receiver

@@ -832,24 +832,7 @@ fn bench_change(
     );
 
     // The change: resolve 100k explicit IDs against the 1M inventory, store, audit.
-    write_tx(conn, |conn| -> Result<(), AppError> {
-        if users::find_team(conn, "app-owners")?.is_some() {
-            return Ok(());
-        }
-        users::create_team(conn, "app-owners")?;
-        users::create_team(conn, "platform-ops")?;
-        for (email, team) in [
-            ("bench@example.com", "app-owners"),
-            ("bench-req@example.com", "app-owners"),
-            ("bench-ops@example.com", "platform-ops"),
-        ] {
-            let u = users::create_user(conn, email, "Bench", false)?;
-            let t = users::find_team(conn, team)?.expect("team");
-            users::add_member(conn, t.id, u.id)?;
-        }
-        Ok(())
-    })
-    .map_err(e)?;
+    bench_people(conn)?;
     let who = user(conn, "bench@example.com")?;
     let body = serde_json::to_vec(
         &json!({"title": "bench", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": app_ids}}),
@@ -972,23 +955,7 @@ fn bench_change(
         let t = Instant::now();
         svc::submit(conn, schema, &who, id).map_err(e)?;
         let submit = t.elapsed().as_secs_f64();
-        let fp = v.fingerprint.clone().unwrap_or_default();
-        for (who, side) in [(&req_user, Side::Requester), (&ops, Side::Implementer)] {
-            svc::sign(
-                conn,
-                schema,
-                who,
-                id,
-                SignRequest {
-                    side,
-                    fingerprint: fp.clone(),
-                    comment: String::new(),
-                    confirm_count: Some(v.summary.targets),
-                    text_hash: None,
-                },
-            )
-            .map_err(e)?;
-        }
+        let fp = sign_both(conn, schema, id, &req_user, &ops)?;
         let t = Instant::now();
         crate::service::execution::execute(
             conn,
@@ -1010,16 +977,37 @@ fn bench_change(
     Ok(())
 }
 
-/// Sign a submitted change on both sides, execute it with a worker, and return the time
-/// from the execute call to the final state.
-fn run_change(
-    pool: &db::Pool,
+/// The bench's teams and people (bench@ and bench-req@ request, bench-ops@ implements),
+/// once per database.
+pub(crate) fn bench_people(conn: &mut DbConn) -> anyhow::Result<()> {
+    write_tx(conn, |conn| -> Result<(), AppError> {
+        if users::find_team(conn, "app-owners")?.is_some() {
+            return Ok(());
+        }
+        users::create_team(conn, "app-owners")?;
+        users::create_team(conn, "platform-ops")?;
+        for (email, team) in [
+            ("bench@example.com", "app-owners"),
+            ("bench-req@example.com", "app-owners"),
+            ("bench-ops@example.com", "platform-ops"),
+        ] {
+            let u = users::create_user(conn, email, "Bench", false)?;
+            let t = users::find_team(conn, team)?.expect("team");
+            users::add_member(conn, t.id, u.id)?;
+        }
+        Ok(())
+    })
+    .map_err(e)
+}
+
+/// Sign a submitted change on both sides (confirming its count); its fingerprint.
+pub(crate) fn sign_both(
     conn: &mut DbConn,
     schema: &crate::domain::Schema,
     id: i64,
     req: &CurrentUser,
     ops: &CurrentUser,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<String> {
     let v = svc::view(conn, schema, id).map_err(e)?;
     let fp = v.fingerprint.clone().unwrap_or_default();
     for (who, side) in [(req, Side::Requester), (ops, Side::Implementer)] {
@@ -1038,6 +1026,20 @@ fn run_change(
         )
         .map_err(e)?;
     }
+    Ok(fp)
+}
+
+/// Sign a submitted change on both sides, execute it with a worker, and return the time
+/// from the execute call to the final state.
+fn run_change(
+    pool: &db::Pool,
+    conn: &mut DbConn,
+    schema: &crate::domain::Schema,
+    id: i64,
+    req: &CurrentUser,
+    ops: &CurrentUser,
+) -> anyhow::Result<f64> {
+    let fp = sign_both(conn, schema, id, req, ops)?;
     let wake = std::sync::Arc::new(crate::exec::Wake::default());
     // The worker gets the pool; the URL in its config is not used.
     let mut config = Config::for_database(DatabaseUrl::Sqlite(PathBuf::from("bench.db")));
