@@ -65,25 +65,7 @@ async fn login(
     c: reqwest::Client,
 ) -> (Browser, StatusCode, String) {
     let base = app.address.clone();
-    let page = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[
-            ("email", email),
-            ("password", pw),
-            ("csrf", field(&page, "csrf").as_str()),
-            ("next", "/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = crate::web::post_login(&c, &base, email, pw, "/").await;
     let status = r.status();
     let loc = r
         .headers()

@@ -474,26 +474,7 @@ async fn audit_chain_holds_under_parallel_use(app: TestApp) {
         let base = app.address.clone();
         tasks.push(tokio::spawn(async move {
             let c = crate::web::client();
-            let page = c
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let csrf = crate::web::field(&page, "csrf");
-            let r = c
-                .post(format!("{base}/login"))
-                .form(&[
-                    ("email", email.as_str()),
-                    ("password", PW),
-                    ("csrf", &csrf),
-                    ("next", "/"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let r = crate::web::post_login(&c, &base, &email, PW, "/").await;
             assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email}");
             // Each signed-in person creates a token from the settings page (20 of them).
             (c, base)

@@ -33,6 +33,35 @@ pub(crate) fn field(html: &str, name: &str) -> String {
         .to_string()
 }
 
+/// The sign-in form as a browser sends it: fetch `/login` (its CSRF cookie and field),
+/// then post `email`, `password` and `next` with that token.
+pub(crate) async fn post_login(
+    c: &reqwest::Client,
+    base: &str,
+    email: &str,
+    pw: &str,
+    next: &str,
+) -> reqwest::Response {
+    let page = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    c.post(format!("{base}/login"))
+        .form(&[
+            ("email", email),
+            ("password", pw),
+            ("csrf", field(&page, "csrf").as_str()),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 impl Browser {
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
@@ -68,26 +97,7 @@ pub(crate) async fn sign_in(app: &TestApp, who: &str) -> Browser {
     app.set_password(who, PW);
     let c = client();
     let base = app.address.clone();
-    let page = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = field(&page, "csrf");
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[
-            ("email", TestApp::email(who)),
-            ("password", PW),
-            ("csrf", &csrf),
-            ("next", "/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = post_login(&c, &base, TestApp::email(who), PW, "/").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {who}");
     let home = c
         .get(format!("{base}/"))
@@ -175,26 +185,7 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
         let c = c.clone();
         let base = app.address.clone();
         async move {
-            let page = c
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let csrf = field(&page, "csrf");
-            let r = c
-                .post(format!("{base}/login"))
-                .form(&[
-                    ("email", "ANA@req.example"),
-                    ("password", pw),
-                    ("csrf", csrf.as_str()),
-                    ("next", "/queue"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let r = post_login(&c, &base, "ANA@req.example", pw, "/queue").await;
             let s = r.status();
             let loc = r
                 .headers()
@@ -271,24 +262,7 @@ async fn login_logout_and_rate_limiting(app: TestApp) {
     let try_from = |c: reqwest::Client, email: String, pw: &'static str| {
         let base = app.address.clone();
         async move {
-            let page = c
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let r = c
-                .post(format!("{base}/login"))
-                .form(&[
-                    ("email", email.as_str()),
-                    ("password", pw),
-                    ("csrf", field(&page, "csrf").as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let r = post_login(&c, &base, &email, pw, "").await;
             (r.status(), r.text().await.unwrap())
         }
     };
