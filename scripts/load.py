@@ -217,6 +217,58 @@ def pct(v, p):
     return v[min(len(v) - 1, int(len(v) * p))] * 1000
 
 
+def start_demo(port, database_url=None, skip_build=False):
+    """A release `countersign demo` server on 127.0.0.1:port (SQLite in a temporary
+    directory, or the PostgreSQL database_url): (process, tokens by person, the IDs of up
+    to 200,000 active app installations). The caller terminates the process."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    if not skip_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = os.path.join(target, "release", "countersign")
+    work = tempfile.mkdtemp()
+    args = [binary, "demo", "--bind", f"127.0.0.1:{port}", "--db", os.path.join(work, "demo.db")]
+    if database_url:
+        args += ["--database-url", database_url]
+    env = dict(os.environ, COUNTERSIGN_MAILER="false", RUST_LOG="warn",
+               COUNTERSIGN_MAIL_DIR=os.path.join(work, "mail"), COUNTERSIGN_POOL_SIZE="8")
+    out = open(os.path.join(work, "out"), "w+")
+    server = subprocess.Popen(args, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        return server, *_demo_data(port, out)
+    except BaseException:
+        server.terminate()
+        raise
+
+
+def _demo_data(port, out):
+    for _ in range(240):
+        try:
+            if Client(port).request("GET", "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    out.seek(0)
+    tokens = {}
+    for line in out.read().splitlines():
+        m = re.match(r"\s+(\w+)@\S+\s+\S+\s+(cs_[0-9a-f]+)$", line)
+        if m:
+            tokens[m.group(1)] = m.group(2)
+    admin = Client(port, tokens["admin"])
+    installs = []
+    cursor = None
+    while len(installs) < 200_000:
+        q = "/api/v1/inventory?kind=app_install&state=active&limit=1000" + (f"&after={cursor}" if cursor else "")
+        s, b = admin.request("GET", q)
+        v = json.loads(b)
+        rows = [e["id"] for e in v.get("entities", []) if e.get("state") == "active"]
+        installs += rows
+        cursor = v.get("next_after")
+        if not cursor or not v.get("entities"):
+            break
+    return tokens, installs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=600)
@@ -227,44 +279,9 @@ def main():
     ap.add_argument("--database-url")
     ap.add_argument("--skip-build", action="store_true")
     a = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    if not a.skip_build:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    binary = os.path.join(target, "release", "countersign")
-    work = tempfile.mkdtemp()
-    args = [binary, "demo", "--bind", f"127.0.0.1:{a.port}", "--db", os.path.join(work, "demo.db")]
-    if a.database_url:
-        args += ["--database-url", a.database_url]
-    env = dict(os.environ, COUNTERSIGN_MAILER="false", RUST_LOG="warn",
-               COUNTERSIGN_MAIL_DIR=os.path.join(work, "mail"), COUNTERSIGN_POOL_SIZE="8")
-    out = open(os.path.join(work, "out"), "w+")
-    server = subprocess.Popen(args, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server, tokens, installs = start_demo(a.port, a.database_url, a.skip_build)
     try:
-        for _ in range(240):
-            try:
-                if Client(a.port).request("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        out.seek(0)
-        tokens = {}
-        for line in out.read().splitlines():
-            m = re.match(r"\s+(\w+)@\S+\s+\S+\s+(cs_[0-9a-f]+)$", line)
-            if m:
-                tokens[m.group(1)] = m.group(2)
         admin = Client(a.port, tokens["admin"])
-        installs = []
-        cursor = None
-        while len(installs) < 200_000:
-            q = "/api/v1/inventory?kind=app_install&state=active&limit=1000" + (f"&after={cursor}" if cursor else "")
-            s, b = admin.request("GET", q)
-            v = json.loads(b)
-            rows = [e["id"] for e in v.get("entities", []) if e.get("state") == "active"]
-            installs += rows
-            cursor = v.get("next_after")
-            if not cursor or not v.get("entities"):
-                break
         random.Random(7).shuffle(installs)
         w = Workload(a.port, {k: tokens[k] for k in ("ana", "ben", "carla", "dev")}, installs)
         backend = "PostgreSQL" if a.database_url else "SQLite"
