@@ -167,6 +167,33 @@ pub struct Matching {
     pub others: u64,
 }
 
+/// `q` (a boxed `entities` query) narrowed to rows whose attribute `k` equals `v` for every
+/// pair of `filter`, in the backend's JSON syntax (`sqlite`: `json_extract`, `pg`: `->>`),
+/// names and values bound.
+macro_rules! with_attrs {
+    ($q:expr, $filter:expr, sqlite) => {
+        with_attrs!(@ $q, $filter, "json_extract(entities.attrs, ", |k: &str| format!(
+            "$.\"{}\"",
+            k.replace('"', "")
+        ))
+    };
+    ($q:expr, $filter:expr, pg) => {
+        with_attrs!(@ $q, $filter, "(entities.attrs::jsonb ->> ", |k: &str| k.to_string())
+    };
+    (@ $q:expr, $filter:expr, $open:expr, $path:expr) => {{
+        let mut q = $q;
+        for (k, v) in $filter {
+            q = q.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>($open)
+                    .bind::<diesel::sql_types::Text, _>($path(k))
+                    .sql(") = ")
+                    .bind::<diesel::sql_types::Text, _>(v.clone()),
+            );
+        }
+        q
+    }};
+}
+
 /// Entities of `kind` whose attributes equal every value of `filter`, with the attribute
 /// comparison and the limit in SQL (`json_extract` on SQLite, `->>` on PostgreSQL), so a
 /// query without a scope never loads a whole kind. Attribute names must be the kind's
@@ -178,24 +205,14 @@ pub fn matching_of_kind(
     states: &[EntityState],
     limit: u64,
 ) -> QueryResult<Matching> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::{Bool, Text};
     // One boxed query per backend and purpose: the JSON operator differs.
     macro_rules! matching {
-        ($backend:ty, $c:expr, $open:expr, $mid:expr, $path:expr) => {{
+        ($backend:ty, $c:expr, $json:ident) => {{
             let base = || {
-                let mut q = entities::table
+                let q = entities::table
                     .filter(entities::kind.eq(kind.to_string()))
                     .into_boxed::<$backend>();
-                for (k, v) in filter {
-                    q = q.filter(
-                        sql::<Bool>($open)
-                            .bind::<Text, _>($path(k))
-                            .sql($mid)
-                            .bind::<Text, _>(v.clone()),
-                    );
-                }
-                q
+                with_attrs!(q, filter, $json)
             };
             let wanted: Vec<EntityState> = states.to_vec();
             let rows: Vec<EntityLite> = base()
@@ -226,27 +243,9 @@ pub fn matching_of_kind(
         }};
     }
     match conn {
-        DbConn::Sqlite(c) => matching!(
-            diesel::sqlite::Sqlite,
-            c,
-            SQLITE_ATTR.0,
-            SQLITE_ATTR.1,
-            sqlite_attr_path
-        ),
-        DbConn::Pg(c) => matching!(diesel::pg::Pg, c, PG_ATTR.0, PG_ATTR.1, pg_attr_path),
+        DbConn::Sqlite(c) => matching!(diesel::sqlite::Sqlite, c, sqlite),
+        DbConn::Pg(c) => matching!(diesel::pg::Pg, c, pg),
     }
-}
-
-/// `<attribute of entities.attrs> = <value>` around two binds, per backend.
-const SQLITE_ATTR: (&str, &str) = ("json_extract(entities.attrs, ", ") = ");
-const PG_ATTR: (&str, &str) = ("(entities.attrs::jsonb ->> ", ") = ");
-
-fn sqlite_attr_path(k: &str) -> String {
-    format!("$.\"{}\"", k.replace('"', ""))
-}
-
-fn pg_attr_path(k: &str) -> String {
-    k.to_string()
 }
 
 /// [`children_lite`] with the attribute filter in SQL, as in [`matching_of_kind`]: a scope
@@ -258,41 +257,26 @@ pub fn children_lite_where(
     kind: &str,
     filter: &BTreeMap<String, String>,
 ) -> QueryResult<Vec<EntityLite>> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::{Bool, Text};
     if filter.is_empty() {
         return children_lite(conn, parents, kind);
     }
     macro_rules! children {
-        ($backend:ty, $c:expr, $open:expr, $mid:expr, $path:expr) => {{
+        ($backend:ty, $c:expr, $json:ident) => {{
             let mut out = Vec::new();
             for chunk in parents.chunks(CHUNK) {
-                let mut q = entities::table
+                let q = entities::table
                     .filter(entities::parent_id.eq_any(chunk))
                     .filter(entities::kind.eq(kind))
                     .into_boxed::<$backend>();
-                for (k, v) in filter {
-                    q = q.filter(
-                        sql::<Bool>($open)
-                            .bind::<Text, _>($path(k))
-                            .sql($mid)
-                            .bind::<Text, _>(v.clone()),
-                    );
-                }
+                let q = with_attrs!(q, filter, $json);
                 out.extend(q.select(LITE).load::<EntityLite>($c)?);
             }
             Ok(out)
         }};
     }
     match conn {
-        DbConn::Sqlite(c) => children!(
-            diesel::sqlite::Sqlite,
-            c,
-            SQLITE_ATTR.0,
-            SQLITE_ATTR.1,
-            sqlite_attr_path
-        ),
-        DbConn::Pg(c) => children!(diesel::pg::Pg, c, PG_ATTR.0, PG_ATTR.1, pg_attr_path),
+        DbConn::Sqlite(c) => children!(diesel::sqlite::Sqlite, c, sqlite),
+        DbConn::Pg(c) => children!(diesel::pg::Pg, c, pg),
     }
 }
 
