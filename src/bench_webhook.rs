@@ -344,7 +344,9 @@ fn run_hook(
         .clear();
     let wake = Arc::new(crate::exec::Wake::default());
     let mut config = Config::for_database(DatabaseUrl::Sqlite("unused.db".into()));
-    config.secrets.insert(SECRET_ENV.into(), SECRET.into());
+    config
+        .secrets
+        .insert(SECRET_ENV.into(), crate::config::Secret::new(SECRET));
     let worker =
         crate::exec::Worker::spawn(pool.clone(), Arc::new(schema.clone()), config, wake.clone());
     let t = Instant::now();

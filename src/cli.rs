@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::db::audit::{self, Actor};
 use crate::db::{self, users, write_tx, DatabaseUrl};
 use crate::domain::schema::{team_name_ok, Schema};
@@ -30,6 +30,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// The environment variables countersign reads (declared in src/config.rs): the
+    /// README's table or an `.env.example`.
+    Config(ConfigArgs),
     /// Schema files.
     #[command(subcommand)]
     Schema(SchemaCmd),
@@ -153,14 +156,25 @@ pub enum ChangeCmd {
 #[derive(Debug, Args)]
 pub struct BindArgs {
     /// Address to listen on.
-    #[arg(long, env = "COUNTERSIGN_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = config::BIND.var, default_value = config::BIND.default_value())]
     pub bind: String,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ConfigArgs {
+    /// Print the README's configuration table (Markdown).
+    #[arg(long)]
+    pub markdown: bool,
+    /// Print an `.env.example`: every variable commented out at its default.
+    #[arg(long)]
+    pub env_example: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Address to listen on.
-    #[arg(long, env = "COUNTERSIGN_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = config::BIND.var, default_value = config::BIND.default_value())]
     pub bind: String,
     /// The demo database file.
     #[arg(long, default_value = "countersign-demo.db")]
@@ -306,6 +320,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::demo::setup(&config)?;
             if !args.no_serve {
                 serve(config).await?;
+            }
+            Ok(0)
+        }
+        Command::Config(args) => {
+            if args.markdown {
+                print!("{}", config::markdown_table());
+            } else {
+                print!("{}", config::env_example());
             }
             Ok(0)
         }

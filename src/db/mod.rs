@@ -48,11 +48,22 @@ macro_rules! with_concrete {
     };
 }
 
-/// Where the data lives, parsed strictly from `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the data lives, parsed strictly from `DATABASE_URL`. `Debug` shows it without
+/// the password (see [`DatabaseUrl::redacted`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self {
+            DatabaseUrl::Sqlite(_) => "Sqlite",
+            DatabaseUrl::Postgres(_) => "Postgres",
+        };
+        f.debug_tuple(variant).field(&self.redacted()).finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

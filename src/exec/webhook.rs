@@ -309,7 +309,17 @@ pub(super) fn step(
         }
         Some(secret) => {
             let scope: HashMap<i64, &str> = scopes.iter().map(|s| (s.0, s.3.as_str())).collect();
-            match send(ctx, conn, hooks, &spec, &secret, &c, &e, &items, &scope)? {
+            match send(
+                ctx,
+                conn,
+                hooks,
+                &spec,
+                secret.expose(),
+                &c,
+                &e,
+                &items,
+                &scope,
+            )? {
                 Some(a) => a,
                 // Lost the lease: whoever holds it repeats these calls with the same keys.
                 None => return Ok(Step::Stop),

@@ -95,7 +95,7 @@ impl Sender {
                     .tls(tls)
                     .timeout(Some(Duration::from_secs(config.timeout_secs)));
                 if let (Some(u), Some(p)) = (username, password) {
-                    b = b.credentials(Credentials::new(u.clone(), p.clone()));
+                    b = b.credentials(Credentials::new(u.clone(), p.expose().to_string()));
                 }
                 Some(b.build())
             }

@@ -11,6 +11,7 @@ use countersign::domain::schema::{Schema, EXAMPLE_SCHEMA};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::both_backends;
 use crate::helpers::{inst, spawn_app_with, Backend, TestApp, ORG1, ORG2};
 use crate::web::sign_in;
 
@@ -422,10 +423,7 @@ fn page_actions(html: &str) -> BTreeSet<String> {
 }
 
 async fn one_decision_everywhere(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.worker = false).await else {
-        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.worker = false).await;
     app.load_fixture().await;
     let extra: Vec<String> = (0..EXTRA)
         .map(|n| json!({"kind": "app_install", "id": inst(1000 + n), "parent": crate::helpers::site(1), "name": format!("extra {n}"), "attrs": {"app": "insight", "version": "1.0.0"}}).to_string())
@@ -538,14 +536,4 @@ async fn one_decision_everywhere(backend: Backend) {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
-mod one_decision_everywhere {
-    use crate::helpers::Backend;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::one_decision_everywhere(Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::one_decision_everywhere(Backend::Postgres).await;
-    }
-}
+both_backends!(backend: one_decision_everywhere);

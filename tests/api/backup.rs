@@ -13,13 +13,13 @@ use countersign::db::schema::{
     audit_events, audit_head, change_targets, changes, comments, execution_items, executions,
     signoffs,
 };
-use countersign::db::DbConn;
+use countersign::db::{DatabaseUrl, DbConn};
 use diesel::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{fresh_pg, inst, pg_base, serve_existing, TestApp};
+use crate::helpers::{inst, serve_existing, Backend, TestApp, TestDb};
 
 fn bin(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
@@ -168,35 +168,40 @@ fn take_backup(database_url: &str, dir: &Path) -> std::path::PathBuf {
     }
 }
 
-/// Restore the backup into a fresh place; the new database URL (and its directory).
-fn restore(database_url: &str, file: &Path) -> (String, Option<tempfile::TempDir>) {
+/// Restore the backup into a fresh database of the same backend.
+fn restore(database_url: &str, file: &Path) -> TestDb {
     if database_url.starts_with("postgres") {
-        let url = fresh_pg(&pg_base().expect("PostgreSQL base URL"));
+        let db = TestDb::new(Backend::Postgres);
         let o = run(
             "pg_restore",
             &[
                 "--no-owner",
                 "--exit-on-error",
                 "--dbname",
-                &url,
+                &db.database_url(),
                 file.to_str().unwrap(),
             ],
         );
         assert!(o.status.success(), "pg_restore: {}", text(&o));
-        (url, None)
+        db
     } else {
-        let fresh = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", fresh.path().join("restored.db").display());
-        let o = bin(&url, &["restore", file.to_str().unwrap()]);
+        let db = TestDb::new(Backend::Sqlite);
+        let o = bin(&db.database_url(), &["restore", file.to_str().unwrap()]);
         assert!(o.status.success(), "restore: {}", text(&o));
         assert!(text(&o).contains("audit trail: intact"), "{}", text(&o));
         // Only the database: no leftovers of the copy beside it.
-        let names: Vec<String> = std::fs::read_dir(fresh.path())
+        let DatabaseUrl::Sqlite(path) = &db.url else {
+            unreachable!()
+        };
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
-        assert_eq!(names, ["restored.db"]);
-        (url, Some(fresh))
+        assert_eq!(
+            names,
+            [path.file_name().unwrap().to_string_lossy().to_string()]
+        );
+        db
     }
 }
 
@@ -295,14 +300,14 @@ async fn backup_during_writes_restores_a_working_copy(app: TestApp) {
     );
 
     // Restored into a fresh place: one consistent moment between `before` and `after`.
-    let (url, fresh) = tokio::task::spawn_blocking({
+    let restored = tokio::task::spawn_blocking({
         let (url, file) = (app.database_url.clone(), file.clone());
         move || restore(&url, &file)
     })
     .await
     .unwrap();
-    let events = audit_verify(&url);
-    let copy = serve_existing(&url, app.tokens.clone(), fresh).await;
+    let events = audit_verify(&restored.database_url());
+    let copy = serve_existing(restored, app.tokens.clone()).await;
     let mut conn = copy.conn();
     let rows = counts(&mut conn);
     for (table, n) in &rows {

@@ -117,49 +117,12 @@ both_backends!(
     malformed_requests_get_json_errors
 );
 
-#[tokio::test]
-async fn json_payload_limit_is_enforced() {
-    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
-        c.max_json_bytes = 1024
-    })
-    .await
-    .unwrap();
+async fn json_payload_limit_is_enforced(backend: crate::helpers::Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |c| c.max_json_bytes = 1024).await;
     let ids: Vec<String> = (0..200).map(crate::helpers::inst).collect();
     let (s, v) = app.post("/api/v1/changes", "ana", serde_json::json!({"title": "big", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": ids}})).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large");
 }
 
-#[test]
-fn migration_folders_match() {
-    let names = |dir: &str| {
-        let mut v: Vec<String> =
-            std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-                .collect();
-        v.sort();
-        v
-    };
-    let sqlite = names("sqlite");
-    assert!(!sqlite.is_empty());
-    assert_eq!(
-        sqlite,
-        names("postgres"),
-        "migrations/sqlite and migrations/postgres must have the same folders"
-    );
-    for d in &sqlite {
-        for f in ["up.sql", "down.sql"] {
-            for b in ["sqlite", "postgres"] {
-                assert!(
-                    std::path::Path::new(&format!(
-                        "{}/migrations/{b}/{d}/{f}",
-                        env!("CARGO_MANIFEST_DIR")
-                    ))
-                    .exists(),
-                    "{b}/{d}/{f} missing"
-                );
-            }
-        }
-    }
-}
+both_backends!(backend: json_payload_limit_is_enforced);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
+use crate::both_backends;
 use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp};
 
 const PW: &str = "correct horse battery";
@@ -159,9 +160,7 @@ async fn the_story_in_chromium(backend: Backend) {
         ),
     )
     .unwrap();
-    let Some(app) = spawn_app_with(backend, move |c| c.schema_path = Some(schema)).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, move |c| c.schema_path = Some(schema)).await;
     app.load_fixture().await;
     app.set_password("ana", PW);
     app.set_password("carla", PW);
@@ -325,14 +324,4 @@ async fn the_story_in_chromium(backend: Backend) {
     c.close().await.unwrap();
 }
 
-mod the_story_in_chromium {
-    use crate::helpers::Backend;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::the_story_in_chromium(Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::the_story_in_chromium(Backend::Postgres).await;
-    }
-}
+both_backends!(backend: the_story_in_chromium);

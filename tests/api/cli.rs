@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 use countersign::db::schema::audit_events;
 use diesel::prelude::*;
 
-use crate::helpers::fixture_lines;
+use crate::both_backends;
+use crate::helpers::{fixture_lines, Backend, TestDb};
 
 fn bin(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
@@ -49,6 +50,7 @@ fn help_lists_the_commands() {
         "contacts",
         "backup",
         "restore",
+        "config",
     ] {
         assert!(t.contains(c), "{c} missing from --help:\n{t}");
     }
@@ -95,10 +97,10 @@ fn schema_check_reports_problems_with_places() {
     }
 }
 
-#[test]
-fn operator_workflow_and_audit_verify() {
+async fn operator_workflow_and_audit_verify(backend: Backend) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.database_url();
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
     assert!(bin(&db, &["migrate"]).status.success());
     let o = bin(&db, &["team", "add", "platform-ops"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -220,9 +222,7 @@ fn operator_workflow_and_audit_verify() {
     assert!(text(&o).contains("intact"));
     // Tamper with the import event.
     {
-        let mut conn =
-            diesel::SqliteConnection::establish(dir.path().join("cli.db").to_str().unwrap())
-                .unwrap();
+        let mut conn = countersign::db::establish(&test_db.url).unwrap();
         let id: i64 = audit_events::table
             .filter(audit_events::action.eq("inventory_imported"))
             .select(audit_events::id)
@@ -242,17 +242,14 @@ fn operator_workflow_and_audit_verify() {
     }
 }
 
-#[test]
-fn serve_stops_gracefully_on_sigterm() {
+async fn serve_stops_gracefully_on_sigterm(backend: Backend) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
+    let db = TestDb::new(backend);
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["serve", "--bind", "127.0.0.1:0"])
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("s.db").display()),
-        )
+        .env("DATABASE_URL", db.database_url())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("COUNTERSIGN_MAIL_DIR", dir.path().join("mail"))
@@ -305,13 +302,11 @@ fn serve_stops_gracefully_on_sigterm() {
 /// Operators drive executions from a terminal: show, execute (refused for the wrong team),
 /// follow with an in-process worker, roll back; and a standalone `countersign worker`
 /// process runs an execution started through the API, then stops on SIGTERM.
-async fn change_commands_and_standalone_worker(backend: crate::helpers::Backend) {
+async fn change_commands_and_standalone_worker(backend: Backend) {
     use crate::helpers::{inst, spawn_app_with};
     use reqwest::StatusCode;
     use serde_json::json;
-    let Some(app) = spawn_app_with(backend, |c| c.worker = false).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.worker = false).await;
     app.load_fixture().await;
     let (id, fp) = app
         .approved("uninstall_app", json!({"ids": [inst(1), inst(3)]}))
@@ -410,22 +405,12 @@ async fn change_commands_and_standalone_worker(backend: crate::helpers::Backend)
     assert!(status.success(), "worker exit: {status}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_commands_and_standalone_worker_sqlite() {
-    change_commands_and_standalone_worker(crate::helpers::Backend::Sqlite).await;
-}
+both_backends!(backend: change_commands_and_standalone_worker);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_commands_and_standalone_worker_postgres() {
-    change_commands_and_standalone_worker(crate::helpers::Backend::Postgres).await;
-}
-
-#[test]
-fn demo_sets_up_every_state_and_prints_logins() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("demo.db");
+async fn demo_sets_up_every_state_and_prints_logins(backend: Backend) {
+    let db = TestDb::new(backend);
     let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["demo", "--no-serve", "--db", file.to_str().unwrap()])
+        .args(["demo", "--no-serve", "--database-url", &db.database_url()])
         .env("RUST_LOG", "warn")
         .env_remove("COUNTERSIGN_SCHEMA")
         .env_remove("DATABASE_URL")
@@ -439,7 +424,7 @@ fn demo_sets_up_every_state_and_prints_logins() {
     assert!(t.contains(" cs_"), "no tokens printed:\n{t}");
     assert!(t.contains("Notification mails are written to"), "{t}");
     use countersign::db::schema::changes;
-    let mut conn = diesel::SqliteConnection::establish(file.to_str().unwrap()).unwrap();
+    let mut conn = countersign::db::establish(&db.url).unwrap();
     let mut states: Vec<String> = changes::table
         .select(changes::state)
         .load(&mut conn)
@@ -463,7 +448,7 @@ fn demo_sets_up_every_state_and_prints_logins() {
     assert_eq!(rollbacks, 1);
     // Starting again keeps the data and prints fresh tokens.
     let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["demo", "--no-serve", "--db", file.to_str().unwrap()])
+        .args(["demo", "--no-serve", "--database-url", &db.database_url()])
         .env("RUST_LOG", "warn")
         .env_remove("COUNTERSIGN_SCHEMA")
         .output()
@@ -471,3 +456,9 @@ fn demo_sets_up_every_state_and_prints_logins() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("creating demo data"));
 }
+
+both_backends!(
+    backend: operator_workflow_and_audit_verify,
+    serve_stops_gracefully_on_sigterm,
+    demo_sets_up_every_state_and_prints_logins,
+);

@@ -25,7 +25,7 @@ use countersign::service::CurrentUser;
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::helpers::{fresh_pg, pg_base};
+use crate::helpers::{Backend, TestDb};
 
 const SITES: u32 = 100;
 const APPS_PER_SITE: u32 = 100;
@@ -286,7 +286,9 @@ async fn execute_with_kills(
     kills
 }
 
-async fn kill_and_restart_during_execution(url: DatabaseUrl) {
+async fn kill_9_during_execution(backend: Backend) {
+    let db = TestDb::new(backend);
+    let url = db.url.clone();
     let (change_id, fp, token) = prepare(&url, None, "uninstall_app");
     let pool = db::build_pool(&url, 2).unwrap();
     let mut conn = pool.get().unwrap();
@@ -432,7 +434,9 @@ fn hook_schema(dir: &Path) -> (PathBuf, Calls) {
     (path, calls)
 }
 
-async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
+async fn kill_9_during_webhook_execution(backend: Backend) {
+    let db = TestDb::new(backend);
+    let url = db.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let (schema, calls) = hook_schema(dir.path());
     let (change_id, fp, token) = prepare(&url, Some(&schema), "deprovision_app");
@@ -514,33 +518,4 @@ async fn kill_and_restart_during_webhook_execution(url: DatabaseUrl) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_execution_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    kill_and_restart_during_execution(DatabaseUrl::Sqlite(dir.path().join("crash.db"))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_execution_postgres() {
-    let Some(base) = pg_base() else {
-        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-        return;
-    };
-    kill_and_restart_during_execution(DatabaseUrl::Postgres(fresh_pg(&base))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_webhook_execution_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    kill_and_restart_during_webhook_execution(DatabaseUrl::Sqlite(dir.path().join("crash.db")))
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_webhook_execution_postgres() {
-    let Some(base) = pg_base() else {
-        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-        return;
-    };
-    kill_and_restart_during_webhook_execution(DatabaseUrl::Postgres(fresh_pg(&base))).await;
-}
+crate::both_backends!(backend: kill_9_during_execution, kill_9_during_webhook_execution);

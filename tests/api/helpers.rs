@@ -1,9 +1,14 @@
-//! `spawn_app`: a real server on a random port with its own database (a temp SQLite file,
-//! or a fresh PostgreSQL database when COUNTERSIGN_TEST_DATABASE_URL is set).
+//! The test harness. `both_backends!` runs each test on SQLite and, when
+//! COUNTERSIGN_TEST_DATABASE_URL is set, on PostgreSQL (otherwise the PostgreSQL half says
+//! it was skipped). `spawn_app` gives a test a real server on a random port with its own
+//! [`TestDb`]: a temporary SQLite file, or a fresh PostgreSQL database that is dropped when
+//! the test ends. `TEST_LOG=1` shows the servers' logs in each test's output.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
-use countersign::config::Config;
+use countersign::config::{Config, TEST_DATABASE_URL, TEST_LOG};
 use countersign::db::{self, audit::Actor, users, write_tx, DatabaseUrl, Pool};
 use countersign::error::AppError;
 use countersign::web::Application;
@@ -18,6 +23,182 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// SQLite always; PostgreSQL when COUNTERSIGN_TEST_DATABASE_URL names a server.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Sqlite => true,
+            Backend::Postgres => pg_base().is_some(),
+        }
+    }
+}
+
+/// Run one backend's half of a test (what `both_backends!` generates calls this): logs
+/// when asked for, and a clear skip when the backend is not available.
+pub async fn run_on<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    init_logs();
+    if !backend.available() {
+        eprintln!("skipped: {} is not set", TEST_DATABASE_URL.var);
+        return;
+    }
+    test(backend).await;
+}
+
+/// With TEST_LOG set, the product's subscriber (`RUST_LOG`, `COUNTERSIGN_LOG_FORMAT`)
+/// writing into the output of the test that started the server (shown when it fails, or
+/// always with `--nocapture`); without it no subscriber, so logs cost nothing.
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os(TEST_LOG.var).is_some_and(|v| !v.is_empty()) {
+            let _ =
+                countersign::telemetry::install(tracing_subscriber::fmt::TestWriter::new(), false);
+        }
+    });
+}
+
+fn pg_base() -> Option<String> {
+    std::env::var(TEST_DATABASE_URL.var)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// `url` with a connect timeout, so that a server that does not answer fails a test's
+/// set-up, or a clean-up, instead of hanging it.
+fn with_connect_timeout(url: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout=10")
+}
+
+/// A database of one test's own, removed when it is dropped: a temporary SQLite file, or a
+/// fresh PostgreSQL database on the server of COUNTERSIGN_TEST_DATABASE_URL.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    place: Place,
+}
+
+enum Place {
+    /// The directory is removed with it.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres {
+        admin: String,
+        name: String,
+    },
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                TestDb {
+                    url: DatabaseUrl::Sqlite(dir.path().join("test.db")),
+                    place: Place::Sqlite(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = pg_base()
+                    .unwrap_or_else(|| panic!("a PostgreSQL test needs {}", TEST_DATABASE_URL.var));
+                let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = diesel::PgConnection::establish(&with_connect_timeout(&admin))
+                    .unwrap_or_else(|e| panic!("connect to {}: {e}", TEST_DATABASE_URL.var));
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let (prefix, rest) = admin.rsplit_once('/').expect("database URL has a path");
+                let query = rest
+                    .split_once('?')
+                    .map(|(_, q)| format!("?{q}"))
+                    .unwrap_or_default();
+                TestDb {
+                    url: DatabaseUrl::Postgres(format!("{prefix}/{name}{query}")),
+                    place: Place::Postgres { admin, name },
+                }
+            }
+        }
+    }
+
+    /// The database as a `DATABASE_URL` for child processes.
+    pub fn database_url(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => u.clone(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    /// Drop the PostgreSQL database. Whoever still holds a connection (a worker thread,
+    /// a pool a test cloned) is disconnected by `WITH (FORCE)`; a failure is reported and
+    /// never fails or hangs the test (`.ci/run` drops leftovers before a run).
+    fn drop(&mut self) {
+        let Place::Postgres { admin, name } = &self.place else {
+            return;
+        };
+        let dropped = diesel::PgConnection::establish(&with_connect_timeout(admin))
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| {
+                // Two calls: DROP DATABASE cannot share a (multi-statement) query.
+                conn.batch_execute("SET statement_timeout = '30s'")
+                    .and_then(|()| {
+                        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = dropped {
+            eprintln!("warning: test database {name} was not dropped: {e}");
+        }
+    }
+}
+
+/// A server started by a test, stopped (with its worker and mailer) when the test ends.
+struct RunningServer {
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// How long a test's end waits for its server, worker and mailer to stop.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+impl RunningServer {
+    fn start(app: Application) -> (RunningServer, String) {
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        (RunningServer { handle, task }, address)
+    }
+
+    /// Stop the server and wait until `run_until_stopped` has stopped the worker and the
+    /// mailer, so that nothing writes to the database after the test (a few seconds at
+    /// most; a test's pending webhook call or SMTP command ends at its timeout).
+    fn stop(self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            // Cannot wait on a current-thread runtime from inside it; the database's drop
+            // disconnects whatever is left.
+            self.task.abort();
+            return;
+        }
+        let RunningServer { handle, task } = self;
+        tokio::task::block_in_place(|| {
+            rt.block_on(async {
+                let stopped = async {
+                    handle.stop(false).await;
+                    let _ = task.await;
+                };
+                if tokio::time::timeout(STOP_WAIT, stopped).await.is_err() {
+                    eprintln!("warning: the test's server did not stop within {STOP_WAIT:?}");
+                }
+            })
+        });
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     /// The database as a `DATABASE_URL` for child processes.
@@ -25,7 +206,17 @@ pub struct TestApp {
     pub pool: Pool,
     pub tokens: HashMap<&'static str, String>,
     pub client: reqwest::Client,
-    _dir: Option<tempfile::TempDir>,
+    server: Option<RunningServer>,
+    /// Last: dropped after the server is stopped and the pool closed.
+    _db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
 }
 
 /// Test people: (key, email, name, team, admin).
@@ -85,51 +276,22 @@ pub fn fixture_lines() -> Vec<String> {
     v.into_iter().map(|j| j.to_string()).collect()
 }
 
-pub fn pg_base() -> Option<String> {
-    std::env::var("COUNTERSIGN_TEST_DATABASE_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// A fresh PostgreSQL database on the server named by the base URL.
-pub fn fresh_pg(base: &str) -> String {
-    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin =
-        diesel::PgConnection::establish(base).expect("connect to COUNTERSIGN_TEST_DATABASE_URL");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let (prefix, rest) = base.rsplit_once('/').expect("database URL has a path");
-    let query = rest
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    format!("{prefix}/{name}{query}")
-}
-
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let (url, dir) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            (DatabaseUrl::Sqlite(dir.path().join("test.db")), Some(dir))
-        }
-        Backend::Postgres => {
-            let base = pg_base()?;
-            (DatabaseUrl::Postgres(fresh_pg(&base)), None)
-        }
-    };
-    let mut config = Config::for_database(url.clone());
+/// A server on a fresh database with the test defaults (`Config::for_database`: the
+/// declared defaults, port 0, no mail delivery) changed by `tweak`, and the test people.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let db = TestDb::new(backend);
+    let mut config = Config::for_database(db.url.clone());
     config.pool_size = 6;
     tweak(&mut config);
     let (schema, source) = config.load_schema().expect("schema");
-    let app = Application::build(config, schema.clone(), &source).expect("build app");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let pool = db::build_pool(&url, 4).expect("pool");
+    let app = Application::build(config, schema, &source).expect("build app");
+    let (server, address) = RunningServer::start(app);
+    let pool = db::build_pool(&db.url, 4).expect("pool");
     let tokens = {
         let mut conn = pool.get().expect("conn");
         write_tx(&mut conn, |conn| -> Result<_, AppError> {
@@ -151,19 +313,15 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         .expect("seed people")
     };
     let _ = Actor::system();
-    let _ = (schema, backend);
-    let database_url = match &url {
-        DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
-        DatabaseUrl::Postgres(u) => u.clone(),
-    };
-    Some(TestApp {
+    TestApp {
         address,
-        database_url,
+        database_url: db.database_url(),
         pool,
         tokens,
         client: reqwest::Client::new(),
-        _dir: dir,
-    })
+        server: Some(server),
+        _db: db,
+    }
 }
 
 impl TestApp {
@@ -366,28 +524,36 @@ impl TestApp {
     }
 }
 
-/// Generate `mod name { sqlite, postgres }` tests from `async fn name(app: TestApp)`.
+/// Generate `mod name { sqlite, postgres }` tests, the PostgreSQL one skipped (with a
+/// message) unless COUNTERSIGN_TEST_DATABASE_URL is set:
+///
+/// - `both_backends!(a, b)` for `async fn a(app: TestApp)`: a server from `spawn_app`;
+/// - `both_backends!(backend: c, d)` for `async fn c(backend: Backend)`: tests that start
+///   their own (`spawn_app_with` a config of their own, `TestDb` for child processes).
 #[macro_export]
 macro_rules! both_backends {
+    (backend: $($name:ident),* $(,)?) => {
+        $( $crate::both_backends!(@mod $name, super::$name); )*
+    };
     ($($name:ident),* $(,)?) => {
         $(
-            mod $name {
-                use $crate::helpers::{spawn_app, Backend};
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    let app = spawn_app(Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    let Some(app) = spawn_app(Backend::Postgres).await else {
-                        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            }
+            $crate::both_backends!(@mod $name, |backend| async move {
+                super::$name($crate::helpers::spawn_app(backend).await).await
+            });
         )*
+    };
+    (@mod $name:ident, $run:expr) => {
+        mod $name {
+            use $crate::helpers::{run_on, Backend};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run_on(Backend::Sqlite, $run).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                run_on(Backend::Postgres, $run).await;
+            }
+        }
     };
 }
 
@@ -416,25 +582,20 @@ impl TestApp {
 }
 
 /// A server on an existing database (a restored backup), signed into with the tokens of
-/// the app it was copied from; `dir` (the database's directory) lives as long as it.
-pub async fn serve_existing(
-    database_url: &str,
-    tokens: HashMap<&'static str, String>,
-    dir: Option<tempfile::TempDir>,
-) -> TestApp {
-    let url = DatabaseUrl::parse(database_url).expect("database URL");
-    let mut config = Config::for_database(url.clone());
+/// the app it was copied from; the database lives (and is dropped) with it.
+pub async fn serve_existing(db: TestDb, tokens: HashMap<&'static str, String>) -> TestApp {
+    let mut config = Config::for_database(db.url.clone());
     config.pool_size = 6;
     let (schema, source) = config.load_schema().expect("schema");
     let app = Application::build(config, schema, &source).expect("build app");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let (server, address) = RunningServer::start(app);
     TestApp {
         address,
-        database_url: database_url.to_string(),
-        pool: db::build_pool(&url, 4).expect("pool"),
+        database_url: db.database_url(),
+        pool: db::build_pool(&db.url, 4).expect("pool"),
         tokens,
         client: reqwest::Client::new(),
-        _dir: dir,
+        server: Some(server),
+        _db: db,
     }
 }

@@ -23,10 +23,7 @@ async fn stalled_upload(app: &TestApp, path: &str) -> tokio::net::TcpStream {
 }
 
 async fn slow_uploads_hold_nothing(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.upload_idle_secs = 3).await else {
-        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.upload_idle_secs = 3).await;
     app.load_fixture().await;
     let (id, _) = app
         .submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
@@ -84,17 +81,7 @@ async fn slow_uploads_hold_nothing(backend: Backend) {
     assert_eq!(v["name"], "Renamed", "{v}");
 }
 
-mod slow_uploads_hold_nothing {
-    use crate::helpers::Backend;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::slow_uploads_hold_nothing(Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::slow_uploads_hold_nothing(Backend::Postgres).await;
-    }
-}
+crate::both_backends!(backend: slow_uploads_hold_nothing);
 
 async fn post_body(app: &TestApp, path: &str, body: Vec<u8>) -> (StatusCode, String) {
     let r = app
@@ -318,10 +305,7 @@ async fn a_query_over_a_whole_kind(backend: Backend) {
         countersign::domain::schema::EXAMPLE_SCHEMA
     );
     std::fs::write(&path, schema).unwrap();
-    let Some(app) = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await else {
-        eprintln!("skipped: COUNTERSIGN_TEST_DATABASE_URL is not set");
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await;
     app.load_fixture().await;
     // inst(1) deleted first: the query then finds 3 active insight installs.
     let (id, fp) = app
@@ -376,14 +360,4 @@ async fn a_query_over_a_whole_kind(backend: Backend) {
     );
 }
 
-mod a_query_over_a_whole_kind {
-    use crate::helpers::Backend;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::a_query_over_a_whole_kind(Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::a_query_over_a_whole_kind(Backend::Postgres).await;
-    }
-}
+crate::both_backends!(backend: a_query_over_a_whole_kind);

@@ -6,16 +6,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use countersign::config::{MailConfig, MailTransport, SmtpTls};
+use countersign::config::{MailConfig, MailTransport, Secret, SmtpTls};
 use countersign::db::schema::outbox;
 use diesel::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::both_backends;
 use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp, ORG1};
 use crate::smtp::{free_port, Mode, SmtpServer};
 
-async fn app_with_smtp(backend: Backend, port: u16, digest_hours: f64) -> Option<TestApp> {
+async fn app_with_smtp(backend: Backend, port: u16, digest_hours: f64) -> TestApp {
     app_with_smtp_and(backend, port, digest_hours, |_| {}).await
 }
 
@@ -24,7 +25,7 @@ async fn app_with_smtp_and(
     port: u16,
     digest_hours: f64,
     tweak: impl FnOnce(&mut countersign::config::Config),
-) -> Option<TestApp> {
+) -> TestApp {
     spawn_app_with(backend, move |c| {
         tweak(c);
         c.mail = smtp_config(port, digest_hours);
@@ -91,9 +92,7 @@ fn set(list: &[&str]) -> BTreeSet<String> {
 
 async fn the_story_by_mail(backend: Backend) {
     let server = SmtpServer::start(0, Mode::Normal).await;
-    let Some(app) = app_with_smtp(backend, server.port, 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, server.port, 24.0).await;
     app.load_fixture().await;
     let (s, v) = app.post("/api/v1/changes", "ana", json!({"title": "Remove <b>insight</b>", "rationale": "r", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": [inst(1), inst(3)]}})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -229,9 +228,7 @@ async fn the_story_by_mail(backend: Backend) {
 
 async fn smtp_down_then_back_delivers_everything_once(backend: Backend) {
     let port = free_port();
-    let Some(app) = app_with_smtp(backend, port, 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, port, 24.0).await;
     app.load_fixture().await;
     // A burst of events while nothing listens on the SMTP port.
     for n in [1u32, 3, 5] {
@@ -276,9 +273,7 @@ async fn smtp_down_then_back_delivers_everything_once(backend: Backend) {
 
 async fn a_rejected_recipient_goes_dead_and_can_be_retried(backend: Backend) {
     let server = SmtpServer::start(0, Mode::Reject("ben@req.example".into())).await;
-    let Some(app) = app_with_smtp(backend, server.port, 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, server.port, 24.0).await;
     app.load_fixture().await;
     app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
         .await;
@@ -328,9 +323,7 @@ async fn a_rejected_recipient_goes_dead_and_can_be_retried(backend: Backend) {
 
 async fn a_stalled_server_times_out_and_is_retried(backend: Backend) {
     let server = SmtpServer::start(0, Mode::Stall).await;
-    let Some(app) = app_with_smtp(backend, server.port, 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, server.port, 24.0).await;
     app.load_fixture().await;
     app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
         .await;
@@ -354,9 +347,7 @@ async fn a_stalled_server_times_out_and_is_retried(backend: Backend) {
 async fn digests_and_opt_outs(backend: Backend) {
     let server = SmtpServer::start(0, Mode::Normal).await;
     // A digest goes out once its oldest notification is ~1.5 s old.
-    let Some(app) = app_with_smtp(backend, server.port, 0.0004).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, server.port, 0.0004).await;
     app.load_fixture().await;
     // A sign-off request can be digested but never muted.
     let (s, v) = app
@@ -442,9 +433,7 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
     use countersign::db::audit::{self, Actor};
     use countersign::db::write_tx;
     use countersign::error::AppError;
-    let Some(app) = app_with_smtp(backend, free_port(), 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, free_port(), 24.0).await;
     app.load_fixture().await;
     let v = app
         .create("ana", "uninstall_app", json!({"ids": [inst(1)]}))
@@ -485,9 +474,7 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
 
 async fn contacts_outlive_their_entities_and_get_notices(backend: Backend) {
     let server = SmtpServer::start(0, Mode::Normal).await;
-    let Some(app) = app_with_smtp(backend, server.port, 24.0).await else {
-        return;
-    };
+    let app = app_with_smtp(backend, server.port, 24.0).await;
     app.load_fixture().await;
     let import = |body: String| {
         let app = &app;
@@ -665,14 +652,12 @@ async fn stale_rejected_cancelled_halted_and_rollback_mails(backend: Backend) {
         ),
     )
     .unwrap();
-    let Some(app) = app_with_smtp_and(backend, server.port, 24.0, move |c| {
+    let app = app_with_smtp_and(backend, server.port, 24.0, move |c| {
         c.schema_path = Some(schema);
-        c.secrets.insert("CS_MAIL_HOOK".into(), "s3cret".into());
+        c.secrets
+            .insert("CS_MAIL_HOOK".into(), Secret::new("s3cret"));
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     app.load_fixture().await;
     let subjects = |to: &str| -> Vec<String> {
         server
@@ -786,7 +771,7 @@ async fn without_smtp_mails_are_files(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mail");
     let p2 = path.clone();
-    let Some(app) = spawn_app_with(backend, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.mail = MailConfig {
             transport: MailTransport::Dir(p2),
             mailer: true,
@@ -794,10 +779,7 @@ async fn without_smtp_mails_are_files(backend: Backend) {
             ..MailConfig::off()
         };
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     app.load_fixture().await;
     app.submitted("ana", "uninstall_app", json!({"ids": [inst(1)]}))
         .await;
@@ -820,25 +802,8 @@ async fn without_smtp_mails_are_files(backend: Backend) {
     assert!(text.contains("multipart/alternative"));
 }
 
-macro_rules! mail_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use crate::helpers::Backend;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    super::$name(Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    super::$name(Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-mail_tests!(
+both_backends!(
+    backend:
     the_story_by_mail,
     smtp_down_then_back_delivers_everything_once,
     a_rejected_recipient_goes_dead_and_can_be_retried,

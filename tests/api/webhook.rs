@@ -15,6 +15,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use countersign::config::Secret;
+
+use crate::both_backends;
 use crate::helpers::{inst, spawn_app_with, Backend, TestApp};
 
 const SECRET: &str = "loopback-test-secret";
@@ -141,7 +144,7 @@ async fn receiver(mode: Mode) -> (String, Arc<Mutex<Seen>>) {
     (format!("http://127.0.0.1:{port}/hook"), seen)
 }
 
-async fn app_with_hook(backend: Backend, endpoint: &str) -> Option<(TestApp, tempfile::TempDir)> {
+async fn app_with_hook(backend: Backend, endpoint: &str) -> (TestApp, tempfile::TempDir) {
     app_with_hook_opts(
         backend,
         endpoint,
@@ -155,7 +158,7 @@ async fn app_with_hook_opts(
     backend: Backend,
     endpoint: &str,
     extra: &str,
-) -> Option<(TestApp, tempfile::TempDir)> {
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.toml");
     let schema = format!(
@@ -166,11 +169,11 @@ async fn app_with_hook_opts(
     let app = spawn_app_with(backend, |c| {
         c.schema_path = Some(path.clone());
         c.secrets
-            .insert("CS_TEST_HOOK_SECRET".into(), SECRET.into());
+            .insert("CS_TEST_HOOK_SECRET".into(), Secret::new(SECRET));
     })
-    .await?;
+    .await;
     app.load_fixture().await;
-    Some((app, dir))
+    (app, dir)
 }
 
 /// `n` more insight installations on site 1 (inst(1000) on); returns their IDs.
@@ -228,9 +231,7 @@ async fn start(app: &TestApp) -> i64 {
 
 async fn good_receiver(backend: Backend) {
     let (url, seen) = receiver(Mode::Good).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     let v = app.wait_execution(id, &["completed"]).await;
     assert_eq!(v["done"], 4, "{v}");
@@ -259,9 +260,7 @@ async fn good_receiver(backend: Backend) {
 
 async fn flapping_receiver_is_retried(backend: Backend) {
     let (url, seen) = receiver(Mode::Flapping).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     let v = app.wait_execution(id, &["completed"]).await;
     assert_eq!(v["done"], 4, "{v}");
@@ -277,9 +276,7 @@ async fn flapping_receiver_is_retried(backend: Backend) {
 
 async fn wrong_target_halts_then_resume(backend: Backend) {
     let (url, _seen) = receiver(Mode::WrongTarget).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     // Wave 2 (inst 3 and 5) has a failure: halted, wave 3 (inst 7) not run.
     let v = app.wait_execution(id, &["halted"]).await;
@@ -308,9 +305,7 @@ async fn wrong_target_halts_then_resume(backend: Backend) {
 
 async fn halted_execution_can_be_aborted(backend: Backend) {
     let (url, seen) = receiver(Mode::WrongTarget).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     app.wait_execution(id, &["halted"]).await;
     let (s, v) = app
@@ -344,9 +339,7 @@ async fn halted_execution_can_be_aborted(backend: Backend) {
 
 async fn stalled_receiver_times_out(backend: Backend) {
     let (url, seen) = receiver(Mode::Stall).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     let v = app.wait_execution(id, &["halted"]).await;
     let f = &v["failures"][0];
@@ -373,9 +366,7 @@ async fn stalled_receiver_times_out(backend: Backend) {
 /// are done.
 async fn oversized_answer_fails_the_target(backend: Backend) {
     let (url, _seen) = receiver(Mode::Huge).await;
-    let Some((app, _dir)) = app_with_hook(backend, &url).await else {
-        return;
-    };
+    let (app, _dir) = app_with_hook(backend, &url).await;
     let id = start(&app).await;
     let v = app.wait_execution(id, &["halted"]).await;
     let f = &v["failures"][0];
@@ -389,11 +380,7 @@ async fn oversized_answer_fails_the_target(backend: Backend) {
 /// every target is recorded exactly once.
 async fn concurrent_calls(backend: Backend) {
     let (url, seen) = receiver(Mode::Slow(150)).await;
-    let Some((app, _dir)) =
-        app_with_hook_opts(backend, &url, "concurrency = 8\nwaves = [64]\n").await
-    else {
-        return;
-    };
+    let (app, _dir) = app_with_hook_opts(backend, &url, "concurrency = 8\nwaves = [64]\n").await;
     let ids = more_targets(&app, 64).await;
     let id = start_with(&app, &ids).await;
     let v = app.wait_execution(id, &["completed"]).await;
@@ -409,11 +396,7 @@ async fn concurrent_calls(backend: Backend) {
 /// `concurrency = 1`: one call at a time, in target order.
 async fn sequential_with_concurrency_1(backend: Backend) {
     let (url, seen) = receiver(Mode::Slow(20)).await;
-    let Some((app, _dir)) =
-        app_with_hook_opts(backend, &url, "concurrency = 1\nwaves = [12]\n").await
-    else {
-        return;
-    };
+    let (app, _dir) = app_with_hook_opts(backend, &url, "concurrency = 1\nwaves = [12]\n").await;
     let ids = more_targets(&app, 12).await;
     let id = start_with(&app, &ids).await;
     let v = app.wait_execution(id, &["completed"]).await;
@@ -435,15 +418,12 @@ async fn sequential_with_concurrency_1(backend: Backend) {
 /// about two seconds, never many more than 10 within one second.
 async fn max_per_second_is_respected(backend: Backend) {
     let (url, seen) = receiver(Mode::Good).await;
-    let Some((app, _dir)) = app_with_hook_opts(
+    let (app, _dir) = app_with_hook_opts(
         backend,
         &url,
         "concurrency = 8\nmax_per_second = 10\nwaves = [20]\n",
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let ids = more_targets(&app, 20).await;
     let id = start_with(&app, &ids).await;
     let v = app.wait_execution(id, &["completed"]).await;
@@ -469,11 +449,7 @@ async fn max_per_second_is_respected(backend: Backend) {
 /// starts nothing more (at most the calls it had in flight, twice over, arrive after).
 async fn abort_stops_sending(backend: Backend) {
     let (url, seen) = receiver(Mode::Slow(300)).await;
-    let Some((app, _dir)) =
-        app_with_hook_opts(backend, &url, "concurrency = 4\nwaves = [64]\n").await
-    else {
-        return;
-    };
+    let (app, _dir) = app_with_hook_opts(backend, &url, "concurrency = 4\nwaves = [64]\n").await;
     let ids = more_targets(&app, 64).await;
     let id = start_with(&app, &ids).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -506,19 +482,8 @@ async fn abort_stops_sending(backend: Backend) {
     assert!(seen.lock().unwrap().attempts.values().all(|a| *a == 1));
 }
 
-macro_rules! webhook_tests {
-    ($($name:ident),*) => {$(
-        mod $name {
-            use crate::helpers::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() { super::$name(Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() { super::$name(Backend::Postgres).await }
-        }
-    )*};
-}
-
-webhook_tests!(
+both_backends!(
+    backend:
     good_receiver,
     flapping_receiver_is_retried,
     wrong_target_halts_then_resume,
