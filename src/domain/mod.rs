@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod change;
 pub mod entity;
+pub mod event;
 pub mod execution;
 pub mod lines;
 pub mod notice;

@@ -16,16 +16,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::config::Config;
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::{Change, Execution};
 use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn, Pool, WriteTx};
+use crate::domain::event::Event;
 use crate::domain::execution::{final_state, wave_halts, ExecState, ItemStatus, Wave};
 use crate::domain::schema::Effect;
 use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
+use crate::service::events::record;
 
 /// Wakes an idle worker as soon as there is work (an execute or resume in this process).
 #[derive(Default)]
@@ -279,12 +279,17 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             .map(|o| o.failure_threshold)
             .unwrap_or(0.0);
         repo::set_wave(conn, e.id, wave + 1)?;
-        audit::append(
+        record(
             conn,
             &Actor::system(),
-            "wave_completed",
             Some(c.id),
-            json!({"wave": wave, "of": waves.len(), "done": done, "failed": failed, "skipped": skipped}),
+            Event::WaveCompleted {
+                wave: wave as u32,
+                of: waves.len() as u32,
+                done,
+                failed,
+                skipped,
+            },
         )?;
         if wave_halts(done, failed, threshold) {
             let reason = format!(
@@ -295,12 +300,16 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             );
             repo::set_state(conn, e.id, ExecState::Halted, Some(&reason))?;
             change_repo::set_state(conn, c.id, ChangeState::Halted)?;
-            audit::append(
+            record(
                 conn,
                 &Actor::system(),
-                "execution_halted",
                 Some(c.id),
-                json!({"wave": wave, "done": done, "failed": failed, "reason": reason}),
+                Event::ExecutionHalted {
+                    wave: wave as u32,
+                    done,
+                    failed,
+                    reason,
+                },
             )?;
             tracing::warn!(change = c.id, wave, failed, "execution halted");
             return Ok(Step::Stop);
@@ -319,12 +328,17 @@ fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()>
     let state = final_state(e.done as u64, e.failed as u64);
     repo::set_state(conn, exec_id, state, None)?;
     change_repo::set_state(conn, change_id, change_state(state))?;
-    audit::append(
+    record(
         conn,
         &Actor::system(),
-        "execution_finished",
         Some(change_id),
-        json!({"state": state.as_str(), "done": e.done, "failed": e.failed, "skipped": e.skipped, "total": e.total}),
+        Event::ExecutionFinished {
+            state,
+            done: e.done as u64,
+            failed: e.failed as u64,
+            skipped: e.skipped as u64,
+            total: e.total as u64,
+        },
     )?;
     tracing::info!(
         change = change_id,

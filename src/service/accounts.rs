@@ -5,11 +5,12 @@
 //! passwords before they take a pooled connection and hand the hashes in.
 
 use chrono::Duration;
-use serde_json::json;
 
-use crate::db::audit::{self, Actor};
+use super::events::record;
+use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::{users, write_tx, DbConn, WriteTx};
+use crate::domain::event::Event;
 use crate::error::{AppError, AppResult};
 use crate::service::CurrentUser;
 
@@ -43,12 +44,13 @@ pub fn change_password(
         let ended = users::end_sessions_except(tx, user.id, None)?;
         let (token, csrf) = users::create_session(tx, user.id, session_ttl)?;
         let others_ended = ended.saturating_sub(1);
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "password_changed",
             None,
-            json!({"other_sessions_ended": others_ended}),
+            Event::PasswordChanged {
+                other_sessions_ended: others_ended as u64,
+            },
         )?;
         Ok(NewSession {
             token,
@@ -72,12 +74,14 @@ pub fn revoke_session(
                 "You have no such session (it may have ended already).",
             ));
         };
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "session_revoked",
             None,
-            json!({"session": public_id, "current": was_current}),
+            Event::SessionRevoked {
+                session: public_id.to_string(),
+                current: was_current,
+            },
         )?;
         Ok(was_current)
     })
@@ -91,12 +95,11 @@ pub fn revoke_other_sessions(
 ) -> AppResult<usize> {
     write_tx(conn, |tx| {
         let n = users::end_sessions_except(tx, user.id, Some(current))?;
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "other_sessions_revoked",
             None,
-            json!({"sessions": n}),
+            Event::OtherSessionsRevoked { sessions: n as u64 },
         )?;
         Ok(n)
     })
@@ -114,12 +117,15 @@ pub fn reset_password(
     must_change: bool,
 ) -> AppResult<usize> {
     let ended = users::reset_password(tx, user.id, password, must_change)?;
-    audit::append(
+    record(
         tx,
         actor,
-        "password_reset",
         None,
-        json!({"email": user.email, "must_change_password": must_change, "sessions_ended": ended}),
+        Event::PasswordReset {
+            email: user.email.clone(),
+            must_change_password: must_change,
+            sessions_ended: ended as u64,
+        },
     )?;
     Ok(ended)
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::changes::ChangeHead;
 use super::changes::{change_id, check_teams, involved};
-use super::execution::insert_submitted;
+use super::execution::{insert_submitted, Derived};
 use super::views::number;
 use super::CurrentUser;
 use crate::db::{exec as exec_repo, resolve, write_tx, DbConn};
@@ -319,7 +319,7 @@ pub fn create(
                 rollback_of: None,
             },
             &r,
-            json!({"restore": spec, "operation": op.name, "effect": "restore"}),
+            Derived::Restore(spec.clone()),
         )?;
         Ok(c.id)
     })
