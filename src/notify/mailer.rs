@@ -157,7 +157,7 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             return;
         }
     };
-    let settings = config.settings();
+    let settings = MailSettings::of(&config);
     tracing::info!(transport = ?config.transport, "mailer started");
     let ttl = chrono::Duration::seconds(config.lease_secs as i64);
     while !stop.load(Ordering::SeqCst) {

@@ -337,7 +337,7 @@ pub(crate) fn resolve_change(
         )?);
     }
     if let Some(spec) = RestoreSpec::of_selector(&c.selector) {
-        let point = super::restore::point(conn, &spec)?;
+        let point = point(conn, &spec)?;
         return Ok(resolve::resolve_restore(conn, schema, op, &spec, &point)?);
     }
     let selector: Selector = serde_json::from_str(&c.selector)
@@ -345,6 +345,22 @@ pub(crate) fn resolve_change(
     let params: Value = serde_json::from_str(&c.params)
         .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
     Ok(resolve::resolve(conn, schema, op, &params, &selector)?)
+}
+
+/// The point a stored restore goes back to.
+pub(crate) fn point(
+    conn: &mut DbConn,
+    spec: &RestoreSpec,
+) -> AppResult<crate::domain::execution::RestorePoint> {
+    crate::db::exec::restore_point(conn, spec)?.ok_or_else(|| {
+        AppError::unprocessable(
+            "not_executed",
+            format!(
+                "{} never ran, so there is no state before it",
+                spec.before_change.map(number).unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// The effect executing `c` has: the operation's, or its inverse for a rollback.

@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod notice_pages;
 pub mod pages;
 pub mod session;
+pub mod session_use;
 pub mod upload;
 
 use std::net::TcpListener;
