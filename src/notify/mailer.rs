@@ -150,6 +150,7 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
+    let _mailer = tracing::info_span!("mailer", owner = %owner).entered();
     let sender = match Sender::new(&config) {
         Ok(s) => s,
         Err(e) => {

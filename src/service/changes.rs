@@ -563,6 +563,7 @@ pub(crate) fn check_teams(
 /// resolution, so nothing can change between the two and the list is resolved once; when
 /// it cannot be submitted nothing is stored and the reason is the error (no draft is left
 /// behind).
+#[tracing::instrument(name = "changes::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -667,6 +668,7 @@ pub fn create(
 }
 
 /// Author edits a draft, awaiting or approved change; it is resolved again.
+#[tracing::instrument(name = "changes::edit", skip_all, fields(change = id, user = user.id))]
 pub fn edit(
     conn: &mut DbConn,
     schema: &Schema,
@@ -849,6 +851,7 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
 }
 
 /// Submit a draft: resolve it fresh; refuse with every reason when it cannot be signed.
+#[tracing::instrument(name = "changes::submit", skip_all, fields(change = id, user = user.id))]
 pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -> AppResult<()> {
     let refused = write_tx(conn, |conn| -> AppResult<Option<AppError>> {
         let c = locked(conn, id)?;
@@ -1024,6 +1027,7 @@ pub fn allowed_actions(
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
 /// one needed.
+#[tracing::instrument(name = "changes::sign", skip_all, fields(change = id, user = user.id))]
 pub fn sign(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1106,6 +1110,7 @@ pub fn sign(
     })
 }
 
+#[tracing::instrument(name = "changes::reject", skip_all, fields(change = id, user = user.id))]
 pub fn reject(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1144,6 +1149,7 @@ pub fn reject(
     })
 }
 
+#[tracing::instrument(name = "changes::cancel", skip_all, fields(change = id, user = user.id))]
 pub fn cancel(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1168,6 +1174,7 @@ pub fn cancel(
     })
 }
 
+#[tracing::instrument(name = "changes::comment", skip_all, fields(change = id, user = user.id))]
 pub fn comment(
     conn: &mut DbConn,
     schema: &Schema,

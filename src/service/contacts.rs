@@ -69,6 +69,7 @@ fn valid_email(e: &str) -> bool {
 
 /// Import NDJSON contacts (upsert by entity, email and role). A file with a bad line
 /// writes nothing unless `partial`.
+#[tracing::instrument(name = "contacts::import", skip_all)]
 pub fn import<I, L>(
     conn: &mut DbConn,
     actor: &Actor,
@@ -334,6 +335,7 @@ pub fn for_change(
 
 /// [`for_change`] as CSV. Every export is an audit event: who took which customers'
 /// contacts out of countersign, with the file's SHA-256.
+#[tracing::instrument(name = "contacts::export_csv", skip_all, fields(change = id, user = viewer.id))]
 pub fn export_csv(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<String> {
     write_tx(conn, |conn| {
         let c =

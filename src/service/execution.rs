@@ -55,6 +55,7 @@ fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain:
 }
 
 /// Start executing an approved change.
+#[tracing::instrument(name = "execution::execute", skip_all, fields(change = id, user = user.id))]
 pub fn execute(
     conn: &mut DbConn,
     schema: &Schema,
@@ -236,6 +237,7 @@ pub fn execute(
 }
 
 /// Continue a halted execution (implementing team).
+#[tracing::instrument(name = "execution::resume", skip_all, fields(change = id, user = user.id))]
 pub fn resume(
     conn: &mut DbConn,
     schema: &Schema,
@@ -265,6 +267,7 @@ pub fn resume(
 }
 
 /// Stop an executing or halted change for good; pending targets are skipped.
+#[tracing::instrument(name = "execution::abort", skip_all, fields(change = id, user = user.id))]
 pub fn abort(
     conn: &mut DbConn,
     schema: &Schema,
@@ -458,6 +461,7 @@ pub fn items(
 /// Create the change that undoes an executed one: the inverse effect over exactly the
 /// targets its execution changed. It is submitted at once and needs sign-offs (the
 /// operation's `rollback_signoffs`, or its usual policy).
+#[tracing::instrument(name = "execution::rollback", skip_all, fields(change = id, user = user.id))]
 pub fn rollback(
     conn: &mut DbConn,
     schema: &Schema,

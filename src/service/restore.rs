@@ -133,6 +133,7 @@ fn pick_operation<'s>(
 
 /// Create a bulk restore change; returns its id. Bad input is refused with every problem
 /// (unknown, purged or wrong-kind IDs with their line in `entities`) and nothing is stored.
+#[tracing::instrument(name = "restore::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,

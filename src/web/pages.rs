@@ -152,7 +152,7 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
             (*status, heading.to_string(), message.clone())
         }
         other => {
-            tracing::error!(request_id = %request_id(req), error = %other, "page failed");
+            tracing::error!(error = %other, "page failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side".into(),
