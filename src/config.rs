@@ -444,13 +444,6 @@ impl MailConfig {
             ..Config::defaults().mail
         }
     }
-
-    pub fn settings(&self) -> crate::notify::mail::MailSettings {
-        crate::notify::mail::MailSettings {
-            from: self.from.clone(),
-            public_url: self.public_url.clone(),
-        }
-    }
 }
 
 impl Config {

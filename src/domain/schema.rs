@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::execution::{default_waves, WaveSize};
+use super::waves::{default_waves, WaveSize};
 
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
