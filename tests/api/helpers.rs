@@ -109,6 +109,14 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("connect to {}: {e}", TEST_DATABASE_URL.var));
                 conn.batch_execute(&format!("CREATE DATABASE {name}"))
                     .expect("create test database");
+                // Which test made it (the test thread's name), should one be left over.
+                let test = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .replace('\'', "");
+                let _ = conn.batch_execute(&format!(
+                    "COMMENT ON DATABASE {name} IS 'countersign test {test}'"
+                ));
                 let (prefix, rest) = admin.rsplit_once('/').expect("database URL has a path");
                 let query = rest
                     .split_once('?')
@@ -133,25 +141,36 @@ impl TestDb {
 
 impl Drop for TestDb {
     /// Drop the PostgreSQL database. Whoever still holds a connection (a worker thread,
-    /// a pool a test cloned) is disconnected by `WITH (FORCE)`; a failure is reported and
-    /// never fails or hangs the test (`.ci/run` drops leftovers before a run).
+    /// a pool a test cloned) is disconnected by `WITH (FORCE)`. A busy server (no free
+    /// connection, a backend slow to exit) gets a few more tries, a few seconds in all; a
+    /// failure is reported and never fails or hangs the test (`.ci/run` drops leftovers
+    /// before a run, and the database's comment names the test that made it).
     fn drop(&mut self) {
         let Place::Postgres { admin, name } = &self.place else {
             return;
         };
-        let dropped = diesel::PgConnection::establish(&with_connect_timeout(admin))
-            .map_err(|e| e.to_string())
-            .and_then(|mut conn| {
-                // Two calls: DROP DATABASE cannot share a (multi-statement) query.
-                conn.batch_execute("SET statement_timeout = '30s'")
-                    .and_then(|()| {
-                        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    })
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = dropped {
-            eprintln!("warning: test database {name} was not dropped: {e}");
+        let attempt = || {
+            let mut conn = diesel::PgConnection::establish(&with_connect_timeout(admin))
+                .map_err(|e| e.to_string())?;
+            // Two calls: DROP DATABASE cannot share a (multi-statement) query.
+            conn.batch_execute("SET statement_timeout = '10s'")
+                .and_then(|()| {
+                    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                })
+                .map_err(|e| e.to_string())
+        };
+        let mut errors = Vec::new();
+        for pause_ms in [250, 750, 2000, 0] {
+            match attempt() {
+                Ok(()) => return,
+                Err(e) => errors.push(e),
+            }
+            std::thread::sleep(Duration::from_millis(pause_ms));
         }
+        eprintln!(
+            "warning: test database {name} was not dropped: {}",
+            errors.join("; ")
+        );
     }
 }
 
