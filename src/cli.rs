@@ -11,7 +11,7 @@ use crate::db::audit::{self, Actor};
 use crate::db::{self, users, write_tx, DatabaseUrl};
 use crate::domain::schema::{team_name_ok, Schema};
 use crate::domain::ExecState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::accounts;
 use crate::web::Application;
 
@@ -502,8 +502,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     match users::find_team(conn, t)? {
                         Some(team) => team_ids.push(team.id),
                         None => {
-                            return Err(AppError::unprocessable(
-                                "unknown_team",
+                            return Err(AppError::new(ErrorCode::UnknownTeam,
                                 format!("team `{t}` does not exist (countersign team add {t})"),
                             ))
                         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::change::ChangeState;
 use super::text_enum::text_enum;
+use crate::error::ErrorCode;
 
 /// At most one notice is sent from a change within this many minutes.
 pub const SEND_INTERVAL_MINUTES: i64 = 10;
@@ -133,17 +134,17 @@ pub enum NoticeRefusal {
 }
 
 impl NoticeRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            NoticeRefusal::NotInTeams { .. } => "not_in_team",
-            NoticeRefusal::InBothTeams { .. } => "separation_of_duties",
-            NoticeRefusal::ChangeNotApproved { .. } => "change_not_approved",
-            NoticeRefusal::NotDraft { .. } => "notice_not_draft",
-            NoticeRefusal::OwnNotice { .. } => "own_notice",
-            NoticeRefusal::SameTeam { .. } => "same_team",
-            NoticeRefusal::DrafterInBothTeams { .. } => "drafter_in_both_teams",
-            NoticeRefusal::RateLimited { .. } => "notice_rate_limited",
-            NoticeRefusal::CannotDiscard { .. } => "not_allowed_to_discard",
+            NoticeRefusal::NotInTeams { .. } => ErrorCode::NotInTeam,
+            NoticeRefusal::InBothTeams { .. } => ErrorCode::SeparationOfDuties,
+            NoticeRefusal::ChangeNotApproved { .. } => ErrorCode::ChangeNotApproved,
+            NoticeRefusal::NotDraft { .. } => ErrorCode::NoticeNotDraft,
+            NoticeRefusal::OwnNotice { .. } => ErrorCode::OwnNotice,
+            NoticeRefusal::SameTeam { .. } => ErrorCode::SameTeam,
+            NoticeRefusal::DrafterInBothTeams { .. } => ErrorCode::DrafterInBothTeams,
+            NoticeRefusal::RateLimited { .. } => ErrorCode::NoticeRateLimited,
+            NoticeRefusal::CannotDiscard { .. } => ErrorCode::NotAllowedToDiscard,
         }
     }
 
@@ -358,17 +359,17 @@ mod tests {
             ChangeState::Rejected,
         ] {
             let e = decide(&facts(ANA, s), NoticeAction::Draft).unwrap_err();
-            assert_eq!(e.code(), "change_not_approved");
+            assert_eq!(e.code(), ErrorCode::ChangeNotApproved);
             assert!(e.to_string().contains(s.as_str()), "{e}");
             assert_eq!(e.kind(), RefusalKind::Conflict);
         }
         let e = decide(&facts(OLGA, ChangeState::Completed), NoticeAction::Draft).unwrap_err();
-        assert_eq!(e.code(), "not_in_team");
+        assert_eq!(e.code(), ErrorCode::NotInTeam);
         assert!(e.to_string().contains("`platform-ops`"), "{e}");
         let mut both = facts(CARLA, ChangeState::Completed);
         both.in_requesting_team = true;
         let e = decide(&both, NoticeAction::Draft).unwrap_err();
-        assert_eq!(e.code(), "separation_of_duties");
+        assert_eq!(e.code(), ErrorCode::SeparationOfDuties);
         assert_eq!(
             drafting_team(&facts(CARLA, ChangeState::Approved)),
             Some("platform-ops")
@@ -383,14 +384,14 @@ mod tests {
             NoticeAction::Approve(&d),
         );
         let own = own.unwrap_err();
-        assert_eq!(own.code(), "own_notice");
+        assert_eq!(own.code(), ErrorCode::OwnNotice);
         assert!(own.to_string().contains("`platform-ops`"), "{own}");
         let same = decide(
             &facts(BEN, ChangeState::Completed),
             NoticeAction::Approve(&d),
         );
         let same = same.unwrap_err();
-        assert_eq!(same.code(), "same_team");
+        assert_eq!(same.code(), ErrorCode::SameTeam);
         assert!(
             same.to_string()
                 .contains("Ana drafted this notice for `app-owners`"),
@@ -403,7 +404,7 @@ mod tests {
             )
             .unwrap_err()
             .code(),
-            "not_in_team"
+            ErrorCode::NotInTeam
         );
         assert!(decide(
             &facts(CARLA, ChangeState::Completed),
@@ -424,7 +425,7 @@ mod tests {
             )
             .unwrap_err()
             .code(),
-            "drafter_in_both_teams"
+            ErrorCode::DrafterInBothTeams
         );
     }
 
@@ -434,12 +435,12 @@ mod tests {
         let mut f = facts(CARLA, ChangeState::Cancelled);
         assert_eq!(
             decide(&f, NoticeAction::Approve(&d)).unwrap_err().code(),
-            "change_not_approved"
+            ErrorCode::ChangeNotApproved
         );
         f.change_state = ChangeState::Executing;
         f.last_sent_at = Some(t(-3));
         let e = decide(&f, NoticeAction::Approve(&d)).unwrap_err();
-        assert_eq!(e.code(), "notice_rate_limited");
+        assert_eq!(e.code(), ErrorCode::NoticeRateLimited);
         assert_eq!(e.kind(), RefusalKind::TooSoon);
         assert_eq!(
             e,
@@ -454,7 +455,7 @@ mod tests {
         d.state = NoticeState::Sent;
         assert_eq!(
             decide(&f, NoticeAction::Approve(&d)).unwrap_err().code(),
-            "notice_not_draft"
+            ErrorCode::NoticeNotDraft
         );
     }
 
@@ -477,7 +478,7 @@ mod tests {
                 NoticeAction::Discard(&d),
             )
             .unwrap_err();
-            assert_eq!(e.code(), "not_allowed_to_discard");
+            assert_eq!(e.code(), ErrorCode::NotAllowedToDiscard);
             assert!(e.to_string().contains("only Ana"), "{e}");
         }
         let sent = Drafted {
@@ -491,7 +492,7 @@ mod tests {
             )
             .unwrap_err()
             .code(),
-            "notice_not_draft"
+            ErrorCode::NoticeNotDraft
         );
     }
 }

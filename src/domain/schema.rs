@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::execution::{default_waves, WaveSize};
+use crate::error::ErrorCode;
 
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
@@ -232,10 +233,10 @@ pub enum RequestRefusal {
 }
 
 impl RequestRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RequestRefusal::SameTeam { .. } => "same_team",
-            RequestRefusal::NotRequesterTeam { .. } => "not_requester_team",
+            RequestRefusal::SameTeam { .. } => ErrorCode::SameTeam,
+            RequestRefusal::NotRequesterTeam { .. } => ErrorCode::NotRequesterTeam,
         }
     }
 }

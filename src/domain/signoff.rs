@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::SignoffPolicy;
 use super::text_enum::text_enum;
+use crate::error::ErrorCode;
 
 #[derive(
     Debug,
@@ -95,12 +96,12 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::StaleFingerprint { .. } => "stale_fingerprint",
-            Refusal::StaleText { .. } => "stale_text",
-            Refusal::ConfirmCountMissing { .. } => "confirm_count_required",
-            Refusal::ConfirmCountWrong { .. } => "confirm_count_mismatch",
+            Refusal::StaleFingerprint { .. } => ErrorCode::StaleFingerprint,
+            Refusal::StaleText { .. } => ErrorCode::StaleText,
+            Refusal::ConfirmCountMissing { .. } => ErrorCode::ConfirmCountRequired,
+            Refusal::ConfirmCountWrong { .. } => ErrorCode::ConfirmCountMismatch,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The words of a change: a title and a rationale, checked once when they are made, so
 //! that no path (form, API, rollback, restore, edit) stores one that breaks the rules.
 
+use crate::error::ErrorCode;
+
 /// Longest title, in characters.
 pub const MAX_TITLE: usize = 200;
 /// Longest rationale, in characters.
@@ -9,11 +11,11 @@ pub const MAX_RATIONALE: usize = 20_000;
 /// Why a text was refused: (code, message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextProblem {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-fn problem(code: &'static str, message: String) -> TextProblem {
+fn problem(code: ErrorCode, message: String) -> TextProblem {
     TextProblem { code, message }
 }
 
@@ -26,18 +28,21 @@ impl Title {
     pub fn parse(raw: &str) -> Result<Title, TextProblem> {
         let t = raw.trim();
         if t.is_empty() {
-            return Err(problem("invalid_title", "the title is required".into()));
+            return Err(problem(
+                ErrorCode::InvalidTitle,
+                "the title is required".into(),
+            ));
         }
         let n = t.chars().count();
         if n > MAX_TITLE {
             return Err(problem(
-                "invalid_title",
+                ErrorCode::InvalidTitle,
                 format!("the title has {n} characters; at most {MAX_TITLE} are allowed"),
             ));
         }
         if let Some(c) = t.chars().find(|c| c.is_control()) {
             return Err(problem(
-                "invalid_title",
+                ErrorCode::InvalidTitle,
                 format!(
                     "the title contains the control character U+{:04X}; a title is one line of text",
                     c as u32
@@ -84,7 +89,7 @@ impl Rationale {
         let n = raw.chars().count();
         if n > MAX_RATIONALE {
             return Err(problem(
-                "invalid_rationale",
+                ErrorCode::InvalidRationale,
                 format!("the rationale has {n} characters; at most {MAX_RATIONALE} are allowed"),
             ));
         }
@@ -93,7 +98,7 @@ impl Rationale {
             .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
             return Err(problem(
-                "invalid_rationale",
+                ErrorCode::InvalidRationale,
                 format!(
                     "the rationale contains the control character U+{:04X}",
                     c as u32

@@ -9,7 +9,7 @@ use super::CurrentUser;
 use crate::db::audit;
 use crate::db::models::OutboxRow;
 use crate::db::{outbox as repo, write_tx, DbConn};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{is_kind, mode_allowed, KINDS, MODES, ROLLBACK_KIND};
 
 #[derive(Debug, Serialize)]
@@ -65,7 +65,7 @@ pub fn set_preferences(
     }
     if !problems.is_empty() {
         return Err(
-            AppError::unprocessable("invalid_preferences", problems.join("; "))
+            AppError::new(ErrorCode::InvalidPreferences, problems.join("; "))
                 .with_details(json!({"problems": problems})),
         );
     }
@@ -89,8 +89,8 @@ fn admin(user: &CurrentUser) -> AppResult<()> {
     if user.is_admin {
         Ok(())
     } else {
-        Err(AppError::forbidden(
-            "forbidden",
+        Err(AppError::new(
+            ErrorCode::Forbidden,
             "only admins can see and retry the outbox",
         ))
     }
@@ -143,11 +143,12 @@ pub fn outbox(
 pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<OutboxView> {
     admin(user)?;
     write_tx(conn, |conn| -> AppResult<()> {
-        let row = repo::get(conn, id)?
-            .ok_or_else(|| AppError::not_found_msg(format!("no mail {id} in the outbox")))?;
+        let row = repo::get(conn, id)?.ok_or_else(|| {
+            AppError::new(ErrorCode::NotFound, format!("no mail {id} in the outbox"))
+        })?;
         if !repo::retry(conn, id)? {
-            return Err(AppError::conflict(
-                "not_dead",
+            return Err(AppError::new(
+                ErrorCode::NotDead,
                 format!("mail {id} is {}; only dead mails can be retried", row.state),
             ));
         }

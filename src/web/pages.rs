@@ -17,7 +17,7 @@ use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::{Effect, ExecState, OutboxState, Side};
-use crate::error::{AppError, RequestId};
+use crate::error::{AppError, ErrorCode, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
 use crate::service::views::{number, ChangeSummaryView, ChangeView};
@@ -137,9 +137,8 @@ pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> H
 /// An error as a page in the layout: 4xx with the service's message, 500 with the request id.
 pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
     let (status, heading, message) = match e {
-        AppError::Client {
-            status, message, ..
-        } => {
+        AppError::Client { message, .. } => {
+            let status = e.status();
             let heading = match status.as_u16() {
                 404 => "Not found",
                 403 => "Not allowed",
@@ -147,12 +146,12 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
                 429 => "Too many attempts",
                 _ => "That did not work",
             };
-            (*status, heading.to_string(), message.clone())
+            (status, heading.to_string(), message.clone())
         }
         other => {
             tracing::error!(request_id = %request_id(req), error = %other, "page failed");
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                e.status(),
                 "Something went wrong on our side".into(),
                 "The error is logged. Tell the countersign admins the request id below.".into(),
             )
@@ -174,11 +173,11 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
 /// A malformed path or query: JSON for the API, a page for the web app.
 pub fn bad_request(
     req: &HttpRequest,
-    code: &str,
+    code: ErrorCode,
     message: String,
     cause: impl std::fmt::Debug + std::fmt::Display + 'static,
 ) -> actix_web::Error {
-    let e = AppError::bad_request(code, message);
+    let e = AppError::new(code, message);
     if req.path().starts_with("/api/") {
         return e.into();
     }
@@ -190,7 +189,10 @@ pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
     error_page(
         &req,
         Layout::anonymous(),
-        &AppError::not_found_msg(format!("There is no page at {}.", req.path())),
+        &AppError::new(
+            ErrorCode::NotFound,
+            format!("There is no page at {}.", req.path()),
+        ),
     )
 }
 
@@ -201,8 +203,7 @@ pub(crate) fn see_other(to: &str) -> HttpResponse {
 }
 
 pub(crate) fn csrf_error() -> AppError {
-    AppError::forbidden(
-        "csrf",
+    AppError::new(ErrorCode::Csrf,
         "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
     )
 }
@@ -329,10 +330,10 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
     let f = form.into_inner();
     let email = f.email.trim().to_lowercase();
     let next = safe_next(Some(&f.next));
-    let again = |error: String, status: StatusCode| {
+    let again = |error: String, code: ErrorCode| {
         let csrf = random_hex();
         let mut r = html(
-            status,
+            code.status(),
             LoginPage {
                 l: Layout::anonymous(),
                 email: f.email.clone(),
@@ -349,7 +350,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
     if !csrf_ok(&cookie_csrf, &f.csrf) {
         return again(
             "The login form expired. Please sign in again.".into(),
-            StatusCode::FORBIDDEN,
+            ErrorCode::Csrf,
         );
     }
     if email.len() > session::MAX_EMAIL_BYTES || f.password.len() > session::MAX_PASSWORD_BYTES {
@@ -359,12 +360,12 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
                 session::MAX_EMAIL_BYTES,
                 session::MAX_PASSWORD_BYTES
             ),
-            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidForm,
         );
     }
     let client = session::client_of(req.peer_addr().map(|a| a.ip()));
     if let Err(t) = state.limiter.attempt(&email, &client) {
-        return again(t.message(), StatusCode::TOO_MANY_REQUESTS);
+        return again(t.message(), t.code());
     }
     // The stored hash, then the argon2 check without holding a database connection.
     let e2 = email.clone();
@@ -386,7 +387,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         .await
     {
         Ok(m) => m,
-        Err(t) => return again(t.message(), StatusCode::TOO_MANY_REQUESTS),
+        Err(t) => return again(t.message(), t.code()),
     };
     let found = match (matches, user) {
         (true, Some(u)) => {
@@ -424,7 +425,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
             state.limiter.failed(&client);
             again(
                 "That email and password do not match.".into(),
-                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidCredentials,
             )
         }
         Err(e) => error_page(&req, Layout::anonymous(), &e),
@@ -978,7 +979,7 @@ pub async fn create_change(
     csrf_guard!(&req, &state, &w, "new", &f.csrf);
     let again = |l: Layout, errors: Vec<ResolutionError>, count: u64, problems, preview| {
         html(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::FormProblems.status(),
             new_change_page(
                 &state,
                 l,
@@ -1028,7 +1029,7 @@ pub async fn create_change(
     let resolved = with_conn(&state, move |conn| {
         let op = schema
             .operation(&op_name)
-            .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
+            .ok_or_else(|| AppError::new(ErrorCode::UnknownOperation, "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
         svc::check_selector(op, &targets)?;
         crate::db::snapshot(conn, |conn| {
@@ -1388,13 +1389,13 @@ pub async fn change_action(
         let done = match act.as_str() {
             "sign" => {
                 let Some(side) = Side::parse(&f.side) else {
-                    return Err(AppError::unprocessable("invalid_side", "Choose a side."));
+                    return Err(AppError::new(ErrorCode::InvalidSide, "Choose a side."));
                 };
                 let confirm = match f.confirm_count.trim() {
                     "" => None,
                     n => Some(n.parse::<u64>().map_err(|_| {
-                        AppError::unprocessable(
-                            "confirm_count_mismatch",
+                        AppError::new(
+                            ErrorCode::ConfirmCountMismatch,
                             format!("`{n}` is not a number: type the number of targets"),
                         )
                     })?),
@@ -1484,7 +1485,7 @@ pub async fn change_action(
                 let rb = exe::rollback(conn, &schema, &user, id, &RollbackRequest::default())?;
                 return Ok(("rollback".into(), rb));
             }
-            _ => return Err(AppError::not_found_msg("no such action")),
+            _ => return Err(AppError::new(ErrorCode::NotFound, "no such action")),
         };
         Ok((done.to_string(), id))
     })
@@ -1858,8 +1859,7 @@ pub async fn create_token(
                 return error_page(
                     &req,
                     l,
-                    &AppError::bad_request(
-                        "invalid_lifetime",
+                    &AppError::new(ErrorCode::InvalidLifetime,
                         format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
                     ),
                 );
@@ -1906,7 +1906,7 @@ pub async fn revoke_token(
         "settings",
         with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
-                return Err(AppError::not_found_msg("no such token of yours"));
+                return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
             }
             audit::append(
                 conn,
@@ -2009,8 +2009,7 @@ pub async fn retry_mail(
 /// targets, so its text is edited on the change page instead.
 fn editable(v: &ChangeView) -> Result<(), AppError> {
     if !v.allowed_actions.contains(&ChangeAction::Edit) {
-        return Err(AppError::forbidden(
-            "not_allowed",
+        return Err(AppError::new(ErrorCode::NotAllowed,
             format!(
                 "Only the author of a change edits it, while it is a draft, awaiting sign-off or approved ({} is {}); comment instead.",
                 v.number, v.state
@@ -2018,8 +2017,7 @@ fn editable(v: &ChangeView) -> Result<(), AppError> {
         ));
     }
     if v.rollback_of.is_some() || v.targets.get("restore").is_some() {
-        return Err(AppError::conflict(
-            "fixed_targets",
+        return Err(AppError::new(ErrorCode::FixedTargets,
             "A rollback or bulk restore has fixed targets: edit its title and rationale on its page, or cancel it and request a new one.",
         ));
     }
@@ -2122,7 +2120,7 @@ pub async fn save_edit(
     let again = |l: Layout, problems: Vec<String>| {
         let mut page = new_change_page(&state, l, &w.user, f.clone(), vec![], 0, problems, None);
         page.editing = Some(number(id));
-        html(StatusCode::UNPROCESSABLE_ENTITY, page.render())
+        html(ErrorCode::FormProblems.status(), page.render())
     };
     let cr = match to_request(&f) {
         Ok(r) => r,
@@ -2160,9 +2158,7 @@ pub async fn save_edit(
     .await;
     match saved {
         Ok(_) => see_other(&format!("/changes/{}?done=saved", number(id))),
-        Err(AppError::Client {
-            message, status, ..
-        }) if status != StatusCode::NOT_FOUND => {
+        Err(AppError::Client { message, code, .. }) if code != ErrorCode::NotFound => {
             let l = layout(&state, &w, "changes", &req).await;
             again(l, vec![message])
         }
