@@ -441,7 +441,7 @@ async fn digests_and_opt_outs(backend: Backend) {
 async fn the_outbox_commits_with_its_event(backend: Backend) {
     use countersign::db::audit::{self, Actor};
     use countersign::db::write_tx;
-    use countersign::error::AppError;
+    use countersign::error::{AppError, ErrorCode};
     let Some(app) = app_with_smtp(backend, free_port(), 24.0).await else {
         return;
     };
@@ -461,8 +461,8 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
             Some(id),
             json!({}),
         )?;
-        Err(AppError::conflict(
-            "boom",
+        Err(AppError::new(
+            ErrorCode::IllegalTransition,
             "the rest of the transaction failed",
         ))
     });
