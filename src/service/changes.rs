@@ -376,7 +376,7 @@ pub(crate) fn reresolve_locked(
     actor: &Actor,
     reason: &str,
 ) -> AppResult<ResolveOutcome> {
-    let op = change_operation(schema, &c)?;
+    let op = change_operation(schema, c)?;
     let r = resolve_change(conn, schema, op, c)?;
     let changed = c.fingerprint.as_deref() != Some(r.fingerprint.as_str());
     let mut out = ResolveOutcome {
