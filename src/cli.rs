@@ -9,10 +9,12 @@ use serde_json::json;
 use crate::config::Config;
 use crate::db::audit::{self, Actor};
 use crate::db::{self, users, write_tx, DatabaseUrl};
+use crate::domain::event::Event;
 use crate::domain::schema::{team_name_ok, Schema};
 use crate::domain::ExecState;
 use crate::error::{AppError, ErrorCode};
 use crate::service::accounts;
+use crate::service::events::record;
 use crate::web::Application;
 
 #[derive(Debug, Parser)]
@@ -422,12 +424,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(false);
                 }
                 users::create_team(conn, &name)?;
-                audit::append(
+                record(
                     conn,
                     &Actor::cli(),
-                    "team_created",
                     None,
-                    json!({"team": name}),
+                    Event::TeamCreated { team: name.clone() },
                 )?;
                 Ok(true)
             })
@@ -518,12 +519,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 for id in team_ids {
                     users::add_member(conn, id, user.id)?;
                 }
-                audit::append(
+                record(
                     conn,
                     &Actor::cli(),
-                    "user_saved",
                     None,
-                    json!({"email": email, "name": name, "teams": teams, "admin": admin}),
+                    Event::UserSaved {
+                        email: email.clone(),
+                        name: Some(name.clone()),
+                        teams: teams.clone(),
+                        admin,
+                    },
                 )?;
                 let initial = match (&given, verb) {
                     (Some(p), _) => {
@@ -596,12 +601,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 let u = users::find_user_by_email(conn, &email)?
                     .ok_or_else(|| AppError::not_found("user", &email))?;
                 let t = users::create_token_expiring(conn, u.id, &label, expires_at)?;
-                audit::append(
+                record(
                     conn,
                     &Actor::cli(),
-                    "token_created",
                     None,
-                    json!({"email": u.email, "label": label, "expires_at": expires_at}),
+                    Event::TokenCreated {
+                        email: Some(u.email.clone()),
+                        label: label.clone(),
+                        expires_at,
+                    },
                 )?;
                 Ok(t)
             })

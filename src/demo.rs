@@ -11,15 +11,17 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::{ChangeTarget, NewEntity};
 use crate::db::schema::{change_targets, entities};
 use crate::db::{self, users, write_tx, DatabaseUrl, DbConn};
+use crate::domain::event::Event;
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::signoff::Side;
 use crate::domain::{ChangeState, EntityState, ExecState};
 use crate::error::AppError;
 use crate::service::changes::{self as svc, CreateChange, SignRequest};
+use crate::service::events::record;
 use crate::service::CurrentUser;
 use crate::with_concrete;
 
@@ -216,12 +218,13 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
         write_tx(&mut conn, |conn| -> Result<(), AppError> {
             for t in ["app-owners", "platform-ops"] {
                 users::create_team(conn, t)?;
-                audit::append(
+                record(
                     conn,
                     &Actor::system(),
-                    "team_created",
                     None,
-                    json!({"team": t}),
+                    Event::TeamCreated {
+                        team: t.to_string(),
+                    },
                 )?;
             }
             for d in &DEMO_USERS {
@@ -231,12 +234,16 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
                     let team = users::find_team(conn, t)?.expect("created");
                     users::add_member(conn, team.id, u.id)?;
                 }
-                audit::append(
+                record(
                     conn,
                     &Actor::system(),
-                    "user_saved",
                     None,
-                    json!({"email": d.email, "teams": d.team}),
+                    Event::UserSaved {
+                        email: d.email.to_string(),
+                        name: Some(d.name.to_string()),
+                        teams: d.team.iter().map(|t| t.to_string()).collect(),
+                        admin: d.admin,
+                    },
                 )?;
             }
             Ok(())

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
+mod module_graph;
 pub mod notify;
 pub mod service;
 pub mod telemetry;

@@ -2,12 +2,12 @@
 //! event's hash and its own content, so editing or deleting a row breaks the chain.
 
 use diesel::prelude::*;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::models::AuditEvent;
 use super::schema::{audit_events, audit_head};
 use super::{DbConn, WriteTx};
+use crate::domain::event::Event;
 
 /// Who did something: a person (by email), the command line, or the system.
 #[derive(Debug, Clone)]
@@ -50,16 +50,36 @@ pub fn event_hash(
     hex::encode(h.finalize())
 }
 
-/// Append an event. It runs inside a write transaction by type ([`WriteTx`] only comes
+/// Store an event. It runs inside a write transaction by type ([`WriteTx`] only comes
 /// from [`super::write_tx`]): updating `audit_head` first takes its row lock (PostgreSQL)
 /// or is already serialised (SQLite's `BEGIN IMMEDIATE`), so concurrent writers chain one
 /// after another and the event commits or rolls back with what it records.
+///
+/// Storage only: an event people are told about is recorded through
+/// `service::events::record`, which stores it here and writes its mails in the same
+/// transaction. Called directly only for events that notify nobody
+/// ([`Event::notification`] is `None`), which a debug assertion checks.
 pub fn append(
     tx: &mut WriteTx<'_>,
     actor: &Actor,
-    action: &str,
     change_id: Option<i64>,
-    detail: Value,
+    event: &Event,
+) -> QueryResult<i64> {
+    debug_assert!(
+        event.notification().is_none() || change_id.is_none(),
+        "`{}` notifies people: record it with service::events::record",
+        event.action()
+    );
+    store(tx, actor, change_id, event)
+}
+
+/// [`append`] without the check; `service::events::record` only.
+#[doc(hidden)]
+pub fn store(
+    tx: &mut WriteTx<'_>,
+    actor: &Actor,
+    change_id: Option<i64>,
+    event: &Event,
 ) -> QueryResult<i64> {
     let conn = tx.conn();
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
@@ -70,8 +90,8 @@ pub fn append(
         .select((audit_head::last_id, audit_head::last_hash))
         .first(conn)?;
     let at = super::now();
-    let detail_value = detail;
-    let detail = detail_value.to_string();
+    let action = event.action();
+    let detail = event.detail().to_string();
     let hash = event_hash(&prev_hash, id, &at, &actor.0, action, change_id, &detail);
     diesel::insert_into(audit_events::table)
         .values(AuditEvent {
@@ -88,8 +108,6 @@ pub fn append(
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set(audit_head::last_hash.eq(hash))
         .execute(conn)?;
-    // The mails this event causes, in the same transaction.
-    crate::notify::dispatch(conn, id, &actor.0, action, change_id, &detail_value)?;
     Ok(id)
 }
 
@@ -192,4 +210,12 @@ pub fn verify(conn: &mut DbConn) -> QueryResult<Verdict> {
         return Ok(Verdict::Broken { id: last_id, reason: format!("the chain ends at event {} but the head records event {last_id} (events were deleted from the end)", expected_id - 1) });
     }
     Ok(Verdict::Intact { events: count })
+}
+
+impl AuditEvent {
+    /// The typed event this row holds (`None` for an action this build does not know).
+    pub fn event(&self) -> Option<Event> {
+        let detail: serde_json::Value = serde_json::from_str(&self.detail).ok()?;
+        Event::from_stored(&self.action, &detail)
+    }
 }

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::change::ChangeState;
 use super::notice;
-use crate::error::ErrorCode;
 
 /// Something a person can do to a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -127,12 +126,37 @@ pub struct Facts<'a> {
     pub approval_holds: bool,
 }
 
-/// Why an action is refused: a stable code (the API's `code`; `error.rs` gives it its HTTP
-/// status) and a sentence naming the rule, the team and the state.
+/// Which rule refused an action. `error.rs` names the API's stable `code` of each (the
+/// variants are named like those codes) and so its HTTP status; the domain knows neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A person rule with no more specific reason: the message names who may.
+    Forbidden,
+    NotAuthor,
+    NotInTeam,
+    NotImplementer,
+    SeparationOfDuties,
+    /// Not in this state.
+    IllegalTransition,
+    UnknownState,
+    AlreadySigned,
+    OutsideWindow,
+    SignoffsNoLongerCount,
+    /// The change's operation left the schema.
+    OperationRemoved,
+    NotReversible,
+    AlreadyRolledBack,
+    NothingToRollBack,
+    /// The customer-notice rules refused a draft.
+    Notice(notice::NoticeRefusal),
+}
+
+/// Why an action is refused: the rule and a sentence naming the rule, the team and the
+/// state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
     pub action: ChangeAction,
-    pub code: ErrorCode,
+    pub reason: Reason,
     pub message: String,
     /// The change's state when the refusal is about the state.
     pub state: Option<ChangeState>,
@@ -144,10 +168,10 @@ impl fmt::Display for Denied {
     }
 }
 
-fn who(code: ErrorCode, action: ChangeAction, message: String) -> Denied {
+fn who(reason: Reason, action: ChangeAction, message: String) -> Denied {
     Denied {
         action,
-        code,
+        reason,
         message,
         state: None,
     }
@@ -156,7 +180,7 @@ fn who(code: ErrorCode, action: ChangeAction, message: String) -> Denied {
 fn when(state: ChangeState, action: ChangeAction) -> Denied {
     Denied {
         action,
-        code: ErrorCode::IllegalTransition,
+        reason: Reason::IllegalTransition,
         state: Some(state),
         message: format!(
             "cannot {} a change that is {}",
@@ -173,7 +197,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
     use ChangeState as S;
     let state = f.state.ok_or_else(|| Denied {
         action,
-        code: ErrorCode::UnknownState,
+        reason: Reason::UnknownState,
         state: f.state,
         message: "the change's stored state is not one countersign knows".into(),
     })?;
@@ -184,7 +208,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Edit => {
             if !f.is_author {
                 return Err(who(
-                    ErrorCode::NotAuthor,
+                    Reason::NotAuthor,
                     action,
                     "only the author of a change can edit it".into(),
                 ));
@@ -196,7 +220,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Resolve => {
             if !involved {
                 return Err(who(
-                    ErrorCode::Forbidden,
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can re-resolve it"),
                 ));
@@ -208,7 +232,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Submit => {
             if !(f.is_author || f.in_requesting_team) {
                 return Err(who(
-                    ErrorCode::Forbidden,
+                    Reason::Forbidden,
                     action,
                     format!(
                         "only the author or the requesting team `{}` can submit a change",
@@ -223,7 +247,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::SignRequester => {
             if !f.in_requesting_team {
                 return Err(who(
-                    ErrorCode::NotInTeam,
+                    Reason::NotInTeam,
                     action,
                     format!(
                         "only members of team `{}` can sign the requester side",
@@ -232,10 +256,10 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
                 ));
             }
             if f.in_implementing_team {
-                return Err(who(ErrorCode::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
+                return Err(who(Reason::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
             }
             if f.ever_signed_implementer {
-                return Err(who(ErrorCode::SeparationOfDuties,
+                return Err(who(Reason::SeparationOfDuties,
                     action,
                     "you already signed the implementer side of this change; one person never counts on both sides".into(),
                 ));
@@ -246,7 +270,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.signed_requester {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::AlreadySigned,
+                    reason: Reason::AlreadySigned,
                     state: f.state,
                     message: "you already signed the requester side for this fingerprint".into(),
                 });
@@ -255,7 +279,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::SignImplementer => {
             if !f.in_implementing_team {
                 return Err(who(
-                    ErrorCode::NotInTeam,
+                    Reason::NotInTeam,
                     action,
                     format!(
                         "only members of team `{}` can sign the implementer side",
@@ -265,13 +289,13 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             }
             if f.is_author {
                 return Err(who(
-                    ErrorCode::SeparationOfDuties,
+                    Reason::SeparationOfDuties,
                     action,
                     "the author of a change cannot sign its implementer side".into(),
                 ));
             }
             if f.ever_signed_requester {
-                return Err(who(ErrorCode::SeparationOfDuties,
+                return Err(who(Reason::SeparationOfDuties,
                     action,
                     "you already signed the requester side of this change; one person never counts on both sides".into(),
                 ));
@@ -282,7 +306,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.signed_implementer {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::AlreadySigned,
+                    reason: Reason::AlreadySigned,
                     state: f.state,
                     message: "you already signed the implementer side for this fingerprint".into(),
                 });
@@ -290,7 +314,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         }
         A::Reject => {
             if !(f.is_admin || either_team) {
-                return Err(who(ErrorCode::Forbidden,
+                return Err(who(Reason::Forbidden,
                     action,
                     format!("only the requesting or implementing team ({teams}) or an admin can reject a change"),
                 ));
@@ -302,7 +326,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Cancel => {
             if !(f.is_admin || f.is_author || f.in_requesting_team) {
                 return Err(who(
-                    ErrorCode::Forbidden,
+                    Reason::Forbidden,
                     action,
                     format!(
                         "only the author, the requesting team `{}` or an admin can cancel a change",
@@ -317,7 +341,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Comment => {
             if !involved {
                 return Err(who(
-                    ErrorCode::Forbidden,
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can comment on it"),
                 ));
@@ -326,7 +350,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Execute | A::Resume => {
             if !f.in_implementing_team {
                 return Err(who(
-                    ErrorCode::NotImplementer,
+                    Reason::NotImplementer,
                     action,
                     format!(
                         "only members of the implementing team `{}` can {} a change",
@@ -345,7 +369,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if action == A::Execute && !f.in_window {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::OutsideWindow,
+                    reason: Reason::OutsideWindow,
                     state: f.state,
                     message: "now is outside the change's execution window".into(),
                 });
@@ -353,7 +377,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if action == A::Execute && !f.approval_holds {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::SignoffsNoLongerCount,
+                    reason: Reason::SignoffsNoLongerCount,
                     state: f.state,
                     message: "its sign-offs no longer all count (a signer left their team): it needs new sign-offs".into(),
                 });
@@ -361,7 +385,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if !f.operation_known {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::OperationRemoved,
+                    reason: Reason::OperationRemoved,
                     state: f.state,
                     message: "the change's operation is no longer in the schema; it cannot run"
                         .into(),
@@ -370,7 +394,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         }
         A::Abort => {
             if !(f.is_admin || f.in_implementing_team) {
-                return Err(who(ErrorCode::NotImplementer,
+                return Err(who(Reason::NotImplementer,
                     action,
                     format!(
                         "only members of the implementing team `{}` or an admin can abort an execution",
@@ -385,7 +409,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Rollback => {
             if !involved {
                 return Err(who(
-                    ErrorCode::Forbidden,
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can roll it back"),
                 ));
@@ -396,7 +420,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.is_rollback {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::NotReversible,
+                    reason: Reason::NotReversible,
                     state: f.state,
                     message: "a rollback is not rolled back: request a new change for what should happen now".into(),
                 });
@@ -404,7 +428,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if !f.operation_known || !f.reversible {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::NotReversible,
+                    reason: Reason::NotReversible,
                     state: f.state,
                     message: "this change's effect has no inverse and cannot be rolled back".into(),
                 });
@@ -412,7 +436,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.has_open_rollback {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::AlreadyRolledBack,
+                    reason: Reason::AlreadyRolledBack,
                     state: f.state,
                     message: "this change already has a rollback".into(),
                 });
@@ -420,7 +444,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.executed_targets == 0 {
                 return Err(Denied {
                     action,
-                    code: ErrorCode::NothingToRollBack,
+                    reason: Reason::NothingToRollBack,
                     state: f.state,
                     message: "the execution changed no target, so there is nothing to roll back"
                         .into(),
@@ -446,9 +470,9 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
                 let about_state = r.kind() != notice::RefusalKind::Forbidden;
                 return Err(Denied {
                     action,
-                    code: r.code(),
                     state: about_state.then_some(state),
                     message: r.to_string(),
+                    reason: Reason::Notice(r),
                 });
             }
         }
@@ -498,7 +522,7 @@ mod tests {
         assert!(!a.contains(&A::SignRequester));
         assert!(a.contains(&A::SignImplementer));
         let e = decide(&f, A::SignRequester).unwrap_err();
-        assert_eq!(e.code, ErrorCode::SeparationOfDuties);
+        assert_eq!(e.reason, Reason::SeparationOfDuties);
         assert!(e.message.contains("platform-ops"), "{}", e.message);
     }
 
@@ -508,8 +532,8 @@ mod tests {
         f.is_author = true;
         f.in_implementing_team = true;
         assert_eq!(
-            decide(&f, A::SignImplementer).unwrap_err().code,
-            ErrorCode::SeparationOfDuties
+            decide(&f, A::SignImplementer).unwrap_err().reason,
+            Reason::SeparationOfDuties
         );
     }
 
@@ -521,14 +545,14 @@ mod tests {
         assert!(allowed(&f).contains(&A::Rollback));
         f.is_rollback = true;
         assert_eq!(
-            decide(&f, A::Rollback).unwrap_err().code,
-            ErrorCode::NotReversible
+            decide(&f, A::Rollback).unwrap_err().reason,
+            Reason::NotReversible
         );
         f.is_rollback = false;
         f.executed_targets = 0;
         assert_eq!(
-            decide(&f, A::Rollback).unwrap_err().code,
-            ErrorCode::NothingToRollBack
+            decide(&f, A::Rollback).unwrap_err().reason,
+            Reason::NothingToRollBack
         );
     }
 
@@ -550,7 +574,10 @@ mod tests {
         // Someone in both teams would leave nobody to approve their notice.
         f.in_implementing_team = true;
         let e = decide(&f, A::DraftNotice).unwrap_err();
-        assert_eq!(e.code, ErrorCode::SeparationOfDuties);
+        assert!(matches!(
+            e.reason,
+            Reason::Notice(notice::NoticeRefusal::InBothTeams { .. })
+        ));
         assert_eq!(e.state, None);
     }
 
@@ -559,11 +586,11 @@ mod tests {
         let mut f = facts(ChangeState::Completed);
         f.is_author = true;
         let e = decide(&f, A::Edit).unwrap_err();
-        assert_eq!(e.code, ErrorCode::IllegalTransition);
+        assert_eq!(e.reason, Reason::IllegalTransition);
         assert_eq!(e.state, Some(ChangeState::Completed));
         assert_eq!(e.message, "cannot edit a change that is completed");
         f.is_author = false;
         let e = decide(&f, A::Edit).unwrap_err();
-        assert_eq!((e.code, e.state), (ErrorCode::NotAuthor, None));
+        assert_eq!((e.reason, e.state), (Reason::NotAuthor, None));
     }
 }

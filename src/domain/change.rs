@@ -154,6 +154,11 @@ pub fn after_resolution(
     }
 }
 
+/// How people name change `id`: `CHG-12`.
+pub fn number(id: i64) -> String {
+    format!("CHG-{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod change;
 pub mod entity;
+pub mod event;
 pub mod execution;
 pub mod lines;
 pub mod notice;
@@ -18,6 +19,7 @@ pub mod selector;
 pub mod signoff;
 pub mod text;
 pub mod text_enum;
+pub mod waves;
 
 pub use change::ChangeState;
 pub use entity::EntityState;

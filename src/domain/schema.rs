@@ -9,8 +9,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::execution::{default_waves, WaveSize};
-use crate::error::ErrorCode;
+use super::waves::{default_waves, WaveSize};
 
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
@@ -230,15 +229,6 @@ pub enum RequestRefusal {
         label: String,
         allowed: String,
     },
-}
-
-impl RequestRefusal {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            RequestRefusal::SameTeam { .. } => ErrorCode::SameTeam,
-            RequestRefusal::NotRequesterTeam { .. } => ErrorCode::NotRequesterTeam,
-        }
-    }
 }
 
 impl Operation {

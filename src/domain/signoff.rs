@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::SignoffPolicy;
 use super::text_enum::text_enum;
-use crate::error::ErrorCode;
 
 #[derive(
     Debug,
@@ -93,17 +92,6 @@ pub enum Refusal {
     ConfirmCountMissing { expected: u64 },
     #[error("confirm_count is {given}, but this change has {expected} targets")]
     ConfirmCountWrong { given: u64, expected: u64 },
-}
-
-impl Refusal {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Refusal::StaleFingerprint { .. } => ErrorCode::StaleFingerprint,
-            Refusal::StaleText { .. } => ErrorCode::StaleText,
-            Refusal::ConfirmCountMissing { .. } => ErrorCode::ConfirmCountRequired,
-            Refusal::ConfirmCountWrong { .. } => ErrorCode::ConfirmCountMismatch,
-        }
-    }
 }
 
 /// The hash of the text a signer reads (title and rationale), bound into each sign-off.

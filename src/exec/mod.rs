@@ -16,16 +16,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::config::Config;
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::{Change, Execution};
 use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn, Pool, WriteTx};
+use crate::domain::event::Event;
 use crate::domain::execution::{final_state, wave_halts, ExecState, ItemStatus, Wave};
 use crate::domain::schema::Effect;
 use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
+use crate::service::events::record;
 
 /// Wakes an idle worker as soon as there is work (an execute or resume in this process).
 #[derive(Default)]
@@ -133,7 +133,9 @@ fn hostname() -> String {
 
 /// The worker loop: claim an execution, run it until it stops or the lease is lost.
 pub fn run(ctx: Ctx) {
-    tracing::info!(owner = %ctx.owner, "execution worker started");
+    // Every line this thread logs names the worker; a claimed execution adds its own span.
+    let _worker = tracing::info_span!("worker", owner = %ctx.owner).entered();
+    tracing::info!("execution worker started");
     // Webhook clients (keep-alive connections) live as long as the worker.
     let mut hooks = webhook::Hooks::default();
     while !ctx.stopping() {
@@ -142,7 +144,10 @@ pub fn run(ctx: Ctx) {
         });
         match claimed {
             Ok(Some(e)) => {
-                tracing::info!(execution = e.id, change = e.change_id, "claimed execution");
+                let _span =
+                    tracing::info_span!("execution", execution = e.id, change = e.change_id)
+                        .entered();
+                tracing::info!("claimed execution");
                 run_execution(&ctx, e.id, &mut hooks);
             }
             Ok(None) => ctx.wake.wait(Duration::from_millis(ctx.config.poll_ms)),
@@ -153,7 +158,7 @@ pub fn run(ctx: Ctx) {
             }
         }
     }
-    tracing::info!(owner = %ctx.owner, "execution worker stopped");
+    tracing::info!("execution worker stopped");
 }
 
 /// What one step did.
@@ -279,12 +284,17 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             .map(|o| o.failure_threshold)
             .unwrap_or(0.0);
         repo::set_wave(conn, e.id, wave + 1)?;
-        audit::append(
+        record(
             conn,
             &Actor::system(),
-            "wave_completed",
             Some(c.id),
-            json!({"wave": wave, "of": waves.len(), "done": done, "failed": failed, "skipped": skipped}),
+            Event::WaveCompleted {
+                wave: wave as u32,
+                of: waves.len() as u32,
+                done,
+                failed,
+                skipped,
+            },
         )?;
         if wave_halts(done, failed, threshold) {
             let reason = format!(
@@ -295,12 +305,16 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             );
             repo::set_state(conn, e.id, ExecState::Halted, Some(&reason))?;
             change_repo::set_state(conn, c.id, ChangeState::Halted)?;
-            audit::append(
+            record(
                 conn,
                 &Actor::system(),
-                "execution_halted",
                 Some(c.id),
-                json!({"wave": wave, "done": done, "failed": failed, "reason": reason}),
+                Event::ExecutionHalted {
+                    wave: wave as u32,
+                    done,
+                    failed,
+                    reason,
+                },
             )?;
             tracing::warn!(change = c.id, wave, failed, "execution halted");
             return Ok(Step::Stop);
@@ -319,12 +333,17 @@ fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()>
     let state = final_state(e.done as u64, e.failed as u64);
     repo::set_state(conn, exec_id, state, None)?;
     change_repo::set_state(conn, change_id, change_state(state))?;
-    audit::append(
+    record(
         conn,
         &Actor::system(),
-        "execution_finished",
         Some(change_id),
-        json!({"state": state.as_str(), "done": e.done, "failed": e.failed, "skipped": e.skipped, "total": e.total}),
+        Event::ExecutionFinished {
+            state,
+            done: e.done as u64,
+            failed: e.failed as u64,
+            skipped: e.skipped as u64,
+            total: e.total as u64,
+        },
     )?;
     tracing::info!(
         change = change_id,

@@ -8,8 +8,9 @@ use lettre::Message;
 use serde_json::Value;
 
 use crate::db::models::OutboxRow;
+use crate::domain::change::number;
+use crate::domain::event::{Event, Stale, Staleness};
 use crate::domain::resolution::short_fingerprint;
-use crate::service::views::number;
 
 /// Where links in mails point and who mails come from.
 #[derive(Debug, Clone)]
@@ -19,6 +20,13 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
+    pub fn of(config: &crate::config::MailConfig) -> Self {
+        MailSettings {
+            from: config.from.clone(),
+            public_url: config.public_url.clone(),
+        }
+    }
+
     fn domain(&self) -> String {
         self.from
             .rsplit_once('@')
@@ -165,8 +173,9 @@ fn content(p: &Value) -> Content {
     let mut paragraphs = Vec::new();
     let mut link_label = "Open the change";
     let mut reason = "you take part in this change";
-    let (subject, headline) = match p["kind"].as_str().unwrap_or_default() {
-        "needs_signoff" => {
+    let event = Event::from_stored(p["action"].as_str().unwrap_or_default(), d);
+    let (subject, headline) = match &event {
+        Some(Event::Submitted { .. }) => {
             link_label = "Review and sign";
             reason = "your team signs this kind of change";
             paragraphs.push(format!(
@@ -177,17 +186,16 @@ fn content(p: &Value) -> Content {
                 format!("{actor} submitted {chg} for sign-off"),
             )
         }
-        "signed" => {
-            let comment = s(&d["comment"]);
+        Some(Event::Signed { side, comment, .. }) => {
             if !comment.is_empty() {
                 paragraphs.push(format!("“{comment}”"));
             }
             (
                 format!("[{chg}] Signed by {actor}: {title}"),
-                format!("{actor} signed the {} side of {chg}", s(&d["side"])),
+                format!("{actor} signed the {side} side of {chg}"),
             )
         }
-        "approved" => {
+        Some(Event::Approved { .. }) => {
             paragraphs.push(format!(
                 "Both teams signed fingerprint {fp}. {} can now execute it.",
                 s(&p["implementing_team"])
@@ -197,32 +205,45 @@ fn content(p: &Value) -> Content {
                 format!("{chg} is approved"),
             )
         }
-        "stale" if d["text_changed"] == true => {
+        Some(Event::SignoffsStale(Stale {
+            why: Staleness::Text { fields, .. },
+            ..
+        })) => {
             link_label = "Read it again and sign";
+            let fields: Vec<&str> = fields
+                .iter()
+                .map(String::as_str)
+                .filter(|x| *x == "title" || *x == "rationale")
+                .collect();
             paragraphs.push(format!(
                 "{actor} rewrote the {} after you signed. A sign-off covers the text its signer read, so yours no longer counts: read the change again and sign if you still agree (the targets did not change; fingerprint {fp}).",
-                d["fields"]
-                    .as_array()
-                    .map(|f| f.iter().filter_map(|x| x.as_str()).filter(|x| *x == "title" || *x == "rationale").collect::<Vec<_>>().join(" and "))
-                    .unwrap_or_else(|| "text".into())
+                if fields.is_empty() { "text".to_string() } else { fields.join(" and ") }
             ));
             (
                 format!("[{chg}] Text changed, sign again: {title}"),
                 format!("{chg} was reworded after your sign-off"),
             )
         }
-        "stale" => {
+        Some(Event::SignoffsStale(Stale {
+            previous_fingerprint,
+            reason: why,
+            why:
+                Staleness::Targets {
+                    added,
+                    removed,
+                    added_sample,
+                    removed_sample,
+                },
+            ..
+        })) => {
             link_label = "Review the new list and sign again";
             paragraphs.push(format!(
-                "The resolved target list changed: {} added, {} removed ({}). Your sign-off was for {} and no longer counts; the new fingerprint is {fp}.",
-                s(&d["added"]),
-                s(&d["removed"]),
-                s(&d["reason"]),
-                d["previous_fingerprint"].as_str().map(short_fingerprint).unwrap_or_default()
+                "The resolved target list changed: {added} added, {removed} removed ({why}). Your sign-off was for {} and no longer counts; the new fingerprint is {fp}.",
+                previous_fingerprint.as_deref().map(short_fingerprint).unwrap_or_default()
             ));
-            for (label, key) in [("Added", "added_sample"), ("Removed", "removed_sample")] {
-                if let Some(list) = d[key].as_array().filter(|l| !l.is_empty()) {
-                    let ids: Vec<String> = list.iter().take(10).map(s).collect();
+            for (label, list) in [("Added", added_sample), ("Removed", removed_sample)] {
+                if !list.is_empty() {
+                    let ids: Vec<&str> = list.iter().take(10).map(String::as_str).collect();
                     facts.push((label.to_string(), ids.join(", ")));
                 }
             }
@@ -231,16 +252,15 @@ fn content(p: &Value) -> Content {
                 format!("The target list of {chg} changed after you signed"),
             )
         }
-        "rejected" => {
-            paragraphs.push(format!("Reason: {}", s(&d["reason"])));
+        Some(Event::Rejected { reason: why, .. }) => {
+            paragraphs.push(format!("Reason: {why}"));
             (
                 format!("[{chg}] Rejected: {title}"),
                 format!("{actor} rejected {chg}"),
             )
         }
-        "cancelled" => {
-            let r = s(&d["reason"]);
-            if !r.is_empty() {
+        Some(Event::Cancelled { reason: why, .. }) => {
+            if let Some(r) = why.as_deref().filter(|r| !r.is_empty()) {
                 paragraphs.push(format!("Reason: {r}"));
             }
             (
@@ -248,22 +268,18 @@ fn content(p: &Value) -> Content {
                 format!("{actor} cancelled {chg}"),
             )
         }
-        "commented" => {
-            paragraphs.push(s(&d["body"]));
+        Some(Event::Commented { body, .. }) => {
+            paragraphs.push(body.clone());
             link_label = "Reply";
             (
                 format!("[{chg}] Comment from {actor}: {title}"),
                 format!("{actor} commented on {chg}"),
             )
         }
-        "execution_started" => {
-            let waves: Vec<String> = d["waves"]
-                .as_array()
-                .map(|w| w.iter().map(s).collect())
-                .unwrap_or_default();
+        Some(Event::ExecutionStarted { targets, waves, .. }) => {
+            let waves: Vec<String> = waves.iter().map(u64::to_string).collect();
             paragraphs.push(format!(
-                "{} targets, in waves of {}.",
-                s(&d["targets"]),
+                "{targets} targets, in waves of {}.",
                 waves.join(", then ")
             ));
             link_label = "Watch the progress";
@@ -272,14 +288,15 @@ fn content(p: &Value) -> Content {
                 format!("{actor} started executing {chg}"),
             )
         }
-        "execution_halted" => {
+        Some(Event::ExecutionHalted {
+            wave,
+            done,
+            failed,
+            reason: why,
+        }) => {
             link_label = "Resume or abort";
             paragraphs.push(format!(
-                "Wave {} ended with {} failed and {} done: {}. Nothing more runs until someone of {} resumes or aborts it.",
-                s(&d["wave"]),
-                s(&d["failed"]),
-                s(&d["done"]),
-                s(&d["reason"]),
+                "Wave {wave} ended with {failed} failed and {done} done: {why}. Nothing more runs until someone of {} resumes or aborts it.",
                 s(&p["implementing_team"])
             ));
             (
@@ -287,51 +304,66 @@ fn content(p: &Value) -> Content {
                 format!("Execution of {chg} halted"),
             )
         }
-        "execution_finished" => {
-            let st = d["state"].as_str().unwrap_or("aborted").replace('_', " ");
+        Some(Event::ExecutionFinished {
+            state,
+            done,
+            failed,
+            skipped,
+            total,
+        }) => {
+            let st = state.as_str().replace('_', " ");
             paragraphs.push(format!(
-                "{} done, {} failed, {} skipped of {}.",
-                s(&d["done"]),
-                s(&d["failed"]),
-                s(&d["skipped"]),
-                s(&d["total"])
+                "{done} done, {failed} failed, {skipped} skipped of {total}."
             ));
-            if let Some(r) = d["reason"].as_str() {
-                paragraphs.push(format!("Reason: {r}"));
-            }
             (
                 format!("[{chg}] Execution {st}: {title}"),
                 format!("Execution of {chg}: {st}"),
             )
         }
-        "rollback_created" => {
+        Some(Event::ExecutionAborted {
+            skipped,
+            reason: why,
+            ..
+        }) => {
+            // Aborted by a person: what ran before it stays; the rest is skipped.
+            paragraphs.push(format!("{skipped} pending targets were skipped."));
+            paragraphs.push(format!("Reason: {why}"));
+            (
+                format!("[{chg}] Execution aborted: {title}"),
+                format!("Execution of {chg}: aborted"),
+            )
+        }
+        Some(Event::RollbackCreated { rollback, .. }) => {
             paragraphs.push(format!(
-                "{} undoes {chg}: it needs its sign-offs before it can run.",
-                s(&d["rollback"])
+                "{rollback} undoes {chg}: it needs its sign-offs before it can run."
             ));
             (
                 format!("[{chg}] Rollback created: {title}"),
                 format!("{actor} created a rollback of {chg}"),
             )
         }
-        "notice_drafted" => {
+        Some(Event::CustomerNoticeDrafted {
+            subject,
+            recipients,
+            approver_team,
+            ..
+        }) => {
             link_label = "Review the notice";
             reason = "your team approves customer notices drafted by the other team";
             paragraphs.push(format!(
-                "{actor} drafted a notice to {} contact(s) of the customers of {chg}: “{}”. Nothing reaches them until a member of {} approves it.",
-                s(&d["recipients"]),
-                s(&d["subject"]),
-                s(&d["approver_team"])
+                "{actor} drafted a notice to {recipients} contact(s) of the customers of {chg}: “{subject}”. Nothing reaches them until a member of {} approves it.",
+                approver_team.as_deref().unwrap_or_default()
             ));
             (
-                format!("[{chg}] Customer notice to approve: {}", s(&d["subject"])),
+                format!("[{chg}] Customer notice to approve: {subject}"),
                 format!("{actor} drafted a customer notice for {chg}"),
             )
         }
-        other => (
-            format!("[{chg}] {other}: {title}"),
-            format!("{chg}: {other}"),
-        ),
+        // An event this build cannot read back (written by another version).
+        _ => {
+            let what = s(&p["action"]).replace('_', " ");
+            (format!("[{chg}] {what}: {title}"), format!("{chg}: {what}"))
+        }
     };
     Content {
         subject,

@@ -1,5 +1,5 @@
 //! Notifications. Every audit event that people must hear about becomes outbox rows in the
-//! same transaction (`dispatch`, called by `db::audit::append`): a committed event always
+//! same transaction (`dispatch`, called by `service::events::record`): a committed event always
 //! has its mails and a rolled-back one none. The mailer (`mailer.rs`) delivers them; the
 //! mails are rendered from the facts stored with each row (`mail.rs`).
 
@@ -10,68 +10,21 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::domain::event::{Event, NotificationKind};
+use crate::domain::Side;
+
 use crate::db::models::NewOutbox;
 use crate::db::outbox as repo;
 use crate::db::{changes as change_repo, now, DbConn};
 use crate::domain::OutboxState;
 use diesel::QueryResult;
 
-/// Event kinds a person can set a preference for.
-pub const KINDS: [(&str, &str); 11] = [
-    ("needs_signoff", "A change needs your team's sign-off"),
-    ("signed", "Someone signed a change you are part of"),
-    ("approved", "A change was approved"),
-    (
-        "stale",
-        "A sign-off of yours went stale (the target list changed)",
-    ),
-    ("rejected", "A change you are part of was rejected"),
-    ("cancelled", "A change you are part of was cancelled"),
-    ("commented", "A comment on a change you are part of"),
-    ("execution_started", "Execution started"),
-    ("execution_halted", "Execution halted and needs a decision"),
-    (
-        "execution_finished",
-        "Execution finished (completed, partially failed, failed or aborted)",
-    ),
-    (
-        "notice_drafted",
-        "A customer notice waits for your team's approval",
-    ),
-];
-
 /// How a person wants one kind of notification.
 pub const MODES: [&str; 3] = ["immediately", "digest", "never"];
 
-/// The rollback kind shares `execution_finished`'s audience but has its own preference key.
-pub const ROLLBACK_KIND: &str = "rollback_created";
-
-pub fn is_kind(k: &str) -> bool {
-    k == ROLLBACK_KIND || KINDS.iter().any(|(n, _)| *n == k)
-}
-
 /// Whether `mode` is allowed for `kind` (a sign-off request can be digested, never muted).
-pub fn mode_allowed(kind: &str, mode: &str) -> bool {
-    MODES.contains(&mode) && !(kind == "needs_signoff" && mode == "never")
-}
-
-/// The notification kind of an audit action, if people are told about it.
-fn kind_of(action: &str) -> Option<&'static str> {
-    Some(match action {
-        "submitted" => "needs_signoff",
-        "signed" => "signed",
-        "approved" => "approved",
-        "signoffs_stale" => "stale",
-        "rejected" => "rejected",
-        "cancelled" => "cancelled",
-        "commented" => "commented",
-        "execution_started" => "execution_started",
-        "execution_halted" => "execution_halted",
-        "execution_finished" | "execution_aborted" => "execution_finished",
-        "rollback_created" => ROLLBACK_KIND,
-        "customer_notice_drafted" => "notice_drafted",
-        _ => return None,
-    })
+pub fn mode_allowed(kind: NotificationKind, mode: &str) -> bool {
+    MODES.contains(&mode) && (kind.can_mute() || mode != "never")
 }
 
 type Person = (i64, String, String);
@@ -100,54 +53,51 @@ fn participants(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult
     repo::people(conn, &ids)
 }
 
-/// Write the outbox rows for audit event `event_id`. Runs inside the event's transaction.
-pub fn dispatch(
+/// Write the outbox rows for audit event `event_id` (`kind` is its notification). Runs
+/// inside the event's transaction; called by `service::events::record` only.
+pub(crate) fn dispatch(
     conn: &mut DbConn,
     event_id: i64,
     actor: &str,
-    action: &str,
-    change_id: Option<i64>,
-    detail: &Value,
+    kind: NotificationKind,
+    cid: i64,
+    event: &Event,
 ) -> QueryResult<()> {
-    let (Some(kind), Some(cid)) = (kind_of(action), change_id) else {
-        return Ok(());
-    };
     let Some(c) = change_repo::get(conn, cid)? else {
         return Ok(());
     };
     let mut to: BTreeMap<i64, Person> = BTreeMap::new();
-    match kind {
-        "needs_signoff" | "approved" => {
+    match event {
+        Event::Submitted { .. } | Event::Approved { .. } => {
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
             add(&mut to, repo::team_people(conn, &c.requesting_team)?);
         }
-        "signed" => {
+        Event::Signed { side, .. } => {
             add(&mut to, repo::people(conn, &[c.author_id])?);
-            let other = if detail["side"] == "requester" {
-                &c.implementing_team
-            } else {
-                &c.requesting_team
+            let other = match side {
+                Side::Requester => &c.implementing_team,
+                Side::Implementer => &c.requesting_team,
             };
             add(&mut to, repo::team_people(conn, other)?);
         }
-        "stale" => {
-            let previous = detail["previous_fingerprint"].as_str().unwrap_or_default();
+        Event::SignoffsStale(stale) => {
             let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
                 .into_iter()
-                .filter(|s| s.0.fingerprint == previous)
+                .filter(|s| stale.previous_fingerprint.as_deref() == Some(s.0.fingerprint.as_str()))
                 .map(|s| s.0.user_id)
                 .collect();
             add(&mut to, repo::people(conn, &ids)?);
         }
-        "execution_halted" => {
+        Event::ExecutionHalted { .. } => {
             add(&mut to, participants(conn, &c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }
         // The people who can approve it: the change's other team.
-        "notice_drafted" => {
-            if let Some(team) = detail["approver_team"].as_str() {
-                add(&mut to, repo::team_people(conn, team)?);
-            }
+        Event::CustomerNoticeDrafted {
+            approver_team: Some(team),
+            ..
+        } => {
+            add(&mut to, repo::team_people(conn, team)?);
         }
         _ => add(&mut to, participants(conn, &c)?),
     }
@@ -157,7 +107,7 @@ pub fn dispatch(
         return Ok(());
     }
     let ids: Vec<i64> = to.keys().copied().collect();
-    let prefs = repo::prefs_for(conn, &ids, kind)?;
+    let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
     let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
     // Named as it executes (a rollback as the restore it runs), like every screen.
     let executes = crate::db::schemas::by_hash(conn, &c.schema_hash)?.and_then(|s| {
@@ -167,7 +117,7 @@ pub fn dispatch(
     let payload = json!({
         "operation_label": executes.as_ref().map(|e| e.label.clone()),
         "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),
-        "action": action,
+        "action": event.action(),
         "kind": kind,
         "actor": actor,
         "change_id": c.id,
@@ -180,7 +130,7 @@ pub fn dispatch(
         "targets": c.target_count,
         "fingerprint": c.fingerprint,
         "rollback_of": c.rollback_of,
-        "detail": detail,
+        "detail": event.detail(),
     })
     .to_string();
     let t = now();
@@ -189,13 +139,13 @@ pub fn dispatch(
         .filter_map(|(id, email, _)| {
             let mode = prefs.get(&id).map(String::as_str).unwrap_or("immediately");
             let st = match mode {
-                "never" if kind != "needs_signoff" => return None,
+                "never" if kind.can_mute() => return None,
                 "digest" | "never" => OutboxState::Digest,
                 _ => OutboxState::Pending,
             };
             Some(NewOutbox {
                 event_key: format!("audit:{event_id}"),
-                event_kind: kind.to_string(),
+                event_kind: kind.as_str().to_string(),
                 change_id: Some(cid),
                 user_id: Some(id),
                 recipient: email,

@@ -5,11 +5,12 @@
 //! passwords before they take a pooled connection and hand the hashes in.
 
 use chrono::Duration;
-use serde_json::json;
 
-use crate::db::audit::{self, Actor};
+use super::events::record;
+use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::{users, write_tx, DbConn, WriteTx};
+use crate::domain::event::Event;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::CurrentUser;
 
@@ -25,6 +26,7 @@ pub struct NewSession {
 /// checked against (outside this transaction), `new_hash` the new one. Every session of
 /// the person ends, the current one included, and a new one is issued for the browser
 /// that made the change. Clears `must_change_password`.
+#[tracing::instrument(name = "accounts::change_password", skip_all, fields(user = user.id))]
 pub fn change_password(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -42,12 +44,13 @@ pub fn change_password(
         let ended = users::end_sessions_except(tx, user.id, None)?;
         let (token, csrf) = users::create_session(tx, user.id, session_ttl)?;
         let others_ended = ended.saturating_sub(1);
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "password_changed",
             None,
-            json!({"other_sessions_ended": others_ended}),
+            Event::PasswordChanged {
+                other_sessions_ended: others_ended as u64,
+            },
         )?;
         Ok(NewSession {
             token,
@@ -59,6 +62,7 @@ pub fn change_password(
 
 /// Sign out one of one's own sessions by its public id (404 for anybody else's).
 /// Returns whether it was the session of `current` (the caller then clears the cookie).
+#[tracing::instrument(name = "accounts::revoke_session", skip_all, fields(user = user.id))]
 pub fn revoke_session(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -72,18 +76,21 @@ pub fn revoke_session(
                 "You have no such session (it may have ended already).",
             ));
         };
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "session_revoked",
             None,
-            json!({"session": public_id, "current": was_current}),
+            Event::SessionRevoked {
+                session: public_id.to_string(),
+                current: was_current,
+            },
         )?;
         Ok(was_current)
     })
 }
 
 /// Sign out all of one's sessions but the current one; how many ended.
+#[tracing::instrument(name = "accounts::revoke_other_sessions", skip_all, fields(user = user.id))]
 pub fn revoke_other_sessions(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -91,12 +98,11 @@ pub fn revoke_other_sessions(
 ) -> AppResult<usize> {
     write_tx(conn, |tx| {
         let n = users::end_sessions_except(tx, user.id, Some(current))?;
-        audit::append(
+        record(
             tx,
             &user.actor(),
-            "other_sessions_revoked",
             None,
-            json!({"sessions": n}),
+            Event::OtherSessionsRevoked { sessions: n as u64 },
         )?;
         Ok(n)
     })
@@ -106,6 +112,7 @@ pub fn revoke_other_sessions(
 /// password): all their sessions end; `must_change` makes them choose their own at the
 /// next sign-in. Audited as `password_reset` (who, whether it must be changed, how many
 /// sessions ended; never the password).
+#[tracing::instrument(name = "accounts::reset_password", skip_all)]
 pub fn reset_password(
     tx: &mut WriteTx<'_>,
     actor: &Actor,
@@ -114,12 +121,15 @@ pub fn reset_password(
     must_change: bool,
 ) -> AppResult<usize> {
     let ended = users::reset_password(tx, user.id, password, must_change)?;
-    audit::append(
+    record(
         tx,
         actor,
-        "password_reset",
         None,
-        json!({"email": user.email, "must_change_password": must_change, "sessions_ended": ended}),
+        Event::PasswordReset {
+            email: user.email.clone(),
+            must_change_password: must_change,
+            sessions_ended: ended as u64,
+        },
     )?;
     Ok(ended)
 }

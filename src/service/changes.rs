@@ -14,13 +14,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::events::record;
 use super::views::*;
 use super::CurrentUser;
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::{Change, NewChange};
 use crate::db::{changes as repo, now, resolve, users, write_tx, DbConn, WriteTx};
 use crate::domain::access::{self, ChangeAction, Facts};
 use crate::domain::change;
+use crate::domain::event::{Created, Event, SelectorShape, Stale, Staleness, WithinShape};
 use crate::domain::execution::AttrChange;
 use crate::domain::execution::RestoreSpec;
 use crate::domain::resolution::{
@@ -341,7 +343,7 @@ pub(crate) fn resolve_change(
         )?);
     }
     if let Some(spec) = RestoreSpec::of_selector(&c.selector) {
-        let point = super::restore::point(conn, &spec)?;
+        let point = point(conn, &spec)?;
         return Ok(resolve::resolve_restore(conn, schema, op, &spec, &point)?);
     }
     let selector: Selector = serde_json::from_str(&c.selector)
@@ -349,6 +351,22 @@ pub(crate) fn resolve_change(
     let params: Value = serde_json::from_str(&c.params)
         .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
     Ok(resolve::resolve(conn, schema, op, &params, &selector)?)
+}
+
+/// The point a stored restore goes back to.
+pub(crate) fn point(
+    conn: &mut DbConn,
+    spec: &RestoreSpec,
+) -> AppResult<crate::domain::execution::RestorePoint> {
+    crate::db::exec::restore_point(conn, spec)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotExecuted,
+            format!(
+                "{} never ran, so there is no state before it",
+                spec.before_change.map(number).unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// The effect executing `c` has: the operation's, or its inverse for a rollback.
@@ -417,30 +435,54 @@ pub(crate) fn reresolve_locked(
     if changed {
         out.stale_signoffs = repo::mark_stale(conn, c.id, Some(&r.fingerprint))?;
         if out.stale_signoffs > 0 {
-            audit::append(
+            record(
                 conn,
                 actor,
-                "signoffs_stale",
                 Some(c.id),
-                json!({"count": out.stale_signoffs, "previous_fingerprint": c.fingerprint, "fingerprint": r.fingerprint, "added": out.added, "removed": out.removed, "added_sample": out.added_sample, "removed_sample": out.removed_sample, "reason": reason}),
+                Event::SignoffsStale(Stale {
+                    count: out.stale_signoffs as u64,
+                    previous_fingerprint: c.fingerprint.clone(),
+                    fingerprint: Some(r.fingerprint.clone()),
+                    reason: reason.to_string(),
+                    why: Staleness::Targets {
+                        added: out.added,
+                        removed: out.removed,
+                        added_sample: out.added_sample.clone(),
+                        removed_sample: out.removed_sample.clone(),
+                    },
+                }),
             )?;
         }
     }
-    audit::append(
+    record(
         conn,
         actor,
-        "resolved",
         Some(c.id),
-        json!({"reason": reason, "fingerprint": r.fingerprint, "changed": changed, "targets": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
+        Event::Resolved {
+            reason: reason.to_string(),
+            fingerprint: r.fingerprint.clone(),
+            changed,
+            targets: r.targets.len() as u64,
+            roots: r.summary.roots,
+            errors: r.error_count as u64,
+            schema: schema.hash.clone(),
+        },
     )?;
     if next != state {
         repo::set_state(conn, c.id, next)?;
-        audit::append(
+        let reason = match &problem {
+            Some(p) => format!("it cannot be signed as it is: {p}"),
+            None => "the fingerprint changed; earlier sign-offs are stale".to_string(),
+        };
+        record(
             conn,
             actor,
-            "state_changed",
             Some(c.id),
-            json!({"from": state.as_str(), "to": next.as_str(), "reason": match &problem { Some(p) => format!("it cannot be signed as it is: {p}"), None => "the fingerprint changed; earlier sign-offs are stale".to_string() }}),
+            Event::StateChanged {
+                from: state,
+                to: next,
+                reason,
+            },
         )?;
     }
     out.state = next;
@@ -527,6 +569,7 @@ pub(crate) fn check_teams(
 /// resolution, so nothing can change between the two and the list is resolved once; when
 /// it cannot be submitted nothing is stored and the reason is the error (no draft is left
 /// behind).
+#[tracing::instrument(name = "changes::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -584,12 +627,30 @@ pub fn create(
             targets = r.targets.len(),
             "stored targets"
         );
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "created",
             Some(c.id),
-            json!({"title": title, "operation": op.name, "requesting_team": req.requesting_team, "implementing_team": op.implemented_by, "params": params, "selector": {"ids": req.targets.ids.len(), "within": req.targets.within.as_ref().map(|w| serde_json::json!({"kind": w.kind, "ids": w.ids.len()})), "where": req.targets.filter}, "fingerprint": r.fingerprint, "target_count": r.targets.len(), "roots": r.summary.roots, "errors": r.error_count, "schema": schema.hash}),
+            Event::Created(Created::Requested {
+                title: title.as_str().to_string(),
+                operation: op.name.clone(),
+                requesting_team: req.requesting_team.clone(),
+                implementing_team: op.implemented_by.clone(),
+                params: params.clone(),
+                selector: SelectorShape {
+                    ids: req.targets.ids.len() as u64,
+                    within: req.targets.within.as_ref().map(|w| WithinShape {
+                        kind: w.kind.clone(),
+                        ids: w.ids.len() as u64,
+                    }),
+                    filter: json!(req.targets.filter),
+                },
+                fingerprint: r.fingerprint.clone(),
+                target_count: r.targets.len() as u64,
+                roots: r.summary.roots,
+                errors: r.error_count as u64,
+                schema: schema.hash.clone(),
+            }),
         )?;
         if submit {
             let fresh = repo::get(conn, c.id)?.expect("just inserted");
@@ -597,13 +658,7 @@ pub fn create(
                 return Err(problem);
             }
             repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
-            audit::append(
-                conn,
-                &user.actor(),
-                "submitted",
-                Some(c.id),
-                json!({"fingerprint": fresh.fingerprint, "targets": fresh.target_count, "roots": fresh.root_count}),
-            )?;
+            record(conn, &user.actor(), Some(c.id), submitted(&fresh))?;
         }
         tracing::debug!(
             ms = t_tx.elapsed().as_secs_f64() * 1000.0,
@@ -619,6 +674,7 @@ pub fn create(
 }
 
 /// Author edits a draft, awaiting or approved change; it is resolved again.
+#[tracing::instrument(name = "changes::edit", skip_all, fields(change = id, user = user.id))]
 pub fn edit(
     conn: &mut DbConn,
     schema: &Schema,
@@ -689,12 +745,13 @@ pub fn edit(
             &selector,
             expect.as_deref(),
         )?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "edited",
             Some(id),
-            json!({"fields": fields}),
+            Event::Edited {
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+            },
         )?;
         // Resolve first: a target change marks its own sign-offs stale (and says what was
         // added and removed). Then a sign-off covers the text its signer read: new words make
@@ -708,22 +765,33 @@ pub fn edit(
             0
         };
         if text_stale > 0 {
-            audit::append(
+            record(
                 conn,
                 &user.actor(),
-                "signoffs_stale",
                 Some(id),
-                json!({"count": text_stale, "reason": "the title or rationale was edited after it was signed", "text_changed": true, "fields": fields, "fingerprint": out.fingerprint, "previous_fingerprint": out.fingerprint}),
+                Event::SignoffsStale(Stale {
+                    count: text_stale as u64,
+                    previous_fingerprint: out.fingerprint.clone(),
+                    fingerprint: out.fingerprint.clone(),
+                    reason: "the title or rationale was edited after it was signed".into(),
+                    why: Staleness::Text {
+                        text_changed: true,
+                        fields: fields.iter().map(|f| f.to_string()).collect(),
+                    },
+                }),
             )?;
             out.stale_signoffs += text_stale;
             if out.state == ChangeState::Approved {
                 repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-                audit::append(
+                record(
                     conn,
                     &user.actor(),
-                    "state_changed",
                     Some(id),
-                    json!({"from": "approved", "to": "awaiting_signoff", "reason": "the title or rationale changed after it was signed; earlier sign-offs are stale"}),
+                    Event::StateChanged {
+                        from: ChangeState::Approved,
+                        to: ChangeState::AwaitingSignoff,
+                        reason: "the title or rationale changed after it was signed; earlier sign-offs are stale".into(),
+                    },
                 )?;
                 out.state = ChangeState::AwaitingSignoff;
             }
@@ -766,12 +834,15 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
                         // The operation left the schema: the change can no longer be signed.
                         repo::mark_stale(conn, c.id, None)?;
                         repo::set_state(conn, c.id, ChangeState::Draft)?;
-                        audit::append(
+                        record(
                             conn,
                             &Actor::system(),
-                            "state_changed",
                             Some(c.id),
-                            json!({"from": c.state, "to": "draft", "reason": e.to_string()}),
+                            Event::StateChanged {
+                                from: c.state,
+                                to: ChangeState::Draft,
+                                reason: e.to_string(),
+                            },
                         )?;
                     }
                     Err(e) => return Err(e),
@@ -784,6 +855,7 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
 }
 
 /// Submit a draft: resolve it fresh; refuse with every reason when it cannot be signed.
+#[tracing::instrument(name = "changes::submit", skip_all, fields(change = id, user = user.id))]
 pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -> AppResult<()> {
     let refused = write_tx(conn, |conn| -> AppResult<Option<AppError>> {
         let c = locked(conn, id)?;
@@ -798,13 +870,7 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
             return Ok(Some(problem));
         }
         repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-        audit::append(
-            conn,
-            &user.actor(),
-            "submitted",
-            Some(id),
-            json!({"fingerprint": fresh.fingerprint, "targets": fresh.target_count, "roots": fresh.root_count}),
-        )?;
+        record(conn, &user.actor(), Some(id), submitted(&fresh))?;
         Ok(None)
     })?;
     match refused {
@@ -965,6 +1031,7 @@ pub fn allowed_actions(
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
 /// one needed.
+#[tracing::instrument(name = "changes::sign", skip_all, fields(change = id, user = user.id))]
 pub fn sign(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1010,12 +1077,16 @@ pub fn sign(
             &current,
             req.comment.trim(),
         )?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "signed",
             Some(id),
-            json!({"side": req.side.as_str(), "fingerprint": current, "comment": req.comment.trim(), "confirm_count": req.confirm_count}),
+            Event::Signed {
+                side: req.side,
+                fingerprint: current.clone(),
+                comment: req.comment.trim().to_string(),
+                confirm_count: req.confirm_count,
+            },
         )?;
         let rows = repo::signoffs(conn, id)?;
         let all = records(conn, &c, &rows)?;
@@ -1028,18 +1099,22 @@ pub fn sign(
                     .map(|(_, e, _)| e.clone())
                     .collect()
             };
-            audit::append(
+            record(
                 conn,
                 &user.actor(),
-                "approved",
                 Some(id),
-                json!({"fingerprint": current, "requester": names(Side::Requester), "implementer": names(Side::Implementer)}),
+                Event::Approved {
+                    fingerprint: current.clone(),
+                    requester: names(Side::Requester),
+                    implementer: names(Side::Implementer),
+                },
             )?;
         }
         Ok(approved)
     })
 }
 
+#[tracing::instrument(name = "changes::reject", skip_all, fields(change = id, user = user.id))]
 pub fn reject(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1065,17 +1140,20 @@ pub fn reject(
         require(conn, schema, user, &c, ChangeAction::Reject)?;
         repo::set_state(conn, id, ChangeState::Rejected)?;
         repo::set_reject_reason(conn, id, reason)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "rejected",
             Some(id),
-            json!({"from": c.state, "reason": reason}),
+            Event::Rejected {
+                from: c.state,
+                reason: reason.to_string(),
+            },
         )?;
         Ok(())
     })
 }
 
+#[tracing::instrument(name = "changes::cancel", skip_all, fields(change = id, user = user.id))]
 pub fn cancel(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1087,17 +1165,20 @@ pub fn cancel(
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Cancel)?;
         repo::set_state(conn, id, ChangeState::Cancelled)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "cancelled",
             Some(id),
-            json!({"from": c.state, "reason": reason.map(str::trim)}),
+            Event::Cancelled {
+                from: c.state,
+                reason: reason.map(|r| r.trim().to_string()),
+            },
         )?;
         Ok(())
     })
 }
 
+#[tracing::instrument(name = "changes::comment", skip_all, fields(change = id, user = user.id))]
 pub fn comment(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1122,12 +1203,14 @@ pub fn comment(
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Comment)?;
         let cm = repo::insert_comment(conn, id, user.id, body)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "commented",
             Some(id),
-            json!({"comment_id": cm.id, "body": body}),
+            Event::Commented {
+                comment_id: cm.id,
+                body: body.to_string(),
+            },
         )?;
         Ok(cm.id)
     })
@@ -1389,10 +1472,12 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,
             reject_reason: c.reject_reason.clone(),
-            state_reason: crate::db::audit::last_state_change(conn, id)?
-                .and_then(|e| serde_json::from_str::<Value>(&e.detail).ok())
-                .filter(|d| d["to"] == c.state.as_str())
-                .and_then(|d| d["reason"].as_str().map(str::to_string)),
+            state_reason: match crate::db::audit::last_state_change(conn, id)?
+                .and_then(|e| e.event())
+            {
+                Some(Event::StateChanged { to, reason, .. }) if to == c.state => Some(reason),
+                _ => None,
+            },
             created_at: c.created_at,
             updated_at: c.updated_at,
             resolved_at: c.resolved_at,
@@ -1404,4 +1489,13 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             rolled_back_by: c.rolled_back_by.map(number),
         })
     })
+}
+
+/// The event of a change entering `awaiting_signoff` (what its signers are asked to sign).
+pub(crate) fn submitted(c: &Change) -> Event {
+    Event::Submitted {
+        fingerprint: c.fingerprint.clone(),
+        targets: c.target_count as u64,
+        roots: c.root_count as u64,
+    }
 }

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::domain::lines::{clip, Line};
 
 use super::changes::locked;
+use super::events::record;
 use super::views::number;
 use super::CurrentUser;
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::{
     Change, Contact, CustomerNotice, NewContact, NewCustomerNotice, NewOutbox,
 };
@@ -27,6 +28,7 @@ use crate::db::{
     changes as change_repo, notices as notice_repo, now, outbox, snapshot, users, write_tx, DbConn,
     CHUNK,
 };
+use crate::domain::event::Event;
 use crate::domain::notice::{
     self, change_allows_notices, Drafted, Facts, NoticeAction, NoticeRefusal, NoticeState,
 };
@@ -67,6 +69,7 @@ fn valid_email(e: &str) -> bool {
 
 /// Import NDJSON contacts (upsert by entity, email and role). A file with a bad line
 /// writes nothing unless `partial`.
+#[tracing::instrument(name = "contacts::import", skip_all)]
 pub fn import<I, L>(
     conn: &mut DbConn,
     actor: &Actor,
@@ -199,12 +202,16 @@ where
                 }
             }
         }
-        audit::append(
+        record(
             conn,
             actor,
-            "contacts_imported",
             None,
-            json!({"lines": report.lines, "inserted": report.inserted, "updated": report.updated, "rejected": report.rejected}),
+            Event::ContactsImported {
+                lines: report.lines,
+                inserted: report.inserted,
+                updated: report.updated,
+                rejected: report.rejected,
+            },
         )?;
         Ok(())
     })?;
@@ -328,6 +335,7 @@ pub fn for_change(
 
 /// [`for_change`] as CSV. Every export is an audit event: who took which customers'
 /// contacts out of countersign, with the file's SHA-256.
+#[tracing::instrument(name = "contacts::export_csv", skip_all, fields(change = id, user = viewer.id))]
 pub fn export_csv(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<String> {
     write_tx(conn, |conn| {
         let c =
@@ -336,12 +344,16 @@ pub fn export_csv(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult
         let roots = affected(conn, id)?;
         let out = csv(&roots);
         let n: usize = roots.iter().map(|r| r.contacts.len()).sum();
-        audit::append(
+        record(
             conn,
             &viewer.actor(),
-            "contacts_exported",
             Some(id),
-            json!({"format": "csv", "roots": roots.len(), "contacts": n, "sha256": sha256_hex(&out)}),
+            Event::ContactsExported {
+                format: "csv".into(),
+                roots: roots.len() as u64,
+                contacts: n as u64,
+                sha256: sha256_hex(&out),
+            },
         )?;
         Ok(out)
     })
@@ -778,21 +790,20 @@ pub fn draft(
                 body_sha256: v.body_sha256.clone(),
             },
         )?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "customer_notice_drafted",
             Some(id),
-            json!({
-                "notice": nid,
-                "subject": v.subject,
-                "subject_sha256": v.subject_sha256,
-                "body_sha256": v.body_sha256,
-                "recipients": v.recipient_count,
-                "roles": v.roles,
-                "drafter_team": v.drafter_team,
-                "approver_team": v.approver_team,
-            }),
+            Event::CustomerNoticeDrafted {
+                notice: nid,
+                subject: v.subject.clone(),
+                subject_sha256: v.subject_sha256.clone(),
+                body_sha256: v.body_sha256.clone(),
+                recipients: v.recipient_count as u64,
+                roles: json!(v.roles),
+                drafter_team: v.drafter_team.clone(),
+                approver_team: v.approver_team.clone(),
+            },
         )?;
         v.id = Some(nid);
         v.state = NoticeState::Draft.to_string();
@@ -888,21 +899,20 @@ pub fn approve(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
             })
             .collect();
         outbox::enqueue(conn, &rows)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "customer_notice_sent",
             Some(id),
-            json!({
-                "notice": nid,
-                "subject": n.subject,
-                "subject_sha256": sha256_hex(&n.subject),
-                "body_sha256": n.body_sha256,
-                "recipients": recipients.len(),
-                "roles": serde_json::from_str::<serde_json::Value>(&n.roles).unwrap_or_default(),
-                "drafted_by": who.get(&n.drafted_by).map(|p| p.0.clone()),
-                "approved_by": user.email,
-            }),
+            Event::CustomerNoticeSent {
+                notice: nid,
+                subject: n.subject.clone(),
+                subject_sha256: sha256_hex(&n.subject),
+                body_sha256: n.body_sha256.clone(),
+                recipients: recipients.len() as u64,
+                roles: serde_json::from_str::<serde_json::Value>(&n.roles).unwrap_or_default(),
+                drafted_by: who.get(&n.drafted_by).map(|p| p.0.clone()),
+                approved_by: user.email.clone(),
+            },
         )?;
         let n = notice_repo::get(conn, id, nid)?.expect("the notice just sent");
         view_of(conn, user, &c, n, &who, Some(t), t)
@@ -920,18 +930,17 @@ pub fn discard(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
                 "this notice is no longer a draft",
             ));
         }
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "customer_notice_discarded",
             Some(id),
-            json!({
-                "notice": nid,
-                "subject_sha256": sha256_hex(&n.subject),
-                "body_sha256": n.body_sha256,
-                "by_drafter": n.drafted_by == user.id,
-                "drafted_by": who.get(&n.drafted_by).map(|p| p.0.clone()),
-            }),
+            Event::CustomerNoticeDiscarded {
+                notice: nid,
+                subject_sha256: sha256_hex(&n.subject),
+                body_sha256: n.body_sha256.clone(),
+                by_drafter: n.drafted_by == user.id,
+                drafted_by: who.get(&n.drafted_by).map(|p| p.0.clone()),
+            },
         )?;
         who.extend(people(conn, &[user.id])?);
         let last = notice_repo::last_sent_at(conn, id)?;

@@ -12,14 +12,15 @@ use super::changes::{
     draft_row, effect_for, locked, policy_for, records, require, reresolve_locked, ChangeHead,
     ResolveOutcome,
 };
+use super::events::record;
 use super::views::number;
 use super::CurrentUser;
-use crate::db::audit;
 use crate::db::models::Change;
 use crate::db::users;
 use crate::db::{changes as change_repo, exec as repo, now, resolve, write_tx, DbConn, WriteTx};
 use crate::domain::access::ChangeAction;
-use crate::domain::execution::{inverse, plan_waves, ExecState, ItemStatus, Wave};
+use crate::domain::event::{Created, Event};
+use crate::domain::execution::{inverse, plan_waves, ExecState, ItemStatus, RestoreSpec, Wave};
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::text::{Rationale, Title};
 use crate::domain::{signoff, ChangeState, Effect, Schema, Side};
@@ -54,6 +55,7 @@ fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain:
 }
 
 /// Start executing an approved change.
+#[tracing::instrument(name = "execution::execute", skip_all, fields(change = id, user = user.id))]
 pub fn execute(
     conn: &mut DbConn,
     schema: &Schema,
@@ -127,12 +129,15 @@ pub fn execute(
                 format!("sign-offs no longer count: {}", left.join("; "))
             };
             change_repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-            audit::append(
+            record(
                 conn,
                 &user.actor(),
-                "state_changed",
                 Some(id),
-                json!({"from": "approved", "to": "awaiting_signoff", "reason": reason}),
+                Event::StateChanged {
+                    from: ChangeState::Approved,
+                    to: ChangeState::AwaitingSignoff,
+                    reason: reason.clone(),
+                },
             )?;
             return Ok(Err(AppError::new(
                 ErrorCode::SignoffsNoLongerCount,
@@ -216,12 +221,17 @@ pub fn execute(
         let waves = plan_waves(c.target_count as u64, &op.waves);
         let e = repo::create(conn, id, &current, effect, &waves, c.target_count, user.id)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "execution_started",
             Some(id),
-            json!({"execution_id": e.id, "fingerprint": current, "effect": effect.as_str(), "targets": c.target_count, "waves": waves.iter().map(Wave::len).collect::<Vec<_>>()}),
+            Event::ExecutionStarted {
+                execution_id: e.id,
+                fingerprint: current.clone(),
+                effect,
+                targets: c.target_count as u64,
+                waves: waves.iter().map(|w| w.len()).collect(),
+            },
         )?;
         Ok(Ok(e.id))
     })?;
@@ -230,6 +240,7 @@ pub fn execute(
 }
 
 /// Continue a halted execution (implementing team).
+#[tracing::instrument(name = "execution::resume", skip_all, fields(change = id, user = user.id))]
 pub fn resume(
     conn: &mut DbConn,
     schema: &Schema,
@@ -247,12 +258,15 @@ pub fn resume(
         })?;
         repo::set_state(conn, e.id, ExecState::Running, None)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "execution_resumed",
             Some(id),
-            json!({"execution_id": e.id, "halt_reason": e.halt_reason, "next_wave": e.current_wave}),
+            Event::ExecutionResumed {
+                execution_id: e.id,
+                halt_reason: e.halt_reason.clone(),
+                next_wave: e.current_wave as u32,
+            },
         )?;
         Ok(())
     })?;
@@ -260,6 +274,7 @@ pub fn resume(
 }
 
 /// Stop an executing or halted change for good; pending targets are skipped.
+#[tracing::instrument(name = "execution::abort", skip_all, fields(change = id, user = user.id))]
 pub fn abort(
     conn: &mut DbConn,
     schema: &Schema,
@@ -289,12 +304,15 @@ pub fn abort(
         repo::add_counts(conn, e.id, 0, 0, skipped as i64)?;
         repo::set_state(conn, e.id, ExecState::Aborted, Some(&why))?;
         change_repo::set_state(conn, id, ChangeState::Aborted)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "execution_aborted",
             Some(id),
-            json!({"execution_id": e.id, "skipped": skipped, "reason": why}),
+            Event::ExecutionAborted {
+                execution_id: e.id,
+                skipped: skipped as u64,
+                reason: why,
+            },
         )?;
         Ok(())
     })?;
@@ -461,6 +479,7 @@ pub fn items(
 /// Create the change that undoes an executed one: the inverse effect over exactly the
 /// targets its execution changed. It is submitted at once and needs sign-offs (the
 /// operation's `rollback_signoffs`, or its usual policy).
+#[tracing::instrument(name = "execution::rollback", skip_all, fields(change = id, user = user.id))]
 pub fn rollback(
     conn: &mut DbConn,
     schema: &Schema,
@@ -549,18 +568,31 @@ pub fn rollback(
                 rollback_of: Some(id),
             },
             &r,
-            json!({"rollback_of": number(id), "operation": op.name, "effect": inv.as_str()}),
+            Derived::Rollback {
+                of: id,
+                effect: inv,
+            },
         )?;
         change_repo::set_rolled_back_by(conn, id, c.id)?;
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "rollback_created",
             Some(id),
-            json!({"rollback": number(c.id), "targets": r.targets.len()}),
+            Event::RollbackCreated {
+                rollback: number(c.id),
+                targets: r.targets.len() as u64,
+            },
         )?;
         Ok(c.id)
     })
+}
+
+/// What a derived change was derived from.
+pub(crate) enum Derived {
+    /// The rollback of change `of`, running `effect` (the inverse of its effect).
+    Rollback { of: i64, effect: Effect },
+    /// A bulk restore to the point `spec` names.
+    Restore(RestoreSpec),
 }
 
 /// Store a derived change with its resolution and submit it, auditing both steps.
@@ -570,23 +602,41 @@ pub(crate) fn insert_submitted(
     user: &CurrentUser,
     d: ChangeHead,
     r: &crate::domain::resolution::Resolution,
-    mut created: serde_json::Value,
+    from: Derived,
 ) -> AppResult<Change> {
+    let operation = d.operation.clone();
     let c = change_repo::insert(conn, &draft_row(schema, user.id, d, r))?;
     change_repo::replace_targets(conn, c.id, &r.targets)?;
     change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
-    if let Some(o) = created.as_object_mut() {
-        o.insert("fingerprint".into(), json!(r.fingerprint));
-        o.insert("target_count".into(), json!(r.targets.len()));
-        o.insert("warnings".into(), json!(r.summary.warnings));
-    }
-    audit::append(conn, &user.actor(), "created", Some(c.id), created)?;
-    audit::append(
+    let (fingerprint, target_count, warnings) = (
+        r.fingerprint.clone(),
+        r.targets.len() as u64,
+        r.summary.warnings.clone(),
+    );
+    let created = match from {
+        Derived::Rollback { of, effect } => Created::Rollback {
+            rollback_of: number(of),
+            operation,
+            effect,
+            fingerprint,
+            target_count,
+            warnings,
+        },
+        Derived::Restore(restore) => Created::Restore {
+            restore,
+            operation,
+            effect: Effect::Restore,
+            fingerprint,
+            target_count,
+            warnings,
+        },
+    };
+    record(conn, &user.actor(), Some(c.id), Event::Created(created))?;
+    record(
         conn,
         &user.actor(),
-        "submitted",
         Some(c.id),
-        json!({"fingerprint": r.fingerprint, "targets": r.targets.len(), "roots": r.summary.roots}),
+        super::changes::submitted(&c),
     )?;
     Ok(c)
 }

@@ -26,6 +26,7 @@ impl From<ImportFailure> for AppError {
     }
 }
 
+#[tracing::instrument(name = "inventory::import", skip_all, fields(user = user.id))]
 pub fn import<I, L>(
     conn: &mut DbConn,
     schema: &Schema,

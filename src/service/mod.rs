@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod changes;
 pub mod contacts;
+pub mod events;
 pub mod execution;
 pub mod inventory;
 pub mod notifications;
@@ -13,12 +14,12 @@ pub mod restore;
 pub mod views;
 
 use diesel::prelude::*;
-use serde_json::json;
 
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::schema::schema_versions;
 use crate::db::{now, users, write_tx, DbConn};
+use crate::domain::event::Event;
 use crate::domain::Schema;
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -112,12 +113,14 @@ pub fn remove_member(
         if !users::remove_member(conn, t.id, u.id)? {
             return Ok(None);
         }
-        audit::append(
+        events::record(
             conn,
             actor,
-            "team_member_removed",
             None,
-            json!({"team": team, "email": email}),
+            Event::TeamMemberRemoved {
+                team: team.to_string(),
+                email: email.to_string(),
+            },
         )?;
         let mut back = Vec::new();
         for id in repo::approved_signed_by(conn, u.id)? {
@@ -134,12 +137,15 @@ pub fn remove_member(
                 let reason =
                     format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
                 repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-                audit::append(
+                events::record(
                     conn,
                     actor,
-                    "state_changed",
                     Some(id),
-                    json!({"from": "approved", "to": "awaiting_signoff", "reason": reason}),
+                    Event::StateChanged {
+                        from: ChangeState::Approved,
+                        to: ChangeState::AwaitingSignoff,
+                        reason,
+                    },
                 )?;
                 back.push(id);
             }
@@ -170,12 +176,15 @@ pub fn record_schema(
                 schema_versions::loaded_at.eq(now()),
             ))
             .execute(conn.conn())?;
-        audit::append(
+        events::record(
             conn,
             actor,
-            "schema_loaded",
             None,
-            json!({"hash": schema.hash, "kinds": schema.kinds.keys().collect::<Vec<_>>(), "operations": schema.operations.keys().collect::<Vec<_>>()}),
+            Event::SchemaLoaded {
+                hash: schema.hash.clone(),
+                kinds: schema.kinds.keys().cloned().collect(),
+                operations: schema.operations.keys().cloned().collect(),
+            },
         )?;
         Ok(true)
     })

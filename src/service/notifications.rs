@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::json;
 
+use super::events::record;
 use super::CurrentUser;
-use crate::db::audit;
 use crate::db::models::OutboxRow;
 use crate::db::{outbox as repo, write_tx, DbConn};
+use crate::domain::event::Event;
+use crate::domain::event::NotificationKind;
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::{is_kind, mode_allowed, KINDS, MODES, ROLLBACK_KIND};
+use crate::notify::{mode_allowed, MODES};
 
 #[derive(Debug, Serialize)]
 pub struct Preference {
@@ -22,18 +24,13 @@ pub struct Preference {
 
 pub fn preferences(conn: &mut DbConn, user: &CurrentUser) -> AppResult<Vec<Preference>> {
     let stored = repo::prefs_of(conn, user.id)?;
-    let mut all: Vec<(&str, &str)> = KINDS.to_vec();
-    all.push((
-        ROLLBACK_KIND,
-        "A rollback of a change you are part of was created",
-    ));
-    Ok(all
-        .into_iter()
-        .map(|(k, d)| Preference {
-            kind: k.into(),
-            description: d.into(),
+    Ok(NotificationKind::VALUES
+        .iter()
+        .map(|&k| Preference {
+            kind: k.as_str().into(),
+            description: k.describe().into(),
             mode: stored
-                .get(k)
+                .get(k.as_str())
                 .cloned()
                 .unwrap_or_else(|| "immediately".into()),
             allowed: MODES
@@ -53,11 +50,13 @@ pub fn set_preferences(
 ) -> AppResult<Vec<Preference>> {
     let mut problems = Vec::new();
     for (k, m) in changes {
-        if !is_kind(k) {
+        let Some(kind) = NotificationKind::parse(k) else {
             problems.push(format!("`{k}` is not a notification kind"));
-        } else if !MODES.contains(&m.as_str()) {
+            continue;
+        };
+        if !MODES.contains(&m.as_str()) {
             problems.push(format!("{k}: `{m}` is not one of {}", MODES.join(", ")));
-        } else if !mode_allowed(k, m) {
+        } else if !mode_allowed(kind, m) {
             problems.push(format!(
                 "{k}: requests for your sign-off cannot be turned off; choose `digest` to bundle them"
             ));
@@ -73,12 +72,11 @@ pub fn set_preferences(
         for (k, m) in changes {
             repo::set_pref(conn, user.id, k, m)?;
         }
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "notification_preferences_set",
             None,
-            json!(changes),
+            Event::NotificationPreferencesSet(changes.clone()),
         )?;
         Ok(())
     })?;
@@ -152,12 +150,14 @@ pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<Outbox
                 format!("mail {id} is {}; only dead mails can be retried", row.state),
             ));
         }
-        audit::append(
+        record(
             conn,
             &user.actor(),
-            "mail_retried",
             row.change_id,
-            json!({"mail": id, "recipient": row.recipient}),
+            Event::MailRetried {
+                mail: id,
+                recipient: row.recipient.clone(),
+            },
         )?;
         Ok(())
     })?;

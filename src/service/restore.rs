@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::changes::ChangeHead;
-use super::changes::{change_id, check_teams, involved};
-use super::execution::insert_submitted;
+use super::changes::{change_id, check_teams, involved, point};
+use super::execution::{insert_submitted, Derived};
 use super::views::number;
 use super::CurrentUser;
 use crate::db::{exec as exec_repo, resolve, write_tx, DbConn};
-use crate::domain::execution::{RestorePoint, RestoreSpec};
+use crate::domain::execution::RestoreSpec;
 use crate::domain::{Effect, Operation, Schema};
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -55,19 +55,6 @@ pub struct RestoreRequest {
     pub before_change: Option<ChangeRef>,
     #[serde(default)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The point a stored restore goes back to.
-pub(crate) fn point(conn: &mut DbConn, spec: &RestoreSpec) -> AppResult<RestorePoint> {
-    exec_repo::restore_point(conn, spec)?.ok_or_else(|| {
-        AppError::new(
-            ErrorCode::NotExecuted,
-            format!(
-                "{} never ran, so there is no state before it",
-                spec.before_change.map(number).unwrap_or_default()
-            ),
-        )
-    })
 }
 
 /// Every kind `op` may restore: its target kind and the kinds below it.
@@ -144,6 +131,7 @@ fn pick_operation<'s>(
 
 /// Create a bulk restore change; returns its id. Bad input is refused with every problem
 /// (unknown, purged or wrong-kind IDs with their line in `entities`) and nothing is stored.
+#[tracing::instrument(name = "restore::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -316,7 +304,7 @@ pub fn create(
                 rollback_of: None,
             },
             &r,
-            json!({"restore": spec, "operation": op.name, "effect": "restore"}),
+            Derived::Restore(spec.clone()),
         )?;
         Ok(c.id)
     })

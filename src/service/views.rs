@@ -12,9 +12,7 @@ use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::schema::SignoffPolicy;
 use crate::domain::{ChangeState, Schema, Side};
 
-pub fn number(id: i64) -> String {
-    format!("CHG-{id}")
-}
+pub use crate::domain::change::number;
 
 #[derive(Debug, Serialize)]
 pub struct PersonView {

@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod notice_pages;
 pub mod pages;
 pub mod session;
+pub mod session_use;
 pub mod upload;
 
 use std::net::TcpListener;
@@ -42,12 +43,24 @@ where
     T: Send + 'static,
 {
     let pool = state.pool.clone();
-    web::block(move || {
+    blocking(move || {
         let mut conn = pool.get()?;
         f(&mut conn)
     })
     .await
-    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// Run `f` on the blocking thread pool inside the caller's tracing span (the request's),
+/// so what it logs carries the request id.
+pub async fn blocking<T, F>(f: F) -> Result<T, AppError>
+where
+    F: FnOnce() -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    web::block(move || span.in_scope(f))
+        .await
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))?
 }
 
 /// A built, bound, not yet running server.

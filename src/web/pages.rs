@@ -14,11 +14,13 @@ use super::{with_conn, State};
 use crate::db::{audit, changes as repo, inventory, users};
 use crate::domain::access::ChangeAction;
 use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
+use crate::domain::event::Event;
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::{Effect, ExecState, OutboxState, Side};
 use crate::error::{AppError, ErrorCode, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
+use crate::service::events::record;
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
 use crate::service::views::{number, ChangeSummaryView, ChangeView};
 use crate::service::{queue, CurrentUser};
@@ -149,7 +151,7 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
             (status, heading.to_string(), message.clone())
         }
         other => {
-            tracing::error!(request_id = %request_id(req), error = %other, "page failed");
+            tracing::error!(error = %other, "page failed");
             (
                 e.status(),
                 "Something went wrong on our side".into(),
@@ -398,13 +400,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
                         u.id,
                         chrono::Duration::hours(session::SESSION_HOURS),
                     )?;
-                    audit::append(
-                        tx,
-                        &audit::Actor(u.email.clone()),
-                        "signed_in",
-                        None,
-                        serde_json::json!({}),
-                    )?;
+                    record(tx, &audit::Actor(u.email.clone()), None, Event::SignedIn {})?;
                     Ok(token)
                 })?;
                 Ok(Some(token))
@@ -1875,12 +1871,15 @@ pub async fn create_token(
         with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             let expires_at = token_expiry(crate::db::now(), days);
             let t = users::create_token_expiring(conn, user.id, &label, expires_at)?;
-            audit::append(
+            record(
                 conn,
                 &user.actor(),
-                "token_created",
                 None,
-                serde_json::json!({"label": label, "expires_at": expires_at}),
+                Event::TokenCreated {
+                    email: None,
+                    label: label.clone(),
+                    expires_at,
+                },
             )?;
             Ok(t)
         }))
@@ -1908,13 +1907,7 @@ pub async fn revoke_token(
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
             }
-            audit::append(
-                conn,
-                &user.actor(),
-                "token_revoked",
-                None,
-                serde_json::json!({"token": id}),
-            )?;
+            record(conn, &user.actor(), None, Event::TokenRevoked { token: id })?;
             Ok(())
         }))
         .await

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use countersign::config::Config;
 use countersign::db::{self, audit::Actor, users, write_tx, DatabaseUrl, Pool};
+use countersign::domain::event::Event;
 use countersign::error::AppError;
 use countersign::web::Application;
 use diesel::connection::SimpleConnection;
@@ -254,20 +255,15 @@ impl TestApp {
         write_tx(&mut conn, |tx| -> Result<(), AppError> {
             let t = users::find_team(tx, team)?.unwrap();
             let u = users::find_user_by_email(tx, TestApp::email(who))?.unwrap();
-            let action = if member {
+            let (team, email) = (team.to_string(), u.email.clone());
+            let event = if member {
                 users::add_member(tx, t.id, u.id)?;
-                "team_member_added"
+                Event::TeamMemberAdded { team, email }
             } else {
                 users::remove_member(tx, t.id, u.id)?;
-                "team_member_removed"
+                Event::TeamMemberRemoved { team, email }
             };
-            db::audit::append(
-                tx,
-                &Actor::cli(),
-                action,
-                None,
-                json!({"team": team, "email": u.email}),
-            )?;
+            countersign::service::events::record(tx, &Actor::cli(), None, event)?;
             Ok(())
         })
         .unwrap();

@@ -439,8 +439,15 @@ async fn digests_and_opt_outs(backend: Backend) {
 }
 
 async fn the_outbox_commits_with_its_event(backend: Backend) {
-    use countersign::db::audit::{self, Actor};
+    use countersign::db::audit::Actor;
     use countersign::db::write_tx;
+    use countersign::domain::event::Event;
+    use countersign::service::events::record;
+    let submitted = || Event::Submitted {
+        fingerprint: None,
+        targets: 1,
+        roots: 1,
+    };
     use countersign::error::{AppError, ErrorCode};
     let Some(app) = app_with_smtp(backend, free_port(), 24.0).await else {
         return;
@@ -454,13 +461,7 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
     let mut conn = app.conn();
     // An event whose transaction fails leaves no mail...
     let r: Result<(), AppError> = write_tx(&mut conn, |c| {
-        audit::append(
-            c,
-            &Actor("ana@req.example".into()),
-            "submitted",
-            Some(id),
-            json!({}),
-        )?;
+        record(c, &Actor("ana@req.example".into()), Some(id), submitted())?;
         Err(AppError::new(
             ErrorCode::IllegalTransition,
             "the rest of the transaction failed",
@@ -470,13 +471,7 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
     assert_eq!(outbox_states(&app).values().sum::<i64>(), before);
     // ...and a committed one has all of its mails.
     write_tx(&mut conn, |c| -> Result<(), AppError> {
-        audit::append(
-            c,
-            &Actor("ana@req.example".into()),
-            "submitted",
-            Some(id),
-            json!({}),
-        )?;
+        record(c, &Actor("ana@req.example".into()), Some(id), submitted())?;
         Ok(())
     })
     .unwrap();
@@ -762,6 +757,33 @@ async fn stale_rejected_cancelled_halted_and_rollback_mails(backend: Backend) {
         .find(|m| m.header("Subject").unwrap().contains("HALTED"))
         .unwrap();
     assert!(m.part("text/plain").unwrap().contains("resumes or aborts"));
+
+    // Aborted: the author hears what was skipped and why (not the counts of a finished run,
+    // which an abort does not have).
+    let (s, v) = app
+        .post(
+            &format!("/api/v1/changes/{d}/abort"),
+            "dev",
+            json!({"reason": "receiver retired"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    until("the abort", || {
+        subjects("ana@req.example").contains(&format!("[CHG-{d}] Execution aborted: t"))
+    })
+    .await;
+    let m = server
+        .to("ana@req.example")
+        .into_iter()
+        .find(|m| m.header("Subject").unwrap().contains("Execution aborted"))
+        .unwrap();
+    let text = m.part("text/plain").unwrap();
+    assert!(
+        text.contains("pending targets were skipped")
+            && text.contains("Reason: aborted by dev@ops.example: receiver retired")
+            && !text.contains(" done,  failed"),
+        "{text}"
+    );
 
     // A rollback: the other participants hear of it.
     let (e, efp) = app

@@ -1,0 +1,598 @@
+//! Audit events as one typed enum. Each variant knows its action name (the `action`
+//! column), its detail (the `detail` column, a JSON object whose shape is the variant's
+//! fields) and the notification it causes, if any. Events are stored by `db::audit` and
+//! recorded — stored and turned into mails in the same transaction — by
+//! `service::events::record`; mails are rendered by matching on the enum read back from
+//! the outbox row (`Event::from_stored`).
+//!
+//! The detail shapes are the ones the audit trail has always held, so events written
+//! before this enum existed read back as the same variants.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::execution::RestoreSpec;
+use super::text_enum::text_enum;
+use super::{ChangeState, Effect, ExecState, Side};
+
+/// What happened. `#[serde(tag = "action", content = "detail")]`: serialised as
+/// `{"action": "signed", "detail": {…}}`, which is exactly the two stored columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "detail", rename_all = "snake_case")]
+pub enum Event {
+    // ---- a change's life ----
+    Created(Created),
+    Edited {
+        fields: Vec<String>,
+    },
+    Resolved {
+        reason: String,
+        fingerprint: String,
+        changed: bool,
+        targets: u64,
+        roots: u64,
+        errors: u64,
+        schema: String,
+    },
+    Submitted {
+        fingerprint: Option<String>,
+        targets: u64,
+        roots: u64,
+    },
+    StateChanged {
+        from: ChangeState,
+        to: ChangeState,
+        reason: String,
+    },
+    SignoffsStale(Stale),
+    Signed {
+        side: Side,
+        fingerprint: String,
+        comment: String,
+        #[serde(default)]
+        confirm_count: Option<u64>,
+    },
+    Approved {
+        fingerprint: String,
+        requester: Vec<String>,
+        implementer: Vec<String>,
+    },
+    Rejected {
+        from: ChangeState,
+        reason: String,
+    },
+    Cancelled {
+        from: ChangeState,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Commented {
+        comment_id: i64,
+        body: String,
+    },
+    // ---- execution ----
+    ExecutionStarted {
+        execution_id: i64,
+        fingerprint: String,
+        effect: Effect,
+        targets: u64,
+        waves: Vec<u64>,
+    },
+    WaveCompleted {
+        wave: u32,
+        of: u32,
+        done: u64,
+        failed: u64,
+        skipped: u64,
+    },
+    ExecutionHalted {
+        wave: u32,
+        done: u64,
+        failed: u64,
+        reason: String,
+    },
+    ExecutionResumed {
+        execution_id: i64,
+        #[serde(default)]
+        halt_reason: Option<String>,
+        next_wave: u32,
+    },
+    ExecutionAborted {
+        execution_id: i64,
+        skipped: u64,
+        reason: String,
+    },
+    ExecutionFinished {
+        state: ExecState,
+        done: u64,
+        failed: u64,
+        skipped: u64,
+        total: u64,
+    },
+    RollbackCreated {
+        /// The rollback's number (`CHG-12`).
+        rollback: String,
+        targets: u64,
+    },
+    // ---- customer contacts and notices ----
+    ContactsImported {
+        lines: u64,
+        inserted: u64,
+        updated: u64,
+        rejected: u64,
+    },
+    ContactsExported {
+        format: String,
+        roots: u64,
+        contacts: u64,
+        sha256: String,
+    },
+    CustomerNoticeDrafted {
+        notice: i64,
+        subject: String,
+        subject_sha256: String,
+        body_sha256: Option<String>,
+        recipients: u64,
+        roles: Value,
+        drafter_team: Option<String>,
+        approver_team: Option<String>,
+    },
+    CustomerNoticeSent {
+        notice: i64,
+        subject: String,
+        subject_sha256: String,
+        body_sha256: Option<String>,
+        recipients: u64,
+        roles: Value,
+        #[serde(default)]
+        drafted_by: Option<String>,
+        approved_by: String,
+    },
+    CustomerNoticeDiscarded {
+        notice: i64,
+        subject_sha256: String,
+        body_sha256: Option<String>,
+        by_drafter: bool,
+        #[serde(default)]
+        drafted_by: Option<String>,
+    },
+    // ---- inventory and schema ----
+    InventoryImported {
+        import: i64,
+        lines: u64,
+        inserted: u64,
+        updated: u64,
+        unchanged: u64,
+        rejected: u64,
+        partial: bool,
+        changed: u64,
+        changed_ids_digest: String,
+        /// The changed IDs themselves, up to a bound (beyond it the digest and the diff).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        changed_ids: Option<Vec<String>>,
+    },
+    SchemaLoaded {
+        hash: String,
+        kinds: Vec<String>,
+        operations: Vec<String>,
+    },
+    // ---- people, teams, sessions, tokens ----
+    TeamCreated {
+        team: String,
+    },
+    TeamMemberAdded {
+        team: String,
+        email: String,
+    },
+    TeamMemberRemoved {
+        team: String,
+        email: String,
+    },
+    UserSaved {
+        email: String,
+        #[serde(default)]
+        name: Option<String>,
+        teams: Vec<String>,
+        #[serde(default)]
+        admin: bool,
+    },
+    SignedIn {},
+    PasswordChanged {
+        other_sessions_ended: u64,
+    },
+    PasswordReset {
+        email: String,
+        must_change_password: bool,
+        sessions_ended: u64,
+    },
+    SessionRevoked {
+        session: String,
+        current: bool,
+    },
+    OtherSessionsRevoked {
+        sessions: u64,
+    },
+    TokenCreated {
+        /// Set when someone else (the command line) created it for this person.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        label: String,
+        #[serde(default)]
+        expires_at: Option<chrono::NaiveDateTime>,
+    },
+    TokenRevoked {
+        token: i64,
+    },
+    NotificationPreferencesSet(std::collections::BTreeMap<String, String>),
+    MailRetried {
+        mail: i64,
+        recipient: String,
+    },
+}
+
+/// How a change came to exist: asked for by a person, or derived (a rollback, a restore).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Created {
+    Requested {
+        title: String,
+        operation: String,
+        requesting_team: String,
+        implementing_team: String,
+        params: Value,
+        selector: SelectorShape,
+        fingerprint: String,
+        target_count: u64,
+        roots: u64,
+        errors: u64,
+        schema: String,
+    },
+    Rollback {
+        /// The change it undoes (`CHG-12`).
+        rollback_of: String,
+        operation: String,
+        effect: Effect,
+        fingerprint: String,
+        target_count: u64,
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
+    Restore {
+        restore: RestoreSpec,
+        operation: String,
+        effect: Effect,
+        fingerprint: String,
+        target_count: u64,
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
+}
+
+/// A selector's size, as the audit trail keeps it (not its IDs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectorShape {
+    pub ids: u64,
+    pub within: Option<WithinShape>,
+    #[serde(rename = "where")]
+    pub filter: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithinShape {
+    pub kind: String,
+    pub ids: u64,
+}
+
+/// Sign-offs that stopped counting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stale {
+    pub count: u64,
+    /// The fingerprint the stale sign-offs were given for.
+    pub previous_fingerprint: Option<String>,
+    pub fingerprint: Option<String>,
+    pub reason: String,
+    #[serde(flatten)]
+    pub why: Staleness,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Staleness {
+    /// The title or rationale was rewritten (the targets did not change).
+    Text {
+        text_changed: bool,
+        fields: Vec<String>,
+    },
+    /// The resolved target list changed.
+    Targets {
+        added: u64,
+        removed: u64,
+        added_sample: Vec<String>,
+        removed_sample: Vec<String>,
+    },
+}
+
+/// The notifications a person can set a preference for, keyed by these spellings in
+/// `notification_prefs.event_kind` and `outbox.event_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    NeedsSignoff,
+    Signed,
+    Approved,
+    Stale,
+    Rejected,
+    Cancelled,
+    Commented,
+    ExecutionStarted,
+    ExecutionHalted,
+    ExecutionFinished,
+    NoticeDrafted,
+    RollbackCreated,
+}
+
+text_enum!(NotificationKind, "notification kind", {
+    NeedsSignoff => "needs_signoff",
+    Signed => "signed",
+    Approved => "approved",
+    Stale => "stale",
+    Rejected => "rejected",
+    Cancelled => "cancelled",
+    Commented => "commented",
+    ExecutionStarted => "execution_started",
+    ExecutionHalted => "execution_halted",
+    ExecutionFinished => "execution_finished",
+    NoticeDrafted => "notice_drafted",
+    RollbackCreated => "rollback_created",
+});
+
+impl NotificationKind {
+    /// What a person reads next to the preference.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NeedsSignoff => "A change needs your team's sign-off",
+            Self::Signed => "Someone signed a change you are part of",
+            Self::Approved => "A change was approved",
+            Self::Stale => "A sign-off of yours went stale (the target list changed)",
+            Self::Rejected => "A change you are part of was rejected",
+            Self::Cancelled => "A change you are part of was cancelled",
+            Self::Commented => "A comment on a change you are part of",
+            Self::ExecutionStarted => "Execution started",
+            Self::ExecutionHalted => "Execution halted and needs a decision",
+            Self::ExecutionFinished => {
+                "Execution finished (completed, partially failed, failed or aborted)"
+            }
+            Self::RollbackCreated => "A rollback of a change you are part of was created",
+            Self::NoticeDrafted => "A customer notice waits for your team's approval",
+        }
+    }
+
+    /// A sign-off request can be digested, never muted.
+    pub fn can_mute(self) -> bool {
+        self != Self::NeedsSignoff
+    }
+}
+
+impl Event {
+    /// The `action` column.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Event::Created(_) => "created",
+            Event::Edited { .. } => "edited",
+            Event::Resolved { .. } => "resolved",
+            Event::Submitted { .. } => "submitted",
+            Event::StateChanged { .. } => "state_changed",
+            Event::SignoffsStale(_) => "signoffs_stale",
+            Event::Signed { .. } => "signed",
+            Event::Approved { .. } => "approved",
+            Event::Rejected { .. } => "rejected",
+            Event::Cancelled { .. } => "cancelled",
+            Event::Commented { .. } => "commented",
+            Event::ExecutionStarted { .. } => "execution_started",
+            Event::WaveCompleted { .. } => "wave_completed",
+            Event::ExecutionHalted { .. } => "execution_halted",
+            Event::ExecutionResumed { .. } => "execution_resumed",
+            Event::ExecutionAborted { .. } => "execution_aborted",
+            Event::ExecutionFinished { .. } => "execution_finished",
+            Event::RollbackCreated { .. } => "rollback_created",
+            Event::ContactsImported { .. } => "contacts_imported",
+            Event::ContactsExported { .. } => "contacts_exported",
+            Event::CustomerNoticeDrafted { .. } => "customer_notice_drafted",
+            Event::CustomerNoticeSent { .. } => "customer_notice_sent",
+            Event::CustomerNoticeDiscarded { .. } => "customer_notice_discarded",
+            Event::InventoryImported { .. } => "inventory_imported",
+            Event::SchemaLoaded { .. } => "schema_loaded",
+            Event::TeamCreated { .. } => "team_created",
+            Event::TeamMemberAdded { .. } => "team_member_added",
+            Event::TeamMemberRemoved { .. } => "team_member_removed",
+            Event::UserSaved { .. } => "user_saved",
+            Event::SignedIn {} => "signed_in",
+            Event::PasswordChanged { .. } => "password_changed",
+            Event::PasswordReset { .. } => "password_reset",
+            Event::SessionRevoked { .. } => "session_revoked",
+            Event::OtherSessionsRevoked { .. } => "other_sessions_revoked",
+            Event::TokenCreated { .. } => "token_created",
+            Event::TokenRevoked { .. } => "token_revoked",
+            Event::NotificationPreferencesSet(_) => "notification_preferences_set",
+            Event::MailRetried { .. } => "mail_retried",
+        }
+    }
+
+    /// The notification people get about this event, if any (only for events of a change).
+    pub fn notification(&self) -> Option<NotificationKind> {
+        use NotificationKind as K;
+        Some(match self {
+            Event::Submitted { .. } => K::NeedsSignoff,
+            Event::Signed { .. } => K::Signed,
+            Event::Approved { .. } => K::Approved,
+            Event::SignoffsStale(_) => K::Stale,
+            Event::Rejected { .. } => K::Rejected,
+            Event::Cancelled { .. } => K::Cancelled,
+            Event::Commented { .. } => K::Commented,
+            Event::ExecutionStarted { .. } => K::ExecutionStarted,
+            Event::ExecutionHalted { .. } => K::ExecutionHalted,
+            Event::ExecutionFinished { .. } | Event::ExecutionAborted { .. } => {
+                K::ExecutionFinished
+            }
+            Event::RollbackCreated { .. } => K::RollbackCreated,
+            Event::CustomerNoticeDrafted { .. } => K::NoticeDrafted,
+            _ => return None,
+        })
+    }
+
+    /// The `detail` column: the variant's fields as a JSON object.
+    pub fn detail(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut o)) => o
+                .remove("detail")
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            // Serialising plain data into a `Value` cannot fail.
+            _ => Value::Null,
+        }
+    }
+
+    /// Read a stored event back (`action` and `detail` columns). `None` for an action this
+    /// build does not know or a detail of another shape.
+    pub fn from_stored(action: &str, detail: &Value) -> Option<Event> {
+        serde_json::from_value(serde_json::json!({"action": action, "detail": detail})).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::Created(Created::Requested {
+                title: "t".into(),
+                operation: "uninstall_app".into(),
+                requesting_team: "a".into(),
+                implementing_team: "b".into(),
+                params: json!({}),
+                selector: SelectorShape {
+                    ids: 2,
+                    within: Some(WithinShape {
+                        kind: "org".into(),
+                        ids: 1,
+                    }),
+                    filter: json!({}),
+                },
+                fingerprint: "f".into(),
+                target_count: 2,
+                roots: 1,
+                errors: 0,
+                schema: "s".into(),
+            }),
+            Event::Created(Created::Rollback {
+                rollback_of: "CHG-1".into(),
+                operation: "o".into(),
+                effect: Effect::Restore,
+                fingerprint: "f".into(),
+                target_count: 1,
+                warnings: vec![],
+            }),
+            Event::Created(Created::Restore {
+                restore: RestoreSpec {
+                    changes: vec![3],
+                    ..Default::default()
+                },
+                operation: "o".into(),
+                effect: Effect::Restore,
+                fingerprint: "f".into(),
+                target_count: 1,
+                warnings: vec!["w".into()],
+            }),
+            Event::SignoffsStale(Stale {
+                count: 1,
+                previous_fingerprint: Some("p".into()),
+                fingerprint: Some("f".into()),
+                reason: "r".into(),
+                why: Staleness::Text {
+                    text_changed: true,
+                    fields: vec!["title".into()],
+                },
+            }),
+            Event::SignoffsStale(Stale {
+                count: 1,
+                previous_fingerprint: Some("p".into()),
+                fingerprint: Some("f".into()),
+                reason: "r".into(),
+                why: Staleness::Targets {
+                    added: 1,
+                    removed: 0,
+                    added_sample: vec!["x".into()],
+                    removed_sample: vec![],
+                },
+            }),
+            Event::Signed {
+                side: Side::Implementer,
+                fingerprint: "f".into(),
+                comment: String::new(),
+                confirm_count: None,
+            },
+            Event::SignedIn {},
+            Event::Cancelled {
+                from: ChangeState::Draft,
+                reason: None,
+            },
+            Event::NotificationPreferencesSet([("signed".to_string(), "never".to_string())].into()),
+            Event::TokenCreated {
+                email: None,
+                label: "ci".into(),
+                expires_at: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_reads_back_as_itself() {
+        for e in every_event() {
+            let back = Event::from_stored(e.action(), &e.detail());
+            assert_eq!(back.as_ref(), Some(&e), "{} {}", e.action(), e.detail());
+        }
+    }
+
+    #[test]
+    fn details_keep_the_stored_shapes() {
+        // Events written before the enum existed read back as the same variants.
+        let signed = json!({"side": "requester", "fingerprint": "f", "comment": "ok", "confirm_count": null});
+        assert!(matches!(
+            Event::from_stored("signed", &signed),
+            Some(Event::Signed {
+                side: Side::Requester,
+                ..
+            })
+        ));
+        assert_eq!(Event::SignedIn {}.detail(), json!({}));
+        let stale = json!({"count": 2, "previous_fingerprint": "p", "fingerprint": "f", "added": 1, "removed": 2, "added_sample": [], "removed_sample": ["a"], "reason": "edited"});
+        assert!(matches!(
+            Event::from_stored("signoffs_stale", &stale),
+            Some(Event::SignoffsStale(Stale {
+                why: Staleness::Targets { removed: 2, .. },
+                ..
+            }))
+        ));
+        assert_eq!(
+            Event::from_stored("signoffs_stale", &stale)
+                .unwrap()
+                .detail(),
+            stale
+        );
+        assert_eq!(Event::from_stored("no_such_action", &json!({})), None);
+        assert_eq!(
+            Event::from_stored("signed", &json!({"side": "sideways"})),
+            None
+        );
+    }
+
+    #[test]
+    fn notification_kinds_are_the_preference_keys() {
+        for k in NotificationKind::VALUES {
+            assert_eq!(NotificationKind::parse(k.as_str()), Some(*k));
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+        }
+        assert!(!NotificationKind::NeedsSignoff.can_mute());
+    }
+}
