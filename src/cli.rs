@@ -61,7 +61,7 @@ pub enum Command {
     #[command(subcommand)]
     Change(ChangeCmd),
     /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
-    Bench(crate::demo::BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Write a consistent copy of the SQLite database to FILE while the server runs
     /// (VACUUM INTO, checked, then renamed into place). PostgreSQL: use pg_dump (README).
     Backup {
@@ -643,7 +643,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Bench(args) => {
-            crate::demo::bench(args)?;
+            crate::bench::run(args)?;
             Ok(0)
         }
         Command::Backup { file, force } => {
