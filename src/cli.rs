@@ -855,7 +855,10 @@ async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {
             println!("{} {} [{}]", v.number, v.title, v.state);
             println!(
                 "  {} ({}) requested by {}, implemented by {}",
-                v.operation.label, v.operation.effect, v.requesting_team, v.implementing_team
+                v.operation.label,
+                v.operation.effect.map_or("unknown", |e| e.as_str()),
+                v.requesting_team,
+                v.implementing_team
             );
             println!("  {}", v.summary.text);
             for w in &v.summary.warnings {

@@ -11,6 +11,7 @@ use crate::db::models::OutboxRow;
 use crate::db::{outbox as repo, write_tx, DbConn};
 use crate::domain::event::Event;
 use crate::domain::event::NotificationKind;
+use crate::domain::OutboxState;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{mode_allowed, MODES};
 
@@ -100,7 +101,7 @@ pub struct OutboxView {
     pub kind: String,
     pub change: Option<String>,
     pub recipient: String,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::NaiveDateTime,
@@ -114,7 +115,7 @@ fn view(r: OutboxRow) -> OutboxView {
         kind: r.event_kind,
         change: r.change_id.map(super::views::number),
         recipient: r.recipient,
-        state: r.state.to_string(),
+        state: r.state,
         attempts: r.attempts,
         last_error: r.last_error,
         next_attempt_at: r.next_attempt_at,

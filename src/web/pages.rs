@@ -482,7 +482,7 @@ fn row(c: &ChangeSummaryView, needs: String) -> Row {
         title: c.title.clone(),
         state: c.state.to_string(),
         operation: c.operation_label.clone(),
-        effect: c.effect.clone(),
+        effect: c.effect.map(|e| e.as_str().to_string()).unwrap_or_default(),
         targets: c.target_count,
         roots: c.root_count,
         teams: format!("{} → {}", c.requesting_team, c.implementing_team),
@@ -582,7 +582,9 @@ pub async fn queue(
     let effect = q.effect.clone().unwrap_or_default();
     let rows = items
         .iter()
-        .filter(|i| effect.is_empty() || i.change.effect == effect)
+        .filter(|i| {
+            effect.is_empty() || i.change.effect.map(Effect::as_str) == Some(effect.as_str())
+        })
         .map(|i| row(&i.change, i.needs.join(" + ")))
         .collect();
     let page = QueuePage {
@@ -1263,7 +1265,7 @@ pub async fn change(
             .unwrap_or_default(),
         fp_full: current.clone(),
         sides,
-        sets_attributes: v.operation.effect == "set_attributes",
+        sets_attributes: v.operation.effect == Some(Effect::SetAttributes),
         targets: rows
             .into_iter()
             .map(|t| {
