@@ -231,15 +231,6 @@ pub enum RequestRefusal {
     },
 }
 
-impl RequestRefusal {
-    pub fn code(&self) -> &'static str {
-        match self {
-            RequestRefusal::SameTeam { .. } => "same_team",
-            RequestRefusal::NotRequesterTeam { .. } => "not_requester_team",
-        }
-    }
-}
-
 impl Operation {
     /// May `team` be the requesting team of a change of this operation? Never the
     /// implementing team; one of `requested_by` when the schema lists them.

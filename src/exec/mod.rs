@@ -316,7 +316,7 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
                     reason,
                 },
             )?;
-            tracing::warn!(change = c.id, wave, failed, "execution halted");
+            tracing::warn!(wave, failed, "execution halted");
             return Ok(Step::Stop);
         }
         if (wave as usize) < waves.len() {
@@ -346,7 +346,6 @@ fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()>
         },
     )?;
     tracing::info!(
-        change = change_id,
         state = state.as_str(),
         done = e.done,
         failed = e.failed,

@@ -11,7 +11,7 @@ use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::{users, write_tx, DbConn, WriteTx};
 use crate::domain::event::Event;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::CurrentUser;
 
 /// A fresh browser session for the person who just changed their password.
@@ -36,8 +36,7 @@ pub fn change_password(
 ) -> AppResult<NewSession> {
     write_tx(conn, |tx| {
         if !users::replace_password_hash(tx, user.id, old_hash, new_hash)? {
-            return Err(AppError::conflict(
-                "password_changed_meanwhile",
+            return Err(AppError::new(ErrorCode::PasswordChangedMeanwhile,
                 "Your password was changed in the meantime (in another session or by an admin). Nothing was saved; try again with the password that is now current.",
             ));
         }
@@ -72,7 +71,8 @@ pub fn revoke_session(
 ) -> AppResult<bool> {
     write_tx(conn, |tx| {
         let Some(was_current) = users::revoke_session(tx, user.id, public_id, current)? else {
-            return Err(AppError::not_found_msg(
+            return Err(AppError::new(
+                ErrorCode::NotFound,
                 "You have no such session (it may have ended already).",
             ));
         };

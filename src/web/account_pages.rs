@@ -4,7 +4,7 @@
 //! `session_use`.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
@@ -16,7 +16,7 @@ use super::session_use::PASSWORD_PATH;
 use super::{with_conn, State};
 use crate::db::users;
 use crate::domain::account::{new_password_problems, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::accounts as svc;
 
 // ---- the password page -----------------------------------------------------------------
@@ -127,15 +127,7 @@ pub async fn change_password(
             let client = super::session::client_of(req.peer_addr().map(|a| a.ip()));
             if let Err(t) = state.limiter.attempt(&email, &client) {
                 let msg = t.message();
-                return password_page(
-                    &req,
-                    &state,
-                    &w,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    vec![msg],
-                    next,
-                )
-                .await;
+                return password_page(&req, &state, &w, t.code().status(), vec![msg], next).await;
             }
             let given = f.current.clone();
             let ok = state
@@ -160,7 +152,7 @@ pub async fn change_password(
             &req,
             &state,
             &w,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::FormProblems.status(),
             errors,
             next,
         )
@@ -176,7 +168,7 @@ pub async fn change_password(
             .limiter
             .check(move || users::hash_password(&new))
             .await
-            .map_err(|t| AppError::client(StatusCode::TOO_MANY_REQUESTS, "busy", t.message()))
+            .map_err(|t| AppError::new(t.code(), t.message()))
     );
     let user = w.user.clone();
     let done = with_conn(&state, move |conn| {
@@ -192,8 +184,7 @@ pub async fn change_password(
     let s = match done {
         Ok(s) => s,
         Err(e @ AppError::Client { .. }) => {
-            return password_page(&req, &state, &w, e.status_code(), vec![e.to_string()], next)
-                .await
+            return password_page(&req, &state, &w, e.status(), vec![e.to_string()], next).await
         }
         Err(e) => {
             let l = layout(&state, &w, "settings", &req).await;

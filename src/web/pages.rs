@@ -18,7 +18,7 @@ use crate::domain::event::Event;
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::{Effect, ExecState, OutboxState, Side};
-use crate::error::{AppError, RequestId};
+use crate::error::{AppError, ErrorCode, RequestId};
 use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
 use crate::service::events::record;
 use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
@@ -139,9 +139,8 @@ pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> H
 /// An error as a page in the layout: 4xx with the service's message, 500 with the request id.
 pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
     let (status, heading, message) = match e {
-        AppError::Client {
-            status, message, ..
-        } => {
+        AppError::Client { message, .. } => {
+            let status = e.status();
             let heading = match status.as_u16() {
                 404 => "Not found",
                 403 => "Not allowed",
@@ -149,12 +148,12 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
                 429 => "Too many attempts",
                 _ => "That did not work",
             };
-            (*status, heading.to_string(), message.clone())
+            (status, heading.to_string(), message.clone())
         }
         other => {
             tracing::error!(error = %other, "page failed");
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                e.status(),
                 "Something went wrong on our side".into(),
                 "The error is logged. Tell the countersign admins the request id below.".into(),
             )
@@ -176,11 +175,11 @@ pub fn error_page(req: &HttpRequest, l: Layout, e: &AppError) -> HttpResponse {
 /// A malformed path or query: JSON for the API, a page for the web app.
 pub fn bad_request(
     req: &HttpRequest,
-    code: &str,
+    code: ErrorCode,
     message: String,
     cause: impl std::fmt::Debug + std::fmt::Display + 'static,
 ) -> actix_web::Error {
-    let e = AppError::bad_request(code, message);
+    let e = AppError::new(code, message);
     if req.path().starts_with("/api/") {
         return e.into();
     }
@@ -192,7 +191,10 @@ pub async fn not_found_page(req: HttpRequest) -> HttpResponse {
     error_page(
         &req,
         Layout::anonymous(),
-        &AppError::not_found_msg(format!("There is no page at {}.", req.path())),
+        &AppError::new(
+            ErrorCode::NotFound,
+            format!("There is no page at {}.", req.path()),
+        ),
     )
 }
 
@@ -203,8 +205,7 @@ pub(crate) fn see_other(to: &str) -> HttpResponse {
 }
 
 pub(crate) fn csrf_error() -> AppError {
-    AppError::forbidden(
-        "csrf",
+    AppError::new(ErrorCode::Csrf,
         "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
     )
 }
@@ -331,10 +332,10 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
     let f = form.into_inner();
     let email = f.email.trim().to_lowercase();
     let next = safe_next(Some(&f.next));
-    let again = |error: String, status: StatusCode| {
+    let again = |error: String, code: ErrorCode| {
         let csrf = random_hex();
         let mut r = html(
-            status,
+            code.status(),
             LoginPage {
                 l: Layout::anonymous(),
                 email: f.email.clone(),
@@ -351,7 +352,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
     if !csrf_ok(&cookie_csrf, &f.csrf) {
         return again(
             "The login form expired. Please sign in again.".into(),
-            StatusCode::FORBIDDEN,
+            ErrorCode::Csrf,
         );
     }
     if email.len() > session::MAX_EMAIL_BYTES || f.password.len() > session::MAX_PASSWORD_BYTES {
@@ -361,12 +362,12 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
                 session::MAX_EMAIL_BYTES,
                 session::MAX_PASSWORD_BYTES
             ),
-            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidForm,
         );
     }
     let client = session::client_of(req.peer_addr().map(|a| a.ip()));
     if let Err(t) = state.limiter.attempt(&email, &client) {
-        return again(t.message(), StatusCode::TOO_MANY_REQUESTS);
+        return again(t.message(), t.code());
     }
     // The stored hash, then the argon2 check without holding a database connection.
     let e2 = email.clone();
@@ -388,7 +389,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         .await
     {
         Ok(m) => m,
-        Err(t) => return again(t.message(), StatusCode::TOO_MANY_REQUESTS),
+        Err(t) => return again(t.message(), t.code()),
     };
     let found = match (matches, user) {
         (true, Some(u)) => {
@@ -420,7 +421,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
             state.limiter.failed(&client);
             again(
                 "That email and password do not match.".into(),
-                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidCredentials,
             )
         }
         Err(e) => error_page(&req, Layout::anonymous(), &e),
@@ -481,7 +482,7 @@ fn row(c: &ChangeSummaryView, needs: String) -> Row {
         title: c.title.clone(),
         state: c.state.to_string(),
         operation: c.operation_label.clone(),
-        effect: c.effect.clone(),
+        effect: c.effect.map(|e| e.as_str().to_string()).unwrap_or_default(),
         targets: c.target_count,
         roots: c.root_count,
         teams: format!("{} → {}", c.requesting_team, c.implementing_team),
@@ -581,7 +582,9 @@ pub async fn queue(
     let effect = q.effect.clone().unwrap_or_default();
     let rows = items
         .iter()
-        .filter(|i| effect.is_empty() || i.change.effect == effect)
+        .filter(|i| {
+            effect.is_empty() || i.change.effect.map(Effect::as_str) == Some(effect.as_str())
+        })
         .map(|i| row(&i.change, i.needs.join(" + ")))
         .collect();
     let page = QueuePage {
@@ -974,7 +977,7 @@ pub async fn create_change(
     csrf_guard!(&req, &state, &w, "new", &f.csrf);
     let again = |l: Layout, errors: Vec<ResolutionError>, count: u64, problems, preview| {
         html(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::FormProblems.status(),
             new_change_page(
                 &state,
                 l,
@@ -1024,7 +1027,7 @@ pub async fn create_change(
     let resolved = with_conn(&state, move |conn| {
         let op = schema
             .operation(&op_name)
-            .ok_or_else(|| AppError::unprocessable("unknown_operation", "Choose an operation."))?;
+            .ok_or_else(|| AppError::new(ErrorCode::UnknownOperation, "Choose an operation."))?;
         let params = svc::check_params(op, &params)?;
         svc::check_selector(op, &targets)?;
         crate::db::snapshot(conn, |conn| {
@@ -1262,7 +1265,7 @@ pub async fn change(
             .unwrap_or_default(),
         fp_full: current.clone(),
         sides,
-        sets_attributes: v.operation.effect == "set_attributes",
+        sets_attributes: v.operation.effect == Some(Effect::SetAttributes),
         targets: rows
             .into_iter()
             .map(|t| {
@@ -1384,13 +1387,13 @@ pub async fn change_action(
         let done = match act.as_str() {
             "sign" => {
                 let Some(side) = Side::parse(&f.side) else {
-                    return Err(AppError::unprocessable("invalid_side", "Choose a side."));
+                    return Err(AppError::new(ErrorCode::InvalidSide, "Choose a side."));
                 };
                 let confirm = match f.confirm_count.trim() {
                     "" => None,
                     n => Some(n.parse::<u64>().map_err(|_| {
-                        AppError::unprocessable(
-                            "confirm_count_mismatch",
+                        AppError::new(
+                            ErrorCode::ConfirmCountMismatch,
                             format!("`{n}` is not a number: type the number of targets"),
                         )
                     })?),
@@ -1480,7 +1483,7 @@ pub async fn change_action(
                 let rb = exe::rollback(conn, &schema, &user, id, &RollbackRequest::default())?;
                 return Ok(("rollback".into(), rb));
             }
-            _ => return Err(AppError::not_found_msg("no such action")),
+            _ => return Err(AppError::new(ErrorCode::NotFound, "no such action")),
         };
         Ok((done.to_string(), id))
     })
@@ -1854,8 +1857,7 @@ pub async fn create_token(
                 return error_page(
                     &req,
                     l,
-                    &AppError::bad_request(
-                        "invalid_lifetime",
+                    &AppError::new(ErrorCode::InvalidLifetime,
                         format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
                     ),
                 );
@@ -1905,7 +1907,7 @@ pub async fn revoke_token(
         "settings",
         with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
-                return Err(AppError::not_found_msg("no such token of yours"));
+                return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
             }
             record(conn, &user.actor(), None, Event::TokenRevoked { token: id })?;
             Ok(())
@@ -2002,8 +2004,7 @@ pub async fn retry_mail(
 /// targets, so its text is edited on the change page instead.
 fn editable(v: &ChangeView) -> Result<(), AppError> {
     if !v.allowed_actions.contains(&ChangeAction::Edit) {
-        return Err(AppError::forbidden(
-            "not_allowed",
+        return Err(AppError::new(ErrorCode::NotAllowed,
             format!(
                 "Only the author of a change edits it, while it is a draft, awaiting sign-off or approved ({} is {}); comment instead.",
                 v.number, v.state
@@ -2011,8 +2012,7 @@ fn editable(v: &ChangeView) -> Result<(), AppError> {
         ));
     }
     if v.rollback_of.is_some() || v.targets.get("restore").is_some() {
-        return Err(AppError::conflict(
-            "fixed_targets",
+        return Err(AppError::new(ErrorCode::FixedTargets,
             "A rollback or bulk restore has fixed targets: edit its title and rationale on its page, or cancel it and request a new one.",
         ));
     }
@@ -2115,7 +2115,7 @@ pub async fn save_edit(
     let again = |l: Layout, problems: Vec<String>| {
         let mut page = new_change_page(&state, l, &w.user, f.clone(), vec![], 0, problems, None);
         page.editing = Some(number(id));
-        html(StatusCode::UNPROCESSABLE_ENTITY, page.render())
+        html(ErrorCode::FormProblems.status(), page.render())
     };
     let cr = match to_request(&f) {
         Ok(r) => r,
@@ -2153,9 +2153,7 @@ pub async fn save_edit(
     .await;
     match saved {
         Ok(_) => see_other(&format!("/changes/{}?done=saved", number(id))),
-        Err(AppError::Client {
-            message, status, ..
-        }) if status != StatusCode::NOT_FOUND => {
+        Err(AppError::Client { message, code, .. }) if code != ErrorCode::NotFound => {
             let l = layout(&state, &w, "changes", &req).await;
             again(l, vec![message])
         }

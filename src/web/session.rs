@@ -16,6 +16,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use super::session_use;
 use super::{with_conn, AppState};
 use crate::db::users;
+use crate::error::ErrorCode;
 use crate::service::CurrentUser;
 
 pub const SESSION_COOKIE: &str = "cs_session";
@@ -198,6 +199,14 @@ pub enum Throttled {
 }
 
 impl Throttled {
+    /// `too_many_attempts` for this address or client, `busy` for the whole server.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Throttled::Address(_) | Throttled::Client(_) => ErrorCode::TooManyAttempts,
+            Throttled::Busy => ErrorCode::Busy,
+        }
+    }
+
     pub fn message(&self) -> String {
         fn words(d: &Duration) -> String {
             let s = (d.as_millis().div_ceil(1000) as u64).max(1);

@@ -28,5 +28,6 @@ mod smtp;
 mod states;
 mod teams;
 mod truth;
+mod two_servers;
 mod web;
 mod webhook;
