@@ -141,10 +141,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     /// Drop the PostgreSQL database. Whoever still holds a connection (a worker thread,
-    /// a pool a test cloned) is disconnected by `WITH (FORCE)`. A busy server (no free
-    /// connection, a backend slow to exit) gets a few more tries, a few seconds in all; a
-    /// failure is reported and never fails or hangs the test (`.ci/run` drops leftovers
-    /// before a run, and the database's comment names the test that made it).
+    /// a pool a test cloned) is disconnected by `WITH (FORCE)`. A busy server gets three
+    /// tries of up to 45 s each (DROP DATABASE waits until every backend of the server has
+    /// released its file handles, which took over 10 s once under two full suites); a
+    /// failure is reported and never fails the test (`.ci/run` drops leftovers before a
+    /// run, and the database's comment names the test that made it).
     fn drop(&mut self) {
         let Place::Postgres { admin, name } = &self.place else {
             return;
@@ -153,14 +154,14 @@ impl Drop for TestDb {
             let mut conn = diesel::PgConnection::establish(&with_connect_timeout(admin))
                 .map_err(|e| e.to_string())?;
             // Two calls: DROP DATABASE cannot share a (multi-statement) query.
-            conn.batch_execute("SET statement_timeout = '10s'")
+            conn.batch_execute("SET statement_timeout = '45s'")
                 .and_then(|()| {
                     conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 })
                 .map_err(|e| e.to_string())
         };
         let mut errors = Vec::new();
-        for pause_ms in [250, 750, 2000, 0] {
+        for pause_ms in [500, 2000, 0] {
             match attempt() {
                 Ok(()) => return,
                 Err(e) => errors.push(e),
