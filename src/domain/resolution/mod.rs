@@ -17,8 +17,6 @@ mod plan;
 mod problems;
 pub mod scope;
 pub mod summary;
-#[cfg(test)]
-mod tests;
 mod undo;
 
 pub use evaluate::{evaluate, within_retention, Loaded};
@@ -166,6 +164,9 @@ pub fn short_fingerprint(fp: &str) -> String {
     let hex = fp.strip_prefix("sha256:").unwrap_or(fp);
     hex.chars().take(12).collect()
 }
+
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 mod fingerprint_tests {

@@ -423,7 +423,7 @@ impl ParamSpec {
 }
 
 /// The schema shipped with countersign: it models the outage in DESIGN.md.
-pub const EXAMPLE_SCHEMA: &str = include_str!("../../config/schema.example.toml");
+pub const EXAMPLE_SCHEMA: &str = include_str!("../../../config/schema.example.toml");
 
 #[cfg(test)]
 mod tests;
