@@ -12,7 +12,7 @@ use crate::db::{self, users, write_tx, DatabaseUrl};
 use crate::domain::event::Event;
 use crate::domain::schema::{team_name_ok, Schema};
 use crate::domain::ExecState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::accounts;
 use crate::service::events::record;
 use crate::web::Application;
@@ -61,7 +61,7 @@ pub enum Command {
     #[command(subcommand)]
     Change(ChangeCmd),
     /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
-    Bench(crate::demo::BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Write a consistent copy of the SQLite database to FILE while the server runs
     /// (VACUUM INTO, checked, then renamed into place). PostgreSQL: use pg_dump (README).
     Backup {
@@ -503,8 +503,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     match users::find_team(conn, t)? {
                         Some(team) => team_ids.push(team.id),
                         None => {
-                            return Err(AppError::unprocessable(
-                                "unknown_team",
+                            return Err(AppError::new(ErrorCode::UnknownTeam,
                                 format!("team `{t}` does not exist (countersign team add {t})"),
                             ))
                         }
@@ -644,7 +643,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Bench(args) => {
-            crate::demo::bench(args)?;
+            crate::bench::run(args)?;
             Ok(0)
         }
         Command::Backup { file, force } => {
@@ -856,7 +855,10 @@ async fn change_cmd(cmd: ChangeCmd) -> anyhow::Result<i32> {
             println!("{} {} [{}]", v.number, v.title, v.state);
             println!(
                 "  {} ({}) requested by {}, implemented by {}",
-                v.operation.label, v.operation.effect, v.requesting_team, v.implementing_team
+                v.operation.label,
+                v.operation.effect.map_or("unknown", |e| e.as_str()),
+                v.requesting_team,
+                v.implementing_team
             );
             println!("  {}", v.summary.text);
             for w in &v.summary.warnings {

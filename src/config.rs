@@ -172,13 +172,6 @@ impl MailConfig {
             lease_secs: 60,
         }
     }
-
-    pub fn settings(&self) -> crate::notify::mail::MailSettings {
-        crate::notify::mail::MailSettings {
-            from: self.from.clone(),
-            public_url: self.public_url.clone(),
-        }
-    }
 }
 
 impl Config {

@@ -1,7 +1,7 @@
 //! countersign: a change-request workflow engine shared by the team that requests a
 //! change and the team that implements it. See docs/ARCHITECTURE.md.
 
-pub mod bench_webhook;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
+mod module_graph;
 pub mod notify;
 pub mod service;
 pub mod telemetry;

@@ -126,14 +126,37 @@ pub struct Facts<'a> {
     pub approval_holds: bool,
 }
 
-/// Why an action is refused: a stable code (the API's `code`) and a sentence naming the
-/// rule, the team and the state.
+/// Which rule refused an action. `error.rs` names the API's stable `code` of each (the
+/// variants are named like those codes) and so its HTTP status; the domain knows neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A person rule with no more specific reason: the message names who may.
+    Forbidden,
+    NotAuthor,
+    NotInTeam,
+    NotImplementer,
+    SeparationOfDuties,
+    /// Not in this state.
+    IllegalTransition,
+    UnknownState,
+    AlreadySigned,
+    OutsideWindow,
+    SignoffsNoLongerCount,
+    /// The change's operation left the schema.
+    OperationRemoved,
+    NotReversible,
+    AlreadyRolledBack,
+    NothingToRollBack,
+    /// The customer-notice rules refused a draft.
+    Notice(notice::NoticeRefusal),
+}
+
+/// Why an action is refused: the rule and a sentence naming the rule, the team and the
+/// state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
     pub action: ChangeAction,
-    pub code: &'static str,
-    /// `true`: the person may never do this here (403); `false`: not in this state (409).
-    pub forbidden: bool,
+    pub reason: Reason,
     pub message: String,
     /// The change's state when the refusal is about the state.
     pub state: Option<ChangeState>,
@@ -145,11 +168,10 @@ impl fmt::Display for Denied {
     }
 }
 
-fn who(code: &'static str, action: ChangeAction, message: String) -> Denied {
+fn who(reason: Reason, action: ChangeAction, message: String) -> Denied {
     Denied {
         action,
-        code,
-        forbidden: true,
+        reason,
         message,
         state: None,
     }
@@ -158,8 +180,7 @@ fn who(code: &'static str, action: ChangeAction, message: String) -> Denied {
 fn when(state: ChangeState, action: ChangeAction) -> Denied {
     Denied {
         action,
-        code: "illegal_transition",
-        forbidden: false,
+        reason: Reason::IllegalTransition,
         state: Some(state),
         message: format!(
             "cannot {} a change that is {}",
@@ -176,8 +197,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
     use ChangeState as S;
     let state = f.state.ok_or_else(|| Denied {
         action,
-        code: "unknown_state",
-        forbidden: false,
+        reason: Reason::UnknownState,
         state: f.state,
         message: "the change's stored state is not one countersign knows".into(),
     })?;
@@ -188,7 +208,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Edit => {
             if !f.is_author {
                 return Err(who(
-                    "not_author",
+                    Reason::NotAuthor,
                     action,
                     "only the author of a change can edit it".into(),
                 ));
@@ -200,7 +220,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Resolve => {
             if !involved {
                 return Err(who(
-                    "forbidden",
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can re-resolve it"),
                 ));
@@ -212,7 +232,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Submit => {
             if !(f.is_author || f.in_requesting_team) {
                 return Err(who(
-                    "forbidden",
+                    Reason::Forbidden,
                     action,
                     format!(
                         "only the author or the requesting team `{}` can submit a change",
@@ -227,7 +247,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::SignRequester => {
             if !f.in_requesting_team {
                 return Err(who(
-                    "not_in_team",
+                    Reason::NotInTeam,
                     action,
                     format!(
                         "only members of team `{}` can sign the requester side",
@@ -236,10 +256,10 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
                 ));
             }
             if f.in_implementing_team {
-                return Err(who("separation_of_duties", action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
+                return Err(who(Reason::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
             }
             if f.ever_signed_implementer {
-                return Err(who("separation_of_duties",
+                return Err(who(Reason::SeparationOfDuties,
                     action,
                     "you already signed the implementer side of this change; one person never counts on both sides".into(),
                 ));
@@ -250,8 +270,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.signed_requester {
                 return Err(Denied {
                     action,
-                    code: "already_signed",
-                    forbidden: false,
+                    reason: Reason::AlreadySigned,
                     state: f.state,
                     message: "you already signed the requester side for this fingerprint".into(),
                 });
@@ -260,7 +279,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::SignImplementer => {
             if !f.in_implementing_team {
                 return Err(who(
-                    "not_in_team",
+                    Reason::NotInTeam,
                     action,
                     format!(
                         "only members of team `{}` can sign the implementer side",
@@ -270,13 +289,13 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             }
             if f.is_author {
                 return Err(who(
-                    "separation_of_duties",
+                    Reason::SeparationOfDuties,
                     action,
                     "the author of a change cannot sign its implementer side".into(),
                 ));
             }
             if f.ever_signed_requester {
-                return Err(who("separation_of_duties",
+                return Err(who(Reason::SeparationOfDuties,
                     action,
                     "you already signed the requester side of this change; one person never counts on both sides".into(),
                 ));
@@ -287,8 +306,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.signed_implementer {
                 return Err(Denied {
                     action,
-                    code: "already_signed",
-                    forbidden: false,
+                    reason: Reason::AlreadySigned,
                     state: f.state,
                     message: "you already signed the implementer side for this fingerprint".into(),
                 });
@@ -296,7 +314,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         }
         A::Reject => {
             if !(f.is_admin || either_team) {
-                return Err(who("forbidden",
+                return Err(who(Reason::Forbidden,
                     action,
                     format!("only the requesting or implementing team ({teams}) or an admin can reject a change"),
                 ));
@@ -308,7 +326,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Cancel => {
             if !(f.is_admin || f.is_author || f.in_requesting_team) {
                 return Err(who(
-                    "forbidden",
+                    Reason::Forbidden,
                     action,
                     format!(
                         "only the author, the requesting team `{}` or an admin can cancel a change",
@@ -323,7 +341,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Comment => {
             if !involved {
                 return Err(who(
-                    "forbidden",
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can comment on it"),
                 ));
@@ -332,7 +350,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Execute | A::Resume => {
             if !f.in_implementing_team {
                 return Err(who(
-                    "not_implementer",
+                    Reason::NotImplementer,
                     action,
                     format!(
                         "only members of the implementing team `{}` can {} a change",
@@ -351,8 +369,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if action == A::Execute && !f.in_window {
                 return Err(Denied {
                     action,
-                    code: "outside_window",
-                    forbidden: false,
+                    reason: Reason::OutsideWindow,
                     state: f.state,
                     message: "now is outside the change's execution window".into(),
                 });
@@ -360,8 +377,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if action == A::Execute && !f.approval_holds {
                 return Err(Denied {
                     action,
-                    code: "signoffs_no_longer_count",
-                    forbidden: false,
+                    reason: Reason::SignoffsNoLongerCount,
                     state: f.state,
                     message: "its sign-offs no longer all count (a signer left their team): it needs new sign-offs".into(),
                 });
@@ -369,8 +385,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if !f.operation_known {
                 return Err(Denied {
                     action,
-                    code: "unknown_operation",
-                    forbidden: false,
+                    reason: Reason::OperationRemoved,
                     state: f.state,
                     message: "the change's operation is no longer in the schema; it cannot run"
                         .into(),
@@ -379,7 +394,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         }
         A::Abort => {
             if !(f.is_admin || f.in_implementing_team) {
-                return Err(who("not_implementer",
+                return Err(who(Reason::NotImplementer,
                     action,
                     format!(
                         "only members of the implementing team `{}` or an admin can abort an execution",
@@ -394,7 +409,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Rollback => {
             if !involved {
                 return Err(who(
-                    "forbidden",
+                    Reason::Forbidden,
                     action,
                     format!("only the teams of the change ({teams}) can roll it back"),
                 ));
@@ -405,8 +420,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.is_rollback {
                 return Err(Denied {
                     action,
-                    code: "not_reversible",
-                    forbidden: false,
+                    reason: Reason::NotReversible,
                     state: f.state,
                     message: "a rollback is not rolled back: request a new change for what should happen now".into(),
                 });
@@ -414,8 +428,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if !f.operation_known || !f.reversible {
                 return Err(Denied {
                     action,
-                    code: "not_reversible",
-                    forbidden: false,
+                    reason: Reason::NotReversible,
                     state: f.state,
                     message: "this change's effect has no inverse and cannot be rolled back".into(),
                 });
@@ -423,8 +436,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.has_open_rollback {
                 return Err(Denied {
                     action,
-                    code: "already_rolled_back",
-                    forbidden: false,
+                    reason: Reason::AlreadyRolledBack,
                     state: f.state,
                     message: "this change already has a rollback".into(),
                 });
@@ -432,8 +444,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
             if f.executed_targets == 0 {
                 return Err(Denied {
                     action,
-                    code: "nothing_to_roll_back",
-                    forbidden: false,
+                    reason: Reason::NothingToRollBack,
                     state: f.state,
                     message: "the execution changed no target, so there is nothing to roll back"
                         .into(),
@@ -455,13 +466,13 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
                 now: chrono::NaiveDateTime::default(),
             };
             if let Err(r) = notice::decide(&nf, notice::NoticeAction::Draft) {
-                let forbidden = r.kind() == notice::RefusalKind::Forbidden;
+                // A person refusal says nothing about the state.
+                let about_state = r.kind() != notice::RefusalKind::Forbidden;
                 return Err(Denied {
                     action,
-                    code: r.code(),
-                    forbidden,
-                    state: (!forbidden).then_some(state),
+                    state: about_state.then_some(state),
                     message: r.to_string(),
+                    reason: Reason::Notice(r),
                 });
             }
         }
@@ -511,7 +522,7 @@ mod tests {
         assert!(!a.contains(&A::SignRequester));
         assert!(a.contains(&A::SignImplementer));
         let e = decide(&f, A::SignRequester).unwrap_err();
-        assert_eq!(e.code, "separation_of_duties");
+        assert_eq!(e.reason, Reason::SeparationOfDuties);
         assert!(e.message.contains("platform-ops"), "{}", e.message);
     }
 
@@ -521,8 +532,8 @@ mod tests {
         f.is_author = true;
         f.in_implementing_team = true;
         assert_eq!(
-            decide(&f, A::SignImplementer).unwrap_err().code,
-            "separation_of_duties"
+            decide(&f, A::SignImplementer).unwrap_err().reason,
+            Reason::SeparationOfDuties
         );
     }
 
@@ -533,12 +544,15 @@ mod tests {
         f.executed_targets = 3;
         assert!(allowed(&f).contains(&A::Rollback));
         f.is_rollback = true;
-        assert_eq!(decide(&f, A::Rollback).unwrap_err().code, "not_reversible");
+        assert_eq!(
+            decide(&f, A::Rollback).unwrap_err().reason,
+            Reason::NotReversible
+        );
         f.is_rollback = false;
         f.executed_targets = 0;
         assert_eq!(
-            decide(&f, A::Rollback).unwrap_err().code,
-            "nothing_to_roll_back"
+            decide(&f, A::Rollback).unwrap_err().reason,
+            Reason::NothingToRollBack
         );
     }
 
@@ -560,18 +574,23 @@ mod tests {
         // Someone in both teams would leave nobody to approve their notice.
         f.in_implementing_team = true;
         let e = decide(&f, A::DraftNotice).unwrap_err();
-        assert_eq!(e.code, "separation_of_duties");
-        assert!(e.forbidden);
+        assert!(matches!(
+            e.reason,
+            Reason::Notice(notice::NoticeRefusal::InBothTeams { .. })
+        ));
+        assert_eq!(e.state, None);
     }
 
     #[test]
-    fn state_refusals_are_conflicts_person_refusals_forbidden() {
+    fn state_refusals_name_the_state_person_refusals_do_not() {
         let mut f = facts(ChangeState::Completed);
         f.is_author = true;
         let e = decide(&f, A::Edit).unwrap_err();
-        assert!(!e.forbidden);
+        assert_eq!(e.reason, Reason::IllegalTransition);
+        assert_eq!(e.state, Some(ChangeState::Completed));
         assert_eq!(e.message, "cannot edit a change that is completed");
         f.is_author = false;
-        assert!(decide(&f, A::Edit).unwrap_err().forbidden);
+        let e = decide(&f, A::Edit).unwrap_err();
+        assert_eq!((e.reason, e.state), (Reason::NotAuthor, None));
     }
 }

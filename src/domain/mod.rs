@@ -19,6 +19,7 @@ pub mod selector;
 pub mod signoff;
 pub mod text;
 pub mod text_enum;
+pub mod waves;
 
 pub use change::ChangeState;
 pub use entity::EntityState;

@@ -94,17 +94,6 @@ pub enum Refusal {
     ConfirmCountWrong { given: u64, expected: u64 },
 }
 
-impl Refusal {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::StaleFingerprint { .. } => "stale_fingerprint",
-            Refusal::StaleText { .. } => "stale_text",
-            Refusal::ConfirmCountMissing { .. } => "confirm_count_required",
-            Refusal::ConfirmCountWrong { .. } => "confirm_count_mismatch",
-        }
-    }
-}
-
 /// The hash of the text a signer reads (title and rationale), bound into each sign-off.
 pub fn text_hash(title: &str, rationale: &str) -> String {
     use sha2::{Digest, Sha256};

@@ -6,15 +6,22 @@ pub const MAX_TITLE: usize = 200;
 /// Longest rationale, in characters.
 pub const MAX_RATIONALE: usize = 20_000;
 
-/// Why a text was refused: (code, message).
+/// The text a problem is about (`error.rs` names the API `code` of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    Title,
+    Rationale,
+}
+
+/// Why a text was refused: which text, and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextProblem {
-    pub code: &'static str,
+    pub field: TextField,
     pub message: String,
 }
 
-fn problem(code: &'static str, message: String) -> TextProblem {
-    TextProblem { code, message }
+fn problem(field: TextField, message: String) -> TextProblem {
+    TextProblem { field, message }
 }
 
 /// A title: 1 to [`MAX_TITLE`] characters, trimmed, on one line, no control characters.
@@ -26,18 +33,18 @@ impl Title {
     pub fn parse(raw: &str) -> Result<Title, TextProblem> {
         let t = raw.trim();
         if t.is_empty() {
-            return Err(problem("invalid_title", "the title is required".into()));
+            return Err(problem(TextField::Title, "the title is required".into()));
         }
         let n = t.chars().count();
         if n > MAX_TITLE {
             return Err(problem(
-                "invalid_title",
+                TextField::Title,
                 format!("the title has {n} characters; at most {MAX_TITLE} are allowed"),
             ));
         }
         if let Some(c) = t.chars().find(|c| c.is_control()) {
             return Err(problem(
-                "invalid_title",
+                TextField::Title,
                 format!(
                     "the title contains the control character U+{:04X}; a title is one line of text",
                     c as u32
@@ -84,7 +91,7 @@ impl Rationale {
         let n = raw.chars().count();
         if n > MAX_RATIONALE {
             return Err(problem(
-                "invalid_rationale",
+                TextField::Rationale,
                 format!("the rationale has {n} characters; at most {MAX_RATIONALE} are allowed"),
             ));
         }
@@ -93,7 +100,7 @@ impl Rationale {
             .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
             return Err(problem(
-                "invalid_rationale",
+                TextField::Rationale,
                 format!(
                     "the rationale contains the control character U+{:04X}",
                     c as u32

@@ -12,7 +12,7 @@ use crate::domain::execution::{
 };
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::{EntityState, Schema};
-use crate::error::AppResult;
+use crate::error::{AppResult, ErrorCode};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
@@ -72,8 +72,8 @@ pub fn apply(
     let restore_to = match RestoreSpec::of_selector(&c.selector) {
         Some(spec) if effect == Effect::Restore => {
             let point = repo::restore_point(conn, &spec)?.ok_or_else(|| {
-                crate::error::AppError::unprocessable(
-                    "not_executed",
+                crate::error::AppError::new(
+                    ErrorCode::NotExecuted,
                     "the change this restore goes back before never ran",
                 )
             })?;

@@ -133,7 +133,9 @@ fn hostname() -> String {
 
 /// The worker loop: claim an execution, run it until it stops or the lease is lost.
 pub fn run(ctx: Ctx) {
-    tracing::info!(owner = %ctx.owner, "execution worker started");
+    // Every line this thread logs names the worker; a claimed execution adds its own span.
+    let _worker = tracing::info_span!("worker", owner = %ctx.owner).entered();
+    tracing::info!("execution worker started");
     // Webhook clients (keep-alive connections) live as long as the worker.
     let mut hooks = webhook::Hooks::default();
     while !ctx.stopping() {
@@ -142,7 +144,10 @@ pub fn run(ctx: Ctx) {
         });
         match claimed {
             Ok(Some(e)) => {
-                tracing::info!(execution = e.id, change = e.change_id, "claimed execution");
+                let _span =
+                    tracing::info_span!("execution", execution = e.id, change = e.change_id)
+                        .entered();
+                tracing::info!("claimed execution");
                 run_execution(&ctx, e.id, &mut hooks);
             }
             Ok(None) => ctx.wake.wait(Duration::from_millis(ctx.config.poll_ms)),
@@ -153,7 +158,7 @@ pub fn run(ctx: Ctx) {
             }
         }
     }
-    tracing::info!(owner = %ctx.owner, "execution worker stopped");
+    tracing::info!("execution worker stopped");
 }
 
 /// What one step did.
@@ -311,7 +316,7 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
                     reason,
                 },
             )?;
-            tracing::warn!(change = c.id, wave, failed, "execution halted");
+            tracing::warn!(wave, failed, "execution halted");
             return Ok(Step::Stop);
         }
         if (wave as usize) < waves.len() {
@@ -341,7 +346,6 @@ fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()>
         },
     )?;
     tracing::info!(
-        change = change_id,
         state = state.as_str(),
         done = e.done,
         failed = e.failed,

@@ -20,6 +20,13 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
+    pub fn of(config: &crate::config::MailConfig) -> Self {
+        MailSettings {
+            from: config.from.clone(),
+            public_url: config.public_url.clone(),
+        }
+    }
+
     fn domain(&self) -> String {
         self.from
             .rsplit_once('@')

@@ -150,6 +150,7 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
+    let _mailer = tracing::info_span!("mailer", owner = %owner).entered();
     let sender = match Sender::new(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -157,7 +158,7 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             return;
         }
     };
-    let settings = config.settings();
+    let settings = MailSettings::of(&config);
     tracing::info!(transport = ?config.transport, "mailer started");
     let ttl = chrono::Duration::seconds(config.lease_secs as i64);
     while !stop.load(Ordering::SeqCst) {

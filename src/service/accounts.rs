@@ -11,7 +11,7 @@ use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::{users, write_tx, DbConn, WriteTx};
 use crate::domain::event::Event;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::CurrentUser;
 
 /// A fresh browser session for the person who just changed their password.
@@ -26,6 +26,7 @@ pub struct NewSession {
 /// checked against (outside this transaction), `new_hash` the new one. Every session of
 /// the person ends, the current one included, and a new one is issued for the browser
 /// that made the change. Clears `must_change_password`.
+#[tracing::instrument(name = "accounts::change_password", skip_all, fields(user = user.id))]
 pub fn change_password(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -35,8 +36,7 @@ pub fn change_password(
 ) -> AppResult<NewSession> {
     write_tx(conn, |tx| {
         if !users::replace_password_hash(tx, user.id, old_hash, new_hash)? {
-            return Err(AppError::conflict(
-                "password_changed_meanwhile",
+            return Err(AppError::new(ErrorCode::PasswordChangedMeanwhile,
                 "Your password was changed in the meantime (in another session or by an admin). Nothing was saved; try again with the password that is now current.",
             ));
         }
@@ -62,6 +62,7 @@ pub fn change_password(
 
 /// Sign out one of one's own sessions by its public id (404 for anybody else's).
 /// Returns whether it was the session of `current` (the caller then clears the cookie).
+#[tracing::instrument(name = "accounts::revoke_session", skip_all, fields(user = user.id))]
 pub fn revoke_session(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -70,7 +71,8 @@ pub fn revoke_session(
 ) -> AppResult<bool> {
     write_tx(conn, |tx| {
         let Some(was_current) = users::revoke_session(tx, user.id, public_id, current)? else {
-            return Err(AppError::not_found_msg(
+            return Err(AppError::new(
+                ErrorCode::NotFound,
                 "You have no such session (it may have ended already).",
             ));
         };
@@ -88,6 +90,7 @@ pub fn revoke_session(
 }
 
 /// Sign out all of one's sessions but the current one; how many ended.
+#[tracing::instrument(name = "accounts::revoke_other_sessions", skip_all, fields(user = user.id))]
 pub fn revoke_other_sessions(
     conn: &mut DbConn,
     user: &CurrentUser,
@@ -109,6 +112,7 @@ pub fn revoke_other_sessions(
 /// password): all their sessions end; `must_change` makes them choose their own at the
 /// next sign-in. Audited as `password_reset` (who, whether it must be changed, how many
 /// sessions ended; never the password).
+#[tracing::instrument(name = "accounts::reset_password", skip_all)]
 pub fn reset_password(
     tx: &mut WriteTx<'_>,
     actor: &Actor,

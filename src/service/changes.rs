@@ -11,7 +11,6 @@
 use crate::domain::lines::clip;
 use std::collections::{BTreeMap, BTreeSet};
 
-use actix_web::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -34,7 +33,7 @@ use crate::domain::selector::Selector;
 use crate::domain::signoff::{self, Attempt, Side, SignoffRecord};
 use crate::domain::text::{Rationale, Title};
 use crate::domain::{ChangeState, Schema};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 const MAX_COMMENT: usize = 10_000;
 
@@ -94,12 +93,6 @@ pub struct SignRequest {
     pub text_hash: Option<String>,
 }
 
-impl From<crate::domain::text::TextProblem> for AppError {
-    fn from(p: crate::domain::text::TextProblem) -> Self {
-        AppError::unprocessable(p.code, p.message)
-    }
-}
-
 pub(crate) fn check_title(t: &str) -> AppResult<Title> {
     Ok(Title::parse(t)?)
 }
@@ -113,17 +106,15 @@ pub(crate) fn check_rationale(r: &str) -> AppResult<Rationale> {
 pub fn check_selector(op: &Operation, s: &Selector) -> AppResult<()> {
     match s.problem(op.max_targets) {
         None => Ok(()),
-        Some(p) => Err(
-            AppError::unprocessable("invalid_selector", p.message.clone())
-                .with_details(json!({"field": p.field, "line": p.line})),
-        ),
+        Some(p) => Err(AppError::new(ErrorCode::InvalidSelector, p.message.clone())
+            .with_details(json!({"field": p.field, "line": p.line}))),
     }
 }
 
 fn operation<'s>(schema: &'s Schema, name: &str) -> AppResult<&'s Operation> {
     schema.operation(name).ok_or_else(|| {
-        AppError::unprocessable(
-            "unknown_operation",
+        AppError::new(
+            ErrorCode::UnknownOperation,
             format!(
                 "unknown operation `{name}` (the schema has: {})",
                 schema
@@ -137,14 +128,30 @@ fn operation<'s>(schema: &'s Schema, name: &str) -> AppResult<&'s Operation> {
     })
 }
 
+/// The operation of a stored change: 409 `operation_removed` when a schema change took it
+/// away (the change can no longer be resolved or signed; `unknown_operation` is for a
+/// request that names one).
+fn change_operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s Operation> {
+    schema.operation(&c.operation).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::OperationRemoved,
+            format!(
+                "operation `{}` of {} is no longer in the schema",
+                c.operation,
+                number(c.id)
+            ),
+        )
+    })
+}
+
 /// Check params against the operation's typed parameters; returns them with keys sorted.
 pub fn check_params(op: &Operation, params: &Value) -> AppResult<Value> {
     let obj = match params {
         Value::Null => serde_json::Map::new(),
         Value::Object(m) => m.clone(),
         other => {
-            return Err(AppError::unprocessable(
-                "invalid_params",
+            return Err(AppError::new(
+                ErrorCode::InvalidParams,
                 format!("params must be an object, got {other}"),
             ))
         }
@@ -174,7 +181,7 @@ pub fn check_params(op: &Operation, params: &Value) -> AppResult<Value> {
             .collect::<Vec<_>>()
             .join("; ");
         return Err(
-            AppError::unprocessable("invalid_params", msg).with_details(Value::Array(problems))
+            AppError::new(ErrorCode::InvalidParams, msg).with_details(Value::Array(problems))
         );
     }
     Ok(serde_json::to_value(out).expect("params serialise"))
@@ -187,9 +194,8 @@ fn parse_id(raw: &str) -> AppResult<i64> {
         .or_else(|| s.strip_prefix("chg-"))
         .unwrap_or(s);
     s.parse::<i64>().map_err(|_| {
-        AppError::client(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        AppError::new(
+            ErrorCode::NotFound,
             format!(
                 "`{}` is not a change number (expected CHG-<n> or <n>)",
                 clip(raw)
@@ -227,11 +233,11 @@ fn submit_problem(
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        return Some(AppError::unprocessable("resolution_errors", msg).with_details(json!({"error_count": c.error_count, "errors": errors.iter().take(50).collect::<Vec<_>>()})));
+        return Some(AppError::new(ErrorCode::ResolutionErrors, msg).with_details(json!({"error_count": c.error_count, "errors": errors.iter().take(50).collect::<Vec<_>>()})));
     }
     if c.target_count == 0 {
-        return Some(AppError::unprocessable(
-            "no_targets",
+        return Some(AppError::new(
+            ErrorCode::NoTargets,
             "the change resolves to no targets",
         ));
     }
@@ -259,7 +265,7 @@ fn submit_problem(
         }
         if !wrong.is_empty() {
             return Some(
-                AppError::unprocessable("expectation_mismatch", format!("the resolution does not match the expectation: {}", wrong.join("; ")))
+                AppError::new(ErrorCode::ExpectationMismatch, format!("the resolution does not match the expectation: {}", wrong.join("; ")))
                     .with_details(json!({"expected": {"targets": exp.targets, "roots": exp.roots}, "actual": {"targets": summary.targets, "roots": summary.roots}})),
             );
         }
@@ -321,14 +327,14 @@ pub(crate) fn resolve_change(
 ) -> AppResult<Resolution> {
     if let Some(orig) = c.rollback_of {
         let inverse = effect_for(op, c).ok_or_else(|| {
-            AppError::unprocessable(
-                "not_reversible",
+            AppError::new(
+                ErrorCode::NotReversible,
                 format!("{} cannot be rolled back", op.label),
             )
         })?;
         let exec = crate::db::exec::for_change(conn, orig)?.ok_or_else(|| {
-            AppError::unprocessable(
-                "not_executed",
+            AppError::new(
+                ErrorCode::NotExecuted,
                 format!("{} was never executed", number(orig)),
             )
         })?;
@@ -337,7 +343,7 @@ pub(crate) fn resolve_change(
         )?);
     }
     if let Some(spec) = RestoreSpec::of_selector(&c.selector) {
-        let point = super::restore::point(conn, &spec)?;
+        let point = point(conn, &spec)?;
         return Ok(resolve::resolve_restore(conn, schema, op, &spec, &point)?);
     }
     let selector: Selector = serde_json::from_str(&c.selector)
@@ -345,6 +351,22 @@ pub(crate) fn resolve_change(
     let params: Value = serde_json::from_str(&c.params)
         .map_err(|e| anyhow::anyhow!("stored params of {} are unreadable: {e}", number(c.id)))?;
     Ok(resolve::resolve(conn, schema, op, &params, &selector)?)
+}
+
+/// The point a stored restore goes back to.
+pub(crate) fn point(
+    conn: &mut DbConn,
+    spec: &RestoreSpec,
+) -> AppResult<crate::domain::execution::RestorePoint> {
+    crate::db::exec::restore_point(conn, spec)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotExecuted,
+            format!(
+                "{} never ran, so there is no state before it",
+                spec.before_change.map(number).unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// The effect executing `c` has: the operation's, or its inverse for a rollback.
@@ -372,7 +394,7 @@ pub(crate) fn reresolve_locked(
     actor: &Actor,
     reason: &str,
 ) -> AppResult<ResolveOutcome> {
-    let op = operation(schema, &c.operation)?;
+    let op = change_operation(schema, c)?;
     let r = resolve_change(conn, schema, op, c)?;
     let changed = c.fingerprint.as_deref() != Some(r.fingerprint.as_str());
     let mut out = ResolveOutcome {
@@ -527,17 +549,17 @@ pub(crate) fn check_teams(
     op: &Operation,
 ) -> AppResult<()> {
     if users::find_team(conn, requesting_team)?.is_none() {
-        return Err(AppError::unprocessable(
-            "unknown_team",
+        return Err(AppError::new(
+            ErrorCode::UnknownTeam,
             format!("team `{requesting_team}` does not exist"),
         ));
     }
     op.may_be_requested_by(requesting_team)?;
     if !user.in_team(requesting_team) {
-        return Err(AppError::forbidden("not_in_team", format!("you are not a member of `{requesting_team}`; a change is requested on behalf of one of your teams ({})", user.teams.join(", "))));
+        return Err(AppError::new(ErrorCode::NotInTeam, format!("you are not a member of `{requesting_team}`; a change is requested on behalf of one of your teams ({})", user.teams.join(", "))));
     }
     if users::find_team(conn, &op.implemented_by)?.is_none() {
-        return Err(AppError::unprocessable("unknown_team", format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
+        return Err(AppError::new(ErrorCode::UnknownTeam, format!("{} is implemented by team `{}`, which does not exist yet (countersign team add {})", op.label, op.implemented_by, op.implemented_by)));
     }
     Ok(())
 }
@@ -547,6 +569,7 @@ pub(crate) fn check_teams(
 /// resolution, so nothing can change between the two and the list is resolved once; when
 /// it cannot be submitted nothing is stored and the reason is the error (no draft is left
 /// behind).
+#[tracing::instrument(name = "changes::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -562,8 +585,8 @@ pub fn create(
     check_teams(conn, user, &req.requesting_team, op)?;
     if let (Some(a), Some(b)) = (req.not_before, req.not_after) {
         if b <= a {
-            return Err(AppError::unprocessable(
-                "invalid_window",
+            return Err(AppError::new(
+                ErrorCode::InvalidWindow,
                 format!("the window ends ({b}) before it starts ({a})"),
             ));
         }
@@ -651,6 +674,7 @@ pub fn create(
 }
 
 /// Author edits a draft, awaiting or approved change; it is resolved again.
+#[tracing::instrument(name = "changes::edit", skip_all, fields(change = id, user = user.id))]
 pub fn edit(
     conn: &mut DbConn,
     schema: &Schema,
@@ -661,18 +685,16 @@ pub fn edit(
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Edit)?;
-        let op = operation(schema, &c.operation)?;
+        let op = change_operation(schema, &c)?;
         if c.rollback_of.is_some() && (patch.targets.is_some() || patch.params.is_some()) {
-            return Err(AppError::unprocessable(
-                "rollback_fixed",
+            return Err(AppError::new(ErrorCode::RollbackFixed,
                 "a rollback's targets and parameters are fixed: they are what the original execution changed",
             ));
         }
         if RestoreSpec::of_selector(&c.selector).is_some()
             && (patch.targets.is_some() || patch.params.is_some())
         {
-            return Err(AppError::unprocessable(
-                "restore_fixed",
+            return Err(AppError::new(ErrorCode::RestoreFixed,
                 "a bulk restore's targets are fixed by what it restores: cancel it and request a new one",
             ));
         }
@@ -833,6 +855,7 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
 }
 
 /// Submit a draft: resolve it fresh; refuse with every reason when it cannot be signed.
+#[tracing::instrument(name = "changes::submit", skip_all, fields(change = id, user = user.id))]
 pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -> AppResult<()> {
     let refused = write_tx(conn, |conn| -> AppResult<Option<AppError>> {
         let c = locked(conn, id)?;
@@ -841,7 +864,7 @@ pub fn submit(conn: &mut DbConn, schema: &Schema, user: &CurrentUser, id: i64) -
         let fresh = repo::get(conn, id)?.expect("exists");
         let summary: Summary = serde_json::from_str(&fresh.summary).unwrap_or_default();
         let errors: Vec<ResolutionError> = serde_json::from_str(&fresh.errors).unwrap_or_default();
-        let op = operation(schema, &fresh.operation)?;
+        let op = change_operation(schema, &fresh)?;
         if let Some(problem) = submit_problem(op, &fresh, &summary, &errors) {
             // Keep the fresh resolution (committed), but refuse the submission.
             return Ok(Some(problem));
@@ -1008,6 +1031,7 @@ pub fn allowed_actions(
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
 /// one needed.
+#[tracing::instrument(name = "changes::sign", skip_all, fields(change = id, user = user.id))]
 pub fn sign(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1016,8 +1040,8 @@ pub fn sign(
     req: SignRequest,
 ) -> AppResult<bool> {
     if req.comment.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable(
-            "invalid_comment",
+        return Err(AppError::new(
+            ErrorCode::InvalidComment,
             format!("the comment is longer than {MAX_COMMENT} characters"),
         ));
     }
@@ -1032,9 +1056,9 @@ pub fn sign(
         access::decide(&facts(conn, schema, user, &c, &existing)?, action)?;
         let current = c.fingerprint.clone().unwrap_or_default();
         if c.schema_hash != schema.hash {
-            return Err(AppError::conflict("schema_changed", "the schema changed since this change was resolved; re-resolve it (POST …/resolve) and review the new fingerprint").with_details(json!({"current_fingerprint": current})));
+            return Err(AppError::new(ErrorCode::SchemaChanged, "the schema changed since this change was resolved; re-resolve it (POST …/resolve) and review the new fingerprint").with_details(json!({"current_fingerprint": current})));
         }
-        let op = operation(schema, &c.operation)?;
+        let op = change_operation(schema, &c)?;
         signoff::check(&Attempt {
             side: req.side,
             given_fingerprint: req.fingerprint.trim(),
@@ -1090,6 +1114,7 @@ pub fn sign(
     })
 }
 
+#[tracing::instrument(name = "changes::reject", skip_all, fields(change = id, user = user.id))]
 pub fn reject(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1099,14 +1124,14 @@ pub fn reject(
 ) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(AppError::unprocessable(
-            "reason_required",
+        return Err(AppError::new(
+            ErrorCode::ReasonRequired,
             "say why the change is rejected",
         ));
     }
     if reason.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable(
-            "invalid_reason",
+        return Err(AppError::new(
+            ErrorCode::InvalidReason,
             format!("the reason is longer than {MAX_COMMENT} characters"),
         ));
     }
@@ -1128,6 +1153,7 @@ pub fn reject(
     })
 }
 
+#[tracing::instrument(name = "changes::cancel", skip_all, fields(change = id, user = user.id))]
 pub fn cancel(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1152,6 +1178,7 @@ pub fn cancel(
     })
 }
 
+#[tracing::instrument(name = "changes::comment", skip_all, fields(change = id, user = user.id))]
 pub fn comment(
     conn: &mut DbConn,
     schema: &Schema,
@@ -1161,14 +1188,14 @@ pub fn comment(
 ) -> AppResult<i64> {
     let body = body.trim();
     if body.is_empty() {
-        return Err(AppError::unprocessable(
-            "empty_comment",
+        return Err(AppError::new(
+            ErrorCode::EmptyComment,
             "the comment is empty",
         ));
     }
     if body.chars().count() > MAX_COMMENT {
-        return Err(AppError::unprocessable(
-            "invalid_comment",
+        return Err(AppError::new(
+            ErrorCode::InvalidComment,
             format!("the comment is longer than {MAX_COMMENT} characters"),
         ));
     }

@@ -33,7 +33,7 @@ use crate::domain::notice::{
     self, change_allows_notices, Drafted, Facts, NoticeAction, NoticeRefusal, NoticeState,
 };
 use crate::domain::{ChangeState, OutboxState};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 pub const ROLES: [&str; 3] = ["admin", "billing", "technical"];
 
@@ -69,6 +69,7 @@ fn valid_email(e: &str) -> bool {
 
 /// Import NDJSON contacts (upsert by entity, email and role). A file with a bad line
 /// writes nothing unless `partial`.
+#[tracing::instrument(name = "contacts::import", skip_all)]
 pub fn import<I, L>(
     conn: &mut DbConn,
     actor: &Actor,
@@ -84,7 +85,7 @@ where
     for (i, raw) in lines.into_iter().enumerate() {
         let line = i as u64 + 1;
         let raw = match raw
-            .map_err(|e| AppError::bad_request("invalid_body", format!("line {line}: {e}")))?
+            .map_err(|e| AppError::new(ErrorCode::UnreadableBody, format!("line {line}: {e}")))?
             .into()
         {
             Line::Text(t) => Ok(t),
@@ -225,7 +226,7 @@ pub const HIDDEN: &str =
     "Contacts are shown to admins and to the teams of changes that affect this customer.";
 
 fn hidden(why: String) -> AppError {
-    AppError::forbidden("contacts_hidden", format!("{HIDDEN} {why}"))
+    AppError::new(ErrorCode::ContactsHidden, format!("{HIDDEN} {why}"))
 }
 
 /// Contacts are customers' personal data. Admins see them all; anyone else only the
@@ -334,6 +335,7 @@ pub fn for_change(
 
 /// [`for_change`] as CSV. Every export is an audit event: who took which customers'
 /// contacts out of countersign, with the file's SHA-256.
+#[tracing::instrument(name = "contacts::export_csv", skip_all, fields(change = id, user = viewer.id))]
 pub fn export_csv(conn: &mut DbConn, viewer: &CurrentUser, id: i64) -> AppResult<String> {
     write_tx(conn, |conn| {
         let c =
@@ -534,22 +536,22 @@ fn checked(req: &NoticeRequest) -> AppResult<(String, String, Vec<String>)> {
     let subject = req.subject.trim().to_string();
     let body = req.body.trim().to_string();
     if subject.is_empty() || subject.len() > 200 || subject.contains(['\r', '\n']) {
-        return Err(AppError::unprocessable(
-            "invalid_subject",
+        return Err(AppError::new(
+            ErrorCode::InvalidSubject,
             "the subject must be one line of 1 to 200 characters",
         ));
     }
     if body.is_empty() || body.len() > 20_000 {
-        return Err(AppError::unprocessable(
-            "invalid_body",
+        return Err(AppError::new(
+            ErrorCode::InvalidBody,
             "the body must be 1 to 20000 characters",
         ));
     }
     let mut roles = Vec::new();
     for r in &req.roles {
         if !ROLES.contains(&r.as_str()) {
-            return Err(AppError::unprocessable(
-                "invalid_role",
+            return Err(AppError::new(
+                ErrorCode::InvalidRole,
                 format!("role `{r}` is not one of {}", ROLES.join(", ")),
             ));
         }
@@ -719,8 +721,8 @@ pub fn draft(
         let roots = affected(conn, c.id)?;
         let (recipients, without) = recipients_of(&roots, &roles);
         if recipients.is_empty() {
-            return Err(AppError::unprocessable(
-                "no_recipients",
+            return Err(AppError::new(
+                ErrorCode::NoRecipients,
                 format!(
                     "none of the {} affected roots has a contact{}",
                     roots.len(),
@@ -835,7 +837,10 @@ fn decide_on(
 ) -> AppResult<(Change, CustomerNotice, People, chrono::NaiveDateTime)> {
     let c = locked(conn, id)?;
     let n = notice_repo::get(conn, id, nid)?.ok_or_else(|| {
-        AppError::not_found_msg(format!("{} has no customer notice {nid}", number(id)))
+        AppError::new(
+            ErrorCode::NotFound,
+            format!("{} has no customer notice {nid}", number(id)),
+        )
     })?;
     let t = now();
     let last = notice_repo::last_sent_at(conn, id)?;
@@ -867,8 +872,8 @@ pub fn approve(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
     write_tx(conn, |conn| {
         let (c, n, who, t) = decide_on(conn, user, id, nid, Decision::Approve)?;
         if !notice_repo::mark_sent(conn, nid, user.id, t)? {
-            return Err(AppError::conflict(
-                "notice_not_draft",
+            return Err(AppError::new(
+                ErrorCode::NoticeNotDraft,
                 "this notice is no longer a draft",
             ));
         }
@@ -920,8 +925,8 @@ pub fn discard(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
     write_tx(conn, |conn| {
         let (c, n, mut who, t) = decide_on(conn, user, id, nid, Decision::Discard)?;
         if !notice_repo::mark_discarded(conn, nid, user.id, t)? {
-            return Err(AppError::conflict(
-                "notice_not_draft",
+            return Err(AppError::new(
+                ErrorCode::NoticeNotDraft,
                 "this notice is no longer a draft",
             ));
         }

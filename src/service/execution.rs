@@ -24,7 +24,7 @@ use crate::domain::execution::{inverse, plan_waves, ExecState, ItemStatus, Resto
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::text::{Rationale, Title};
 use crate::domain::{signoff, ChangeState, Effect, Schema, Side};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +43,8 @@ pub struct RollbackRequest {
 
 fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain::Operation> {
     schema.operation(&c.operation).ok_or_else(|| {
-        AppError::conflict(
-            "unknown_operation",
+        AppError::new(
+            ErrorCode::OperationRemoved,
             format!(
                 "operation `{}` is no longer in the schema; {} cannot run",
                 c.operation,
@@ -55,6 +55,7 @@ fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s crate::domain:
 }
 
 /// Start executing an approved change.
+#[tracing::instrument(name = "execution::execute", skip_all, fields(change = id, user = user.id))]
 pub fn execute(
     conn: &mut DbConn,
     schema: &Schema,
@@ -66,15 +67,15 @@ pub fn execute(
         let c = locked(conn, id)?;
         match require(conn, schema, user, &c, ChangeAction::Execute) {
             // A signer left their team: go back for sign-off below (committed), naming them.
-            Err(e) if e.code() == "signoffs_no_longer_count" => {}
+            Err(e) if e.code() == ErrorCode::SignoffsNoLongerCount => {}
             // The window has its own message with the times.
-            Err(e) if e.code() == "outside_window" => {}
+            Err(e) if e.code() == ErrorCode::OutsideWindow => {}
             other => other?,
         }
         let current = c.fingerprint.clone().unwrap_or_default();
         if req.fingerprint.trim() != current {
-            return Err(AppError::conflict(
-                "fingerprint_mismatch",
+            return Err(AppError::new(
+                ErrorCode::FingerprintMismatch,
                 format!(
                     "{} was signed for {}, not for {}: execute exactly what was signed",
                     number(id),
@@ -138,8 +139,8 @@ pub fn execute(
                     reason: reason.clone(),
                 },
             )?;
-            return Ok(Err(AppError::conflict(
-                "signoffs_no_longer_count",
+            return Ok(Err(AppError::new(
+                ErrorCode::SignoffsNoLongerCount,
                 format!(
                     "{reason}; {} is back to awaiting_signoff and needs new sign-offs",
                     number(id)
@@ -150,8 +151,8 @@ pub fn execute(
         let t = now();
         if let Some(nb) = c.not_before {
             if t < nb {
-                return Err(AppError::conflict(
-                    "outside_window",
+                return Err(AppError::new(
+                    ErrorCode::OutsideWindow,
                     format!(
                         "{} may not run before {} UTC",
                         number(id),
@@ -163,8 +164,8 @@ pub fn execute(
         }
         if let Some(na) = c.not_after {
             if t > na {
-                return Err(AppError::conflict(
-                    "outside_window",
+                return Err(AppError::new(
+                    ErrorCode::OutsideWindow,
                     format!(
                         "{}'s window closed at {} UTC; edit the window and sign again",
                         number(id),
@@ -191,7 +192,7 @@ pub fn execute(
                 outcome.state
             );
             // Commit the stale sign-offs and the state change, refuse the execution.
-            return Ok(Err(AppError::conflict("stale_fingerprint", msg)
+            return Ok(Err(AppError::new(ErrorCode::StaleFingerprint, msg)
                 .with_details(serde_json::to_value(&outcome).expect("outcome"))));
         }
         if outcome.state != ChangeState::Approved {
@@ -206,13 +207,16 @@ pub fn execute(
                 })
                 .and_then(|e| e.first().map(|e| e.message.clone()))
                 .unwrap_or_else(|| "the change can no longer be signed as it is".into());
-            return Ok(Err(AppError::conflict(
-                "not_approved",
+            return Ok(Err(AppError::new(
+                ErrorCode::NotApproved,
                 format!("{} is back to {}: {why}", number(id), outcome.state),
             )));
         }
         let effect = effect_for(op, &c).ok_or_else(|| {
-            AppError::unprocessable("not_reversible", format!("{} has no inverse", op.label))
+            AppError::new(
+                ErrorCode::NotReversible,
+                format!("{} has no inverse", op.label),
+            )
         })?;
         let waves = plan_waves(c.target_count as u64, &op.waves);
         let e = repo::create(conn, id, &current, effect, &waves, c.target_count, user.id)?;
@@ -236,6 +240,7 @@ pub fn execute(
 }
 
 /// Continue a halted execution (implementing team).
+#[tracing::instrument(name = "execution::resume", skip_all, fields(change = id, user = user.id))]
 pub fn resume(
     conn: &mut DbConn,
     schema: &Schema,
@@ -245,8 +250,12 @@ pub fn resume(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Resume)?;
-        let e = repo::for_change(conn, id)?
-            .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
+        let e = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{} has no execution", number(id)),
+            )
+        })?;
         repo::set_state(conn, e.id, ExecState::Running, None)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
         record(
@@ -265,6 +274,7 @@ pub fn resume(
 }
 
 /// Stop an executing or halted change for good; pending targets are skipped.
+#[tracing::instrument(name = "execution::abort", skip_all, fields(change = id, user = user.id))]
 pub fn abort(
     conn: &mut DbConn,
     schema: &Schema,
@@ -275,8 +285,12 @@ pub fn abort(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Abort)?;
-        let e = repo::for_change(conn, id)?
-            .ok_or_else(|| AppError::not_found_msg(format!("{} has no execution", number(id))))?;
+        let e = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{} has no execution", number(id)),
+            )
+        })?;
         let why = format!(
             "aborted by {}{}",
             user.email,
@@ -372,7 +386,10 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
         let c =
             change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
         let e = repo::for_change(conn, id)?.ok_or_else(|| {
-            AppError::not_found_msg(format!("{} has not been executed", number(id)))
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{} has not been executed", number(id)),
+            )
         })?;
         let waves: Vec<Wave> = serde_json::from_str(&e.waves).unwrap_or_default();
         let counts = repo::wave_counts(conn, e.id)?;
@@ -442,15 +459,19 @@ pub fn items(
     let status = status
         .map(|s| {
             ItemStatus::parse(s).ok_or_else(|| {
-                AppError::unprocessable(
-                    "invalid_status",
+                AppError::new(
+                    ErrorCode::InvalidStatus,
                     format!("status must be pending, done, failed or skipped, not `{s}`"),
                 )
             })
         })
         .transpose()?;
-    let e = repo::for_change(conn, id)?
-        .ok_or_else(|| AppError::not_found_msg(format!("{} has not been executed", number(id))))?;
+    let e = repo::for_change(conn, id)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotFound,
+            format!("{} has not been executed", number(id)),
+        )
+    })?;
     let (total, rows) = repo::items(conn, e.id, status, offset, limit)?;
     Ok((total, rows.into_iter().map(item_view).collect()))
 }
@@ -458,6 +479,7 @@ pub fn items(
 /// Create the change that undoes an executed one: the inverse effect over exactly the
 /// targets its execution changed. It is submitted at once and needs sign-offs (the
 /// operation's `rollback_signoffs`, or its usual policy).
+#[tracing::instrument(name = "execution::rollback", skip_all, fields(change = id, user = user.id))]
 pub fn rollback(
     conn: &mut DbConn,
     schema: &Schema,
@@ -473,8 +495,8 @@ pub fn rollback(
                 .map(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected))
                 .unwrap_or(false);
             if still_open {
-                return Err(AppError::conflict(
-                    "already_rolled_back",
+                return Err(AppError::new(
+                    ErrorCode::AlreadyRolledBack,
                     format!(
                         "{} already has a rollback: {}",
                         number(id),
@@ -489,8 +511,8 @@ pub fn rollback(
         // allowed to request the operation under today's schema.
         op.may_be_requested_by(&orig.requesting_team)?;
         let inv = inverse(op.effect).ok_or_else(|| {
-            AppError::unprocessable(
-                "not_reversible",
+            AppError::new(
+                ErrorCode::NotReversible,
                 format!(
                     "{} ({}) has no inverse and cannot be rolled back",
                     op.label,
@@ -499,12 +521,15 @@ pub fn rollback(
             )
         })?;
         let exec = repo::for_change(conn, id)?.ok_or_else(|| {
-            AppError::conflict("not_executed", format!("{} was never executed", number(id)))
+            AppError::new(
+                ErrorCode::NotExecuted,
+                format!("{} was never executed", number(id)),
+            )
         })?;
         let r = resolve::resolve_rollback(conn, schema, op, id, exec.id, inv)?;
         if r.targets.is_empty() {
-            return Err(AppError::unprocessable(
-                "nothing_to_roll_back",
+            return Err(AppError::new(
+                ErrorCode::NothingToRollBack,
                 format!(
                     "every target {} changed is already back or gone",
                     number(id)

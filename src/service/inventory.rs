@@ -10,15 +10,15 @@ use crate::db::inventory::{self, ImportFailure, ImportReport};
 use crate::db::models::{Entity, EntityVersion, Import};
 use crate::db::DbConn;
 use crate::domain::{EntityState, Schema};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 use super::CurrentUser;
 
 impl From<ImportFailure> for AppError {
     fn from(e: ImportFailure) -> Self {
         match e {
-            ImportFailure::Read(msg) => AppError::bad_request(
-                "unreadable_body",
+            ImportFailure::Read(msg) => AppError::new(
+                ErrorCode::UnreadableBody,
                 format!("the import body could not be read: {msg}"),
             ),
             ImportFailure::Db(e) => AppError::Db(e),
@@ -26,6 +26,7 @@ impl From<ImportFailure> for AppError {
     }
 }
 
+#[tracing::instrument(name = "inventory::import", skip_all, fields(user = user.id))]
 pub fn import<I, L>(
     conn: &mut DbConn,
     schema: &Schema,
@@ -250,8 +251,8 @@ pub fn list(
 ) -> AppResult<Vec<EntityView>> {
     if let Some(k) = &f.kind {
         if schema.kind(k).is_none() {
-            return Err(AppError::unprocessable(
-                "unknown_kind",
+            return Err(AppError::new(
+                ErrorCode::UnknownKind,
                 format!(
                     "unknown kind `{k}` (the schema has: {})",
                     schema.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -261,8 +262,8 @@ pub fn list(
     }
     if let Some(s) = &f.state {
         if EntityState::parse(s).is_none() {
-            return Err(AppError::unprocessable(
-                "invalid_state",
+            return Err(AppError::new(
+                ErrorCode::InvalidState,
                 format!("state must be `active`, `deleted` or `purged`, not `{s}`"),
             ));
         }

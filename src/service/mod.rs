@@ -21,7 +21,7 @@ use crate::db::schema::schema_versions;
 use crate::db::{now, users, write_tx, DbConn};
 use crate::domain::event::Event;
 use crate::domain::Schema;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -65,8 +65,7 @@ impl CurrentUser {
         if self.can_write_inventory(schema) {
             Ok(())
         } else {
-            Err(AppError::forbidden(
-                "forbidden",
+            Err(AppError::new(ErrorCode::Forbidden,
                 "only admins and members of an implementing team (those who may import inventory) can read an import",
             ))
         }
@@ -77,8 +76,8 @@ impl CurrentUser {
         if self.can_write_inventory(schema) {
             Ok(())
         } else {
-            Err(AppError::forbidden(
-                "forbidden",
+            Err(AppError::new(
+                ErrorCode::Forbidden,
                 format!("only admins and members of an implementing team can import {what}"),
             ))
         }
@@ -100,10 +99,16 @@ pub fn remove_member(
     use crate::domain::{signoff, ChangeState};
     write_tx(conn, |conn| {
         let t = users::find_team(conn, team)?.ok_or_else(|| {
-            AppError::unprocessable("unknown_team", format!("team `{team}` does not exist"))
+            AppError::new(
+                ErrorCode::UnknownTeam,
+                format!("team `{team}` does not exist"),
+            )
         })?;
         let u = users::find_user_by_email(conn, email)?.ok_or_else(|| {
-            AppError::unprocessable("unknown_user", format!("nobody has the address `{email}`"))
+            AppError::new(
+                ErrorCode::UnknownUser,
+                format!("nobody has the address `{email}`"),
+            )
         })?;
         if !users::remove_member(conn, t.id, u.id)? {
             return Ok(None);

@@ -11,7 +11,8 @@ use crate::db::models::OutboxRow;
 use crate::db::{outbox as repo, write_tx, DbConn};
 use crate::domain::event::Event;
 use crate::domain::event::NotificationKind;
-use crate::error::{AppError, AppResult};
+use crate::domain::OutboxState;
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{mode_allowed, MODES};
 
 #[derive(Debug, Serialize)]
@@ -64,7 +65,7 @@ pub fn set_preferences(
     }
     if !problems.is_empty() {
         return Err(
-            AppError::unprocessable("invalid_preferences", problems.join("; "))
+            AppError::new(ErrorCode::InvalidPreferences, problems.join("; "))
                 .with_details(json!({"problems": problems})),
         );
     }
@@ -87,8 +88,8 @@ fn admin(user: &CurrentUser) -> AppResult<()> {
     if user.is_admin {
         Ok(())
     } else {
-        Err(AppError::forbidden(
-            "forbidden",
+        Err(AppError::new(
+            ErrorCode::Forbidden,
             "only admins can see and retry the outbox",
         ))
     }
@@ -100,7 +101,7 @@ pub struct OutboxView {
     pub kind: String,
     pub change: Option<String>,
     pub recipient: String,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::NaiveDateTime,
@@ -114,7 +115,7 @@ fn view(r: OutboxRow) -> OutboxView {
         kind: r.event_kind,
         change: r.change_id.map(super::views::number),
         recipient: r.recipient,
-        state: r.state.to_string(),
+        state: r.state,
         attempts: r.attempts,
         last_error: r.last_error,
         next_attempt_at: r.next_attempt_at,
@@ -141,11 +142,12 @@ pub fn outbox(
 pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<OutboxView> {
     admin(user)?;
     write_tx(conn, |conn| -> AppResult<()> {
-        let row = repo::get(conn, id)?
-            .ok_or_else(|| AppError::not_found_msg(format!("no mail {id} in the outbox")))?;
+        let row = repo::get(conn, id)?.ok_or_else(|| {
+            AppError::new(ErrorCode::NotFound, format!("no mail {id} in the outbox"))
+        })?;
         if !repo::retry(conn, id)? {
-            return Err(AppError::conflict(
-                "not_dead",
+            return Err(AppError::new(
+                ErrorCode::NotDead,
                 format!("mail {id} is {}; only dead mails can be retried", row.state),
             ));
         }

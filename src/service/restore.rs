@@ -9,14 +9,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::changes::ChangeHead;
-use super::changes::{change_id, check_teams, involved};
+use super::changes::{change_id, check_teams, involved, point};
 use super::execution::{insert_submitted, Derived};
 use super::views::number;
 use super::CurrentUser;
 use crate::db::{exec as exec_repo, resolve, write_tx, DbConn};
-use crate::domain::execution::{RestorePoint, RestoreSpec};
+use crate::domain::execution::RestoreSpec;
 use crate::domain::{Effect, Operation, Schema};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 /// A change named by number (`12`) or reference (`"CHG-12"`).
 #[derive(Debug, Clone, Deserialize)]
@@ -57,19 +57,6 @@ pub struct RestoreRequest {
     pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The point a stored restore goes back to.
-pub(crate) fn point(conn: &mut DbConn, spec: &RestoreSpec) -> AppResult<RestorePoint> {
-    exec_repo::restore_point(conn, spec)?.ok_or_else(|| {
-        AppError::unprocessable(
-            "not_executed",
-            format!(
-                "{} never ran, so there is no state before it",
-                spec.before_change.map(number).unwrap_or_default()
-            ),
-        )
-    })
-}
-
 /// Every kind `op` may restore: its target kind and the kinds below it.
 fn covered<'s>(schema: &'s Schema, op: &'s Operation) -> BTreeSet<&'s str> {
     let mut out = BTreeSet::new();
@@ -91,14 +78,14 @@ fn pick_operation<'s>(
 ) -> AppResult<&'s Operation> {
     if let Some(name) = named {
         let op = schema.operation(name).ok_or_else(|| {
-            AppError::unprocessable(
-                "unknown_operation",
+            AppError::new(
+                ErrorCode::UnknownOperation,
                 format!("the schema has no operation `{name}`"),
             )
         })?;
         if op.effect != Effect::Restore {
-            return Err(AppError::unprocessable(
-                "not_a_restore",
+            return Err(AppError::new(
+                ErrorCode::NotARestore,
                 format!(
                     "{} ({}) is a {} operation; a bulk restore needs a restore operation",
                     op.label,
@@ -123,15 +110,13 @@ fn pick_operation<'s>(
     fits.retain(|(_, d)| Some(*d) == deepest);
     match fits.as_slice() {
         [(op, _)] => Ok(op),
-        [] => Err(AppError::unprocessable(
-            "no_restore_operation",
+        [] => Err(AppError::new(ErrorCode::NoRestoreOperation,
             format!(
                 "no restore operation in the schema covers {}: add one, or restore each kind separately",
                 kinds.iter().cloned().collect::<Vec<_>>().join(", ")
             ),
         )),
-        several => Err(AppError::unprocessable(
-            "ambiguous_operation",
+        several => Err(AppError::new(ErrorCode::AmbiguousOperation,
             format!(
                 "several restore operations fit ({}): name one in `operation`",
                 several
@@ -146,6 +131,7 @@ fn pick_operation<'s>(
 
 /// Create a bulk restore change; returns its id. Bad input is refused with every problem
 /// (unknown, purged or wrong-kind IDs with their line in `entities`) and nothing is stored.
+#[tracing::instrument(name = "restore::create", skip_all, fields(user = user.id))]
 pub fn create(
     conn: &mut DbConn,
     schema: &Schema,
@@ -154,27 +140,27 @@ pub fn create(
 ) -> AppResult<i64> {
     let entities: Vec<String> = req.entities.iter().map(|e| e.trim().to_string()).collect();
     if entities.iter().all(String::is_empty) && req.changes.is_empty() {
-        return Err(AppError::unprocessable(
-            "empty_restore",
+        return Err(AppError::new(
+            ErrorCode::EmptyRestore,
             "name what to restore: `entities` (IDs) and/or `changes` (everything they touched)",
         ));
     }
     if req.before_change.is_some() && req.at.is_some() {
-        return Err(AppError::unprocessable(
-            "ambiguous_point",
+        return Err(AppError::new(
+            ErrorCode::AmbiguousPoint,
             "give either `before_change` or `at`, not both",
         ));
     }
     if req.changes.is_empty() && req.before_change.is_none() && req.at.is_none() {
-        return Err(AppError::unprocessable(
-            "no_point",
+        return Err(AppError::new(
+            ErrorCode::NoPoint,
             "say to which point the entities go back: `before_change` (a change) or `at` (a time)",
         ));
     }
     if let Some(at) = req.at {
         if at > chrono::Utc::now() {
-            return Err(AppError::unprocessable(
-                "future_point",
+            return Err(AppError::new(
+                ErrorCode::FuturePoint,
                 format!("`at` ({at}) is in the future"),
             ));
         }
@@ -192,8 +178,8 @@ pub fn create(
         };
         // Undoing a change, or going back to before one, is for its teams, as a rollback is.
         if !involved(user, &c) {
-            return Err(AppError::forbidden(
-                "forbidden",
+            return Err(AppError::new(
+                ErrorCode::Forbidden,
                 format!(
                     "only the teams of {} (`{}` and `{}`) can undo it; you are in {}",
                     number(*id),
@@ -208,8 +194,8 @@ pub fn create(
             ));
         }
         if exec_repo::for_change(conn, *id)?.is_none() {
-            return Err(AppError::unprocessable(
-                "not_executed",
+            return Err(AppError::new(
+                ErrorCode::NotExecuted,
                 format!(
                     "{} never ran, so it changed nothing to restore",
                     number(*id)
@@ -243,8 +229,8 @@ pub fn create(
                 .first()
                 .map(|e| e.message.clone())
                 .unwrap_or_default();
-            return Err(AppError::unprocessable(
-                "invalid_restore",
+            return Err(AppError::new(
+                ErrorCode::InvalidRestore,
                 format!(
                     "{} problem(s) with what to restore; the first: {first}",
                     r.error_count
@@ -260,8 +246,7 @@ pub fn create(
                 continue;
             };
             if !involved(user, &c) {
-                return Err(AppError::forbidden(
-                    "forbidden",
+                return Err(AppError::new(ErrorCode::Forbidden,
                     format!(
                         "this restore would also undo {} (`{}` and `{}`), and only its teams can undo it; restore to a later point or ask them",
                         number(undone),

@@ -10,7 +10,7 @@ use crate::domain::access::ChangeAction;
 use crate::domain::presentation::executes;
 use crate::domain::resolution::{short_fingerprint, ResolutionError, Summary};
 use crate::domain::schema::SignoffPolicy;
-use crate::domain::{ChangeState, Schema, Side};
+use crate::domain::{ChangeState, Effect, Schema, Side};
 
 pub use crate::domain::change::number;
 
@@ -28,7 +28,8 @@ pub struct OperationView {
     pub name: String,
     pub label: String,
     pub target: String,
-    pub effect: String,
+    /// `None` when the operation is no longer in the schema.
+    pub effect: Option<Effect>,
     pub effect_text: String,
     pub destructive: bool,
     /// For a rollback: the label of the operation it undoes.
@@ -46,10 +47,7 @@ impl OperationView {
                 .map(|e| e.label.clone())
                 .unwrap_or_else(|| c.operation.clone()),
             target: op.map(|o| o.target.clone()).unwrap_or_default(),
-            effect: ex
-                .as_ref()
-                .map(|e| e.effect.as_str().to_string())
-                .unwrap_or_default(),
+            effect: ex.as_ref().map(|e| e.effect),
             effect_text: ex
                 .as_ref()
                 .map(|e| e.effect_text.clone())
@@ -100,7 +98,7 @@ pub struct ChangeSummaryView {
     pub operation: String,
     /// What executing it is called and does (a rollback: the restore it runs).
     pub operation_label: String,
-    pub effect: String,
+    pub effect: Option<Effect>,
     pub destructive: bool,
     pub rollback_of: Option<String>,
     pub requesting_team: String,

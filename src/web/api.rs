@@ -8,7 +8,7 @@ use serde_json::json;
 use super::auth::Authed;
 use super::{with_conn, State};
 use crate::db::{audit, changes as repo, inventory};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, SignRequest};
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
 use crate::service::views::{number, ChangeSummaryView, EventView};
@@ -16,37 +16,33 @@ use crate::service::{self, inventory as inv, CurrentUser};
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
     match &err {
-        JsonPayloadError::OverflowKnownLength { length, limit } => AppError::client(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+        JsonPayloadError::OverflowKnownLength { length, limit } => AppError::new(
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the body is {length} bytes; the limit is {limit} (COUNTERSIGN_MAX_JSON_BYTES)"
             ),
         ),
-        JsonPayloadError::Overflow { limit } => AppError::client(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+        JsonPayloadError::Overflow { limit } => AppError::new(
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the body is larger than the limit of {limit} bytes (COUNTERSIGN_MAX_JSON_BYTES)"
             ),
         ),
-        JsonPayloadError::Deserialize(e) => AppError::bad_request(
-            "invalid_json",
+        JsonPayloadError::Deserialize(e) => AppError::new(
+            ErrorCode::InvalidJson,
             format!("the body is not a valid request: {e}"),
         ),
-        JsonPayloadError::ContentType => AppError::client(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+        JsonPayloadError::ContentType => AppError::new(
+            ErrorCode::UnsupportedMediaType,
             "send JSON (Content-Type: application/json)",
         ),
-        other => AppError::bad_request("invalid_json", other.to_string()),
+        other => AppError::new(ErrorCode::InvalidJson, other.to_string()),
     }
 }
 
 pub async fn not_found() -> AppResult<HttpResponse> {
-    Err(AppError::client(
-        actix_web::http::StatusCode::NOT_FOUND,
-        "not_found",
+    Err(AppError::new(
+        ErrorCode::NotFound,
         "no such API endpoint (see README \"API\")",
     ))
 }
@@ -67,7 +63,8 @@ pub async fn readyz(state: State) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "database": backend})),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": backend, "error": {"code": "database_unavailable", "message": "the database does not answer"}}))
+            let code = ErrorCode::DatabaseUnavailable;
+            HttpResponse::build(code.status()).json(json!({"status": "unavailable", "database": backend, "error": {"code": code, "message": "the database does not answer"}}))
         }
     }
 }
@@ -118,7 +115,7 @@ pub async fn import_inventory(
     let report = result?;
     if !report.committed {
         let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
-        return Err(AppError::unprocessable("invalid_lines", msg)
+        return Err(AppError::new(ErrorCode::InvalidLines, msg)
             .with_details(serde_json::to_value(&report).unwrap_or_default()));
     }
     Ok(HttpResponse::Ok().json(report))
@@ -207,8 +204,8 @@ pub async fn list_changes(
     if let Some(s) = &f.state {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if crate::domain::ChangeState::parse(part).is_none() {
-                return Err(AppError::unprocessable(
-                    "invalid_state",
+                return Err(AppError::new(
+                    ErrorCode::InvalidState,
                     format!("unknown state `{part}`"),
                 ));
             }
@@ -407,8 +404,8 @@ pub async fn change_targets(
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(AppError::unprocessable(
-                "invalid_format",
+            return Err(AppError::new(
+                ErrorCode::InvalidFormat,
                 format!("format must be `json` or `csv`, not `{other}`"),
             ))
         }
@@ -493,8 +490,8 @@ pub async fn change_selector(
     let q = q.into_inner();
     let part = q.part.unwrap_or_else(|| "ids".into());
     if part != "ids" && part != "within" {
-        return Err(AppError::unprocessable(
-            "invalid_part",
+        return Err(AppError::new(
+            ErrorCode::InvalidPart,
             format!(
                 "part must be `ids` or `within`, not `{}`",
                 crate::domain::lines::clip(&part)
@@ -540,8 +537,8 @@ pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse
 
 pub async fn audit_verify(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
     if !user.is_admin {
-        return Err(AppError::forbidden(
-            "forbidden",
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
             "only admins can verify the audit trail over the API",
         ));
     }
@@ -748,13 +745,13 @@ pub async fn import_contacts(
         service::contacts::import(conn, &user.actor(), lines, partial)
     })
     .await?;
-    let status = if report.rejected > 0 && !report.committed {
-        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        actix_web::http::StatusCode::OK
-    };
-    if status == actix_web::http::StatusCode::UNPROCESSABLE_ENTITY {
-        return Ok(HttpResponse::build(status).json(json!({"error": {"code": "invalid_lines", "message": format!("{} of {} lines are not valid contacts; nothing was written", report.rejected, report.lines), "details": report}})));
+    if report.rejected > 0 && !report.committed {
+        let msg = format!(
+            "{} of {} lines are not valid contacts; nothing was written",
+            report.rejected, report.lines
+        );
+        return Err(AppError::new(ErrorCode::InvalidLines, msg)
+            .with_details(serde_json::to_value(&report).unwrap_or_default()));
     }
     Ok(HttpResponse::Ok().json(report))
 }
@@ -789,8 +786,8 @@ pub async fn change_contacts(
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(AppError::unprocessable(
-                "invalid_format",
+            return Err(AppError::new(
+                ErrorCode::InvalidFormat,
                 format!("format must be `json` or `csv`, not `{other}`"),
             ))
         }
@@ -848,9 +845,10 @@ pub async fn notice_action(
     let v = with_conn(&state, move |conn| match action.as_str() {
         "approve" => service::contacts::approve(conn, &user, id, nid),
         "discard" => service::contacts::discard(conn, &user, id, nid),
-        other => Err(AppError::not_found_msg(format!(
-            "a notice has no action `{other}` (approve, discard)"
-        ))),
+        other => Err(AppError::new(
+            ErrorCode::NotFound,
+            format!("a notice has no action `{other}` (approve, discard)"),
+        )),
     })
     .await?;
     Ok(HttpResponse::Ok().json(v))

@@ -4,13 +4,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde_json::json;
 
 use super::{with_conn, AppState};
 use crate::db::users;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::CurrentUser;
 
 pub struct Authed(pub CurrentUser);
@@ -30,26 +29,27 @@ impl FromRequest for Authed {
             let state = state.ok_or_else(|| {
                 AppError::Unexpected(anyhow::anyhow!("application state missing"))
             })?;
-            let header = header.ok_or_else(|| AppError::unauthorized("send `Authorization: Bearer <token>` (create one with `countersign token create EMAIL`)"))?;
+            let header = header.ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "send `Authorization: Bearer <token>` (create one with `countersign token create EMAIL`)"))?;
             let token = header
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
-                    AppError::unauthorized("the Authorization header must be `Bearer <token>`")
+                    AppError::new(
+                        ErrorCode::Unauthenticated,
+                        "the Authorization header must be `Bearer <token>`",
+                    )
                 })?
                 .to_string();
             let user = with_conn(&state, move |conn| {
                 let Some(t) = users::token_use(conn, &token)? else {
-                    return Err(AppError::unauthorized(
+                    return Err(AppError::new(ErrorCode::Unauthenticated,
                         "the API token is not valid (unknown or revoked)",
                     ));
                 };
                 if let Some(at) = t.expires_at.filter(|_| t.expired(crate::db::now())) {
-                    return Err(AppError::client(
-                        StatusCode::UNAUTHORIZED,
-                        "token_expired",
+                    return Err(AppError::new(ErrorCode::TokenExpired,
                         format!(
                             "the API token expired at {} UTC; create a new one under Settings or with `countersign token create`",
                             at.format("%Y-%m-%d %H:%M")

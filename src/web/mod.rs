@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod notice_pages;
 pub mod pages;
 pub mod session;
+pub mod session_use;
 pub mod upload;
 
 use std::net::TcpListener;
@@ -18,7 +19,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::domain::Schema;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// Shared by every request.
 pub struct AppState {
@@ -42,12 +43,24 @@ where
     T: Send + 'static,
 {
     let pool = state.pool.clone();
-    web::block(move || {
+    blocking(move || {
         let mut conn = pool.get()?;
         f(&mut conn)
     })
     .await
-    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+/// Run `f` on the blocking thread pool inside the caller's tracing span (the request's),
+/// so what it logs carries the request id.
+pub async fn blocking<T, F>(f: F) -> Result<T, AppError>
+where
+    F: FnOnce() -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    web::block(move || span.in_scope(f))
+        .await
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))?
 }
 
 /// A built, bound, not yet running server.
@@ -158,21 +171,19 @@ pub fn prepare_database(pool: &Pool, schema: &Schema, schema_source: &str) -> an
 /// Form bodies up to `limit` bytes; a bad or oversized form is answered with a page.
 fn form_config(limit: usize) -> web::FormConfig {
     web::FormConfig::default().limit(limit).error_handler(|err, req| {
-        let status = match &err {
-            actix_web::error::UrlencodedError::Overflow { .. } => {
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-            }
-            _ => actix_web::http::StatusCode::BAD_REQUEST,
+        let code = match &err {
+            actix_web::error::UrlencodedError::Overflow { .. } => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::InvalidForm,
         };
-        let message = match status.as_u16() {
-            413 if req.path() == "/login" => "The sign-in form is larger than any email address and password can be.".to_string(),
-            413 => "The form is larger than this server accepts (COUNTERSIGN_MAX_JSON_BYTES). Split the list into several changes.".to_string(),
+        let message = match code {
+            ErrorCode::PayloadTooLarge if req.path() == "/login" => "The sign-in form is larger than any email address and password can be.".to_string(),
+            ErrorCode::PayloadTooLarge => "The form is larger than this server accepts (COUNTERSIGN_MAX_JSON_BYTES). Split the list into several changes.".to_string(),
             _ => format!("The form could not be read: {err}"),
         };
         let page = pages::error_page(
             req,
             pages::Layout::anonymous(),
-            &AppError::client(status, "invalid_form", message),
+            &AppError::new(code, message),
         );
         actix_web::error::InternalError::from_response(err, page).into()
     })
@@ -213,10 +224,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         )
         .app_data(form_config(json_limit))
         .app_data(web::QueryConfig::default().error_handler(|err, req| {
-            pages::bad_request(req, "invalid_query", err.to_string(), err)
+            pages::bad_request(req, ErrorCode::InvalidQuery, err.to_string(), err)
         }))
         .app_data(web::PathConfig::default().error_handler(|err, req| {
-            pages::bad_request(req, "invalid_path", err.to_string(), err)
+            pages::bad_request(req, ErrorCode::InvalidPath, err.to_string(), err)
         }))
         .service(
             web::scope("")

@@ -11,7 +11,7 @@ use super::pages::{csrf_error, csrf_guard, error_page, html, layout, page_try, s
 use super::session::{csrf_ok, WebUser};
 use super::{with_conn, State};
 use crate::domain::notice::SEND_INTERVAL_MINUTES;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::changes::change_id;
 use crate::service::contacts::{self as svc, NoticeBoard, NoticeRequest, NoticeView, ROLES};
 use crate::service::views::number;
@@ -236,15 +236,13 @@ async fn refused(
     e: AppError,
 ) -> HttpResponse {
     match &e {
-        AppError::Client {
-            status, message, ..
-        } if status.as_u16() != 404 => {
+        AppError::Client { code, message, .. } if *code != ErrorCode::NotFound => {
             let shown = Shown {
                 form,
                 errors: vec![message.clone()],
                 preview: None,
             };
-            render(req, state, w, id, shown, *status).await
+            render(req, state, w, id, shown, e.status()).await
         }
         _ => {
             let l = layout(state, w, "changes", req).await;
@@ -325,7 +323,7 @@ pub async fn decide(
     let result = with_conn(&state, move |conn| match act.as_str() {
         "approve" => svc::approve(conn, &user, id, nid),
         "discard" => svc::discard(conn, &user, id, nid),
-        _ => Err(AppError::not_found_msg("no such action")),
+        _ => Err(AppError::new(ErrorCode::NotFound, "no such action")),
     })
     .await;
     match result {

@@ -13,8 +13,10 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::LOCATION;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 
-use super::{account_pages, with_conn, AppState};
+use super::session_use;
+use super::{with_conn, AppState};
 use crate::db::users;
+use crate::error::ErrorCode;
 use crate::service::CurrentUser;
 
 pub const SESSION_COOKIE: &str = "cs_session";
@@ -26,7 +28,7 @@ pub struct WebUser {
     pub user: CurrentUser,
     pub csrf: String,
     pub token: String,
-    /// Signed in with a printed initial password (see `account_pages::must_change_gate`).
+    /// Signed in with a printed initial password (see `session_use::must_change_gate`).
     pub must_change_password: bool,
 }
 
@@ -51,18 +53,7 @@ impl ResponseError for LoginRedirect {
     }
 }
 
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use super::session_use::urlencode;
 
 impl FromRequest for WebUser {
     type Error = actix_web::Error;
@@ -82,7 +73,7 @@ impl FromRequest for WebUser {
             "/".into()
         };
         // Accounts: where the session is used from, and the page asked for.
-        let seen = account_pages::seen_from(req);
+        let seen = session_use::seen_from(req);
         let path = req.path().to_string();
         Box::pin(async move {
             let (Some(state), Some(token)) = (state, token) else {
@@ -92,7 +83,7 @@ impl FromRequest for WebUser {
             let found = with_conn(&state, move |conn| {
                 Ok(match users::session(conn, &t2)? {
                     Some((u, csrf, last_seen)) => {
-                        account_pages::record_use(conn, &t2, last_seen, &seen);
+                        session_use::record_use(conn, &t2, last_seen, &seen);
                         let must_change = u.must_change_password;
                         Some((CurrentUser::load(conn, u)?, csrf, must_change))
                     }
@@ -103,7 +94,7 @@ impl FromRequest for WebUser {
             .map_err(actix_web::Error::from)?;
             match found {
                 Some((user, csrf, must_change_password)) => {
-                    account_pages::must_change_gate(must_change_password, &path, &back)?;
+                    session_use::must_change_gate(must_change_password, &path, &back)?;
                     Ok(WebUser {
                         user,
                         csrf,
@@ -208,6 +199,14 @@ pub enum Throttled {
 }
 
 impl Throttled {
+    /// `too_many_attempts` for this address or client, `busy` for the whole server.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Throttled::Address(_) | Throttled::Client(_) => ErrorCode::TooManyAttempts,
+            Throttled::Busy => ErrorCode::Busy,
+        }
+    }
+
     pub fn message(&self) -> String {
         fn words(d: &Duration) -> String {
             let s = (d.as_millis().div_ceil(1000) as u64).max(1);

@@ -6,12 +6,11 @@
 use std::io::{BufReader, Seek, Write};
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::web;
 use futures_util::StreamExt;
 
 use crate::domain::lines::Lines;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// A received body on disk.
 pub struct Spooled {
@@ -45,9 +44,7 @@ pub async fn spool(
     loop {
         let chunk = match actix_web::rt::time::timeout(idle, payload.next()).await {
             Err(_) => {
-                return Err(AppError::client(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "upload_stalled",
+                return Err(AppError::new(ErrorCode::UploadStalled,
                     format!(
                         "no data arrived for {} seconds after {bytes} bytes; nothing was written (COUNTERSIGN_UPLOAD_IDLE_SECS)",
                         idle.as_secs()
@@ -56,8 +53,7 @@ pub async fn spool(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(AppError::bad_request(
-                    "invalid_body",
+                return Err(AppError::new(ErrorCode::UnreadableBody,
                     format!("the upload could not be read after {bytes} bytes: {e}"),
                 ))
             }
@@ -65,9 +61,8 @@ pub async fn spool(
         };
         bytes += chunk.len() as u64;
         if bytes > limit as u64 {
-            return Err(AppError::client(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
                 format!("the body is larger than {limit} bytes ({setting}); nothing was written"),
             ));
         }

@@ -448,7 +448,7 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
         targets: 1,
         roots: 1,
     };
-    use countersign::error::AppError;
+    use countersign::error::{AppError, ErrorCode};
     let Some(app) = app_with_smtp(backend, free_port(), 24.0).await else {
         return;
     };
@@ -462,8 +462,8 @@ async fn the_outbox_commits_with_its_event(backend: Backend) {
     // An event whose transaction fails leaves no mail...
     let r: Result<(), AppError> = write_tx(&mut conn, |c| {
         record(c, &Actor("ana@req.example".into()), Some(id), submitted())?;
-        Err(AppError::conflict(
-            "boom",
+        Err(AppError::new(
+            ErrorCode::IllegalTransition,
             "the rest of the transaction failed",
         ))
     });

@@ -26,5 +26,6 @@ mod smtp;
 mod states;
 mod teams;
 mod truth;
+mod two_servers;
 mod web;
 mod webhook;

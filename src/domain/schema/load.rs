@@ -15,7 +15,7 @@ use super::{
     SchemaProblem, SignoffPolicy, WebhookSpec, DEFAULT_MAX_TARGETS, DEFAULT_RETENTION_DAYS,
     DEFAULT_WEBHOOK_CONCURRENCY, MAX_WEBHOOK_CONCURRENCY, MAX_WEBHOOK_PER_SECOND,
 };
-use crate::domain::execution::{default_waves, WaveSize};
+use crate::domain::waves::{default_waves, WaveSize};
 
 // ---- the shared problem list ----------------------------------------------------------
 

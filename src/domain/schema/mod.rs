@@ -8,7 +8,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::execution::WaveSize;
+use super::waves::WaveSize;
 
 mod load;
 mod raw;
@@ -231,15 +231,6 @@ pub enum RequestRefusal {
         label: String,
         allowed: String,
     },
-}
-
-impl RequestRefusal {
-    pub fn code(&self) -> &'static str {
-        match self {
-            RequestRefusal::SameTeam { .. } => "same_team",
-            RequestRefusal::NotRequesterTeam { .. } => "not_requester_team",
-        }
-    }
 }
 
 impl Operation {

@@ -24,10 +24,11 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
+use super::BenchArgs;
 use crate::config::Config;
 use crate::db::audit::Actor;
 use crate::db::{self, users, DatabaseUrl, DbConn};
-use crate::demo::{BenchArgs, Generator};
+use crate::demo::Generator;
 use crate::domain::{ExecState, Schema};
 use crate::error::AppError;
 use crate::exec::webhook::sign;
@@ -243,7 +244,7 @@ pub fn run(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         app_ids.len(),
         t.elapsed().as_secs_f64()
     );
-    crate::demo::bench_people(conn)?;
+    super::bench_people(conn)?;
 
     let (base_ids, ids) = app_ids.split_at(base_n);
     let (took, seen) = run_hook(
@@ -333,7 +334,7 @@ fn run_hook(
         "bench change has errors: {:?}",
         v.errors.first()
     );
-    let fp = crate::demo::sign_both(conn, schema, id, &req, &ops)?;
+    let fp = super::sign_both(conn, schema, id, &req, &ops)?;
     receiver.seen.max_in_flight.store(0, Ordering::SeqCst);
     let calls_before = receiver.seen.calls.load(Ordering::SeqCst);
     receiver

@@ -1,0 +1,420 @@
+//! The change page and its actions (submit, sign, reject, cancel, comment, execute, resume, abort, rollback).
+
+use super::*;
+
+// ---- the change page ------------------------------------------------------------------
+
+pub struct SignoffLine {
+    pub who: String,
+    pub fp: String,
+    pub stale: bool,
+    /// Why it does not count (stale list or text, signer left the team).
+    pub why: String,
+    pub comment: String,
+    pub at: String,
+}
+
+pub struct SidePanel {
+    pub side: &'static str,
+    pub label: &'static str,
+    pub team: String,
+    pub required: u32,
+    pub current: u32,
+    pub missing: u32,
+    pub signoffs: Vec<SignoffLine>,
+    pub can_sign: bool,
+}
+
+pub struct WaveRow {
+    pub n: usize,
+    pub size: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub pct_done: i64,
+    pub pct_failed: i64,
+    pub pct_skipped: i64,
+}
+
+#[derive(Template)]
+#[template(path = "change.html")]
+pub(crate) struct ChangePage {
+    pub(crate) l: Layout,
+    pub(crate) v: ChangeView,
+    pub(crate) effect_words: String,
+    pub(crate) destructive: bool,
+    pub(crate) fp_short: String,
+    pub(crate) fp_full: String,
+    pub(crate) sides: Vec<SidePanel>,
+    /// kind, id, name, scope, and for set_attributes "key: now → after".
+    pub(crate) targets: Vec<(String, String, String, String, String)>,
+    pub(crate) sets_attributes: bool,
+    pub(crate) target_total: i64,
+    pub(crate) q: String,
+    pub(crate) shown_from: i64,
+    pub(crate) shown_to: i64,
+    pub(crate) next_offset: Option<i64>,
+    pub(crate) prev_offset: Option<i64>,
+    pub(crate) comments: Vec<(String, String, String)>,
+    pub(crate) events: Vec<Activity>,
+    pub(crate) exec: Option<ExecutionView>,
+    pub(crate) waves: Vec<WaveRow>,
+    pub(crate) running: bool,
+    /// Exactly the actions the service allows this person now (`domain::access`).
+    pub(crate) can: Allowed,
+    /// Targets fixed by what it undoes or restores: the browser edits only its text.
+    pub(crate) fixed_targets: bool,
+    pub(crate) params: String,
+}
+
+/// The allowed actions of a change page, for the template.
+pub struct Allowed(Vec<ChangeAction>);
+
+impl Allowed {
+    pub fn has(&self, action: &str) -> bool {
+        self.0.iter().any(|a| a.as_str() == action)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChangeQuery {
+    pub(crate) q: Option<String>,
+    pub(crate) offset: Option<i64>,
+}
+
+pub(crate) fn pct(part: i64, whole: i64) -> i64 {
+    if whole <= 0 {
+        0
+    } else {
+        (part * 100 + whole / 2) / whole
+    }
+}
+
+pub async fn change(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    q: web::Query<ChangeQuery>,
+) -> HttpResponse {
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let schema = state.schema.clone();
+    let search = q.q.clone().filter(|s| !s.trim().is_empty());
+    let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
+    let s2 = search.clone();
+    let viewer = w.user.clone();
+    let data = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| {
+            let v = svc::view_for(conn, &schema, &viewer, id)?;
+            let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            let ids: Vec<&str> = rows.iter().map(|t| t.entity_id.as_str()).collect();
+            let sets = svc::attribute_changes(conn, &schema, &c, &ids)?;
+            let comments = repo::comments(conn, id)?;
+            let events = audit::for_change(conn, id)?;
+            let exec = crate::db::exec::for_change(conn, id)?
+                .map(|_| exe::progress(conn, id))
+                .transpose()?;
+            Ok((v, total, rows, sets, comments, events, exec))
+        })
+    })
+    .await;
+    let (v, total, rows, sets, comments, events, exec) =
+        page_try!(&req, &state, &w, "changes", data);
+    let can = Allowed(v.allowed_actions.clone());
+    let current = v.fingerprint.clone().unwrap_or_default();
+    let side_panel =
+        |side: Side, label: &'static str, st: &crate::service::views::SideStatus| SidePanel {
+            side: side.as_str(),
+            label,
+            team: st.team.clone(),
+            required: st.required,
+            current: st.current,
+            missing: st.missing,
+            signoffs: v
+                .signoffs
+                .iter()
+                .filter(|s| s.side == side)
+                .map(|s| SignoffLine {
+                    who: s.by.name.clone(),
+                    fp: short_fingerprint(&s.fingerprint),
+                    stale: !s.counts,
+                    why: s.why_not.clone().unwrap_or_default(),
+                    comment: s.comment.clone(),
+                    at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+                })
+                .collect(),
+            can_sign: can.has(&format!("sign_{side}")),
+        };
+    let sides = vec![
+        side_panel(Side::Requester, "Requesting team", &v.requester_side),
+        side_panel(Side::Implementer, "Implementing team", &v.implementer_side),
+    ];
+    let exec_state = exec.as_ref().map(|e| e.state);
+    let waves = exec
+        .as_ref()
+        .map(|e| {
+            e.waves
+                .iter()
+                .enumerate()
+                .map(|(i, wv)| WaveRow {
+                    n: i + 1,
+                    size: wv.size,
+                    done: wv.done,
+                    failed: wv.failed,
+                    skipped: wv.skipped,
+                    pct_done: pct(wv.done as i64, wv.size as i64),
+                    pct_failed: pct(wv.failed as i64, wv.size as i64),
+                    pct_skipped: pct(wv.skipped as i64, wv.size as i64),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = ChangePage {
+        l: layout(&state, &w, "changes", &req).await,
+        effect_words: v.operation.effect_text.clone(),
+        destructive: v.operation.destructive,
+        fp_short: v
+            .fingerprint
+            .as_deref()
+            .map(short_fingerprint)
+            .unwrap_or_default(),
+        fp_full: current.clone(),
+        sides,
+        sets_attributes: v.operation.effect == Some(Effect::SetAttributes),
+        targets: rows
+            .into_iter()
+            .map(|t| {
+                let change = sets
+                    .get(&t.entity_id)
+                    .map(|c| crate::domain::execution::AttrChange::describe(c))
+                    .unwrap_or_default();
+                (t.kind, t.entity_id, t.name, t.scope_path, change)
+            })
+            .collect(),
+        shown_from: if total == 0 { 0 } else { offset + 1 },
+        shown_to: (offset + 50).min(total),
+        target_total: total,
+        q: search.unwrap_or_default(),
+        next_offset: (offset + 50 < total).then_some(offset + 50),
+        prev_offset: (offset > 0).then(|| (offset - 50).max(0)),
+        comments: comments
+            .into_iter()
+            .map(|(c, _email, name)| {
+                (
+                    name,
+                    c.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                    c.body,
+                )
+            })
+            .collect(),
+        events: events
+            .into_iter()
+            .map(|e| Activity {
+                at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                actor: e.actor,
+                action: e.action.replace('_', " "),
+                change: String::new(),
+            })
+            .collect(),
+        running: exec_state == Some(ExecState::Running),
+        can,
+        fixed_targets: v.rollback_of.is_some() || v.targets.get("restore").is_some(),
+        params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {
+            v.params.to_string()
+        } else {
+            String::new()
+        },
+        waves,
+        exec,
+        v,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn change_targets_csv(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    let schema = state.schema.clone();
+    let rows = page_try!(
+        &req,
+        &state,
+        &w,
+        "changes",
+        with_conn(&state, move |conn| crate::service::changes::targets_csv(
+            conn, &schema, id, None, 0
+        ))
+        .await
+    );
+    let out = rows.1;
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}-targets.csv\"", number(id)),
+        ))
+        .body(out)
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    pub(crate) csrf: String,
+    #[serde(default)]
+    pub(crate) side: String,
+    #[serde(default)]
+    pub(crate) fingerprint: String,
+    #[serde(default)]
+    pub(crate) comment: String,
+    #[serde(default)]
+    pub(crate) confirm_count: String,
+    #[serde(default)]
+    pub(crate) text_hash: String,
+    #[serde(default)]
+    pub(crate) title: String,
+    #[serde(default)]
+    pub(crate) rationale: String,
+    #[serde(default)]
+    pub(crate) reason: String,
+    #[serde(default)]
+    pub(crate) body: String,
+}
+
+/// `POST /changes/{id}/{action}`: one form per action, then back to the change page.
+pub async fn change_action(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<(String, String)>,
+    form: web::Form<ActionForm>,
+) -> HttpResponse {
+    let (raw, action) = path.into_inner();
+    let f = form.into_inner();
+    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
+    let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let act = action.clone();
+    let result = with_conn(&state, move |conn| -> Result<(String, i64), AppError> {
+        let done = match act.as_str() {
+            "sign" => {
+                let Some(side) = Side::parse(&f.side) else {
+                    return Err(AppError::new(ErrorCode::InvalidSide, "Choose a side."));
+                };
+                let confirm = match f.confirm_count.trim() {
+                    "" => None,
+                    n => Some(n.parse::<u64>().map_err(|_| {
+                        AppError::new(
+                            ErrorCode::ConfirmCountMismatch,
+                            format!("`{n}` is not a number: type the number of targets"),
+                        )
+                    })?),
+                };
+                svc::sign(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    SignRequest {
+                        side,
+                        fingerprint: f.fingerprint.clone(),
+                        comment: f.comment.clone(),
+                        confirm_count: confirm,
+                        text_hash: Some(f.text_hash.clone()).filter(|h| !h.trim().is_empty()),
+                    },
+                )?;
+                "signed"
+            }
+            "submit" => {
+                svc::submit(conn, &schema, &user, id)?;
+                "submitted"
+            }
+            "edit_text" => {
+                svc::edit(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    svc::EditChange {
+                        title: Some(f.title.clone()),
+                        rationale: Some(f.rationale.clone()),
+                        ..Default::default()
+                    },
+                )?;
+                "saved"
+            }
+            "resolve" => {
+                svc::reresolve(conn, &schema, &user, id)?;
+                "resolved"
+            }
+            "reject" => {
+                svc::reject(conn, &schema, &user, id, &f.reason)?;
+                "rejected"
+            }
+            "cancel" => {
+                svc::cancel(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
+                )?;
+                "cancelled"
+            }
+            "comment" => {
+                svc::comment(conn, &schema, &user, id, &f.body)?;
+                "commented"
+            }
+            "execute" => {
+                exe::execute(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    &ExecuteRequest {
+                        fingerprint: f.fingerprint.clone(),
+                    },
+                )?;
+                "executing"
+            }
+            "resume" => {
+                exe::resume(conn, &schema, &user, id)?;
+                "resumed"
+            }
+            "abort" => {
+                exe::abort(
+                    conn,
+                    &schema,
+                    &user,
+                    id,
+                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
+                )?;
+                "aborted"
+            }
+            "rollback" => {
+                let rb = exe::rollback(conn, &schema, &user, id, &RollbackRequest::default())?;
+                return Ok(("rollback".into(), rb));
+            }
+            _ => return Err(AppError::new(ErrorCode::NotFound, "no such action")),
+        };
+        Ok((done.to_string(), id))
+    })
+    .await;
+    match result {
+        Ok((done, target)) => {
+            if matches!(done.as_str(), "executing" | "resumed") {
+                state.wake.notify();
+            }
+            see_other(&format!("/changes/{}?done={done}", number(target)))
+        }
+        Err(e) => {
+            let l = layout(&state, &w, "changes", &req).await;
+            error_page(&req, l, &e)
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The glossary of kinds and operations, and the inventory pages.
+
+use super::*;
+
+// ---- glossary, inventory --------------------------------------------------------------
+
+pub struct KindView {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub pattern: String,
+    pub example: String,
+    pub parent: String,
+    pub attributes: String,
+    pub operations: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "glossary.html")]
+pub(crate) struct GlossaryPage {
+    pub(crate) l: Layout,
+    pub(crate) kinds: Vec<KindView>,
+    pub(crate) version: String,
+}
+
+pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    let s = &state.schema;
+    let kinds = s
+        .kinds
+        .values()
+        .map(|k| KindView {
+            name: k.name.clone(),
+            label: k.label.clone(),
+            description: k.description.clone(),
+            pattern: [
+                k.prefix.as_deref().map(|p| format!("starts with {p}")),
+                k.pattern.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
+            example: k.example.clone().unwrap_or_default(),
+            parent: k
+                .parent
+                .as_deref()
+                .and_then(|p| s.kind(p))
+                .map(|p| format!("{} ({})", p.label, p.name))
+                .unwrap_or_default(),
+            attributes: k.attributes.join(", "),
+            operations: s
+                .operations
+                .values()
+                .filter(|o| o.target == k.name)
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        o.label.clone(),
+                        o.effect.plain_words().to_string(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let page = GlossaryPage {
+        l: layout(&state, &w, "glossary", &req).await,
+        kinds,
+        version: short_fingerprint(&s.hash),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "inventory.html")]
+pub(crate) struct InventoryPage {
+    pub(crate) l: Layout,
+    pub(crate) q: String,
+    pub(crate) rows: Vec<(String, String, String, String)>,
+}
+
+#[derive(Deserialize)]
+pub struct InventoryQuery {
+    pub(crate) q: Option<String>,
+}
+
+pub async fn inventory_page(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<InventoryQuery>,
+) -> HttpResponse {
+    let text = q.q.clone().unwrap_or_default();
+    let t2 = text.trim().to_string();
+    let rows = page_try!(
+        &req,
+        &state,
+        &w,
+        "inventory",
+        with_conn(&state, move |conn| {
+            if t2.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(inventory::list(
+                conn,
+                &inventory::ListFilter {
+                    q: Some(t2),
+                    limit: Some(100),
+                    ..Default::default()
+                },
+            )?)
+        })
+        .await
+    );
+    let page = InventoryPage {
+        l: layout(&state, &w, "inventory", &req).await,
+        q: text,
+        rows: rows
+            .into_iter()
+            .map(|e| (e.kind, e.id, e.name, e.state.to_string()))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "entity.html")]
+pub(crate) struct EntityPage {
+    pub(crate) l: Layout,
+    pub(crate) e: crate::service::inventory::EntityDetail,
+    pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) changes: Vec<(String, String, String)>,
+    /// `None`: the viewer may not see this entity's contacts.
+    pub(crate) contacts: Option<Vec<crate::db::models::Contact>>,
+}
+
+pub async fn entity_page(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let schema = state.schema.clone();
+    let viewer = w.user.clone();
+    let data = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| {
+            let e = crate::service::inventory::detail(conn, &schema, &id)?;
+            let changes = repo::changes_touching(conn, &id, 50)?;
+            let contacts = crate::service::contacts::of_entity(conn, &viewer, &id)?;
+            Ok((e, changes, contacts))
+        })
+    })
+    .await;
+    let (e, changes, contacts) = page_try!(&req, &state, &w, "inventory", data);
+    let attrs = e
+        .entity
+        .attrs
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = EntityPage {
+        l: layout(&state, &w, "inventory", &req).await,
+        attrs,
+        changes: changes
+            .into_iter()
+            .map(|c| (number(c.id), c.title, c.state.to_string()))
+            .collect(),
+        contacts,
+        e,
+    };
+    html(StatusCode::OK, page.render())
+}

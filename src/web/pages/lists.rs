@@ -1,0 +1,208 @@
+//! The lists: home, the approval queue, the changes list.
+
+use super::*;
+
+// ---- lists ----------------------------------------------------------------------------
+
+pub struct Row {
+    pub number: String,
+    pub title: String,
+    pub state: String,
+    pub operation: String,
+    pub effect: String,
+    pub targets: i64,
+    pub roots: i64,
+    pub teams: String,
+    pub age: String,
+    pub destructive: bool,
+    pub big: bool,
+    pub needs: String,
+}
+
+pub(crate) fn age(t: chrono::NaiveDateTime) -> String {
+    let d = crate::db::now() - t;
+    if d.num_days() > 0 {
+        format!("{} d", d.num_days())
+    } else if d.num_hours() > 0 {
+        format!("{} h", d.num_hours())
+    } else {
+        format!("{} min", d.num_minutes().max(0))
+    }
+}
+
+pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
+    Row {
+        number: c.number.clone(),
+        title: c.title.clone(),
+        state: c.state.to_string(),
+        operation: c.operation_label.clone(),
+        effect: c.effect.map(|e| e.as_str().to_string()).unwrap_or_default(),
+        targets: c.target_count,
+        roots: c.root_count,
+        teams: format!("{} → {}", c.requesting_team, c.implementing_team),
+        age: age(c.submitted_at.unwrap_or(c.created_at)),
+        destructive: c.destructive,
+        big: c.target_count > 100,
+        needs,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub(crate) struct HomePage {
+    pub(crate) l: Layout,
+    pub(crate) mine: Vec<Row>,
+    pub(crate) waiting: Vec<Row>,
+    pub(crate) activity: Vec<Activity>,
+}
+
+pub struct Activity {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub change: String,
+}
+
+pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let data = with_conn(&state, move |conn| {
+        let queue = queue::queue(conn, &schema, &user)?;
+        let mine: Vec<ChangeSummaryView> = repo::list(
+            conn,
+            &repo::ListFilter {
+                state: Some("draft,awaiting_signoff,approved,executing,halted".into()),
+                limit: Some(200),
+                author: Some(user.id),
+                ..Default::default()
+            },
+        )?
+        .iter()
+        .map(|c| ChangeSummaryView::new(&schema, c))
+        .collect();
+        let events = audit::recent(conn, 15)?;
+        Ok((queue, mine, events))
+    })
+    .await;
+    let (queue, mine, events) = page_try!(&req, &state, &w, "home", data);
+    let page = HomePage {
+        l: layout(&state, &w, "home", &req).await,
+        mine: mine.iter().map(|c| row(c, String::new())).collect(),
+        waiting: queue
+            .iter()
+            .map(|q| row(&q.change, q.needs.join(" + ")))
+            .collect(),
+        activity: events
+            .into_iter()
+            .map(|e| Activity {
+                at: e.at.format("%Y-%m-%d %H:%M").to_string(),
+                actor: e.actor,
+                action: e.action.replace('_', " "),
+                change: e.change_id.map(number).unwrap_or_default(),
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+pub(crate) struct QueuePage {
+    pub(crate) l: Layout,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) effects: Vec<(&'static str, bool)>,
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    pub(crate) effect: Option<String>,
+}
+
+pub async fn queue(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<QueueQuery>,
+) -> HttpResponse {
+    let user = w.user.clone();
+    let schema = state.schema.clone();
+    let items = page_try!(
+        &req,
+        &state,
+        &w,
+        "queue",
+        with_conn(&state, move |conn| queue::queue(conn, &schema, &user)).await
+    );
+    let effect = q.effect.clone().unwrap_or_default();
+    let rows = items
+        .iter()
+        .filter(|i| {
+            effect.is_empty() || i.change.effect.map(Effect::as_str) == Some(effect.as_str())
+        })
+        .map(|i| row(&i.change, i.needs.join(" + ")))
+        .collect();
+    let page = QueuePage {
+        l: layout(&state, &w, "queue", &req).await,
+        rows,
+        effects: Effect::VALUES
+            .iter()
+            .map(|e| (e.as_str(), e.as_str() == effect))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Template)]
+#[template(path = "changes.html")]
+pub(crate) struct ChangesPage {
+    pub(crate) l: Layout,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) states: Vec<(&'static str, bool)>,
+}
+
+#[derive(Deserialize)]
+pub struct ChangesQuery {
+    pub(crate) state: Option<String>,
+}
+
+pub async fn changes(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<ChangesQuery>,
+) -> HttpResponse {
+    let st = q
+        .state
+        .clone()
+        .filter(|s| crate::domain::ChangeState::parse(s).is_some());
+    let schema = state.schema.clone();
+    let st2 = st.clone();
+    let list = page_try!(
+        &req,
+        &state,
+        &w,
+        "changes",
+        with_conn(&state, move |conn| Ok(repo::list(
+            conn,
+            &repo::ListFilter {
+                state: st2,
+                limit: Some(200),
+                ..Default::default()
+            }
+        )?))
+        .await
+    );
+    let rows = list
+        .iter()
+        .map(|c| row(&ChangeSummaryView::new(&schema, c), String::new()))
+        .collect();
+    let page = ChangesPage {
+        l: layout(&state, &w, "changes", &req).await,
+        rows,
+        states: crate::domain::ChangeState::VALUES
+            .iter()
+            .map(|s| (s.as_str(), st.as_deref() == Some(s.as_str())))
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}

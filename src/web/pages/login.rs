@@ -1,0 +1,201 @@
+//! Signing in and out: the login form (double-submit CSRF cookie, throttled password checks) and logout.
+
+use super::*;
+
+// ---- login ----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage {
+    pub(crate) l: Layout,
+    pub(crate) email: String,
+    pub(crate) next: String,
+    pub(crate) error: Option<String>,
+    pub(crate) csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    pub(crate) next: Option<String>,
+}
+
+/// Where to go after signing in: only a path on this site. Anything that a browser could
+/// read as another host (`//x`, `/\\x`, control characters that it strips) goes home.
+pub(crate) fn safe_next(n: Option<&str>) -> String {
+    match n {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 2000
+                && p.chars()
+                    .all(|c| !c.is_control() && !c.is_whitespace() && c != '\\') =>
+        {
+            p.into()
+        }
+        _ => "/".into(),
+    }
+}
+
+/// A random initial password: 20 characters from an unambiguous alphabet.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub(crate) fn random_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+pub async fn login_form(req: HttpRequest, state: State, q: web::Query<NextQuery>) -> HttpResponse {
+    let csrf = random_hex();
+    let mut r = html(
+        StatusCode::OK,
+        LoginPage {
+            l: Layout::anonymous(),
+            email: String::new(),
+            next: safe_next(q.next.as_deref()),
+            error: None,
+            csrf: csrf.clone(),
+        }
+        .render(),
+    );
+    let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    pub(crate) email: String,
+    pub(crate) password: String,
+    #[serde(default)]
+    pub(crate) next: String,
+    #[serde(default)]
+    pub(crate) csrf: String,
+}
+
+pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -> HttpResponse {
+    let f = form.into_inner();
+    let email = f.email.trim().to_lowercase();
+    let next = safe_next(Some(&f.next));
+    let again = |error: String, code: ErrorCode| {
+        let csrf = random_hex();
+        let mut r = html(
+            code.status(),
+            LoginPage {
+                l: Layout::anonymous(),
+                email: f.email.clone(),
+                next: next.clone(),
+                error: Some(error),
+                csrf: csrf.clone(),
+            }
+            .render(),
+        );
+        let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
+        r
+    };
+    let cookie_csrf = session::read_cookie(&req, &state, LOGIN_COOKIE).unwrap_or_default();
+    if !csrf_ok(&cookie_csrf, &f.csrf) {
+        return again(
+            "The login form expired. Please sign in again.".into(),
+            ErrorCode::Csrf,
+        );
+    }
+    if email.len() > session::MAX_EMAIL_BYTES || f.password.len() > session::MAX_PASSWORD_BYTES {
+        return again(
+            format!(
+                "An email address has at most {} characters and a password at most {} bytes.",
+                session::MAX_EMAIL_BYTES,
+                session::MAX_PASSWORD_BYTES
+            ),
+            ErrorCode::InvalidForm,
+        );
+    }
+    let client = session::client_of(req.peer_addr().map(|a| a.ip()));
+    if let Err(t) = state.limiter.attempt(&email, &client) {
+        return again(t.message(), t.code());
+    }
+    // The stored hash, then the argon2 check without holding a database connection.
+    let e2 = email.clone();
+    let found = with_conn(&state, move |conn| {
+        Ok(users::find_user_by_email(conn, &e2)?)
+    })
+    .await;
+    let user = match found {
+        Ok(u) => u,
+        Err(e) => return error_page(&req, Layout::anonymous(), &e),
+    };
+    let (hash, pw) = (
+        user.as_ref().and_then(|u| u.password_hash.clone()),
+        f.password.clone(),
+    );
+    let matches = match state
+        .limiter
+        .check(move || session::password_matches(hash.as_deref(), &pw))
+        .await
+    {
+        Ok(m) => m,
+        Err(t) => return again(t.message(), t.code()),
+    };
+    let found = match (matches, user) {
+        (true, Some(u)) => {
+            with_conn(&state, move |conn| {
+                let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {
+                    let (token, _) = users::create_session(
+                        tx,
+                        u.id,
+                        chrono::Duration::hours(session::SESSION_HOURS),
+                    )?;
+                    record(tx, &audit::Actor(u.email.clone()), None, Event::SignedIn {})?;
+                    Ok(token)
+                })?;
+                Ok(Some(token))
+            })
+            .await
+        }
+        _ => Ok(None),
+    };
+    match found {
+        Ok(Some(token)) => {
+            state.limiter.succeeded(&email, &client);
+            let mut r = see_other(&next);
+            let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, &token));
+            let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, ""));
+            r
+        }
+        Ok(None) => {
+            state.limiter.failed(&client);
+            again(
+                "That email and password do not match.".into(),
+                ErrorCode::InvalidCredentials,
+            )
+        }
+        Err(e) => error_page(&req, Layout::anonymous(), &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub(crate) csrf: String,
+}
+
+pub async fn logout(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    csrf_guard!(&req, &state, &w, "", &form.csrf);
+    let token = w.token.clone();
+    let _ = with_conn(&state, move |conn| Ok(users::end_session(conn, &token)?)).await;
+    let mut r = see_other("/login");
+    let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, ""));
+    r
+}

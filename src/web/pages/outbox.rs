@@ -1,0 +1,83 @@
+//! Admins: the outbox, with retry of dead mails.
+
+use super::*;
+
+// ---- admins: the outbox ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "outbox.html")]
+pub(crate) struct OutboxPage {
+    pub(crate) l: Layout,
+    pub(crate) state: String,
+    pub(crate) states: Vec<(&'static str, bool)>,
+    pub(crate) mails: Vec<crate::service::notifications::OutboxView>,
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    pub(crate) state: Option<String>,
+}
+
+pub async fn outbox(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    q: web::Query<OutboxQuery>,
+) -> HttpResponse {
+    let st = q
+        .state
+        .clone()
+        .unwrap_or_else(|| OutboxState::Dead.to_string());
+    let filter = (st != "all").then(|| st.clone());
+    let user = w.user.clone();
+    let mails = page_try!(
+        &req,
+        &state,
+        &w,
+        "outbox",
+        with_conn(&state, move |conn| {
+            crate::service::notifications::outbox(conn, &user, filter.as_deref(), None, 200)
+        })
+        .await
+    );
+    let page = OutboxPage {
+        l: layout(&state, &w, "outbox", &req).await,
+        states: [
+            OutboxState::Dead,
+            OutboxState::Pending,
+            OutboxState::Sent,
+            OutboxState::Digest,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .chain(["all"])
+        .map(|s| (s, s == st))
+        .collect(),
+        state: st,
+        mails,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+pub async fn retry_mail(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    csrf_guard!(&req, &state, &w, "outbox", &form.csrf);
+    let id = path.into_inner();
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "outbox",
+        with_conn(&state, move |conn| crate::service::notifications::retry(
+            conn, &user, id
+        ))
+        .await
+    );
+    see_other("/admin/outbox?state=dead&done=saved")
+}

@@ -1,0 +1,238 @@
+//! A person's settings: notification preferences and API tokens.
+
+use super::*;
+
+// ---- settings: notifications and API tokens -------------------------------------------
+
+pub struct PrefRow {
+    pub kind: String,
+    pub description: String,
+    pub options: Vec<(String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub(crate) struct SettingsPage {
+    pub(crate) l: Layout,
+    pub(crate) prefs: Vec<PrefRow>,
+    pub(crate) tokens: Vec<TokenItem>,
+    pub(crate) new_token: Option<String>,
+    pub(crate) email: String,
+    /// (value, label, selected) for the new token's lifetime.
+    pub(crate) lifetimes: Vec<(String, String, bool)>,
+}
+
+pub struct TokenItem {
+    pub id: i64,
+    pub label: String,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+pub(crate) async fn settings_page(
+    req: &HttpRequest,
+    state: &State,
+    w: &WebUser,
+    new_token: Option<String>,
+) -> HttpResponse {
+    let user = w.user.clone();
+    let data = with_conn(state, move |conn| {
+        let prefs = crate::service::notifications::preferences(conn, &user)?;
+        let tokens = users::tokens_of(conn, user.id)?;
+        Ok((prefs, tokens))
+    })
+    .await;
+    let (prefs, tokens) = page_try!(req, state, w, "settings", data);
+    let page = SettingsPage {
+        l: layout(state, w, "settings", req).await,
+        prefs: prefs
+            .into_iter()
+            .map(|p| PrefRow {
+                options: p
+                    .allowed
+                    .iter()
+                    .map(|m| (m.to_string(), *m == p.mode))
+                    .collect(),
+                kind: p.kind,
+                description: p.description,
+            })
+            .collect(),
+        tokens: {
+            let t = crate::db::now();
+            tokens
+                .into_iter()
+                .map(|r| TokenItem {
+                    status: if r.revoked_at.is_some() {
+                        "revoked"
+                    } else if r.expires_at.is_some_and(|e| e <= t) {
+                        "expired"
+                    } else {
+                        "active"
+                    },
+                    id: r.id,
+                    label: r.label,
+                    created: r.created_at.format("%Y-%m-%d").to_string(),
+                    expires: r
+                        .expires_at
+                        .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    last_used: r
+                        .last_used_at
+                        .map(|u| u.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                })
+                .collect()
+        },
+        email: w.user.email.clone(),
+        new_token,
+        lifetimes: TOKEN_LIFETIMES
+            .iter()
+            .map(|d| match d {
+                Some(n) => (n.to_string(), format!("{n} days"), *n == DEFAULT_TOKEN_DAYS),
+                None => ("never".into(), "never".into(), false),
+            })
+            .collect(),
+    };
+    let secret = page.new_token.is_some();
+    let mut r = html(StatusCode::OK, page.render());
+    if secret {
+        // The page shows a secret once: keep it out of caches and history.
+        r.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
+    r
+}
+
+pub async fn settings(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+    settings_page(&req, &state, &w, None).await
+}
+
+pub async fn notification_settings() -> HttpResponse {
+    see_other("/settings#notifications")
+}
+
+pub async fn save_notifications(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<BTreeMap<String, String>>,
+) -> HttpResponse {
+    let mut f = form.into_inner();
+    let given = f.remove("csrf").unwrap_or_default();
+    csrf_guard!(&req, &state, &w, "settings", &given);
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| {
+            crate::service::notifications::set_preferences(conn, &user, &f)
+        })
+        .await
+    );
+    see_other("/settings?done=saved#notifications")
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    pub(crate) csrf: String,
+    #[serde(default)]
+    pub(crate) label: String,
+    /// Days until it expires (one of `TOKEN_LIFETIMES`) or `never`.
+    #[serde(default)]
+    pub(crate) expires: String,
+}
+
+pub async fn create_token(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
+    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+    let label = form.label.trim().chars().take(80).collect::<String>();
+    let label = if label.is_empty() {
+        "web".to_string()
+    } else {
+        label
+    };
+    let days = match form.expires.trim() {
+        "" => Some(DEFAULT_TOKEN_DAYS),
+        "never" => None,
+        d => match d
+            .parse::<u32>()
+            .ok()
+            .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
+        {
+            Some(n) => Some(n),
+            None => {
+                let l = layout(&state, &w, "settings", &req).await;
+                return error_page(
+                    &req,
+                    l,
+                    &AppError::new(ErrorCode::InvalidLifetime,
+                        format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
+                    ),
+                );
+            }
+        },
+    };
+    let user = w.user.clone();
+    let token = page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
+            let expires_at = token_expiry(crate::db::now(), days);
+            let t = users::create_token_expiring(conn, user.id, &label, expires_at)?;
+            record(
+                conn,
+                &user.actor(),
+                None,
+                Event::TokenCreated {
+                    email: None,
+                    label: label.clone(),
+                    expires_at,
+                },
+            )?;
+            Ok(t)
+        }))
+        .await
+    );
+    settings_page(&req, &state, &w, Some(token)).await
+}
+
+pub async fn revoke_token(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+    let id = path.into_inner();
+    let user = w.user.clone();
+    page_try!(
+        &req,
+        &state,
+        &w,
+        "settings",
+        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
+            if !users::revoke_token(conn, user.id, id)? {
+                return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
+            }
+            record(conn, &user.actor(), None, Event::TokenRevoked { token: id })?;
+            Ok(())
+        }))
+        .await
+    );
+    see_other("/settings?done=token#tokens")
+}
