@@ -132,31 +132,6 @@ pub fn active_children_lite(conn: &mut DbConn, parents: &[&str]) -> QueryResult<
     Ok(out)
 }
 
-/// Of `ids`, the entities whose retention period has not passed at `now` (or that have
-/// none), with their `purge_after`.
-pub fn not_yet_purgeable(
-    conn: &mut DbConn,
-    ids: &[&str],
-    now: chrono::NaiveDateTime,
-) -> QueryResult<Vec<(String, Option<chrono::NaiveDateTime>)>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = entities::table
-            .filter(entities::id.eq_any(chunk))
-            .filter(entities::state.eq(EntityState::Deleted))
-            .filter(
-                entities::purge_after
-                    .is_null()
-                    .or(entities::purge_after.gt(now)),
-            )
-            .select((entities::id, entities::purge_after))
-            .load(conn)?;
-        out.extend(rows);
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// What a `where` query over a whole kind found, filtered by the database.
 pub struct Matching {
     /// Matches in one of the wanted states, in ID order, at most the limit asked for.

@@ -1,11 +1,31 @@
 //! A resolution: the selector evaluated against the inventory. The resolved target list,
 //! its blast-radius summary, the errors line by line, and the fingerprint that sign-offs
 //! are bound to.
+//!
+//! The rules are pure: `db::resolve` loads what a [`Plan`] names into [`Loaded`] (or what
+//! a rollback or restore needs), and [`evaluate`] (or [`evaluate_rollback`],
+//! [`evaluate_restore`]) decides targets, errors, cascade, retention, limits, the summary
+//! ([`summary::summarize`], one builder for all three) and the fingerprint.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+mod evaluate;
+mod plan;
+mod problems;
+pub mod scope;
+pub mod summary;
+mod undo;
+
+pub use evaluate::{evaluate, within_retention, Loaded};
+pub use plan::{state_problem, usable_states, EntityFacts, IdLine, Plan, ScopePlan};
+pub use scope::{Ancestor, Ancestors};
+pub use undo::{
+    evaluate_restore, evaluate_rollback, left_as_it_was, restore_candidates, restore_operation,
+    rollback_operation, rollback_params, RestoreLoaded, Rollback, Standing,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResolvedTarget {
@@ -146,7 +166,10 @@ pub fn short_fingerprint(fp: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod fingerprint_tests {
     use super::*;
 
     fn t(kind: &str, id: &str) -> ResolvedTarget {
