@@ -220,9 +220,13 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
     // process (a CLI command) could exit while one of them is in the middle of a
     // PostgreSQL handshake (seen as "could not calculate client proof: OpenSSL failure"
     // and a failed exit). Connections are opened on demand and then reused.
+    // A pooled SQLite connection is a file handle in this process and cannot go stale, so
+    // it is not tested with `SELECT 1` on every check-out (a parse and a step each time:
+    // several per request); a PostgreSQL connection can (a server restart), so it is.
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
+        .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
         .connection_timeout(Duration::from_secs(15))
         .build(ConnManager::new(url.clone()))
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", url.redacted()))?;

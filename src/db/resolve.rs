@@ -14,7 +14,7 @@ use super::{DbConn, CHUNK};
 use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{
     evaluate, evaluate_restore, evaluate_rollback, restore_candidates, Ancestor, Ancestors,
-    EntityFacts, Loaded, Plan, Resolution, ResolvedTarget, RestoreLoaded, Rollback, Standing,
+    EntityFacts, Loaded, Plan, Population, Resolution, ResolvedTarget, RestoreLoaded, Rollback, Standing,
 };
 use crate::domain::schema::{Effect, Operation, Schema};
 use crate::domain::selector::Selector;
@@ -108,10 +108,24 @@ fn load_selected(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> Que
 /// paths, roots), and as the operation asks, its active descendants (cascade), its active
 /// children counts (a delete that does not cascade) or its retention date (purge).
 fn load_around(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> QueryResult<()> {
-    let subjects: Vec<&EntityFacts> = loaded
-        .explicit
+    let explicit = std::mem::take(&mut loaded.explicit);
+    let candidates = std::mem::take(&mut loaded.candidates);
+    let r = load_around_subjects(conn, plan, &explicit, &candidates, loaded);
+    loaded.explicit = explicit;
+    loaded.candidates = candidates;
+    r
+}
+
+fn load_around_subjects(
+    conn: &mut DbConn,
+    plan: &Plan<'_>,
+    explicit: &[EntityFacts],
+    candidates: &[EntityFacts],
+    loaded: &mut Loaded,
+) -> QueryResult<()> {
+    let subjects: Vec<&EntityFacts> = explicit
         .iter()
-        .chain(&loaded.candidates)
+        .chain(candidates)
         .filter(|e| plan.may_target(e))
         .collect();
     loaded.ancestors = ancestors(conn, subjects.iter().filter_map(|e| e.parent_id.as_deref()))?;
@@ -119,7 +133,7 @@ fn load_around(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> Query
         return Ok(());
     }
     let mut ids: Vec<&str> = subjects.iter().map(|e| e.id.as_str()).collect();
-    if !loaded.explicit.is_empty() && !loaded.candidates.is_empty() {
+    if !explicit.is_empty() && !candidates.is_empty() {
         ids.sort_unstable();
         ids.dedup();
     }
@@ -132,7 +146,124 @@ fn load_around(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> Query
     if plan.checks_retention() {
         loaded.purge_after = purge_dates(conn, &ids)?;
     }
+    load_population(conn, plan, &subjects, loaded)
+}
+
+/// What the operation's population guards count: active entities of the target kind and of
+/// the root kind, and of the target kind below every root and `min_remaining.per` entity a
+/// possible target is under (found through the loaded ancestors).
+fn load_population(
+    conn: &mut DbConn,
+    plan: &Plan<'_>,
+    subjects: &[&EntityFacts],
+    loaded: &mut Loaded,
+) -> QueryResult<()> {
+    let (op, g) = (plan.op, &plan.op.guards);
+    if !g.any(op.effect) {
+        return Ok(());
+    }
+    let chain = plan.schema.ancestry(&op.target);
+    let mut pop = Population::default();
+    if g.max_fraction.is_some() {
+        pop.of_kind = Some(count_active(conn, &op.target)?);
+    }
+    if op.effect.is_destructive() && !g.allow_everything {
+        if let Some(root) = chain.last() {
+            pop.roots = Some(count_active(conn, &root.name)?);
+        }
+    }
+    let mut scope_kinds: Vec<&str> = Vec::new();
+    if g.max_fraction_per_root.is_some() && chain.len() > 1 {
+        scope_kinds.extend(chain.last().map(|k| k.name.as_str()));
+    }
+    if let Some(m) = &g.min_remaining {
+        scope_kinds.push(&m.per);
+    }
+    scope_kinds.dedup();
+    for scope_kind in scope_kinds {
+        let Some(levels) = plan.schema.descent(scope_kind, &op.target) else {
+            continue;
+        };
+        let mut tops: Vec<&str> = subjects
+            .iter()
+            .filter_map(|e| ancestor_of_kind(&loaded.ancestors, e.parent_id.as_deref(), scope_kind))
+            .collect();
+        tops.sort_unstable();
+        tops.dedup();
+        pop.under.extend(active_below(conn, &tops, &levels)?);
+    }
+    loaded.population = pop;
     Ok(())
+}
+
+/// The ancestor of kind `kind`, walking up from `parent`.
+fn ancestor_of_kind<'a>(
+    ancestors: &'a Ancestors,
+    mut parent: Option<&'a str>,
+    kind: &str,
+) -> Option<&'a str> {
+    while let Some(id) = parent {
+        let (key, a) = ancestors.get_key_value(id)?;
+        if a.kind == kind {
+            return Some(key.as_str());
+        }
+        parent = a.parent_id.as_deref();
+    }
+    None
+}
+
+/// Active entities of `kind`.
+fn count_active(conn: &mut DbConn, kind: &str) -> QueryResult<u64> {
+    let n: i64 = entities::table
+        .filter(entities::kind.eq(kind))
+        .filter(entities::state.eq(EntityState::Active))
+        .count()
+        .get_result(conn)?;
+    Ok(n as u64)
+}
+
+/// Active entities of the last of `levels` below each of `tops`, descending through the
+/// active entities of each level (top-down kinds, as [`Schema::descent`] gives them).
+fn active_below(
+    conn: &mut DbConn,
+    tops: &[&str],
+    levels: &[String],
+) -> QueryResult<HashMap<String, u64>> {
+    let mut out: HashMap<String, u64> = HashMap::with_capacity(tops.len());
+    // Each entity of the current level, and the top it is under.
+    let mut under: HashMap<String, String> =
+        tops.iter().map(|t| (t.to_string(), t.to_string())).collect();
+    for (depth, kind) in levels.iter().enumerate() {
+        let parents: Vec<&str> = under.keys().map(String::as_str).collect();
+        let mut next: HashMap<String, String> = HashMap::new();
+        for chunk in parents.chunks(CHUNK) {
+            let rows = entities::table
+                .filter(entities::parent_id.eq_any(chunk))
+                .filter(entities::kind.eq(kind))
+                .filter(entities::state.eq(EntityState::Active));
+            if depth + 1 == levels.len() {
+                let counts: Vec<(Option<String>, i64)> = rows
+                    .group_by(entities::parent_id)
+                    .select((entities::parent_id, diesel::dsl::count_star()))
+                    .load(conn)?;
+                for (parent, n) in counts {
+                    if let Some(top) = parent.and_then(|p| under.get(&p)) {
+                        *out.entry(top.clone()).or_default() += n as u64;
+                    }
+                }
+            } else {
+                let ids: Vec<(String, Option<String>)> =
+                    rows.select((entities::id, entities::parent_id)).load(conn)?;
+                for (id, parent) in ids {
+                    if let Some(top) = parent.and_then(|p| under.get(&p)) {
+                        next.insert(id, top.clone());
+                    }
+                }
+            }
+        }
+        under = next;
+    }
+    Ok(out)
 }
 
 /// Every ancestor of the given parents (themselves included), one query per level.

@@ -224,9 +224,9 @@ fn empty_sites(conn: &mut DbConn, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// The demo's changes, one in each state a newcomer should see. A linear script of six
+/// The demo's changes, one in each state a newcomer should see. A linear script of seven
 /// numbered scenarios sharing the `create` and `fp` closures: read top to bottom, it is
-/// longer than a function should be but clearer than six functions passing them around.
+/// longer than a function should be but clearer than seven functions passing them around.
 fn seed_changes(
     pool: &db::Pool,
     conn: &mut DbConn,
@@ -433,6 +433,29 @@ fn seed_changes(
         },
     )
     .map_err(e)?;
+
+    // 7. A draft a population guard refuses: decommissioning every site of one customer
+    // would leave it with none (`min_remaining` on decommission_site).
+    let org: String = entities::table
+        .filter(entities::kind.eq("org"))
+        .order(entities::id.asc())
+        .select(entities::id)
+        .first(conn)?;
+    create(
+        conn,
+        &ana,
+        "Decommission every site of a departing customer",
+        "The customer's contract ends this month.",
+        "decommission_site",
+        json!({}),
+        Selector {
+            within: Some(Scope {
+                kind: "org".into(),
+                ids: vec![org],
+            }),
+            ..Default::default()
+        },
+    )?;
     Ok(())
 }
 

@@ -379,10 +379,18 @@ pub fn effect_for(op: &Operation, c: &Change) -> Option<Effect> {
 
 /// The sign-offs `c` needs: a rollback may have a lighter policy.
 pub fn policy_for(op: &Operation, c: &Change) -> SignoffPolicy {
-    match c.rollback_of {
-        Some(_) => op.rollback_signoffs.unwrap_or(op.signoffs),
-        None => op.signoffs,
-    }
+    tier_of(op, c).signoffs
+}
+
+/// The policy a change needs as resolved now, with the risk tier that set it: computed from
+/// the stored counts every time, so a re-resolution that moves the change to another tier
+/// makes its sign-offs count against the new one.
+pub fn tier_of<'o>(op: &'o Operation, c: &Change) -> crate::domain::schema::Policy<'o> {
+    op.policy(
+        c.target_count.max(0) as u64,
+        c.root_count.max(0) as u64,
+        c.rollback_of.is_some(),
+    )
 }
 
 /// Resolve a locked change again and apply the consequences (stale sign-offs, state).

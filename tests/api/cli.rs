@@ -446,6 +446,18 @@ async fn demo_sets_up_every_state_and_prints_logins(backend: Backend) {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(rollbacks, 1);
+    // One draft shows a population guard refusing it, with its numbers.
+    let guarded: Vec<String> = changes::table
+        .filter(changes::errors.like("%\"code\":\"min_remaining\"%"))
+        .select(changes::summary)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(guarded.len(), 1, "one change refused by min_remaining");
+    assert!(
+        guarded[0].contains("would leave 1 Customer organisation with no active Cloud site"),
+        "{}",
+        guarded[0]
+    );
     // Starting again keeps the data and prints fresh tokens.
     let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["demo", "--no-serve", "--database-url", &db.database_url()])

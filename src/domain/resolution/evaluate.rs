@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 
+use super::guards::{self, GuardInput, Population};
 use super::plan::{state_problem, EntityFacts, Plan};
 use super::problems::{kind_desc, plural_desc, Order, Problems};
 use super::scope::{self, Ancestors};
@@ -37,6 +38,8 @@ pub struct Loaded {
     pub active_children: HashMap<String, i64>,
     /// A purge's `purge_after` per possible target that is deleted.
     pub purge_after: HashMap<String, Option<NaiveDateTime>>,
+    /// What the operation's population guards count.
+    pub population: Population,
 }
 
 /// Resolve: decide everything about `plan` from what was loaded for it, as of `now`.
@@ -86,7 +89,18 @@ pub fn evaluate(
             .or_else(|| name_in(&targets, &plan.op.target, root))
     };
     let (op, verb) = (plan.op, verb(plan.op.effect, false));
-    let summary = summarize(plan.schema, op, verb, &targets, warnings, name_of);
+    let mut summary = summarize(plan.schema, op, verb, &targets, warnings, name_of);
+    summary.guards = guards::check(
+        &GuardInput {
+            schema: plan.schema,
+            op,
+            whole_kind: plan.queries_whole_kind(),
+            targets: &targets,
+            population: &loaded.population,
+            ancestors,
+        },
+        &mut problems,
+    );
     let (errors, error_count) = problems.into_sorted(Order::FieldLine);
     let fingerprint = fingerprint(&plan.schema.hash, &op.name, params, &targets);
     Resolution {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 mod evaluate;
+pub mod guards;
 mod plan;
 mod problems;
 pub mod scope;
@@ -20,6 +21,7 @@ pub mod summary;
 mod undo;
 
 pub use evaluate::{evaluate, within_retention, Loaded};
+pub use guards::{GuardCheck, Population};
 pub use plan::{state_problem, usable_states, EntityFacts, IdLine, Plan, ScopePlan};
 pub use scope::{Ancestor, Ancestors};
 pub use undo::{
@@ -57,7 +59,7 @@ pub struct RootRef {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Number of targets.
     pub targets: u64,
@@ -77,6 +79,10 @@ pub struct Summary {
     /// part of `targets` and of the fingerprint, so both teams see and sign them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cascaded: BTreeMap<String, u64>,
+    /// The operation's population guards, each with its numbers (a failed one is also an
+    /// error on the change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<GuardCheck>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -131,5 +131,6 @@ pub fn summarize(
             .collect(),
         text,
         warnings,
+        guards: Vec::new(),
     }
 }

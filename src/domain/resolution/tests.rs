@@ -12,6 +12,7 @@ use crate::domain::schema::{Effect, Operation, Schema, EXAMPLE_SCHEMA};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::EntityState::{self, Active, Deleted, Purged};
 
+mod guards;
 mod undo;
 
 const ORG: &str = "org-0000000a";
@@ -115,6 +116,15 @@ impl Inventory {
                     .collect();
             }
         }
+        if plan.queries_whole_kind() {
+            // The core checks the `where` again: hand it the whole kind.
+            l.candidates = self
+                .0
+                .iter()
+                .filter(|e| e.kind == plan.op.target)
+                .cloned()
+                .collect();
+        }
         let subjects: Vec<&EntityFacts> = l
             .explicit
             .iter()
@@ -144,7 +154,31 @@ impl Inventory {
                 level = next.iter().map(|c| c.id.as_str()).collect();
             }
         }
+        l.population = self.population(plan.schema, &plan.op.target);
         l
+    }
+
+    /// Every count a guard may ask for (the loader reads only what the operation's need).
+    fn population(&self, schema: &Schema, kind: &str) -> Population {
+        let active = |k: &str| self.0.iter().filter(|e| e.kind == k && e.state == Active);
+        let root = schema.ancestry(kind).last().unwrap().name.clone();
+        let mut under = HashMap::new();
+        for e in active(kind) {
+            // Up through active parents only, as the loader descends.
+            let mut cur = e.parent_id.as_deref().and_then(|p| self.get(p));
+            while let Some(p) = cur {
+                *under.entry(p.id.clone()).or_default() += 1;
+                cur = match p.parent_id.as_deref().and_then(|q| self.get(q)) {
+                    Some(q) if p.state == Active => Some(q),
+                    _ => None,
+                };
+            }
+        }
+        Population {
+            of_kind: Some(active(kind).count() as u64),
+            roots: Some(active(&root).count() as u64),
+            under,
+        }
     }
 
     fn below(&self, e: &EntityFacts, roots: &[&str]) -> bool {

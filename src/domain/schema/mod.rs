@@ -193,6 +193,93 @@ pub struct Operation {
     pub rollback_signoffs: Option<SignoffPolicy>,
     /// `effect = "webhook"`: where and how to call the external executor.
     pub webhook: Option<WebhookSpec>,
+    /// How much of the inventory one change may touch (checked at every resolution).
+    pub guards: Guards,
+    /// Stricter sign-off policies for larger changes (`[[operations.NAME.tiers]]`).
+    pub tiers: Vec<Tier>,
+}
+
+/// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
+/// `signoffs` instead of the operation's own policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tier {
+    pub above_targets: Option<u64>,
+    pub above_roots: Option<u64>,
+    pub signoffs: SignoffPolicy,
+}
+
+impl Tier {
+    pub fn applies(&self, targets: u64, roots: u64) -> bool {
+        self.above_targets.is_some_and(|t| targets > t) || self.above_roots.is_some_and(|r| roots > r)
+    }
+
+    /// "above 1000 targets or 100 roots".
+    pub fn condition(&self) -> String {
+        let parts: Vec<String> = [
+            self.above_targets.map(|t| format!("{t} targets")),
+            self.above_roots.map(|r| format!("{r} roots")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!("above {}", parts.join(" or "))
+    }
+}
+
+/// The sign-offs a change needs, and the tier that set them (if any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy<'a> {
+    pub signoffs: SignoffPolicy,
+    /// The tier that applies, with its position in the schema (1-based).
+    pub tier: Option<(usize, &'a Tier)>,
+}
+
+impl Policy<'_> {
+    /// "Tier 2 (above 1000 targets): 2 requester and 2 implementer sign-offs".
+    pub fn describe(&self) -> Option<String> {
+        let (n, t) = self.tier?;
+        Some(format!(
+            "tier {n} ({}): {} requester and {} implementer sign-offs",
+            t.condition(),
+            self.signoffs.requester,
+            self.signoffs.implementer
+        ))
+    }
+}
+
+/// Population guards: limits on how much of the inventory one change may touch, checked at
+/// every resolution (creation, submit, the execute gate), so two tired signers cannot
+/// approve a mistyped selector that reaches far more than meant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Guards {
+    /// The targets may not exceed this share of all active entities of the target kind.
+    pub max_fraction: Option<f64>,
+    /// Nor this share of the active entities of the target kind under any one root.
+    pub max_fraction_per_root: Option<f64>,
+    /// After the change, every touched entity of kind `per` keeps at least `count` active
+    /// entities of the target kind.
+    pub min_remaining: Option<MinRemaining>,
+    /// A destructive change may select every root, or the whole kind (refused otherwise:
+    /// `selects_everything`).
+    pub allow_everything: bool,
+}
+
+impl Guards {
+    /// Whether any guard needs counts of the inventory beyond the targets themselves.
+    pub fn any(&self, effect: Effect) -> bool {
+        self.max_fraction.is_some()
+            || self.max_fraction_per_root.is_some()
+            || self.min_remaining.is_some()
+            || (effect.is_destructive() && !self.allow_everything)
+    }
+}
+
+/// `min_remaining = { per = "org", count = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinRemaining {
+    pub per: String,
+    pub count: u64,
 }
 
 /// An external executor endpoint. The secret is never in the schema: `secret_env` names
@@ -257,6 +344,29 @@ impl Operation {
             }
         }
         Ok(())
+    }
+
+    /// The sign-off policy for a change of `targets` targets under `roots` roots: of the
+    /// tiers that apply, the one that needs the most sign-offs (a later one on a tie), else
+    /// the operation's own. A rollback needs `rollback_signoffs` when the schema sets it.
+    pub fn policy(&self, targets: u64, roots: u64, rollback: bool) -> Policy<'_> {
+        if let (true, Some(p)) = (rollback, self.rollback_signoffs) {
+            return Policy {
+                signoffs: p,
+                tier: None,
+            };
+        }
+        let tier = self
+            .tiers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.applies(targets, roots))
+            .max_by_key(|(i, t)| (t.signoffs.requester + t.signoffs.implementer, *i))
+            .map(|(i, t)| (i + 1, t));
+        Policy {
+            signoffs: tier.map_or(self.signoffs, |(_, t)| t.signoffs),
+            tier,
+        }
     }
 
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::SignoffPolicy;
+use super::{MinRemaining, SignoffPolicy};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +68,24 @@ pub(super) struct RawOperation {
     pub(super) concurrency: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) max_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_fraction_per_root: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) min_remaining: Option<MinRemaining>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) allow_everything: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) tiers: Vec<RawTier>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTier {
+    pub(super) above_targets: Option<u64>,
+    pub(super) above_roots: Option<u64>,
+    pub(super) signoffs: Option<SignoffPolicy>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

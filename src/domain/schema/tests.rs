@@ -218,3 +218,90 @@ fn kind_syntax() {
         .collect();
     assert_eq!(names, vec!["app_install", "site"]);
 }
+
+#[test]
+fn risk_tiers_pick_the_strictest_that_applies() {
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}",
+        r#"
+[operations.tiered]
+label = "Tiered"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+signoffs = { requester = 1, implementer = 1 }
+rollback_signoffs = { requester = 0, implementer = 1 }
+
+[[operations.tiered.tiers]]
+above_targets = 100
+signoffs = { requester = 1, implementer = 2 }
+
+[[operations.tiered.tiers]]
+above_targets = 1000
+above_roots = 10
+signoffs = { requester = 2, implementer = 2 }
+"#
+    );
+    let s = Schema::from_toml(&src).unwrap();
+    let op = s.operation("tiered").unwrap();
+    let p = op.policy(100, 10, false);
+    assert_eq!((p.signoffs, p.tier), (op.signoffs, None));
+    let p = op.policy(101, 1, false);
+    assert_eq!(p.signoffs.implementer, 2);
+    assert_eq!(p.tier.map(|t| t.0), Some(1));
+    assert_eq!(
+        p.describe().unwrap(),
+        "tier 1 (above 100 targets): 1 requester and 2 implementer sign-offs"
+    );
+    // 11 roots is tier 2 however few targets; both apply above 1000: the stricter wins.
+    for (targets, roots) in [(5, 11), (5000, 1)] {
+        let p = op.policy(targets, roots, false);
+        assert_eq!(p.tier.map(|t| t.0), Some(2), "{targets} {roots}");
+        assert_eq!(p.signoffs, SignoffPolicy { requester: 2, implementer: 2 });
+    }
+    assert_eq!(
+        op.policy(5000, 1, false).describe().unwrap(),
+        "tier 2 (above 1000 targets or 10 roots): 2 requester and 2 implementer sign-offs"
+    );
+    // A rollback keeps its own lighter policy.
+    let p = op.policy(5000, 50, true);
+    assert_eq!((p.signoffs.requester, p.tier), (0, None));
+}
+
+#[test]
+fn a_tier_needs_a_threshold_and_no_fewer_signoffs() {
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}",
+        r#"
+[operations.tiered]
+label = "Tiered"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+signoffs = { requester = 1, implementer = 2 }
+
+[[operations.tiered.tiers]]
+signoffs = { requester = 1, implementer = 3 }
+
+[[operations.tiered.tiers]]
+above_roots = 5
+signoffs = { requester = 1, implementer = 1 }
+
+[[operations.tiered.tiers]]
+above_roots = 9
+"#
+    );
+    let problems: Vec<String> = Schema::from_toml(&src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| format!("{}: {}", p.place, p.message))
+        .collect();
+    for want in [
+        "operations.tiered.tiers[1].above_targets: a tier needs above_targets and/or above_roots",
+        "operations.tiered.tiers[2].signoffs: a tier may not need fewer sign-offs than the operation itself (1 requester, 2 implementer)",
+        "operations.tiered.tiers[3].signoffs: a tier needs its signoffs = { requester = …, implementer = … }",
+    ] {
+        assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
+    }
+}

@@ -42,6 +42,8 @@ pub struct Preview {
     pub first: Vec<(String, String, String, String, String)>,
     pub sets_attributes: bool,
     pub warnings: Vec<String>,
+    /// The population guards' outcomes, with their numbers.
+    pub guards: Vec<crate::domain::resolution::GuardCheck>,
     pub fingerprint: String,
 }
 
@@ -220,6 +222,7 @@ pub(crate) fn preview_of(
             .collect(),
         sets_attributes: !sets.is_empty(),
         warnings: r.summary.warnings.clone(),
+        guards: r.summary.guards.clone(),
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }

@@ -1,0 +1,159 @@
+//! Population guards (issue #12) through the API and the change page, on both backends.
+//! The fixture: org 1 holds sites 1–3, org 2 sites 4 (apps 7, 8) and 5 (empty). The example
+//! schema keeps at least one active site per organisation on `delete_site` and
+//! `decommission_site` (`min_remaining`), and no destructive operation may reach every
+//! organisation (`selects_everything`).
+
+use diesel::RunQueryDsl;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{site, TestApp, ORG1, ORG2};
+use crate::web::sign_in;
+
+fn guard<'v>(change: &'v Value, name: &str) -> &'v Value {
+    change["summary"]["guards"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["guard"] == name))
+        .unwrap_or_else(|| panic!("no {name} guard in {}", change["summary"]))
+}
+
+async fn min_remaining_refuses_the_last_site_of_a_customer(app: TestApp) {
+    app.load_fixture().await;
+    // Decommissioning org 2's two sites (and the apps on them) would leave it with none.
+    let c = app
+        .create(
+            "ana",
+            "decommission_site",
+            json!({"within": {"kind": "org", "ids": [ORG2]}}),
+        )
+        .await;
+    let g = guard(&c, "min_remaining");
+    assert_eq!(g["passed"], false, "{g}");
+    assert_eq!(
+        (&g["measured"], &g["population"], &g["violations"]),
+        (&json!(0), &json!(1), &json!(1))
+    );
+    assert_eq!(g["at"][0]["id"], ORG2);
+    assert_eq!(
+        g["text"],
+        format!("would leave 1 Customer organisation with no active Cloud site (Globex ({ORG2})): refused")
+    );
+    let e = c["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["code"] == "min_remaining")
+        .unwrap_or_else(|| panic!("no min_remaining error: {c}"));
+    assert_eq!(e["message"], g["text"]);
+    // It cannot be submitted; the refusal names the rule and carries the numbers.
+    let id = c["id"].as_i64().unwrap();
+    let (s, v) = app
+        .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "resolution_errors", "{v}");
+    assert_eq!(v["error"]["details"]["errors"][0]["code"], "min_remaining");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("would leave 1 Customer organisation with no active Cloud site"));
+    // The change page says so beside the blast radius.
+    let b = sign_in(&app, "carla").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(
+        page.contains(r#"<li class="guard-refused" data-guard="min_remaining"><code>min_remaining</code> refused: would leave 1 Customer organisation"#),
+        "{page}"
+    );
+    // One of the two sites is fine, and the summary says what is left.
+    let c = app
+        .create("ana", "delete_site", json!({"ids": [site(5)]}))
+        .await;
+    let g = guard(&c, "min_remaining");
+    assert_eq!(g["passed"], true, "{g}");
+    assert_eq!(g["measured"], 1);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+}
+
+async fn a_guard_is_checked_again_at_the_execute_gate(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app.approved("delete_site", json!({"ids": [site(5)]})).await;
+    // Since the sign-offs, org 2's other site went away (the signed list is unchanged, so
+    // the fingerprint is too): executing now would leave org 2 with no site.
+    {
+        let mut conn = app.conn();
+        diesel::sql_query(format!(
+            "UPDATE entities SET state = 'deleted' WHERE id IN ('{}', '{}', '{}')",
+            site(4),
+            crate::helpers::inst(7),
+            crate::helpers::inst(8)
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+    }
+    let (s, v) = app.execute(id, &fp).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_approved", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("back to draft") && msg.contains("would leave 1 Customer organisation with no active Cloud site"),
+        "{msg}"
+    );
+    let c = app.change(id).await;
+    assert_eq!(c["state"], "draft");
+    assert_eq!(c["fingerprint"], fp.as_str(), "same list, same fingerprint");
+    assert_eq!(guard(&c, "min_remaining")["passed"], false);
+    assert_eq!(app.entity(&site(5)).await["state"], "active");
+}
+
+async fn a_destructive_change_may_not_reach_everything(app: TestApp) {
+    app.load_fixture().await;
+    let c = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "org", "ids": [ORG1, ORG2]}}),
+        )
+        .await;
+    let g = guard(&c, "selects_everything");
+    assert_eq!(g["passed"], false);
+    assert_eq!((&g["measured"], &g["population"]), (&json!(2), &json!(2)));
+    assert!(g["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("reaches every Customer organisation (2 of 2)"));
+    // A `where` over the whole kind, even when it matches little.
+    let c = app
+        .create("ana", "uninstall_app", json!({"where": {"app": "insight"}}))
+        .await;
+    assert_eq!(guard(&c, "selects_everything")["passed"], false, "{c}");
+    // One organisation of two is fine; a non-destructive operation is never asked.
+    let c = app
+        .create(
+            "ana",
+            "uninstall_app",
+            json!({"within": {"kind": "org", "ids": [ORG1]}}),
+        )
+        .await;
+    assert_eq!(guard(&c, "selects_everything")["passed"], true);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+    let (s, v) = app
+        .post(
+            "/api/v1/changes",
+            "ana",
+            json!({"title": "t", "rationale": "r", "requesting_team": "app-owners",
+                   "operation": "set_app_version", "params": {"version": "2.0.0"},
+                   "targets": {"within": {"kind": "org", "ids": [ORG1, ORG2]}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["summary"]["guards"].is_null(), "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+}
+
+both_backends!(
+    min_remaining_refuses_the_last_site_of_a_customer,
+    a_guard_is_checked_again_at_the_execute_gate,
+    a_destructive_change_may_not_reach_everything,
+);
