@@ -369,6 +369,30 @@ pub fn now() -> chrono::NaiveDateTime {
 /// 32766-variable limit for our widest rows.
 pub const CHUNK: usize = 2000;
 
+/// The rows `load` gives for each [`CHUNK`] of `items` (chunked `IN` lists), together.
+pub(crate) fn per_chunk<I, T>(
+    items: &[I],
+    mut load: impl FnMut(&[I]) -> diesel::QueryResult<Vec<T>>,
+) -> diesel::QueryResult<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in items.chunks(CHUNK) {
+        out.extend(load(chunk)?);
+    }
+    Ok(out)
+}
+
+/// The rows `run` changes for each [`CHUNK`] of `items` (a chunked update), summed.
+pub(crate) fn count_per_chunk<I>(
+    items: &[I],
+    mut run: impl FnMut(&[I]) -> diesel::QueryResult<usize>,
+) -> diesel::QueryResult<usize> {
+    let mut n = 0;
+    for chunk in items.chunks(CHUNK) {
+        n += run(chunk)?;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,11 @@
-//! Accounts: a person's own password and browser sessions, and passwords set from the
-//! command line. Every change here is an audit event; none records a secret.
+//! Accounts: a person's own password and browser sessions, and what the command line
+//! does to accounts (teams, people, passwords, API tokens). Every change here is an
+//! audit event; none records a secret.
 //!
 //! Password hashing (argon2) is slow on purpose, so the web handlers check and hash
 //! passwords before they take a pooled connection and hand the hashes in.
 
-use chrono::Duration;
+use chrono::{Duration, NaiveDateTime};
 
 use super::events::record;
 use crate::db::audit::Actor;
@@ -132,4 +133,93 @@ pub fn reset_password(
         },
     )?;
     Ok(ended)
+}
+
+/// Create team `name` (from the command line): `false` when it already exists.
+pub fn create_team(tx: &mut WriteTx<'_>, actor: &Actor, name: &str) -> AppResult<bool> {
+    if users::find_team(tx, name)?.is_some() {
+        return Ok(false);
+    }
+    users::create_team(tx, name)?;
+    record(
+        tx,
+        actor,
+        None,
+        Event::TeamCreated {
+            team: name.to_string(),
+        },
+    )?;
+    Ok(true)
+}
+
+/// A person as `countersign user add` describes them.
+pub struct SaveUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    /// Teams to join (they must exist); teams the person is already in stay.
+    pub teams: &'a [String],
+    /// Make them an admin (an admin stays one).
+    pub admin: bool,
+}
+
+/// Create the person `u` describes, or update their name (and admin flag), and add them
+/// to its teams: the person as they were found (or created), and whether they are new.
+pub fn save_user(tx: &mut WriteTx<'_>, actor: &Actor, u: &SaveUser) -> AppResult<(User, bool)> {
+    let mut team_ids = Vec::new();
+    for t in u.teams {
+        match users::find_team(tx, t)? {
+            Some(team) => team_ids.push(team.id),
+            None => {
+                return Err(AppError::new(
+                    ErrorCode::UnknownTeam,
+                    format!("team `{t}` does not exist (countersign team add {t})"),
+                ))
+            }
+        }
+    }
+    let (user, created) = match users::find_user_by_email(tx, u.email)? {
+        Some(found) => {
+            users::update_user(tx, found.id, u.name, u.admin || found.is_admin)?;
+            (found, false)
+        }
+        None => (users::create_user(tx, u.email, u.name, u.admin)?, true),
+    };
+    for id in team_ids {
+        users::add_member(tx, id, user.id)?;
+    }
+    record(
+        tx,
+        actor,
+        None,
+        Event::UserSaved {
+            email: u.email.to_string(),
+            name: Some(u.name.to_string()),
+            teams: u.teams.to_vec(),
+            admin: u.admin,
+        },
+    )?;
+    Ok((user, created))
+}
+
+/// Create an API token for `user` on someone's behalf (the event names `user`): the
+/// token, shown once; only its hash is stored.
+pub fn create_token(
+    tx: &mut WriteTx<'_>,
+    actor: &Actor,
+    user: &User,
+    label: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> AppResult<String> {
+    let t = users::create_token_expiring(tx, user.id, label, expires_at)?;
+    record(
+        tx,
+        actor,
+        None,
+        Event::TokenCreated {
+            email: Some(user.email.clone()),
+            label: label.to_string(),
+            expires_at,
+        },
+    )?;
+    Ok(t)
 }

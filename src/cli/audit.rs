@@ -1,0 +1,70 @@
+//! The database's integrity and copies: `audit verify`, `backup`, `restore`.
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::db::{self, audit, DatabaseUrl};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain and name the first broken event.
+    Verify,
+}
+
+/// What `backup` and `restore` say on PostgreSQL, where pg_dump and pg_restore do the job.
+const PG_BACKUP_HINT: &str = "countersign backup and restore work on the SQLite database; on PostgreSQL use its own tools, which take a consistent snapshot while the server runs:
+  pg_dump --format=custom --file FILE \"$DATABASE_URL\"
+and, into a new empty database (the server stopped, DATABASE_URL pointing at it):
+  pg_restore --no-owner --exit-on-error --dbname \"$DATABASE_URL\" FILE
+  countersign audit verify
+(README, Backups)";
+
+/// `countersign audit verify`: 1 when the chain is broken.
+pub(super) fn verify() -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let pool = db::build_pool(&config.database, 1)?;
+    let mut conn = pool.get()?;
+    db::run_migrations(&mut conn)?;
+    match audit::verify(&mut conn)? {
+        audit::Verdict::Intact { events } => {
+            println!("audit trail intact: {events} events");
+            Ok(0)
+        }
+        audit::Verdict::Broken { id, reason } => {
+            eprintln!("audit trail BROKEN at event {id}: {reason}");
+            Ok(1)
+        }
+    }
+}
+
+/// `countersign backup FILE`: 2 on PostgreSQL (use pg_dump).
+pub(super) fn backup(file: &Path, force: bool) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let DatabaseUrl::Sqlite(db) = &config.database else {
+        eprintln!("{PG_BACKUP_HINT}");
+        return Ok(2);
+    };
+    let summary = db::backup::backup(db, file, force)?;
+    println!(
+        "backup of {} written (a consistent copy as of its last commit before the backup began)",
+        db.display()
+    );
+    print!("{summary}");
+    Ok(0)
+}
+
+/// `countersign restore FILE`: 2 on PostgreSQL (use pg_restore).
+pub(super) fn restore(file: &Path, force: bool) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let DatabaseUrl::Sqlite(db) = &config.database else {
+        eprintln!("{PG_BACKUP_HINT}");
+        return Ok(2);
+    };
+    let summary = db::backup::restore(file, db, force)?;
+    println!("restored {} from {}", db.display(), file.display());
+    print!("{summary}");
+    println!("start the server on it (it applies any migrations newer than the backup)");
+    Ok(0)
+}

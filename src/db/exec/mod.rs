@@ -1,0 +1,50 @@
+//! Executions, their per-target items, entity mutations and version rows.
+//!
+//! Every function that changes an entity writes its version row in the same statement
+//! group, and the runner calls them inside the transaction that also records the item's
+//! result and re-checks the worker's lease, so an effect and its result commit together
+//! or not at all.
+//!
+//! By use case: `runs` (an execution's life: creation, leases, counts, state), `items`
+//! (its per-target items and their outcomes), `mutations` (what effects do to entities)
+//! and `history` (version rows, and the state a restore goes back to).
+
+use diesel::prelude::*;
+
+use super::models::Execution;
+use super::schema::executions;
+use super::DbConn;
+
+mod history;
+mod items;
+mod mutations;
+mod runs;
+
+pub use history::{
+    changes_undone, restore_point, state_at, touched_by, version_count_for_change,
+    versions_by_change, versions_of,
+};
+pub use items::{
+    done_positions, finish_items, items, items_with_status, next_retry, pending, pending_count,
+    retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
+};
+pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_delete};
+pub use runs::{
+    add_counts, claim, create, executors, heartbeat, release, running_ids, set_state, set_wave,
+};
+
+pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {
+    executions::table
+        .find(id)
+        .select(Execution::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Option<Execution>> {
+    executions::table
+        .filter(executions::change_id.eq(change_id))
+        .select(Execution::as_select())
+        .first(conn)
+        .optional()
+}

@@ -1,0 +1,160 @@
+//! Who may do what to a change, read from the database and decided by
+//! [`access::decide`]: the sign-offs as the policy counts them, the facts about a person
+//! and a change, and the one check every use case makes.
+
+use std::collections::HashMap;
+
+use super::shared::{effect_for, policy_for};
+use crate::db::models::{Change, Signoff};
+use crate::db::{changes as repo, now, users, DbConn};
+use crate::domain::access::{self, ChangeAction, Facts};
+use crate::domain::signoff::{self, Side, SignoffRecord};
+use crate::domain::{ChangeState, Schema};
+use crate::error::{AppError, AppResult};
+use crate::service::views::number;
+use crate::service::CurrentUser;
+
+/// The policy's view of a change's sign-offs: each marked `earned` only while its signer
+/// is still in the side's team (and, on the requester side, not in the implementing team).
+pub(crate) fn records(
+    conn: &mut DbConn,
+    c: &Change,
+    rows: &[(Signoff, String, String)],
+) -> AppResult<Vec<SignoffRecord>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
+    let teams = users::teams_of_users(conn, &ids)?;
+    Ok(records_with(c, rows, &teams))
+}
+
+/// [`records`] with the signers' teams already read (one query for many changes).
+pub(in crate::service) fn records_with(
+    c: &Change,
+    rows: &[(Signoff, String, String)],
+    teams: &HashMap<i64, Vec<String>>,
+) -> Vec<SignoffRecord> {
+    let mut out = Vec::with_capacity(rows.len());
+    let none = Vec::new();
+    for (s, _, _) in rows {
+        let side = s.side;
+        let mine = teams.get(&s.user_id).unwrap_or(&none);
+        let has = |t: &str| mine.iter().any(|m| m == t);
+        let earned = match side {
+            Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
+            Side::Implementer => has(&c.implementing_team),
+        };
+        out.push(SignoffRecord {
+            side,
+            user_id: s.user_id,
+            fingerprint: s.fingerprint.clone(),
+            stale: s.stale,
+            earned,
+        });
+    }
+    out
+}
+
+/// Everything [`access::decide`] needs about `user` and `c`, read in the caller's
+/// transaction or snapshot.
+pub(crate) fn facts<'c>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &'c Change,
+    recs: &[SignoffRecord],
+) -> AppResult<Facts<'c>> {
+    // Memberships as of this transaction, not as the request found them: someone taken out
+    // of a team a moment ago does not act for it.
+    let teams_now = users::user_teams(conn, user.id)?;
+    facts_with(conn, schema, user, &teams_now, c, recs)
+}
+
+/// [`facts`] with the person's current teams already read (a list of many changes).
+pub(in crate::service) fn facts_with<'c>(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    teams_now: &[String],
+    c: &'c Change,
+    recs: &[SignoffRecord],
+) -> AppResult<Facts<'c>> {
+    let fp = c.fingerprint.as_deref().unwrap_or_default();
+    let op = schema.operation(&c.operation);
+    let mine = |side: Side, current: bool| {
+        recs.iter()
+            .any(|r| r.user_id == user.id && r.side == side && (!current || r.counts_for(fp)))
+    };
+    let executed_targets = if c.state.has_executed() {
+        crate::db::exec::for_change(conn, c.id)?
+            .map(|e| e.done.max(0) as u64)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let has_open_rollback = match c.rolled_back_by {
+        Some(rb) => repo::get(conn, rb)?
+            .is_some_and(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)),
+        None => false,
+    };
+    let in_team = |t: &str| teams_now.iter().any(|m| m == t);
+    let now = now();
+    Ok(Facts {
+        state: Some(c.state),
+        requesting_team: &c.requesting_team,
+        implementing_team: &c.implementing_team,
+        is_admin: user.is_admin,
+        is_author: user.id == c.author_id,
+        in_requesting_team: in_team(&c.requesting_team),
+        in_implementing_team: in_team(&c.implementing_team),
+        in_window: !matches!(c.not_before, Some(nb) if now < nb)
+            && !matches!(c.not_after, Some(na) if now > na),
+        approval_holds: op.is_some_and(|o| signoff::is_approved(recs, policy_for(o, c), fp)),
+        signed_requester: mine(Side::Requester, true),
+        signed_implementer: mine(Side::Implementer, true),
+        ever_signed_requester: mine(Side::Requester, false),
+        ever_signed_implementer: mine(Side::Implementer, false),
+        is_rollback: c.rollback_of.is_some(),
+        operation_known: op.is_some(),
+        reversible: op.is_some_and(|o| {
+            effect_for(o, c)
+                .and_then(crate::domain::execution::inverse)
+                .is_some()
+        }),
+        executed_targets,
+        has_open_rollback,
+    })
+}
+
+/// Refuse unless `user` may take `action` on `c` now (the one decision pages and the API
+/// also render).
+pub(crate) fn require(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &Change,
+    action: ChangeAction,
+) -> AppResult<()> {
+    let rows = repo::signoffs(conn, c.id)?;
+    let recs = records(conn, c, &rows)?;
+    access::decide(&facts(conn, schema, user, c, &recs)?, action)?;
+    Ok(())
+}
+
+/// The actions `user` may take on change `id` now.
+pub fn allowed_actions(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+) -> AppResult<Vec<ChangeAction>> {
+    crate::db::snapshot(conn, |conn| {
+        let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let rows = repo::signoffs(conn, c.id)?;
+        let recs = records(conn, &c, &rows)?;
+        Ok(access::allowed(&facts(conn, schema, user, &c, &recs)?)
+            .into_iter()
+            .collect())
+    })
+}
