@@ -161,15 +161,18 @@ fn content(p: &Value) -> Content {
         ),
         ("Targets".to_string(), s(&p["summary"])),
         ("Fingerprint".to_string(), fp.clone()),
-        (
-            "Teams".to_string(),
-            format!(
-                "requested by {}, implemented by {}",
-                s(&p["requesting_team"]),
-                s(&p["implementing_team"])
-            ),
-        ),
     ];
+    if let Some(tier) = p["tier"].as_str() {
+        facts.push(("Sign-offs".to_string(), format!("risk {tier}")));
+    }
+    facts.push((
+        "Teams".to_string(),
+        format!(
+            "requested by {}, implemented by {}",
+            s(&p["requesting_team"]),
+            s(&p["implementing_team"])
+        ),
+    ));
     let mut paragraphs = Vec::new();
     let mut link_label = "Open the change";
     let mut reason = "you take part in this change";

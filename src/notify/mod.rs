@@ -110,9 +110,15 @@ pub(crate) fn dispatch(
     let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
     let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
     // Named as it executes (a rollback as the restore it runs), like every screen.
-    let executes = crate::db::schemas::by_hash(conn, &c.schema_hash)?.and_then(|s| {
-        s.operation(&c.operation)
-            .and_then(|o| crate::domain::presentation::executes(&s, o, c.rollback_of.is_some()))
+    let schema = crate::db::schemas::by_hash(conn, &c.schema_hash)?;
+    let op = schema.as_ref().and_then(|s| s.operation(&c.operation));
+    let executes = schema.as_ref().zip(op).and_then(|(s, o)| {
+        crate::domain::presentation::executes(s, o, c.rollback_of.is_some())
+    });
+    // The risk tier whose policy the change needs, as every screen says it.
+    let tier = op.and_then(|o| {
+        let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
+        o.policy(targets, roots, c.rollback_of.is_some()).describe()
     });
     let payload = json!({
         "operation_label": executes.as_ref().map(|e| e.label.clone()),
@@ -127,6 +133,7 @@ pub(crate) fn dispatch(
         "requesting_team": c.requesting_team,
         "implementing_team": c.implementing_team,
         "summary": summary["text"],
+        "tier": tier,
         "targets": c.target_count,
         "fingerprint": c.fingerprint,
         "rollback_of": c.rollback_of,

@@ -107,9 +107,22 @@ pub struct ChangeSummaryView {
     pub root_count: i64,
     pub error_count: i64,
     pub fingerprint: Option<String>,
+    /// The risk tier whose sign-off policy applies (see [`ChangeView::tier`]).
+    pub tier: Option<String>,
     pub created_at: NaiveDateTime,
     pub submitted_at: Option<NaiveDateTime>,
     pub approved_at: Option<NaiveDateTime>,
+}
+
+/// The policy a change needs as resolved now, with the risk tier that set it: computed from
+/// the stored counts every time, so a re-resolution that moves the change to another tier
+/// makes its sign-offs count against the new one.
+pub fn tier_of<'o>(op: &'o crate::domain::schema::Operation, c: &Change) -> crate::domain::schema::Policy<'o> {
+    op.policy(
+        c.target_count.max(0) as u64,
+        c.root_count.max(0) as u64,
+        c.rollback_of.is_some(),
+    )
 }
 
 impl ChangeSummaryView {
@@ -131,6 +144,9 @@ impl ChangeSummaryView {
             root_count: c.root_count,
             error_count: c.error_count,
             fingerprint: c.fingerprint.clone(),
+            tier: schema
+                .operation(&c.operation)
+                .and_then(|o| tier_of(o, c).describe()),
             created_at: c.created_at,
             submitted_at: c.submitted_at,
             approved_at: c.approved_at,
@@ -193,6 +209,9 @@ pub struct ChangeView {
     pub error_count: i64,
     pub signoffs: Vec<SignoffView>,
     pub policy: SignoffPolicy,
+    /// The risk tier whose policy applies ("tier 2 (above 1000 targets): 2 requester and 2
+    /// implementer sign-offs"); `None`: the operation's own policy.
+    pub tier: Option<String>,
     pub requester_side: SideStatus,
     pub implementer_side: SideStatus,
     /// The implementer must send `confirm_count` equal to the target count.

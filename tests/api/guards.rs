@@ -8,8 +8,10 @@ use diesel::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use countersign::domain::schema::EXAMPLE_SCHEMA;
+
 use crate::both_backends;
-use crate::helpers::{site, TestApp, ORG1, ORG2};
+use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp, ORG1, ORG2};
 use crate::web::sign_in;
 
 fn guard<'v>(change: &'v Value, name: &str) -> &'v Value {
@@ -122,12 +124,17 @@ async fn a_destructive_change_may_not_reach_everything(app: TestApp) {
     assert!(g["text"]
         .as_str()
         .unwrap()
-        .starts_with("reaches every Customer organisation (2 of 2)"));
+        .starts_with("`within` covers every Customer organisation (2 of 2)"));
     // A `where` over the whole kind, even when it matches little.
     let c = app
         .create("ana", "uninstall_app", json!({"where": {"app": "insight"}}))
         .await;
     assert_eq!(guard(&c, "selects_everything")["passed"], false, "{c}");
+    // IDs named one by one are never "everything".
+    let c = app
+        .create("ana", "uninstall_app", json!({"ids": [inst(1), inst(7)]}))
+        .await;
+    assert_eq!(guard(&c, "selects_everything")["passed"], true, "{c}");
     // One organisation of two is fine; a non-destructive operation is never asked.
     let c = app
         .create(
@@ -152,8 +159,74 @@ async fn a_destructive_change_may_not_reach_everything(app: TestApp) {
     assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
 }
 
+/// An operation with a risk tier above 2 targets: one more implementer sign-off.
+const TIERED: &str = r#"
+
+[operations.uninstall_tiered]
+label = "Uninstall apps (tiered)"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+requested_by = ["app-owners"]
+signoffs = { requester = 1, implementer = 1 }
+
+[[operations.uninstall_tiered.tiers]]
+above_targets = 2
+signoffs = { requester = 1, implementer = 2 }
+"#;
+
+async fn a_larger_change_needs_its_risk_tier(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    std::fs::write(&path, format!("{EXAMPLE_SCHEMA}{TIERED}")).unwrap();
+    let app = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await;
+    app.load_fixture().await;
+    let tier = "tier 1 (above 2 targets): 1 requester and 2 implementer sign-offs";
+    let (id, fp) = app
+        .submitted(
+            "ana",
+            "uninstall_tiered",
+            json!({"ids": [inst(1), inst(2), inst(3)]}),
+        )
+        .await;
+    let c = app.change(id).await;
+    assert_eq!(c["tier"], tier, "{c}");
+    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 2}));
+    // The queue and the list say it too.
+    let (_, q) = app.get("/api/v1/queue", "eli").await;
+    let item = q["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("not queued: {q}"))
+        .clone();
+    assert_eq!(item["tier"], tier);
+    assert_eq!(item["missing_implementer"], 2);
+    // One requester and one implementer are not enough any more.
+    let (s, v) = app.sign(id, "ben", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, Some(3)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "awaiting_signoff", "{v}");
+    let b = sign_in(&app, "eli").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(page.contains(&format!("Risk {tier}")), "{page}");
+    let (s, v) = app.sign(id, "dev", "implementer", &fp, Some(3)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+    // Two targets are below the tier: the operation's own policy again.
+    let (id2, _) = app
+        .submitted("ana", "uninstall_tiered", json!({"ids": [inst(5), inst(6)]}))
+        .await;
+    let c = app.change(id2).await;
+    assert!(c["tier"].is_null(), "{c}");
+    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 1}));
+}
+
 both_backends!(
     min_remaining_refuses_the_last_site_of_a_customer,
     a_guard_is_checked_again_at_the_execute_gate,
     a_destructive_change_may_not_reach_everything,
 );
+both_backends!(backend: a_larger_change_needs_its_risk_tier);

@@ -95,6 +95,10 @@ pub fn evaluate(
             schema: plan.schema,
             op,
             whole_kind: plan.queries_whole_kind(),
+            scope_roots: plan
+                .scope
+                .as_ref()
+                .map(|_| scope_roots(&loaded.scopes, ancestors)),
             targets: &targets,
             population: &loaded.population,
             ancestors,
@@ -110,6 +114,25 @@ pub fn evaluate(
         error_count,
         fingerprint,
     }
+}
+
+/// The distinct roots above (or at) the scope entities.
+fn scope_roots(scopes: &[EntityFacts], ancestors: &Ancestors) -> u64 {
+    let mut roots: Vec<&str> = scopes
+        .iter()
+        .map(|e| {
+            let mut root = e.id.as_str();
+            let mut up = e.parent_id.as_deref();
+            while let Some(p) = up {
+                root = p;
+                up = ancestors.get(p).and_then(|a| a.parent_id.as_deref());
+            }
+            root
+        })
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots.len() as u64
 }
 
 /// The name of target `id` in `targets` (sorted by kind and ID), looked up as `kind` first.

@@ -92,6 +92,8 @@ pub(crate) struct GuardInput<'a> {
     pub op: &'a Operation,
     /// The selector queries the whole kind (a `where` without `within`).
     pub whole_kind: bool,
+    /// Distinct roots of the `within` scopes, when there is one.
+    pub scope_roots: Option<u64>,
     pub targets: &'a [ResolvedTarget],
     pub population: &'a Population,
     pub ancestors: &'a Ancestors,
@@ -309,25 +311,15 @@ fn min_remaining(
     })
 }
 
-/// A destructive change may not name the whole kind, nor reach every root.
+/// A destructive change may not query the whole kind, nor scope itself over every root.
+/// IDs listed one by one are never "everything", however many roots they touch: each was
+/// named. With one root in the inventory, every scope covers it, so only the whole-kind
+/// query is refused there.
 fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
-    let chain = input.schema.ancestry(&input.op.target);
-    let root_kind = *chain.last()?;
-    let roots: usize = if chain.len() == 1 {
-        input.targets.iter().filter(|t| t.kind == root_kind.name).count()
-    } else {
-        let mut r: Vec<&str> = input
-            .targets
-            .iter()
-            .filter_map(|t| segments(&t.scope_path).next())
-            .collect();
-        r.sort_unstable();
-        r.dedup();
-        r.len()
-    };
-    let roots = roots as u64;
-    let all = input.population.roots.unwrap_or(u64::MAX);
+    let root_kind = *input.schema.ancestry(&input.op.target).last()?;
+    let all = input.population.roots?;
     let fix = "name fewer, or set allow_everything on the operation if it is meant";
+    let covered = input.scope_roots.unwrap_or(0);
     let (passed, text) = if input.whole_kind && n > 0 {
         (
             false,
@@ -336,35 +328,28 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
                 root_kind.label
             ),
         )
-    } else if n > 0 && roots >= all {
+    } else if n > 0 && all >= 2 && covered >= all {
         (
             false,
             format!(
-                "reaches every {} ({roots} of {all}): a destructive change that covers everything is refused ({fix})",
+                "`within` covers every {} ({covered} of {all}): a destructive change over everything is refused ({fix})",
                 root_kind.label
             ),
         )
-    } else {
+    } else if input.scope_roots.is_some() {
         (
             true,
-            format!(
-                "reaches {} of {} active {}",
-                roots,
-                if all == u64::MAX {
-                    "?".to_string()
-                } else {
-                    all.to_string()
-                },
-                root_kind.plural
-            ),
+            format!("`within` covers {covered} of {all} active {}", root_kind.plural),
         )
+    } else {
+        (true, "targets named one by one".to_string())
     };
     Some(GuardCheck {
         guard: "selects_everything".into(),
         passed,
         text,
-        measured: roots,
-        population: if all == u64::MAX { 0 } else { all },
+        measured: covered as u64,
+        population: all,
         limit: 1.0,
         violations: 0,
         at: Vec::new(),

@@ -180,16 +180,7 @@ pub fn policy_for(op: &Operation, c: &Change) -> SignoffPolicy {
     tier_of(op, c).signoffs
 }
 
-/// The policy a change needs as resolved now, with the risk tier that set it: computed from
-/// the stored counts every time, so a re-resolution that moves the change to another tier
-/// makes its sign-offs count against the new one.
-pub fn tier_of<'o>(op: &'o Operation, c: &Change) -> crate::domain::schema::Policy<'o> {
-    op.policy(
-        c.target_count.max(0) as u64,
-        c.root_count.max(0) as u64,
-        c.rollback_of.is_some(),
-    )
-}
+pub use crate::service::views::tier_of;
 
 /// The hash of the title and rationale a signer reads.
 pub fn text_hash_of(c: &Change) -> String {

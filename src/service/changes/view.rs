@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::permissions::{allowed_actions, records};
-use super::shared::{policy_for, text_hash_of};
+use super::shared::{text_hash_of, tier_of};
 use crate::db::models::{Change, Signoff};
 use crate::db::{changes as repo, users, DbConn};
 use crate::domain::event::Event;
@@ -131,7 +131,9 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
         let rows = repo::signoffs(conn, id)?;
         let recs = records(conn, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
-        let policy = op.map(|o| policy_for(o, &c)).unwrap_or_default();
+        let tiered = op.map(|o| tier_of(o, &c));
+        let policy = tiered.map(|t| t.signoffs).unwrap_or_default();
+        let tier = tiered.and_then(|t| t.describe());
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
         let imp_now = signoff::current_signers(&recs, Side::Implementer, &fp).len();
         let conflicts = conflict_views(conn, id)?;
@@ -164,6 +166,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             error_count: c.error_count,
             signoffs: signoff_views(&c, &rows, &recs, &fp),
             policy,
+            tier,
             requester_side: side_status(&c.requesting_team, policy.requester, req_now),
             implementer_side: side_status(&c.implementing_team, policy.implementer, imp_now),
             confirm_count_required: op

@@ -17,6 +17,8 @@ pub struct Row {
     pub destructive: bool,
     pub big: bool,
     pub needs: String,
+    /// The risk tier whose sign-off policy applies, if one does.
+    pub tier: Option<String>,
 }
 
 pub(crate) fn age(t: chrono::NaiveDateTime) -> String {
@@ -44,6 +46,7 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         destructive: c.destructive,
         big: c.target_count > 100,
         needs,
+        tier: c.tier.clone(),
     }
 }
 

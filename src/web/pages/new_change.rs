@@ -44,6 +44,8 @@ pub struct Preview {
     pub warnings: Vec<String>,
     /// The population guards' outcomes, with their numbers.
     pub guards: Vec<crate::domain::resolution::GuardCheck>,
+    /// The risk tier whose sign-off policy the change would need.
+    pub tier: Option<String>,
     pub fingerprint: String,
 }
 
@@ -223,6 +225,7 @@ pub(crate) fn preview_of(
         sets_attributes: !sets.is_empty(),
         warnings: r.summary.warnings.clone(),
         guards: r.summary.guards.clone(),
+        tier: None,
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }
@@ -401,7 +404,11 @@ pub async fn create_change(
             return error_page(&req, l, &e);
         }
     };
-    let preview = preview_of(&state.schema, &r, &sets);
+    let mut preview = preview_of(&state.schema, &r, &sets);
+    preview.tier = state
+        .schema
+        .operation(&request.operation)
+        .and_then(|op| op.policy(r.summary.targets, r.summary.roots, false).describe());
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
         let mut problems = Vec::new();

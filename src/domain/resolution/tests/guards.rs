@@ -118,7 +118,7 @@ fn a_destructive_change_may_not_reach_everything() {
     let g = check(&r, "selects_everything");
     assert!(!g.passed);
     assert_eq!((g.measured, g.population), (2, 2));
-    assert!(g.text.starts_with("reaches every Customer organisation (2 of 2)"), "{}", g.text);
+    assert!(g.text.starts_with("`within` covers every Customer organisation (2 of 2)"), "{}", g.text);
     assert!(error(&r, "selects_everything").is_some());
     // A `where` over the whole kind, however few it matches.
     let where_only = Selector {
@@ -130,6 +130,11 @@ fn a_destructive_change_may_not_reach_everything() {
     let r = one.resolve(&s, op, &where_only);
     assert_eq!(target_ids(&r), [app(1)]);
     assert!(!check(&r, "selects_everything").passed);
+    // IDs named one by one are never "everything", whichever roots they are in.
+    let r = inv.resolve(&s, op, &ids(&[app(1), app(4)]));
+    let g = check(&r, "selects_everything");
+    assert!(g.passed, "{g:#?}");
+    assert_eq!(g.text, "targets named one by one");
     // One org of two is fine.
     let r = inv.resolve(&s, op, &within("org", &[ORG]));
     assert!(check(&r, "selects_everything").passed);
