@@ -89,6 +89,11 @@ fn read_password(email: &str) -> anyhow::Result<String> {
     Ok(p)
 }
 
+/// The password given on standard input, when `password_stdin`.
+fn given_password(email: &str, password_stdin: bool) -> anyhow::Result<Option<String>> {
+    password_stdin.then(|| read_password(email)).transpose()
+}
+
 /// `countersign team add NAME`.
 pub(super) fn team_add(name: &str) -> anyhow::Result<i32> {
     if !team_name_ok(name) {
@@ -162,11 +167,7 @@ pub(super) fn user_add(
     must_change: bool,
 ) -> anyhow::Result<i32> {
     let email = email.trim().to_lowercase();
-    let given = if password_stdin {
-        Some(read_password(&email)?)
-    } else {
-        None
-    };
+    let given = given_password(&email, password_stdin)?;
     if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
         anyhow::bail!("`{email}` is not an email address");
     }
@@ -218,11 +219,7 @@ pub(super) fn reset_password(
     must_change: bool,
 ) -> anyhow::Result<i32> {
     let email = email.trim().to_lowercase();
-    let given = if password_stdin {
-        Some(read_password(&email)?)
-    } else {
-        None
-    };
+    let given = given_password(&email, password_stdin)?;
     let config = Config::from_env()?;
     let (mut conn, _) = open(&config)?;
     let (printed, ended) = write_tx(&mut conn, |conn| -> Result<_, AppError> {

@@ -1,6 +1,6 @@
 //! The database's integrity and copies: `audit verify`, `backup`, `restore`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
@@ -39,14 +39,21 @@ pub(super) fn verify() -> anyhow::Result<i32> {
     }
 }
 
+/// The configured SQLite database file; `None` on PostgreSQL.
+fn sqlite_file() -> anyhow::Result<Option<PathBuf>> {
+    Ok(match Config::from_env()?.database {
+        DatabaseUrl::Sqlite(db) => Some(db),
+        DatabaseUrl::Postgres(_) => None,
+    })
+}
+
 /// `countersign backup FILE`: 2 on PostgreSQL (use pg_dump).
 pub(super) fn backup(file: &Path, force: bool) -> anyhow::Result<i32> {
-    let config = Config::from_env()?;
-    let DatabaseUrl::Sqlite(db) = &config.database else {
+    let Some(db) = sqlite_file()? else {
         eprintln!("{PG_BACKUP_HINT}");
         return Ok(2);
     };
-    let summary = db::backup::backup(db, file, force)?;
+    let summary = db::backup::backup(&db, file, force)?;
     println!(
         "backup of {} written (a consistent copy as of its last commit before the backup began)",
         db.display()
@@ -57,12 +64,11 @@ pub(super) fn backup(file: &Path, force: bool) -> anyhow::Result<i32> {
 
 /// `countersign restore FILE`: 2 on PostgreSQL (use pg_restore).
 pub(super) fn restore(file: &Path, force: bool) -> anyhow::Result<i32> {
-    let config = Config::from_env()?;
-    let DatabaseUrl::Sqlite(db) = &config.database else {
+    let Some(db) = sqlite_file()? else {
         eprintln!("{PG_BACKUP_HINT}");
         return Ok(2);
     };
-    let summary = db::backup::restore(file, db, force)?;
+    let summary = db::backup::restore(file, &db, force)?;
     println!("restored {} from {}", db.display(), file.display());
     print!("{summary}");
     println!("start the server on it (it applies any migrations newer than the backup)");

@@ -1,6 +1,6 @@
 //! The README's configuration table and `.env.example` are rendered from the declarations
-//! in src/config.rs (`countersign::config::SETTINGS`); these tests fail when either file
-//! is stale, and `UPDATE_GENERATED=1` rewrites them instead.
+//! in src/config/settings.rs (`countersign::config::SETTINGS`); these tests fail when
+//! either file is stale, and `UPDATE_GENERATED=1` rewrites them instead.
 
 use std::path::PathBuf;
 use std::process::Command;

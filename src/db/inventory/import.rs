@@ -79,7 +79,8 @@ struct Pending {
 }
 
 /// What the importer compares an existing entity with, and the version it bumps.
-#[derive(Queryable)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = entities)]
 struct Current {
     id: String,
     kind: String,
@@ -96,15 +97,7 @@ fn fetch_current(conn: &mut DbConn, ids: &[&str]) -> QueryResult<HashMap<String,
     let rows: Vec<Current> = per_chunk(ids, |chunk| {
         entities::table
             .filter(entities::id.eq_any(chunk))
-            .select((
-                entities::id,
-                entities::kind,
-                entities::parent_id,
-                entities::name,
-                entities::attrs,
-                entities::state,
-                entities::version,
-            ))
+            .select(Current::as_select())
             .load(conn)
     })?;
     Ok(rows.into_iter().map(|e| (e.id.clone(), e)).collect())

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::{EntityLite, LITE};
+use super::EntityLite;
 use crate::db::schema::entities;
 use crate::db::{per_chunk, DbConn};
 use crate::domain::EntityState;
@@ -15,7 +15,7 @@ pub fn fetch_lite(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite
     per_chunk(ids, |chunk| {
         entities::table
             .filter(entities::id.eq_any(chunk))
-            .select(LITE)
+            .select(EntityLite::as_select())
             .load(conn)
     })
 }
@@ -61,7 +61,7 @@ pub fn children_lite(
         with_concrete!(&mut *conn, |c| entities::table
             .filter(entities::parent_id.eq_any(chunk))
             .filter(entities::kind.eq(kind))
-            .select(LITE)
+            .select(EntityLite::as_select())
             .load(c))
     })
 }
@@ -72,7 +72,7 @@ pub fn active_children_lite(conn: &mut DbConn, parents: &[&str]) -> QueryResult<
         with_concrete!(&mut *conn, |c| entities::table
             .filter(entities::parent_id.eq_any(chunk))
             .filter(entities::state.eq(EntityState::Active))
-            .select(LITE)
+            .select(EntityLite::as_select())
             .load(c))
     })
 }

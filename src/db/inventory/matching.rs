@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 
 use super::lookup::children_lite;
-use super::{EntityLite, LITE};
+use super::EntityLite;
 use crate::db::schema::entities;
 use crate::db::{DbConn, CHUNK};
 use crate::domain::EntityState;
@@ -73,7 +73,7 @@ pub fn matching_of_kind(
                 .filter(entities::state.eq_any(wanted.clone()))
                 .order(entities::id.asc())
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                .select(LITE)
+                .select(EntityLite::as_select())
                 .load($c)?;
             let total = if rows.len() as u64 >= limit {
                 Some(
@@ -123,7 +123,7 @@ pub fn children_lite_where(
                     .filter(entities::kind.eq(kind))
                     .into_boxed::<$backend>();
                 let q = with_attrs!(q, filter, $json);
-                out.extend(q.select(LITE).load::<EntityLite>($c)?);
+                out.extend(q.select(EntityLite::as_select()).load::<EntityLite>($c)?);
             }
             Ok(out)
         }};

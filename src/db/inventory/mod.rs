@@ -30,7 +30,8 @@ pub use lookup::{
 pub use matching::{children_lite_where, matching_of_kind, Matching};
 
 /// The columns resolution needs.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = entities)]
 pub struct EntityLite {
     pub id: String,
     pub kind: String,
@@ -39,24 +40,6 @@ pub struct EntityLite {
     pub attrs: String,
     pub state: EntityState,
 }
-
-type LiteCols = (
-    entities::id,
-    entities::kind,
-    entities::parent_id,
-    entities::name,
-    entities::attrs,
-    entities::state,
-);
-
-const LITE: LiteCols = (
-    entities::id,
-    entities::kind,
-    entities::parent_id,
-    entities::name,
-    entities::attrs,
-    entities::state,
-);
 
 pub fn get(conn: &mut DbConn, id: &str) -> QueryResult<Option<Entity>> {
     entities::table

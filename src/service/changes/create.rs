@@ -185,7 +185,7 @@ fn requested(
         fingerprint: r.fingerprint.clone(),
         target_count: r.targets.len() as u64,
         roots: r.summary.roots,
-        errors: r.error_count as u64,
+        errors: r.error_count,
         schema: schema.hash.clone(),
     })
 }

@@ -9,6 +9,7 @@ use super::permissions::require;
 use super::resolve::{reresolve_locked, ResolveOutcome};
 use super::shared::{
     change_operation, check_params, check_rationale, check_selector, check_title, locked,
+    move_state,
 };
 use crate::db::models::Change;
 use crate::db::{changes as repo, write_tx, DbConn, WriteTx};
@@ -148,16 +149,13 @@ fn text_edited(
     )?;
     out.stale_signoffs += text_stale;
     if out.state == ChangeState::Approved {
-        repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-        record(
+        move_state(
             conn,
             &user.actor(),
-            Some(id),
-            Event::StateChanged {
-                from: ChangeState::Approved,
-                to: ChangeState::AwaitingSignoff,
-                reason: "the title or rationale changed after it was signed; earlier sign-offs are stale".into(),
-            },
+            id,
+            (ChangeState::Approved, ChangeState::AwaitingSignoff),
+            "the title or rationale changed after it was signed; earlier sign-offs are stale"
+                .into(),
         )?;
         out.state = ChangeState::AwaitingSignoff;
     }

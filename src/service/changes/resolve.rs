@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use super::permissions::require;
-use super::shared::{change_operation, effect_for, locked, submitted};
+use super::shared::{change_operation, effect_for, locked, move_state, submitted};
 use crate::db::audit::Actor;
 use crate::db::models::Change;
 use crate::db::{changes as repo, resolve, write_tx, DbConn, WriteTx};
@@ -275,21 +275,11 @@ pub(crate) fn reresolve_locked(
         },
     )?;
     if next != state {
-        repo::set_state(conn, c.id, next)?;
         let reason = match &problem {
             Some(p) => format!("it cannot be signed as it is: {p}"),
             None => "the fingerprint changed; earlier sign-offs are stale".to_string(),
         };
-        record(
-            conn,
-            actor,
-            Some(c.id),
-            Event::StateChanged {
-                from: state,
-                to: next,
-                reason,
-            },
-        )?;
+        move_state(conn, actor, c.id, (state, next), reason)?;
     }
     out.state = next;
     Ok(out)
@@ -321,17 +311,8 @@ pub fn reresolve_for_schema(conn: &mut DbConn, schema: &Schema) -> AppResult<usi
                     Err(e) if e.is_client() => {
                         // The operation left the schema: the change can no longer be signed.
                         repo::mark_stale(conn, c.id, None)?;
-                        repo::set_state(conn, c.id, ChangeState::Draft)?;
-                        record(
-                            conn,
-                            &Actor::system(),
-                            Some(c.id),
-                            Event::StateChanged {
-                                from: c.state,
-                                to: ChangeState::Draft,
-                                reason: e.to_string(),
-                            },
-                        )?;
+                        let draft = (c.state, ChangeState::Draft);
+                        move_state(conn, &Actor::system(), c.id, draft, e.to_string())?;
                     }
                     Err(e) => return Err(e),
                 }

@@ -5,16 +5,18 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use crate::db::audit::Actor;
 use crate::db::models::Change;
-use crate::db::{changes as repo, DbConn};
+use crate::db::{changes as repo, DbConn, WriteTx};
 use crate::domain::event::Event;
 use crate::domain::lines::clip;
 use crate::domain::schema::{Effect, Operation, SignoffPolicy};
 use crate::domain::selector::Selector;
 use crate::domain::signoff;
 use crate::domain::text::{Rationale, Title};
-use crate::domain::Schema;
+use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;
 
@@ -185,6 +187,24 @@ pub use crate::service::views::tier_of;
 /// The hash of the title and rationale a signer reads.
 pub fn text_hash_of(c: &Change) -> String {
     signoff::text_hash(&c.title, &c.rationale)
+}
+
+/// Move change `id` from state `from` to `to`, recording why (`state_changed`).
+pub(super) fn move_state(
+    conn: &mut WriteTx<'_>,
+    actor: &Actor,
+    id: i64,
+    (from, to): (ChangeState, ChangeState),
+    reason: String,
+) -> AppResult<()> {
+    repo::set_state(conn, id, to)?;
+    record(
+        conn,
+        actor,
+        Some(id),
+        Event::StateChanged { from, to, reason },
+    )?;
+    Ok(())
 }
 
 /// The event of a change entering `awaiting_signoff` (what its signers are asked to sign).
