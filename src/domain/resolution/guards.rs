@@ -187,9 +187,15 @@ fn per_root(
     let mut over: Vec<(f64, u64, u64, &str)> = Vec::new();
     let mut worst: Option<(f64, u64, u64, &str)> = None;
     for (root, n) in per_scope(own, 0) {
-        let pop = input.population.under.get(root).copied().unwrap_or(n).max(n);
+        let pop = input
+            .population
+            .under
+            .get(root)
+            .copied()
+            .unwrap_or(n)
+            .max(n);
         let share = n as f64 / pop as f64;
-        if worst.is_none_or(|w| share > w.0) {
+        if worst.map_or(true, |w| share > w.0) {
             worst = Some((share, n, pop, root));
         }
         if share > limit {
@@ -339,7 +345,10 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
     } else if input.scope_roots.is_some() {
         (
             true,
-            format!("`within` covers {covered} of {all} active {}", root_kind.plural),
+            format!(
+                "`within` covers {covered} of {all} active {}",
+                root_kind.plural
+            ),
         )
     } else {
         (true, "targets named one by one".to_string())
@@ -348,7 +357,7 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
         guard: "selects_everything".into(),
         passed,
         text,
-        measured: covered as u64,
+        measured: covered,
         population: all,
         limit: 1.0,
         violations: 0,
