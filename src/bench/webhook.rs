@@ -189,7 +189,7 @@ fn schema_for(url: &str, concurrency: u32, max_targets: usize) -> anyhow::Result
     let mut src = crate::domain::schema::EXAMPLE_SCHEMA.to_string();
     for (name, c) in [("bench_hook_sequential", 1), ("bench_hook", concurrency)] {
         src.push_str(&format!(
-            "\n[operations.{name}]\nlabel = \"Bench webhook ({c} at once)\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"{url}\"\nsecret_env = \"{SECRET_ENV}\"\ntimeout_ms = 10000\nmax_attempts = 5\nconcurrency = {c}\nmax_targets = {max_targets}\n"
+            "\n[operations.{name}]\nlabel = \"Bench webhook ({c} at once)\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"{url}\"\nsecret_env = \"{SECRET_ENV}\"\ntimeout_ms = 10000\nmax_attempts = 5\nconcurrency = {c}\nmax_targets = {max_targets}\n# The bench measures the executor, not approvals: one implementer signs.\nirreversible_signoffs = 0\n"
         ));
     }
     let schema = Schema::from_toml(&src).map_err(|p| anyhow::anyhow!("bench schema: {p}"))?;

@@ -186,6 +186,21 @@ mod tests {
         w.iter().map(Wave::len).collect()
     }
 
+    /// The effects a rollback can invert are exactly the ones the schema calls reversible
+    /// (which decides the undo plan and the extra sign-off of the others).
+    #[test]
+    fn reversible_effects_have_an_inverse() {
+        for e in [
+            Effect::SoftDelete,
+            Effect::Restore,
+            Effect::SetAttributes,
+            Effect::Purge,
+            Effect::Webhook,
+        ] {
+            assert_eq!(inverse(e).is_some(), e.is_reversible(), "{e:?}");
+        }
+    }
+
     #[test]
     fn default_waves_are_canary_ten_percent_rest() {
         let w = plan_waves(10_000, &default_waves());

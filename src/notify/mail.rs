@@ -162,6 +162,9 @@ fn content(p: &Value) -> Content {
         ("Targets".to_string(), s(&p["summary"])),
         ("Fingerprint".to_string(), fp.clone()),
     ];
+    if let Some(undo) = p["undo"].as_str() {
+        facts.push(("Undo".to_string(), undo.to_string()));
+    }
     if let Some(tier) = p["tier"].as_str() {
         facts.push(("Sign-offs".to_string(), format!("risk {tier}")));
     }

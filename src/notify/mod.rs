@@ -135,6 +135,7 @@ pub(crate) fn dispatch(
         "implementing_team": c.implementing_team,
         "summary": summary["text"],
         "tier": tier,
+        "undo": summary["undo"]["text"],
         "targets": c.target_count,
         "fingerprint": c.fingerprint,
         "rollback_of": c.rollback_of,

@@ -215,6 +215,9 @@ pub struct ChangeView {
     /// The risk tier whose policy applies ("tier 2 (above 1000 targets): 2 requester and 2
     /// implementer sign-offs"); `None`: the operation's own policy.
     pub tier: Option<String>,
+    /// Why the implementers need more sign-offs than the operation's policy: no rollback
+    /// can undo it ("1 more implementer sign-off because no rollback can undo it").
+    pub irreversible: Option<String>,
     pub requester_side: SideStatus,
     pub implementer_side: SideStatus,
     /// The implementer must send `confirm_count` equal to the target count.

@@ -97,11 +97,12 @@ fn prepare(
             ("ana@req.example", "app-owners"),
             ("ben@req.example", "app-owners"),
             ("carla@ops.example", "platform-ops"),
+            ("dev@ops.example", "platform-ops"),
         ] {
             let u = users::create_user(c, email, email, false)?;
             let t = users::find_team(c, team)?.unwrap();
             users::add_member(c, t.id, u.id)?;
-            if team == "platform-ops" {
+            if email == "carla@ops.example" {
                 token = users::create_token(c, u.id, "crash test")?;
             }
         }
@@ -139,6 +140,7 @@ fn prepare(
     let ana = user(&mut conn, "ana@req.example");
     let ben = user(&mut conn, "ben@req.example");
     let carla = user(&mut conn, "carla@ops.example");
+    let dev = user(&mut conn, "dev@ops.example");
     let id = svc::create(
         &mut conn,
         &schema,
@@ -169,10 +171,15 @@ fn prepare(
         .unwrap()
         .fingerprint
         .unwrap();
-    for (who, side, count) in [
-        (&ben, Side::Requester, None),
-        (&carla, Side::Implementer, Some(TARGETS as u64)),
-    ] {
+    // A webhook cannot be rolled back: one more implementer signs it.
+    let needed = svc::view(&mut conn, &schema, id)
+        .unwrap()
+        .policy
+        .implementer;
+    let implementers = [&carla, &dev].into_iter().take(needed as usize);
+    let signers = std::iter::once((&ben, Side::Requester, None))
+        .chain(implementers.map(|who| (who, Side::Implementer, Some(TARGETS as u64))));
+    for (who, side, count) in signers {
         svc::sign(
             &mut conn,
             &schema,

@@ -1,4 +1,5 @@
-//! Population guards (issue #12) through the API and the change page, on both backends.
+//! Safety rails (issue #12) through the API and the change page, on both backends:
+//! population guards, risk tiers, the undo plan and the irreversible sign-off.
 //! The fixture: org 1 holds sites 1–3, org 2 sites 4 (apps 7, 8) and 5 (empty). The example
 //! schema keeps at least one active site per organisation on `delete_site` and
 //! `decommission_site` (`min_remaining`), and no destructive operation may reach every
@@ -229,7 +230,76 @@ async fn a_larger_change_needs_its_risk_tier(backend: Backend) {
     assert_eq!(c["policy"], json!({"requester": 1, "implementer": 1}));
 }
 
+async fn the_undo_plan_is_shown_and_an_irreversible_change_needs_one_more(app: TestApp) {
+    app.load_fixture().await;
+    let (id, fp) = app
+        .submitted("ana", "uninstall_app", json!({"ids": [inst(1), inst(2)]}))
+        .await;
+    let c = app.change(id).await;
+    let undo = "Fully reversible for 30 days after execution (retention): one rollback restores all 2 App installations";
+    assert_eq!(c["summary"]["undo"]["text"], undo, "{}", c["summary"]);
+    assert_eq!(c["summary"]["undo"]["reversible"], true);
+    assert!(c["irreversible"].is_null());
+    let b = sign_in(&app, "carla").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(
+        page.contains(&format!(r#"<p class="undo-ok" id="undo-plan">{undo}</p>"#)),
+        "{page}"
+    );
+    // The sign form repeats it next to the typed count.
+    assert!(
+        page.contains(&format!(r#"<p class="small undo-ok">{undo}.</p>"#)),
+        "{page}"
+    );
+    app.approve(id, &fp).await;
+    app.execute(id, &fp).await;
+    app.wait_execution(id, &["completed"]).await;
+    // Purging what was deleted cannot be undone: the schema's 2 implementers, plus one.
+    let mut conn = app.conn();
+    diesel::sql_query(
+        "UPDATE entities SET purge_after = '2000-01-01 00:00:00' WHERE state = 'deleted'",
+    )
+    .execute(&mut *conn)
+    .unwrap();
+    drop(conn);
+    let (pid, pfp) = app
+        .submitted("ana", "purge_app", json!({"ids": [inst(1), inst(2)]}))
+        .await;
+    let c = app.change(pid).await;
+    assert_eq!(
+        c["summary"]["undo"]["reversible"], false,
+        "{}",
+        c["summary"]
+    );
+    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 3}));
+    assert_eq!(
+        c["irreversible"],
+        "1 more implementer sign-off because no rollback can undo it"
+    );
+    let (_, page) = b.get(&format!("/changes/CHG-{pid}")).await;
+    assert!(page.contains(r#"<p class="undo-irreversible" id="undo-plan">Irreversible: purging erases all 2 App installations permanently"#), "{page}");
+    assert!(
+        page.contains("Irreversible: 1 more implementer sign-off because no rollback can undo it."),
+        "{page}"
+    );
+    for who in ["carla", "dev"] {
+        let (s, v) = app.sign(pid, who, "implementer", &pfp, Some(2)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["state"], "awaiting_signoff", "{v}");
+    }
+    let (s, v) = app.sign(pid, "ben", "requester", &pfp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["state"], "awaiting_signoff",
+        "two implementers are not enough: {v}"
+    );
+    let (s, v) = app.sign(pid, "eli", "implementer", &pfp, Some(2)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+}
+
 both_backends!(
+    the_undo_plan_is_shown_and_an_irreversible_change_needs_one_more,
     min_remaining_refuses_the_last_site_of_a_customer,
     a_guard_is_checked_again_at_the_execute_gate,
     a_destructive_change_may_not_reach_everything,

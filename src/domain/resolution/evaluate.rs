@@ -105,6 +105,7 @@ pub fn evaluate(
         },
         &mut problems,
     );
+    summary.undo = Some(super::undo_plan(plan.schema, op, &targets));
     let (errors, error_count) = problems.into_sorted(Order::FieldLine);
     let fingerprint = fingerprint(&plan.schema.hash, &op.name, params, &targets);
     Resolution {

@@ -16,6 +16,7 @@ mod evaluate;
 pub mod guards;
 mod plan;
 mod problems;
+pub mod reversibility;
 pub mod scope;
 pub mod summary;
 mod undo;
@@ -23,6 +24,7 @@ mod undo;
 pub use evaluate::{evaluate, within_retention, Loaded};
 pub use guards::{GuardCheck, Population};
 pub use plan::{state_problem, usable_states, EntityFacts, IdLine, Plan, ScopePlan};
+pub use reversibility::{undo_plan, UndoPlan};
 pub use scope::{Ancestor, Ancestors};
 pub use undo::{
     evaluate_restore, evaluate_rollback, left_as_it_was, restore_candidates, restore_operation,
@@ -83,6 +85,10 @@ pub struct Summary {
     /// error on the change).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<GuardCheck>,
+    /// What one more change could undo, shown beside the blast radius (`None` for rollbacks
+    /// and restores, which are themselves the undo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoPlan>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

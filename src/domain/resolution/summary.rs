@@ -132,5 +132,6 @@ pub fn summarize(
         text,
         warnings,
         guards: Vec::new(),
+        undo: None,
     }
 }

@@ -346,7 +346,25 @@ fn operation(
         webhook,
         guards,
         tiers,
+        irreversible_signoffs: irreversible_signoffs(t, o, effect, p),
     })
+}
+
+/// Extra implementer sign-offs for an effect no rollback can undo (default 1).
+fn irreversible_signoffs(
+    t: &Table,
+    o: &RawOperation,
+    effect: Option<Effect>,
+    p: &mut Problems,
+) -> u32 {
+    if o.irreversible_signoffs.is_some() && effect.is_some_and(Effect::is_reversible) {
+        t.push(
+            p,
+            "irreversible_signoffs",
+            "this operation can be rolled back: only purge and webhook operations are irreversible",
+        );
+    }
+    o.irreversible_signoffs.unwrap_or(1)
 }
 
 /// Risk tiers: each needs a threshold and at least the operation's own sign-offs.

@@ -120,6 +120,12 @@ impl Effect {
         matches!(self, Effect::Restore | Effect::Purge)
     }
 
+    /// Effects one more change can undo (a rollback runs the inverse); a purge erases, and
+    /// a webhook's external effect cannot be called back.
+    pub fn is_reversible(self) -> bool {
+        !matches!(self, Effect::Purge | Effect::Webhook)
+    }
+
     /// Effects that remove an entity from service.
     pub fn is_destructive(self) -> bool {
         matches!(self, Effect::SoftDelete | Effect::Purge)
@@ -197,6 +203,9 @@ pub struct Operation {
     pub guards: Guards,
     /// Stricter sign-off policies for larger changes (`[[operations.NAME.tiers]]`).
     pub tiers: Vec<Tier>,
+    /// Extra implementer sign-offs an irreversible operation (purge, webhook) needs
+    /// (`irreversible_signoffs`, default 1).
+    pub irreversible_signoffs: u32,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
@@ -233,6 +242,8 @@ pub struct Policy<'a> {
     pub signoffs: SignoffPolicy,
     /// The tier that applies, with its position in the schema (1-based).
     pub tier: Option<(usize, &'a Tier)>,
+    /// Implementer sign-offs added because no rollback can undo the effect.
+    pub irreversible_extra: u32,
 }
 
 impl Policy<'_> {
@@ -245,6 +256,17 @@ impl Policy<'_> {
             self.signoffs.requester,
             self.signoffs.implementer
         ))
+    }
+
+    /// "1 more implementer sign-off because no rollback can undo it", when one is added.
+    pub fn irreversible_note(&self) -> Option<String> {
+        match self.irreversible_extra {
+            0 => None,
+            1 => Some("1 more implementer sign-off because no rollback can undo it".into()),
+            n => Some(format!(
+                "{n} more implementer sign-offs because no rollback can undo it"
+            )),
+        }
     }
 }
 
@@ -355,6 +377,7 @@ impl Operation {
             return Policy {
                 signoffs: p,
                 tier: None,
+                irreversible_extra: 0,
             };
         }
         let tier = self
@@ -364,9 +387,17 @@ impl Operation {
             .filter(|(_, t)| t.applies(targets, roots))
             .max_by_key(|(i, t)| (t.signoffs.requester + t.signoffs.implementer, *i))
             .map(|(i, t)| (i + 1, t));
+        let mut signoffs = tier.map_or(self.signoffs, |(_, t)| t.signoffs);
+        let extra = if self.effect.is_reversible() {
+            0
+        } else {
+            self.irreversible_signoffs
+        };
+        signoffs.implementer += extra;
         Policy {
-            signoffs: tier.map_or(self.signoffs, |(_, t)| t.signoffs),
+            signoffs,
             tier,
+            irreversible_extra: extra,
         }
     }
 

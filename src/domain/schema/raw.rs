@@ -78,6 +78,8 @@ pub(super) struct RawOperation {
     pub(super) allow_everything: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) tiers: Vec<RawTier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) irreversible_signoffs: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

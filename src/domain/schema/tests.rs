@@ -311,3 +311,37 @@ above_roots = 9
         assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
     }
 }
+
+#[test]
+fn an_irreversible_operation_needs_one_more_implementer() {
+    let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+    // purge_app: 1 + 2 in the schema, plus one because nothing can undo a purge.
+    let purge = s.operation("purge_app").unwrap();
+    let p = purge.policy(3, 1, false);
+    assert_eq!(
+        p.signoffs,
+        SignoffPolicy {
+            requester: 1,
+            implementer: 3
+        }
+    );
+    assert_eq!(
+        p.irreversible_note().unwrap(),
+        "1 more implementer sign-off because no rollback can undo it"
+    );
+    let uninstall = s.operation("uninstall_app").unwrap();
+    assert_eq!(uninstall.policy(3, 1, false).irreversible_extra, 0);
+    let bad = format!(
+        "{EXAMPLE_SCHEMA}\n[operations.x]\nlabel = \"X\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nirreversible_signoffs = 2\n"
+    );
+    let problems: Vec<String> = Schema::from_toml(&bad)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| format!("{}: {}", p.place, p.message))
+        .collect();
+    assert!(
+        problems.contains(&"operations.x.irreversible_signoffs: this operation can be rolled back: only purge and webhook operations are irreversible".to_string()),
+        "{problems:#?}"
+    );
+}

@@ -134,6 +134,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
         let tiered = op.map(|o| tier_of(o, &c));
         let policy = tiered.map(|t| t.signoffs).unwrap_or_default();
         let tier = tiered.and_then(|t| t.describe());
+        let irreversible = tiered.and_then(|t| t.irreversible_note());
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
         let imp_now = signoff::current_signers(&recs, Side::Implementer, &fp).len();
         let conflicts = conflict_views(conn, id)?;
@@ -167,6 +168,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             signoffs: signoff_views(&c, &rows, &recs, &fp),
             policy,
             tier,
+            irreversible,
             requester_side: side_status(&c.requesting_team, policy.requester, req_now),
             implementer_side: side_status(&c.implementing_team, policy.implementer, imp_now),
             confirm_count_required: op

@@ -46,6 +46,8 @@ pub struct Preview {
     pub guards: Vec<crate::domain::resolution::GuardCheck>,
     /// The risk tier whose sign-off policy the change would need.
     pub tier: Option<String>,
+    /// What one more change could undo.
+    pub undo: Option<crate::domain::resolution::UndoPlan>,
     pub fingerprint: String,
 }
 
@@ -226,6 +228,7 @@ pub(crate) fn preview_of(
         warnings: r.summary.warnings.clone(),
         guards: r.summary.guards.clone(),
         tier: None,
+        undo: r.summary.undo.clone(),
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }

@@ -215,3 +215,48 @@ max_fraction = 0.5
         assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
     }
 }
+
+#[test]
+fn the_undo_plan_says_what_one_more_change_could_undo() {
+    let (s, mut inv) = (schema(), Inventory::new());
+    let op = s.operation("uninstall_app").unwrap();
+    let r = inv.resolve(&s, op, &ids(&[app(1), app(2)]));
+    let u = r.summary.undo.as_ref().unwrap();
+    assert!(u.reversible);
+    assert_eq!(u.retention_days, Some(op.retention_days));
+    assert_eq!(
+        u.text,
+        format!("Fully reversible for {} days after execution (retention): one rollback restores all 2 App installations", op.retention_days)
+    );
+    // A cascade's descendants come back with their parent.
+    let decommission = s.operation("decommission_site").unwrap();
+    let r = inv.resolve(&s, decommission, &ids(&[site(1)]));
+    assert!(
+        r.summary
+            .undo
+            .as_ref()
+            .unwrap()
+            .text
+            .ends_with("restores the 1 Cloud site and the 2 entities below them"),
+        "{:?}",
+        r.summary.undo
+    );
+    let version = s.operation("set_app_version").unwrap();
+    let one = ids(&[app(1)]);
+    let plan = Plan::new(&s, version, &one);
+    let loaded = inv.load(&plan);
+    let r = evaluate(plan, &json!({"version": "2.0.0"}), loaded, now());
+    assert_eq!(
+        r.summary.undo.unwrap().text,
+        "Fully reversible: one rollback sets the 1 App installation back to their previous values"
+    );
+    inv.set(&app(1), Deleted);
+    let purge = s.operation("purge_app").unwrap();
+    let r = inv.resolve(&s, purge, &ids(&[app(1)]));
+    let u = r.summary.undo.unwrap();
+    assert!(!u.reversible);
+    assert_eq!(
+        u.text,
+        "Irreversible: purging erases the 1 App installation permanently; no rollback can bring them back"
+    );
+}
