@@ -14,7 +14,8 @@ use super::{DbConn, CHUNK};
 use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{
     evaluate, evaluate_restore, evaluate_rollback, restore_candidates, Ancestor, Ancestors,
-    EntityFacts, Loaded, Plan, Population, Resolution, ResolvedTarget, RestoreLoaded, Rollback, Standing,
+    EntityFacts, Loaded, Plan, Population, Resolution, ResolvedTarget, RestoreLoaded, Rollback,
+    Standing,
 };
 use crate::domain::schema::{Effect, Operation, Schema};
 use crate::domain::selector::Selector;
@@ -231,8 +232,10 @@ fn active_below(
 ) -> QueryResult<HashMap<String, u64>> {
     let mut out: HashMap<String, u64> = HashMap::with_capacity(tops.len());
     // Each entity of the current level, and the top it is under.
-    let mut under: HashMap<String, String> =
-        tops.iter().map(|t| (t.to_string(), t.to_string())).collect();
+    let mut under: HashMap<String, String> = tops
+        .iter()
+        .map(|t| (t.to_string(), t.to_string()))
+        .collect();
     for (depth, kind) in levels.iter().enumerate() {
         let parents: Vec<&str> = under.keys().map(String::as_str).collect();
         let mut next: HashMap<String, String> = HashMap::new();
@@ -252,8 +255,9 @@ fn active_below(
                     }
                 }
             } else {
-                let ids: Vec<(String, Option<String>)> =
-                    rows.select((entities::id, entities::parent_id)).load(conn)?;
+                let ids: Vec<(String, Option<String>)> = rows
+                    .select((entities::id, entities::parent_id))
+                    .load(conn)?;
                 for (id, parent) in ids {
                     if let Some(top) = parent.and_then(|p| under.get(&p)) {
                         next.insert(id, top.clone());

@@ -112,9 +112,10 @@ pub(crate) fn dispatch(
     // Named as it executes (a rollback as the restore it runs), like every screen.
     let schema = crate::db::schemas::by_hash(conn, &c.schema_hash)?;
     let op = schema.as_ref().and_then(|s| s.operation(&c.operation));
-    let executes = schema.as_ref().zip(op).and_then(|(s, o)| {
-        crate::domain::presentation::executes(s, o, c.rollback_of.is_some())
-    });
+    let executes = schema
+        .as_ref()
+        .zip(op)
+        .and_then(|(s, o)| crate::domain::presentation::executes(s, o, c.rollback_of.is_some()));
     // The risk tier whose policy the change needs, as every screen says it.
     let tier = op.and_then(|o| {
         let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);

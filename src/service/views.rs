@@ -117,7 +117,10 @@ pub struct ChangeSummaryView {
 /// The policy a change needs as resolved now, with the risk tier that set it: computed from
 /// the stored counts every time, so a re-resolution that moves the change to another tier
 /// makes its sign-offs count against the new one.
-pub fn tier_of<'o>(op: &'o crate::domain::schema::Operation, c: &Change) -> crate::domain::schema::Policy<'o> {
+pub fn tier_of<'o>(
+    op: &'o crate::domain::schema::Operation,
+    c: &Change,
+) -> crate::domain::schema::Policy<'o> {
     op.policy(
         c.target_count.max(0) as u64,
         c.root_count.max(0) as u64,

@@ -99,7 +99,8 @@ async fn a_guard_is_checked_again_at_the_execute_gate(app: TestApp) {
     assert_eq!(v["error"]["code"], "not_approved", "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("back to draft") && msg.contains("would leave 1 Customer organisation with no active Cloud site"),
+        msg.contains("back to draft")
+            && msg.contains("would leave 1 Customer organisation with no active Cloud site"),
         "{msg}"
     );
     let c = app.change(id).await;
@@ -217,7 +218,11 @@ async fn a_larger_change_needs_its_risk_tier(backend: Backend) {
     assert_eq!(v["state"], "approved", "{v}");
     // Two targets are below the tier: the operation's own policy again.
     let (id2, _) = app
-        .submitted("ana", "uninstall_tiered", json!({"ids": [inst(5), inst(6)]}))
+        .submitted(
+            "ana",
+            "uninstall_tiered",
+            json!({"ids": [inst(5), inst(6)]}),
+        )
         .await;
     let c = app.change(id2).await;
     assert!(c["tier"].is_null(), "{c}");

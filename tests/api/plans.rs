@@ -196,7 +196,9 @@ async fn cached_statements_stay_prepared(app: TestApp) {
             .load(&mut *conn)
             .unwrap();
     assert!(
-        stmts.iter().any(|s| s.sql.contains("`email`") && s.run >= 40),
+        stmts
+            .iter()
+            .any(|s| s.sql.contains("`email`") && s.run >= 40),
         "the lookups ran as cached statements: {stmts:#?}"
     );
     let reprepared: Vec<_> = stmts.iter().filter(|s| s.reprep > 0).collect();

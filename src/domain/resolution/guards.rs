@@ -187,7 +187,13 @@ fn per_root(
     let mut over: Vec<(f64, u64, u64, &str)> = Vec::new();
     let mut worst: Option<(f64, u64, u64, &str)> = None;
     for (root, n) in per_scope(own, 0) {
-        let pop = input.population.under.get(root).copied().unwrap_or(n).max(n);
+        let pop = input
+            .population
+            .under
+            .get(root)
+            .copied()
+            .unwrap_or(n)
+            .max(n);
         let share = n as f64 / pop as f64;
         if worst.is_none_or(|w| share > w.0) {
             worst = Some((share, n, pop, root));
@@ -339,7 +345,10 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
     } else if input.scope_roots.is_some() {
         (
             true,
-            format!("`within` covers {covered} of {all} active {}", root_kind.plural),
+            format!(
+                "`within` covers {covered} of {all} active {}",
+                root_kind.plural
+            ),
         )
     } else {
         (true, "targets named one by one".to_string())

@@ -388,7 +388,11 @@ fn a_delete_that_does_not_cascade_refuses_targets_with_active_children() {
     assert_eq!(e.message, format!("`{0}` ({0} name) still has 2 active App installations; Delete a cloud site does not cascade: remove them first", site(1)));
     // Found by a scope, the error is on the scope.
     let r = inv.resolve(&s, op, &within("org", &[ORG2]));
-    let e = r.errors.iter().find(|e| e.code == "has_active_children").unwrap();
+    let e = r
+        .errors
+        .iter()
+        .find(|e| e.code == "has_active_children")
+        .unwrap();
     assert_eq!((e.field.as_str(), e.line), ("targets.within", None));
 }
 

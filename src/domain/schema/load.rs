@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::raw::{RawKind, RawOperation, RawSchema, RawWave};
 
 use super::{
-    team_name_ok, Effect, Guards, Kind, Tier, Operation, ParamSpec, ParamType, Schema, SchemaErrors,
-    SchemaProblem, SignoffPolicy, WebhookSpec, DEFAULT_MAX_TARGETS, DEFAULT_RETENTION_DAYS,
+    team_name_ok, Effect, Guards, Kind, Operation, ParamSpec, ParamType, Schema, SchemaErrors,
+    SchemaProblem, SignoffPolicy, Tier, WebhookSpec, DEFAULT_MAX_TARGETS, DEFAULT_RETENTION_DAYS,
     DEFAULT_WEBHOOK_CONCURRENCY, MAX_WEBHOOK_CONCURRENCY, MAX_WEBHOOK_PER_SECOND,
 };
 use crate::domain::waves::{default_waves, WaveSize};
@@ -355,10 +355,18 @@ fn tiers(t: &Table, o: &RawOperation, base: SignoffPolicy, p: &mut Problems) -> 
     for (i, raw) in o.tiers.iter().enumerate() {
         let at = |f: &str| format!("tiers[{}].{f}", i + 1);
         if raw.above_targets.is_none() && raw.above_roots.is_none() {
-            t.push(p, &at("above_targets"), "a tier needs above_targets and/or above_roots");
+            t.push(
+                p,
+                &at("above_targets"),
+                "a tier needs above_targets and/or above_roots",
+            );
         }
         let Some(signoffs) = raw.signoffs else {
-            t.push(p, &at("signoffs"), "a tier needs its signoffs = { requester = …, implementer = … }");
+            t.push(
+                p,
+                &at("signoffs"),
+                "a tier needs its signoffs = { requester = …, implementer = … }",
+            );
             continue;
         };
         if signoffs.requester < base.requester || signoffs.implementer < base.implementer {
@@ -396,7 +404,11 @@ fn guards(
     ] {
         let Some(v) = v else { continue };
         if !(v > 0.0 && v <= 1.0) {
-            t.push(p, field, "must be a share above 0 and at most 1 (0.2 = 20%)");
+            t.push(
+                p,
+                field,
+                "must be a share above 0 and at most 1 (0.2 = 20%)",
+            );
         }
         if acts_on_deleted {
             t.push(p, field, "restore and purge act on deleted entities: a share of the active ones does not limit them");
@@ -431,16 +443,30 @@ fn guards(
             let expected = if above.is_empty() {
                 format!("`{target}` is a root kind and has none")
             } else {
-                format!("one of {}", above.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "one of {}",
+                    above
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             t.push(
                 p,
                 "min_remaining.per",
-                format!("`{}` is not a kind above `{target}`: expected {expected}", m.per),
+                format!(
+                    "`{}` is not a kind above `{target}`: expected {expected}",
+                    m.per
+                ),
             );
         }
         if m.count == 0 {
-            t.push(p, "min_remaining.count", "must be at least 1 (0 would allow emptying it)");
+            t.push(
+                p,
+                "min_remaining.count",
+                "must be at least 1 (0 would allow emptying it)",
+            );
         }
     }
     if o.allow_everything == Some(true) && effect.is_some_and(|e| !e.is_destructive()) {

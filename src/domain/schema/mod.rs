@@ -210,7 +210,8 @@ pub struct Tier {
 
 impl Tier {
     pub fn applies(&self, targets: u64, roots: u64) -> bool {
-        self.above_targets.is_some_and(|t| targets > t) || self.above_roots.is_some_and(|r| roots > r)
+        self.above_targets.is_some_and(|t| targets > t)
+            || self.above_roots.is_some_and(|r| roots > r)
     }
 
     /// "above 1000 targets or 100 roots".

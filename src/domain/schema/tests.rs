@@ -257,7 +257,13 @@ signoffs = { requester = 2, implementer = 2 }
     for (targets, roots) in [(5, 11), (5000, 1)] {
         let p = op.policy(targets, roots, false);
         assert_eq!(p.tier.map(|t| t.0), Some(2), "{targets} {roots}");
-        assert_eq!(p.signoffs, SignoffPolicy { requester: 2, implementer: 2 });
+        assert_eq!(
+            p.signoffs,
+            SignoffPolicy {
+                requester: 2,
+                implementer: 2
+            }
+        );
     }
     assert_eq!(
         op.policy(5000, 1, false).describe().unwrap(),

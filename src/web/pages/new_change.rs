@@ -405,10 +405,10 @@ pub async fn create_change(
         }
     };
     let mut preview = preview_of(&state.schema, &r, &sets);
-    preview.tier = state
-        .schema
-        .operation(&request.operation)
-        .and_then(|op| op.policy(r.summary.targets, r.summary.roots, false).describe());
+    preview.tier = state.schema.operation(&request.operation).and_then(|op| {
+        op.policy(r.summary.targets, r.summary.roots, false)
+            .describe()
+    });
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
         let mut problems = Vec::new();

@@ -79,7 +79,12 @@ fn max_fraction_per_root_names_the_roots_over_the_limit() {
     let r = inv.resolve(&s, op, &ids(&[app(1)]));
     let g = check(&r, "max_fraction_per_root");
     assert!(g.passed, "{g:#?}");
-    assert!(g.text.starts_with("at most 1 of 3 active App installations of one Customer organisation"), "{}", g.text);
+    assert!(
+        g.text
+            .starts_with("at most 1 of 3 active App installations of one Customer organisation"),
+        "{}",
+        g.text
+    );
 }
 
 #[test]
@@ -90,7 +95,10 @@ fn min_remaining_keeps_one_in_every_scope_touched() {
     let r = inv.resolve(&s, op, &ids(&[app(1), app(2)]));
     let g = check(&r, "min_remaining");
     assert!(!g.passed);
-    assert_eq!((g.measured, g.population, g.violations, g.limit), (0, 1, 1, 1.0));
+    assert_eq!(
+        (g.measured, g.population, g.violations, g.limit),
+        (0, 1, 1, 1.0)
+    );
     assert_eq!(g.at[0].id, site(1));
     assert_eq!(
         g.text,
@@ -118,7 +126,12 @@ fn a_destructive_change_may_not_reach_everything() {
     let g = check(&r, "selects_everything");
     assert!(!g.passed);
     assert_eq!((g.measured, g.population), (2, 2));
-    assert!(g.text.starts_with("`within` covers every Customer organisation (2 of 2)"), "{}", g.text);
+    assert!(
+        g.text
+            .starts_with("`within` covers every Customer organisation (2 of 2)"),
+        "{}",
+        g.text
+    );
     assert!(error(&r, "selects_everything").is_some());
     // A `where` over the whole kind, however few it matches.
     let where_only = Selector {
@@ -126,7 +139,10 @@ fn a_destructive_change_may_not_reach_everything() {
         ..Selector::default()
     };
     let mut one = Inventory::new();
-    one.0.iter_mut().filter(|e| e.id != app(1)).for_each(|e| e.attrs = "{}".into());
+    one.0
+        .iter_mut()
+        .filter(|e| e.id != app(1))
+        .for_each(|e| e.attrs = "{}".into());
     let r = one.resolve(&s, op, &where_only);
     assert_eq!(target_ids(&r), [app(1)]);
     assert!(!check(&r, "selects_everything").passed);
