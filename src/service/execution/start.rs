@@ -19,7 +19,7 @@ use crate::domain::signoff::{self, SignoffRecord};
 use crate::domain::{ChangeState, Operation, Schema, Side};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::{
-    effect_for, locked, policy_for, records, require, reresolve_locked, ResolveOutcome,
+    effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
 };
 use crate::service::events::record;
 use crate::service::views::number;
@@ -121,16 +121,12 @@ fn check_approval(
     } else {
         format!("sign-offs no longer count: {}", left.join("; "))
     };
-    change_repo::set_state(conn, c.id, ChangeState::AwaitingSignoff)?;
-    record(
+    move_state(
         conn,
         &user.actor(),
-        Some(c.id),
-        Event::StateChanged {
-            from: ChangeState::Approved,
-            to: ChangeState::AwaitingSignoff,
-            reason: reason.clone(),
-        },
+        c.id,
+        (ChangeState::Approved, ChangeState::AwaitingSignoff),
+        reason.clone(),
     )?;
     Ok(Err(AppError::new(
         ErrorCode::SignoffsNoLongerCount,
