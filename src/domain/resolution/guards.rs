@@ -195,7 +195,7 @@ fn per_root(
             .unwrap_or(n)
             .max(n);
         let share = n as f64 / pop as f64;
-        if worst.is_none_or(|w| share > w.0) {
+        if worst.map_or(true, |w| share > w.0) {
             worst = Some((share, n, pop, root));
         }
         if share > limit {
@@ -357,7 +357,7 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
         guard: "selects_everything".into(),
         passed,
         text,
-        measured: covered as u64,
+        measured: covered,
         population: all,
         limit: 1.0,
         violations: 0,
