@@ -42,7 +42,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Apply pending database migrations and exit.
     Migrate,
-    /// The environment variables countersign reads (declared in src/config.rs): the
+    /// The environment variables countersign reads (declared in src/config/settings.rs): the
     /// README's table or an `.env.example`.
     Config(ConfigArgs),
     /// Schema files.

@@ -190,294 +190,396 @@ fn when(state: ChangeState, action: ChangeAction) -> Denied {
     }
 }
 
+/// A refusal by one of the action's own rules, about the change in `state`.
+fn refused(action: ChangeAction, reason: Reason, state: ChangeState, message: &str) -> Denied {
+    Denied {
+        action,
+        reason,
+        state: Some(state),
+        message: message.into(),
+    }
+}
+
+impl Facts<'_> {
+    fn in_either_team(&self) -> bool {
+        self.in_requesting_team || self.in_implementing_team
+    }
+
+    /// An admin, the author or a member of either team.
+    fn involved(&self) -> bool {
+        self.is_admin || self.is_author || self.in_either_team()
+    }
+
+    /// The change's two teams, in words.
+    fn teams(&self) -> String {
+        format!("`{}` or `{}`", self.requesting_team, self.implementing_team)
+    }
+}
+
 /// Decide one action. Person rules come first (a stranger learns nothing about states),
-/// then the state.
+/// then the state, then the action's own rules. One function per action (execute and
+/// resume share theirs), each reading like that action's row of a table.
 pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
     use ChangeAction as A;
-    use ChangeState as S;
     let state = f.state.ok_or_else(|| Denied {
         action,
         reason: Reason::UnknownState,
         state: f.state,
         message: "the change's stored state is not one countersign knows".into(),
     })?;
-    let either_team = f.in_requesting_team || f.in_implementing_team;
-    let involved = f.is_admin || f.is_author || either_team;
-    let teams = format!("`{}` or `{}`", f.requesting_team, f.implementing_team);
     match action {
-        A::Edit => {
-            if !f.is_author {
-                return Err(who(
-                    Reason::NotAuthor,
-                    action,
-                    "only the author of a change can edit it".into(),
-                ));
-            }
-            if !matches!(state, S::Draft | S::AwaitingSignoff | S::Approved) {
-                return Err(when(state, action));
-            }
-        }
-        A::Resolve => {
-            if !involved {
-                return Err(who(
-                    Reason::Forbidden,
-                    action,
-                    format!("only the teams of the change ({teams}) can re-resolve it"),
-                ));
-            }
-            if !matches!(state, S::Draft | S::AwaitingSignoff | S::Approved) {
-                return Err(when(state, action));
-            }
-        }
-        A::Submit => {
-            if !(f.is_author || f.in_requesting_team) {
-                return Err(who(
-                    Reason::Forbidden,
-                    action,
-                    format!(
-                        "only the author or the requesting team `{}` can submit a change",
-                        f.requesting_team
-                    ),
-                ));
-            }
-            if state != S::Draft {
-                return Err(when(state, action));
-            }
-        }
-        A::SignRequester => {
-            if !f.in_requesting_team {
-                return Err(who(
-                    Reason::NotInTeam,
-                    action,
-                    format!(
-                        "only members of team `{}` can sign the requester side",
-                        f.requesting_team
-                    ),
-                ));
-            }
-            if f.in_implementing_team {
-                return Err(who(Reason::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
-            }
-            if f.ever_signed_implementer {
-                return Err(who(Reason::SeparationOfDuties,
-                    action,
-                    "you already signed the implementer side of this change; one person never counts on both sides".into(),
-                ));
-            }
-            if state != S::AwaitingSignoff {
-                return Err(when(state, action));
-            }
-            if f.signed_requester {
-                return Err(Denied {
-                    action,
-                    reason: Reason::AlreadySigned,
-                    state: f.state,
-                    message: "you already signed the requester side for this fingerprint".into(),
-                });
-            }
-        }
-        A::SignImplementer => {
-            if !f.in_implementing_team {
-                return Err(who(
-                    Reason::NotInTeam,
-                    action,
-                    format!(
-                        "only members of team `{}` can sign the implementer side",
-                        f.implementing_team
-                    ),
-                ));
-            }
-            if f.is_author {
-                return Err(who(
-                    Reason::SeparationOfDuties,
-                    action,
-                    "the author of a change cannot sign its implementer side".into(),
-                ));
-            }
-            if f.ever_signed_requester {
-                return Err(who(Reason::SeparationOfDuties,
-                    action,
-                    "you already signed the requester side of this change; one person never counts on both sides".into(),
-                ));
-            }
-            if state != S::AwaitingSignoff {
-                return Err(when(state, action));
-            }
-            if f.signed_implementer {
-                return Err(Denied {
-                    action,
-                    reason: Reason::AlreadySigned,
-                    state: f.state,
-                    message: "you already signed the implementer side for this fingerprint".into(),
-                });
-            }
-        }
-        A::Reject => {
-            if !(f.is_admin || either_team) {
-                return Err(who(Reason::Forbidden,
-                    action,
-                    format!("only the requesting or implementing team ({teams}) or an admin can reject a change"),
-                ));
-            }
-            if !matches!(state, S::AwaitingSignoff | S::Approved) {
-                return Err(when(state, action));
-            }
-        }
-        A::Cancel => {
-            if !(f.is_admin || f.is_author || f.in_requesting_team) {
-                return Err(who(
-                    Reason::Forbidden,
-                    action,
-                    format!(
-                        "only the author, the requesting team `{}` or an admin can cancel a change",
-                        f.requesting_team
-                    ),
-                ));
-            }
-            if !state.is_open() {
-                return Err(when(state, action));
-            }
-        }
-        A::Comment => {
-            if !involved {
-                return Err(who(
-                    Reason::Forbidden,
-                    action,
-                    format!("only the teams of the change ({teams}) can comment on it"),
-                ));
-            }
-        }
-        A::Execute | A::Resume => {
-            if !f.in_implementing_team {
-                return Err(who(
-                    Reason::NotImplementer,
-                    action,
-                    format!(
-                        "only members of the implementing team `{}` can {} a change",
-                        f.implementing_team,
-                        action.words()
-                    ),
-                ));
-            }
-            let ok = match action {
-                A::Execute => state == S::Approved,
-                _ => state == S::Halted,
-            };
-            if !ok {
-                return Err(when(state, action));
-            }
-            if action == A::Execute && !f.in_window {
-                return Err(Denied {
-                    action,
-                    reason: Reason::OutsideWindow,
-                    state: f.state,
-                    message: "now is outside the change's execution window".into(),
-                });
-            }
-            if action == A::Execute && !f.approval_holds {
-                return Err(Denied {
-                    action,
-                    reason: Reason::SignoffsNoLongerCount,
-                    state: f.state,
-                    message: "its sign-offs no longer all count (a signer left their team): it needs new sign-offs".into(),
-                });
-            }
-            if !f.operation_known {
-                return Err(Denied {
-                    action,
-                    reason: Reason::OperationRemoved,
-                    state: f.state,
-                    message: "the change's operation is no longer in the schema; it cannot run"
-                        .into(),
-                });
-            }
-        }
-        A::Abort => {
-            if !(f.is_admin || f.in_implementing_team) {
-                return Err(who(Reason::NotImplementer,
-                    action,
-                    format!(
-                        "only members of the implementing team `{}` or an admin can abort an execution",
-                        f.implementing_team
-                    ),
-                ));
-            }
-            if !matches!(state, S::Executing | S::Halted) {
-                return Err(when(state, action));
-            }
-        }
-        A::Rollback => {
-            if !involved {
-                return Err(who(
-                    Reason::Forbidden,
-                    action,
-                    format!("only the teams of the change ({teams}) can roll it back"),
-                ));
-            }
-            if !state.has_executed() {
-                return Err(when(state, action));
-            }
-            if f.is_rollback {
-                return Err(Denied {
-                    action,
-                    reason: Reason::NotReversible,
-                    state: f.state,
-                    message: "a rollback is not rolled back: request a new change for what should happen now".into(),
-                });
-            }
-            if !f.operation_known || !f.reversible {
-                return Err(Denied {
-                    action,
-                    reason: Reason::NotReversible,
-                    state: f.state,
-                    message: "this change's effect has no inverse and cannot be rolled back".into(),
-                });
-            }
-            if f.has_open_rollback {
-                return Err(Denied {
-                    action,
-                    reason: Reason::AlreadyRolledBack,
-                    state: f.state,
-                    message: "this change already has a rollback".into(),
-                });
-            }
-            if f.executed_targets == 0 {
-                return Err(Denied {
-                    action,
-                    reason: Reason::NothingToRollBack,
-                    state: f.state,
-                    message: "the execution changed no target, so there is nothing to roll back"
-                        .into(),
-                });
-            }
-        }
-        A::DraftNotice => {
-            // Customer notices have their own rules (two people, one of each team), decided
-            // in one place: the same decision the notices service and page use.
-            let nf = notice::Facts {
-                change_state: state,
-                requesting_team: f.requesting_team,
-                implementing_team: f.implementing_team,
-                // Drafting depends on the person's teams and the state only.
-                person_id: 0,
-                in_requesting_team: f.in_requesting_team,
-                in_implementing_team: f.in_implementing_team,
-                last_sent_at: None,
-                now: chrono::NaiveDateTime::default(),
-            };
-            if let Err(r) = notice::decide(&nf, notice::NoticeAction::Draft) {
-                // A person refusal says nothing about the state.
-                let about_state = r.kind() != notice::RefusalKind::Forbidden;
-                return Err(Denied {
-                    action,
-                    state: about_state.then_some(state),
-                    message: r.to_string(),
-                    reason: Reason::Notice(r),
-                });
-            }
-        }
+        A::Edit => edit(f, state),
+        A::Resolve => resolve(f, state),
+        A::Submit => submit(f, state),
+        A::SignRequester => sign_requester(f, state),
+        A::SignImplementer => sign_implementer(f, state),
+        A::Reject => reject(f, state),
+        A::Cancel => cancel(f, state),
+        A::Comment => comment(f),
+        A::Execute | A::Resume => run(f, state, action),
+        A::Abort => abort(f, state),
+        A::Rollback => rollback(f, state),
+        A::DraftNotice => draft_notice(f, state),
+    }
+}
+
+/// Edit: the author, before execution.
+fn edit(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Edit;
+    if !f.is_author {
+        return Err(who(
+            Reason::NotAuthor,
+            action,
+            "only the author of a change can edit it".into(),
+        ));
+    }
+    if !matches!(
+        state,
+        ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved
+    ) {
+        return Err(when(state, action));
     }
     Ok(())
+}
+
+/// Re-resolve: the change's people, before execution.
+fn resolve(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Resolve;
+    if !f.involved() {
+        return Err(who(
+            Reason::Forbidden,
+            action,
+            format!(
+                "only the teams of the change ({}) can re-resolve it",
+                f.teams()
+            ),
+        ));
+    }
+    if !matches!(
+        state,
+        ChangeState::Draft | ChangeState::AwaitingSignoff | ChangeState::Approved
+    ) {
+        return Err(when(state, action));
+    }
+    Ok(())
+}
+
+/// Submit: the author or the requesting team, a draft.
+fn submit(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Submit;
+    if !(f.is_author || f.in_requesting_team) {
+        return Err(who(
+            Reason::Forbidden,
+            action,
+            format!(
+                "only the author or the requesting team `{}` can submit a change",
+                f.requesting_team
+            ),
+        ));
+    }
+    if state != ChangeState::Draft {
+        return Err(when(state, action));
+    }
+    Ok(())
+}
+
+/// The requester side: a member of the requesting team who is not in the implementing
+/// team and never signed the implementer side, once per fingerprint.
+fn sign_requester(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::SignRequester;
+    if !f.in_requesting_team {
+        return Err(who(
+            Reason::NotInTeam,
+            action,
+            format!(
+                "only members of team `{}` can sign the requester side",
+                f.requesting_team
+            ),
+        ));
+    }
+    if f.in_implementing_team {
+        return Err(who(Reason::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
+    }
+    if f.ever_signed_implementer {
+        return Err(who(Reason::SeparationOfDuties,
+            action,
+            "you already signed the implementer side of this change; one person never counts on both sides".into(),
+        ));
+    }
+    if state != ChangeState::AwaitingSignoff {
+        return Err(when(state, action));
+    }
+    if f.signed_requester {
+        return Err(refused(
+            action,
+            Reason::AlreadySigned,
+            state,
+            "you already signed the requester side for this fingerprint",
+        ));
+    }
+    Ok(())
+}
+
+/// The implementer side: a member of the implementing team who is not the author and
+/// never signed the requester side, once per fingerprint.
+fn sign_implementer(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::SignImplementer;
+    if !f.in_implementing_team {
+        return Err(who(
+            Reason::NotInTeam,
+            action,
+            format!(
+                "only members of team `{}` can sign the implementer side",
+                f.implementing_team
+            ),
+        ));
+    }
+    if f.is_author {
+        return Err(who(
+            Reason::SeparationOfDuties,
+            action,
+            "the author of a change cannot sign its implementer side".into(),
+        ));
+    }
+    if f.ever_signed_requester {
+        return Err(who(Reason::SeparationOfDuties,
+            action,
+            "you already signed the requester side of this change; one person never counts on both sides".into(),
+        ));
+    }
+    if state != ChangeState::AwaitingSignoff {
+        return Err(when(state, action));
+    }
+    if f.signed_implementer {
+        return Err(refused(
+            action,
+            Reason::AlreadySigned,
+            state,
+            "you already signed the implementer side for this fingerprint",
+        ));
+    }
+    Ok(())
+}
+
+/// Reject: either team or an admin, while sign-off is asked or given.
+fn reject(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Reject;
+    if !(f.is_admin || f.in_either_team()) {
+        return Err(who(
+            Reason::Forbidden,
+            action,
+            format!(
+                "only the requesting or implementing team ({}) or an admin can reject a change",
+                f.teams()
+            ),
+        ));
+    }
+    if !matches!(state, ChangeState::AwaitingSignoff | ChangeState::Approved) {
+        return Err(when(state, action));
+    }
+    Ok(())
+}
+
+/// Cancel: the author, the requesting team or an admin, while the change is open.
+fn cancel(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Cancel;
+    if !(f.is_admin || f.is_author || f.in_requesting_team) {
+        return Err(who(
+            Reason::Forbidden,
+            action,
+            format!(
+                "only the author, the requesting team `{}` or an admin can cancel a change",
+                f.requesting_team
+            ),
+        ));
+    }
+    if !state.is_open() {
+        return Err(when(state, action));
+    }
+    Ok(())
+}
+
+/// Comment: the change's people, in any state.
+fn comment(f: &Facts<'_>) -> Result<(), Denied> {
+    if !f.involved() {
+        return Err(who(
+            Reason::Forbidden,
+            ChangeAction::Comment,
+            format!(
+                "only the teams of the change ({}) can comment on it",
+                f.teams()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Execute (approved, in the window, with an approval that still holds) and resume
+/// (halted): the implementing team, while the operation is in the schema.
+fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Result<(), Denied> {
+    use ChangeAction as A;
+    use ChangeState as S;
+    if !f.in_implementing_team {
+        return Err(who(
+            Reason::NotImplementer,
+            action,
+            format!(
+                "only members of the implementing team `{}` can {} a change",
+                f.implementing_team,
+                action.words()
+            ),
+        ));
+    }
+    let ok = match action {
+        A::Execute => state == S::Approved,
+        _ => state == S::Halted,
+    };
+    if !ok {
+        return Err(when(state, action));
+    }
+    if action == A::Execute && !f.in_window {
+        return Err(refused(
+            action,
+            Reason::OutsideWindow,
+            state,
+            "now is outside the change's execution window",
+        ));
+    }
+    if action == A::Execute && !f.approval_holds {
+        return Err(refused(
+            action,
+            Reason::SignoffsNoLongerCount,
+            state,
+            "its sign-offs no longer all count (a signer left their team): it needs new sign-offs",
+        ));
+    }
+    if !f.operation_known {
+        return Err(refused(
+            action,
+            Reason::OperationRemoved,
+            state,
+            "the change's operation is no longer in the schema; it cannot run",
+        ));
+    }
+    Ok(())
+}
+
+/// Abort an executing or halted change: the implementing team or an admin.
+fn abort(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Abort;
+    if !(f.is_admin || f.in_implementing_team) {
+        return Err(who(
+            Reason::NotImplementer,
+            action,
+            format!(
+                "only members of the implementing team `{}` or an admin can abort an execution",
+                f.implementing_team
+            ),
+        ));
+    }
+    if !matches!(state, ChangeState::Executing | ChangeState::Halted) {
+        return Err(when(state, action));
+    }
+    Ok(())
+}
+
+/// Roll back an executed change: the change's people, once, when it is not itself a
+/// rollback, has an inverse and changed at least one target.
+fn rollback(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Rollback;
+    if !f.involved() {
+        return Err(who(
+            Reason::Forbidden,
+            action,
+            format!(
+                "only the teams of the change ({}) can roll it back",
+                f.teams()
+            ),
+        ));
+    }
+    if !state.has_executed() {
+        return Err(when(state, action));
+    }
+    if f.is_rollback {
+        return Err(refused(
+            action,
+            Reason::NotReversible,
+            state,
+            "a rollback is not rolled back: request a new change for what should happen now",
+        ));
+    }
+    if !f.operation_known || !f.reversible {
+        return Err(refused(
+            action,
+            Reason::NotReversible,
+            state,
+            "this change's effect has no inverse and cannot be rolled back",
+        ));
+    }
+    if f.has_open_rollback {
+        return Err(refused(
+            action,
+            Reason::AlreadyRolledBack,
+            state,
+            "this change already has a rollback",
+        ));
+    }
+    if f.executed_targets == 0 {
+        return Err(refused(
+            action,
+            Reason::NothingToRollBack,
+            state,
+            "the execution changed no target, so there is nothing to roll back",
+        ));
+    }
+    Ok(())
+}
+
+/// Customer notices have their own rules (two people, one of each team), decided in one
+/// place: the same decision the notices service and page use.
+fn draft_notice(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::DraftNotice;
+    let nf = notice::Facts {
+        change_state: state,
+        requesting_team: f.requesting_team,
+        implementing_team: f.implementing_team,
+        // Drafting depends on the person's teams and the state only.
+        person_id: 0,
+        in_requesting_team: f.in_requesting_team,
+        in_implementing_team: f.in_implementing_team,
+        last_sent_at: None,
+        now: chrono::NaiveDateTime::default(),
+    };
+    notice::decide(&nf, notice::NoticeAction::Draft).map_err(|r| {
+        // A person refusal says nothing about the state.
+        let about_state = r.kind() != notice::RefusalKind::Forbidden;
+        Denied {
+            action,
+            state: about_state.then_some(state),
+            message: r.to_string(),
+            reason: Reason::Notice(r),
+        }
+    })
 }
 
 /// Every action the person may take on the change now.

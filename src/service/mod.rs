@@ -136,16 +136,12 @@ pub fn remove_member(
             {
                 let reason =
                     format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
-                repo::set_state(conn, id, ChangeState::AwaitingSignoff)?;
-                events::record(
+                changes::move_state(
                     conn,
                     actor,
-                    Some(id),
-                    Event::StateChanged {
-                        from: ChangeState::Approved,
-                        to: ChangeState::AwaitingSignoff,
-                        reason,
-                    },
+                    id,
+                    (ChangeState::Approved, ChangeState::AwaitingSignoff),
+                    reason,
                 )?;
                 back.push(id);
             }

@@ -34,6 +34,6 @@ pub use resolve::{reresolve, reresolve_for_schema, submit, ResolveOutcome};
 pub use shared::{
     change_id, check_params, check_selector, effect_for, policy_for, text_hash_of, tier_of,
 };
-pub(crate) use shared::{check_rationale, check_title, involved, locked, submitted};
+pub(crate) use shared::{check_rationale, check_title, involved, locked, move_state, submitted};
 pub use targets::{attribute_changes, planned_attribute_changes, targets_csv};
 pub use view::{view, view_for};

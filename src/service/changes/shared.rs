@@ -190,7 +190,7 @@ pub fn text_hash_of(c: &Change) -> String {
 }
 
 /// Move change `id` from state `from` to `to`, recording why (`state_changed`).
-pub(super) fn move_state(
+pub(crate) fn move_state(
     conn: &mut WriteTx<'_>,
     actor: &Actor,
     id: i64,

@@ -1,0 +1,41 @@
+//! Execution use cases: the execute gate, resume, abort, progress, and rollback.
+//!
+//! The gate runs in one write transaction holding the change's row lock: state, signed
+//! fingerprint, window and a fresh resolution are checked, and the execution with one
+//! item per signed target is created, all or nothing. Two concurrent execute calls
+//! serialise on the lock; the second finds the change `executing` (409).
+//!
+//! One module per use case: `start` (the execute gate), `control` (resume, abort),
+//! `progress` (what the execution did so far, its items) and `rollback` (the change that
+//! undoes an executed one, and the derived changes a bulk restore shares with it).
+
+mod control;
+mod progress;
+mod rollback;
+mod start;
+
+pub use control::{abort, resume};
+pub use progress::{items, progress, ExecutionView, ItemView, WaveView};
+pub(crate) use rollback::{insert_submitted, Derived};
+pub use rollback::{rollback, RollbackRequest};
+pub use start::{execute, ExecuteRequest};
+
+use crate::db::models::Change;
+use crate::domain::{Operation, Schema};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::views::number;
+
+/// The operation of a stored change, or 409 `operation_removed` when the schema no longer
+/// has it.
+fn operation<'s>(schema: &'s Schema, c: &Change) -> AppResult<&'s Operation> {
+    schema.operation(&c.operation).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::OperationRemoved,
+            format!(
+                "operation `{}` is no longer in the schema; {} cannot run",
+                c.operation,
+                number(c.id)
+            ),
+        )
+    })
+}

@@ -1,0 +1,166 @@
+//! What an execution did so far: its state, counts per wave, the first failed and skipped
+//! items, and a page of its items.
+
+use serde::Serialize;
+
+use crate::db::{changes as change_repo, exec as repo, DbConn};
+use crate::domain::execution::{ExecState, ItemStatus, Wave};
+use crate::domain::{ChangeState, Effect};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::views::number;
+
+#[derive(Debug, Serialize)]
+pub struct WaveView {
+    pub number: u32,
+    pub size: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemView {
+    pub position: i64,
+    pub wave: i64,
+    pub kind: String,
+    pub id: String,
+    pub status: ItemStatus,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    pub change: String,
+    pub change_id: i64,
+    pub change_state: ChangeState,
+    pub execution_id: i64,
+    pub state: ExecState,
+    pub effect: Effect,
+    pub fingerprint: String,
+    pub total: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub pending: i64,
+    pub current_wave: i64,
+    pub waves: Vec<WaveView>,
+    pub halt_reason: Option<String>,
+    /// The first failed items, with their errors.
+    pub failures: Vec<ItemView>,
+    pub skipped_items: Vec<ItemView>,
+    pub started_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<chrono::NaiveDateTime>,
+    pub rolled_back_by: Option<String>,
+}
+
+fn item_view(i: crate::db::models::ExecutionItem) -> ItemView {
+    ItemView {
+        position: i.position,
+        wave: i.wave,
+        kind: i.kind,
+        id: i.entity_id,
+        status: i.status,
+        attempts: i.attempts,
+        error: i.error,
+    }
+}
+
+/// Progress of a change's execution.
+pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
+    crate::db::snapshot(conn, |conn| {
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let e = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{} has not been executed", number(id)),
+            )
+        })?;
+        let waves: Vec<Wave> = serde_json::from_str(&e.waves).unwrap_or_default();
+        let counts = repo::wave_counts(conn, e.id)?;
+        let of = |w: u32, status: ItemStatus| {
+            counts
+                .iter()
+                .filter(|(cw, s, _)| *cw == i64::from(w) && *s == status)
+                .map(|(_, _, n)| *n as u64)
+                .sum::<u64>()
+        };
+        let wave_views: Vec<WaveView> = waves
+            .iter()
+            .map(|w| WaveView {
+                number: w.number,
+                size: w.len(),
+                done: of(w.number, ItemStatus::Done),
+                failed: of(w.number, ItemStatus::Failed),
+                skipped: of(w.number, ItemStatus::Skipped),
+                pending: of(w.number, ItemStatus::Pending),
+            })
+            .collect();
+        let pending = wave_views.iter().map(|w| w.pending as i64).sum();
+        Ok(ExecutionView {
+            change: number(id),
+            change_id: id,
+            change_state: c.state,
+            execution_id: e.id,
+            state: e.state,
+            effect: e.effect,
+            fingerprint: e.fingerprint.clone(),
+            total: e.total,
+            done: e.done,
+            failed: e.failed,
+            skipped: e.skipped,
+            pending,
+            current_wave: e.current_wave.min(waves.len() as i64),
+            waves: wave_views,
+            halt_reason: e.halt_reason.clone(),
+            failures: repo::items_with_status(conn, e.id, ItemStatus::Failed, 100)?
+                .into_iter()
+                .map(item_view)
+                .collect(),
+            skipped_items: repo::items_with_status(conn, e.id, ItemStatus::Skipped, 100)?
+                .into_iter()
+                .map(item_view)
+                .collect(),
+            started_at: e.started_at,
+            updated_at: e.updated_at,
+            finished_at: e.finished_at,
+            lease_owner: e.lease_owner.clone(),
+            lease_expires_at: e.lease_expires_at,
+            rolled_back_by: c.rolled_back_by.map(number),
+        })
+    })
+}
+
+/// A page of a change's execution items (by position), optionally of one status; with the
+/// number of items that match.
+pub fn items(
+    conn: &mut DbConn,
+    id: i64,
+    status: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> AppResult<(i64, Vec<ItemView>)> {
+    let status = status
+        .map(|s| {
+            ItemStatus::parse(s).ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::InvalidStatus,
+                    format!("status must be pending, done, failed or skipped, not `{s}`"),
+                )
+            })
+        })
+        .transpose()?;
+    let e = repo::for_change(conn, id)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotFound,
+            format!("{} has not been executed", number(id)),
+        )
+    })?;
+    let (total, rows) = repo::items(conn, e.id, status, offset, limit)?;
+    Ok((total, rows.into_iter().map(item_view).collect()))
+}

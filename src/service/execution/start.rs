@@ -1,0 +1,289 @@
+//! The execute gate: an approved change starts running only with the fingerprint that was
+//! signed, while its approval still holds, inside its window, and after a fresh resolution
+//! gives the same list — checked in that order, in one write transaction under the
+//! change's row lock.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::operation;
+use super::progress::{progress, ExecutionView};
+use crate::db::models::{Change, Signoff};
+use crate::db::users;
+use crate::db::{changes as change_repo, exec as repo, now, write_tx, DbConn, WriteTx};
+use crate::domain::access::ChangeAction;
+use crate::domain::event::Event;
+use crate::domain::execution::plan_waves;
+use crate::domain::resolution::{short_fingerprint, ResolutionError};
+use crate::domain::signoff::{self, SignoffRecord};
+use crate::domain::{ChangeState, Operation, Schema, Side};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::changes::{
+    effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
+};
+use crate::service::events::record;
+use crate::service::views::number;
+use crate::service::CurrentUser;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    pub fingerprint: String,
+}
+
+/// A step of the gate that may send the change back: `Ok(())` goes on; `Err(refusal)`
+/// refuses the execution but commits what the step wrote (the change sent back, its
+/// stale sign-offs), unlike an error of the transaction, which rolls everything back.
+type Gate = Result<(), AppError>;
+
+/// Start executing an approved change.
+#[tracing::instrument(name = "execution::execute", skip_all, fields(change = id, user = user.id))]
+pub fn execute(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: &ExecuteRequest,
+) -> AppResult<ExecutionView> {
+    let started = write_tx(conn, |conn| -> AppResult<Result<i64, AppError>> {
+        let c = locked(conn, id)?;
+        check_allowed(conn, schema, user, &c)?;
+        let current = check_fingerprint(&c, &req.fingerprint)?;
+        let op = operation(schema, &c)?;
+        if let Err(refused) = check_approval(conn, user, &c, op, &current)? {
+            return Ok(Err(refused));
+        }
+        check_window(&c)?;
+        if let Err(refused) = check_resolution(conn, schema, user, &c)? {
+            return Ok(Err(refused));
+        }
+        start(conn, user, &c, op, &current).map(Ok)
+    })?;
+    started?;
+    progress(conn, id)
+}
+
+/// May this person execute the change? The two refusals the gate gives with more words
+/// are left to their own steps: approval no longer holding ([`check_approval`], which
+/// also sends the change back) and the window ([`check_window`], with the times).
+fn check_allowed(
+    conn: &mut WriteTx<'_>,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &Change,
+) -> AppResult<()> {
+    match require(conn, schema, user, c, ChangeAction::Execute) {
+        // A signer left their team: go back for sign-off below (committed), naming them.
+        Err(e) if e.code() == ErrorCode::SignoffsNoLongerCount => Ok(()),
+        // The window has its own message with the times.
+        Err(e) if e.code() == ErrorCode::OutsideWindow => Ok(()),
+        other => other,
+    }
+}
+
+/// The fingerprint the caller sends must be the change's: execute exactly what was
+/// signed. Returns the current fingerprint.
+fn check_fingerprint(c: &Change, given: &str) -> AppResult<String> {
+    let current = c.fingerprint.clone().unwrap_or_default();
+    if given.trim() != current {
+        return Err(AppError::new(
+            ErrorCode::FingerprintMismatch,
+            format!(
+                "{} was signed for {}, not for {}: execute exactly what was signed",
+                number(c.id),
+                short_fingerprint(&current),
+                short_fingerprint(given.trim())
+            ),
+        )
+        .with_details(json!({"current_fingerprint": current})));
+    }
+    Ok(current)
+}
+
+/// Sign-offs stay earned until execution: each counted signer must still be in the side's
+/// team. If one left, the change goes back for sign-off (committed) and the execution is
+/// refused, naming who no longer counts.
+fn check_approval(
+    conn: &mut WriteTx<'_>,
+    user: &CurrentUser,
+    c: &Change,
+    op: &Operation,
+    current: &str,
+) -> AppResult<Gate> {
+    let rows = change_repo::signoffs(conn, c.id)?;
+    let recs = records(conn, c, &rows)?;
+    if signoff::is_approved(&recs, policy_for(op, c), current) {
+        return Ok(Ok(()));
+    }
+    let left = no_longer_counting(conn, c, &rows, &recs, current)?;
+    let reason = if left.is_empty() {
+        "the current fingerprint does not have every sign-off it needs".to_string()
+    } else {
+        format!("sign-offs no longer count: {}", left.join("; "))
+    };
+    move_state(
+        conn,
+        &user.actor(),
+        c.id,
+        (ChangeState::Approved, ChangeState::AwaitingSignoff),
+        reason.clone(),
+    )?;
+    Ok(Err(AppError::new(
+        ErrorCode::SignoffsNoLongerCount,
+        format!(
+            "{reason}; {} is back to awaiting_signoff and needs new sign-offs",
+            number(c.id)
+        ),
+    )
+    .with_details(json!({"no_longer_counting": left}))))
+}
+
+/// Who signed the current fingerprint but no longer counts, in words: "ann@… (requester
+/// side) is no longer a member of `app-owners`".
+fn no_longer_counting(
+    conn: &mut WriteTx<'_>,
+    c: &Change,
+    rows: &[(Signoff, String, String)],
+    recs: &[SignoffRecord],
+    current: &str,
+) -> AppResult<Vec<String>> {
+    // Pair each record with its own row (records skip rows of an unknown side, so a zip
+    // could drift).
+    let mut left: Vec<String> = Vec::new();
+    for r in recs
+        .iter()
+        .filter(|r| !r.stale && r.fingerprint == current && !r.earned)
+    {
+        let Some((s, email, _)) = rows.iter().find(|(s, _, _)| {
+            s.user_id == r.user_id && s.side == r.side && s.fingerprint == r.fingerprint && !s.stale
+        }) else {
+            continue;
+        };
+        let team = match r.side {
+            Side::Requester => &c.requesting_team,
+            Side::Implementer => &c.implementing_team,
+        };
+        let joined =
+            r.side == Side::Requester && users::is_member(conn, r.user_id, &c.implementing_team)?;
+        left.push(format!(
+            "{email} ({} side) is no longer a member of `{team}`{}",
+            s.side,
+            if joined {
+                " or is now in the implementing team"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(left)
+}
+
+/// Now must be inside the change's window (`not_before`, `not_after`).
+fn check_window(c: &Change) -> AppResult<()> {
+    let t = now();
+    if let Some(nb) = c.not_before {
+        if t < nb {
+            return Err(AppError::new(
+                ErrorCode::OutsideWindow,
+                format!(
+                    "{} may not run before {} UTC",
+                    number(c.id),
+                    nb.format("%Y-%m-%d %H:%M")
+                ),
+            )
+            .with_details(json!({"not_before": nb, "now": t})));
+        }
+    }
+    if let Some(na) = c.not_after {
+        if t > na {
+            return Err(AppError::new(
+                ErrorCode::OutsideWindow,
+                format!(
+                    "{}'s window closed at {} UTC; edit the window and sign again",
+                    number(c.id),
+                    na.format("%Y-%m-%d %H:%M")
+                ),
+            )
+            .with_details(json!({"not_after": na, "now": t})));
+        }
+    }
+    Ok(())
+}
+
+/// Resolve again against today's inventory: it must still be the signed list, and the
+/// change still approved. Otherwise the re-resolution's writes (stale sign-offs, the
+/// change sent back) are committed and the execution refused.
+fn check_resolution(
+    conn: &mut WriteTx<'_>,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &Change,
+) -> AppResult<Gate> {
+    let id = c.id;
+    let outcome: ResolveOutcome = reresolve_locked(
+        conn,
+        schema,
+        c,
+        &user.actor(),
+        "re-resolved before execution",
+    )?;
+    if outcome.fingerprint_changed {
+        let msg = format!(
+            "the inventory changed since {} was signed ({} target(s) added, {} removed); it is back to {} and needs new sign-offs",
+            number(id),
+            outcome.added,
+            outcome.removed,
+            outcome.state
+        );
+        // Commit the stale sign-offs and the state change, refuse the execution.
+        return Ok(Err(AppError::new(ErrorCode::StaleFingerprint, msg)
+            .with_details(serde_json::to_value(&outcome).expect("outcome"))));
+    }
+    if outcome.state != ChangeState::Approved {
+        // The resolution or the teams no longer hold (e.g. the schema no longer lets the
+        // requesting team request this operation): back to draft, committed.
+        let why = change_repo::get(conn, id)?
+            .and_then(|f| serde_json::from_str::<Vec<ResolutionError>>(&f.errors).ok())
+            .and_then(|e| e.first().map(|e| e.message.clone()))
+            .unwrap_or_else(|| "the change can no longer be signed as it is".into());
+        return Ok(Err(AppError::new(
+            ErrorCode::NotApproved,
+            format!("{} is back to {}: {why}", number(id), outcome.state),
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// Create the execution (one item per signed target, in waves), move the change to
+/// `executing` and record the start. Returns the execution's id.
+fn start(
+    conn: &mut WriteTx<'_>,
+    user: &CurrentUser,
+    c: &Change,
+    op: &Operation,
+    current: &str,
+) -> AppResult<i64> {
+    let id = c.id;
+    let effect = effect_for(op, c).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotReversible,
+            format!("{} has no inverse", op.label),
+        )
+    })?;
+    let waves = plan_waves(c.target_count as u64, &op.waves);
+    let e = repo::create(conn, id, current, effect, &waves, c.target_count, user.id)?;
+    change_repo::set_state(conn, id, ChangeState::Executing)?;
+    record(
+        conn,
+        &user.actor(),
+        Some(id),
+        Event::ExecutionStarted {
+            execution_id: e.id,
+            fingerprint: current.to_string(),
+            effect,
+            targets: c.target_count as u64,
+            waves: waves.iter().map(|w| w.len()).collect(),
+        },
+    )?;
+    Ok(e.id)
+}
