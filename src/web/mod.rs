@@ -231,6 +231,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         }))
         .service(
             web::scope("")
+                .wrap(actix_web::middleware::from_fn(pages::render_errors))
                 .wrap(headers)
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))

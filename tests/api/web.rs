@@ -365,6 +365,17 @@ async fn pages_render_escape_and_refuse_forms_without_csrf(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(body.contains("security token"));
+    // An error page keeps the signed-in person's layout, its section marked.
+    assert!(
+        body.contains(r#"<a href="/changes" aria-current="page">"#)
+            && body.contains(r#"href="/settings""#),
+        "{body}"
+    );
+    let (_, nf) = b.get("/changes/CHG-999").await;
+    assert!(
+        nf.contains(r#"<a href="/changes" aria-current="page">"#),
+        "{nf}"
+    );
     let (s, loc, _) = b
         .post(
             &format!("/changes/CHG-{id}/comment"),

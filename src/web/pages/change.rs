@@ -96,8 +96,8 @@ pub async fn change(
     w: WebUser,
     path: web::Path<String>,
     q: web::Query<ChangeQuery>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+) -> PageResult {
+    let id = change_id(&path)?;
     let schema = state.schema.clone();
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
@@ -120,8 +120,7 @@ pub async fn change(
         })
     })
     .await;
-    let (v, total, rows, sets, comments, events, exec) =
-        page_try!(&req, &state, &w, "changes", data);
+    let (v, total, rows, sets, comments, events, exec) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let side_panel =
@@ -172,7 +171,7 @@ pub async fn change(
         })
         .unwrap_or_default();
     let page = ChangePage {
-        l: layout(&state, &w, "changes", &req).await,
+        l: layout(&req, &state, &w).await,
         effect_words: v.operation.effect_text.clone(),
         destructive: v.operation.destructive,
         fp_short: v
@@ -230,35 +229,25 @@ pub async fn change(
         exec,
         v,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
-pub async fn change_targets_csv(
-    req: HttpRequest,
-    state: State,
-    w: WebUser,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+/// `GET /changes/{id}/targets.csv` (for the signed-in only).
+pub async fn change_targets_csv(state: State, _w: WebUser, path: web::Path<String>) -> PageResult {
+    let id = change_id(&path)?;
     let schema = state.schema.clone();
-    let rows = page_try!(
-        &req,
-        &state,
-        &w,
-        "changes",
-        with_conn(&state, move |conn| crate::service::changes::targets_csv(
-            conn, &schema, id, None, 0
-        ))
-        .await
-    );
+    let rows = with_conn(&state, move |conn| {
+        crate::service::changes::targets_csv(conn, &schema, id, None, 0)
+    })
+    .await?;
     let out = rows.1;
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"{}-targets.csv\"", number(id)),
         ))
-        .body(out)
+        .body(out))
 }
 
 #[derive(Deserialize)]
@@ -287,16 +276,15 @@ pub struct ActionForm {
 
 /// `POST /changes/{id}/{action}`: one form per action, then back to the change page.
 pub async fn change_action(
-    req: HttpRequest,
     state: State,
     w: WebUser,
     path: web::Path<(String, String)>,
     form: web::Form<ActionForm>,
-) -> HttpResponse {
+) -> PageResult {
     let (raw, action) = path.into_inner();
     let f = form.into_inner();
-    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
-    let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
+    w.check_csrf(&f.csrf)?;
+    let id = change_id(&raw)?;
     let user = w.user.clone();
     let schema = state.schema.clone();
     let act = action.clone();
@@ -404,17 +392,13 @@ pub async fn change_action(
         };
         Ok((done.to_string(), id))
     })
-    .await;
-    match result {
-        Ok((done, target)) => {
-            if matches!(done.as_str(), "executing" | "resumed") {
-                state.wake.notify();
-            }
-            see_other(&format!("/changes/{}?done={done}", number(target)))
-        }
-        Err(e) => {
-            let l = layout(&state, &w, "changes", &req).await;
-            error_page(&req, l, &e)
-        }
+    .await?;
+    let (done, target) = result;
+    if matches!(done.as_str(), "executing" | "resumed") {
+        state.wake.notify();
     }
+    Ok(see_other(&format!(
+        "/changes/{}?done={done}",
+        number(target)
+    )))
 }
