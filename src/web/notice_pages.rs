@@ -10,11 +10,13 @@ use serde::Deserialize;
 use super::pages::{html, layout, see_other, Layout, PageResult};
 use super::session::WebUser;
 use super::{with_conn, State};
+use crate::db::DbConn;
 use crate::domain::notice::SEND_INTERVAL_MINUTES;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::change_id;
 use crate::service::contacts::{self as svc, NoticeBoard, NoticeRequest, NoticeView, ROLES};
 use crate::service::views::number;
+use crate::service::CurrentUser;
 
 /// One recorded notice as the page shows it.
 pub struct NoticeRow {
@@ -298,37 +300,61 @@ pub struct DecisionForm {
     csrf: String,
 }
 
-/// `POST /changes/{id}/notices/{nid}/approve` (sends it) and `…/discard`.
-pub async fn decide(
+/// A decision on notice `nid` of the change `raw` names: `f` (approve or discard), then
+/// back to the notices page with the message `done`.
+async fn decide<F>(
+    req: &HttpRequest,
+    state: &State,
+    w: &WebUser,
+    (raw, nid): (String, i64),
+    csrf: &str,
+    done: &str,
+    f: F,
+) -> PageResult
+where
+    F: FnOnce(&mut DbConn, &CurrentUser, i64, i64) -> AppResult<NoticeView> + Send + 'static,
+{
+    w.check_csrf(csrf)?;
+    let id = change_id(&raw)?;
+    let user = w.user.clone();
+    match with_conn(state, move |conn| f(conn, &user, id, nid)).await {
+        Ok(_) => Ok(see_other(&format!(
+            "/changes/{}/notices?done={done}#notice-{nid}",
+            number(id)
+        ))),
+        Err(e) => refused(req, state, w, id, NoticeForm::default(), e).await,
+    }
+}
+
+/// `POST /changes/{id}/notices/{nid}/approve`: sends it.
+pub async fn approve(
     req: HttpRequest,
     state: State,
     w: WebUser,
-    path: web::Path<(String, i64, String)>,
+    path: web::Path<(String, i64)>,
     form: web::Form<DecisionForm>,
 ) -> PageResult {
-    let (raw, nid, action) = path.into_inner();
-    w.check_csrf(&form.csrf)?;
-    let id = change_id(&raw)?;
-    let user = w.user.clone();
-    let act = action.clone();
-    let result = with_conn(&state, move |conn| match act.as_str() {
-        "approve" => svc::approve(conn, &user, id, nid),
-        "discard" => svc::discard(conn, &user, id, nid),
-        _ => Err(AppError::new(ErrorCode::NotFound, "no such action")),
-    })
-    .await;
-    match result {
-        Ok(_) => {
-            let done = if action == "approve" {
-                "sent"
-            } else {
-                "discarded"
-            };
-            Ok(see_other(&format!(
-                "/changes/{}/notices?done={done}#notice-{nid}",
-                number(id)
-            )))
-        }
-        Err(e) => refused(&req, &state, &w, id, NoticeForm::default(), e).await,
-    }
+    let path = path.into_inner();
+    decide(&req, &state, &w, path, &form.csrf, "sent", svc::approve).await
+}
+
+/// `POST /changes/{id}/notices/{nid}/discard`
+pub async fn discard(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<(String, i64)>,
+    form: web::Form<DecisionForm>,
+) -> PageResult {
+    let path = path.into_inner();
+    decide(
+        &req,
+        &state,
+        &w,
+        path,
+        &form.csrf,
+        "discarded",
+        svc::discard,
+    )
+    .await
 }

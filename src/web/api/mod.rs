@@ -35,7 +35,7 @@ pub use execution::{
     resume_execution, rollback_change,
 };
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
-pub use notices::{draft_notice, list_notices, notice_action};
+pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
 pub use notifications::{get_preferences, list_outbox, retry_mail, set_preferences};
 pub use targets::{change_selector, change_targets};
 

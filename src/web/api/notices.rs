@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{reply, run};
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::AppResult;
 use crate::service::changes::change_id;
 use crate::service::contacts::{self as svc, NoticeRequest};
 use crate::web::auth::Authed;
@@ -31,27 +31,31 @@ pub async fn draft_notice(
     .await
 }
 
-/// `POST /api/v1/changes/{id}/notices/{nid}/approve` (sends it) and `…/discard`.
-pub async fn notice_action(
+/// `POST /api/v1/changes/{id}/notices/{nid}/approve`: sends it.
+pub async fn approve_notice(
     state: State,
     Authed(user): Authed,
-    path: web::Path<(String, i64, String)>,
+    path: web::Path<(String, i64)>,
 ) -> AppResult<HttpResponse> {
-    let (raw, nid, action) = path.into_inner();
+    let (raw, nid) = path.into_inner();
     let id = change_id(&raw)?;
-    reply(
-        &state,
-        user,
-        StatusCode::OK,
-        move |conn, _, user| match action.as_str() {
-            "approve" => svc::approve(conn, user, id, nid),
-            "discard" => svc::discard(conn, user, id, nid),
-            other => Err(AppError::new(
-                ErrorCode::NotFound,
-                format!("a notice has no action `{other}` (approve, discard)"),
-            )),
-        },
-    )
+    reply(&state, user, StatusCode::OK, move |conn, _, user| {
+        svc::approve(conn, user, id, nid)
+    })
+    .await
+}
+
+/// `POST /api/v1/changes/{id}/notices/{nid}/discard`
+pub async fn discard_notice(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<(String, i64)>,
+) -> AppResult<HttpResponse> {
+    let (raw, nid) = path.into_inner();
+    let id = change_id(&raw)?;
+    reply(&state, user, StatusCode::OK, move |conn, _, user| {
+        svc::discard(conn, user, id, nid)
+    })
     .await
 }
 

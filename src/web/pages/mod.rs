@@ -21,14 +21,15 @@ use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::{Effect, ExecState, OutboxState, Side};
 use crate::error::{AppError, ErrorCode, RequestId};
-use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
+use crate::service::changes::{self as svc, change_id, CreateChange};
 use crate::service::events::record;
-use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
+use crate::service::execution::{self as exe, ExecutionView};
 use crate::service::views::{number, ChangeSummaryView, ChangeView};
 use crate::service::{queue, CurrentUser};
 use crate::web::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::web::{with_conn, State};
 
+mod actions;
 mod change;
 mod edit;
 mod entities;
@@ -38,6 +39,10 @@ mod new_change;
 mod outbox;
 mod settings;
 
+pub use actions::{
+    abort_execution, cancel_change, comment_change, edit_text, execute_change, reject_change,
+    resolve_change, resume_execution, rollback_change, sign_change, submit_change,
+};
 pub use change::*;
 pub use edit::*;
 pub use entities::*;
