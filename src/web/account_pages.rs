@@ -8,10 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::{
-    csrf_error, csrf_guard, error_page, html, layout, page_try, safe_next, see_other, Layout,
-};
-use super::session::{self, csrf_ok, WebUser, SESSION_COOKIE};
+use super::pages::{html, layout, safe_next, see_other, Layout, PageResult};
+use super::session::{self, WebUser, SESSION_COOKIE};
 use super::session_use::PASSWORD_PATH;
 use super::{with_conn, State};
 use crate::db::users;
@@ -48,7 +46,7 @@ async fn password_page(
     let mut r = html(
         status,
         PasswordPage {
-            l: layout(state, w, "settings", req).await,
+            l: layout(req, state, w).await,
             email: w.user.email.clone(),
             forced: w.must_change_password,
             errors,
@@ -100,8 +98,8 @@ pub async fn change_password(
     state: State,
     w: WebUser,
     form: web::Form<PasswordForm>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let f = form.into_inner();
     let next = safe_next(Some(&f.next));
     let email = w.user.email.clone();
@@ -110,13 +108,7 @@ pub async fn change_password(
         .map(ToString::to_string)
         .collect();
     let id = w.user.id;
-    let stored = page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| Ok(users::password_hash_of(conn, id)?)).await
-    );
+    let stored = with_conn(&state, move |conn| Ok(users::password_hash_of(conn, id)?)).await?;
     let current_ok = match stored.clone() {
         _ if f.current.is_empty() => {
             errors.insert(0, "Enter your current password.".into());
@@ -127,7 +119,9 @@ pub async fn change_password(
             let client = super::session::client_of(req.peer_addr().map(|a| a.ip()));
             if let Err(t) = state.limiter.attempt(&email, &client) {
                 let msg = t.message();
-                return password_page(&req, &state, &w, t.code().status(), vec![msg], next).await;
+                return Ok(
+                    password_page(&req, &state, &w, t.code().status(), vec![msg], next).await,
+                );
             }
             let given = f.current.clone();
             let ok = state
@@ -148,7 +142,7 @@ pub async fn change_password(
         errors.insert(0, "The current password is not right.".into());
     }
     let (true, Some(old_hash)) = (errors.is_empty(), stored) else {
-        return password_page(
+        return Ok(password_page(
             &req,
             &state,
             &w,
@@ -156,20 +150,14 @@ pub async fn change_password(
             errors,
             next,
         )
-        .await;
+        .await);
     };
     let new = f.new;
-    let new_hash = page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        state
-            .limiter
-            .check(move || users::hash_password(&new))
-            .await
-            .map_err(|t| AppError::new(t.code(), t.message()))
-    );
+    let new_hash = state
+        .limiter
+        .check(move || users::hash_password(&new))
+        .await
+        .map_err(|t| AppError::new(t.code(), t.message()))?;
     let user = w.user.clone();
     let done = with_conn(&state, move |conn| {
         svc::change_password(
@@ -184,12 +172,9 @@ pub async fn change_password(
     let s = match done {
         Ok(s) => s,
         Err(e @ AppError::Client { .. }) => {
-            return password_page(&req, &state, &w, e.status(), vec![e.to_string()], next).await
+            return Ok(password_page(&req, &state, &w, e.status(), vec![e.to_string()], next).await)
         }
-        Err(e) => {
-            let l = layout(&state, &w, "settings", &req).await;
-            return error_page(&req, l, &e);
-        }
+        Err(e) => return Err(e.into()),
     };
     let to = if w.must_change_password {
         with_done(&next, "password")
@@ -198,7 +183,7 @@ pub async fn change_password(
     };
     let mut r = see_other(&to);
     let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, &s.token));
-    r
+    Ok(r)
 }
 
 /// `path` with `done=<code>` added to its query (the layout shows that code's message).
@@ -237,21 +222,15 @@ fn when(t: chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-pub async fn sessions(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+pub async fn sessions(req: HttpRequest, state: State, w: WebUser) -> PageResult {
     let (id, token) = (w.user.id, w.token.clone());
-    let rows = page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| Ok(users::sessions_of(
-            conn, id, &token
-        )?))
-        .await
-    );
+    let rows = with_conn(&state, move |conn| {
+        Ok(users::sessions_of(conn, id, &token)?)
+    })
+    .await?;
     let others = rows.iter().filter(|r| !r.current).count();
     let page = SessionsPage {
-        l: layout(&state, &w, "settings", &req).await,
+        l: layout(&req, &state, &w).await,
         sessions: rows
             .into_iter()
             .map(|r| SessionItem {
@@ -266,7 +245,7 @@ pub async fn sessions(req: HttpRequest, state: State, w: WebUser) -> HttpRespons
             .collect(),
         others,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 #[derive(Deserialize)]
@@ -281,47 +260,34 @@ pub async fn revoke_session(
     w: WebUser,
     path: web::Path<String>,
     form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let public_id = path.into_inner();
     let (user, token) = (w.user.clone(), w.token.clone());
-    let was_current = page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| svc::revoke_session(
-            conn, &user, &public_id, &token
-        ))
-        .await
-    );
+    let was_current = with_conn(&state, move |conn| {
+        svc::revoke_session(conn, &user, &public_id, &token)
+    })
+    .await?;
     if was_current {
         let mut r = see_other("/login");
         let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, ""));
-        return r;
+        return Ok(r);
     }
-    see_other("/settings/sessions?done=session")
+    Ok(see_other("/settings/sessions?done=session"))
 }
 
 pub async fn revoke_other_sessions(
-    req: HttpRequest,
     state: State,
     w: WebUser,
     form: web::Form<CsrfOnly>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let (user, token) = (w.user.clone(), w.token.clone());
-    page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| svc::revoke_other_sessions(
-            conn, &user, &token
-        ))
-        .await
-    );
-    see_other("/settings/sessions?done=sessions")
+    with_conn(&state, move |conn| {
+        svc::revoke_other_sessions(conn, &user, &token)
+    })
+    .await?;
+    Ok(see_other("/settings/sessions?done=sessions"))
 }
 
 #[cfg(test)]

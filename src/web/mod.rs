@@ -231,6 +231,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
         }))
         .service(
             web::scope("")
+                .wrap(actix_web::middleware::from_fn(pages::render_errors))
                 .wrap(headers)
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
@@ -286,8 +287,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                         .route("/changes/{id}/notices", web::post().to(api::draft_notice))
                         .route("/changes/{id}/notices", web::get().to(api::list_notices))
                         .route(
-                            "/changes/{id}/notices/{nid}/{action}",
-                            web::post().to(api::notice_action),
+                            "/changes/{id}/notices/{nid}/approve",
+                            web::post().to(api::approve_notice),
+                        )
+                        .route(
+                            "/changes/{id}/notices/{nid}/discard",
+                            web::post().to(api::discard_notice),
                         )
                         .route("/contacts", web::post().to(api::import_contacts))
                         .route(
@@ -323,19 +328,48 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 )
                 .route("/changes/{id}/edit", web::get().to(pages::edit_form))
                 .route("/changes/{id}/edit", web::post().to(pages::save_edit))
-                // Before `/changes/{id}/{action}`, which would take `notices` as an action.
+                // The change page's forms.
+                .route("/changes/{id}/submit", web::post().to(pages::submit_change))
+                .route("/changes/{id}/sign", web::post().to(pages::sign_change))
+                .route("/changes/{id}/edit_text", web::post().to(pages::edit_text))
+                .route(
+                    "/changes/{id}/resolve",
+                    web::post().to(pages::resolve_change),
+                )
+                .route("/changes/{id}/reject", web::post().to(pages::reject_change))
+                .route("/changes/{id}/cancel", web::post().to(pages::cancel_change))
+                .route(
+                    "/changes/{id}/comment",
+                    web::post().to(pages::comment_change),
+                )
+                .route(
+                    "/changes/{id}/execute",
+                    web::post().to(pages::execute_change),
+                )
+                .route(
+                    "/changes/{id}/resume",
+                    web::post().to(pages::resume_execution),
+                )
+                .route(
+                    "/changes/{id}/abort",
+                    web::post().to(pages::abort_execution),
+                )
+                .route(
+                    "/changes/{id}/rollback",
+                    web::post().to(pages::rollback_change),
+                )
                 .route(
                     "/changes/{id}/notices",
                     web::get().to(notice_pages::notices),
                 )
                 .route("/changes/{id}/notices", web::post().to(notice_pages::draft))
                 .route(
-                    "/changes/{id}/notices/{nid}/{action}",
-                    web::post().to(notice_pages::decide),
+                    "/changes/{id}/notices/{nid}/approve",
+                    web::post().to(notice_pages::approve),
                 )
                 .route(
-                    "/changes/{id}/{action}",
-                    web::post().to(pages::change_action),
+                    "/changes/{id}/notices/{nid}/discard",
+                    web::post().to(notice_pages::discard),
                 )
                 .route("/glossary", web::get().to(pages::glossary))
                 .route("/inventory", web::get().to(pages::inventory_page))

@@ -3,18 +3,20 @@
 //! ones `domain::notice::decide` allows; the services decide again when a form arrives.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::{csrf_error, csrf_guard, error_page, html, layout, page_try, see_other, Layout};
-use super::session::{csrf_ok, WebUser};
+use super::pages::{html, layout, see_other, Layout, PageResult};
+use super::session::WebUser;
 use super::{with_conn, State};
+use crate::db::DbConn;
 use crate::domain::notice::SEND_INTERVAL_MINUTES;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::change_id;
 use crate::service::contacts::{self as svc, NoticeBoard, NoticeRequest, NoticeView, ROLES};
 use crate::service::views::number;
+use crate::service::CurrentUser;
 
 /// One recorded notice as the page shows it.
 pub struct NoticeRow {
@@ -183,21 +185,15 @@ async fn render(
     id: i64,
     shown: Shown,
     status: StatusCode,
-) -> HttpResponse {
+) -> PageResult {
     let Shown {
         form,
         errors,
         preview,
     } = shown;
     let viewer = w.user.clone();
-    let b = page_try!(
-        req,
-        state,
-        w,
-        "changes",
-        with_conn(state, move |conn| svc::board(conn, &viewer, id)).await
-    );
-    let mut l = layout(state, w, "changes", req).await;
+    let b = with_conn(state, move |conn| svc::board(conn, &viewer, id)).await?;
+    let mut l = layout(req, state, w).await;
     l.flash = flash(req);
     let page = NoticesPage {
         l,
@@ -211,7 +207,7 @@ async fn render(
         preview,
         interval: SEND_INTERVAL_MINUTES,
     };
-    html(status, page.render())
+    Ok(html(status, page.render()))
 }
 
 /// `GET /changes/{id}/notices`
@@ -220,8 +216,8 @@ pub async fn notices(
     state: State,
     w: WebUser,
     path: web::Path<String>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+) -> PageResult {
+    let id = change_id(&path)?;
     render(&req, &state, &w, id, Shown::default(), StatusCode::OK).await
 }
 
@@ -234,7 +230,7 @@ async fn refused(
     id: i64,
     form: NoticeForm,
     e: AppError,
-) -> HttpResponse {
+) -> PageResult {
     match &e {
         AppError::Client { code, message, .. } if *code != ErrorCode::NotFound => {
             let shown = Shown {
@@ -244,10 +240,7 @@ async fn refused(
             };
             render(req, state, w, id, shown, e.status()).await
         }
-        _ => {
-            let l = layout(state, w, "changes", req).await;
-            error_page(req, l, &e)
-        }
+        _ => Err(e.into()),
     }
 }
 
@@ -258,10 +251,10 @@ pub async fn draft(
     w: WebUser,
     path: web::Path<String>,
     form: web::Form<NoticeForm>,
-) -> HttpResponse {
+) -> PageResult {
     let f = form.into_inner();
-    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    w.check_csrf(&f.csrf)?;
+    let id = change_id(&path)?;
     let preview = f.intent != "draft";
     let request = NoticeRequest {
         subject: f.subject.clone(),
@@ -292,11 +285,11 @@ pub async fn draft(
             };
             render(&req, &state, &w, id, shown, StatusCode::OK).await
         }
-        Ok(v) => see_other(&format!(
+        Ok(v) => Ok(see_other(&format!(
             "/changes/{}/notices?done=drafted#notice-{}",
             number(id),
             v.id.unwrap_or_default()
-        )),
+        ))),
         Err(e) => refused(&req, &state, &w, id, f, e).await,
     }
 }
@@ -307,37 +300,61 @@ pub struct DecisionForm {
     csrf: String,
 }
 
-/// `POST /changes/{id}/notices/{nid}/approve` (sends it) and `…/discard`.
-pub async fn decide(
+/// A decision on notice `nid` of the change `raw` names: `f` (approve or discard), then
+/// back to the notices page with the message `done`.
+async fn decide<F>(
+    req: &HttpRequest,
+    state: &State,
+    w: &WebUser,
+    (raw, nid): (String, i64),
+    csrf: &str,
+    done: &str,
+    f: F,
+) -> PageResult
+where
+    F: FnOnce(&mut DbConn, &CurrentUser, i64, i64) -> AppResult<NoticeView> + Send + 'static,
+{
+    w.check_csrf(csrf)?;
+    let id = change_id(&raw)?;
+    let user = w.user.clone();
+    match with_conn(state, move |conn| f(conn, &user, id, nid)).await {
+        Ok(_) => Ok(see_other(&format!(
+            "/changes/{}/notices?done={done}#notice-{nid}",
+            number(id)
+        ))),
+        Err(e) => refused(req, state, w, id, NoticeForm::default(), e).await,
+    }
+}
+
+/// `POST /changes/{id}/notices/{nid}/approve`: sends it.
+pub async fn approve(
     req: HttpRequest,
     state: State,
     w: WebUser,
-    path: web::Path<(String, i64, String)>,
+    path: web::Path<(String, i64)>,
     form: web::Form<DecisionForm>,
-) -> HttpResponse {
-    let (raw, nid, action) = path.into_inner();
-    csrf_guard!(&req, &state, &w, "changes", &form.csrf);
-    let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
-    let user = w.user.clone();
-    let act = action.clone();
-    let result = with_conn(&state, move |conn| match act.as_str() {
-        "approve" => svc::approve(conn, &user, id, nid),
-        "discard" => svc::discard(conn, &user, id, nid),
-        _ => Err(AppError::new(ErrorCode::NotFound, "no such action")),
-    })
-    .await;
-    match result {
-        Ok(_) => {
-            let done = if action == "approve" {
-                "sent"
-            } else {
-                "discarded"
-            };
-            see_other(&format!(
-                "/changes/{}/notices?done={done}#notice-{nid}",
-                number(id)
-            ))
-        }
-        Err(e) => refused(&req, &state, &w, id, NoticeForm::default(), e).await,
-    }
+) -> PageResult {
+    let path = path.into_inner();
+    decide(&req, &state, &w, path, &form.csrf, "sent", svc::approve).await
+}
+
+/// `POST /changes/{id}/notices/{nid}/discard`
+pub async fn discard(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    path: web::Path<(String, i64)>,
+    form: web::Form<DecisionForm>,
+) -> PageResult {
+    let path = path.into_inner();
+    decide(
+        &req,
+        &state,
+        &w,
+        path,
+        &form.csrf,
+        "discarded",
+        svc::discard,
+    )
+    .await
 }

@@ -11,19 +11,22 @@ use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::LOCATION;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use super::session_use;
 use super::{with_conn, AppState};
 use crate::db::users;
-use crate::error::ErrorCode;
+use crate::error::{AppError, ErrorCode};
 use crate::service::CurrentUser;
 
 pub const SESSION_COOKIE: &str = "cs_session";
 pub const LOGIN_COOKIE: &str = "cs_login";
 pub const SESSION_HOURS: i64 = 12;
 
-/// The signed-in person of a page request.
+/// The signed-in person of a page request. The extractor also keeps a copy in the
+/// request's extensions, so that a page's error is shown in this person's layout
+/// (`pages::render_errors`).
+#[derive(Clone)]
 pub struct WebUser {
     pub user: CurrentUser,
     pub csrf: String,
@@ -75,6 +78,7 @@ impl FromRequest for WebUser {
         // Accounts: where the session is used from, and the page asked for.
         let seen = session_use::seen_from(req);
         let path = req.path().to_string();
+        let req = req.clone();
         Box::pin(async move {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(LoginRedirect(back).into());
@@ -95,12 +99,14 @@ impl FromRequest for WebUser {
             match found {
                 Some((user, csrf, must_change_password)) => {
                     session_use::must_change_gate(must_change_password, &path, &back)?;
-                    Ok(WebUser {
+                    let w = WebUser {
                         user,
                         csrf,
                         token,
                         must_change_password,
-                    })
+                    };
+                    req.extensions_mut().insert(w.clone());
+                    Ok(w)
                 }
                 None => Err(LoginRedirect(back).into()),
             }
@@ -150,6 +156,19 @@ pub fn cookie(req: &HttpRequest, state: &AppState, name: &str, value: &str) -> C
         c.set_max_age(actix_web::cookie::time::Duration::hours(SESSION_HOURS));
     }
     c
+}
+
+impl WebUser {
+    /// Refuse a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, given: &str) -> Result<(), AppError> {
+        if csrf_ok(&self.csrf, given) {
+            Ok(())
+        } else {
+            Err(AppError::new(ErrorCode::Csrf,
+                "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
+            ))
+        }
+    }
 }
 
 /// Whether a form's CSRF token is the expected one (compared in constant time).

@@ -365,6 +365,17 @@ async fn pages_render_escape_and_refuse_forms_without_csrf(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(body.contains("security token"));
+    // An error page keeps the signed-in person's layout, its section marked.
+    assert!(
+        body.contains(r#"<a href="/changes" aria-current="page">"#)
+            && body.contains(r#"href="/settings""#),
+        "{body}"
+    );
+    let (_, nf) = b.get("/changes/CHG-999").await;
+    assert!(
+        nf.contains(r#"<a href="/changes" aria-current="page">"#),
+        "{nf}"
+    );
     let (s, loc, _) = b
         .post(
             &format!("/changes/CHG-{id}/comment"),
@@ -376,6 +387,18 @@ async fn pages_render_escape_and_refuse_forms_without_csrf(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(loc, format!("/changes/CHG-{id}?done=commented"));
+    // Each form has its own route: any other action is no page at all.
+    for path in [
+        format!("/changes/CHG-{id}/bogus"),
+        format!("/changes/CHG-{id}/notices/1/bogus"),
+    ] {
+        let (s, _, body) = b.post(&path, &[("csrf", &b.csrf)]).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            body.contains(&format!("There is no page at {path}")),
+            "{body}"
+        );
+    }
     let (_, page) = b.get(&loc).await;
     assert!(page.contains("Comment added."));
     assert!(page.contains("Checked the list &lt;b&gt;twice&lt;/b&gt;."));

@@ -1,4 +1,4 @@
-//! The change page and its actions (submit, sign, reject, cancel, comment, execute, resume, abort, rollback).
+//! The change page and its targets as CSV (its forms are `actions`).
 
 use super::*;
 
@@ -96,8 +96,8 @@ pub async fn change(
     w: WebUser,
     path: web::Path<String>,
     q: web::Query<ChangeQuery>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+) -> PageResult {
+    let id = change_id(&path)?;
     let schema = state.schema.clone();
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
@@ -120,8 +120,7 @@ pub async fn change(
         })
     })
     .await;
-    let (v, total, rows, sets, comments, events, exec) =
-        page_try!(&req, &state, &w, "changes", data);
+    let (v, total, rows, sets, comments, events, exec) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let side_panel =
@@ -172,7 +171,7 @@ pub async fn change(
         })
         .unwrap_or_default();
     let page = ChangePage {
-        l: layout(&state, &w, "changes", &req).await,
+        l: layout(&req, &state, &w).await,
         effect_words: v.operation.effect_text.clone(),
         destructive: v.operation.destructive,
         fp_short: v
@@ -230,191 +229,23 @@ pub async fn change(
         exec,
         v,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
-pub async fn change_targets_csv(
-    req: HttpRequest,
-    state: State,
-    w: WebUser,
-    path: web::Path<String>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+/// `GET /changes/{id}/targets.csv` (for the signed-in only).
+pub async fn change_targets_csv(state: State, _w: WebUser, path: web::Path<String>) -> PageResult {
+    let id = change_id(&path)?;
     let schema = state.schema.clone();
-    let rows = page_try!(
-        &req,
-        &state,
-        &w,
-        "changes",
-        with_conn(&state, move |conn| crate::service::changes::targets_csv(
-            conn, &schema, id, None, 0
-        ))
-        .await
-    );
+    let rows = with_conn(&state, move |conn| {
+        crate::service::changes::targets_csv(conn, &schema, id, None, 0)
+    })
+    .await?;
     let out = rows.1;
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"{}-targets.csv\"", number(id)),
         ))
-        .body(out)
-}
-
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    pub(crate) csrf: String,
-    #[serde(default)]
-    pub(crate) side: String,
-    #[serde(default)]
-    pub(crate) fingerprint: String,
-    #[serde(default)]
-    pub(crate) comment: String,
-    #[serde(default)]
-    pub(crate) confirm_count: String,
-    #[serde(default)]
-    pub(crate) text_hash: String,
-    #[serde(default)]
-    pub(crate) title: String,
-    #[serde(default)]
-    pub(crate) rationale: String,
-    #[serde(default)]
-    pub(crate) reason: String,
-    #[serde(default)]
-    pub(crate) body: String,
-}
-
-/// `POST /changes/{id}/{action}`: one form per action, then back to the change page.
-pub async fn change_action(
-    req: HttpRequest,
-    state: State,
-    w: WebUser,
-    path: web::Path<(String, String)>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
-    let (raw, action) = path.into_inner();
-    let f = form.into_inner();
-    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
-    let id = page_try!(&req, &state, &w, "changes", change_id(&raw));
-    let user = w.user.clone();
-    let schema = state.schema.clone();
-    let act = action.clone();
-    let result = with_conn(&state, move |conn| -> Result<(String, i64), AppError> {
-        let done = match act.as_str() {
-            "sign" => {
-                let Some(side) = Side::parse(&f.side) else {
-                    return Err(AppError::new(ErrorCode::InvalidSide, "Choose a side."));
-                };
-                let confirm = match f.confirm_count.trim() {
-                    "" => None,
-                    n => Some(n.parse::<u64>().map_err(|_| {
-                        AppError::new(
-                            ErrorCode::ConfirmCountMismatch,
-                            format!("`{n}` is not a number: type the number of targets"),
-                        )
-                    })?),
-                };
-                svc::sign(
-                    conn,
-                    &schema,
-                    &user,
-                    id,
-                    SignRequest {
-                        side,
-                        fingerprint: f.fingerprint.clone(),
-                        comment: f.comment.clone(),
-                        confirm_count: confirm,
-                        text_hash: Some(f.text_hash.clone()).filter(|h| !h.trim().is_empty()),
-                    },
-                )?;
-                "signed"
-            }
-            "submit" => {
-                svc::submit(conn, &schema, &user, id)?;
-                "submitted"
-            }
-            "edit_text" => {
-                svc::edit(
-                    conn,
-                    &schema,
-                    &user,
-                    id,
-                    svc::EditChange {
-                        title: Some(f.title.clone()),
-                        rationale: Some(f.rationale.clone()),
-                        ..Default::default()
-                    },
-                )?;
-                "saved"
-            }
-            "resolve" => {
-                svc::reresolve(conn, &schema, &user, id)?;
-                "resolved"
-            }
-            "reject" => {
-                svc::reject(conn, &schema, &user, id, &f.reason)?;
-                "rejected"
-            }
-            "cancel" => {
-                svc::cancel(
-                    conn,
-                    &schema,
-                    &user,
-                    id,
-                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
-                )?;
-                "cancelled"
-            }
-            "comment" => {
-                svc::comment(conn, &schema, &user, id, &f.body)?;
-                "commented"
-            }
-            "execute" => {
-                exe::execute(
-                    conn,
-                    &schema,
-                    &user,
-                    id,
-                    &ExecuteRequest {
-                        fingerprint: f.fingerprint.clone(),
-                    },
-                )?;
-                "executing"
-            }
-            "resume" => {
-                exe::resume(conn, &schema, &user, id)?;
-                "resumed"
-            }
-            "abort" => {
-                exe::abort(
-                    conn,
-                    &schema,
-                    &user,
-                    id,
-                    Some(f.reason.as_str()).filter(|r| !r.trim().is_empty()),
-                )?;
-                "aborted"
-            }
-            "rollback" => {
-                let rb = exe::rollback(conn, &schema, &user, id, &RollbackRequest::default())?;
-                return Ok(("rollback".into(), rb));
-            }
-            _ => return Err(AppError::new(ErrorCode::NotFound, "no such action")),
-        };
-        Ok((done.to_string(), id))
-    })
-    .await;
-    match result {
-        Ok((done, target)) => {
-            if matches!(done.as_str(), "executing" | "resumed") {
-                state.wake.notify();
-            }
-            see_other(&format!("/changes/{}?done={done}", number(target)))
-        }
-        Err(e) => {
-            let l = layout(&state, &w, "changes", &req).await;
-            error_page(&req, l, &e)
-        }
-    }
+        .body(out))
 }

@@ -77,22 +77,16 @@ pub async fn edit_form(
     state: State,
     w: WebUser,
     path: web::Path<String>,
-) -> HttpResponse {
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+) -> PageResult {
+    let id = change_id(&path)?;
     let schema = state.schema.clone();
     let viewer = w.user.clone();
-    let v = page_try!(
-        &req,
-        &state,
-        &w,
-        "changes",
-        with_conn(&state, move |conn| svc::view_for(
-            conn, &schema, &viewer, id
-        ))
-        .await
-    );
-    page_try!(&req, &state, &w, "changes", editable(&v));
-    let l = layout(&state, &w, "changes", &req).await;
+    let v = with_conn(&state, move |conn| {
+        svc::view_for(conn, &schema, &viewer, id)
+    })
+    .await?;
+    editable(&v)?;
+    let l = layout(&req, &state, &w).await;
     let mut page = new_change_page(
         &state,
         l,
@@ -104,7 +98,7 @@ pub async fn edit_form(
         None,
     );
     page.editing = Some(v.number.clone());
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 pub async fn save_edit(
@@ -113,10 +107,10 @@ pub async fn save_edit(
     w: WebUser,
     path: web::Path<String>,
     form: web::Form<ChangeForm>,
-) -> HttpResponse {
+) -> PageResult {
     let f = form.into_inner();
-    csrf_guard!(&req, &state, &w, "changes", &f.csrf);
-    let id = page_try!(&req, &state, &w, "changes", change_id(&path));
+    w.check_csrf(&f.csrf)?;
+    let id = change_id(&path)?;
     let again = |l: Layout, problems: Vec<String>| {
         let mut page = new_change_page(&state, l, &w.user, f.clone(), vec![], 0, problems, None);
         page.editing = Some(number(id));
@@ -125,8 +119,8 @@ pub async fn save_edit(
     let cr = match to_request(&f) {
         Ok(r) => r,
         Err(problems) => {
-            let l = layout(&state, &w, "changes", &req).await;
-            return again(l, problems);
+            let l = layout(&req, &state, &w).await;
+            return Ok(again(l, problems));
         }
     };
     let user = w.user.clone();
@@ -157,14 +151,11 @@ pub async fn save_edit(
     })
     .await;
     match saved {
-        Ok(_) => see_other(&format!("/changes/{}?done=saved", number(id))),
+        Ok(_) => Ok(see_other(&format!("/changes/{}?done=saved", number(id)))),
         Err(AppError::Client { message, code, .. }) if code != ErrorCode::NotFound => {
-            let l = layout(&state, &w, "changes", &req).await;
-            again(l, vec![message])
+            let l = layout(&req, &state, &w).await;
+            Ok(again(l, vec![message]))
         }
-        Err(e) => {
-            let l = layout(&state, &w, "changes", &req).await;
-            error_page(&req, l, &e)
-        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -63,7 +63,7 @@ pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpRespons
         })
         .collect();
     let page = GlossaryPage {
-        l: layout(&state, &w, "glossary", &req).await,
+        l: layout(&req, &state, &w).await,
         kinds,
         version: short_fingerprint(&s.hash),
     };
@@ -88,38 +88,32 @@ pub async fn inventory_page(
     state: State,
     w: WebUser,
     q: web::Query<InventoryQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let text = q.q.clone().unwrap_or_default();
     let t2 = text.trim().to_string();
-    let rows = page_try!(
-        &req,
-        &state,
-        &w,
-        "inventory",
-        with_conn(&state, move |conn| {
-            if t2.is_empty() {
-                return Ok(vec![]);
-            }
-            Ok(inventory::list(
-                conn,
-                &inventory::ListFilter {
-                    q: Some(t2),
-                    limit: Some(100),
-                    ..Default::default()
-                },
-            )?)
-        })
-        .await
-    );
+    let rows = with_conn(&state, move |conn| {
+        if t2.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(inventory::list(
+            conn,
+            &inventory::ListFilter {
+                q: Some(t2),
+                limit: Some(100),
+                ..Default::default()
+            },
+        )?)
+    })
+    .await?;
     let page = InventoryPage {
-        l: layout(&state, &w, "inventory", &req).await,
+        l: layout(&req, &state, &w).await,
         q: text,
         rows: rows
             .into_iter()
             .map(|e| (e.kind, e.id, e.name, e.state.to_string()))
             .collect(),
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 #[derive(Template)]
@@ -138,7 +132,7 @@ pub async fn entity_page(
     state: State,
     w: WebUser,
     path: web::Path<String>,
-) -> HttpResponse {
+) -> PageResult {
     let id = path.into_inner();
     let schema = state.schema.clone();
     let viewer = w.user.clone();
@@ -151,7 +145,7 @@ pub async fn entity_page(
         })
     })
     .await;
-    let (e, changes, contacts) = page_try!(&req, &state, &w, "inventory", data);
+    let (e, changes, contacts) = data?;
     let attrs = e
         .entity
         .attrs
@@ -170,7 +164,7 @@ pub async fn entity_page(
         })
         .unwrap_or_default();
     let page = EntityPage {
-        l: layout(&state, &w, "inventory", &req).await,
+        l: layout(&req, &state, &w).await,
         attrs,
         changes: changes
             .into_iter()
@@ -179,5 +173,5 @@ pub async fn entity_page(
         contacts,
         e,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }

@@ -66,7 +66,7 @@ pub struct Activity {
     pub change: String,
 }
 
-pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
     let user = w.user.clone();
     let schema = state.schema.clone();
     let data = with_conn(&state, move |conn| {
@@ -87,9 +87,9 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
         Ok((queue, mine, events))
     })
     .await;
-    let (queue, mine, events) = page_try!(&req, &state, &w, "home", data);
+    let (queue, mine, events) = data?;
     let page = HomePage {
-        l: layout(&state, &w, "home", &req).await,
+        l: layout(&req, &state, &w).await,
         mine: mine.iter().map(|c| row(c, String::new())).collect(),
         waiting: queue
             .iter()
@@ -105,7 +105,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
             })
             .collect(),
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 #[derive(Template)]
@@ -126,16 +126,10 @@ pub async fn queue(
     state: State,
     w: WebUser,
     q: web::Query<QueueQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let user = w.user.clone();
     let schema = state.schema.clone();
-    let items = page_try!(
-        &req,
-        &state,
-        &w,
-        "queue",
-        with_conn(&state, move |conn| queue::queue(conn, &schema, &user)).await
-    );
+    let items = with_conn(&state, move |conn| queue::queue(conn, &schema, &user)).await?;
     let effect = q.effect.clone().unwrap_or_default();
     let rows = items
         .iter()
@@ -145,14 +139,14 @@ pub async fn queue(
         .map(|i| row(&i.change, i.needs.join(" + ")))
         .collect();
     let page = QueuePage {
-        l: layout(&state, &w, "queue", &req).await,
+        l: layout(&req, &state, &w).await,
         rows,
         effects: Effect::VALUES
             .iter()
             .map(|e| (e.as_str(), e.as_str() == effect))
             .collect(),
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 #[derive(Template)]
@@ -173,39 +167,35 @@ pub async fn changes(
     state: State,
     w: WebUser,
     q: web::Query<ChangesQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let st = q
         .state
         .clone()
         .filter(|s| crate::domain::ChangeState::parse(s).is_some());
     let schema = state.schema.clone();
     let st2 = st.clone();
-    let list = page_try!(
-        &req,
-        &state,
-        &w,
-        "changes",
-        with_conn(&state, move |conn| Ok(repo::list(
+    let list = with_conn(&state, move |conn| {
+        Ok(repo::list(
             conn,
             &repo::ListFilter {
                 state: st2,
                 limit: Some(200),
                 ..Default::default()
-            }
-        )?))
-        .await
-    );
+            },
+        )?)
+    })
+    .await?;
     let rows = list
         .iter()
         .map(|c| row(&ChangeSummaryView::new(&schema, c), String::new()))
         .collect();
     let page = ChangesPage {
-        l: layout(&state, &w, "changes", &req).await,
+        l: layout(&req, &state, &w).await,
         rows,
         states: crate::domain::ChangeState::VALUES
             .iter()
             .map(|s| (s.as_str(), st.as_deref() == Some(s.as_str())))
             .collect(),
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }

@@ -80,7 +80,7 @@ pub struct LoginForm {
     pub(crate) csrf: String,
 }
 
-pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -> HttpResponse {
+pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -> PageResult {
     let f = form.into_inner();
     let email = f.email.trim().to_lowercase();
     let next = safe_next(Some(&f.next));
@@ -102,35 +102,31 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
     };
     let cookie_csrf = session::read_cookie(&req, &state, LOGIN_COOKIE).unwrap_or_default();
     if !csrf_ok(&cookie_csrf, &f.csrf) {
-        return again(
+        return Ok(again(
             "The login form expired. Please sign in again.".into(),
             ErrorCode::Csrf,
-        );
+        ));
     }
     if email.len() > session::MAX_EMAIL_BYTES || f.password.len() > session::MAX_PASSWORD_BYTES {
-        return again(
+        return Ok(again(
             format!(
                 "An email address has at most {} characters and a password at most {} bytes.",
                 session::MAX_EMAIL_BYTES,
                 session::MAX_PASSWORD_BYTES
             ),
             ErrorCode::InvalidForm,
-        );
+        ));
     }
     let client = session::client_of(req.peer_addr().map(|a| a.ip()));
     if let Err(t) = state.limiter.attempt(&email, &client) {
-        return again(t.message(), t.code());
+        return Ok(again(t.message(), t.code()));
     }
     // The stored hash, then the argon2 check without holding a database connection.
     let e2 = email.clone();
-    let found = with_conn(&state, move |conn| {
+    let user = with_conn(&state, move |conn| {
         Ok(users::find_user_by_email(conn, &e2)?)
     })
-    .await;
-    let user = match found {
-        Ok(u) => u,
-        Err(e) => return error_page(&req, Layout::anonymous(), &e),
-    };
+    .await?;
     let (hash, pw) = (
         user.as_ref().and_then(|u| u.password_hash.clone()),
         f.password.clone(),
@@ -141,7 +137,7 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         .await
     {
         Ok(m) => m,
-        Err(t) => return again(t.message(), t.code()),
+        Err(t) => return Ok(again(t.message(), t.code())),
     };
     let found = match (matches, user) {
         (true, Some(u)) => {
@@ -161,22 +157,21 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         }
         _ => Ok(None),
     };
-    match found {
-        Ok(Some(token)) => {
+    match found? {
+        Some(token) => {
             state.limiter.succeeded(&email, &client);
             let mut r = see_other(&next);
             let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, &token));
             let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, ""));
-            r
+            Ok(r)
         }
-        Ok(None) => {
+        None => {
             state.limiter.failed(&client);
-            again(
+            Ok(again(
                 "That email and password do not match.".into(),
                 ErrorCode::InvalidCredentials,
-            )
+            ))
         }
-        Err(e) => error_page(&req, Layout::anonymous(), &e),
     }
 }
 
@@ -191,11 +186,11 @@ pub async fn logout(
     state: State,
     w: WebUser,
     form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let token = w.token.clone();
     let _ = with_conn(&state, move |conn| Ok(users::end_session(conn, &token)?)).await;
     let mut r = see_other("/login");
     let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, ""));
-    r
+    Ok(r)
 }

@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Deserialize;
 
@@ -18,14 +21,15 @@ use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
 use crate::domain::{Effect, ExecState, OutboxState, Side};
 use crate::error::{AppError, ErrorCode, RequestId};
-use crate::service::changes::{self as svc, change_id, CreateChange, SignRequest};
+use crate::service::changes::{self as svc, change_id, CreateChange};
 use crate::service::events::record;
-use crate::service::execution::{self as exe, ExecuteRequest, ExecutionView, RollbackRequest};
+use crate::service::execution::{self as exe, ExecutionView};
 use crate::service::views::{number, ChangeSummaryView, ChangeView};
 use crate::service::{queue, CurrentUser};
 use crate::web::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::web::{with_conn, State};
 
+mod actions;
 mod change;
 mod edit;
 mod entities;
@@ -35,6 +39,10 @@ mod new_change;
 mod outbox;
 mod settings;
 
+pub use actions::{
+    abort_execution, cancel_change, comment_change, edit_text, execute_change, reject_change,
+    resolve_change, resume_execution, rollback_change, sign_change, submit_change,
+};
 pub use change::*;
 pub use edit::*;
 pub use entities::*;
@@ -72,12 +80,9 @@ impl Layout {
     }
 }
 
-pub(crate) async fn layout(
-    state: &State,
-    w: &WebUser,
-    section: &'static str,
-    req: &HttpRequest,
-) -> Layout {
+/// The layout of a page for `w`: the navigation (its section from the path), the queue
+/// count, the `done=` message.
+pub(crate) async fn layout(req: &HttpRequest, state: &State, w: &WebUser) -> Layout {
     let user = w.user.clone();
     let st = state.clone();
     let count = with_conn(state, move |conn| st.badges.count(conn, &st.schema, &user))
@@ -97,8 +102,27 @@ pub(crate) async fn layout(
         }),
         csrf: w.csrf.clone(),
         queue_count: count,
-        section,
+        section: section_of(req.path()),
         flash,
+    }
+}
+
+/// The navigation entry a page under `path` belongs to (`""`: none).
+pub(crate) fn section_of(path: &str) -> &'static str {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    match path {
+        "/" => "home",
+        "/changes/new" => "new",
+        _ if under("/changes") => "changes",
+        _ if under("/queue") => "queue",
+        _ if under("/inventory") => "inventory",
+        _ if under("/glossary") => "glossary",
+        _ if under("/settings") => "settings",
+        _ if under("/admin/outbox") => "outbox",
+        _ => "",
     }
 }
 
@@ -223,35 +247,63 @@ pub(crate) fn see_other(to: &str) -> HttpResponse {
         .finish()
 }
 
-pub(crate) fn csrf_error() -> AppError {
-    AppError::new(ErrorCode::Csrf,
-        "This form is out of date or did not come from countersign (its security token is missing or wrong). Go back, reload the page and try again.",
-    )
+/// A page handler's error, shown as the error page (status and message as
+/// [`error_page`] gives them) in the layout of the person the handler served: see
+/// [`render_errors`].
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+/// What a page handler answers.
+pub type PageResult = Result<HttpResponse, PageError>;
+
+impl From<AppError> for PageError {
+    fn from(e: AppError) -> Self {
+        PageError(e)
+    }
 }
 
-macro_rules! page_try {
-    ($req:expr, $state:expr, $w:expr, $section:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(err) => {
-                let l = layout($state, $w, $section, $req).await;
-                return error_page($req, l, &err);
-            }
-        }
-    };
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
-pub(crate) use page_try;
 
-/// Refuse a form whose CSRF token is not the session's, with the error page.
-macro_rules! csrf_guard {
-    ($req:expr, $state:expr, $w:expr, $section:expr, $given:expr) => {
-        if !csrf_ok(&$w.csrf, $given) {
-            let l = layout($state, $w, $section, $req).await;
-            return error_page($req, l, &csrf_error());
-        }
-    };
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    /// Only the status: [`render_errors`] replaces it with the page.
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::new(self.status_code())
+    }
 }
-pub(crate) use csrf_guard;
+
+/// Middleware: a response that carries a [`PageError`] becomes the error page, in the
+/// layout of the signed-in person the handler was given (the `WebUser` kept in the
+/// request's extensions), or the anonymous one (`/login`).
+pub async fn render_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let Some(PageError(e)) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<PageError>())
+    else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let r = res.request();
+    let viewer = r.extensions().get::<WebUser>().cloned();
+    let state = r.app_data::<State>().cloned();
+    let l = match (viewer, state) {
+        (Some(w), Some(state)) => layout(r, &state, &w).await,
+        _ => Layout::anonymous(),
+    };
+    let page = error_page(r, l, e);
+    Ok(res.into_response(page))
+}
 
 // ---- static assets --------------------------------------------------------------------
 
@@ -267,4 +319,28 @@ pub async fn js() -> HttpResponse {
         .insert_header((CONTENT_TYPE, "text/javascript; charset=utf-8"))
         .insert_header(("Cache-Control", "public, max-age=300"))
         .body(include_str!("../../../static/app.js"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::section_of;
+
+    #[test]
+    fn each_page_is_under_its_navigation_entry() {
+        for (path, section) in [
+            ("/", "home"),
+            ("/changes/new", "new"),
+            ("/changes", "changes"),
+            ("/changes/CHG-3/notices", "changes"),
+            ("/queue", "queue"),
+            ("/inventory/org-1", "inventory"),
+            ("/glossary", "glossary"),
+            ("/settings/password", "settings"),
+            ("/admin/outbox/4/retry", "outbox"),
+            ("/logout", ""),
+            ("/changesets", ""),
+        ] {
+            assert_eq!(section_of(path), section, "{path}");
+        }
+    }
 }

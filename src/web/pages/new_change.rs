@@ -318,7 +318,7 @@ pub async fn new_change(
         requesting_team: w.user.teams.first().cloned().unwrap_or_default(),
         ..Default::default()
     };
-    let l = layout(&state, &w, "new", &req).await;
+    let l = layout(&req, &state, &w).await;
     html(
         StatusCode::OK,
         new_change_page(&state, l, &w.user, f, vec![], 0, vec![], None).render(),
@@ -330,9 +330,9 @@ pub async fn create_change(
     state: State,
     w: WebUser,
     form: web::Form<ChangeForm>,
-) -> HttpResponse {
+) -> PageResult {
     let f = form.into_inner();
-    csrf_guard!(&req, &state, &w, "new", &f.csrf);
+    w.check_csrf(&f.csrf)?;
     let again = |l: Layout, errors: Vec<ResolutionError>, count: u64, problems, preview| {
         html(
             ErrorCode::FormProblems.status(),
@@ -352,8 +352,8 @@ pub async fn create_change(
     let request = match to_request(&f) {
         Ok(r) => r,
         Err(problems) => {
-            let l = layout(&state, &w, "new", &req).await;
-            return again(l, vec![], 0, problems, None);
+            let l = layout(&req, &state, &w).await;
+            return Ok(again(l, vec![], 0, problems, None));
         }
     };
     // "Create": one transaction resolves, stores and submits. Only when that is refused is
@@ -370,12 +370,9 @@ pub async fn create_change(
         })
         .await
         {
-            Ok(id) => return see_other(&format!("/changes/{}?done=created", number(id))),
+            Ok(id) => return Ok(see_other(&format!("/changes/{}?done=created", number(id)))),
             Err(AppError::Client { message, .. }) => refused = Some(message),
-            Err(e) => {
-                let l = layout(&state, &w, "new", &req).await;
-                return error_page(&req, l, &e);
-            }
+            Err(e) => return Err(e.into()),
         }
     }
     // The preview (nothing stored), or the reasons it cannot be created.
@@ -399,13 +396,10 @@ pub async fn create_change(
     let (r, sets) = match resolved {
         Ok(r) => r,
         Err(AppError::Client { message, .. }) => {
-            let l = layout(&state, &w, "new", &req).await;
-            return again(l, vec![], 0, vec![message], None);
+            let l = layout(&req, &state, &w).await;
+            return Ok(again(l, vec![], 0, vec![message], None));
         }
-        Err(e) => {
-            let l = layout(&state, &w, "new", &req).await;
-            return error_page(&req, l, &e);
-        }
+        Err(e) => return Err(e.into()),
     };
     let mut preview = preview_of(&state.schema, &r, &sets);
     preview.tier = state.schema.operation(&request.operation).and_then(|op| {
@@ -428,11 +422,11 @@ pub async fn create_change(
             ));
         }
         if !problems.is_empty() && r.error_count == 0 {
-            let l = layout(&state, &w, "new", &req).await;
-            return again(l, vec![], 0, problems, Some(preview));
+            let l = layout(&req, &state, &w).await;
+            return Ok(again(l, vec![], 0, problems, Some(preview)));
         }
     }
-    let l = layout(&state, &w, "new", &req).await;
+    let l = layout(&req, &state, &w).await;
     let problems: Vec<String> = refused.into_iter().filter(|_| r.error_count == 0).collect();
     let mut resp = again(
         l,
@@ -444,5 +438,5 @@ pub async fn create_change(
     if r.error_count == 0 && problems.is_empty() {
         *resp.status_mut() = StatusCode::OK;
     }
-    resp
+    Ok(resp)
 }

@@ -23,25 +23,19 @@ pub async fn outbox(
     state: State,
     w: WebUser,
     q: web::Query<OutboxQuery>,
-) -> HttpResponse {
+) -> PageResult {
     let st = q
         .state
         .clone()
         .unwrap_or_else(|| OutboxState::Dead.to_string());
     let filter = (st != "all").then(|| st.clone());
     let user = w.user.clone();
-    let mails = page_try!(
-        &req,
-        &state,
-        &w,
-        "outbox",
-        with_conn(&state, move |conn| {
-            crate::service::notifications::outbox(conn, &user, filter.as_deref(), None, 200)
-        })
-        .await
-    );
+    let mails = with_conn(&state, move |conn| {
+        crate::service::notifications::outbox(conn, &user, filter.as_deref(), None, 200)
+    })
+    .await?;
     let page = OutboxPage {
-        l: layout(&state, &w, "outbox", &req).await,
+        l: layout(&req, &state, &w).await,
         states: [
             OutboxState::Dead,
             OutboxState::Pending,
@@ -56,28 +50,21 @@ pub async fn outbox(
         state: st,
         mails,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 pub async fn retry_mail(
-    req: HttpRequest,
     state: State,
     w: WebUser,
     path: web::Path<i64>,
     form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "outbox", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let id = path.into_inner();
     let user = w.user.clone();
-    page_try!(
-        &req,
-        &state,
-        &w,
-        "outbox",
-        with_conn(&state, move |conn| crate::service::notifications::retry(
-            conn, &user, id
-        ))
-        .await
-    );
-    see_other("/admin/outbox?state=dead&done=saved")
+    with_conn(&state, move |conn| {
+        crate::service::notifications::retry(conn, &user, id)
+    })
+    .await?;
+    Ok(see_other("/admin/outbox?state=dead&done=saved"))
 }

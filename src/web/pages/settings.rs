@@ -37,7 +37,7 @@ pub(crate) async fn settings_page(
     state: &State,
     w: &WebUser,
     new_token: Option<String>,
-) -> HttpResponse {
+) -> PageResult {
     let user = w.user.clone();
     let data = with_conn(state, move |conn| {
         let prefs = crate::service::notifications::preferences(conn, &user)?;
@@ -45,9 +45,9 @@ pub(crate) async fn settings_page(
         Ok((prefs, tokens))
     })
     .await;
-    let (prefs, tokens) = page_try!(req, state, w, "settings", data);
+    let (prefs, tokens) = data?;
     let page = SettingsPage {
-        l: layout(state, w, "settings", req).await,
+        l: layout(req, state, w).await,
         prefs: prefs
             .into_iter()
             .map(|p| PrefRow {
@@ -105,10 +105,10 @@ pub(crate) async fn settings_page(
             actix_web::http::header::HeaderValue::from_static("no-store"),
         );
     }
-    r
+    Ok(r)
 }
 
-pub async fn settings(req: HttpRequest, state: State, w: WebUser) -> HttpResponse {
+pub async fn settings(req: HttpRequest, state: State, w: WebUser) -> PageResult {
     settings_page(&req, &state, &w, None).await
 }
 
@@ -117,26 +117,19 @@ pub async fn notification_settings() -> HttpResponse {
 }
 
 pub async fn save_notifications(
-    req: HttpRequest,
     state: State,
     w: WebUser,
     form: web::Form<BTreeMap<String, String>>,
-) -> HttpResponse {
+) -> PageResult {
     let mut f = form.into_inner();
     let given = f.remove("csrf").unwrap_or_default();
-    csrf_guard!(&req, &state, &w, "settings", &given);
+    w.check_csrf(&given)?;
     let user = w.user.clone();
-    page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| {
-            crate::service::notifications::set_preferences(conn, &user, &f)
-        })
-        .await
-    );
-    see_other("/settings?done=saved#notifications")
+    with_conn(&state, move |conn| {
+        crate::service::notifications::set_preferences(conn, &user, &f)
+    })
+    .await?;
+    Ok(see_other("/settings?done=saved#notifications"))
 }
 
 #[derive(Deserialize)]
@@ -155,8 +148,8 @@ pub async fn create_token(
     state: State,
     w: WebUser,
     form: web::Form<TokenForm>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let label = form.label.trim().chars().take(80).collect::<String>();
     let label = if label.is_empty() {
         "web".to_string()
@@ -166,31 +159,25 @@ pub async fn create_token(
     let days = match form.expires.trim() {
         "" => Some(DEFAULT_TOKEN_DAYS),
         "never" => None,
-        d => match d
-            .parse::<u32>()
-            .ok()
-            .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
-        {
-            Some(n) => Some(n),
-            None => {
-                let l = layout(&state, &w, "settings", &req).await;
-                return error_page(
-                    &req,
-                    l,
-                    &AppError::new(ErrorCode::InvalidLifetime,
-                        format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
-                    ),
-                );
+        d => {
+            match d
+                .parse::<u32>()
+                .ok()
+                .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
+            {
+                Some(n) => Some(n),
+                None => {
+                    return Err(AppError::new(ErrorCode::InvalidLifetime,
+                    format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
+                )
+                .into());
+                }
             }
-        },
+        }
     };
     let user = w.user.clone();
-    let token = page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
+    let token = with_conn(&state, move |conn| {
+        crate::db::write_tx(conn, |conn| {
             let expires_at = token_expiry(crate::db::now(), days);
             let t = users::create_token_expiring(conn, user.id, &label, expires_at)?;
             record(
@@ -204,35 +191,30 @@ pub async fn create_token(
                 },
             )?;
             Ok(t)
-        }))
-        .await
-    );
+        })
+    })
+    .await?;
     settings_page(&req, &state, &w, Some(token)).await
 }
 
 pub async fn revoke_token(
-    req: HttpRequest,
     state: State,
     w: WebUser,
     path: web::Path<i64>,
     form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    csrf_guard!(&req, &state, &w, "settings", &form.csrf);
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
     let id = path.into_inner();
     let user = w.user.clone();
-    page_try!(
-        &req,
-        &state,
-        &w,
-        "settings",
-        with_conn(&state, move |conn| crate::db::write_tx(conn, |conn| {
+    with_conn(&state, move |conn| {
+        crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
             }
             record(conn, &user.actor(), None, Event::TokenRevoked { token: id })?;
             Ok(())
-        }))
-        .await
-    );
-    see_other("/settings?done=token#tokens")
+        })
+    })
+    .await?;
+    Ok(see_other("/settings?done=token#tokens"))
 }

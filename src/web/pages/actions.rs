@@ -1,0 +1,337 @@
+//! The change page's forms, one route each: submit, sign, edit the text, resolve again,
+//! reject, cancel, comment, execute, resume, abort, roll back. Each checks the form's
+//! CSRF token, makes one service call and goes back to the change page with its message.
+
+use actix_web::web;
+use serde::Deserialize;
+
+use super::{see_other, CsrfForm, PageResult};
+use crate::db::DbConn;
+use crate::domain::{Schema, Side};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::changes::{self as svc, change_id, EditChange, SignRequest};
+use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
+use crate::service::views::number;
+use crate::service::CurrentUser;
+use crate::web::session::WebUser;
+use crate::web::{with_conn, State};
+
+/// What every form here does: check the CSRF token, read the change's number, run `f` on
+/// the blocking pool (it answers the change to show: this one, or the rollback it
+/// created) and go back to that change's page with the message `done`.
+async fn act<F>(state: &State, w: &WebUser, raw: &str, csrf: &str, done: &str, f: F) -> PageResult
+where
+    F: FnOnce(&mut DbConn, &Schema, &CurrentUser, i64) -> AppResult<i64> + Send + 'static,
+{
+    w.check_csrf(csrf)?;
+    let id = change_id(raw)?;
+    let (schema, user) = (state.schema.clone(), w.user.clone());
+    let target = with_conn(state, move |conn| f(conn, &schema, &user, id)).await?;
+    Ok(see_other(&format!(
+        "/changes/{}?done={done}",
+        number(target)
+    )))
+}
+
+/// An optional reason: blank is none.
+fn given(reason: &str) -> Option<&str> {
+    Some(reason).filter(|r| !r.trim().is_empty())
+}
+
+/// `POST /changes/{id}/submit`
+pub async fn submit_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult {
+    act(
+        &state,
+        &w,
+        &path,
+        &form.csrf,
+        "submitted",
+        |conn, schema, user, id| svc::submit(conn, schema, user, id).map(|_| id),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    side: String,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    confirm_count: String,
+    #[serde(default)]
+    text_hash: String,
+}
+
+/// `POST /changes/{id}/sign`
+pub async fn sign_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<SignForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let csrf = f.csrf.clone();
+    act(
+        &state,
+        &w,
+        &path,
+        &csrf,
+        "signed",
+        move |conn, schema, user, id| {
+            let Some(side) = Side::parse(&f.side) else {
+                return Err(AppError::new(ErrorCode::InvalidSide, "Choose a side."));
+            };
+            let confirm = match f.confirm_count.trim() {
+                "" => None,
+                n => Some(n.parse::<u64>().map_err(|_| {
+                    AppError::new(
+                        ErrorCode::ConfirmCountMismatch,
+                        format!("`{n}` is not a number: type the number of targets"),
+                    )
+                })?),
+            };
+            let request = SignRequest {
+                side,
+                fingerprint: f.fingerprint,
+                comment: f.comment,
+                confirm_count: confirm,
+                text_hash: Some(f.text_hash).filter(|h| !h.trim().is_empty()),
+            };
+            svc::sign(conn, schema, user, id, request).map(|_| id)
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct TextForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    rationale: String,
+}
+
+/// `POST /changes/{id}/edit_text`: the title and rationale of a change whose targets are
+/// fixed (a rollback, a bulk restore); other changes use the edit page.
+pub async fn edit_text(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<TextForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let csrf = f.csrf.clone();
+    act(
+        &state,
+        &w,
+        &path,
+        &csrf,
+        "saved",
+        move |conn, schema, user, id| {
+            let edit = EditChange {
+                title: Some(f.title),
+                rationale: Some(f.rationale),
+                ..Default::default()
+            };
+            svc::edit(conn, schema, user, id, edit).map(|_| id)
+        },
+    )
+    .await
+}
+
+/// `POST /changes/{id}/resolve`
+pub async fn resolve_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult {
+    act(
+        &state,
+        &w,
+        &path,
+        &form.csrf,
+        "resolved",
+        |conn, schema, user, id| svc::reresolve(conn, schema, user, id).map(|_| id),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /changes/{id}/reject`
+pub async fn reject_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "rejected",
+        move |conn, schema, user, id| svc::reject(conn, schema, user, id, &f.reason).map(|_| id),
+    )
+    .await
+}
+
+/// `POST /changes/{id}/cancel`
+pub async fn cancel_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "cancelled",
+        move |conn, schema, user, id| {
+            svc::cancel(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /changes/{id}/comment`
+pub async fn comment_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CommentForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "commented",
+        move |conn, schema, user, id| svc::comment(conn, schema, user, id, &f.body).map(|_| id),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ExecuteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+/// `POST /changes/{id}/execute`: starts it and wakes this process's worker.
+pub async fn execute_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ExecuteForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let csrf = f.csrf.clone();
+    let request = ExecuteRequest {
+        fingerprint: f.fingerprint,
+    };
+    let r = act(
+        &state,
+        &w,
+        &path,
+        &csrf,
+        "executing",
+        move |conn, schema, user, id| exe::execute(conn, schema, user, id, &request).map(|_| id),
+    )
+    .await?;
+    state.wake.notify();
+    Ok(r)
+}
+
+/// `POST /changes/{id}/resume`: and wakes this process's worker.
+pub async fn resume_execution(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult {
+    let r = act(
+        &state,
+        &w,
+        &path,
+        &form.csrf,
+        "resumed",
+        |conn, schema, user, id| exe::resume(conn, schema, user, id).map(|_| id),
+    )
+    .await?;
+    state.wake.notify();
+    Ok(r)
+}
+
+/// `POST /changes/{id}/abort`
+pub async fn abort_execution(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "aborted",
+        move |conn, schema, user, id| {
+            exe::abort(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
+/// `POST /changes/{id}/rollback`: to the rollback it creates.
+pub async fn rollback_change(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult {
+    act(
+        &state,
+        &w,
+        &path,
+        &form.csrf,
+        "rollback",
+        |conn, schema, user, id| exe::rollback(conn, schema, user, id, &RollbackRequest::default()),
+    )
+    .await
+}
