@@ -58,6 +58,11 @@ async fn min_remaining_refuses_the_last_site_of_a_customer(app: TestApp) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "resolution_errors", "{v}");
     assert_eq!(v["error"]["details"]["errors"][0]["code"], "min_remaining");
+    let refused = &v["error"]["details"]["guards"][0];
+    assert_eq!(
+        (&refused["guard"], &refused["measured"], &refused["limit"]),
+        (&json!("min_remaining"), &json!(0), &json!(1.0))
+    );
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()

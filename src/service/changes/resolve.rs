@@ -46,7 +46,14 @@ pub(super) fn submit_problem(
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        return Some(AppError::new(ErrorCode::ResolutionErrors, msg).with_details(json!({"error_count": c.error_count, "errors": errors.iter().take(50).collect::<Vec<_>>()})));
+        // A failed population guard's numbers come with it (`summary.guards` has them all).
+        let refused: Vec<_> = summary.guards.iter().filter(|g| !g.passed).collect();
+        let details = json!({
+            "error_count": c.error_count,
+            "errors": errors.iter().take(50).collect::<Vec<_>>(),
+            "guards": refused,
+        });
+        return Some(AppError::new(ErrorCode::ResolutionErrors, msg).with_details(details));
     }
     if c.target_count == 0 {
         return Some(AppError::new(
