@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::pages::{html, layout, safe_next, see_other, Layout, PageResult};
 use super::session::{self, WebUser, SESSION_COOKIE};
 use super::session_use::PASSWORD_PATH;
-use super::{with_conn, State};
+use super::{run_as, with_conn, State};
 use crate::db::users;
 use crate::domain::account::{new_password_problems, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 use crate::error::{AppError, ErrorCode};
@@ -158,11 +158,10 @@ pub async fn change_password(
         .check(move || users::hash_password(&new))
         .await
         .map_err(|t| AppError::new(t.code(), t.message()))?;
-    let user = w.user.clone();
-    let done = with_conn(&state, move |conn| {
+    let done = run_as(&state, w.user.clone(), move |conn, _, user| {
         svc::change_password(
             conn,
-            &user,
+            user,
             &old_hash,
             &new_hash,
             chrono::Duration::hours(session::SESSION_HOURS),

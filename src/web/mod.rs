@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::domain::Schema;
 use crate::error::{AppError, ErrorCode};
+use crate::service::CurrentUser;
 
 /// Shared by every request.
 pub struct AppState {
@@ -48,6 +49,17 @@ where
         f(&mut conn)
     })
     .await
+}
+
+/// What nearly every handler (API and pages) does once it has parsed its request: run `f`
+/// on the blocking pool with a pooled connection, the running schema and `user`.
+pub async fn run_as<T, F>(state: &State, user: CurrentUser, f: F) -> Result<T, AppError>
+where
+    F: FnOnce(&mut db::DbConn, &Schema, &CurrentUser) -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    let schema = state.schema.clone();
+    with_conn(state, move |conn| f(conn, &schema, &user)).await
 }
 
 /// Run `f` on the blocking thread pool inside the caller's tracing span (the request's),
@@ -236,180 +248,188 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))
-                .service(
-                    web::scope("/api/v1")
-                        .route("/schema", web::get().to(api::get_schema))
-                        .route("/me", web::get().to(api::me))
-                        .route("/inventory", web::post().to(api::import_inventory))
-                        .route("/inventory", web::get().to(api::list_inventory))
-                        .route("/inventory/{id}", web::get().to(api::get_entity))
-                        .route("/imports/{id}", web::get().to(api::get_import))
-                        .route("/changes", web::post().to(api::create_change))
-                        .route("/changes", web::get().to(api::list_changes))
-                        .route("/changes/{id}", web::get().to(api::get_change))
-                        .route("/changes/{id}", web::patch().to(api::edit_change))
-                        .route("/changes/{id}/targets", web::get().to(api::change_targets))
-                        .route(
-                            "/changes/{id}/selector",
-                            web::get().to(api::change_selector),
-                        )
-                        .route("/changes/{id}/resolve", web::post().to(api::resolve_change))
-                        .route("/changes/{id}/submit", web::post().to(api::submit_change))
-                        .route("/changes/{id}/signoffs", web::post().to(api::sign_change))
-                        .route("/changes/{id}/reject", web::post().to(api::reject_change))
-                        .route("/changes/{id}/cancel", web::post().to(api::cancel_change))
-                        .route(
-                            "/changes/{id}/comments",
-                            web::post().to(api::comment_change),
-                        )
-                        .route("/changes/{id}/comments", web::get().to(api::list_comments))
-                        .route("/changes/{id}/events", web::get().to(api::change_events))
-                        .route("/changes/{id}/execute", web::post().to(api::execute_change))
-                        .route("/changes/{id}/execution", web::get().to(api::get_execution))
-                        .route(
-                            "/changes/{id}/execution/items",
-                            web::get().to(api::execution_items),
-                        )
-                        .route(
-                            "/changes/{id}/resume",
-                            web::post().to(api::resume_execution),
-                        )
-                        .route("/changes/{id}/abort", web::post().to(api::abort_execution))
-                        .route(
-                            "/changes/{id}/rollback",
-                            web::post().to(api::rollback_change),
-                        )
-                        .route("/restores", web::post().to(api::create_restore))
-                        .route(
-                            "/changes/{id}/contacts",
-                            web::get().to(api::change_contacts),
-                        )
-                        .route("/changes/{id}/notices", web::post().to(api::draft_notice))
-                        .route("/changes/{id}/notices", web::get().to(api::list_notices))
-                        .route(
-                            "/changes/{id}/notices/{nid}/approve",
-                            web::post().to(api::approve_notice),
-                        )
-                        .route(
-                            "/changes/{id}/notices/{nid}/discard",
-                            web::post().to(api::discard_notice),
-                        )
-                        .route("/contacts", web::post().to(api::import_contacts))
-                        .route(
-                            "/inventory/{id}/contacts",
-                            web::get().to(api::entity_contacts),
-                        )
-                        .route("/me/notifications", web::get().to(api::get_preferences))
-                        .route("/me/notifications", web::put().to(api::set_preferences))
-                        .route("/outbox", web::get().to(api::list_outbox))
-                        .route("/outbox/{id}/retry", web::post().to(api::retry_mail))
-                        .route("/queue", web::get().to(api::queue))
-                        .route("/audit/verify", web::get().to(api::audit_verify))
-                        .default_service(web::to(api::not_found)),
-                )
-                .route("/static/app.css", web::get().to(pages::css))
-                .route("/static/app.js", web::get().to(pages::js))
-                .service(
-                    web::resource("/login")
-                        .app_data(form_config(session::MAX_LOGIN_FORM_BYTES))
-                        .route(web::get().to(pages::login_form))
-                        .route(web::post().to(pages::login)),
-                )
-                .route("/logout", web::post().to(pages::logout))
-                .route("/", web::get().to(pages::home))
-                .route("/queue", web::get().to(pages::queue))
-                .route("/changes", web::get().to(pages::changes))
-                .route("/changes/new", web::get().to(pages::new_change))
-                .route("/changes/new", web::post().to(pages::create_change))
-                .route("/changes/{id}", web::get().to(pages::change))
-                .route(
-                    "/changes/{id}/targets.csv",
-                    web::get().to(pages::change_targets_csv),
-                )
-                .route("/changes/{id}/edit", web::get().to(pages::edit_form))
-                .route("/changes/{id}/edit", web::post().to(pages::save_edit))
-                // The change page's forms.
-                .route("/changes/{id}/submit", web::post().to(pages::submit_change))
-                .route("/changes/{id}/sign", web::post().to(pages::sign_change))
-                .route("/changes/{id}/edit_text", web::post().to(pages::edit_text))
-                .route(
-                    "/changes/{id}/resolve",
-                    web::post().to(pages::resolve_change),
-                )
-                .route("/changes/{id}/reject", web::post().to(pages::reject_change))
-                .route("/changes/{id}/cancel", web::post().to(pages::cancel_change))
-                .route(
-                    "/changes/{id}/comment",
-                    web::post().to(pages::comment_change),
-                )
-                .route(
-                    "/changes/{id}/execute",
-                    web::post().to(pages::execute_change),
-                )
-                .route(
-                    "/changes/{id}/resume",
-                    web::post().to(pages::resume_execution),
-                )
-                .route(
-                    "/changes/{id}/abort",
-                    web::post().to(pages::abort_execution),
-                )
-                .route(
-                    "/changes/{id}/rollback",
-                    web::post().to(pages::rollback_change),
-                )
-                .route(
-                    "/changes/{id}/notices",
-                    web::get().to(notice_pages::notices),
-                )
-                .route("/changes/{id}/notices", web::post().to(notice_pages::draft))
-                .route(
-                    "/changes/{id}/notices/{nid}/approve",
-                    web::post().to(notice_pages::approve),
-                )
-                .route(
-                    "/changes/{id}/notices/{nid}/discard",
-                    web::post().to(notice_pages::discard),
-                )
-                .route("/glossary", web::get().to(pages::glossary))
-                .route("/inventory", web::get().to(pages::inventory_page))
-                .route("/inventory/{id}", web::get().to(pages::entity_page))
-                .route("/settings", web::get().to(pages::settings))
-                .route(
-                    "/settings/notifications",
-                    web::get().to(pages::notification_settings),
-                )
-                .route(
-                    "/settings/notifications",
-                    web::post().to(pages::save_notifications),
-                )
-                .route("/settings/tokens", web::post().to(pages::create_token))
-                .route(
-                    "/settings/password",
-                    web::get().to(account_pages::password_form),
-                )
-                .route(
-                    "/settings/password",
-                    web::post().to(account_pages::change_password),
-                )
-                .route("/settings/sessions", web::get().to(account_pages::sessions))
-                .route(
-                    "/settings/sessions/others/revoke",
-                    web::post().to(account_pages::revoke_other_sessions),
-                )
-                .route(
-                    "/settings/sessions/{id}/revoke",
-                    web::post().to(account_pages::revoke_session),
-                )
-                .route(
-                    "/settings/tokens/{id}/revoke",
-                    web::post().to(pages::revoke_token),
-                )
-                .route("/admin/outbox", web::get().to(pages::outbox))
-                .route(
-                    "/admin/outbox/{id}/retry",
-                    web::post().to(pages::retry_mail),
-                )
+                .service(api_routes())
+                .configure(page_routes)
                 .default_service(web::to(pages::not_found_page)),
+        );
+}
+
+/// The JSON API, under `/api/v1`.
+fn api_routes() -> actix_web::Scope {
+    web::scope("/api/v1")
+        .route("/schema", web::get().to(api::get_schema))
+        .route("/me", web::get().to(api::me))
+        .route("/inventory", web::post().to(api::import_inventory))
+        .route("/inventory", web::get().to(api::list_inventory))
+        .route("/inventory/{id}", web::get().to(api::get_entity))
+        .route("/imports/{id}", web::get().to(api::get_import))
+        .route("/changes", web::post().to(api::create_change))
+        .route("/changes", web::get().to(api::list_changes))
+        .route("/changes/{id}", web::get().to(api::get_change))
+        .route("/changes/{id}", web::patch().to(api::edit_change))
+        .route("/changes/{id}/targets", web::get().to(api::change_targets))
+        .route(
+            "/changes/{id}/selector",
+            web::get().to(api::change_selector),
+        )
+        .route("/changes/{id}/resolve", web::post().to(api::resolve_change))
+        .route("/changes/{id}/submit", web::post().to(api::submit_change))
+        .route("/changes/{id}/signoffs", web::post().to(api::sign_change))
+        .route("/changes/{id}/reject", web::post().to(api::reject_change))
+        .route("/changes/{id}/cancel", web::post().to(api::cancel_change))
+        .route(
+            "/changes/{id}/comments",
+            web::post().to(api::comment_change),
+        )
+        .route("/changes/{id}/comments", web::get().to(api::list_comments))
+        .route("/changes/{id}/events", web::get().to(api::change_events))
+        .route("/changes/{id}/execute", web::post().to(api::execute_change))
+        .route("/changes/{id}/execution", web::get().to(api::get_execution))
+        .route(
+            "/changes/{id}/execution/items",
+            web::get().to(api::execution_items),
+        )
+        .route(
+            "/changes/{id}/resume",
+            web::post().to(api::resume_execution),
+        )
+        .route("/changes/{id}/abort", web::post().to(api::abort_execution))
+        .route(
+            "/changes/{id}/rollback",
+            web::post().to(api::rollback_change),
+        )
+        .route("/restores", web::post().to(api::create_restore))
+        .route(
+            "/changes/{id}/contacts",
+            web::get().to(api::change_contacts),
+        )
+        .route("/changes/{id}/notices", web::post().to(api::draft_notice))
+        .route("/changes/{id}/notices", web::get().to(api::list_notices))
+        .route(
+            "/changes/{id}/notices/{nid}/approve",
+            web::post().to(api::approve_notice),
+        )
+        .route(
+            "/changes/{id}/notices/{nid}/discard",
+            web::post().to(api::discard_notice),
+        )
+        .route("/contacts", web::post().to(api::import_contacts))
+        .route(
+            "/inventory/{id}/contacts",
+            web::get().to(api::entity_contacts),
+        )
+        .route("/me/notifications", web::get().to(api::get_preferences))
+        .route("/me/notifications", web::put().to(api::set_preferences))
+        .route("/outbox", web::get().to(api::list_outbox))
+        .route("/outbox/{id}/retry", web::post().to(api::retry_mail))
+        .route("/queue", web::get().to(api::queue))
+        .route("/audit/verify", web::get().to(api::audit_verify))
+        .default_service(web::to(api::not_found))
+}
+
+/// The web app's pages and forms.
+fn page_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/app.css", web::get().to(pages::css))
+        .route("/static/app.js", web::get().to(pages::js))
+        .service(
+            web::resource("/login")
+                .app_data(form_config(session::MAX_LOGIN_FORM_BYTES))
+                .route(web::get().to(pages::login_form))
+                .route(web::post().to(pages::login)),
+        )
+        .route("/logout", web::post().to(pages::logout))
+        .route("/", web::get().to(pages::home))
+        .route("/queue", web::get().to(pages::queue))
+        .route("/changes", web::get().to(pages::changes))
+        .route("/changes/new", web::get().to(pages::new_change))
+        .route("/changes/new", web::post().to(pages::create_change))
+        .route("/changes/{id}", web::get().to(pages::change))
+        .route(
+            "/changes/{id}/targets.csv",
+            web::get().to(pages::change_targets_csv),
+        )
+        .route("/changes/{id}/edit", web::get().to(pages::edit_form))
+        .route("/changes/{id}/edit", web::post().to(pages::save_edit))
+        // The change page's forms.
+        .route("/changes/{id}/submit", web::post().to(pages::submit_change))
+        .route("/changes/{id}/sign", web::post().to(pages::sign_change))
+        .route("/changes/{id}/edit_text", web::post().to(pages::edit_text))
+        .route(
+            "/changes/{id}/resolve",
+            web::post().to(pages::resolve_change),
+        )
+        .route("/changes/{id}/reject", web::post().to(pages::reject_change))
+        .route("/changes/{id}/cancel", web::post().to(pages::cancel_change))
+        .route(
+            "/changes/{id}/comment",
+            web::post().to(pages::comment_change),
+        )
+        .route(
+            "/changes/{id}/execute",
+            web::post().to(pages::execute_change),
+        )
+        .route(
+            "/changes/{id}/resume",
+            web::post().to(pages::resume_execution),
+        )
+        .route(
+            "/changes/{id}/abort",
+            web::post().to(pages::abort_execution),
+        )
+        .route(
+            "/changes/{id}/rollback",
+            web::post().to(pages::rollback_change),
+        )
+        .route(
+            "/changes/{id}/notices",
+            web::get().to(notice_pages::notices),
+        )
+        .route("/changes/{id}/notices", web::post().to(notice_pages::draft))
+        .route(
+            "/changes/{id}/notices/{nid}/approve",
+            web::post().to(notice_pages::approve),
+        )
+        .route(
+            "/changes/{id}/notices/{nid}/discard",
+            web::post().to(notice_pages::discard),
+        )
+        .route("/glossary", web::get().to(pages::glossary))
+        .route("/inventory", web::get().to(pages::inventory_page))
+        .route("/inventory/{id}", web::get().to(pages::entity_page))
+        .route("/settings", web::get().to(pages::settings))
+        .route(
+            "/settings/notifications",
+            web::get().to(pages::notification_settings),
+        )
+        .route(
+            "/settings/notifications",
+            web::post().to(pages::save_notifications),
+        )
+        .route("/settings/tokens", web::post().to(pages::create_token))
+        .route(
+            "/settings/password",
+            web::get().to(account_pages::password_form),
+        )
+        .route(
+            "/settings/password",
+            web::post().to(account_pages::change_password),
+        )
+        .route("/settings/sessions", web::get().to(account_pages::sessions))
+        .route(
+            "/settings/sessions/others/revoke",
+            web::post().to(account_pages::revoke_other_sessions),
+        )
+        .route(
+            "/settings/sessions/{id}/revoke",
+            web::post().to(account_pages::revoke_session),
+        )
+        .route(
+            "/settings/tokens/{id}/revoke",
+            web::post().to(pages::revoke_token),
+        )
+        .route("/admin/outbox", web::get().to(pages::outbox))
+        .route(
+            "/admin/outbox/{id}/retry",
+            web::post().to(pages::retry_mail),
         );
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::pages::{html, layout, see_other, Layout, PageResult};
 use super::session::WebUser;
-use super::{with_conn, State};
+use super::{run_as, State};
 use crate::db::DbConn;
 use crate::domain::notice::SEND_INTERVAL_MINUTES;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -191,8 +191,10 @@ async fn render(
         errors,
         preview,
     } = shown;
-    let viewer = w.user.clone();
-    let b = with_conn(state, move |conn| svc::board(conn, &viewer, id)).await?;
+    let b = run_as(state, w.user.clone(), move |conn, _, viewer| {
+        svc::board(conn, viewer, id)
+    })
+    .await?;
     let mut l = layout(req, state, w).await;
     l.flash = flash(req);
     let page = NoticesPage {
@@ -267,8 +269,10 @@ pub async fn draft(
             .collect(),
         preview,
     };
-    let user = w.user.clone();
-    let result = with_conn(&state, move |conn| svc::draft(conn, &user, id, request)).await;
+    let result = run_as(&state, w.user.clone(), move |conn, _, user| {
+        svc::draft(conn, user, id, request)
+    })
+    .await;
     match result {
         Ok(v) if preview => {
             let p = PreviewBox {
@@ -316,8 +320,11 @@ where
 {
     w.check_csrf(csrf)?;
     let id = change_id(&raw)?;
-    let user = w.user.clone();
-    match with_conn(state, move |conn| f(conn, &user, id, nid)).await {
+    match run_as(state, w.user.clone(), move |conn, _, user| {
+        f(conn, user, id, nid)
+    })
+    .await
+    {
         Ok(_) => Ok(see_other(&format!(
             "/changes/{}/notices?done={done}#notice-{nid}",
             number(id)

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{act_on_change, change_json, run, ReasonBody};
+use super::{act_on_change, change_json, ReasonBody};
 use crate::db::{audit, changes as repo};
 use crate::domain::ChangeState;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -14,7 +14,7 @@ use crate::service::changes::{self as svc, change_id, CreateChange, EditChange, 
 use crate::service::views::{number, ChangeSummaryView, EventView};
 use crate::service::CurrentUser;
 use crate::web::auth::Authed;
-use crate::web::{with_conn, State};
+use crate::web::{run_as, with_conn, State};
 
 pub async fn create_change(
     state: State,
@@ -23,7 +23,7 @@ pub async fn create_change(
 ) -> AppResult<HttpResponse> {
     let me = user.clone();
     let body = body.into_inner();
-    let id = run(&state, user, move |conn, schema, user| {
+    let id = run_as(&state, user, move |conn, schema, user| {
         svc::create(conn, schema, user, body)
     })
     .await?;
@@ -87,7 +87,7 @@ pub async fn edit_change(
     let me = user.clone();
     let id = change_id(&path)?;
     let body = body.into_inner();
-    let outcome = run(&state, user, move |conn, schema, user| {
+    let outcome = run_as(&state, user, move |conn, schema, user| {
         svc::edit(conn, schema, user, id, body)
     })
     .await?;
@@ -101,7 +101,7 @@ pub async fn resolve_change(
 ) -> AppResult<HttpResponse> {
     let me = user.clone();
     let id = change_id(&path)?;
-    let outcome = run(&state, user, move |conn, schema, user| {
+    let outcome = run_as(&state, user, move |conn, schema, user| {
         svc::reresolve(conn, schema, user, id)
     })
     .await?;
@@ -179,7 +179,7 @@ pub async fn comment_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let text = body.into_inner().body;
-    let cid = run(&state, user, move |conn, schema, user| {
+    let cid = run_as(&state, user, move |conn, schema, user| {
         svc::comment(conn, schema, user, id, &text)
     })
     .await?;

@@ -5,13 +5,13 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_attachment, lines_of, run, spool, wants_csv, ImportQuery};
-use crate::error::{AppError, AppResult, ErrorCode};
+use super::{csv_attachment, import_answer, lines_of, spool, wants_csv, ImportQuery};
+use crate::error::AppResult;
 use crate::service::changes::change_id;
 use crate::service::contacts as svc;
 use crate::service::views::number;
 use crate::web::auth::Authed;
-use crate::web::State;
+use crate::web::{run_as, State};
 
 /// `POST /api/v1/contacts`: NDJSON contacts (bounded by the JSON body limit).
 pub async fn import_contacts(
@@ -24,19 +24,15 @@ pub async fn import_contacts(
     let limit = state.config.max_json_bytes;
     let body = spool(&state, &mut payload, limit, "COUNTERSIGN_MAX_JSON_BYTES").await?;
     let partial = query.partial;
-    let report = run(&state, user, move |conn, _, user| {
+    let report = run_as(&state, user, move |conn, _, user| {
         svc::import(conn, &user.actor(), lines_of(body)?, partial)
     })
     .await?;
-    if report.rejected > 0 && !report.committed {
-        let msg = format!(
-            "{} of {} lines are not valid contacts; nothing was written",
-            report.rejected, report.lines
-        );
-        return Err(AppError::new(ErrorCode::InvalidLines, msg)
-            .with_details(serde_json::to_value(&report).unwrap_or_default()));
-    }
-    Ok(HttpResponse::Ok().json(report))
+    let msg = format!(
+        "{} of {} lines are not valid contacts; nothing was written",
+        report.rejected, report.lines
+    );
+    import_answer(report.committed || report.rejected == 0, report, msg)
 }
 
 pub async fn entity_contacts(
@@ -45,7 +41,7 @@ pub async fn entity_contacts(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = path.into_inner();
-    let v = run(&state, user, move |conn, _, user| {
+    let v = run_as(&state, user, move |conn, _, user| {
         svc::entity_contacts(conn, user, &id)
     })
     .await?;
@@ -66,13 +62,13 @@ pub async fn change_contacts(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     if wants_csv(q.format.as_deref())? {
-        let body = run(&state, user, move |conn, _, user| {
+        let body = run_as(&state, user, move |conn, _, user| {
             svc::export_csv(conn, user, id)
         })
         .await?;
         return Ok(csv_attachment(&format!("{}-contacts.csv", number(id))).body(body));
     }
-    let roots = run(&state, user, move |conn, _, user| {
+    let roots = run_as(&state, user, move |conn, _, user| {
         svc::for_change(conn, user, id)
     })
     .await?;

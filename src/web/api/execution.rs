@@ -6,14 +6,14 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{act_on_change, reply, run, ReasonBody};
+use super::{act_on_change, reply, ReasonBody};
 use crate::error::AppResult;
 use crate::service::changes::change_id;
 use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
 use crate::service::restore::{self, RestoreRequest};
 use crate::service::views::number;
 use crate::web::auth::Authed;
-use crate::web::State;
+use crate::web::{run_as, State};
 
 pub async fn execute_change(
     state: State,
@@ -23,7 +23,7 @@ pub async fn execute_change(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let body = body.into_inner();
-    let v = run(&state, user, move |conn, schema, user| {
+    let v = run_as(&state, user, move |conn, schema, user| {
         exe::execute(conn, schema, user, id, &body)
     })
     .await?;
@@ -61,7 +61,7 @@ pub async fn execution_items(
     let q = q.into_inner();
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let (total, items) = run(&state, user, move |conn, _, _| {
+    let (total, items) = run_as(&state, user, move |conn, _, _| {
         exe::items(conn, id, q.status.as_deref(), offset, limit)
     })
     .await?;
@@ -77,7 +77,7 @@ pub async fn resume_execution(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = run(&state, user, move |conn, schema, user| {
+    let v = run_as(&state, user, move |conn, schema, user| {
         exe::resume(conn, schema, user, id)
     })
     .await?;

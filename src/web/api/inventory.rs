@@ -4,12 +4,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{lines_of, reply, run, spool, ImportQuery};
+use super::{import_answer, lines_of, reply, spool, ImportQuery};
 use crate::db::inventory::ListFilter;
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::AppResult;
 use crate::service::inventory as inv;
 use crate::web::auth::Authed;
-use crate::web::State;
+use crate::web::{run_as, State};
 
 /// `POST /api/v1/inventory`: NDJSON, spooled to disk before the import (see
 /// `web::upload`), so a 1M-line body never sits in memory.
@@ -24,17 +24,13 @@ pub async fn import_inventory(
     let limit = state.config.max_import_bytes;
     let body = spool(&state, &mut payload, limit, "COUNTERSIGN_MAX_IMPORT_BYTES").await?;
     let partial = query.partial;
-    let report = run(&state, user, move |conn, schema, user| {
+    let report = run_as(&state, user, move |conn, schema, user| {
         let lines = lines_of(body)?.map(|l| l.map_err(|e| e.to_string()));
         inv::import(conn, schema, user, lines, partial)
     })
     .await?;
-    if !report.committed {
-        let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
-        return Err(AppError::new(ErrorCode::InvalidLines, msg)
-            .with_details(serde_json::to_value(&report).unwrap_or_default()));
-    }
-    Ok(HttpResponse::Ok().json(report))
+    let msg = format!("{} of {} lines are invalid; nothing was written (fix them, or send ?partial=true to import only the valid lines)", report.rejected, report.lines);
+    import_answer(report.committed, report, msg)
 }
 
 pub async fn list_inventory(
@@ -43,7 +39,7 @@ pub async fn list_inventory(
     q: web::Query<ListFilter>,
 ) -> AppResult<HttpResponse> {
     let f = q.into_inner();
-    let rows = run(&state, user, move |conn, schema, _| {
+    let rows = run_as(&state, user, move |conn, schema, _| {
         inv::list(conn, schema, &f)
     })
     .await?;

@@ -1,5 +1,5 @@
 //! JSON API handlers by resource: parse, call one service function, serialise. This
-//! module: the call shape every handler shares ([`run`], [`reply`], [`act_on_change`]),
+//! module: the call shape the handlers share ([`reply`], [`act_on_change`] over `web::run_as`),
 //! body errors, health, the caller, the queue and the audit check.
 
 use actix_web::error::JsonPayloadError;
@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::{self, changes as svc, CurrentUser};
 use crate::web::auth::Authed;
 use crate::web::upload::{self, Spooled};
-use crate::web::{with_conn, State};
+use crate::web::{run_as, with_conn, State};
 
 mod changes;
 mod contacts;
@@ -41,18 +41,7 @@ pub use targets::{change_selector, change_targets};
 
 // ---- the call shape ------------------------------------------------------------------
 
-/// What nearly every handler does once it has parsed its request: run `f` on the blocking
-/// pool with a pooled connection, the running schema and the caller.
-async fn run<T, F>(state: &State, user: CurrentUser, f: F) -> AppResult<T>
-where
-    F: FnOnce(&mut DbConn, &Schema, &CurrentUser) -> AppResult<T> + Send + 'static,
-    T: Send + 'static,
-{
-    let schema = state.schema.clone();
-    with_conn(state, move |conn| f(conn, &schema, &user)).await
-}
-
-/// [`run`], its value answered as JSON with `status`.
+/// [`run_as`], its value answered as JSON with `status`.
 async fn reply<T, F>(
     state: &State,
     user: CurrentUser,
@@ -63,11 +52,11 @@ where
     F: FnOnce(&mut DbConn, &Schema, &CurrentUser) -> AppResult<T> + Send + 'static,
     T: Serialize + Send + 'static,
 {
-    let v = run(state, user, f).await?;
+    let v = run_as(state, user, f).await?;
     Ok(HttpResponse::build(status).json(v))
 }
 
-/// [`run`] an action that names a change (the one acted on, or the rollback or restore it
+/// [`run_as`] an action that names a change (the one acted on, or the rollback or restore it
 /// created), then answer that change as the caller now sees it.
 async fn act_on_change<F>(
     state: &State,
@@ -79,13 +68,13 @@ where
     F: FnOnce(&mut DbConn, &Schema, &CurrentUser) -> AppResult<i64> + Send + 'static,
 {
     let me = user.clone();
-    let id = run(state, user, f).await?;
+    let id = run_as(state, user, f).await?;
     Ok(HttpResponse::build(status).json(change_json(state, &me, id).await?))
 }
 
 /// A change as `me` sees it: with the actions they may take (`allowed_actions`).
 async fn change_json(state: &State, me: &CurrentUser, id: i64) -> AppResult<serde_json::Value> {
-    let v = run(state, me.clone(), move |conn, schema, me| {
+    let v = run_as(state, me.clone(), move |conn, schema, me| {
         svc::view_for(conn, schema, me, id)
     })
     .await?;
@@ -150,6 +139,20 @@ async fn spool(
 fn lines_of(body: Spooled) -> AppResult<Lines<std::io::BufReader<std::fs::File>>> {
     body.lines()
         .map_err(|e| AppError::Unexpected(anyhow::anyhow!("cannot read the spooled upload: {e}")))
+}
+
+/// An import's answer: its report, or when nothing was written a 422 `invalid_lines` with
+/// `message` and the report as details.
+fn import_answer<R: Serialize>(
+    committed: bool,
+    report: R,
+    message: String,
+) -> AppResult<HttpResponse> {
+    if committed {
+        return Ok(HttpResponse::Ok().json(report));
+    }
+    Err(AppError::new(ErrorCode::InvalidLines, message)
+        .with_details(serde_json::to_value(&report).unwrap_or_default()))
 }
 
 pub fn json_error(err: JsonPayloadError) -> AppError {
@@ -218,7 +221,7 @@ pub async fn me(Authed(user): Authed) -> HttpResponse {
 }
 
 pub async fn queue(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
-    let items = run(&state, user, |conn, schema, user| {
+    let items = run_as(&state, user, |conn, schema, user| {
         service::queue::queue(conn, schema, user)
     })
     .await?;

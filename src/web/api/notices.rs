@@ -4,12 +4,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{reply, run};
+use super::reply;
+use crate::db::DbConn;
 use crate::error::AppResult;
 use crate::service::changes::change_id;
-use crate::service::contacts::{self as svc, NoticeRequest};
+use crate::service::contacts::{self as svc, NoticeRequest, NoticeView};
+use crate::service::CurrentUser;
 use crate::web::auth::Authed;
-use crate::web::State;
+use crate::web::{run_as, State};
 
 /// `POST /api/v1/changes/{id}/notices`: preview (`"preview": true`) or draft a notice.
 pub async fn draft_notice(
@@ -31,18 +33,31 @@ pub async fn draft_notice(
     .await
 }
 
+/// A decision on notice `nid` of change `raw`: `f` (approve or discard), answered with the
+/// notice.
+async fn decide<F>(
+    state: &State,
+    user: CurrentUser,
+    (raw, nid): (String, i64),
+    f: F,
+) -> AppResult<HttpResponse>
+where
+    F: FnOnce(&mut DbConn, &CurrentUser, i64, i64) -> AppResult<NoticeView> + Send + 'static,
+{
+    let id = change_id(&raw)?;
+    reply(state, user, StatusCode::OK, move |conn, _, user| {
+        f(conn, user, id, nid)
+    })
+    .await
+}
+
 /// `POST /api/v1/changes/{id}/notices/{nid}/approve`: sends it.
 pub async fn approve_notice(
     state: State,
     Authed(user): Authed,
     path: web::Path<(String, i64)>,
 ) -> AppResult<HttpResponse> {
-    let (raw, nid) = path.into_inner();
-    let id = change_id(&raw)?;
-    reply(&state, user, StatusCode::OK, move |conn, _, user| {
-        svc::approve(conn, user, id, nid)
-    })
-    .await
+    decide(&state, user, path.into_inner(), svc::approve).await
 }
 
 /// `POST /api/v1/changes/{id}/notices/{nid}/discard`
@@ -51,12 +66,7 @@ pub async fn discard_notice(
     Authed(user): Authed,
     path: web::Path<(String, i64)>,
 ) -> AppResult<HttpResponse> {
-    let (raw, nid) = path.into_inner();
-    let id = change_id(&raw)?;
-    reply(&state, user, StatusCode::OK, move |conn, _, user| {
-        svc::discard(conn, user, id, nid)
-    })
-    .await
+    decide(&state, user, path.into_inner(), svc::discard).await
 }
 
 pub async fn list_notices(
@@ -65,7 +75,7 @@ pub async fn list_notices(
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
-    let v = run(&state, user, move |conn, _, user| {
+    let v = run_as(&state, user, move |conn, _, user| {
         svc::notices(conn, user, id)
     })
     .await?;

@@ -7,16 +7,16 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{reply, run};
+use super::reply;
 use crate::error::AppResult;
 use crate::notify::MODES;
 use crate::service::changes::change_id;
 use crate::service::notifications as svc;
 use crate::web::auth::Authed;
-use crate::web::State;
+use crate::web::{run_as, State};
 
 pub async fn get_preferences(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
-    let v = run(&state, user, |conn, _, user| svc::preferences(conn, user)).await?;
+    let v = run_as(&state, user, |conn, _, user| svc::preferences(conn, user)).await?;
     Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": MODES})))
 }
 
@@ -26,7 +26,7 @@ pub async fn set_preferences(
     body: web::Json<BTreeMap<String, String>>,
 ) -> AppResult<HttpResponse> {
     let changes = body.into_inner();
-    let v = run(&state, user, move |conn, _, user| {
+    let v = run_as(&state, user, move |conn, _, user| {
         svc::set_preferences(conn, user, &changes)
     })
     .await?;
@@ -49,7 +49,7 @@ pub async fn list_outbox(
     let q = q.into_inner();
     let change = q.change.as_deref().map(change_id).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let v = run(&state, user, move |conn, _, user| {
+    let v = run_as(&state, user, move |conn, _, user| {
         svc::outbox(conn, user, q.state.as_deref(), change, limit)
     })
     .await?;

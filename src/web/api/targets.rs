@@ -5,13 +5,13 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_attachment, run, wants_csv};
+use super::{csv_attachment, wants_csv};
 use crate::db::changes as repo;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::{self as svc, change_id};
 use crate::service::views::number;
 use crate::web::auth::Authed;
-use crate::web::{with_conn, State};
+use crate::web::{run_as, with_conn, State};
 
 #[derive(Debug, Deserialize)]
 pub struct TargetsQuery {
@@ -33,7 +33,7 @@ pub async fn change_targets(
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let search = q.q;
     if csv {
-        let (change, out) = run(&state, user, move |conn, schema, _| {
+        let (change, out) = run_as(&state, user, move |conn, schema, _| {
             svc::targets_csv(conn, schema, id, search.as_deref(), offset)
         })
         .await?;
@@ -42,7 +42,7 @@ pub async fn change_targets(
             .body(out));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let (change, total, rows, sets) = run(&state, user, move |conn, schema, _| {
+    let (change, total, rows, sets) = run_as(&state, user, move |conn, schema, _| {
         crate::db::snapshot(conn, |conn| {
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;

@@ -14,7 +14,7 @@ use crate::service::execution::{self as exe, ExecuteRequest, RollbackRequest};
 use crate::service::views::number;
 use crate::service::CurrentUser;
 use crate::web::session::WebUser;
-use crate::web::{with_conn, State};
+use crate::web::{run_as, State};
 
 /// What every form here does: check the CSRF token, read the change's number, run `f` on
 /// the blocking pool (it answers the change to show: this one, or the rollback it
@@ -25,8 +25,10 @@ where
 {
     w.check_csrf(csrf)?;
     let id = change_id(raw)?;
-    let (schema, user) = (state.schema.clone(), w.user.clone());
-    let target = with_conn(state, move |conn| f(conn, &schema, &user, id)).await?;
+    let target = run_as(state, w.user.clone(), move |conn, schema, user| {
+        f(conn, schema, user, id)
+    })
+    .await?;
     Ok(see_other(&format!(
         "/changes/{}?done={done}",
         number(target)

@@ -1,6 +1,23 @@
 //! The change page and its targets as CSV (its forms are `actions`).
 
-use super::*;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::lists::Activity;
+use super::{html, layout, Layout, PageResult};
+use crate::db::{audit, changes as repo};
+use crate::domain::access::ChangeAction;
+use crate::domain::resolution::short_fingerprint;
+use crate::domain::{Effect, ExecState, Side};
+use crate::error::AppError;
+use crate::service::changes::{self as svc, change_id};
+use crate::service::execution::{self as exe, ExecutionView};
+use crate::service::views::{number, ChangeView, SideStatus};
+use crate::web::session::WebUser;
+use crate::web::{run_as, State};
 
 // ---- the change page ------------------------------------------------------------------
 
@@ -90,6 +107,56 @@ pub(crate) fn pct(part: i64, whole: i64) -> i64 {
     }
 }
 
+/// One side's sign-off panel: its team, the counts, the sign-offs, whether this person may sign.
+fn side_panel(
+    v: &ChangeView,
+    can: &Allowed,
+    side: Side,
+    label: &'static str,
+    st: &SideStatus,
+) -> SidePanel {
+    SidePanel {
+        side: side.as_str(),
+        label,
+        team: st.team.clone(),
+        required: st.required,
+        current: st.current,
+        missing: st.missing,
+        signoffs: v
+            .signoffs
+            .iter()
+            .filter(|s| s.side == side)
+            .map(|s| SignoffLine {
+                who: s.by.name.clone(),
+                fp: short_fingerprint(&s.fingerprint),
+                stale: !s.counts,
+                why: s.why_not.clone().unwrap_or_default(),
+                comment: s.comment.clone(),
+                at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+            })
+            .collect(),
+        can_sign: can.has(&format!("sign_{side}")),
+    }
+}
+
+/// An execution's waves as progress bars.
+fn wave_rows(e: &ExecutionView) -> Vec<WaveRow> {
+    e.waves
+        .iter()
+        .enumerate()
+        .map(|(i, wv)| WaveRow {
+            n: i + 1,
+            size: wv.size,
+            done: wv.done,
+            failed: wv.failed,
+            skipped: wv.skipped,
+            pct_done: pct(wv.done as i64, wv.size as i64),
+            pct_failed: pct(wv.failed as i64, wv.size as i64),
+            pct_skipped: pct(wv.skipped as i64, wv.size as i64),
+        })
+        .collect()
+}
+
 pub async fn change(
     req: HttpRequest,
     state: State,
@@ -98,19 +165,17 @@ pub async fn change(
     q: web::Query<ChangeQuery>,
 ) -> PageResult {
     let id = change_id(&path)?;
-    let schema = state.schema.clone();
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let s2 = search.clone();
-    let viewer = w.user.clone();
-    let data = with_conn(&state, move |conn| {
+    let data = run_as(&state, w.user.clone(), move |conn, schema, viewer| {
         crate::db::snapshot(conn, |conn| {
-            let v = svc::view_for(conn, &schema, &viewer, id)?;
+            let v = svc::view_for(conn, schema, viewer, id)?;
             let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let ids: Vec<&str> = rows.iter().map(|t| t.entity_id.as_str()).collect();
-            let sets = svc::attribute_changes(conn, &schema, &c, &ids)?;
+            let sets = svc::attribute_changes(conn, schema, &c, &ids)?;
             let comments = repo::comments(conn, id)?;
             let events = audit::for_change(conn, id)?;
             let exec = crate::db::exec::for_change(conn, id)?
@@ -123,53 +188,24 @@ pub async fn change(
     let (v, total, rows, sets, comments, events, exec) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
-    let side_panel =
-        |side: Side, label: &'static str, st: &crate::service::views::SideStatus| SidePanel {
-            side: side.as_str(),
-            label,
-            team: st.team.clone(),
-            required: st.required,
-            current: st.current,
-            missing: st.missing,
-            signoffs: v
-                .signoffs
-                .iter()
-                .filter(|s| s.side == side)
-                .map(|s| SignoffLine {
-                    who: s.by.name.clone(),
-                    fp: short_fingerprint(&s.fingerprint),
-                    stale: !s.counts,
-                    why: s.why_not.clone().unwrap_or_default(),
-                    comment: s.comment.clone(),
-                    at: s.at.format("%Y-%m-%d %H:%M").to_string(),
-                })
-                .collect(),
-            can_sign: can.has(&format!("sign_{side}")),
-        };
     let sides = vec![
-        side_panel(Side::Requester, "Requesting team", &v.requester_side),
-        side_panel(Side::Implementer, "Implementing team", &v.implementer_side),
+        side_panel(
+            &v,
+            &can,
+            Side::Requester,
+            "Requesting team",
+            &v.requester_side,
+        ),
+        side_panel(
+            &v,
+            &can,
+            Side::Implementer,
+            "Implementing team",
+            &v.implementer_side,
+        ),
     ];
     let exec_state = exec.as_ref().map(|e| e.state);
-    let waves = exec
-        .as_ref()
-        .map(|e| {
-            e.waves
-                .iter()
-                .enumerate()
-                .map(|(i, wv)| WaveRow {
-                    n: i + 1,
-                    size: wv.size,
-                    done: wv.done,
-                    failed: wv.failed,
-                    skipped: wv.skipped,
-                    pct_done: pct(wv.done as i64, wv.size as i64),
-                    pct_failed: pct(wv.failed as i64, wv.size as i64),
-                    pct_skipped: pct(wv.skipped as i64, wv.size as i64),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let waves = exec.as_ref().map(wave_rows).unwrap_or_default();
     let page = ChangePage {
         l: layout(&req, &state, &w).await,
         effect_words: v.operation.effect_text.clone(),
@@ -233,11 +269,10 @@ pub async fn change(
 }
 
 /// `GET /changes/{id}/targets.csv` (for the signed-in only).
-pub async fn change_targets_csv(state: State, _w: WebUser, path: web::Path<String>) -> PageResult {
+pub async fn change_targets_csv(state: State, w: WebUser, path: web::Path<String>) -> PageResult {
     let id = change_id(&path)?;
-    let schema = state.schema.clone();
-    let rows = with_conn(&state, move |conn| {
-        crate::service::changes::targets_csv(conn, &schema, id, None, 0)
+    let rows = run_as(&state, w.user.clone(), move |conn, schema, _| {
+        crate::service::changes::targets_csv(conn, schema, id, None, 0)
     })
     .await?;
     let out = rows.1;

@@ -1,6 +1,17 @@
 //! Editing a change (title, rationale, targets, window): re-resolved on save.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+
+use super::new_change::{new_change_page, to_request, ChangeForm};
+use super::{html, layout, see_other, Layout, PageResult};
+use crate::domain::access::ChangeAction;
+use crate::error::{AppError, ErrorCode};
+use crate::service::changes::{self as svc, change_id};
+use crate::service::views::{number, ChangeView};
+use crate::web::session::WebUser;
+use crate::web::{run_as, State};
 
 // ---- editing a change -----------------------------------------------------------------
 
@@ -79,10 +90,8 @@ pub async fn edit_form(
     path: web::Path<String>,
 ) -> PageResult {
     let id = change_id(&path)?;
-    let schema = state.schema.clone();
-    let viewer = w.user.clone();
-    let v = with_conn(&state, move |conn| {
-        svc::view_for(conn, &schema, &viewer, id)
+    let v = run_as(&state, w.user.clone(), move |conn, schema, viewer| {
+        svc::view_for(conn, schema, viewer, id)
     })
     .await?;
     editable(&v)?;
@@ -123,10 +132,8 @@ pub async fn save_edit(
             return Ok(again(l, problems));
         }
     };
-    let user = w.user.clone();
-    let schema = state.schema.clone();
-    let saved = with_conn(&state, move |conn| {
-        let v = svc::view_for(conn, &schema, &user, id)?;
+    let saved = run_as(&state, w.user.clone(), move |conn, schema, user| {
+        let v = svc::view_for(conn, schema, user, id)?;
         editable(&v)?;
         // The form edits the expected target count; an expected root count set through the
         // API is kept.
@@ -137,8 +144,8 @@ pub async fn save_edit(
         };
         svc::edit(
             conn,
-            &schema,
-            &user,
+            schema,
+            user,
             id,
             svc::EditChange {
                 title: Some(cr.title),

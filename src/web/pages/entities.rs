@@ -1,6 +1,16 @@
 //! The glossary of kinds and operations, and the inventory pages.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, layout, Layout, PageResult};
+use crate::db::{changes as repo, inventory};
+use crate::domain::resolution::short_fingerprint;
+use crate::service::views::number;
+use crate::web::session::WebUser;
+use crate::web::{run_as, with_conn, State};
 
 // ---- glossary, inventory --------------------------------------------------------------
 
@@ -134,13 +144,11 @@ pub async fn entity_page(
     path: web::Path<String>,
 ) -> PageResult {
     let id = path.into_inner();
-    let schema = state.schema.clone();
-    let viewer = w.user.clone();
-    let data = with_conn(&state, move |conn| {
+    let data = run_as(&state, w.user.clone(), move |conn, schema, viewer| {
         crate::db::snapshot(conn, |conn| {
-            let e = crate::service::inventory::detail(conn, &schema, &id)?;
+            let e = crate::service::inventory::detail(conn, schema, &id)?;
             let changes = repo::changes_touching(conn, &id, 50)?;
-            let contacts = crate::service::contacts::of_entity(conn, &viewer, &id)?;
+            let contacts = crate::service::contacts::of_entity(conn, viewer, &id)?;
             Ok((e, changes, contacts))
         })
     })

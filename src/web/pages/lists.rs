@@ -1,6 +1,17 @@
 //! The lists: home, the approval queue, the changes list.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, layout, Layout, PageResult};
+use crate::db::{audit, changes as repo};
+use crate::domain::Effect;
+use crate::service::queue;
+use crate::service::views::{number, ChangeSummaryView};
+use crate::web::session::WebUser;
+use crate::web::{run_as, with_conn, State};
 
 // ---- lists ----------------------------------------------------------------------------
 
@@ -67,10 +78,8 @@ pub struct Activity {
 }
 
 pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
-    let user = w.user.clone();
-    let schema = state.schema.clone();
-    let data = with_conn(&state, move |conn| {
-        let queue = queue::queue(conn, &schema, &user)?;
+    let data = run_as(&state, w.user.clone(), move |conn, schema, user| {
+        let queue = queue::queue(conn, schema, user)?;
         let mine: Vec<ChangeSummaryView> = repo::list(
             conn,
             &repo::ListFilter {
@@ -81,7 +90,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
             },
         )?
         .iter()
-        .map(|c| ChangeSummaryView::new(&schema, c))
+        .map(|c| ChangeSummaryView::new(schema, c))
         .collect();
         let events = audit::recent(conn, 15)?;
         Ok((queue, mine, events))
@@ -127,9 +136,10 @@ pub async fn queue(
     w: WebUser,
     q: web::Query<QueueQuery>,
 ) -> PageResult {
-    let user = w.user.clone();
-    let schema = state.schema.clone();
-    let items = with_conn(&state, move |conn| queue::queue(conn, &schema, &user)).await?;
+    let items = run_as(&state, w.user.clone(), move |conn, schema, user| {
+        queue::queue(conn, schema, user)
+    })
+    .await?;
     let effect = q.effect.clone().unwrap_or_default();
     let rows = items
         .iter()

@@ -1,6 +1,17 @@
 //! Signing in and out: the login form (double-submit CSRF cookie, throttled password checks) and logout.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, see_other, Layout, PageResult};
+use crate::db::{audit, users};
+use crate::domain::event::Event;
+use crate::error::{AppError, ErrorCode};
+use crate::service::events::record;
+use crate::web::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::web::{with_conn, State};
 
 // ---- login ----------------------------------------------------------------------------
 

@@ -2,31 +2,16 @@
 //! page works without JavaScript; every form carries the session's CSRF token. This
 //! module: the layout, page errors and static assets; one module per use case below.
 
-use std::collections::BTreeMap;
-
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
-use serde::Deserialize;
 
-use crate::db::{audit, changes as repo, inventory, users};
-use crate::domain::access::ChangeAction;
-use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
-use crate::domain::event::Event;
-use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
-use crate::domain::selector::{Scope, Selector};
-use crate::domain::{Effect, ExecState, OutboxState, Side};
 use crate::error::{AppError, ErrorCode, RequestId};
-use crate::service::changes::{self as svc, change_id, CreateChange};
-use crate::service::events::record;
-use crate::service::execution::{self as exe, ExecutionView};
-use crate::service::views::{number, ChangeSummaryView, ChangeView};
-use crate::service::{queue, CurrentUser};
-use crate::web::session::{self, csrf_ok, WebUser, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::web::session::WebUser;
 use crate::web::{with_conn, State};
 
 mod actions;
@@ -43,14 +28,17 @@ pub use actions::{
     abort_execution, cancel_change, comment_change, edit_text, execute_change, reject_change,
     resolve_change, resume_execution, rollback_change, sign_change, submit_change,
 };
-pub use change::*;
-pub use edit::*;
-pub use entities::*;
-pub use lists::*;
-pub use login::*;
-pub use new_change::*;
-pub use outbox::*;
-pub use settings::*;
+pub use change::{change, change_targets_csv};
+pub use edit::{edit_form, save_edit};
+pub use entities::{entity_page, glossary, inventory_page};
+pub use lists::{changes, home, queue};
+pub(crate) use login::safe_next;
+pub use login::{login, login_form, logout, random_password, CsrfForm};
+pub use new_change::{create_change, new_change, to_request, ChangeForm};
+pub use outbox::{outbox, retry_mail};
+pub use settings::{
+    create_token, notification_settings, revoke_token, save_notifications, settings,
+};
 
 // ---- layout and errors ---------------------------------------------------------------
 

@@ -1,6 +1,21 @@
 //! The new-change form: preview (a resolution that stores nothing), create, create and submit; every problem shown on the re-rendered form.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, layout, see_other, Layout, PageResult};
+use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
+use crate::domain::selector::{Scope, Selector};
+use crate::error::{AppError, ErrorCode};
+use crate::service::changes::{self as svc, CreateChange};
+use crate::service::views::number;
+use crate::service::CurrentUser;
+use crate::web::session::WebUser;
+use crate::web::{run_as, with_conn, State};
 
 // ---- new change -----------------------------------------------------------------------
 
@@ -360,13 +375,12 @@ pub async fn create_change(
     // the list resolved again, for the preview that shows why.
     let mut refused = None;
     if f.action == "create" {
-        let (user, schema) = (w.user.clone(), state.schema.clone());
         let attempt = CreateChange {
             submit: true,
             ..request.clone()
         };
-        match with_conn(&state, move |conn| {
-            svc::create(conn, &schema, &user, attempt)
+        match run_as(&state, w.user.clone(), move |conn, schema, user| {
+            svc::create(conn, schema, user, attempt)
         })
         .await
         {

@@ -1,6 +1,14 @@
 //! Admins: the outbox, with retry of dead mails.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, layout, see_other, CsrfForm, Layout, PageResult};
+use crate::domain::OutboxState;
+use crate::web::session::WebUser;
+use crate::web::{run_as, State};
 
 // ---- admins: the outbox ---------------------------------------------------------------
 
@@ -29,9 +37,8 @@ pub async fn outbox(
         .clone()
         .unwrap_or_else(|| OutboxState::Dead.to_string());
     let filter = (st != "all").then(|| st.clone());
-    let user = w.user.clone();
-    let mails = with_conn(&state, move |conn| {
-        crate::service::notifications::outbox(conn, &user, filter.as_deref(), None, 200)
+    let mails = run_as(&state, w.user.clone(), move |conn, _, user| {
+        crate::service::notifications::outbox(conn, user, filter.as_deref(), None, 200)
     })
     .await?;
     let page = OutboxPage {
@@ -61,9 +68,8 @@ pub async fn retry_mail(
 ) -> PageResult {
     w.check_csrf(&form.csrf)?;
     let id = path.into_inner();
-    let user = w.user.clone();
-    with_conn(&state, move |conn| {
-        crate::service::notifications::retry(conn, &user, id)
+    run_as(&state, w.user.clone(), move |conn, _, user| {
+        crate::service::notifications::retry(conn, user, id)
     })
     .await?;
     Ok(see_other("/admin/outbox?state=dead&done=saved"))

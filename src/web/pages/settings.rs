@@ -1,6 +1,20 @@
 //! A person's settings: notification preferences and API tokens.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, layout, see_other, CsrfForm, Layout, PageResult};
+use crate::db::users;
+use crate::domain::account::{token_expiry, DEFAULT_TOKEN_DAYS, TOKEN_LIFETIMES};
+use crate::domain::event::Event;
+use crate::error::{AppError, ErrorCode};
+use crate::service::events::record;
+use crate::web::session::WebUser;
+use crate::web::{run_as, State};
 
 // ---- settings: notifications and API tokens -------------------------------------------
 
@@ -38,9 +52,8 @@ pub(crate) async fn settings_page(
     w: &WebUser,
     new_token: Option<String>,
 ) -> PageResult {
-    let user = w.user.clone();
-    let data = with_conn(state, move |conn| {
-        let prefs = crate::service::notifications::preferences(conn, &user)?;
+    let data = run_as(state, w.user.clone(), move |conn, _, user| {
+        let prefs = crate::service::notifications::preferences(conn, user)?;
         let tokens = users::tokens_of(conn, user.id)?;
         Ok((prefs, tokens))
     })
@@ -124,9 +137,8 @@ pub async fn save_notifications(
     let mut f = form.into_inner();
     let given = f.remove("csrf").unwrap_or_default();
     w.check_csrf(&given)?;
-    let user = w.user.clone();
-    with_conn(&state, move |conn| {
-        crate::service::notifications::set_preferences(conn, &user, &f)
+    run_as(&state, w.user.clone(), move |conn, _, user| {
+        crate::service::notifications::set_preferences(conn, user, &f)
     })
     .await?;
     Ok(see_other("/settings?done=saved#notifications"))
@@ -175,8 +187,7 @@ pub async fn create_token(
             }
         }
     };
-    let user = w.user.clone();
-    let token = with_conn(&state, move |conn| {
+    let token = run_as(&state, w.user.clone(), move |conn, _, user| {
         crate::db::write_tx(conn, |conn| {
             let expires_at = token_expiry(crate::db::now(), days);
             let t = users::create_token_expiring(conn, user.id, &label, expires_at)?;
@@ -205,8 +216,7 @@ pub async fn revoke_token(
 ) -> PageResult {
     w.check_csrf(&form.csrf)?;
     let id = path.into_inner();
-    let user = w.user.clone();
-    with_conn(&state, move |conn| {
+    run_as(&state, w.user.clone(), move |conn, _, user| {
         crate::db::write_tx(conn, |conn| {
             if !users::revoke_token(conn, user.id, id)? {
                 return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
