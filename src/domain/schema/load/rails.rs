@@ -1,0 +1,165 @@
+//! The safety rails of an operation (issue #12): population guards, risk tiers and the extra
+//! sign-offs of an irreversible effect, each checked against the effect and the kinds it
+//! names, on the loader's shared problem list.
+
+use std::collections::BTreeMap;
+
+use super::super::{Effect, Guards, Kind, SignoffPolicy, Tier};
+use super::{Problems, RawOperation, Table};
+
+/// Extra implementer sign-offs for an effect no rollback can undo (default 1).
+pub(super) fn irreversible_signoffs(
+    t: &Table,
+    o: &RawOperation,
+    effect: Option<Effect>,
+    p: &mut Problems,
+) -> u32 {
+    if o.irreversible_signoffs.is_some() && effect.is_some_and(Effect::is_reversible) {
+        t.push(
+            p,
+            "irreversible_signoffs",
+            "this operation can be rolled back: only purge and webhook operations are irreversible",
+        );
+    }
+    o.irreversible_signoffs.unwrap_or(1)
+}
+
+/// Risk tiers: each needs a threshold and at least the operation's own sign-offs.
+pub(super) fn tiers(
+    t: &Table,
+    o: &RawOperation,
+    base: SignoffPolicy,
+    p: &mut Problems,
+) -> Vec<Tier> {
+    let mut out = Vec::new();
+    for (i, raw) in o.tiers.iter().enumerate() {
+        let at = |f: &str| format!("tiers[{}].{f}", i + 1);
+        if raw.above_targets.is_none() && raw.above_roots.is_none() {
+            t.push(
+                p,
+                &at("above_targets"),
+                "a tier needs above_targets and/or above_roots",
+            );
+        }
+        let Some(signoffs) = raw.signoffs else {
+            t.push(
+                p,
+                &at("signoffs"),
+                "a tier needs its signoffs = { requester = …, implementer = … }",
+            );
+            continue;
+        };
+        if signoffs.requester < base.requester || signoffs.implementer < base.implementer {
+            t.push(
+                p,
+                &at("signoffs"),
+                format!(
+                    "a tier may not need fewer sign-offs than the operation itself ({} requester, {} implementer)",
+                    base.requester, base.implementer
+                ),
+            );
+        }
+        out.push(Tier {
+            above_targets: raw.above_targets,
+            above_roots: raw.above_roots,
+            signoffs,
+        });
+    }
+    out
+}
+
+/// The population guards, each checked against the effect and the kinds it names.
+pub(super) fn guards(
+    t: &Table,
+    o: &RawOperation,
+    effect: Option<Effect>,
+    kinds: &BTreeMap<String, Kind>,
+    target: &str,
+    p: &mut Problems,
+) -> Guards {
+    let acts_on_deleted = effect.is_some_and(Effect::acts_on_deleted);
+    for (field, v) in [
+        ("max_fraction", o.max_fraction),
+        ("max_fraction_per_root", o.max_fraction_per_root),
+    ] {
+        let Some(v) = v else { continue };
+        if !(v > 0.0 && v <= 1.0) {
+            t.push(
+                p,
+                field,
+                "must be a share above 0 and at most 1 (0.2 = 20%)",
+            );
+        }
+        if acts_on_deleted {
+            t.push(p, field, "restore and purge act on deleted entities: a share of the active ones does not limit them");
+        }
+    }
+    // The target kind's ancestors, parent first.
+    let mut above: Vec<&str> = Vec::new();
+    let mut cur = kinds.get(target).and_then(|k| k.parent.as_deref());
+    while let Some(k) = cur {
+        if above.contains(&k) {
+            break; // a parent cycle, reported with the kinds
+        }
+        above.push(k);
+        cur = kinds.get(k).and_then(|k| k.parent.as_deref());
+    }
+    if o.max_fraction_per_root.is_some() && above.is_empty() && kinds.contains_key(target) {
+        t.push(
+            p,
+            "max_fraction_per_root",
+            format!("`{target}` is a root kind: there is no root above its entities to share"),
+        );
+    }
+    if let Some(m) = &o.min_remaining {
+        if effect.is_some_and(|e| e != Effect::SoftDelete) {
+            t.push(
+                p,
+                "min_remaining",
+                "only a soft_delete takes entities out of service: other effects leave every count as it is",
+            );
+        }
+        if !above.contains(&m.per.as_str()) && kinds.contains_key(target) {
+            let expected = if above.is_empty() {
+                format!("`{target}` is a root kind and has none")
+            } else {
+                format!(
+                    "one of {}",
+                    above
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            t.push(
+                p,
+                "min_remaining.per",
+                format!(
+                    "`{}` is not a kind above `{target}`: expected {expected}",
+                    m.per
+                ),
+            );
+        }
+        if m.count == 0 {
+            t.push(
+                p,
+                "min_remaining.count",
+                "must be at least 1 (0 would allow emptying it)",
+            );
+        }
+    }
+    if o.allow_everything == Some(true) && effect.is_some_and(|e| !e.is_destructive()) {
+        t.push(
+            p,
+            "allow_everything",
+            "only a destructive operation (soft_delete, purge) is refused for selecting everything",
+        );
+    }
+    Guards {
+        max_fraction: o.max_fraction,
+        max_fraction_per_root: o.max_fraction_per_root,
+        min_remaining: o.min_remaining.clone(),
+        allow_everything: o.allow_everything.unwrap_or(false),
+    }
+}
