@@ -28,6 +28,9 @@ pub struct QueueItem {
     pub missing_requester: u32,
     pub missing_implementer: u32,
     pub destructive: bool,
+    /// The budget its execution will draw from, its state and whether the change fits
+    /// (`None`: it draws from none).
+    pub budget: Option<super::budget::BudgetView>,
 }
 
 /// Changes waiting for a sign-off from a team the caller is in, oldest first.
@@ -35,10 +38,16 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
     if user.teams.is_empty() {
         return Ok(vec![]);
     }
-    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
+    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user, true))
 }
 
-fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
+/// The queue; `with_budgets`: also each change's budget (the count needs none).
+fn queue_in(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    with_budgets: bool,
+) -> AppResult<Vec<QueueItem>> {
     let teams_now = users::user_teams(conn, user.id)?;
     let list = repo::awaiting_for_teams(conn, &teams_now)?;
     // A fixed number of queries however long the queue: every sign-off and every
@@ -78,7 +87,13 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
             continue;
         }
         let change = ChangeSummaryView::new(schema, &c);
+        let budget = if with_budgets {
+            super::budget::for_change(conn, schema, &c)?
+        } else {
+            None
+        };
         out.push(QueueItem {
+            budget,
             destructive: change.destructive,
             change,
             needs,
@@ -118,7 +133,7 @@ impl Badges {
                     return Ok(n);
                 }
             }
-            let n = queue_in(conn, schema, user)?.len();
+            let n = queue_in(conn, schema, user, false)?.len();
             self.remember(user.id, head, n);
             Ok(n)
         })

@@ -8,6 +8,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+pub use super::budget::Budget;
 use super::waves::WaveSize;
 
 mod load;
@@ -206,6 +207,9 @@ pub struct Operation {
     /// Extra implementer sign-offs an irreversible operation (purge, webhook) needs
     /// (`irreversible_signoffs`, default 1).
     pub irreversible_signoffs: u32,
+    /// A budget shared across changes (`budget`, `budget_group`): how much the operation's
+    /// executions may take per 24 hours.
+    pub budget: Option<Budget>,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
@@ -408,6 +412,12 @@ impl Operation {
     /// Does a sign-off on the implementer side need the typed target count?
     pub fn needs_confirm_count(&self, target_count: u64) -> bool {
         self.confirm_above.is_some_and(|n| target_count > n)
+    }
+
+    /// The budget a change draws from: the operation's, when the change runs the
+    /// operation's own effect (a rollback runs the inverse and takes nothing from it).
+    pub fn budget_for(&self, rollback: bool) -> Option<&Budget> {
+        self.budget.as_ref().filter(|_| !rollback)
     }
 }
 

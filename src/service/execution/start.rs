@@ -1,6 +1,6 @@
 //! The execute gate: an approved change starts running only with the fingerprint that was
-//! signed, while its approval still holds, inside its window, and after a fresh resolution
-//! gives the same list — checked in that order, in one write transaction under the
+//! signed, while its approval still holds, inside its window, after a fresh resolution
+//! gives the same list, and when its budget has room for it — checked in that order, in one write transaction under the
 //! change's row lock.
 
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::changes::{
     effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
 };
+use crate::service::budget;
 use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;
@@ -57,6 +58,7 @@ pub fn execute(
         if let Err(refused) = check_resolution(conn, schema, user, &c)? {
             return Ok(Err(refused));
         }
+        budget::check_gate(conn, schema, &c)?;
         start(conn, user, &c, op, &current).map(Ok)
     })?;
     started?;

@@ -30,6 +30,46 @@ pub struct Row {
     pub needs: String,
     /// The risk tier whose sign-off policy applies, if one does.
     pub tier: Option<String>,
+    /// The budget it draws from (queue rows): a short label, whether the change fits, and
+    /// the whole sentence.
+    pub budget: Option<RowBudget>,
+}
+
+pub struct RowBudget {
+    pub label: String,
+    pub fits: bool,
+    pub title: String,
+}
+
+impl RowBudget {
+    fn of(b: &crate::service::budget::BudgetView) -> RowBudget {
+        let left: Vec<String> = [
+            b.state.roots.map(|m| format!("{} of {} roots left", m.left, m.limit)),
+            b.state
+                .targets
+                .map(|m| format!("{} of {} targets left", m.left, m.limit)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        RowBudget {
+            label: format!(
+                "budget {}: {}{}",
+                b.state.group,
+                left.join(", "),
+                if b.fits { "" } else { " — does not fit" }
+            ),
+            fits: b.fits,
+            title: b.summary.clone(),
+        }
+    }
+}
+
+/// A queue row: the change, the sides it needs, and its budget.
+fn queue_row(q: &queue::QueueItem) -> Row {
+    let mut r = row(&q.change, q.needs.join(" + "));
+    r.budget = q.budget.as_ref().map(RowBudget::of);
+    r
 }
 
 pub(crate) fn age(t: chrono::NaiveDateTime) -> String {
@@ -58,6 +98,7 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         big: c.target_count > 100,
         needs,
         tier: c.tier.clone(),
+        budget: None,
     }
 }
 
@@ -102,7 +143,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
         mine: mine.iter().map(|c| row(c, String::new())).collect(),
         waiting: queue
             .iter()
-            .map(|q| row(&q.change, q.needs.join(" + ")))
+            .map(queue_row)
             .collect(),
         activity: events
             .into_iter()
@@ -146,7 +187,7 @@ pub async fn queue(
         .filter(|i| {
             effect.is_empty() || i.change.effect.map(Effect::as_str) == Some(effect.as_str())
         })
-        .map(|i| row(&i.change, i.needs.join(" + ")))
+        .map(queue_row)
         .collect();
     let page = QueuePage {
         l: layout(&req, &state, &w).await,
