@@ -153,6 +153,30 @@ pub fn check_gate(conn: &mut WriteTx<'_>, schema: &Schema, c: &Change) -> AppRes
     .with_details(json!({ "budget": v })))
 }
 
+/// Resuming needs room for the next target at least: a halted execution whose budget is
+/// still spent would only halt again.
+pub fn check_resume(conn: &mut WriteTx<'_>, schema: &Schema, c: &Change) -> AppResult<()> {
+    let Some(v) = for_change(conn, schema, c)? else {
+        return Ok(());
+    };
+    let spent = v.state.targets.is_some_and(|m| m.left == 0)
+        || (v.needs.roots > 0 && v.state.roots.is_some_and(|m| m.left == 0));
+    if v.needs.targets == 0 || !spent {
+        return Ok(());
+    }
+    Err(AppError::new(
+        ErrorCode::BudgetExceeded,
+        format!(
+            "{} cannot resume yet: the budget `{}` is spent ({}); {}",
+            number(c.id),
+            v.state.group,
+            used_words(&v.state),
+            v.state.retry_hint()
+        ),
+    )
+    .with_details(json!({ "budget": v })))
+}
+
 /// "47 of 50 roots used in the last 24 hours".
 fn used_words(s: &BudgetState) -> String {
     let parts: Vec<String> = [

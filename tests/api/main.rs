@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod backup;
 mod basics;
+mod budgets;
 mod browser;
 mod changes;
 mod cli;
