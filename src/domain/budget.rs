@@ -210,11 +210,12 @@ pub fn fitting(
     (batch.len(), need)
 }
 
-/// The root of a target: the first ID of its scope path, or the target itself when it is
-/// a root.
+/// The root of a target: the first ID of its scope path (ancestor IDs, root first, joined
+/// by `/`), or the target itself when it is a root.
 pub fn root_of<'a>(entity_id: &'a str, scope_path: &'a str) -> &'a str {
-    super::resolution::scope::segments(scope_path)
-        .next()
+    scope_path
+        .split('/')
+        .find(|s| !s.is_empty())
         .unwrap_or(entity_id)
 }
 

@@ -3,7 +3,7 @@
 -- execution takes from a budget is one row; what a group used is what its rows of the
 -- last 24 hours count (targets, and distinct roots). Keep in step with the other backend.
 CREATE TABLE budget_groups (
-    name TEXT PRIMARY KEY,
+    name TEXT NOT NULL PRIMARY KEY,
     -- Bumped by every writer: the row lock that serialises takers of one group.
     lock_version BIGINT NOT NULL DEFAULT 0
 );
