@@ -10,8 +10,8 @@ use diesel::prelude::*;
 
 use super::schema::{budget_groups, budget_uses};
 use super::{per_chunk, DbConn};
-use crate::with_concrete;
 use crate::domain::budget::{Usage, WINDOW_HOURS};
+use crate::with_concrete;
 
 /// The start of the window that ends at `now`.
 pub fn window_start(now: NaiveDateTime) -> NaiveDateTime {

@@ -101,9 +101,7 @@ impl BudgetState {
         .into_iter()
         .flatten()
         .collect();
-        let frees_at = u
-            .oldest
-            .map(|t| t + chrono::Duration::hours(WINDOW_HOURS));
+        let frees_at = u.oldest.map(|t| t + chrono::Duration::hours(WINDOW_HOURS));
         let mut text = format!(
             "budget `{}`: {} used in the last {WINDOW_HOURS} hours",
             b.group,

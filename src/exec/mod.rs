@@ -361,14 +361,7 @@ fn take_budget(
     };
     tracing::warn!(reason = %reason, "execution halted: budget spent");
     let group = crate::service::budget::budget_of(&ctx.schema, c).map(|b| b.group.clone());
-    halt(
-        conn,
-        e,
-        c,
-        (e.done as u64, e.failed as u64),
-        reason,
-        group,
-    )?;
+    halt(conn, e, c, (e.done as u64, e.failed as u64), reason, group)?;
     Ok(Err(Step::Stop))
 }
 

@@ -10,9 +10,9 @@ use serde_json::json;
 use crate::db::models::{Change, ExecutionItem};
 use crate::db::{budgets as repo, exec as exec_repo, now, DbConn, WriteTx};
 use crate::domain::budget::{fitting, root_of, Budget, BudgetState, Candidate, Need};
+use crate::domain::change::number;
 use crate::domain::Schema;
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::domain::change::number;
 
 /// A change's budget as screens show it: the group's state now, what the change still
 /// needs from it, and whether that fits.
@@ -83,6 +83,30 @@ pub fn state(conn: &mut DbConn, b: &Budget) -> AppResult<BudgetState> {
     Ok(BudgetState::of(b, &repo::usage(conn, &b.group, now())?))
 }
 
+/// For a change not stored yet (the new-change preview): the group's state and whether a
+/// change of this size fits now (at most its roots: those already counted today cost
+/// nothing, which the execute gate takes into account). `(fits, sentence)`.
+pub fn preview_line(
+    state: &BudgetState,
+    summary: &crate::domain::resolution::Summary,
+) -> (bool, String) {
+    let need = Need {
+        targets: summary.targets,
+        roots: summary.roots,
+    };
+    match state.shortfall(&need) {
+        None => (true, format!("{}. This change fits in what is left.", state.text)),
+        Some(short) => (
+            false,
+            format!(
+                "{}. This change {short} (roots already counted today cost nothing again): the execute gate would refuse it now ({}).",
+                state.text,
+                state.retry_hint()
+            ),
+        ),
+    }
+}
+
 /// `c`'s budget and what it still needs; `None` when it draws from none.
 pub fn for_change(conn: &mut DbConn, schema: &Schema, c: &Change) -> AppResult<Option<BudgetView>> {
     let Some(b) = budget_of(schema, c) else {
@@ -97,12 +121,7 @@ pub fn for_change(conn: &mut DbConn, schema: &Schema, c: &Change) -> AppResult<O
 /// What `c` still needs from `b`: its targets not taken yet, and their roots not counted
 /// in the window. Reads the target list only when it must (a roots budget that already
 /// counts some roots today); otherwise the change's own counts say it.
-fn need_of(
-    conn: &mut DbConn,
-    b: &Budget,
-    c: &Change,
-    t: chrono::NaiveDateTime,
-) -> AppResult<Need> {
+fn need_of(conn: &mut DbConn, b: &Budget, c: &Change, t: chrono::NaiveDateTime) -> AppResult<Need> {
     let taken = repo::taken_for(conn, &b.group, c.id)?;
     let used_roots = if b.roots_per_day.is_some() {
         repo::used_roots(conn, &b.group, t)?
@@ -181,7 +200,8 @@ pub fn check_resume(conn: &mut WriteTx<'_>, schema: &Schema, c: &Change) -> AppR
 fn used_words(s: &BudgetState) -> String {
     let parts: Vec<String> = [
         s.roots.map(|m| format!("{} of {} roots", m.used, m.limit)),
-        s.targets.map(|m| format!("{} of {} targets", m.used, m.limit)),
+        s.targets
+            .map(|m| format!("{} of {} targets", m.used, m.limit)),
     ]
     .into_iter()
     .flatten()

@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use countersign::config::Config;
-use countersign::db::DatabaseUrl;
 use countersign::db::schema::budget_uses;
+use countersign::db::DatabaseUrl;
 use countersign::domain::schema::EXAMPLE_SCHEMA;
 use countersign::domain::Schema;
 
@@ -96,10 +96,7 @@ fn age_uses(app: &TestApp) {
 
 fn uses(app: &TestApp) -> i64 {
     let mut conn = app.conn();
-    budget_uses::table
-        .count()
-        .get_result(&mut *conn)
-        .unwrap()
+    budget_uses::table.count().get_result(&mut *conn).unwrap()
 }
 
 /// Run an in-test worker until every change of `ids` reached one of `states`.
@@ -169,19 +166,23 @@ async fn a_change_larger_than_the_whole_budget_is_refused(backend: Backend) {
         .post(&format!("/api/v1/changes/{id}/submit"), "ana", json!({}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["error"]["details"]["guards"][0]["guard"], "larger_than_budget");
+    assert_eq!(
+        v["error"]["details"]["guards"][0]["guard"],
+        "larger_than_budget"
+    );
     // Roots count too: two customers for a budget of one a day.
     let c = app
         .create("ana", "uninstall_per_customer", ids(&[1, 7]))
         .await;
     let g = guard(&c, "larger_than_budget");
     assert_eq!(g["passed"], false, "{g}");
-    assert!(g["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("touches 2 Customer organisations, more than the budget `uninstall_per_customer` allows"));
+    assert!(g["text"].as_str().unwrap().starts_with(
+        "touches 2 Customer organisations, more than the budget `uninstall_per_customer` allows"
+    ));
     // Within the budget: the guard holds and says how much it takes.
-    let c = app.create("ana", "uninstall_counted", ids(&[1, 2, 3])).await;
+    let c = app
+        .create("ana", "uninstall_counted", ids(&[1, 2, 3]))
+        .await;
     let g = guard(&c, "larger_than_budget");
     assert_eq!(g["passed"], true, "{g}");
     assert_eq!(
@@ -221,9 +222,7 @@ async fn the_gate_refuses_more_than_is_left_of_a_shared_budget(backend: Backend)
     assert_eq!(budget["shortfall"], "needs 2 targets but 1 of 3 is left");
     assert!(budget["frees_at"].is_string(), "{budget}");
     // A change waiting for sign-off shows it in the queue (1 target fits).
-    let (q, _) = app
-        .submitted("ana", "uninstall_counted", ids(&[5]))
-        .await;
+    let (q, _) = app.submitted("ana", "uninstall_counted", ids(&[5])).await;
     let (_, queue) = app.get("/api/v1/queue", "carla").await;
     let item = queue["changes"]
         .as_array()
@@ -240,6 +239,36 @@ async fn the_gate_refuses_more_than_is_left_of_a_shared_budget(backend: Backend)
         page.contains(r#"data-budget-fits="true">budget uninstalls: 1 of 3 targets left</span>"#),
         "{page}"
     );
+
+    // The new-change preview says what is left and whether a change of this size fits.
+    let b_ana = sign_in(&app, "ana").await;
+    let preview = |n: &str| {
+        vec![
+            ("csrf", b_ana.csrf.clone()),
+            ("operation", "uninstall_counted".to_string()),
+            ("requesting_team", "app-owners".to_string()),
+            ("title", "t".to_string()),
+            ("rationale", "r".to_string()),
+            ("ids", n.to_string()),
+            ("action", "preview".to_string()),
+        ]
+    };
+    let two = format!("{}\n{}", inst(6), inst(7));
+    for (ids, fits, says) in [
+        (inst(6), true, "This change fits in what is left."),
+        (two, false, "This change needs 2 targets but 1 of 3 is left"),
+    ] {
+        let f = preview(&ids);
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (s, _, body) = b_ana.post("/changes/new", &pairs).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let class = if fits { "budget-ok" } else { "budget-short" };
+        assert!(
+            body.contains(&format!(r#"<p class="{class}" id="preview-budget">budget `uninstalls`: 2 of 3 targets used in the last 24 hours"#))
+                && body.contains(says),
+            "{body}"
+        );
+    }
 
     // The gate refuses, with the numbers; nothing changes.
     let (s, v) = app.execute(b, &fb).await;
@@ -294,7 +323,9 @@ async fn a_running_execution_halts_when_the_budget_is_spent(backend: Backend) {
     assert_eq!(halted["done"], 1, "{halted}");
     let reason = halted["halt_reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("the budget `uninstalls` is spent: 3 of 3 targets used in the last 24 hours"),
+        reason.starts_with(
+            "the budget `uninstalls` is spent: 3 of 3 targets used in the last 24 hours"
+        ),
         "{reason}"
     );
     assert_eq!(uses(&app), 3);
@@ -336,11 +367,13 @@ async fn a_root_counted_today_costs_nothing_again(backend: Backend) {
     assert!(s.is_success(), "{v}");
     app.wait_execution(a, &["completed"]).await;
     // Another app of the same customer: its root is already counted.
-    let (b, fb) = app
-        .approved("uninstall_per_customer", ids(&[2, 3]))
-        .await;
+    let (b, fb) = app.approved("uninstall_per_customer", ids(&[2, 3])).await;
     let c = app.change(b).await;
-    assert_eq!(c["budget"]["needs"], json!({"targets": 2, "roots": 0}), "{c}");
+    assert_eq!(
+        c["budget"]["needs"],
+        json!({"targets": 2, "roots": 0}),
+        "{c}"
+    );
     assert_eq!(
         c["budget"]["roots"],
         json!({"limit": 1, "used": 1, "left": 0})
@@ -452,7 +485,10 @@ async fn a_second_taker_counts_what_the_first_took(backend: Backend) {
     .await
     .unwrap();
     first.join().unwrap();
-    assert_eq!(seen, 1, "the second taker counted before the first committed");
+    assert_eq!(
+        seen, 1,
+        "the second taker counted before the first committed"
+    );
 }
 
 both_backends!(backend: a_second_taker_counts_what_the_first_took);

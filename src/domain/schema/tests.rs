@@ -379,7 +379,10 @@ fn budgets_are_checked_and_shared_by_group() {
     let ex = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
     for name in ["delete_site", "decommission_site"] {
         let b = ex.operation(name).unwrap().budget.as_ref().unwrap();
-        assert_eq!((b.group.as_str(), b.roots_per_day), ("site-deletions", Some(50)));
+        assert_eq!(
+            (b.group.as_str(), b.roots_per_day),
+            ("site-deletions", Some(50))
+        );
     }
 
     let src = format!(

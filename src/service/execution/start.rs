@@ -18,10 +18,10 @@ use crate::domain::resolution::{short_fingerprint, ResolutionError};
 use crate::domain::signoff::{self, SignoffRecord};
 use crate::domain::{ChangeState, Operation, Schema, Side};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::budget;
 use crate::service::changes::{
     effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
 };
-use crate::service::budget;
 use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;

@@ -44,7 +44,9 @@ pub struct RowBudget {
 impl RowBudget {
     fn of(b: &crate::service::budget::BudgetView) -> RowBudget {
         let left: Vec<String> = [
-            b.state.roots.map(|m| format!("{} of {} roots left", m.left, m.limit)),
+            b.state
+                .roots
+                .map(|m| format!("{} of {} roots left", m.left, m.limit)),
             b.state
                 .targets
                 .map(|m| format!("{} of {} targets left", m.left, m.limit)),
@@ -141,10 +143,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
     let page = HomePage {
         l: layout(&req, &state, &w).await,
         mine: mine.iter().map(|c| row(c, String::new())).collect(),
-        waiting: queue
-            .iter()
-            .map(queue_row)
-            .collect(),
+        waiting: queue.iter().map(queue_row).collect(),
         activity: events
             .into_iter()
             .map(|e| Activity {

@@ -63,6 +63,8 @@ pub struct Preview {
     pub tier: Option<String>,
     /// What one more change could undo.
     pub undo: Option<crate::domain::resolution::UndoPlan>,
+    /// The budget the change would draw from, its state now and whether the change fits.
+    pub budget: Option<(bool, String)>,
     pub fingerprint: String,
 }
 
@@ -244,6 +246,7 @@ pub(crate) fn preview_of(
         guards: r.summary.guards.clone(),
         tier: None,
         undo: r.summary.undo.clone(),
+        budget: None,
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }
@@ -403,11 +406,15 @@ pub async fn create_change(
             let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
             let first: Vec<&str> = r.targets.iter().take(20).map(|t| t.id.as_str()).collect();
             let sets = svc::planned_attribute_changes(conn, op, &params, &first)?;
-            Ok((r, sets))
+            let budget = match &op.budget {
+                Some(b) => Some(crate::service::budget::state(conn, b)?),
+                None => None,
+            };
+            Ok((r, sets, budget))
         })
     })
     .await;
-    let (r, sets) = match resolved {
+    let (r, sets, budget) = match resolved {
         Ok(r) => r,
         Err(AppError::Client { message, .. }) => {
             let l = layout(&req, &state, &w).await;
@@ -416,6 +423,7 @@ pub async fn create_change(
         Err(e) => return Err(e.into()),
     };
     let mut preview = preview_of(&state.schema, &r, &sets);
+    preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
     preview.tier = state.schema.operation(&request.operation).and_then(|op| {
         op.policy(r.summary.targets, r.summary.roots, false)
             .describe()

@@ -213,11 +213,7 @@ pub(super) fn budget(t: &Table, name: &str, o: &RawOperation, p: &mut Problems) 
 
 /// Operations that share a budget group declare the same budget (else which one holds
 /// would depend on which change runs first).
-pub(super) fn budget_groups(
-    source: &str,
-    ops: &BTreeMap<String, RawOperation>,
-    p: &mut Problems,
-) {
+pub(super) fn budget_groups(source: &str, ops: &BTreeMap<String, RawOperation>, p: &mut Problems) {
     let mut first: BTreeMap<&str, (&str, &super::super::raw::RawBudget)> = BTreeMap::new();
     for (name, o) in ops {
         let Some(b) = &o.budget else { continue };
