@@ -425,8 +425,13 @@ pub async fn create_change(
     let mut preview = preview_of(&state.schema, &r, &sets);
     preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
     preview.tier = state.schema.operation(&request.operation).and_then(|op| {
-        op.policy(r.summary.targets, r.summary.roots, false)
-            .describe()
+        op.policy(
+            r.summary.targets,
+            r.summary.roots,
+            false,
+            crate::domain::resolution::guards::selects_everything(&r.summary.guards),
+        )
+        .describe()
     });
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
