@@ -25,8 +25,8 @@ pub use history::{
     versions_by_change, versions_of,
 };
 pub use items::{
-    done_positions, finish_items, items, items_with_status, next_retry, pending, pending_count,
-    retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
+    done_positions, finish_items, items, items_at, items_with_status, next_retry, pending,
+    pending_count, retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
 };
 pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_delete};
 pub use runs::{
