@@ -22,7 +22,7 @@ mod runs;
 
 pub use history::{
     changes_undone, restore_point, state_at, touched_by, version_count_for_change,
-    versions_by_change, versions_of,
+    versions_by_change, versions_by_pairs, versions_of,
 };
 pub use items::{
     done_positions, finish_items, items, items_at, items_with_status, next_retry, pending,

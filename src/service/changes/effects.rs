@@ -4,7 +4,7 @@
 //! items and version rows it wrote. A page costs a fixed number of batched queries (the
 //! entities, the execution's items, the version rows that matter), never one per target.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use serde_json::Value;
@@ -196,20 +196,18 @@ fn compute(
             .unwrap_or_default();
         for t in targets {
             let c = cascade(t);
-            let e = match items.get(t.id) {
-                Some(i) if i.status == ItemStatus::Done => {
-                    let detail = Detail::bare(Effect::Webhook, &host);
-                    TargetEffect::new(detail, Standing::Done, None, c)
+            let item = items.get(t.id);
+            let e = match item.and_then(|i| recorded(ctx, i, &host, c.clone())) {
+                Some(r) => r,
+                None => {
+                    let done = item.is_some_and(|i| i.status == ItemStatus::Done);
+                    let outcome = if done {
+                        Standing::Done
+                    } else {
+                        Standing::Applies
+                    };
+                    TargetEffect::new(Detail::bare(Effect::Webhook, &host), outcome, None, c)
                 }
-                Some(i) if i.status != ItemStatus::Pending => {
-                    recorded(ctx, i, &host, c).expect("a finished item")
-                }
-                _ => TargetEffect::new(
-                    Detail::bare(Effect::Webhook, &host),
-                    Standing::Applies,
-                    None,
-                    c,
-                ),
             };
             out.insert(t.id.to_string(), e);
         }
@@ -231,14 +229,13 @@ fn compute(
     let mut before: HashMap<String, EntityVersion> = HashMap::new();
     match (ctx.rule.effect, ctx.change.and_then(|c| c.rollback_of)) {
         (Effect::Restore, _) => {
-            let mut by_deleter: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
-            for e in ents.values() {
-                if let Some(d) = e.deleted_by.filter(|_| e.state == EntityState::Deleted) {
-                    by_deleter.entry(d).or_default().push(e.id.as_str());
-                }
-            }
-            for (deleter, ids) in by_deleter {
-                before.extend(exec::versions_by_change(conn, deleter, &ids)?);
+            let deleted: Vec<(&str, i64)> = ents
+                .values()
+                .filter(|e| e.state == EntityState::Deleted)
+                .filter_map(|e| Some((e.id.as_str(), e.deleted_by?)))
+                .collect();
+            if !deleted.is_empty() {
+                before = exec::versions_by_pairs(conn, &deleted)?;
             }
         }
         (Effect::SetAttributes, Some(orig)) => {
