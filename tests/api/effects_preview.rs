@@ -215,6 +215,51 @@ async fn a_rollback_of_a_delete_is_shown_as_the_restore_it_runs(app: TestApp) {
     );
 }
 
+async fn a_bulk_restore_shows_what_each_target_goes_back_to(app: TestApp) {
+    app.load_fixture().await;
+    let (a, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    app.execute(a, &fp).await;
+    app.wait_execution(a, &["completed"]).await;
+    let (s, v) = app.post("/api/v1/changes", "ana", json!({"title": "bump", "requesting_team": "app-owners", "operation": "set_app_version", "params": {"version": "2.0.0"}, "targets": {"ids": [inst(5)]}, "submit": true})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let b = v["id"].as_i64().unwrap();
+    let bfp = v["fingerprint"].as_str().unwrap().to_string();
+    app.approve(b, &bfp).await;
+    app.execute(b, &bfp).await;
+    app.wait_execution(b, &["completed"]).await;
+    let (s, v) = app
+        .post(
+            "/api/v1/restores",
+            "ana",
+            json!({"requesting_team": "app-owners", "changes": [a, b]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rid = v["id"].as_i64().unwrap();
+    let list = targets(&app, rid, "").await;
+    let deleted = effect_of(&list, &inst(1));
+    assert_eq!(deleted["type"], "restore", "{deleted}");
+    assert_eq!(deleted["to_state"], "active", "{deleted}");
+    assert_eq!(
+        deleted["text"],
+        format!("restored to active; deleted by CHG-{a}")
+    );
+    let changed = effect_of(&list, &inst(5));
+    assert_eq!(
+        changed["text"], "restored to active; version: 2.0.0 → 1.0.0",
+        "{changed}"
+    );
+    let page = page_of(&app, rid, "").await;
+    assert!(
+        page.contains(
+            "<td class=\"effect applies\">restored to active; version: 2.0.0 → 1.0.0</td>"
+        ),
+        "{page}"
+    );
+}
+
 async fn a_cascade_names_the_parent_that_took_each_child(app: TestApp) {
     app.load_fixture().await;
     let (id, fp) = app
@@ -449,6 +494,7 @@ both_backends!(
     a_soft_delete_shows_each_purge_date_and_what_it_did,
     set_attributes_shows_each_value_now_and_after,
     a_rollback_of_a_delete_is_shown_as_the_restore_it_runs,
+    a_bulk_restore_shows_what_each_target_goes_back_to,
     a_cascade_names_the_parent_that_took_each_child,
     a_purge_is_shown_as_permanent,
     a_long_list_pages_with_every_effect,
