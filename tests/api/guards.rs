@@ -253,7 +253,9 @@ async fn the_undo_plan_is_shown_and_an_irreversible_change_needs_one_more(app: T
     );
     // The sign form repeats it next to the typed count.
     assert!(
-        page.contains(&format!(r#"<p class="small undo-ok">{undo}.</p>"#)),
+        page.contains(&format!(
+            r#"<p class="small undo-ok" id="sign-undo-implementer">{undo}.</p>"#
+        )),
         "{page}"
     );
     app.approve(id, &fp).await;
