@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod budgets;
 pub mod changes;
+pub mod differences;
 pub mod exec;
 pub mod imports;
 pub mod inventory;

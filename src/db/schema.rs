@@ -123,6 +123,8 @@ diesel::table! {
         comment -> Text,
         stale -> Bool,
         created_at -> Timestamp,
+        replaces_fingerprint -> Nullable<Text>,
+        difference -> Nullable<Text>,
     }
 }
 
@@ -309,6 +311,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    target_differences (change_id) {
+        change_id -> BigInt,
+        base_fingerprint -> Text,
+        fingerprint -> Text,
+    }
+}
+
+diesel::table! {
+    target_difference_items (change_id, direction, entity_id) {
+        change_id -> BigInt,
+        direction -> Text,
+        entity_id -> Text,
+        kind -> Text,
+        scope_path -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
     budget_groups (name) {
         name -> Text,
         lock_version -> BigInt,
@@ -364,4 +385,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     imports,
     budget_groups,
     budget_uses,
+    target_differences,
+    target_difference_items,
 );

@@ -1,0 +1,4 @@
+ALTER TABLE signoffs DROP COLUMN difference;
+ALTER TABLE signoffs DROP COLUMN replaces_fingerprint;
+DROP TABLE target_difference_items;
+DROP TABLE target_differences;
