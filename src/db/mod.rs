@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod changes;
 pub mod exec;
+pub mod expiry;
 pub mod imports;
 pub mod inventory;
 pub mod models;

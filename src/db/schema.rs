@@ -122,6 +122,8 @@ diesel::table! {
         comment -> Text,
         stale -> Bool,
         created_at -> Timestamp,
+        reminded_at -> Nullable<Timestamp>,
+        expiry_recorded_at -> Nullable<Timestamp>,
     }
 }
 

@@ -62,7 +62,7 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
             continue;
         };
         let rows = all_rows.remove(&c.id).unwrap_or_default();
-        let recs = records_with(&c, &rows, &teams);
+        let recs = records_with(schema, &c, &rows, &teams);
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.

@@ -18,7 +18,7 @@ use super::{
 use crate::domain::waves::{default_waves, WaveSize};
 
 mod rails;
-use rails::{guards, irreversible_signoffs, tiers};
+use rails::{guards, irreversible_signoffs, signoff_lifetime, tiers};
 
 // ---- the shared problem list ----------------------------------------------------------
 
@@ -350,6 +350,7 @@ fn operation(
         guards,
         tiers,
         irreversible_signoffs: irreversible_signoffs(t, o, effect, p),
+        signoffs_expire_after: signoff_lifetime(t, o, p),
     })
 }
 

@@ -206,6 +206,8 @@ pub struct Operation {
     /// Extra implementer sign-offs an irreversible operation (purge, webhook) needs
     /// (`irreversible_signoffs`, default 1).
     pub irreversible_signoffs: u32,
+    /// How long a sign-off counts (`signoffs_expire_after`; `None`: until execution).
+    pub signoffs_expire_after: Option<crate::domain::signoff::Lifetime>,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs

@@ -80,6 +80,8 @@ pub(super) struct RawOperation {
     pub(super) tiers: Vec<RawTier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) irreversible_signoffs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) signoffs_expire_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -129,7 +129,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             });
         let op = schema.operation(&c.operation);
         let rows = repo::signoffs(conn, id)?;
-        let recs = records(conn, &c, &rows)?;
+        let recs = records(conn, schema, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         let tiered = op.map(|o| tier_of(o, &c));
         let policy = tiered.map(|t| t.signoffs).unwrap_or_default();
