@@ -88,6 +88,15 @@ pub(crate) fn dispatch(
                 .collect();
             add(&mut to, repo::people(conn, &ids)?);
         }
+        // A reminder goes to the signer only.
+        Event::SignoffExpiring(e) => {
+            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
+                .into_iter()
+                .filter(|s| s.0.id == e.signoff)
+                .map(|s| s.0.user_id)
+                .collect();
+            add(&mut to, repo::people(conn, &ids)?);
+        }
         Event::ExecutionHalted { .. } => {
             add(&mut to, participants(conn, &c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);

@@ -89,9 +89,13 @@ pub fn sign(
         let approved = signoff::is_approved(&all, policy_for(op, &c), &current);
         if approved {
             repo::set_state(conn, id, ChangeState::Approved)?;
+            // The sign-offs that made it approved (not an expired or unearned one).
             let names = |side: Side| -> Vec<String> {
                 rows.iter()
-                    .filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == current)
+                    .filter(|(s, _, _)| {
+                        s.side == side
+                            && all.iter().any(|r| r.id == s.id && r.counts_for(&current))
+                    })
                     .map(|(_, e, _)| e.clone())
                     .collect()
             };
