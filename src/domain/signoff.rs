@@ -121,7 +121,8 @@ impl Lifetime {
     /// is expected.
     pub fn parse(text: &str) -> Result<Lifetime, String> {
         let t = text.trim();
-        let expected = "expected a whole number of minutes, hours or days such as \"90m\", \"72h\" or \"7d\"";
+        let expected =
+            "expected a whole number of minutes, hours or days such as \"90m\", \"72h\" or \"7d\"";
         let (digits, unit) = match t.char_indices().last() {
             Some((i, 'm')) => (&t[..i], Unit::Minutes),
             Some((i, 'h')) => (&t[..i], Unit::Hours),
@@ -165,6 +166,12 @@ impl Lifetime {
         } else {
             Duration::minutes(self.minutes() / 2)
         }
+    }
+
+    /// What every description of the operation says: "sign-offs expire 72 hours after
+    /// they are given".
+    pub fn note(self) -> String {
+        format!("sign-offs expire {self} after they are given")
     }
 
     /// How the schema spells it: `72h`.
@@ -303,6 +310,22 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The earliest expiry among the sign-offs counting for `fingerprint`, if it comes before
+/// `now + within` (the queue marks approvals that expire within a day).
+pub fn expiring_within(
+    existing: &[SignoffRecord],
+    fingerprint: &str,
+    now: NaiveDateTime,
+    within: Duration,
+) -> Option<NaiveDateTime> {
+    existing
+        .iter()
+        .filter(|s| s.counts_for(fingerprint))
+        .filter_map(|s| s.expires_at)
+        .filter(|at| *at <= now + within)
+        .min()
+}
+
 /// Distinct people with a current sign-off on `side`.
 pub fn current_signers(existing: &[SignoffRecord], side: Side, fingerprint: &str) -> BTreeSet<i64> {
     existing
@@ -371,12 +394,27 @@ mod tests {
         assert_eq!(Lifetime::parse(" 90m ").unwrap().to_string(), "90 minutes");
         assert_eq!(Lifetime::parse("1d").unwrap().to_string(), "1 day");
         assert_eq!(Lifetime::parse("7d").unwrap().duration(), Duration::days(7));
-        for bad in ["", "72", "h", "-1h", "1.5h", "72 h", "72x", "0h", "3d2h", "99999999999d"] {
+        for bad in [
+            "",
+            "72",
+            "h",
+            "-1h",
+            "1.5h",
+            "72 h",
+            "72x",
+            "0h",
+            "3d2h",
+            "99999999999d",
+        ] {
             assert!(Lifetime::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert!(Lifetime::parse("59m").unwrap_err().contains("at least 1 hour"));
+        assert!(Lifetime::parse("59m")
+            .unwrap_err()
+            .contains("at least 1 hour"));
         assert!(Lifetime::parse("60m").is_ok());
-        assert!(Lifetime::parse("400d").unwrap_err().contains("longer than a year"));
+        assert!(Lifetime::parse("400d")
+            .unwrap_err()
+            .contains("longer than a year"));
     }
 
     #[test]
@@ -384,7 +422,11 @@ mod tests {
         let l = Lifetime::parse("72h").ok();
         assert_eq!(expiry(at(0), None, at(10_000)), None, "no lifetime: never");
         assert_eq!(expiry(at(0), l, at(71)), Some((at(72), false)));
-        assert_eq!(expiry(at(0), l, at(72)), Some((at(72), true)), "expired at the moment");
+        assert_eq!(
+            expiry(at(0), l, at(72)),
+            Some((at(72), true)),
+            "expired at the moment"
+        );
         assert_eq!(expiry(at(0), l, at(100)), Some((at(72), true)));
     }
 
@@ -415,12 +457,36 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_marks_what_expires_within_a_day() {
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
+        assert_eq!(expiring_within(&ex, "F", at(0), Duration::days(1)), None);
+        ex[0].expires_at = Some(at(30));
+        ex[1].expires_at = Some(at(20));
+        assert_eq!(
+            expiring_within(&ex, "F", at(0), Duration::days(1)),
+            Some(at(20))
+        );
+        assert_eq!(expiring_within(&ex, "F", at(0), Duration::hours(10)), None);
+        ex[1].expired = true;
+        assert_eq!(
+            expiring_within(&ex, "F", at(10), Duration::days(1)),
+            Some(at(30))
+        );
+    }
+
+    #[test]
     fn the_reminder_comes_a_day_before_or_at_half_the_lifetime() {
         let three_days = Lifetime::parse("72h").ok();
         assert!(!reminder_due(at(0), three_days, at(47)));
         assert!(reminder_due(at(0), three_days, at(48)));
         assert!(reminder_due(at(0), three_days, at(71)));
-        assert!(!reminder_due(at(0), three_days, at(72)), "expired: no reminder");
+        assert!(
+            !reminder_due(at(0), three_days, at(72)),
+            "expired: no reminder"
+        );
         let two_days = Lifetime::parse("2d").ok();
         assert!(reminder_due(at(0), two_days, at(24)));
         assert!(!reminder_due(at(0), two_days, at(23)));

@@ -135,9 +135,12 @@ pub fn sweep(conn: &mut DbConn, schema: &Schema) -> AppResult<Swept> {
             continue;
         };
         let t = now();
-        for (signoff_id, change_id) in
-            marks::reminders_due(conn, &op.name, t - life.reminder_after(), t - life.duration())?
-        {
+        for (signoff_id, change_id) in marks::reminders_due(
+            conn,
+            &op.name,
+            t - life.reminder_after(),
+            t - life.duration(),
+        )? {
             if remind(conn, schema, change_id, signoff_id)? {
                 out.reminded += 1;
             }

@@ -28,6 +28,8 @@ pub struct QueueItem {
     pub missing_requester: u32,
     pub missing_implementer: u32,
     pub destructive: bool,
+    /// The earliest expiry of a counting sign-off, when it comes within a day.
+    pub expires_soon: Option<chrono::NaiveDateTime>,
 }
 
 /// Changes waiting for a sign-off from a team the caller is in, oldest first.
@@ -84,6 +86,12 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
             needs,
             missing_requester: mr,
             missing_implementer: mi,
+            expires_soon: signoff::expiring_within(
+                &recs,
+                &fp,
+                crate::db::now(),
+                chrono::Duration::days(1),
+            ),
         });
     }
     Ok(out)

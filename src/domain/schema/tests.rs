@@ -351,10 +351,16 @@ fn signoffs_expire_after_is_a_duration_of_at_least_an_hour() {
     let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
     let purge = s.operation("purge_app").unwrap();
     assert_eq!(
-        purge.signoffs_expire_after.map(|l| l.to_string()).as_deref(),
+        purge
+            .signoffs_expire_after
+            .map(|l| l.to_string())
+            .as_deref(),
         Some("72 hours")
     );
-    assert_eq!(s.operation("uninstall_app").unwrap().signoffs_expire_after, None);
+    assert_eq!(
+        s.operation("uninstall_app").unwrap().signoffs_expire_after,
+        None
+    );
     let with = |value: &str| {
         format!(
             "{EXAMPLE_SCHEMA}\n[operations.x]\nlabel = \"X\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nsignoffs_expire_after = \"{value}\"\n"
@@ -364,9 +370,15 @@ fn signoffs_expire_after_is_a_duration_of_at_least_an_hour() {
         assert!(Schema::from_toml(&with(ok)).is_ok(), "{ok}");
     }
     for (bad, says) in [
-        ("72", "is not a duration: expected a whole number of minutes, hours or days"),
+        (
+            "72",
+            "is not a duration: expected a whole number of minutes, hours or days",
+        ),
         ("3 days", "is not a duration"),
-        ("30m", "too short: a sign-off must count for at least 1 hour"),
+        (
+            "30m",
+            "too short: a sign-off must count for at least 1 hour",
+        ),
         ("0h", "too short"),
         ("400d", "longer than a year"),
     ] {

@@ -93,8 +93,7 @@ pub fn sign(
             let names = |side: Side| -> Vec<String> {
                 rows.iter()
                     .filter(|(s, _, _)| {
-                        s.side == side
-                            && all.iter().any(|r| r.id == s.id && r.counts_for(&current))
+                        s.side == side && all.iter().any(|r| r.id == s.id && r.counts_for(&current))
                     })
                     .map(|(_, e, _)| e.clone())
                     .collect()

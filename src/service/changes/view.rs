@@ -43,23 +43,24 @@ pub fn view_for(
 }
 
 /// Each sign-off of `c` (`rows`, counted by the policy as `recs`), saying whether it
-/// counts for the current fingerprint `fp` and, if not, why.
+/// counts for the current fingerprint `fp`, when it expires and, if it does not count, why.
 fn signoff_views(
+    schema: &Schema,
     c: &Change,
     rows: &[(Signoff, String, String)],
     recs: &[SignoffRecord],
     fp: &str,
 ) -> Vec<SignoffView> {
+    let lifetime = schema
+        .operation(&c.operation)
+        .and_then(|o| o.signoffs_expire_after);
     rows.iter()
         .map(|(s, email, name)| {
-            let rec = recs.iter().find(|r| {
-                r.user_id == s.user_id
-                    && r.side == s.side
-                    && r.fingerprint == s.fingerprint
-                    && r.stale == s.stale
-            });
+            let rec = recs.iter().find(|r| r.id == s.id);
             let stale = s.stale || s.fingerprint != fp;
             let earned = rec.map_or(true, |r| r.earned);
+            let expired = rec.is_some_and(|r| r.expired);
+            let expires_at = rec.and_then(|r| r.expires_at);
             let team = if s.side == Side::Requester {
                 &c.requesting_team
             } else {
@@ -73,9 +74,14 @@ fn signoff_views(
                 },
                 fingerprint: s.fingerprint.clone(),
                 stale,
-                counts: !stale && earned,
+                counts: rec.is_some_and(|r| r.counts_for(fp)),
                 why_not: if stale {
                     Some("stale: the targets or the text changed since".into())
+                } else if let (true, Some(at), Some(l)) = (expired, expires_at, lifetime) {
+                    Some(format!(
+                        "expired at {} UTC, {l} after it was given",
+                        at.format("%Y-%m-%d %H:%M")
+                    ))
                 } else if !earned {
                     Some(format!(
                         "no longer counts: {name} is not (only) in `{team}` any more"
@@ -85,6 +91,8 @@ fn signoff_views(
                 },
                 comment: s.comment.clone(),
                 at: s.created_at,
+                expires_at,
+                expired,
             }
         })
         .collect()
@@ -165,7 +173,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             summary: serde_json::from_str(&c.summary).unwrap_or_default(),
             errors: serde_json::from_str(&c.errors).unwrap_or_default(),
             error_count: c.error_count,
-            signoffs: signoff_views(&c, &rows, &recs, &fp),
+            signoffs: signoff_views(schema, &c, &rows, &recs, &fp),
+            signoffs_expire_after: op
+                .and_then(|o| o.signoffs_expire_after)
+                .map(|l| l.to_string()),
             policy,
             tier,
             irreversible,

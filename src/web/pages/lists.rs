@@ -30,6 +30,8 @@ pub struct Row {
     pub needs: String,
     /// The risk tier whose sign-off policy applies, if one does.
     pub tier: Option<String>,
+    /// When a counting sign-off expires, if within a day (the queue).
+    pub expires_soon: Option<String>,
 }
 
 pub(crate) fn age(t: chrono::NaiveDateTime) -> String {
@@ -58,6 +60,17 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         big: c.target_count > 100,
         needs,
         tier: c.tier.clone(),
+        expires_soon: None,
+    }
+}
+
+/// A queue item's row, marked when one of its sign-offs expires within a day.
+fn queue_row(i: &queue::QueueItem) -> Row {
+    Row {
+        expires_soon: i
+            .expires_soon
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
+        ..row(&i.change, i.needs.join(" + "))
     }
 }
 
@@ -100,10 +113,7 @@ pub async fn home(req: HttpRequest, state: State, w: WebUser) -> PageResult {
     let page = HomePage {
         l: layout(&req, &state, &w).await,
         mine: mine.iter().map(|c| row(c, String::new())).collect(),
-        waiting: queue
-            .iter()
-            .map(|q| row(&q.change, q.needs.join(" + ")))
-            .collect(),
+        waiting: queue.iter().map(queue_row).collect(),
         activity: events
             .into_iter()
             .map(|e| Activity {
@@ -146,7 +156,7 @@ pub async fn queue(
         .filter(|i| {
             effect.is_empty() || i.change.effect.map(Effect::as_str) == Some(effect.as_str())
         })
-        .map(|i| row(&i.change, i.needs.join(" + ")))
+        .map(queue_row)
         .collect();
     let page = QueuePage {
         l: layout(&req, &state, &w).await,
