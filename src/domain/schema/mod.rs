@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::waves::WaveSize;
 
+mod lifetime;
 mod load;
 mod raw;
+
+pub use lifetime::Lifetime;
 
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
@@ -207,7 +210,7 @@ pub struct Operation {
     /// (`irreversible_signoffs`, default 1).
     pub irreversible_signoffs: u32,
     /// How long a sign-off counts (`signoffs_expire_after`; `None`: until execution).
-    pub signoffs_expire_after: Option<crate::domain::signoff::Lifetime>,
+    pub signoffs_expire_after: Option<Lifetime>,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{Effect, Guards, Kind, SignoffPolicy, Tier};
+use super::super::{Effect, Guards, Kind, Lifetime, SignoffPolicy, Tier};
 use super::{Problems, RawOperation, Table};
-use crate::domain::signoff::Lifetime;
 
 /// How long a sign-off counts (`signoffs_expire_after = "72h"`; none: until execution).
 pub(super) fn signoff_lifetime(t: &Table, o: &RawOperation, p: &mut Problems) -> Option<Lifetime> {
