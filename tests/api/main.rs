@@ -14,6 +14,7 @@ mod config;
 mod crash;
 mod effects;
 mod execution;
+mod expiry;
 mod guards;
 mod headers;
 mod helpers;
