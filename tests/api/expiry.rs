@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{inst, spawn_app_with, Backend, TestApp, TestDb};
+use crate::web::sign_in;
 
 const EXPIRING: &str = r#"
 
@@ -295,6 +296,45 @@ async fn an_unexpired_signoff_keeps_counting(backend: Backend) {
     assert_eq!(run_sweep(&app, &schema), Swept::default());
 }
 
+async fn the_pages_show_expiry(backend: Backend) {
+    let (app, _schema, _dir) = app(backend).await;
+    let (id, fp) = app.submitted("ana", OP, json!({"ids": [inst(1)]})).await;
+    let (s, v) = app.sign(id, "ben", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    age_signoff(&app, id, "ben", 50);
+    let b = sign_in(&app, "carla").await;
+    // The queue marks the sign-off that expires within a day.
+    let (s, queue) = b.get("/queue").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(queue.contains("sign-off expires "), "{queue}");
+    // A counting sign-off shows when it expires; the operation says how long they count.
+    let (s, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("class=\"small muted expires\">· expires at "),
+        "{page}"
+    );
+    assert!(page.contains("id=\"signoff-expiry\""), "{page}");
+    assert!(page.contains("a sign-off counts for 72 hours"), "{page}");
+    // An expired one is struck through, with the reason.
+    age_signoff(&app, id, "ben", 73);
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    let li = page
+        .split("<li class=\"expired\"><del>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no expired sign-off in {page}"));
+    let li = li.split("</li>").next().unwrap();
+    assert!(li.starts_with("Ben signed "), "{li}");
+    assert!(li.contains("(expired at "), "{li}");
+    assert!(li.contains(" UTC, 72 hours after it was given)"), "{li}");
+    // The new-change form says it of the operation.
+    let (_, form) = b.get("/changes/new").await;
+    assert!(
+        form.contains("sign-offs expire 72 hours after they are given"),
+        "{form}"
+    );
+}
+
 async fn the_schema_check_refuses_bad_durations(backend: Backend) {
     let db = TestDb::new(backend);
     let dir = tempfile::tempdir().unwrap();
@@ -326,4 +366,5 @@ both_backends!(
     the_reminder_is_mailed_once,
     an_unexpired_signoff_keeps_counting,
     the_schema_check_refuses_bad_durations,
+    the_pages_show_expiry,
 );
