@@ -233,6 +233,9 @@ pub struct ChangeView {
     /// Why the change went back to its state, when something moved it back (a stale
     /// sign-off, a signer who left the team, a schema that no longer allows its team).
     pub state_reason: Option<String>,
+    /// Still `approved`, but a sign-off it needs has expired: it cannot run, and the sweep
+    /// sends it back for sign-off (the execute gate does at once).
+    pub approval_expired: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub resolved_at: NaiveDateTime,

@@ -40,12 +40,18 @@ fn source() -> String {
 /// A server on the schema with [`EXPIRING`], without its worker (no sweep of its own), and
 /// the schema to sweep with.
 async fn app(backend: Backend) -> (TestApp, Schema, tempfile::TempDir) {
+    app_with_worker(backend, false).await
+}
+
+/// [`app`], with the execution worker running when `worker` (it sweeps when it starts,
+/// then once a minute: a test with it on does not sweep itself).
+async fn app_with_worker(backend: Backend, worker: bool) -> (TestApp, Schema, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.toml");
     std::fs::write(&path, source()).unwrap();
     let app = spawn_app_with(backend, |c| {
         c.schema_path = Some(path.clone());
-        c.worker = false;
+        c.worker = worker;
     })
     .await;
     app.load_fixture().await;
@@ -112,6 +118,7 @@ async fn an_expired_signoff_stops_counting(backend: Backend) {
     let (id, _fp) = app.approved(OP, json!({"ids": [inst(1)]})).await;
     let c = app.change(id).await;
     assert_eq!(c["signoffs_expire_after"], "72 hours", "{c}");
+    assert_eq!(c["approval_expired"], false, "{c}");
     let r = side(&c, "requester");
     assert_eq!(r["expired"], false);
     assert_eq!(r["counts"], true);
@@ -126,6 +133,7 @@ async fn an_expired_signoff_stops_counting(backend: Backend) {
         why.starts_with("expired at ") && why.ends_with("UTC, 72 hours after it was given"),
         "{why}"
     );
+    assert_eq!(c["approval_expired"], true, "{c}");
     assert_eq!(c["requester_side"]["current"], 0, "{c}");
     assert_eq!(c["requester_side"]["missing"], 1, "{c}");
     // The other side's sign-off still counts.
@@ -296,6 +304,34 @@ async fn an_unexpired_signoff_keeps_counting(backend: Backend) {
     assert_eq!(run_sweep(&app, &schema), Swept::default());
 }
 
+async fn a_rollback_expires_as_its_operation(backend: Backend) {
+    let (app, _schema, _dir) = app_with_worker(backend, true).await;
+    let (id, fp) = app.approved(OP, json!({"ids": [inst(1)]})).await;
+    let (s, v) = app.execute(id, &fp).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    app.wait_execution(id, &["completed"]).await;
+    let (s, rb) = app
+        .post(&format!("/api/v1/changes/{id}/rollback"), "ana", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{rb}");
+    let rb_id = rb["id"].as_i64().unwrap();
+    let rfp = rb["fingerprint"].as_str().unwrap().to_string();
+    app.approve(rb_id, &rfp).await;
+    let c = app.change(rb_id).await;
+    assert_eq!(c["signoffs_expire_after"], "72 hours", "{c}");
+    age_signoff(&app, rb_id, "carla", 73);
+    let c = app.change(rb_id).await;
+    assert_eq!(side(&c, "implementer")["expired"], true, "{c}");
+    assert_eq!(c["implementer_side"]["current"], 0, "{c}");
+    if c["state"] == "approved" {
+        // (Unless the worker's once-a-minute sweep came first.)
+        let (s, v) = app.execute(rb_id, &rfp).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"]["code"], "signoffs_expired", "{v}");
+    }
+    assert_eq!(app.change(rb_id).await["state"], "awaiting_signoff");
+}
+
 async fn the_pages_show_expiry(backend: Backend) {
     let (app, _schema, _dir) = app(backend).await;
     let (id, fp) = app.submitted("ana", OP, json!({"ids": [inst(1)]})).await;
@@ -367,4 +403,5 @@ both_backends!(
     an_unexpired_signoff_keeps_counting,
     the_schema_check_refuses_bad_durations,
     the_pages_show_expiry,
+    a_rollback_expires_as_its_operation,
 );

@@ -10,7 +10,7 @@ use crate::db::{changes as repo, users, DbConn};
 use crate::domain::event::Event;
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::signoff::{self, Side, SignoffRecord};
-use crate::domain::Schema;
+use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
 use crate::service::views::{
     number, selector_shape, ChangeView, ConflictView, OperationView, PersonView, SideStatus,
@@ -187,6 +187,9 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             conflicts,
             reject_reason: c.reject_reason.clone(),
             state_reason: state_reason(conn, &c)?,
+            approval_expired: c.state == ChangeState::Approved
+                && recs.iter().any(|r| r.expired_on(&fp))
+                && !signoff::is_approved(&recs, policy, &fp),
             created_at: c.created_at,
             updated_at: c.updated_at,
             resolved_at: c.resolved_at,
