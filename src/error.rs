@@ -89,6 +89,7 @@ error_codes! {
     UploadStalled = "upload_stalled", REQUEST_TIMEOUT, "No data arrived for `COUNTERSIGN_UPLOAD_IDLE_SECS` during an upload; nothing was written.";
     AlreadyRolledBack = "already_rolled_back", CONFLICT, "The change already has an open rollback.";
     AlreadySigned = "already_signed", CONFLICT, "The caller already signed this side for the current fingerprint.";
+    BudgetExceeded = "budget_exceeded", CONFLICT, "At execute (or resume), the change needs more of its operation's budget than is left in the last 24 hours (`details.budget`: used, left, when it frees).";
     ChangeNotApproved = "change_not_approved", CONFLICT, "Customer notices are for approved (or later) changes only.";
     DrafterInBothTeams = "drafter_in_both_teams", CONFLICT, "The notice's drafter is in both teams, so nobody can be the other team's approver.";
     FingerprintMismatch = "fingerprint_mismatch", CONFLICT, "The fingerprint sent to execute is not the one that was signed.";

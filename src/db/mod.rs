@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod budgets;
 pub mod changes;
 pub mod exec;
 pub mod expiry;

@@ -309,6 +309,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    budget_groups (name) {
+        name -> Text,
+        lock_version -> BigInt,
+    }
+}
+
+diesel::table! {
+    budget_uses (budget_group, change_id, entity_id) {
+        budget_group -> Text,
+        change_id -> BigInt,
+        entity_id -> Text,
+        root_id -> Text,
+        used_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -346,4 +363,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     customer_notices,
     web_sessions,
     imports,
+    budget_groups,
+    budget_uses,
 );

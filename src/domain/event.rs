@@ -98,6 +98,10 @@ pub enum Event {
         done: u64,
         failed: u64,
         reason: String,
+        /// The budget group whose budget is spent, when that is why (else the wave's
+        /// failures halted it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<String>,
     },
     ExecutionResumed {
         execution_id: i64,
@@ -585,6 +589,20 @@ mod tests {
                 unapproved: true,
             },
             Event::SignoffExpiring(expiry()),
+            Event::ExecutionHalted {
+                wave: 1,
+                done: 3,
+                failed: 0,
+                reason: "the budget `deletions` is spent".into(),
+                budget: Some("deletions".into()),
+            },
+            Event::ExecutionHalted {
+                wave: 2,
+                done: 3,
+                failed: 2,
+                reason: "too many failures".into(),
+                budget: None,
+            },
             Event::Cancelled {
                 from: ChangeState::Draft,
                 reason: None,

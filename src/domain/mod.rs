@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod account;
+pub mod budget;
 pub mod change;
 pub mod entity;
 pub mod event;

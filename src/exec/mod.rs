@@ -245,7 +245,11 @@ fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) 
             if items.is_empty() {
                 return end_of_wave(ctx, conn, &e, &c);
             }
-            let counts = builtin::apply(conn, &ctx.schema, &c, effect, &items)?;
+            let fit = match take_budget(ctx, conn, &e, &c, &items)? {
+                Ok(n) => n,
+                Err(step) => return Ok(step),
+            };
+            let counts = builtin::apply(conn, &ctx.schema, &c, effect, &items[..fit])?;
             repo::add_counts(conn, e.id, counts.done, counts.failed, counts.skipped)?;
             Ok(Step::Continue)
         }),
@@ -306,20 +310,8 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
                 done + failed,
                 threshold * 100.0
             );
-            repo::set_state(conn, e.id, ExecState::Halted, Some(&reason))?;
-            change_repo::set_state(conn, c.id, ChangeState::Halted)?;
-            record(
-                conn,
-                &Actor::system(),
-                Some(c.id),
-                Event::ExecutionHalted {
-                    wave: wave as u32,
-                    done,
-                    failed,
-                    reason,
-                },
-            )?;
             tracing::warn!(wave, failed, "execution halted");
+            halt(conn, e, c, (done, failed), reason, None)?;
             return Ok(Step::Stop);
         }
         if (wave as usize) < waves.len() {
@@ -328,6 +320,52 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
     }
     finish(conn, e.id, c.id)?;
     Ok(Step::Stop)
+}
+
+/// Halt the execution (and its change) with `reason`, and tell the participants.
+/// `budget`: the group whose budget is spent, when that is why.
+fn halt(
+    conn: &mut WriteTx<'_>,
+    e: &Execution,
+    c: &Change,
+    (done, failed): (u64, u64),
+    reason: String,
+    budget: Option<String>,
+) -> AppResult<()> {
+    repo::set_state(conn, e.id, ExecState::Halted, Some(&reason))?;
+    change_repo::set_state(conn, c.id, ChangeState::Halted)?;
+    record(
+        conn,
+        &Actor::system(),
+        Some(c.id),
+        Event::ExecutionHalted {
+            wave: e.current_wave as u32,
+            done,
+            failed,
+            reason,
+            budget,
+        },
+    )?;
+    Ok(())
+}
+
+/// Take a batch from the change's budget: `Ok(n)`: run the first `n` items; `Err(step)`:
+/// nothing fits, the execution halted.
+fn take_budget(
+    ctx: &Ctx,
+    conn: &mut WriteTx<'_>,
+    e: &Execution,
+    c: &Change,
+    items: &[crate::db::models::ExecutionItem],
+) -> AppResult<Result<usize, Step>> {
+    let taken = crate::service::budget::take_batch(conn, &ctx.schema, c, items)?;
+    let Some(reason) = taken.halt else {
+        return Ok(Ok(taken.fit));
+    };
+    tracing::warn!(reason = %reason, "execution halted: budget spent");
+    let group = crate::service::budget::budget_of(&ctx.schema, c).map(|b| b.group.clone());
+    halt(conn, e, c, (e.done as u64, e.failed as u64), reason, group)?;
+    Ok(Err(Step::Stop))
 }
 
 /// All items processed: the final state from the counts.

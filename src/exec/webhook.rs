@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use crate::domain::lines::{clip, clip_to};
 
-use super::{end_of_wave, fence, Ctx, Step};
+use super::{end_of_wave, fence, take_budget, Ctx, Step};
 use crate::db::models::{Change, Execution, ExecutionItem};
 use crate::db::{exec as repo, now, write_tx, DbConn};
 use crate::domain::execution::ItemStatus;
@@ -284,9 +284,14 @@ pub(super) fn step(
                     c.operation
                 ))
             })?;
-        let items = repo::pending(conn, e.id, e.current_wave, batch_size(&spec) as i64)?;
+        let mut items = repo::pending(conn, e.id, e.current_wave, batch_size(&spec) as i64)?;
         if items.is_empty() {
             return Ok(Err(end_of_wave(ctx, conn, &e, &c)?));
+        }
+        // Taken from the budget before the calls: a call once sent cannot be taken back.
+        match take_budget(ctx, conn, &e, &c, &items)? {
+            Ok(fit) => items.truncate(fit),
+            Err(step) => return Ok(Err(step)),
         }
         let positions: Vec<i64> = items.iter().map(|i| i.position).collect();
         let scopes = repo::targets_at(conn, c.id, &positions)?;

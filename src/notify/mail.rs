@@ -299,12 +299,19 @@ fn content(p: &Value) -> Content {
             done,
             failed,
             reason: why,
+            budget,
         }) => {
             link_label = "Resume or abort";
-            paragraphs.push(format!(
-                "Wave {wave} ended with {failed} failed and {done} done: {why}. Nothing more runs until someone of {} resumes or aborts it.",
-                s(&p["implementing_team"])
-            ));
+            paragraphs.push(match budget {
+                Some(_) => format!(
+                    "Halted in wave {wave} with {done} done and {failed} failed: {why}. Nothing more runs until someone of {} resumes it (once the budget has room) or aborts it.",
+                    s(&p["implementing_team"])
+                ),
+                None => format!(
+                    "Wave {wave} ended with {failed} failed and {done} done: {why}. Nothing more runs until someone of {} resumes or aborts it.",
+                    s(&p["implementing_team"])
+                ),
+            });
             (
                 format!("[{chg}] Execution HALTED: {title}"),
                 format!("Execution of {chg} halted"),

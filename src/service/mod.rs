@@ -3,6 +3,7 @@
 //! of DESIGN.md there, not in handlers.
 
 pub mod accounts;
+pub mod budget;
 pub mod changes;
 pub mod contacts;
 pub mod events;

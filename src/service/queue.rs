@@ -30,6 +30,9 @@ pub struct QueueItem {
     pub destructive: bool,
     /// The earliest expiry of a counting sign-off, when it comes within a day.
     pub expires_soon: Option<chrono::NaiveDateTime>,
+    /// The budget its execution will draw from, its state and whether the change fits
+    /// (`None`: it draws from none).
+    pub budget: Option<super::budget::BudgetView>,
 }
 
 /// Changes waiting for a sign-off from a team the caller is in, oldest first.
@@ -37,10 +40,16 @@ pub fn queue(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResul
     if user.teams.is_empty() {
         return Ok(vec![]);
     }
-    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user))
+    crate::db::snapshot(conn, |conn| queue_in(conn, schema, user, true))
 }
 
-fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult<Vec<QueueItem>> {
+/// The queue; `with_budgets`: also each change's budget (the count needs none).
+fn queue_in(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    with_budgets: bool,
+) -> AppResult<Vec<QueueItem>> {
     let teams_now = users::user_teams(conn, user.id)?;
     let list = repo::awaiting_for_teams(conn, &teams_now)?;
     // A fixed number of queries however long the queue: every sign-off and every
@@ -80,7 +89,13 @@ fn queue_in(conn: &mut DbConn, schema: &Schema, user: &CurrentUser) -> AppResult
             continue;
         }
         let change = ChangeSummaryView::new(schema, &c);
+        let budget = if with_budgets {
+            super::budget::for_change(conn, schema, &c)?
+        } else {
+            None
+        };
         out.push(QueueItem {
+            budget,
             destructive: change.destructive,
             change,
             needs,
@@ -126,7 +141,7 @@ impl Badges {
                     return Ok(n);
                 }
             }
-            let n = queue_in(conn, schema, user)?.len();
+            let n = queue_in(conn, schema, user, false)?.len();
             self.remember(user.id, head, n);
             Ok(n)
         })

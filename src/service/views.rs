@@ -247,6 +247,9 @@ pub struct ChangeView {
     pub rollback_of: Option<String>,
     /// The rollback created for this change, if any.
     pub rolled_back_by: Option<String>,
+    /// The budget its execution draws from (`budget`, `budget_group`), its state now and
+    /// what this change still needs from it; `None`: it draws from none.
+    pub budget: Option<crate::service::budget::BudgetView>,
 }
 
 impl ChangeView {

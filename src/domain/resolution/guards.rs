@@ -4,13 +4,14 @@
 //! error on the change (its code is the guard's name), so the change cannot be submitted
 //! or executed while it fails.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::problems::Problems;
 use super::scope::{segments, Ancestors};
 use super::{ResolvedTarget, RootRef};
+use crate::domain::budget::{root_of, Budget};
 use crate::domain::schema::{Kind, Operation, Schema};
 
 /// Entities named in a guard's outcome (the worst roots, the scopes left short).
@@ -123,6 +124,9 @@ pub(crate) fn check(input: &GuardInput<'_>, p: &mut Problems) -> Vec<GuardCheck>
     }
     if op.effect.is_destructive() && !g.allow_everything {
         out.extend(everything(input, own.len() as u64));
+    }
+    if let Some(b) = &op.budget {
+        out.push(larger_than_budget(input, b));
     }
     for c in out.iter().filter(|c| !c.passed) {
         p.push("targets", None, "", &c.guard, c.text.clone());
@@ -363,4 +367,60 @@ fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
         violations: 0,
         at: Vec::new(),
     })
+}
+
+/// A change larger than its operation's whole daily budget could never pass the execute
+/// gate: refused at resolution, so that nobody signs it. (What is left today is checked
+/// at the gate, and by the runner batch by batch.)
+fn larger_than_budget(input: &GuardInput<'_>, b: &Budget) -> GuardCheck {
+    let n = input.targets.len() as u64;
+    let roots: BTreeSet<&str> = input
+        .targets
+        .iter()
+        .map(|t| root_of(&t.id, &t.scope_path))
+        .collect();
+    let roots = roots.len() as u64;
+    let root_label = input
+        .schema
+        .ancestry(&input.op.target)
+        .last()
+        .map_or("roots".to_string(), |k| k.plural.clone());
+    // (measured, limit, what): the first limit that is exceeded, else the tightest.
+    let mut checks: Vec<(u64, u64, String)> = Vec::new();
+    if let Some(l) = b.roots_per_day {
+        checks.push((roots, l, root_label));
+    }
+    if let Some(l) = b.targets_per_day {
+        checks.push((n, l, "targets".into()));
+    }
+    let over = checks.iter().find(|(m, l, _)| m > l);
+    let (measured, limit, what) = over
+        .or_else(|| {
+            checks
+                .iter()
+                .max_by(|a, b| (a.0 as f64 / a.1 as f64).total_cmp(&(b.0 as f64 / b.1 as f64)))
+        })
+        .cloned()
+        .unwrap_or((0, 0, String::new()));
+    let text = if over.is_some() {
+        format!(
+            "touches {measured} {what}, more than the budget `{}` allows in 24 hours ({limit}): it could never run; split it into smaller changes: refused",
+            b.group
+        )
+    } else {
+        format!(
+            "touches {measured} {what} of the {limit} the budget `{}` allows in 24 hours",
+            b.group
+        )
+    };
+    GuardCheck {
+        guard: "larger_than_budget".into(),
+        passed: over.is_none(),
+        text,
+        measured,
+        population: limit,
+        limit: limit as f64,
+        violations: 0,
+        at: Vec::new(),
+    }
 }

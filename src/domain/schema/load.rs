@@ -18,7 +18,7 @@ use super::{
 use crate::domain::waves::{default_waves, WaveSize};
 
 mod rails;
-use rails::{guards, irreversible_signoffs, signoff_lifetime, tiers};
+use rails::{budget, budget_groups, guards, irreversible_signoffs, signoff_lifetime, tiers};
 
 // ---- the shared problem list ----------------------------------------------------------
 
@@ -113,6 +113,7 @@ pub(super) fn from_toml(source: &str) -> Result<Schema, SchemaErrors> {
             Some((name.clone(), operation(&t, name, o, &kinds, &mut p)?))
         })
         .collect();
+    budget_groups(source, &raw.operations, &mut p);
     if !p.0.is_empty() {
         return Err(SchemaErrors(p.0));
     }
@@ -351,6 +352,7 @@ fn operation(
         tiers,
         irreversible_signoffs: irreversible_signoffs(t, o, effect, p),
         signoffs_expire_after: signoff_lifetime(t, o, p),
+        budget: budget(t, name, o, p),
     })
 }
 

@@ -8,6 +8,7 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+pub use super::budget::Budget;
 use super::waves::WaveSize;
 
 mod lifetime;
@@ -211,6 +212,9 @@ pub struct Operation {
     pub irreversible_signoffs: u32,
     /// How long a sign-off counts (`signoffs_expire_after`; `None`: until execution).
     pub signoffs_expire_after: Option<Lifetime>,
+    /// A budget shared across changes (`budget`, `budget_group`): how much the operation's
+    /// executions may take per 24 hours.
+    pub budget: Option<Budget>,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
@@ -413,6 +417,12 @@ impl Operation {
     /// Does a sign-off on the implementer side need the typed target count?
     pub fn needs_confirm_count(&self, target_count: u64) -> bool {
         self.confirm_above.is_some_and(|n| target_count > n)
+    }
+
+    /// The budget a change draws from: the operation's, when the change runs the
+    /// operation's own effect (a rollback runs the inverse and takes nothing from it).
+    pub fn budget_for(&self, rollback: bool) -> Option<&Budget> {
+        self.budget.as_ref().filter(|_| !rollback)
     }
 }
 

@@ -82,6 +82,19 @@ pub(super) struct RawOperation {
     pub(super) irreversible_signoffs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) signoffs_expire_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) budget: Option<RawBudget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) budget_group: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBudget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) roots_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) targets_per_day: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -399,3 +399,77 @@ fn signoffs_expire_after_is_a_duration_of_at_least_an_hour() {
     let e = Schema::from_toml(&with("x").replace("\"x\"", "72")).unwrap_err();
     assert_eq!(e.0[0].place, "file");
 }
+
+#[test]
+fn budgets_are_checked_and_shared_by_group() {
+    let op = |name: &str, extra: &str| {
+        format!(
+            "\n[operations.{name}]\nlabel = \"{name}\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\n{extra}\n"
+        )
+    };
+    // A valid one: the group defaults to the operation's name; a rollback draws from none.
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}{}{}",
+        op("own", "budget = { roots_per_day = 5 }"),
+        op(
+            "a",
+            "budget = { targets_per_day = 10 }\nbudget_group = \"shared\""
+        ),
+        op(
+            "b",
+            "budget = { targets_per_day = 10 }\nbudget_group = \"shared\""
+        ),
+    );
+    let s = Schema::from_toml(&src).unwrap();
+    let own = s.operation("own").unwrap();
+    let b = own.budget.as_ref().unwrap();
+    assert_eq!((b.group.as_str(), b.roots_per_day), ("own", Some(5)));
+    assert!(own.budget_for(true).is_none());
+    assert_eq!(
+        s.operation("b").unwrap().budget.as_ref().unwrap().group,
+        "shared"
+    );
+    // The example's two site deletions share one.
+    let ex = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+    for name in ["delete_site", "decommission_site"] {
+        let b = ex.operation(name).unwrap().budget.as_ref().unwrap();
+        assert_eq!(
+            (b.group.as_str(), b.roots_per_day),
+            ("site-deletions", Some(50))
+        );
+    }
+
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}{}{}{}{}{}",
+        op("empty", "budget = {}"),
+        op("zero", "budget = { roots_per_day = 0 }"),
+        op("lonely", "budget_group = \"nobody\""),
+        op(
+            "badname",
+            "budget = { roots_per_day = 1 }\nbudget_group = \"Not A Name\""
+        ),
+        op(
+            "first",
+            "budget = { roots_per_day = 1 }\nbudget_group = \"g\""
+        ),
+        op(
+            "second",
+            "budget = { roots_per_day = 2 }\nbudget_group = \"g\""
+        ),
+    );
+    let problems: Vec<String> = Schema::from_toml(&src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| format!("{}: {}", p.place, p.message))
+        .collect();
+    for want in [
+        "operations.empty.budget: a budget needs roots_per_day and/or targets_per_day",
+        "operations.zero.budget.roots_per_day: must be at least 1 (an operation that may never run needs no budget)",
+        "operations.lonely.budget_group: a budget group needs the budget it shares: budget = { roots_per_day = …, targets_per_day = … }",
+        "operations.badname.budget_group: a budget group is 1–64 lowercase letters, digits, `-`, `_` or `.`",
+        "operations.second.budget: `first` draws from the budget group `g` too, with another budget: operations of one group declare the same budget",
+    ] {
+        assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
+    }
+}

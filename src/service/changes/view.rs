@@ -199,6 +199,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             not_after: c.not_after,
             rollback_of: c.rollback_of.map(number),
             rolled_back_by: c.rolled_back_by.map(number),
+            budget: crate::service::budget::for_change(conn, schema, &c)?,
         })
     })
 }

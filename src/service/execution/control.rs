@@ -23,6 +23,7 @@ pub fn resume(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Resume)?;
+        crate::service::budget::check_resume(conn, schema, &c)?;
         let e = repo::for_change(conn, id)?.ok_or_else(|| {
             AppError::new(
                 ErrorCode::NotFound,

@@ -1,6 +1,6 @@
 //! The execute gate: an approved change starts running only with the fingerprint that was
-//! signed, while its approval still holds, inside its window, and after a fresh resolution
-//! gives the same list — checked in that order, in one write transaction under the
+//! signed, while its approval still holds, inside its window, after a fresh resolution
+//! gives the same list, and when its budget has room for it — checked in that order, in one write transaction under the
 //! change's row lock.
 
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use crate::domain::resolution::{short_fingerprint, ResolutionError};
 use crate::domain::signoff::{self, SignoffRecord};
 use crate::domain::{ChangeState, Operation, Schema, Side};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::service::budget;
 use crate::service::changes::{
     effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
 };
@@ -58,6 +59,7 @@ pub fn execute(
         if let Err(refused) = check_resolution(conn, schema, user, &c)? {
             return Ok(Err(refused));
         }
+        budget::check_gate(conn, schema, &c)?;
         start(conn, user, &c, op, &current).map(Ok)
     })?;
     started?;

@@ -32,6 +32,52 @@ pub struct Row {
     pub tier: Option<String>,
     /// When a counting sign-off expires, if within a day (the queue).
     pub expires_soon: Option<String>,
+    /// The budget it draws from (queue rows): a short label, whether the change fits, and
+    /// the whole sentence.
+    pub budget: Option<RowBudget>,
+}
+
+pub struct RowBudget {
+    pub label: String,
+    pub fits: bool,
+    pub title: String,
+}
+
+impl RowBudget {
+    fn of(b: &crate::service::budget::BudgetView) -> RowBudget {
+        let left: Vec<String> = [
+            b.state
+                .roots
+                .map(|m| format!("{} of {} roots left", m.left, m.limit)),
+            b.state
+                .targets
+                .map(|m| format!("{} of {} targets left", m.left, m.limit)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        RowBudget {
+            label: format!(
+                "budget {}: {}{}",
+                b.state.group,
+                left.join(", "),
+                if b.fits { "" } else { " — does not fit" }
+            ),
+            fits: b.fits,
+            title: b.summary.clone(),
+        }
+    }
+}
+
+/// A queue row: the change, the sides it needs, and its budget.
+fn queue_row(q: &queue::QueueItem) -> Row {
+    let mut r = row(&q.change, q.needs.join(" + "));
+    r.budget = q.budget.as_ref().map(RowBudget::of);
+    // Marked when one of its sign-offs expires within a day.
+    r.expires_soon = q
+        .expires_soon
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string());
+    r
 }
 
 pub(crate) fn age(t: chrono::NaiveDateTime) -> String {
@@ -61,16 +107,7 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         needs,
         tier: c.tier.clone(),
         expires_soon: None,
-    }
-}
-
-/// A queue item's row, marked when one of its sign-offs expires within a day.
-fn queue_row(i: &queue::QueueItem) -> Row {
-    Row {
-        expires_soon: i
-            .expires_soon
-            .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
-        ..row(&i.change, i.needs.join(" + "))
+        budget: None,
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{Effect, Guards, Kind, Lifetime, SignoffPolicy, Tier};
-use super::{Problems, RawOperation, Table};
+use super::super::{team_name_ok, Budget, Effect, Guards, Kind, Lifetime, SignoffPolicy, Tier};
+use super::{header_line, Problems, RawOperation, Table};
 
 /// How long a sign-off counts (`signoffs_expire_after = "72h"`; none: until execution).
 pub(super) fn signoff_lifetime(t: &Table, o: &RawOperation, p: &mut Problems) -> Option<Lifetime> {
@@ -173,5 +173,77 @@ pub(super) fn guards(
         max_fraction_per_root: o.max_fraction_per_root,
         min_remaining: o.min_remaining.clone(),
         allow_everything: o.allow_everything.unwrap_or(false),
+    }
+}
+
+/// The operation's budget: at least one limit, each at least 1, and a group name of
+/// lowercase letters, digits, `-`, `_` and `.` (the operation's own name by default).
+pub(super) fn budget(t: &Table, name: &str, o: &RawOperation, p: &mut Problems) -> Option<Budget> {
+    let Some(b) = &o.budget else {
+        if o.budget_group.is_some() {
+            t.push(
+                p,
+                "budget_group",
+                "a budget group needs the budget it shares: budget = { roots_per_day = …, targets_per_day = … }",
+            );
+        }
+        return None;
+    };
+    if b.roots_per_day.is_none() && b.targets_per_day.is_none() {
+        t.push(
+            p,
+            "budget",
+            "a budget needs roots_per_day and/or targets_per_day",
+        );
+    }
+    for (field, v) in [
+        ("budget.roots_per_day", b.roots_per_day),
+        ("budget.targets_per_day", b.targets_per_day),
+    ] {
+        if v == Some(0) {
+            t.push(
+                p,
+                field,
+                "must be at least 1 (an operation that may never run needs no budget)",
+            );
+        }
+    }
+    let group = o.budget_group.clone().unwrap_or_else(|| name.to_string());
+    if o.budget_group.is_some() && !team_name_ok(&group) {
+        t.push(
+            p,
+            "budget_group",
+            "a budget group is 1–64 lowercase letters, digits, `-`, `_` or `.`",
+        );
+    }
+    Some(Budget {
+        group,
+        roots_per_day: b.roots_per_day,
+        targets_per_day: b.targets_per_day,
+    })
+}
+
+/// Operations that share a budget group declare the same budget (else which one holds
+/// would depend on which change runs first).
+pub(super) fn budget_groups(source: &str, ops: &BTreeMap<String, RawOperation>, p: &mut Problems) {
+    let mut first: BTreeMap<&str, (&str, &super::super::raw::RawBudget)> = BTreeMap::new();
+    for (name, o) in ops {
+        let Some(b) = &o.budget else { continue };
+        let group = o.budget_group.as_deref().unwrap_or(name);
+        match first.get(group) {
+            None => {
+                first.insert(group, (name, b));
+            }
+            Some((other, ob)) if *ob != b => {
+                p.push(
+                    format!("operations.{name}.budget"),
+                    header_line(source, "operations", name),
+                    format!(
+                        "`{other}` draws from the budget group `{group}` too, with another budget: operations of one group declare the same budget"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
     }
 }

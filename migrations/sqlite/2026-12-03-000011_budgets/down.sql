@@ -1,0 +1,3 @@
+DROP INDEX budget_uses_window;
+DROP TABLE budget_uses;
+DROP TABLE budget_groups;
