@@ -170,16 +170,13 @@ fn no_longer_counting(
     recs: &[SignoffRecord],
     current: &str,
 ) -> AppResult<Vec<String>> {
-    // Pair each record with its own row (records skip rows of an unknown side, so a zip
-    // could drift).
     let mut left: Vec<String> = Vec::new();
     for r in recs
         .iter()
         .filter(|r| !r.stale && r.fingerprint == current && !r.earned && !r.expired)
     {
-        let Some((s, email, _)) = rows.iter().find(|(s, _, _)| {
-            s.user_id == r.user_id && s.side == r.side && s.fingerprint == r.fingerprint && !s.stale
-        }) else {
+        // Each record with its own row.
+        let Some((s, email, _)) = rows.iter().find(|(s, _, _)| s.id == r.id) else {
             continue;
         };
         let team = match r.side {
