@@ -168,6 +168,12 @@ fn content(p: &Value) -> Content {
     if let Some(tier) = p["tier"].as_str() {
         facts.push(("Sign-offs".to_string(), format!("risk {tier}")));
     }
+    if let Some(life) = p["signoffs_expire_after"].as_str() {
+        facts.push((
+            "Expiry".to_string(),
+            format!("a sign-off counts for {life} after it is given"),
+        ));
+    }
     facts.push((
         "Teams".to_string(),
         format!(

@@ -144,6 +144,7 @@ pub(crate) fn dispatch(
         "implementing_team": c.implementing_team,
         "summary": summary["text"],
         "tier": tier,
+        "signoffs_expire_after": op.and_then(|o| o.signoffs_expire_after).map(|l| l.to_string()),
         "undo": summary["undo"]["text"],
         "targets": c.target_count,
         "fingerprint": c.fingerprint,

@@ -230,6 +230,7 @@ async fn the_sweep_sends_an_expired_approval_back_once(backend: Backend) {
     }
     let headline = countersign::notify::mail::headline(&written[0].1);
     assert!(headline.contains("is no longer approved"), "{headline}");
+    assert_eq!(written[0].1["signoffs_expire_after"], "72 hours");
     // Twice, or from a second process: nothing more.
     assert_eq!(run_sweep(&app, &schema), Swept::default());
     assert_eq!(actions(&app, id, "signoffs_expired"), 1);
