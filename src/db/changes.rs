@@ -44,6 +44,7 @@ pub struct ResolutionFields<'a> {
     pub errors: String,
     pub target_count: i64,
     pub root_count: i64,
+    pub selects_everything: bool,
     pub error_count: i64,
 }
 
@@ -57,6 +58,7 @@ pub fn store_resolution(conn: &mut DbConn, id: i64, f: &ResolutionFields<'_>) ->
             changes::errors.eq(&f.errors),
             changes::target_count.eq(f.target_count),
             changes::root_count.eq(f.root_count),
+            changes::selects_everything.eq(f.selects_everything),
             changes::error_count.eq(f.error_count),
             changes::resolved_at.eq(t),
             changes::updated_at.eq(t),

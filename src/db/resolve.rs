@@ -168,7 +168,7 @@ fn load_population(
     if g.max_fraction.is_some() {
         pop.of_kind = Some(count_active(conn, &op.target)?);
     }
-    if op.effect.is_destructive() && !g.allow_everything {
+    if op.effect.is_destructive() {
         if let Some(root) = chain.last() {
             pop.roots = Some(count_active(conn, &root.name)?);
         }

@@ -86,6 +86,7 @@ diesel::table! {
         errors -> Text,
         target_count -> BigInt,
         root_count -> BigInt,
+        selects_everything -> Bool,
         error_count -> BigInt,
         lock_version -> BigInt,
         reject_reason -> Nullable<Text>,

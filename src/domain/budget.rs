@@ -125,8 +125,8 @@ impl BudgetState {
 
     /// Does `need` fit in what is left?
     pub fn fits(&self, need: &Need) -> bool {
-        self.roots.is_none_or(|m| need.roots <= m.left)
-            && self.targets.is_none_or(|m| need.targets <= m.left)
+        self.roots.map_or(true, |m| need.roots <= m.left)
+            && self.targets.map_or(true, |m| need.targets <= m.left)
     }
 
     /// Why `need` does not fit, with the numbers: "needs 12 roots, 3 of 50 are left".

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod budget;
 pub mod change;
+pub mod effect;
 pub mod entity;
 pub mod event;
 pub mod execution;

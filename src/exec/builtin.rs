@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::db::exec as repo;
 use crate::db::models::{Change, Entity, EntityVersion, ExecutionItem};
 use crate::db::{now, DbConn};
-use crate::domain::execution::{
-    attributes_after, undo_changes, Attrs, ChangeStep, ItemStatus, RestoreSpec,
-};
+use crate::domain::effect::{decide, restore_to_point, Found, Outcome, Rule};
+use crate::domain::execution::{Attrs, ChangeStep, ItemStatus, RestoreSpec};
 use crate::domain::schema::{Effect, DEFAULT_RETENTION_DAYS};
 use crate::domain::{EntityState, Schema};
 use crate::error::{AppResult, ErrorCode};
@@ -25,15 +24,13 @@ fn attrs_of(s: &str) -> Attrs {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-fn text(a: &Attrs) -> String {
-    serde_json::to_string(a).expect("attrs serialise")
-}
-
-enum Outcome {
-    /// New (state, attrs).
-    Apply(EntityState, String),
-    Skip(String),
-    Fail(String),
+fn found(e: &Entity) -> Found<'_> {
+    Found {
+        state: e.state,
+        attrs: &e.attrs,
+        deleted_by: e.deleted_by,
+        purge_after: e.purge_after,
+    }
 }
 
 /// Apply `effect` to the entities of `items` for change `c`.
@@ -93,6 +90,12 @@ pub fn apply(
         _ => vec![],
     };
 
+    let rule = Rule {
+        effect,
+        rollback: c.rollback_of.is_some(),
+        params: &params,
+        rollback_keys: &rollback_keys,
+    };
     let mut versions = Vec::new();
     let mut deletes: Vec<&str> = Vec::new();
     let mut reactivate: Vec<&str> = Vec::new();
@@ -102,9 +105,18 @@ pub fn apply(
     for it in items {
         let outcome = match ents.get(&it.entity_id) {
             None => Outcome::Fail("the entity is no longer in the inventory".into()),
+            // The rules every preview of this change shows (`domain::effect`).
             Some(e) => match &restore_to {
-                Some(points) => restore_to_point(e, points.get(&e.id)),
-                None => decide(effect, e, c, &params, &rollback_keys, before.get(&e.id), t),
+                Some(points) => {
+                    restore_to_point(found(e), points.get(&e.id).map(|(s, a)| (*s, a.as_str())))
+                }
+                None => {
+                    let before = before.get(&e.id).map(|v| ChangeStep {
+                        before_attrs: &v.before_attrs,
+                        after_attrs: &v.after_attrs,
+                    });
+                    decide(&rule, found(e), before, t)
+                }
             },
         };
         match outcome {
@@ -179,102 +191,4 @@ pub fn apply(
 
 fn c_exec(items: &[ExecutionItem]) -> i64 {
     items.first().map(|i| i.execution_id).unwrap_or_default()
-}
-
-/// A bulk restore: back to (state, attrs) at the restore's point; `None` means the entity
-/// has not changed since the point.
-fn restore_to_point(e: &Entity, at_point: Option<&(EntityState, String)>) -> Outcome {
-    if e.state == EntityState::Purged {
-        return Outcome::Fail("purged: it can no longer be restored".into());
-    }
-    let (state, attrs) = at_point
-        .map(|(s, a)| (*s, a.as_str()))
-        .unwrap_or((e.state, e.attrs.as_str()));
-    if state != EntityState::Active {
-        Outcome::Skip(format!("it was {state} at that point"))
-    } else if e.state == EntityState::Active && e.attrs == attrs {
-        Outcome::Skip("already as it was at that point".into())
-    } else {
-        Outcome::Apply(EntityState::Active, attrs.to_string())
-    }
-}
-
-fn decide(
-    effect: Effect,
-    e: &Entity,
-    c: &Change,
-    params: &Attrs,
-    rollback_keys: &[String],
-    before: Option<&EntityVersion>,
-    t: chrono::NaiveDateTime,
-) -> Outcome {
-    match effect {
-        Effect::SoftDelete => match e.state {
-            EntityState::Active => Outcome::Apply(EntityState::Deleted, e.attrs.clone()),
-            EntityState::Deleted => Outcome::Skip(format!(
-                "already deleted{}",
-                e.deleted_by
-                    .map(|d| format!(" by {}", crate::service::views::number(d)))
-                    .unwrap_or_default()
-            )),
-            s @ EntityState::Purged => {
-                Outcome::Fail(format!("cannot delete an entity that is {s}"))
-            }
-        },
-        Effect::Restore => match e.state {
-            EntityState::Deleted => {
-                // Back to active with what its deletion changed undone (nothing, for a
-                // soft delete), keeping what an import recorded while it was deleted.
-                let attrs = before
-                    .map(|v| {
-                        undo_changes(
-                            &e.attrs,
-                            &[ChangeStep {
-                                before_attrs: &v.before_attrs,
-                                after_attrs: &v.after_attrs,
-                            }],
-                        )
-                    })
-                    .unwrap_or_else(|| e.attrs.clone());
-                Outcome::Apply(EntityState::Active, attrs)
-            }
-            EntityState::Active => Outcome::Skip("already active".into()),
-            EntityState::Purged => Outcome::Fail("purged: it can no longer be restored".into()),
-        },
-        Effect::SetAttributes => {
-            if e.state != EntityState::Active {
-                return Outcome::Fail(format!("the entity is {}", e.state));
-            }
-            let current = attrs_of(&e.attrs);
-            let attrs = if c.rollback_of.is_some() {
-                let Some(v) = before else {
-                    return Outcome::Fail(
-                        "no earlier version of this entity from the original change".into(),
-                    );
-                };
-                let prior = attrs_of(&v.before_attrs);
-                attributes_after(&current, params, Some((&prior, rollback_keys)))
-            } else {
-                attributes_after(&current, params, None)
-            };
-            Outcome::Apply(EntityState::Active, text(&attrs))
-        }
-        Effect::Purge => match (e.state, e.purge_after) {
-            (EntityState::Deleted, Some(p)) if p <= t => {
-                Outcome::Apply(EntityState::Purged, "{}".into())
-            }
-            (EntityState::Deleted, Some(p)) => Outcome::Fail(format!(
-                "still within its retention period: it may be purged after {}",
-                p.format("%Y-%m-%d %H:%M UTC")
-            )),
-            (EntityState::Deleted, None) => Outcome::Fail(
-                "has no retention date; restore or soft-delete it through a change first".into(),
-            ),
-            (EntityState::Purged, _) => Outcome::Skip("already purged".into()),
-            (s @ EntityState::Active, _) => {
-                Outcome::Fail(format!("only deleted entities can be purged; it is {s}"))
-            }
-        },
-        Effect::Webhook => Outcome::Fail("webhook effects are not built in".into()),
-    }
 }

@@ -128,7 +128,13 @@ pub(crate) fn dispatch(
     // The risk tier whose policy the change needs, as every screen says it.
     let tier = op.and_then(|o| {
         let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
-        o.policy(targets, roots, c.rollback_of.is_some()).describe()
+        o.policy(
+            targets,
+            roots,
+            c.rollback_of.is_some(),
+            c.selects_everything,
+        )
+        .describe()
     });
     let payload = json!({
         "operation_label": executes.as_ref().map(|e| e.label.clone()),

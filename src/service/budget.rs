@@ -83,6 +83,30 @@ pub fn state(conn: &mut DbConn, b: &Budget) -> AppResult<BudgetState> {
     Ok(BudgetState::of(b, &repo::usage(conn, &b.group, now())?))
 }
 
+/// For a change not stored yet (the new-change preview): the group's state and whether a
+/// change of this size fits now (at most its roots: those already counted today cost
+/// nothing, which the execute gate takes into account). `(fits, sentence)`.
+pub fn preview_line(
+    state: &BudgetState,
+    summary: &crate::domain::resolution::Summary,
+) -> (bool, String) {
+    let need = Need {
+        targets: summary.targets,
+        roots: summary.roots,
+    };
+    match state.shortfall(&need) {
+        None => (true, format!("{}. This change fits in what is left.", state.text)),
+        Some(short) => (
+            false,
+            format!(
+                "{}. This change {short} (roots already counted today cost nothing again): the execute gate would refuse it now ({}).",
+                state.text,
+                state.retry_hint()
+            ),
+        ),
+    }
+}
+
 /// `c`'s budget and what it still needs; `None` when it draws from none.
 pub fn for_change(conn: &mut DbConn, schema: &Schema, c: &Change) -> AppResult<Option<BudgetView>> {
     let Some(b) = budget_of(schema, c) else {

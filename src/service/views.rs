@@ -129,6 +129,7 @@ pub fn tier_of<'o>(
         c.target_count.max(0) as u64,
         c.root_count.max(0) as u64,
         c.rollback_of.is_some(),
+        c.selects_everything,
     )
 }
 

@@ -240,6 +240,36 @@ async fn the_gate_refuses_more_than_is_left_of_a_shared_budget(backend: Backend)
         "{page}"
     );
 
+    // The new-change preview says what is left and whether a change of this size fits.
+    let b_ana = sign_in(&app, "ana").await;
+    let preview = |n: &str| {
+        vec![
+            ("csrf", b_ana.csrf.clone()),
+            ("operation", "uninstall_counted".to_string()),
+            ("requesting_team", "app-owners".to_string()),
+            ("title", "t".to_string()),
+            ("rationale", "r".to_string()),
+            ("ids", n.to_string()),
+            ("action", "preview".to_string()),
+        ]
+    };
+    let two = format!("{}\n{}", inst(6), inst(7));
+    for (ids, fits, says) in [
+        (inst(6), true, "This change fits in what is left."),
+        (two, false, "This change needs 2 targets but 1 of 3 is left"),
+    ] {
+        let f = preview(&ids);
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (s, _, body) = b_ana.post("/changes/new", &pairs).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let class = if fits { "budget-ok" } else { "budget-short" };
+        assert!(
+            body.contains(&format!(r#"<p class="{class}" id="preview-budget">budget `uninstalls`: 2 of 3 targets used in the last 24 hours"#))
+                && body.contains(says),
+            "{body}"
+        );
+    }
+
     // The gate refuses, with the numbers; nothing changes.
     let (s, v) = app.execute(b, &fb).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");

@@ -303,7 +303,7 @@ async fn fingerprint_is_recomputable(app: TestApp) {
     // A set_attributes change: each target with the attribute's value now and after.
     assert!(
         csv.starts_with(
-            "kind,id,scope_path,name,\"version now\",\"version after\"\n\"app_install\","
+            "kind,id,scope_path,name,effect,outcome,what_happens,cascaded_from,\"version now\",\"version after\"\n\"app_install\","
         ),
         "{csv}"
     );

@@ -253,7 +253,9 @@ async fn the_undo_plan_is_shown_and_an_irreversible_change_needs_one_more(app: T
     );
     // The sign form repeats it next to the typed count.
     assert!(
-        page.contains(&format!(r#"<p class="small undo-ok">{undo}.</p>"#)),
+        page.contains(&format!(
+            r#"<p class="small undo-ok" id="sign-undo-implementer">{undo}.</p>"#
+        )),
         "{page}"
     );
     app.approve(id, &fp).await;
@@ -310,3 +312,68 @@ both_backends!(
     a_destructive_change_may_not_reach_everything,
 );
 both_backends!(backend: a_larger_change_needs_its_risk_tier);
+
+/// An operation that may reach everything: such a change needs its strictest tier.
+const EVERYWHERE: &str = r#"
+
+[operations.uninstall_everywhere]
+label = "Uninstall apps everywhere"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+requested_by = ["app-owners"]
+signoffs = { requester = 1, implementer = 1 }
+allow_everything = true
+
+[[operations.uninstall_everywhere.tiers]]
+above_targets = 1000
+signoffs = { requester = 1, implementer = 2 }
+"#;
+
+async fn a_change_over_everything_needs_the_strictest_tier(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    std::fs::write(&path, format!("{EXAMPLE_SCHEMA}{EVERYWHERE}")).unwrap();
+    let app = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await;
+    app.load_fixture().await;
+    let tier = "tier 1 (the strictest, because the change selects everything): 1 requester and 2 implementer sign-offs";
+    let (id, fp) = app
+        .submitted(
+            "ana",
+            "uninstall_everywhere",
+            json!({"within": {"kind": "org", "ids": [ORG1, ORG2]}}),
+        )
+        .await;
+    let c = app.change(id).await;
+    let g = guard(&c, "selects_everything");
+    assert_eq!(
+        (&g["passed"], &g["allowed"]),
+        (&json!(true), &json!(true)),
+        "{g}"
+    );
+    assert_eq!(c["tier"], tier, "{c}");
+    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 2}));
+    let (s, v) = app.sign(id, "ben", "requester", &fp, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app.sign(id, "carla", "implementer", &fp, Some(8)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["state"], "awaiting_signoff",
+        "8 targets, yet the strictest tier: {v}"
+    );
+    let (s, v) = app.sign(id, "dev", "implementer", &fp, Some(8)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+    // One organisation of two is an ordinary change of the operation.
+    let c = app
+        .create(
+            "ana",
+            "uninstall_everywhere",
+            json!({"within": {"kind": "org", "ids": [ORG1]}}),
+        )
+        .await;
+    assert!(c["tier"].is_null(), "{c}");
+    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 1}));
+}
+
+both_backends!(backend: a_change_over_everything_needs_the_strictest_tier);

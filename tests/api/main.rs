@@ -14,6 +14,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod effects;
+mod effects_preview;
 mod execution;
 mod expiry;
 mod guards;

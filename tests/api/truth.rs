@@ -138,7 +138,7 @@ async fn shows_attribute_change(app: &TestApp, id: i64, now: &str, after: &str) 
     );
     let (_, csv) = b.get(&format!("/changes/CHG-{id}/targets.csv")).await;
     assert!(
-        csv.starts_with("kind,id,scope_path,name,\"version now\",\"version after\"\n"),
+        csv.starts_with("kind,id,scope_path,name,effect,outcome,what_happens,cascaded_from,\"version now\",\"version after\"\n"),
         "{csv}"
     );
     assert!(csv.contains(&format!(",\"{now}\",\"{after}\"\n")), "{csv}");

@@ -604,7 +604,7 @@ async fn sign_execute_and_roll_back_through_forms(app: TestApp) {
     assert!(page.contains("Rollback created"));
     assert!(page.contains(&format!("rolls back <a href=\"/changes/CHG-{id}\"")));
     let (_, targets) = b.get(&format!("{rb}/targets.csv")).await;
-    assert!(targets.starts_with("kind,id,scope_path,name\n"));
+    assert!(targets.starts_with("kind,id,scope_path,name,effect,outcome,what_happens,"));
     assert_eq!(targets.lines().count(), 3);
 }
 

@@ -16,3 +16,7 @@ CREATE TABLE budget_uses (
     PRIMARY KEY (budget_group, change_id, entity_id)
 );
 CREATE INDEX budget_uses_window ON budget_uses(budget_group, used_at);
+
+-- A change that selects everything with its operation's leave (`allow_everything`) needs the
+-- operation's strictest tier: what the resolution found, beside the counts tiers read.
+ALTER TABLE changes ADD COLUMN selects_everything BOOLEAN NOT NULL DEFAULT FALSE;

@@ -29,6 +29,34 @@ pub fn versions_by_change(
     Ok(rows.into_iter().map(|v| (v.entity_id.clone(), v)).collect())
 }
 
+/// For each `(entity, change)` pair, the version row that change wrote for that entity
+/// (e.g. the deletion a restore undoes), in one chunked query however many changes.
+pub fn versions_by_pairs(
+    conn: &mut DbConn,
+    pairs: &[(&str, i64)],
+) -> QueryResult<HashMap<String, EntityVersion>> {
+    let want: HashMap<&str, i64> = pairs.iter().copied().collect();
+    let changes: Vec<i64> = pairs
+        .iter()
+        .map(|p| p.1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ids: Vec<&str> = want.keys().copied().collect();
+    let rows: Vec<EntityVersion> = per_chunk(&ids, |chunk| {
+        entity_versions::table
+            .filter(entity_versions::entity_id.eq_any(chunk))
+            .filter(entity_versions::change_id.eq_any(&changes))
+            .select(EntityVersion::as_select())
+            .load(conn)
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter(|v| v.change_id.is_some() && want.get(v.entity_id.as_str()) == v.change_id.as_ref())
+        .map(|v| (v.entity_id.clone(), v))
+        .collect())
+}
+
 /// An entity's versions, newest first.
 pub fn versions_of(
     conn: &mut DbConn,

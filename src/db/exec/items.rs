@@ -112,6 +112,21 @@ pub fn items(
     Ok((total, rows))
 }
 
+/// The items of execution `exec_id` at these target positions (a page of the target list).
+pub fn items_at(
+    conn: &mut DbConn,
+    exec_id: i64,
+    positions: &[i64],
+) -> QueryResult<Vec<ExecutionItem>> {
+    per_chunk(positions, |chunk| {
+        execution_items::table
+            .filter(execution_items::execution_id.eq(exec_id))
+            .filter(execution_items::position.eq_any(chunk))
+            .select(ExecutionItem::as_select())
+            .load(conn)
+    })
+}
+
 /// Positions of the items that changed their entity.
 pub fn done_positions(conn: &mut DbConn, exec_id: i64) -> QueryResult<Vec<i64>> {
     execution_items::table

@@ -22,11 +22,11 @@ mod runs;
 
 pub use history::{
     changes_undone, restore_point, state_at, touched_by, version_count_for_change,
-    versions_by_change, versions_of,
+    versions_by_change, versions_by_pairs, versions_of,
 };
 pub use items::{
-    done_positions, finish_items, items, items_with_status, next_retry, pending, pending_count,
-    retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
+    done_positions, finish_items, items, items_at, items_with_status, next_retry, pending,
+    pending_count, retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
 };
 pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_delete};
 pub use runs::{

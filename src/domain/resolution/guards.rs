@@ -22,7 +22,7 @@ pub const NAMED: usize = 10;
 pub struct Population {
     /// Active entities of the target kind (`max_fraction`).
     pub of_kind: Option<u64>,
-    /// Active entities of the root kind (a destructive operation without `allow_everything`).
+    /// Active entities of the root kind (a destructive operation: `selects_everything`).
     pub roots: Option<u64>,
     /// Active entities of the target kind below each root and each `min_remaining.per`
     /// entity that a possible target is under (a superset of the touched ones).
@@ -35,6 +35,10 @@ pub struct GuardCheck {
     /// `max_fraction`, `max_fraction_per_root`, `min_remaining` or `selects_everything`.
     pub guard: String,
     pub passed: bool,
+    /// It holds only because the operation allows it (`allow_everything`): the change
+    /// selects everything and needs the operation's strictest tier.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allowed: bool,
     /// One sentence with the numbers, ending in "refused" when it failed.
     pub text: String,
     /// What was measured: targets (`max_fraction`), the worst root's targets
@@ -52,6 +56,10 @@ pub struct GuardCheck {
     /// The first of them, with names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub at: Vec<RootRef>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -122,8 +130,8 @@ pub(crate) fn check(input: &GuardInput<'_>, p: &mut Problems) -> Vec<GuardCheck>
     if let Some(m) = &g.min_remaining {
         out.extend(min_remaining(input, kind, &own, &m.per, m.count));
     }
-    if op.effect.is_destructive() && !g.allow_everything {
-        out.extend(everything(input, own.len() as u64));
+    if op.effect.is_destructive() {
+        out.extend(everything(input, own.len() as u64, g.allow_everything));
     }
     if let Some(b) = &op.budget {
         out.push(larger_than_budget(input, b));
@@ -154,6 +162,7 @@ fn max_fraction(kind: &Kind, n: u64, pop: u64, limit: f64) -> GuardCheck {
     };
     GuardCheck {
         guard: "max_fraction".into(),
+        allowed: false,
         passed,
         text,
         measured: n,
@@ -237,6 +246,7 @@ fn per_root(
     };
     Some(GuardCheck {
         guard: "max_fraction_per_root".into(),
+        allowed: false,
         passed: over.is_empty(),
         text,
         measured: n,
@@ -307,6 +317,7 @@ fn min_remaining(
     };
     Some(GuardCheck {
         guard: "min_remaining".into(),
+        allowed: false,
         passed: short.is_empty(),
         text,
         measured: fewest,
@@ -325,41 +336,58 @@ fn min_remaining(
 /// IDs listed one by one are never "everything", however many roots they touch: each was
 /// named. With one root in the inventory, every scope covers it, so only the whole-kind
 /// query is refused there.
-fn everything(input: &GuardInput<'_>, n: u64) -> Option<GuardCheck> {
+///
+/// An operation with `allow_everything` lets it through, and says so (`allowed`): such a
+/// change needs the operation's strictest tier ([`selects_everything`] tells the policy).
+fn everything(input: &GuardInput<'_>, n: u64, allowed: bool) -> Option<GuardCheck> {
     let root_kind = *input.schema.ancestry(&input.op.target).last()?;
     let all = input.population.roots?;
-    let fix = "name fewer, or set allow_everything on the operation if it is meant";
     let covered = input.scope_roots.unwrap_or(0);
-    let (passed, text) = if input.whole_kind && n > 0 {
-        (
-            false,
+    // What it selects, when that is everything.
+    let whole = if input.whole_kind && n > 0 {
+        Some((
             format!(
-                "a `where` without `within` queries every {}: a destructive change over the whole kind is refused ({fix})",
+                "a `where` without `within` queries every {}",
                 root_kind.label
             ),
-        )
+            "the whole kind",
+        ))
     } else if n > 0 && all >= 2 && covered >= all {
-        (
-            false,
+        Some((
             format!(
-                "`within` covers every {} ({covered} of {all}): a destructive change over everything is refused ({fix})",
+                "`within` covers every {} ({covered} of {all})",
                 root_kind.label
             ),
-        )
-    } else if input.scope_roots.is_some() {
-        (
+            "everything",
+        ))
+    } else {
+        None
+    };
+    let everything = whole.is_some();
+    let (passed, text) = match whole {
+        Some((what, _)) if allowed => (
+            true,
+            format!("{what}: allowed (allow_everything), so it needs the operation's strictest tier"),
+        ),
+        Some((what, over)) => (
+            false,
+            format!(
+                "{what}: a destructive change over {over} is refused (name fewer, or set allow_everything on the operation if it is meant)"
+            ),
+        ),
+        None if input.scope_roots.is_some() => (
             true,
             format!(
                 "`within` covers {covered} of {all} active {}",
                 root_kind.plural
             ),
-        )
-    } else {
-        (true, "targets named one by one".to_string())
+        ),
+        None => (true, "targets named one by one".to_string()),
     };
     Some(GuardCheck {
         guard: "selects_everything".into(),
         passed,
+        allowed: everything && allowed,
         text,
         measured: covered,
         population: all,
@@ -415,6 +443,7 @@ fn larger_than_budget(input: &GuardInput<'_>, b: &Budget) -> GuardCheck {
     };
     GuardCheck {
         guard: "larger_than_budget".into(),
+        allowed: false,
         passed: over.is_none(),
         text,
         measured,
@@ -423,4 +452,11 @@ fn larger_than_budget(input: &GuardInput<'_>, b: &Budget) -> GuardCheck {
         violations: 0,
         at: Vec::new(),
     }
+}
+
+/// Did the resolution select everything, with the operation's leave (`allow_everything`)?
+/// Then the change needs the operation's strictest tier
+/// ([`crate::domain::schema::Operation::policy`]).
+pub fn selects_everything(checks: &[GuardCheck]) -> bool {
+    checks.iter().any(|c| c.allowed)
 }

@@ -253,17 +253,22 @@ pub struct Policy<'a> {
     pub tier: Option<(usize, &'a Tier)>,
     /// Implementer sign-offs added because no rollback can undo the effect.
     pub irreversible_extra: u32,
+    /// The tier is the strictest because the change selects everything.
+    pub everything: bool,
 }
 
 impl Policy<'_> {
     /// "Tier 2 (above 1000 targets): 2 requester and 2 implementer sign-offs".
     pub fn describe(&self) -> Option<String> {
         let (n, t) = self.tier?;
+        let why = if self.everything {
+            "the strictest, because the change selects everything".to_string()
+        } else {
+            t.condition()
+        };
         Some(format!(
-            "tier {n} ({}): {} requester and {} implementer sign-offs",
-            t.condition(),
-            self.signoffs.requester,
-            self.signoffs.implementer
+            "tier {n} ({why}): {} requester and {} implementer sign-offs",
+            self.signoffs.requester, self.signoffs.implementer
         ))
     }
 
@@ -302,7 +307,7 @@ impl Guards {
         self.max_fraction.is_some()
             || self.max_fraction_per_root.is_some()
             || self.min_remaining.is_some()
-            || (effect.is_destructive() && !self.allow_everything)
+            || effect.is_destructive()
     }
 }
 
@@ -380,20 +385,24 @@ impl Operation {
 
     /// The sign-off policy for a change of `targets` targets under `roots` roots: of the
     /// tiers that apply, the one that needs the most sign-offs (a later one on a tie), else
-    /// the operation's own. A rollback needs `rollback_signoffs` when the schema sets it.
-    pub fn policy(&self, targets: u64, roots: u64, rollback: bool) -> Policy<'_> {
+    /// the operation's own. A change that selects everything (`everything`, allowed by
+    /// `allow_everything`) needs the strictest tier whatever its size. A rollback needs
+    /// `rollback_signoffs` when the schema sets it.
+    pub fn policy(&self, targets: u64, roots: u64, rollback: bool, everything: bool) -> Policy<'_> {
         if let (true, Some(p)) = (rollback, self.rollback_signoffs) {
             return Policy {
                 signoffs: p,
                 tier: None,
                 irreversible_extra: 0,
+                everything: false,
             };
         }
+        let everything = everything && !rollback;
         let tier = self
             .tiers
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.applies(targets, roots))
+            .filter(|(_, t)| everything || t.applies(targets, roots))
             .max_by_key(|(i, t)| (t.signoffs.requester + t.signoffs.implementer, *i))
             .map(|(i, t)| (i + 1, t));
         let mut signoffs = tier.map_or(self.signoffs, |(_, t)| t.signoffs);
@@ -407,6 +416,7 @@ impl Operation {
             signoffs,
             tier,
             irreversible_extra: extra,
+            everything: everything && tier.is_some(),
         }
     }
 

@@ -244,9 +244,9 @@ signoffs = { requester = 2, implementer = 2 }
     );
     let s = Schema::from_toml(&src).unwrap();
     let op = s.operation("tiered").unwrap();
-    let p = op.policy(100, 10, false);
+    let p = op.policy(100, 10, false, false);
     assert_eq!((p.signoffs, p.tier), (op.signoffs, None));
-    let p = op.policy(101, 1, false);
+    let p = op.policy(101, 1, false, false);
     assert_eq!(p.signoffs.implementer, 2);
     assert_eq!(p.tier.map(|t| t.0), Some(1));
     assert_eq!(
@@ -255,7 +255,7 @@ signoffs = { requester = 2, implementer = 2 }
     );
     // 11 roots is tier 2 however few targets; both apply above 1000: the stricter wins.
     for (targets, roots) in [(5, 11), (5000, 1)] {
-        let p = op.policy(targets, roots, false);
+        let p = op.policy(targets, roots, false, false);
         assert_eq!(p.tier.map(|t| t.0), Some(2), "{targets} {roots}");
         assert_eq!(
             p.signoffs,
@@ -266,11 +266,11 @@ signoffs = { requester = 2, implementer = 2 }
         );
     }
     assert_eq!(
-        op.policy(5000, 1, false).describe().unwrap(),
+        op.policy(5000, 1, false, false).describe().unwrap(),
         "tier 2 (above 1000 targets or 10 roots): 2 requester and 2 implementer sign-offs"
     );
     // A rollback keeps its own lighter policy.
-    let p = op.policy(5000, 50, true);
+    let p = op.policy(5000, 50, true, false);
     assert_eq!((p.signoffs.requester, p.tier), (0, None));
 }
 
@@ -317,7 +317,7 @@ fn an_irreversible_operation_needs_one_more_implementer() {
     let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
     // purge_app: 1 + 2 in the schema, plus one because nothing can undo a purge.
     let purge = s.operation("purge_app").unwrap();
-    let p = purge.policy(3, 1, false);
+    let p = purge.policy(3, 1, false, false);
     assert_eq!(
         p.signoffs,
         SignoffPolicy {
@@ -330,7 +330,7 @@ fn an_irreversible_operation_needs_one_more_implementer() {
         "1 more implementer sign-off because no rollback can undo it"
     );
     let uninstall = s.operation("uninstall_app").unwrap();
-    assert_eq!(uninstall.policy(3, 1, false).irreversible_extra, 0);
+    assert_eq!(uninstall.policy(3, 1, false, false).irreversible_extra, 0);
     let bad = format!(
         "{EXAMPLE_SCHEMA}\n[operations.x]\nlabel = \"X\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nirreversible_signoffs = 2\n"
     );

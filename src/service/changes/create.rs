@@ -83,6 +83,9 @@ pub(crate) fn draft_row(
         errors: serde_json::to_string(&r.errors).expect("errors"),
         target_count: r.targets.len() as i64,
         root_count: r.summary.roots as i64,
+        selects_everything: crate::domain::resolution::guards::selects_everything(
+            &r.summary.guards,
+        ),
         error_count: r.error_count as i64,
         lock_version: 0,
         created_at: t,

@@ -10,12 +10,13 @@
 //!
 //! One module per use case: `create` and `edit` (what the author writes),
 //! `resolve` (re-resolution and submission), `decide` (sign, reject, cancel,
-//! comment), `view` and `targets` (what readers see); `permissions` (who may do
+//! comment), `view`, `targets` and `effects` (what readers see); `permissions` (who may do
 //! what) and `shared` (checks and facts of a stored change) sit below them.
 
 mod create;
 mod decide;
 mod edit;
+mod effects;
 mod permissions;
 mod resolve;
 mod shared;
@@ -26,6 +27,7 @@ pub(crate) use create::{check_teams, draft_row, ChangeHead};
 pub use create::{create, CreateChange};
 pub use decide::{cancel, comment, reject, sign, SignRequest};
 pub use edit::{edit, EditChange};
+pub use effects::{planned_effects, target_effects, Effects, TargetRef};
 pub use permissions::allowed_actions;
 pub(super) use permissions::{facts_with, records_with};
 pub(crate) use permissions::{records, require};
@@ -35,5 +37,5 @@ pub use shared::{
     change_id, check_params, check_selector, effect_for, policy_for, text_hash_of, tier_of,
 };
 pub(crate) use shared::{check_rationale, check_title, involved, locked, move_state, submitted};
-pub use targets::{attribute_changes, planned_attribute_changes, targets_csv};
+pub use targets::targets_csv;
 pub use view::{view, view_for};

@@ -124,6 +124,9 @@ fn store(
             errors: serde_json::to_string(&r.errors).expect("errors"),
             target_count: r.targets.len() as i64,
             root_count: r.summary.roots as i64,
+            selects_everything: crate::domain::resolution::guards::selects_everything(
+                &r.summary.guards,
+            ),
             error_count: r.error_count as i64,
         },
     )?;

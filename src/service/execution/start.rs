@@ -59,6 +59,13 @@ pub fn execute(
         if let Err(refused) = check_resolution(conn, schema, user, &c)? {
             return Ok(Err(refused));
         }
+        // The same list may still need another policy now (it selects everything since a
+        // root left the inventory): the approval must hold under the fresh resolution's.
+        let c =
+            change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+        if let Err(refused) = check_approval(conn, schema, user, &c, op, &current)? {
+            return Ok(Err(refused));
+        }
         budget::check_gate(conn, schema, &c)?;
         start(conn, user, &c, op, &current).map(Ok)
     })?;

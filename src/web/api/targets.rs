@@ -42,14 +42,14 @@ pub async fn change_targets(
             .body(out));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let (change, total, rows, sets) = run_as(&state, user, move |conn, schema, _| {
+    let (change, total, rows, effects) = run_as(&state, user, move |conn, schema, _| {
         crate::db::snapshot(conn, |conn| {
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
-            let ids: Vec<&str> = rows.iter().map(|r| r.entity_id.as_str()).collect();
-            let sets = svc::attribute_changes(conn, schema, &c, &ids)?;
-            Ok((c, total, rows, sets))
+            let refs: Vec<svc::TargetRef<'_>> = rows.iter().map(svc::TargetRef::from).collect();
+            let effects = svc::target_effects(conn, schema, &c, &refs)?;
+            Ok((c, total, rows, effects))
         })
     })
     .await?;
@@ -57,8 +57,12 @@ pub async fn change_targets(
         .iter()
         .map(|r| {
             let mut t = json!({"position": r.position, "kind": r.kind, "id": r.entity_id, "scope_path": r.scope_path, "name": r.name});
-            if let Some(a) = sets.get(&r.entity_id) {
-                t["attributes"] = json!(a);
+            if let Some(e) = effects.get(&r.entity_id) {
+                // What happens to it (README "What happens to each target").
+                t["effect"] = json!(e);
+                if let Some(a) = e.attributes() {
+                    t["attributes"] = json!(a);
+                }
             }
             t
         })
@@ -72,6 +76,7 @@ pub async fn change_targets(
         "total": total,
         "offset": offset,
         "limit": limit,
+        "next_offset": (offset + (rows.len() as i64) < total).then_some(offset + rows.len() as i64),
         "targets": targets,
     })))
 }

@@ -11,7 +11,7 @@ use super::{html, layout, Layout, PageResult};
 use crate::db::{audit, changes as repo};
 use crate::domain::access::ChangeAction;
 use crate::domain::resolution::short_fingerprint;
-use crate::domain::{Effect, ExecState, Side};
+use crate::domain::{ExecState, Side};
 use crate::error::AppError;
 use crate::service::changes::{self as svc, change_id};
 use crate::service::execution::{self as exe, ExecutionView};
@@ -67,9 +67,7 @@ pub(crate) struct ChangePage {
     pub(crate) fp_short: String,
     pub(crate) fp_full: String,
     pub(crate) sides: Vec<SidePanel>,
-    /// kind, id, name, scope, and for set_attributes "key: now → after".
-    pub(crate) targets: Vec<(String, String, String, String, String)>,
-    pub(crate) sets_attributes: bool,
+    pub(crate) targets: Vec<TargetRow>,
     pub(crate) target_total: i64,
     pub(crate) q: String,
     pub(crate) shown_from: i64,
@@ -86,6 +84,37 @@ pub(crate) struct ChangePage {
     /// Targets fixed by what it undoes or restores: the browser edits only its text.
     pub(crate) fixed_targets: bool,
     pub(crate) params: String,
+}
+
+/// One row of a target table (the change page's, the new-change preview's).
+pub struct TargetRow {
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    /// What happens to it ("soft-deleted; purged after 2027-01-01 unless restored").
+    pub happens: String,
+    /// `applies`, `done`, `skipped`, `fails`, `failed` (its CSS class).
+    pub outcome: &'static str,
+}
+
+impl TargetRow {
+    pub fn new(
+        kind: String,
+        id: String,
+        name: String,
+        scope: String,
+        effect: Option<&crate::domain::effect::TargetEffect>,
+    ) -> TargetRow {
+        TargetRow {
+            kind,
+            id,
+            name,
+            scope,
+            happens: effect.map(|e| e.text.clone()).unwrap_or_default(),
+            outcome: effect.map(|e| e.outcome.as_str()).unwrap_or("applies"),
+        }
+    }
 }
 
 /// The allowed actions of a change page, for the template.
@@ -184,8 +213,8 @@ pub async fn change(
             let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-            let ids: Vec<&str> = rows.iter().map(|t| t.entity_id.as_str()).collect();
-            let sets = svc::attribute_changes(conn, schema, &c, &ids)?;
+            let refs: Vec<svc::TargetRef<'_>> = rows.iter().map(svc::TargetRef::from).collect();
+            let sets = svc::target_effects(conn, schema, &c, &refs)?;
             let comments = repo::comments(conn, id)?;
             let events = audit::for_change(conn, id)?;
             let exec = crate::db::exec::for_change(conn, id)?
@@ -227,15 +256,11 @@ pub async fn change(
             .unwrap_or_default(),
         fp_full: current.clone(),
         sides,
-        sets_attributes: v.operation.effect == Some(Effect::SetAttributes),
         targets: rows
             .into_iter()
             .map(|t| {
-                let change = sets
-                    .get(&t.entity_id)
-                    .map(|c| crate::domain::execution::AttrChange::describe(c))
-                    .unwrap_or_default();
-                (t.kind, t.entity_id, t.name, t.scope_path, change)
+                let effect = sets.get(&t.entity_id);
+                TargetRow::new(t.kind, t.entity_id, t.name, t.scope_path, effect)
             })
             .collect(),
         shown_from: if total == 0 { 0 } else { offset + 1 },

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::change::TargetRow;
 use super::{html, layout, see_other, Layout, PageResult};
 use crate::domain::resolution::{short_fingerprint, Resolution, ResolutionError};
 use crate::domain::selector::{Scope, Selector};
@@ -53,9 +54,8 @@ pub struct Preview {
     pub roots: u64,
     pub per_kind: Vec<(String, u64)>,
     pub sample_roots: Vec<(String, String)>,
-    /// kind, id, name, scope, and for set_attributes "key: now → after".
-    pub first: Vec<(String, String, String, String, String)>,
-    pub sets_attributes: bool,
+    /// The first targets, each with what would happen to it.
+    pub first: Vec<TargetRow>,
     pub warnings: Vec<String>,
     /// The population guards' outcomes, with their numbers.
     pub guards: Vec<crate::domain::resolution::GuardCheck>,
@@ -65,6 +65,8 @@ pub struct Preview {
     pub expiry: Option<String>,
     /// What one more change could undo.
     pub undo: Option<crate::domain::resolution::UndoPlan>,
+    /// The budget the change would draw from, its state now and whether the change fits.
+    pub budget: Option<(bool, String)>,
     pub fingerprint: String,
 }
 
@@ -202,10 +204,13 @@ pub fn to_request(f: &ChangeForm) -> Result<CreateChange, Vec<String>> {
     })
 }
 
+/// The targets the preview lists, with what would happen to each.
+const PREVIEW_TARGETS: usize = 20;
+
 pub(crate) fn preview_of(
     schema: &crate::domain::Schema,
     r: &Resolution,
-    sets: &std::collections::HashMap<String, Vec<crate::domain::execution::AttrChange>>,
+    effects: &svc::Effects,
 ) -> Preview {
     let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
     for t in &r.targets {
@@ -228,25 +233,23 @@ pub(crate) fn preview_of(
         first: r
             .targets
             .iter()
-            .take(20)
+            .take(PREVIEW_TARGETS)
             .map(|t| {
-                (
+                TargetRow::new(
                     t.kind.clone(),
                     t.id.clone(),
                     t.name.clone(),
                     t.scope_path.clone(),
-                    sets.get(&t.id)
-                        .map(|c| crate::domain::execution::AttrChange::describe(c))
-                        .unwrap_or_default(),
+                    effects.get(&t.id),
                 )
             })
             .collect(),
-        sets_attributes: !sets.is_empty(),
         warnings: r.summary.warnings.clone(),
         guards: r.summary.guards.clone(),
         tier: None,
         expiry: None,
         undo: r.summary.undo.clone(),
+        budget: None,
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }
@@ -405,13 +408,22 @@ pub async fn create_change(
         svc::check_selector(op, &targets)?;
         crate::db::snapshot(conn, |conn| {
             let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
-            let first: Vec<&str> = r.targets.iter().take(20).map(|t| t.id.as_str()).collect();
-            let sets = svc::planned_attribute_changes(conn, op, &params, &first)?;
-            Ok((r, sets))
+            let first: Vec<svc::TargetRef<'_>> = r
+                .targets
+                .iter()
+                .take(PREVIEW_TARGETS)
+                .map(svc::TargetRef::from)
+                .collect();
+            let sets = svc::planned_effects(conn, &schema, op, &params, &first)?;
+            let budget = match &op.budget {
+                Some(b) => Some(crate::service::budget::state(conn, b)?),
+                None => None,
+            };
+            Ok((r, sets, budget))
         })
     })
     .await;
-    let (r, sets) = match resolved {
+    let (r, sets, budget) = match resolved {
         Ok(r) => r,
         Err(AppError::Client { message, .. }) => {
             let l = layout(&req, &state, &w).await;
@@ -420,9 +432,15 @@ pub async fn create_change(
         Err(e) => return Err(e.into()),
     };
     let mut preview = preview_of(&state.schema, &r, &sets);
+    preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
     preview.tier = state.schema.operation(&request.operation).and_then(|op| {
-        op.policy(r.summary.targets, r.summary.roots, false)
-            .describe()
+        op.policy(
+            r.summary.targets,
+            r.summary.roots,
+            false,
+            crate::domain::resolution::guards::selects_everything(&r.summary.guards),
+        )
+        .describe()
     });
     preview.expiry = state
         .schema

@@ -19,6 +19,10 @@ target = "app_install"
 effect = "soft_delete"
 implemented_by = "platform-ops"
 allow_everything = true
+
+[[operations.uninstall_anything.tiers]]
+above_targets = 100
+signoffs = { requester = 2, implementer = 2 }
 "#;
 
 fn guarded() -> Schema {
@@ -158,7 +162,29 @@ fn a_destructive_change_may_not_reach_everything() {
     // The operation may allow it; non-destructive operations are never asked.
     let any = s.operation("uninstall_anything").unwrap();
     let r = inv.resolve(&s, any, &within("org", &[ORG, ORG2]));
-    assert!(r.summary.guards.is_empty() && r.errors.is_empty());
+    assert!(r.errors.is_empty(), "{:#?}", r.errors);
+    let g = check(&r, "selects_everything");
+    assert!(g.passed && g.allowed, "{g:#?}");
+    assert_eq!(
+        g.text,
+        "`within` covers every Customer organisation (2 of 2): allowed (allow_everything), so it needs the operation's strictest tier"
+    );
+    assert!(crate::domain::resolution::guards::selects_everything(
+        &r.summary.guards
+    ));
+    // 4 targets are far below the tier's threshold: the policy is still the strictest.
+    let p = any.policy(r.summary.targets, r.summary.roots, false, true);
+    assert_eq!((p.signoffs.requester, p.signoffs.implementer), (2, 2));
+    assert_eq!(
+        p.describe().unwrap(),
+        "tier 1 (the strictest, because the change selects everything): 2 requester and 2 implementer sign-offs"
+    );
+    // Less than everything: an ordinary change of the operation.
+    let r = inv.resolve(&s, any, &within("org", &[ORG]));
+    assert!(!crate::domain::resolution::guards::selects_everything(
+        &r.summary.guards
+    ));
+    assert!(!check(&r, "selects_everything").allowed);
     let restore = s.operation("restore_app").unwrap();
     let mut deleted = Inventory::new();
     for a in 1..=4 {
@@ -188,6 +214,7 @@ target = "org"
 effect = "soft_delete"
 implemented_by = "platform-ops"
 max_fraction_per_root = 0.5
+allow_everything = true
 
 [operations.g3]
 label = "G3"
@@ -209,6 +236,7 @@ max_fraction = 0.5
         "operations.g1.min_remaining.per: `app_install` is not a kind above `app_install`: expected one of `site`, `org`",
         "operations.g1.min_remaining.count: must be at least 1 (0 would allow emptying it)",
         "operations.g1.allow_everything: only a destructive operation (soft_delete, purge) is refused for selecting everything",
+        "operations.g2.allow_everything: a change over everything needs the operation's strictest tier: add at least one [[operations.NAME.tiers]]",
         "operations.g2.max_fraction_per_root: `org` is a root kind: there is no root above its entities to share",
         "operations.g3.max_fraction: restore and purge act on deleted entities: a share of the active ones does not limit them",
     ] {

@@ -167,6 +167,12 @@ pub(super) fn guards(
             "allow_everything",
             "only a destructive operation (soft_delete, purge) is refused for selecting everything",
         );
+    } else if o.allow_everything == Some(true) && o.tiers.is_empty() {
+        t.push(
+            p,
+            "allow_everything",
+            "a change over everything needs the operation's strictest tier: add at least one [[operations.NAME.tiers]]",
+        );
     }
     Guards {
         max_fraction: o.max_fraction,
