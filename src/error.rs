@@ -102,6 +102,7 @@ error_codes! {
     OutsideWindow = "outside_window", CONFLICT, "Now is outside the change's execution window.";
     PasswordChangedMeanwhile = "password_changed_meanwhile", CONFLICT, "The password was changed in another session meanwhile; nothing was saved.";
     SchemaChanged = "schema_changed", CONFLICT, "The schema changed since the change was resolved: re-resolve it and review the new fingerprint.";
+    SignoffsExpired = "signoffs_expired", CONFLICT, "At execute, a counted sign-off is older than its operation's `signoffs_expire_after`: the change went back to awaiting sign-off (`details.expired`: who, side, signed at, expired at).";
     SignoffsNoLongerCount = "signoffs_no_longer_count", CONFLICT, "A signer left their team: the change went back to awaiting sign-off.";
     StaleFingerprint = "stale_fingerprint", CONFLICT, "The fingerprint signed is not the current one (`details.current_fingerprint`).";
     StaleText = "stale_text", CONFLICT, "The title or rationale changed since the signer read it (`details.current_text_hash`).";

@@ -7,6 +7,7 @@ pub mod budgets;
 pub mod changes;
 pub mod differences;
 pub mod exec;
+pub mod expiry;
 pub mod imports;
 pub mod inventory;
 pub mod models;

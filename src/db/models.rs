@@ -148,6 +148,10 @@ pub struct Signoff {
     pub comment: String,
     pub stale: bool,
     pub created_at: NaiveDateTime,
+    /// When its signer was reminded that it is about to expire (once).
+    pub reminded_at: Option<NaiveDateTime>,
+    /// When its expiry was recorded (the event, its mails, the change sent back; once).
+    pub expiry_recorded_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -123,6 +123,8 @@ diesel::table! {
         comment -> Text,
         stale -> Bool,
         created_at -> Timestamp,
+        reminded_at -> Nullable<Timestamp>,
+        expiry_recorded_at -> Nullable<Timestamp>,
         replaces_fingerprint -> Nullable<Text>,
         difference -> Nullable<Text>,
     }

@@ -470,7 +470,7 @@ fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Result<(), De
             action,
             Reason::SignoffsNoLongerCount,
             state,
-            "its sign-offs no longer all count (a signer left their team): it needs new sign-offs",
+            "its sign-offs no longer all count (a signer left their team, or a sign-off expired): it needs new sign-offs",
         ));
     }
     if !f.operation_known {

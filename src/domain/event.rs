@@ -57,6 +57,14 @@ pub enum Event {
         requester: Vec<String>,
         implementer: Vec<String>,
     },
+    /// Sign-offs older than their operation's `signoffs_expire_after` stopped counting.
+    SignoffsExpired {
+        signoffs: Vec<SignoffExpiry>,
+        /// The change was approved and went back to `awaiting_signoff`.
+        unapproved: bool,
+    },
+    /// A sign-off is about to expire: its signer is reminded (once).
+    SignoffExpiring(SignoffExpiry),
     Rejected {
         from: ChangeState,
         reason: String,
@@ -287,6 +295,18 @@ pub struct WithinShape {
     pub ids: u64,
 }
 
+/// One sign-off that expires: who gave it, on which side, when, and when it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignoffExpiry {
+    pub signoff: i64,
+    pub email: String,
+    pub side: Side,
+    pub signed_at: chrono::NaiveDateTime,
+    pub expires_at: chrono::NaiveDateTime,
+    /// The operation's `signoffs_expire_after`, in words ("72 hours").
+    pub lifetime: String,
+}
+
 /// Sign-offs that stopped counting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stale {
@@ -333,6 +353,8 @@ pub enum NotificationKind {
     ExecutionFinished,
     NoticeDrafted,
     RollbackCreated,
+    SignoffExpiring,
+    SignoffsExpired,
 }
 
 text_enum!(NotificationKind, "notification kind", {
@@ -348,6 +370,8 @@ text_enum!(NotificationKind, "notification kind", {
     ExecutionFinished => "execution_finished",
     NoticeDrafted => "notice_drafted",
     RollbackCreated => "rollback_created",
+    SignoffExpiring => "signoff_expiring",
+    SignoffsExpired => "signoffs_expired",
 });
 
 impl NotificationKind {
@@ -368,6 +392,10 @@ impl NotificationKind {
             }
             Self::RollbackCreated => "A rollback of a change you are part of was created",
             Self::NoticeDrafted => "A customer notice waits for your team's approval",
+            Self::SignoffExpiring => "A sign-off of yours is about to expire",
+            Self::SignoffsExpired => {
+                "Sign-offs on a change you are part of expired (it needs them again)"
+            }
         }
     }
 
@@ -389,6 +417,8 @@ impl Event {
             Event::SignoffsStale(_) => "signoffs_stale",
             Event::Signed { .. } => "signed",
             Event::Approved { .. } => "approved",
+            Event::SignoffsExpired { .. } => "signoffs_expired",
+            Event::SignoffExpiring(_) => "signoff_expiring",
             Event::Rejected { .. } => "rejected",
             Event::Cancelled { .. } => "cancelled",
             Event::Commented { .. } => "commented",
@@ -440,6 +470,8 @@ impl Event {
             }
             Event::RollbackCreated { .. } => K::RollbackCreated,
             Event::CustomerNoticeDrafted { .. } => K::NoticeDrafted,
+            Event::SignoffExpiring(_) => K::SignoffExpiring,
+            Event::SignoffsExpired { .. } => K::SignoffsExpired,
             _ => return None,
         })
     }
@@ -466,6 +498,21 @@ impl Event {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn expiry() -> SignoffExpiry {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        SignoffExpiry {
+            signoff: 7,
+            email: "ben@example.com".into(),
+            side: Side::Requester,
+            signed_at: at,
+            expires_at: at + chrono::Duration::hours(72),
+            lifetime: "72 hours".into(),
+        }
+    }
 
     fn every_event() -> Vec<Event> {
         vec![
@@ -537,6 +584,11 @@ mod tests {
                 confirm_count: None,
             },
             Event::SignedIn {},
+            Event::SignoffsExpired {
+                signoffs: vec![expiry()],
+                unapproved: true,
+            },
+            Event::SignoffExpiring(expiry()),
             Event::ExecutionHalted {
                 wave: 1,
                 done: 3,

@@ -1,13 +1,20 @@
 //! Sign-off policy: who may sign which side, and when a change is approved. Pure
 //! functions; the database layer calls them while holding the change's row lock.
+//!
+//! A sign-off may expire (`signoffs_expire_after` of its operation, a [`Lifetime`]): the
+//! record carries its expiry, computed once from the operation and now by [`expiry`], and
+//! [`SignoffRecord::counts_for`] leaves an expired one out, so every place that counts
+//! sign-offs (approval, the execute gate, views, the queue) agrees.
 
 use std::collections::BTreeSet;
+
+use chrono::{Duration, NaiveDateTime};
 
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
-use super::schema::SignoffPolicy;
+use super::schema::{Lifetime, SignoffPolicy};
 use super::text_enum::text_enum;
 
 #[derive(
@@ -48,6 +55,8 @@ impl Side {
 /// A recorded sign-off, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignoffRecord {
+    /// The sign-off row's id.
+    pub id: i64,
     pub side: Side,
     pub user_id: i64,
     pub fingerprint: String,
@@ -55,12 +64,49 @@ pub struct SignoffRecord {
     /// The signer is still a member of the side's team (and, for the requester side, not a
     /// member of the implementing team): a signer who left no longer counts.
     pub earned: bool,
+    /// When it was given.
+    pub signed_at: NaiveDateTime,
+    /// When it stops counting (`None`: the operation's sign-offs never expire).
+    pub expires_at: Option<NaiveDateTime>,
+    /// `expires_at` had passed when the records were read ([`expiry`]).
+    pub expired: bool,
 }
 
 impl SignoffRecord {
     /// Does this sign-off count for `fingerprint` now?
     pub fn counts_for(&self, fingerprint: &str) -> bool {
-        !self.stale && self.earned && self.fingerprint == fingerprint
+        !self.stale && !self.expired && self.earned && self.fingerprint == fingerprint
+    }
+
+    /// It would count for `fingerprint` but for its age: what the sweep and the execute
+    /// gate report as expired.
+    pub fn expired_on(&self, fingerprint: &str) -> bool {
+        self.expired && !self.stale && self.fingerprint == fingerprint
+    }
+}
+
+/// A sign-off's expiry: `None` when its operation's sign-offs never expire; otherwise
+/// when it expires and whether that moment has passed at `now` (it expires *at*
+/// `expires_at`: from then on it no longer counts).
+pub fn expiry(
+    signed_at: NaiveDateTime,
+    lifetime: Option<Lifetime>,
+    now: NaiveDateTime,
+) -> Option<(NaiveDateTime, bool)> {
+    let expires_at = signed_at + lifetime?.duration();
+    Some((expires_at, now >= expires_at))
+}
+
+/// Is the signer's reminder due at `now`: past the reminder time
+/// ([`Lifetime::reminder_after`]) and not yet expired?
+pub fn reminder_due(
+    signed_at: NaiveDateTime,
+    lifetime: Option<Lifetime>,
+    now: NaiveDateTime,
+) -> bool {
+    match lifetime {
+        Some(l) => now >= signed_at + l.reminder_after() && now < signed_at + l.duration(),
+        None => false,
     }
 }
 
@@ -145,6 +191,22 @@ pub fn check(a: &Attempt<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The earliest expiry among the sign-offs counting for `fingerprint`, if it comes before
+/// `now + within` (the queue marks approvals that expire within a day).
+pub fn expiring_within(
+    existing: &[SignoffRecord],
+    fingerprint: &str,
+    now: NaiveDateTime,
+    within: Duration,
+) -> Option<NaiveDateTime> {
+    existing
+        .iter()
+        .filter(|s| s.counts_for(fingerprint))
+        .filter_map(|s| s.expires_at)
+        .filter(|at| *at <= now + within)
+        .min()
+}
+
 /// Distinct people with a current sign-off on `side`.
 pub fn current_signers(existing: &[SignoffRecord], side: Side, fingerprint: &str) -> BTreeSet<i64> {
     existing
@@ -183,12 +245,137 @@ mod tests {
 
     fn rec(side: Side, user: i64, fp: &str, stale: bool) -> SignoffRecord {
         SignoffRecord {
+            id: user,
             side,
             user_id: user,
             fingerprint: fp.into(),
             stale,
             earned: true,
+            signed_at: at(0),
+            expires_at: None,
+            expired: false,
         }
+    }
+
+    /// `hours` after a fixed moment.
+    fn at(hours: i64) -> NaiveDateTime {
+        chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            + Duration::hours(hours)
+    }
+
+    #[test]
+    fn lifetimes_parse_and_refuse() {
+        let l = Lifetime::parse("72h").unwrap();
+        assert_eq!(l.duration(), Duration::hours(72));
+        assert_eq!(l.to_string(), "72 hours");
+        assert_eq!(l.spelling(), "72h");
+        assert_eq!(Lifetime::parse(" 90m ").unwrap().to_string(), "90 minutes");
+        assert_eq!(Lifetime::parse("1d").unwrap().to_string(), "1 day");
+        assert_eq!(Lifetime::parse("7d").unwrap().duration(), Duration::days(7));
+        for bad in [
+            "",
+            "72",
+            "h",
+            "-1h",
+            "1.5h",
+            "72 h",
+            "72x",
+            "0h",
+            "3d2h",
+            "99999999999d",
+        ] {
+            assert!(Lifetime::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(Lifetime::parse("59m")
+            .unwrap_err()
+            .contains("at least 1 hour"));
+        assert!(Lifetime::parse("60m").is_ok());
+        assert!(Lifetime::parse("400d")
+            .unwrap_err()
+            .contains("longer than a year"));
+    }
+
+    #[test]
+    fn a_sign_off_expires_at_its_lifetime() {
+        let l = Lifetime::parse("72h").ok();
+        assert_eq!(expiry(at(0), None, at(10_000)), None, "no lifetime: never");
+        assert_eq!(expiry(at(0), l, at(71)), Some((at(72), false)));
+        assert_eq!(
+            expiry(at(0), l, at(72)),
+            Some((at(72), true)),
+            "expired at the moment"
+        );
+        assert_eq!(expiry(at(0), l, at(100)), Some((at(72), true)));
+    }
+
+    #[test]
+    fn an_expired_sign_off_stops_counting_and_unapproves() {
+        let p = SignoffPolicy {
+            requester: 1,
+            implementer: 1,
+        };
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
+        assert!(is_approved(&ex, p, "F"));
+        ex[0].expired = true;
+        assert!(!ex[0].counts_for("F"));
+        assert!(ex[0].expired_on("F"));
+        assert!(!ex[1].expired_on("F"));
+        assert!(!is_approved(&ex, p, "F"));
+        assert_eq!(missing(&ex, p, "F"), (1, 0));
+        // A new sign-off by the same person counts again.
+        ex.push(rec(Side::Requester, 1, "F", false));
+        assert!(is_approved(&ex, p, "F"));
+        // A stale expired one is stale, not "expired on" the current fingerprint.
+        let mut old = rec(Side::Requester, 3, "OLD", true);
+        old.expired = true;
+        assert!(!old.expired_on("F"));
+    }
+
+    #[test]
+    fn the_queue_marks_what_expires_within_a_day() {
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
+        assert_eq!(expiring_within(&ex, "F", at(0), Duration::days(1)), None);
+        ex[0].expires_at = Some(at(30));
+        ex[1].expires_at = Some(at(20));
+        assert_eq!(
+            expiring_within(&ex, "F", at(0), Duration::days(1)),
+            Some(at(20))
+        );
+        assert_eq!(expiring_within(&ex, "F", at(0), Duration::hours(10)), None);
+        ex[1].expired = true;
+        assert_eq!(
+            expiring_within(&ex, "F", at(10), Duration::days(1)),
+            Some(at(30))
+        );
+    }
+
+    #[test]
+    fn the_reminder_comes_a_day_before_or_at_half_the_lifetime() {
+        let three_days = Lifetime::parse("72h").ok();
+        assert!(!reminder_due(at(0), three_days, at(47)));
+        assert!(reminder_due(at(0), three_days, at(48)));
+        assert!(reminder_due(at(0), three_days, at(71)));
+        assert!(
+            !reminder_due(at(0), three_days, at(72)),
+            "expired: no reminder"
+        );
+        let two_days = Lifetime::parse("2d").ok();
+        assert!(reminder_due(at(0), two_days, at(24)));
+        assert!(!reminder_due(at(0), two_days, at(23)));
+        // Shorter than 2 days: at half of the lifetime.
+        let ten_hours = Lifetime::parse("10h").ok();
+        assert!(!reminder_due(at(0), ten_hours, at(4)));
+        assert!(reminder_due(at(0), ten_hours, at(5)));
+        assert!(!reminder_due(at(0), None, at(5)));
     }
 
     fn attempt(side: Side) -> Attempt<'static> {

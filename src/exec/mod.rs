@@ -138,7 +138,10 @@ pub fn run(ctx: Ctx) {
     tracing::info!("execution worker started");
     // Webhook clients (keep-alive connections) live as long as the worker.
     let mut hooks = webhook::Hooks::default();
+    // Expiring sign-offs are swept here (why here: `service::expiry::Sweeper`).
+    let mut expiry = crate::service::expiry::Sweeper::default();
     while !ctx.stopping() {
+        expiry.tick(&ctx.pool, &ctx.schema);
         let claimed = ctx.pool.get().map_err(AppError::from).and_then(|mut conn| {
             write_tx(&mut conn, |c| Ok(repo::claim(c, &ctx.owner, ctx.ttl())?))
         });

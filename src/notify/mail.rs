@@ -168,6 +168,12 @@ fn content(p: &Value) -> Content {
     if let Some(tier) = p["tier"].as_str() {
         facts.push(("Sign-offs".to_string(), format!("risk {tier}")));
     }
+    if let Some(life) = p["signoffs_expire_after"].as_str() {
+        facts.push((
+            "Expiry".to_string(),
+            format!("a sign-off counts for {life} after it is given"),
+        ));
+    }
     facts.push((
         "Teams".to_string(),
         format!(
@@ -370,6 +376,53 @@ fn content(p: &Value) -> Content {
             (
                 format!("[{chg}] Customer notice to approve: {subject}"),
                 format!("{actor} drafted a customer notice for {chg}"),
+            )
+        }
+        Some(Event::SignoffExpiring(e)) => {
+            link_label = "Open the change";
+            reason = "you signed this change";
+            paragraphs.push(format!(
+                "Your {} sign-off on {chg}, given {} UTC, expires at {} UTC ({} after it was given). If {chg} has not started executing by then, your sign-off stops counting and has to be given again.",
+                e.side,
+                e.signed_at.format("%Y-%m-%d %H:%M"),
+                e.expires_at.format("%Y-%m-%d %H:%M"),
+                e.lifetime
+            ));
+            (
+                format!("[{chg}] Your sign-off expires soon: {title}"),
+                format!(
+                    "Your sign-off on {chg} expires at {} UTC",
+                    e.expires_at.format("%Y-%m-%d %H:%M")
+                ),
+            )
+        }
+        Some(Event::SignoffsExpired {
+            signoffs,
+            unapproved,
+        }) => {
+            link_label = "Review and sign again";
+            for e in signoffs {
+                paragraphs.push(format!(
+                    "The {} sign-off of {}, given {} UTC, expired at {} UTC ({} after it was given) and no longer counts.",
+                    e.side,
+                    e.email,
+                    e.signed_at.format("%Y-%m-%d %H:%M"),
+                    e.expires_at.format("%Y-%m-%d %H:%M"),
+                    e.lifetime
+                ));
+            }
+            if *unapproved {
+                paragraphs.push(format!(
+                    "{chg} is no longer approved: it is back to awaiting sign-off and needs new sign-offs on fingerprint {fp} before it can run."
+                ));
+            }
+            (
+                format!("[{chg}] Sign-offs expired: {title}"),
+                if *unapproved {
+                    format!("{chg} is no longer approved: sign-offs expired")
+                } else {
+                    format!("Sign-offs on {chg} expired")
+                },
             )
         }
         // An event this build cannot read back (written by another version).

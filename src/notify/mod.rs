@@ -88,6 +88,15 @@ pub(crate) fn dispatch(
                 .collect();
             add(&mut to, repo::people(conn, &ids)?);
         }
+        // A reminder goes to the signer only.
+        Event::SignoffExpiring(e) => {
+            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
+                .into_iter()
+                .filter(|s| s.0.id == e.signoff)
+                .map(|s| s.0.user_id)
+                .collect();
+            add(&mut to, repo::people(conn, &ids)?);
+        }
         Event::ExecutionHalted { .. } => {
             add(&mut to, participants(conn, &c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
@@ -141,6 +150,7 @@ pub(crate) fn dispatch(
         "implementing_team": c.implementing_team,
         "summary": summary["text"],
         "tier": tier,
+        "signoffs_expire_after": op.and_then(|o| o.signoffs_expire_after).map(|l| l.to_string()),
         "undo": summary["undo"]["text"],
         "targets": c.target_count,
         "fingerprint": c.fingerprint,

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod contacts;
 pub mod events;
 pub mod execution;
+pub mod expiry;
 pub mod inventory;
 pub mod notifications;
 pub mod queue;
@@ -130,7 +131,7 @@ pub fn remove_member(
                 continue;
             };
             let rows = repo::signoffs(conn, id)?;
-            let recs = changes::records(conn, &c, &rows)?;
+            let recs = changes::records(conn, schema, &c, &rows)?;
             let fp = c.fingerprint.clone().unwrap_or_default();
             if c.state == ChangeState::Approved
                 && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)

@@ -28,6 +28,8 @@ pub struct QueueItem {
     pub missing_requester: u32,
     pub missing_implementer: u32,
     pub destructive: bool,
+    /// The earliest expiry of a counting sign-off, when it comes within a day.
+    pub expires_soon: Option<chrono::NaiveDateTime>,
     /// The budget its execution will draw from, its state and whether the change fits
     /// (`None`: it draws from none).
     pub budget: Option<super::budget::BudgetView>,
@@ -71,7 +73,7 @@ fn queue_in(
             continue;
         };
         let rows = all_rows.remove(&c.id).unwrap_or_default();
-        let recs = records_with(&c, &rows, &teams);
+        let recs = records_with(schema, &c, &rows, &teams);
         let fp = c.fingerprint.clone().unwrap_or_default();
         let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.
@@ -99,6 +101,12 @@ fn queue_in(
             needs,
             missing_requester: mr,
             missing_implementer: mi,
+            expires_soon: signoff::expiring_within(
+                &recs,
+                &fp,
+                crate::db::now(),
+                chrono::Duration::days(1),
+            ),
         });
     }
     Ok(out)

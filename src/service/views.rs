@@ -70,6 +70,10 @@ pub struct SignoffView {
     pub why_not: Option<String>,
     pub comment: String,
     pub at: NaiveDateTime,
+    /// When it stops counting (its operation's `signoffs_expire_after` after `at`).
+    pub expires_at: Option<NaiveDateTime>,
+    /// `expires_at` has passed: it no longer counts.
+    pub expired: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,6 +216,8 @@ pub struct ChangeView {
     pub errors: Vec<ResolutionError>,
     pub error_count: i64,
     pub signoffs: Vec<SignoffView>,
+    /// How long a sign-off counts on this operation ("72 hours"; `None`: until execution).
+    pub signoffs_expire_after: Option<String>,
     pub policy: SignoffPolicy,
     /// The risk tier whose policy applies ("tier 2 (above 1000 targets): 2 requester and 2
     /// implementer sign-offs"); `None`: the operation's own policy.
@@ -228,6 +234,9 @@ pub struct ChangeView {
     /// Why the change went back to its state, when something moved it back (a stale
     /// sign-off, a signer who left the team, a schema that no longer allows its team).
     pub state_reason: Option<String>,
+    /// Still `approved`, but a sign-off it needs has expired: it cannot run, and the sweep
+    /// sends it back for sign-off (the execute gate does at once).
+    pub approval_expired: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub resolved_at: NaiveDateTime,

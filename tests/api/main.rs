@@ -16,6 +16,7 @@ mod crash;
 mod effects;
 mod effects_preview;
 mod execution;
+mod expiry;
 mod guards;
 mod headers;
 mod helpers;

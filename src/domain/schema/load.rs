@@ -18,7 +18,7 @@ use super::{
 use crate::domain::waves::{default_waves, WaveSize};
 
 mod rails;
-use rails::{budget, budget_groups, guards, irreversible_signoffs, tiers};
+use rails::{budget, budget_groups, guards, irreversible_signoffs, signoff_lifetime, tiers};
 
 // ---- the shared problem list ----------------------------------------------------------
 
@@ -351,6 +351,7 @@ fn operation(
         guards,
         tiers,
         irreversible_signoffs: irreversible_signoffs(t, o, effect, p),
+        signoffs_expire_after: signoff_lifetime(t, o, p),
         budget: budget(t, name, o, p),
     })
 }

@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 pub use super::budget::Budget;
 use super::waves::WaveSize;
 
+mod lifetime;
 mod load;
 mod raw;
+
+pub use lifetime::Lifetime;
 
 /// One identifier kind, e.g. `site`.
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +210,8 @@ pub struct Operation {
     /// Extra implementer sign-offs an irreversible operation (purge, webhook) needs
     /// (`irreversible_signoffs`, default 1).
     pub irreversible_signoffs: u32,
+    /// How long a sign-off counts (`signoffs_expire_after`; `None`: until execution).
+    pub signoffs_expire_after: Option<Lifetime>,
     /// A budget shared across changes (`budget`, `budget_group`): how much the operation's
     /// executions may take per 24 hours.
     pub budget: Option<Budget>,

@@ -81,6 +81,8 @@ pub(super) struct RawOperation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) irreversible_signoffs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) signoffs_expire_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) budget: Option<RawBudget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) budget_group: Option<String>,

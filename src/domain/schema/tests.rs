@@ -347,6 +347,60 @@ fn an_irreversible_operation_needs_one_more_implementer() {
 }
 
 #[test]
+fn signoffs_expire_after_is_a_duration_of_at_least_an_hour() {
+    let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+    let purge = s.operation("purge_app").unwrap();
+    assert_eq!(
+        purge
+            .signoffs_expire_after
+            .map(|l| l.to_string())
+            .as_deref(),
+        Some("72 hours")
+    );
+    assert_eq!(
+        s.operation("uninstall_app").unwrap().signoffs_expire_after,
+        None
+    );
+    let with = |value: &str| {
+        format!(
+            "{EXAMPLE_SCHEMA}\n[operations.x]\nlabel = \"X\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nsignoffs_expire_after = \"{value}\"\n"
+        )
+    };
+    for ok in ["90m", "72h", "7d"] {
+        assert!(Schema::from_toml(&with(ok)).is_ok(), "{ok}");
+    }
+    for (bad, says) in [
+        (
+            "72",
+            "is not a duration: expected a whole number of minutes, hours or days",
+        ),
+        ("3 days", "is not a duration"),
+        (
+            "30m",
+            "too short: a sign-off must count for at least 1 hour",
+        ),
+        ("0h", "too short"),
+        ("400d", "longer than a year"),
+    ] {
+        let problems: Vec<String> = Schema::from_toml(&with(bad))
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|p| format!("{}: {}", p.place, p.message))
+            .collect();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("operations.x.signoffs_expire_after: ") && p.contains(says)),
+            "{bad}: {problems:#?}"
+        );
+    }
+    // Not a string at all: a parse error with its line.
+    let e = Schema::from_toml(&with("x").replace("\"x\"", "72")).unwrap_err();
+    assert_eq!(e.0[0].place, "file");
+}
+
+#[test]
 fn budgets_are_checked_and_shared_by_group() {
     let op = |name: &str, extra: &str| {
         format!(

@@ -44,7 +44,7 @@ pub fn sign(
     write_tx(conn, |conn| {
         let c = locked(conn, id)?;
         let rows = repo::signoffs(conn, id)?;
-        let existing = records(conn, &c, &rows)?;
+        let existing = records(conn, schema, &c, &rows)?;
         let action = match req.side {
             Side::Requester => ChangeAction::SignRequester,
             Side::Implementer => ChangeAction::SignImplementer,
@@ -85,13 +85,16 @@ pub fn sign(
             },
         )?;
         let rows = repo::signoffs(conn, id)?;
-        let all = records(conn, &c, &rows)?;
+        let all = records(conn, schema, &c, &rows)?;
         let approved = signoff::is_approved(&all, policy_for(op, &c), &current);
         if approved {
             repo::set_state(conn, id, ChangeState::Approved)?;
+            // The sign-offs that made it approved (not an expired or unearned one).
             let names = |side: Side| -> Vec<String> {
                 rows.iter()
-                    .filter(|(s, _, _)| s.side == side && !s.stale && s.fingerprint == current)
+                    .filter(|(s, _, _)| {
+                        s.side == side && all.iter().any(|r| r.id == s.id && r.counts_for(&current))
+                    })
                     .map(|(_, e, _)| e.clone())
                     .collect()
             };

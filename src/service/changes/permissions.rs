@@ -15,9 +15,13 @@ use crate::service::views::number;
 use crate::service::CurrentUser;
 
 /// The policy's view of a change's sign-offs: each marked `earned` only while its signer
-/// is still in the side's team (and, on the requester side, not in the implementing team).
+/// is still in the side's team (and, on the requester side, not in the implementing team),
+/// and `expired` once its operation's `signoffs_expire_after` has passed since it was
+/// given (a rollback's sign-offs expire as its operation's do). The one place records are
+/// made, so approval, the execute gate, views and the queue count alike.
 pub(crate) fn records(
     conn: &mut DbConn,
+    schema: &Schema,
     c: &Change,
     rows: &[(Signoff, String, String)],
 ) -> AppResult<Vec<SignoffRecord>> {
@@ -26,17 +30,22 @@ pub(crate) fn records(
     }
     let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
     let teams = users::teams_of_users(conn, &ids)?;
-    Ok(records_with(c, rows, &teams))
+    Ok(records_with(schema, c, rows, &teams))
 }
 
 /// [`records`] with the signers' teams already read (one query for many changes).
 pub(in crate::service) fn records_with(
+    schema: &Schema,
     c: &Change,
     rows: &[(Signoff, String, String)],
     teams: &HashMap<i64, Vec<String>>,
 ) -> Vec<SignoffRecord> {
     let mut out = Vec::with_capacity(rows.len());
     let none = Vec::new();
+    let lifetime = schema
+        .operation(&c.operation)
+        .and_then(|o| o.signoffs_expire_after);
+    let t = now();
     for (s, _, _) in rows {
         let side = s.side;
         let mine = teams.get(&s.user_id).unwrap_or(&none);
@@ -45,12 +54,17 @@ pub(in crate::service) fn records_with(
             Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
             Side::Implementer => has(&c.implementing_team),
         };
+        let expiry = signoff::expiry(s.created_at, lifetime, t);
         out.push(SignoffRecord {
+            id: s.id,
             side,
             user_id: s.user_id,
             fingerprint: s.fingerprint.clone(),
             stale: s.stale,
             earned,
+            signed_at: s.created_at,
+            expires_at: expiry.map(|e| e.0),
+            expired: expiry.is_some_and(|e| e.1),
         });
     }
     out
@@ -137,7 +151,7 @@ pub(crate) fn require(
     action: ChangeAction,
 ) -> AppResult<()> {
     let rows = repo::signoffs(conn, c.id)?;
-    let recs = records(conn, c, &rows)?;
+    let recs = records(conn, schema, c, &rows)?;
     access::decide(&facts(conn, schema, user, c, &recs)?, action)?;
     Ok(())
 }
@@ -152,7 +166,7 @@ pub fn allowed_actions(
     crate::db::snapshot(conn, |conn| {
         let c = repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
         let rows = repo::signoffs(conn, c.id)?;
-        let recs = records(conn, &c, &rows)?;
+        let recs = records(conn, schema, &c, &rows)?;
         Ok(access::allowed(&facts(conn, schema, user, &c, &recs)?)
             .into_iter()
             .collect())

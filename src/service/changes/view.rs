@@ -10,7 +10,7 @@ use crate::db::{changes as repo, users, DbConn};
 use crate::domain::event::Event;
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::signoff::{self, Side, SignoffRecord};
-use crate::domain::Schema;
+use crate::domain::{ChangeState, Schema};
 use crate::error::{AppError, AppResult};
 use crate::service::views::{
     number, selector_shape, ChangeView, ConflictView, OperationView, PersonView, SideStatus,
@@ -43,23 +43,24 @@ pub fn view_for(
 }
 
 /// Each sign-off of `c` (`rows`, counted by the policy as `recs`), saying whether it
-/// counts for the current fingerprint `fp` and, if not, why.
+/// counts for the current fingerprint `fp`, when it expires and, if it does not count, why.
 fn signoff_views(
+    schema: &Schema,
     c: &Change,
     rows: &[(Signoff, String, String)],
     recs: &[SignoffRecord],
     fp: &str,
 ) -> Vec<SignoffView> {
+    let lifetime = schema
+        .operation(&c.operation)
+        .and_then(|o| o.signoffs_expire_after);
     rows.iter()
         .map(|(s, email, name)| {
-            let rec = recs.iter().find(|r| {
-                r.user_id == s.user_id
-                    && r.side == s.side
-                    && r.fingerprint == s.fingerprint
-                    && r.stale == s.stale
-            });
+            let rec = recs.iter().find(|r| r.id == s.id);
             let stale = s.stale || s.fingerprint != fp;
             let earned = rec.map_or(true, |r| r.earned);
+            let expired = rec.is_some_and(|r| r.expired);
+            let expires_at = rec.and_then(|r| r.expires_at);
             let team = if s.side == Side::Requester {
                 &c.requesting_team
             } else {
@@ -73,9 +74,14 @@ fn signoff_views(
                 },
                 fingerprint: s.fingerprint.clone(),
                 stale,
-                counts: !stale && earned,
+                counts: rec.is_some_and(|r| r.counts_for(fp)),
                 why_not: if stale {
                     Some("stale: the targets or the text changed since".into())
+                } else if let (true, Some(at), Some(l)) = (expired, expires_at, lifetime) {
+                    Some(format!(
+                        "expired at {} UTC, {l} after it was given",
+                        at.format("%Y-%m-%d %H:%M")
+                    ))
                 } else if !earned {
                     Some(format!(
                         "no longer counts: {name} is not (only) in `{team}` any more"
@@ -85,6 +91,8 @@ fn signoff_views(
                 },
                 comment: s.comment.clone(),
                 at: s.created_at,
+                expires_at,
+                expired,
             }
         })
         .collect()
@@ -129,7 +137,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             });
         let op = schema.operation(&c.operation);
         let rows = repo::signoffs(conn, id)?;
-        let recs = records(conn, &c, &rows)?;
+        let recs = records(conn, schema, &c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         let tiered = op.map(|o| tier_of(o, &c));
         let policy = tiered.map(|t| t.signoffs).unwrap_or_default();
@@ -165,7 +173,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             summary: serde_json::from_str(&c.summary).unwrap_or_default(),
             errors: serde_json::from_str(&c.errors).unwrap_or_default(),
             error_count: c.error_count,
-            signoffs: signoff_views(&c, &rows, &recs, &fp),
+            signoffs: signoff_views(schema, &c, &rows, &recs, &fp),
+            signoffs_expire_after: op
+                .and_then(|o| o.signoffs_expire_after)
+                .map(|l| l.to_string()),
             policy,
             tier,
             irreversible,
@@ -176,6 +187,9 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             conflicts,
             reject_reason: c.reject_reason.clone(),
             state_reason: state_reason(conn, &c)?,
+            approval_expired: c.state == ChangeState::Approved
+                && recs.iter().any(|r| r.expired_on(&fp))
+                && !signoff::is_approved(&recs, policy, &fp),
             created_at: c.created_at,
             updated_at: c.updated_at,
             resolved_at: c.resolved_at,

@@ -23,6 +23,7 @@ use crate::service::changes::{
     effect_for, locked, move_state, policy_for, records, require, reresolve_locked, ResolveOutcome,
 };
 use crate::service::events::record;
+use crate::service::expiry;
 use crate::service::views::number;
 use crate::service::CurrentUser;
 
@@ -51,7 +52,7 @@ pub fn execute(
         check_allowed(conn, schema, user, &c)?;
         let current = check_fingerprint(&c, &req.fingerprint)?;
         let op = operation(schema, &c)?;
-        if let Err(refused) = check_approval(conn, user, &c, op, &current)? {
+        if let Err(refused) = check_approval(conn, schema, user, &c, op, &current)? {
             return Ok(Err(refused));
         }
         check_window(&c)?;
@@ -62,7 +63,7 @@ pub fn execute(
         // root left the inventory): the approval must hold under the fresh resolution's.
         let c =
             change_repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-        if let Err(refused) = check_approval(conn, user, &c, op, &current)? {
+        if let Err(refused) = check_approval(conn, schema, user, &c, op, &current)? {
             return Ok(Err(refused));
         }
         budget::check_gate(conn, schema, &c)?;
@@ -110,25 +111,37 @@ fn check_fingerprint(c: &Change, given: &str) -> AppResult<String> {
 }
 
 /// Sign-offs stay earned until execution: each counted signer must still be in the side's
-/// team. If one left, the change goes back for sign-off (committed) and the execution is
-/// refused, naming who no longer counts.
+/// team, and no counted sign-off may be older than the operation's
+/// `signoffs_expire_after`. Otherwise the change goes back for sign-off (committed, with
+/// the expiry recorded as the sweep records it) and the execution is refused, naming who
+/// no longer counts, or whose sign-off expired and when.
 fn check_approval(
     conn: &mut WriteTx<'_>,
+    schema: &Schema,
     user: &CurrentUser,
     c: &Change,
     op: &Operation,
     current: &str,
 ) -> AppResult<Gate> {
     let rows = change_repo::signoffs(conn, c.id)?;
-    let recs = records(conn, c, &rows)?;
+    let recs = records(conn, schema, c, &rows)?;
     if signoff::is_approved(&recs, policy_for(op, c), current) {
         return Ok(Ok(()));
     }
     let left = no_longer_counting(conn, c, &rows, &recs, current)?;
-    let reason = if left.is_empty() {
+    let expired = expiry::expired_on_current(schema, c, &rows, &recs);
+    let described: Vec<String> = expired.iter().map(expiry::describe).collect();
+    let mut why = Vec::new();
+    if !left.is_empty() {
+        why.push(format!("sign-offs no longer count: {}", left.join("; ")));
+    }
+    if !described.is_empty() {
+        why.push(format!("sign-offs expired: {}", described.join("; ")));
+    }
+    let reason = if why.is_empty() {
         "the current fingerprint does not have every sign-off it needs".to_string()
     } else {
-        format!("sign-offs no longer count: {}", left.join("; "))
+        why.join("; ")
     };
     move_state(
         conn,
@@ -137,14 +150,22 @@ fn check_approval(
         (ChangeState::Approved, ChangeState::AwaitingSignoff),
         reason.clone(),
     )?;
+    let details = json!({"no_longer_counting": left, "expired": expired});
+    expiry::record_expired(conn, &user.actor(), c, expired, true)?;
+    // Only expiries: its own code; a signer who left (too): the older one.
+    let code = if left.is_empty() && !described.is_empty() {
+        ErrorCode::SignoffsExpired
+    } else {
+        ErrorCode::SignoffsNoLongerCount
+    };
     Ok(Err(AppError::new(
-        ErrorCode::SignoffsNoLongerCount,
+        code,
         format!(
             "{reason}; {} is back to awaiting_signoff and needs new sign-offs",
             number(c.id)
         ),
     )
-    .with_details(json!({"no_longer_counting": left}))))
+    .with_details(details)))
 }
 
 /// Who signed the current fingerprint but no longer counts, in words: "ann@… (requester
@@ -156,16 +177,13 @@ fn no_longer_counting(
     recs: &[SignoffRecord],
     current: &str,
 ) -> AppResult<Vec<String>> {
-    // Pair each record with its own row (records skip rows of an unknown side, so a zip
-    // could drift).
     let mut left: Vec<String> = Vec::new();
     for r in recs
         .iter()
-        .filter(|r| !r.stale && r.fingerprint == current && !r.earned)
+        .filter(|r| !r.stale && r.fingerprint == current && !r.earned && !r.expired)
     {
-        let Some((s, email, _)) = rows.iter().find(|(s, _, _)| {
-            s.user_id == r.user_id && s.side == r.side && s.fingerprint == r.fingerprint && !s.stale
-        }) else {
+        // Each record with its own row.
+        let Some((s, email, _)) = rows.iter().find(|(s, _, _)| s.id == r.id) else {
             continue;
         };
         let team = match r.side {

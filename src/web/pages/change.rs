@@ -29,6 +29,10 @@ pub struct SignoffLine {
     pub why: String,
     pub comment: String,
     pub at: String,
+    /// It expired (shown struck through with `why`).
+    pub expired: bool,
+    /// When a counting sign-off expires ("2026-12-04 12:00"; empty: never).
+    pub expires: String,
 }
 
 pub struct SidePanel {
@@ -162,6 +166,12 @@ fn side_panel(
                 why: s.why_not.clone().unwrap_or_default(),
                 comment: s.comment.clone(),
                 at: s.at.format("%Y-%m-%d %H:%M").to_string(),
+                expired: s.expired && !s.stale,
+                expires: s
+                    .expires_at
+                    .filter(|_| s.counts)
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
             })
             .collect(),
         can_sign: can.has(&format!("sign_{side}")),

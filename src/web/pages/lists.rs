@@ -30,6 +30,8 @@ pub struct Row {
     pub needs: String,
     /// The risk tier whose sign-off policy applies, if one does.
     pub tier: Option<String>,
+    /// When a counting sign-off expires, if within a day (the queue).
+    pub expires_soon: Option<String>,
     /// The budget it draws from (queue rows): a short label, whether the change fits, and
     /// the whole sentence.
     pub budget: Option<RowBudget>,
@@ -71,6 +73,10 @@ impl RowBudget {
 fn queue_row(q: &queue::QueueItem) -> Row {
     let mut r = row(&q.change, q.needs.join(" + "));
     r.budget = q.budget.as_ref().map(RowBudget::of);
+    // Marked when one of its sign-offs expires within a day.
+    r.expires_soon = q
+        .expires_soon
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string());
     r
 }
 
@@ -100,6 +106,7 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         big: c.target_count > 100,
         needs,
         tier: c.tier.clone(),
+        expires_soon: None,
         budget: None,
     }
 }

@@ -61,6 +61,8 @@ pub struct Preview {
     pub guards: Vec<crate::domain::resolution::GuardCheck>,
     /// The risk tier whose sign-off policy the change would need.
     pub tier: Option<String>,
+    /// "sign-offs expire 72 hours after they are given", when they do.
+    pub expiry: Option<String>,
     /// What one more change could undo.
     pub undo: Option<crate::domain::resolution::UndoPlan>,
     /// The budget the change would draw from, its state now and whether the change fits.
@@ -245,6 +247,7 @@ pub(crate) fn preview_of(
         warnings: r.summary.warnings.clone(),
         guards: r.summary.guards.clone(),
         tier: None,
+        expiry: None,
         undo: r.summary.undo.clone(),
         budget: None,
         fingerprint: short_fingerprint(&r.fingerprint),
@@ -273,13 +276,14 @@ pub(crate) fn new_change_page(
                     name: o.name.clone(),
                     label: o.label.clone(),
                     explain: format!(
-                    "Acts on {} — {}. Needs {} requester and {} implementer sign-off(s) from {}{}.",
+                    "Acts on {} — {}. Needs {} requester and {} implementer sign-off(s) from {}{}{}.",
                     kind.map(|k| k.plural.clone()).unwrap_or_else(|| o.target.clone()),
                     o.effect.plain_words(),
                     o.signoffs.requester,
                     o.signoffs.implementer,
                     o.implemented_by,
-                    if o.cascade { "; takes everything below its targets with it" } else { "" }
+                    if o.cascade { "; takes everything below its targets with it" } else { "" },
+                    o.signoffs_expire_after.map(|l| format!("; {}", l.note())).unwrap_or_default()
                 ),
                     selected: o.name == f.operation,
                     kind_label: kind.map(|k| k.label.clone()).unwrap_or_default(),
@@ -438,6 +442,11 @@ pub async fn create_change(
         )
         .describe()
     });
+    preview.expiry = state
+        .schema
+        .operation(&request.operation)
+        .and_then(|op| op.signoffs_expire_after)
+        .map(|l| l.note());
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
         let mut problems = Vec::new();

@@ -1,11 +1,23 @@
-//! The safety rails of an operation (issue #12): population guards, risk tiers and the extra
-//! sign-offs of an irreversible effect, each checked against the effect and the kinds it
-//! names, on the loader's shared problem list.
+//! The safety rails of an operation (issue #12): population guards, risk tiers, the extra
+//! sign-offs of an irreversible effect and how long a sign-off counts, each checked against
+//! the effect and the kinds it names, on the loader's shared problem list.
 
 use std::collections::BTreeMap;
 
-use super::super::{team_name_ok, Budget, Effect, Guards, Kind, SignoffPolicy, Tier};
+use super::super::{team_name_ok, Budget, Effect, Guards, Kind, Lifetime, SignoffPolicy, Tier};
 use super::{header_line, Problems, RawOperation, Table};
+
+/// How long a sign-off counts (`signoffs_expire_after = "72h"`; none: until execution).
+pub(super) fn signoff_lifetime(t: &Table, o: &RawOperation, p: &mut Problems) -> Option<Lifetime> {
+    let text = o.signoffs_expire_after.as_deref()?;
+    match Lifetime::parse(text) {
+        Ok(l) => Some(l),
+        Err(m) => {
+            t.push(p, "signoffs_expire_after", m);
+            None
+        }
+    }
+}
 
 /// Extra implementer sign-offs for an effect no rollback can undo (default 1).
 pub(super) fn irreversible_signoffs(
