@@ -104,6 +104,7 @@ error_codes! {
     SchemaChanged = "schema_changed", CONFLICT, "The schema changed since the change was resolved: re-resolve it and review the new fingerprint.";
     SignoffsExpired = "signoffs_expired", CONFLICT, "At execute, a counted sign-off is older than its operation's `signoffs_expire_after`: the change went back to awaiting sign-off (`details.expired`: who, side, signed at, expired at).";
     SignoffsNoLongerCount = "signoffs_no_longer_count", CONFLICT, "A signer left their team: the change went back to awaiting sign-off.";
+    StaleDifference = "stale_difference", CONFLICT, "A sign-off given from the difference view (`replaces`) was shown a difference against another list than the change's current one: review it again (`details.previous_fingerprint`).";
     StaleFingerprint = "stale_fingerprint", CONFLICT, "The fingerprint signed is not the current one (`details.current_fingerprint`).";
     StaleText = "stale_text", CONFLICT, "The title or rationale changed since the signer read it (`details.current_text_hash`).";
     UnknownState = "unknown_state", CONFLICT, "The change's stored state is not one countersign knows.";

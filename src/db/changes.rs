@@ -281,7 +281,7 @@ pub fn insert_signoff(
     user_id: i64,
     fingerprint: &str,
     comment: &str,
-) -> QueryResult<()> {
+) -> QueryResult<i64> {
     diesel::insert_into(signoffs::table)
         .values((
             signoffs::change_id.eq(change_id),
@@ -292,8 +292,8 @@ pub fn insert_signoff(
             signoffs::stale.eq(false),
             signoffs::created_at.eq(now()),
         ))
-        .execute(conn)
-        .map(|_| ())
+        .returning(signoffs::id)
+        .get_result(conn)
 }
 
 /// Mark every sign-off not on `current` as stale; returns how many became stale.

@@ -292,6 +292,7 @@ fn seed_changes(
             comment: "Checked with the Insight product owner.".into(),
             confirm_count: None,
             text_hash: None,
+            replaces: None,
         },
     )
     .map_err(e)?;
@@ -340,6 +341,7 @@ fn seed_changes(
             comment: String::new(),
             confirm_count: None,
             text_hash: None,
+            replaces: None,
         },
     )
     .map_err(e)?;
@@ -354,6 +356,7 @@ fn seed_changes(
             comment: "Matches the vendor's list.".into(),
             confirm_count: None,
             text_hash: None,
+            replaces: None,
         },
     )
     .map_err(e)?;
@@ -481,6 +484,7 @@ pub fn sign_both(
                 comment: String::new(),
                 confirm_count: Some(v.summary.targets),
                 text_hash: None,
+                replaces: None,
             },
         )
         .map_err(e)?;

@@ -51,6 +51,9 @@ pub enum Event {
         comment: String,
         #[serde(default)]
         confirm_count: Option<u64>,
+        /// Given from the difference view: the difference against the list it replaces.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        difference: Option<crate::domain::difference::DifferenceCounts>,
     },
     Approved {
         fingerprint: String,
@@ -333,6 +336,12 @@ pub enum Staleness {
         removed: u64,
         added_sample: Vec<String>,
         removed_sample: Vec<String>,
+        /// The roots the new list touches and the signed one did not, and the other way
+        /// round (the first 20 IDs; events stored before had none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roots_added: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roots_removed: Vec<String>,
     },
 }
 
@@ -575,6 +584,8 @@ mod tests {
                     removed: 0,
                     added_sample: vec!["x".into()],
                     removed_sample: vec![],
+                    roots_added: vec!["o3".into()],
+                    roots_removed: vec![],
                 },
             }),
             Event::Signed {
@@ -582,6 +593,20 @@ mod tests {
                 fingerprint: "f".into(),
                 comment: String::new(),
                 confirm_count: None,
+                difference: None,
+            },
+            Event::Signed {
+                side: Side::Requester,
+                fingerprint: "f2".into(),
+                comment: "re-signed".into(),
+                confirm_count: None,
+                difference: Some(crate::domain::difference::DifferenceCounts {
+                    previous_fingerprint: "f".into(),
+                    added: 2,
+                    removed: 1,
+                    roots_added: 1,
+                    roots_removed: 0,
+                }),
             },
             Event::SignedIn {},
             Event::SignoffsExpired {

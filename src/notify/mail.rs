@@ -245,15 +245,22 @@ fn content(p: &Value) -> Content {
                     removed,
                     added_sample,
                     removed_sample,
+                    roots_added,
+                    roots_removed,
                 },
             ..
         })) => {
-            link_label = "Review the new list and sign again";
+            link_label = "Review the difference and sign again";
             paragraphs.push(format!(
                 "The resolved target list changed: {added} added, {removed} removed ({why}). Your sign-off was for {} and no longer counts; the new fingerprint is {fp}.",
                 previous_fingerprint.as_deref().map(short_fingerprint).unwrap_or_default()
             ));
-            for (label, list) in [("Added", added_sample), ("Removed", removed_sample)] {
+            for (label, list) in [
+                ("Added", added_sample),
+                ("Removed", removed_sample),
+                ("Roots added", roots_added),
+                ("Roots removed", roots_removed),
+            ] {
                 if !list.is_empty() {
                     let ids: Vec<&str> = list.iter().take(10).map(String::as_str).collect();
                     facts.push((label.to_string(), ids.join(", ")));

@@ -74,6 +74,29 @@ pub struct SignoffView {
     pub expires_at: Option<NaiveDateTime>,
     /// `expires_at` has passed: it no longer counts.
     pub expired: bool,
+    /// Given from the difference view: the difference against the list it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub difference: Option<crate::domain::difference::DifferenceCounts>,
+}
+
+/// What changed since the signers last saw the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct DifferenceView {
+    /// The list the stale sign-offs were given for, and the current one.
+    pub previous_fingerprint: String,
+    pub previous_fingerprint_short: String,
+    pub fingerprint: String,
+    #[serde(flatten)]
+    pub counts: crate::domain::difference::DifferenceCounts,
+    /// The roots (IDs) the current list touches and the signed one did not, and the other
+    /// way round.
+    pub roots_added_ids: Vec<String>,
+    pub roots_removed_ids: Vec<String>,
+    /// The first added and removed targets.
+    pub added_sample: Vec<crate::domain::resolution::ResolvedTarget>,
+    pub removed_sample: Vec<crate::domain::resolution::ResolvedTarget>,
+    /// One sentence: "since a1b2c3d4 was signed: 3 targets added, 1 removed; 1 root added".
+    pub text: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,6 +274,9 @@ pub struct ChangeView {
     /// The budget its execution draws from (`budget`, `budget_group`), its state now and
     /// what this change still needs from it; `None`: it draws from none.
     pub budget: Option<crate::service::budget::BudgetView>,
+    /// What changed since the signers last saw the list (targets and roots added and
+    /// removed), when the current list is another one; signers re-sign from it.
+    pub difference: Option<DifferenceView>,
 }
 
 impl ChangeView {

@@ -28,6 +28,11 @@ pub struct SignRequest {
     /// given, a sign-off is refused if the text changed since.
     #[serde(default)]
     pub text_hash: Option<String>,
+    /// Signing from the difference view: the fingerprint of the list the difference was
+    /// shown against (the one this sign-off replaces). Refused (`stale_difference`) when
+    /// the change's difference is now against another list; recorded on the sign-off.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// Record a sign-off; approve the change in the same transaction when it is the last
@@ -65,7 +70,11 @@ pub fn sign(
             confirm_above: op.confirm_above,
             confirm_count: req.confirm_count,
         })?;
-        repo::insert_signoff(
+        let difference = match req.replaces.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(r) => Some(super::difference::check_replaces(conn, &c, r)?),
+            None => None,
+        };
+        let signoff_id = repo::insert_signoff(
             conn,
             id,
             req.side.as_str(),
@@ -73,6 +82,9 @@ pub fn sign(
             &current,
             req.comment.trim(),
         )?;
+        if let Some(d) = &difference {
+            crate::db::differences::record_on_signoff(conn, signoff_id, d)?;
+        }
         record(
             conn,
             &user.actor(),
@@ -82,6 +94,7 @@ pub fn sign(
                 fingerprint: current.clone(),
                 comment: req.comment.trim().to_string(),
                 confirm_count: req.confirm_count,
+                difference,
             },
         )?;
         let rows = repo::signoffs(conn, id)?;

@@ -15,6 +15,7 @@
 
 mod create;
 mod decide;
+pub mod difference;
 mod edit;
 mod effects;
 mod permissions;

@@ -3,7 +3,6 @@
 //! (stale sign-offs, a state taken back), re-resolution on request or after a schema
 //! change, and submission.
 
-use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
@@ -11,7 +10,8 @@ use super::permissions::require;
 use super::shared::{change_operation, effect_for, locked, move_state, submitted};
 use crate::db::audit::Actor;
 use crate::db::models::Change;
-use crate::db::{changes as repo, resolve, write_tx, DbConn, WriteTx};
+use crate::db::{changes as repo, differences, resolve, write_tx, DbConn, WriteTx};
+use crate::domain::difference::Difference;
 use crate::domain::access::ChangeAction;
 use crate::domain::change;
 use crate::domain::event::{Event, Stale, Staleness};
@@ -103,6 +103,10 @@ pub struct ResolveOutcome {
     pub removed: u64,
     pub added_sample: Vec<String>,
     pub removed_sample: Vec<String>,
+    /// The roots the new list touches that the one it replaces did not, and the other way
+    /// round (IDs).
+    pub roots_added: Vec<String>,
+    pub roots_removed: Vec<String>,
     pub stale_signoffs: usize,
     pub state: ChangeState,
 }
@@ -196,19 +200,51 @@ fn store_targets(
     r: &Resolution,
     out: &mut ResolveOutcome,
 ) -> AppResult<()> {
-    let old: BTreeSet<String> = repo::target_ids(conn, c.id)?.into_iter().collect();
-    let new: BTreeSet<&str> = r.targets.iter().map(|t| t.id.as_str()).collect();
-    let added: Vec<&str> = new
-        .iter()
-        .filter(|id| !old.contains(**id))
-        .copied()
-        .collect();
-    let removed: Vec<&String> = old.iter().filter(|id| !new.contains(id.as_str())).collect();
-    out.added = added.len() as u64;
-    out.removed = removed.len() as u64;
-    out.added_sample = added.iter().take(20).map(|s| s.to_string()).collect();
-    out.removed_sample = removed.iter().take(20).map(|s| s.to_string()).collect();
+    let old = differences::stored_targets(conn, c.id)?;
+    let step = Difference::between(&old, &r.targets);
+    out.added = step.added.len() as u64;
+    out.removed = step.removed.len() as u64;
+    out.added_sample = step.added.keys().take(20).cloned().collect();
+    out.removed_sample = step.removed.keys().take(20).cloned().collect();
+    let mut per_root: std::collections::BTreeMap<String, u64> = Default::default();
+    for t in &r.targets {
+        *per_root
+            .entry(crate::domain::budget::root_of(&t.id, &t.scope_path).to_string())
+            .or_default() += 1;
+    }
+    (out.roots_added, out.roots_removed) = step.roots(&per_root);
+    store_difference(conn, c, &r.fingerprint, step)?;
     repo::replace_targets(conn, c.id, &r.targets)?;
+    Ok(())
+}
+
+/// Keep the difference signers re-sign from: against the last list that had sign-offs.
+/// When the list it replaces was signed, that list is the base; when it was itself a
+/// changed list nobody signed yet, the stored difference is composed with this step; with
+/// no sign-offs anywhere there is nothing to re-sign, so nothing is kept.
+fn store_difference(
+    conn: &mut WriteTx<'_>,
+    c: &Change,
+    fingerprint: &str,
+    step: Difference,
+) -> AppResult<()> {
+    let Some(previous) = c.fingerprint.as_deref() else {
+        return Ok(());
+    };
+    let base = if differences::signed_for(conn, c.id, previous)? {
+        Some((previous.to_string(), step))
+    } else {
+        match differences::get(conn, c.id)? {
+            Some((base, to, d)) if to == previous => Some((base, d.then(step))),
+            _ => None,
+        }
+    };
+    match base {
+        Some((base, d)) if !d.is_empty() && base != fingerprint => {
+            differences::put(conn, c.id, &base, fingerprint, &d)?
+        }
+        _ => differences::clear(conn, c.id)?,
+    }
     Ok(())
 }
 
@@ -225,6 +261,8 @@ fn targets_stale(c: &Change, r: &Resolution, reason: &str, out: &ResolveOutcome)
             removed: out.removed,
             added_sample: out.added_sample.clone(),
             removed_sample: out.removed_sample.clone(),
+            roots_added: out.roots_added.iter().take(20).cloned().collect(),
+            roots_removed: out.roots_removed.iter().take(20).cloned().collect(),
         },
     })
 }
@@ -249,6 +287,8 @@ pub(crate) fn reresolve_locked(
         removed: 0,
         added_sample: vec![],
         removed_sample: vec![],
+        roots_added: vec![],
+        roots_removed: vec![],
         stale_signoffs: 0,
         state: c.state,
     };

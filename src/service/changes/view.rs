@@ -50,6 +50,7 @@ fn signoff_views(
     rows: &[(Signoff, String, String)],
     recs: &[SignoffRecord],
     fp: &str,
+    given: &std::collections::HashMap<i64, crate::domain::difference::DifferenceCounts>,
 ) -> Vec<SignoffView> {
     let lifetime = schema
         .operation(&c.operation)
@@ -93,6 +94,7 @@ fn signoff_views(
                 at: s.created_at,
                 expires_at,
                 expired,
+                difference: given.get(&s.id).cloned(),
             }
         })
         .collect()
@@ -173,7 +175,17 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             summary: serde_json::from_str(&c.summary).unwrap_or_default(),
             errors: serde_json::from_str(&c.errors).unwrap_or_default(),
             error_count: c.error_count,
-            signoffs: signoff_views(schema, &c, &rows, &recs, &fp),
+            signoffs: signoff_views(
+                schema,
+                &c,
+                &rows,
+                &recs,
+                &fp,
+                &crate::db::differences::signoff_differences(conn, id)?
+                    .into_iter()
+                    .collect(),
+            ),
+            difference: super::difference::summary(conn, &c)?,
             signoffs_expire_after: op
                 .and_then(|o| o.signoffs_expire_after)
                 .map(|l| l.to_string()),

@@ -72,6 +72,9 @@ pub struct SignForm {
     confirm_count: String,
     #[serde(default)]
     text_hash: String,
+    /// Signing from the difference view: the fingerprint the difference was against.
+    #[serde(default)]
+    replaces: String,
 }
 
 /// `POST /changes/{id}/sign`
@@ -108,6 +111,7 @@ pub async fn sign_change(
                 comment: f.comment,
                 confirm_count: confirm,
                 text_hash: Some(f.text_hash).filter(|h| !h.trim().is_empty()),
+                replaces: Some(f.replaces).filter(|r| !r.trim().is_empty()),
             };
             svc::sign(conn, schema, user, id, request).map(|_| id)
         },
