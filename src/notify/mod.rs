@@ -5,6 +5,7 @@
 
 pub mod mail;
 pub mod mailer;
+mod words;
 
 use std::collections::BTreeMap;
 
