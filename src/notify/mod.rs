@@ -36,37 +36,13 @@ fn add(to: &mut BTreeMap<i64, Person>, people: Vec<Person>) {
     }
 }
 
-/// The author, everyone who signed (any fingerprint) and everyone who commented.
-fn participants(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult<Vec<Person>> {
-    let mut ids = vec![c.author_id];
-    ids.extend(
-        change_repo::signoffs(conn, c.id)?
-            .into_iter()
-            .map(|s| s.0.user_id),
-    );
-    ids.extend(
-        change_repo::comments(conn, c.id)?
-            .into_iter()
-            .map(|s| s.0.user_id),
-    );
-    ids.sort_unstable();
-    ids.dedup();
-    repo::people(conn, &ids)
-}
-
-/// Write the outbox rows for audit event `event_id` (`kind` is its notification). Runs
-/// inside the event's transaction; called by `service::events::record` only.
-pub(crate) fn dispatch(
+/// Who is told about `event` of change `c`, by user id.
+fn recipients(
     conn: &mut DbConn,
-    event_id: i64,
-    actor: &str,
-    kind: NotificationKind,
-    cid: i64,
+    c: &crate::db::models::Change,
     event: &Event,
-) -> QueryResult<()> {
-    let Some(c) = change_repo::get(conn, cid)? else {
-        return Ok(());
-    };
+) -> QueryResult<BTreeMap<i64, Person>> {
+    let cid = c.id;
     let mut to: BTreeMap<i64, Person> = BTreeMap::new();
     match event {
         Event::Submitted { .. } | Event::Approved { .. } => {
@@ -99,7 +75,7 @@ pub(crate) fn dispatch(
             add(&mut to, repo::people(conn, &ids)?);
         }
         Event::ExecutionHalted { .. } => {
-            add(&mut to, participants(conn, &c)?);
+            add(&mut to, participants(conn, c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }
         // The people who can approve it: the change's other team.
@@ -109,24 +85,27 @@ pub(crate) fn dispatch(
         } => {
             add(&mut to, repo::team_people(conn, team)?);
         }
-        _ => add(&mut to, participants(conn, &c)?),
+        _ => add(&mut to, participants(conn, c)?),
     }
-    // Nobody is told about what they did themselves.
-    to.retain(|_, p| p.1 != actor);
-    if to.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = to.keys().copied().collect();
-    let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
+    Ok(to)
+}
+
+/// What every mail of `event` carries: the change as every screen names it (a rollback as
+/// the restore it runs, its tier, undo plan and sign-off lifetime) and the event.
+fn payload(
+    conn: &mut DbConn,
+    c: &crate::db::models::Change,
+    event: &Event,
+    kind: NotificationKind,
+    actor: &str,
+) -> QueryResult<String> {
     let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
-    // Named as it executes (a rollback as the restore it runs), like every screen.
     let schema = crate::db::schemas::by_hash(conn, &c.schema_hash)?;
     let op = schema.as_ref().and_then(|s| s.operation(&c.operation));
     let executes = schema
         .as_ref()
         .zip(op)
         .and_then(|(s, o)| crate::domain::presentation::executes(s, o, c.rollback_of.is_some()));
-    // The risk tier whose policy the change needs, as every screen says it.
     let tier = op.and_then(|o| {
         let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
         o.policy(
@@ -137,7 +116,7 @@ pub(crate) fn dispatch(
         )
         .describe()
     });
-    let payload = json!({
+    Ok(json!({
         "operation_label": executes.as_ref().map(|e| e.label.clone()),
         "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),
         "action": event.action(),
@@ -158,7 +137,49 @@ pub(crate) fn dispatch(
         "rollback_of": c.rollback_of,
         "detail": event.detail(),
     })
-    .to_string();
+    .to_string())
+}
+
+/// The author, everyone who signed (any fingerprint) and everyone who commented.
+fn participants(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult<Vec<Person>> {
+    let mut ids = vec![c.author_id];
+    ids.extend(
+        change_repo::signoffs(conn, c.id)?
+            .into_iter()
+            .map(|s| s.0.user_id),
+    );
+    ids.extend(
+        change_repo::comments(conn, c.id)?
+            .into_iter()
+            .map(|s| s.0.user_id),
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    repo::people(conn, &ids)
+}
+
+/// Write the outbox rows for audit event `event_id` (`kind` is its notification). Runs
+/// inside the event's transaction; called by `service::events::record` only.
+pub(crate) fn dispatch(
+    conn: &mut DbConn,
+    event_id: i64,
+    actor: &str,
+    kind: NotificationKind,
+    cid: i64,
+    event: &Event,
+) -> QueryResult<()> {
+    let Some(c) = change_repo::get(conn, cid)? else {
+        return Ok(());
+    };
+    let mut to = recipients(conn, &c, event)?;
+    // Nobody is told about what they did themselves.
+    to.retain(|_, p| p.1 != actor);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = to.keys().copied().collect();
+    let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
+    let payload = payload(conn, &c, event, kind, actor)?;
     let t = now();
     let rows: Vec<NewOutbox> = to
         .into_values()
