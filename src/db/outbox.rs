@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::models::{NewOutbox, OutboxRow};
 use super::schema::{notification_prefs, outbox, team_members, teams, users};
 use super::{now, DbConn};
-use crate::domain::OutboxState;
+use crate::domain::{NotificationMode, OutboxState};
 use crate::with_concrete;
 
 /// Insert mails; a (event, recipient) pair already present is left alone, so nobody is
@@ -51,26 +51,35 @@ pub fn people(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String, S
 }
 
 /// Everyone's stored preferences for `kind`: user id → mode.
-pub fn prefs_for(conn: &mut DbConn, ids: &[i64], kind: &str) -> QueryResult<HashMap<i64, String>> {
+pub fn prefs_for(
+    conn: &mut DbConn,
+    ids: &[i64],
+    kind: &str,
+) -> QueryResult<HashMap<i64, NotificationMode>> {
     Ok(notification_prefs::table
         .filter(notification_prefs::user_id.eq_any(ids.to_vec()))
         .filter(notification_prefs::event_kind.eq(kind))
         .select((notification_prefs::user_id, notification_prefs::mode))
-        .load::<(i64, String)>(conn)?
+        .load::<(i64, NotificationMode)>(conn)?
         .into_iter()
         .collect())
 }
 
-pub fn prefs_of(conn: &mut DbConn, user: i64) -> QueryResult<HashMap<String, String>> {
+pub fn prefs_of(conn: &mut DbConn, user: i64) -> QueryResult<HashMap<String, NotificationMode>> {
     Ok(notification_prefs::table
         .filter(notification_prefs::user_id.eq(user))
         .select((notification_prefs::event_kind, notification_prefs::mode))
-        .load::<(String, String)>(conn)?
+        .load::<(String, NotificationMode)>(conn)?
         .into_iter()
         .collect())
 }
 
-pub fn set_pref(conn: &mut DbConn, user: i64, kind: &str, mode: &str) -> QueryResult<()> {
+pub fn set_pref(
+    conn: &mut DbConn,
+    user: i64,
+    kind: &str,
+    mode: NotificationMode,
+) -> QueryResult<()> {
     diesel::delete(
         notification_prefs::table
             .filter(notification_prefs::user_id.eq(user))

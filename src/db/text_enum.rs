@@ -13,7 +13,8 @@ use diesel::sqlite::Sqlite;
 use super::MultiBackend;
 use crate::domain::text_enum::UnknownValue;
 use crate::domain::{
-    ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, OutboxState, Side,
+    ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, NotificationMode,
+    OutboxState, Side,
 };
 
 /// The stored text as `T`, or an error that names it.
@@ -79,6 +80,7 @@ text_column!(
     EntityState,
     OutboxState,
     NoticeState,
+    NotificationMode,
 );
 
 #[cfg(test)]
@@ -90,15 +92,20 @@ mod tests {
 
     use super::*;
 
-    const MIGRATION: &str = "2026-12-02-000009_state_checks";
-
-    /// The (table, column) → values lists of both migrations, from their text.
+    /// The (table, column) → values lists of a backend's migrations (000009 added most,
+    /// later ones the rest), from their text.
     fn lists(backend: &str) -> std::collections::BTreeMap<(String, String), Vec<String>> {
-        let path = format!(
-            "{}/migrations/{backend}/{MIGRATION}/up.sql",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let sql = std::fs::read_to_string(&path).unwrap();
+        let dir = format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+        let mut dirs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        let sql: String = dirs
+            .iter()
+            .map(|d| std::fs::read_to_string(d.join("up.sql")).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
         let values = |s: &str| -> Vec<String> {
             s.split(',')
                 .map(|v| v.trim().trim_matches('\'').to_string())
@@ -147,6 +154,10 @@ mod tests {
             (("execution_items", "status"), names(ItemStatus::VALUES)),
             (("outbox", "state"), names(OutboxState::VALUES)),
             (("customer_notices", "state"), names(NoticeState::VALUES)),
+            (
+                ("notification_prefs", "mode"),
+                names(NotificationMode::VALUES),
+            ),
         ];
         for backend in ["postgres", "sqlite"] {
             let got = lists(backend);

@@ -28,6 +28,6 @@ pub use change::ChangeState;
 pub use entity::EntityState;
 pub use execution::{ExecState, ItemStatus};
 pub use notice::NoticeState;
-pub use outbox::OutboxState;
+pub use outbox::{NotificationMode, OutboxState};
 pub use schema::{Effect, Kind, Operation, Schema};
 pub use signoff::Side;

@@ -17,15 +17,12 @@ use crate::domain::Side;
 use crate::db::models::NewOutbox;
 use crate::db::outbox as repo;
 use crate::db::{changes as change_repo, now, DbConn};
-use crate::domain::OutboxState;
+use crate::domain::NotificationMode;
 use diesel::QueryResult;
 
-/// How a person wants one kind of notification.
-pub const MODES: [&str; 3] = ["immediately", "digest", "never"];
-
 /// Whether `mode` is allowed for `kind` (a sign-off request can be digested, never muted).
-pub fn mode_allowed(kind: NotificationKind, mode: &str) -> bool {
-    MODES.contains(&mode) && (kind.can_mute() || mode != "never")
+pub fn mode_allowed(kind: NotificationKind, mode: NotificationMode) -> bool {
+    kind.can_mute() || mode != NotificationMode::Never
 }
 
 type Person = (i64, String, String);
@@ -184,12 +181,11 @@ pub(crate) fn dispatch(
     let rows: Vec<NewOutbox> = to
         .into_values()
         .filter_map(|(id, email, _)| {
-            let mode = prefs.get(&id).map(String::as_str).unwrap_or("immediately");
-            let st = match mode {
-                "never" if kind.can_mute() => return None,
-                "digest" | "never" => OutboxState::Digest,
-                _ => OutboxState::Pending,
-            };
+            let mode = prefs
+                .get(&id)
+                .copied()
+                .unwrap_or(NotificationMode::Immediately);
+            let st = mode.outbox_state(kind.can_mute())?;
             Some(NewOutbox {
                 event_key: format!("audit:{event_id}"),
                 event_kind: kind.as_str().to_string(),

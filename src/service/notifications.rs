@@ -11,16 +11,16 @@ use crate::db::models::OutboxRow;
 use crate::db::{outbox as repo, write_tx, DbConn};
 use crate::domain::event::Event;
 use crate::domain::event::NotificationKind;
-use crate::domain::OutboxState;
+use crate::domain::{NotificationMode, OutboxState};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::{mode_allowed, MODES};
+use crate::notify::mode_allowed;
 
 #[derive(Debug, Serialize)]
 pub struct Preference {
     pub kind: String,
     pub description: String,
-    pub mode: String,
-    pub allowed: Vec<&'static str>,
+    pub mode: NotificationMode,
+    pub allowed: Vec<NotificationMode>,
 }
 
 pub fn preferences(conn: &mut DbConn, user: &CurrentUser) -> AppResult<Vec<Preference>> {
@@ -32,12 +32,12 @@ pub fn preferences(conn: &mut DbConn, user: &CurrentUser) -> AppResult<Vec<Prefe
             description: k.describe().into(),
             mode: stored
                 .get(k.as_str())
-                .cloned()
-                .unwrap_or_else(|| "immediately".into()),
-            allowed: MODES
+                .copied()
+                .unwrap_or(NotificationMode::Immediately),
+            allowed: NotificationMode::VALUES
                 .iter()
                 .copied()
-                .filter(|m| mode_allowed(k, m))
+                .filter(|m| mode_allowed(k, *m))
                 .collect(),
         })
         .collect())
@@ -50,14 +50,22 @@ pub fn set_preferences(
     changes: &BTreeMap<String, String>,
 ) -> AppResult<Vec<Preference>> {
     let mut problems = Vec::new();
+    let mut parsed: Vec<(&str, NotificationMode)> = Vec::new();
     for (k, m) in changes {
         let Some(kind) = NotificationKind::parse(k) else {
             problems.push(format!("`{k}` is not a notification kind"));
             continue;
         };
-        if !MODES.contains(&m.as_str()) {
-            problems.push(format!("{k}: `{m}` is not one of {}", MODES.join(", ")));
-        } else if !mode_allowed(kind, m) {
+        let Some(mode) = NotificationMode::parse(m) else {
+            let all: Vec<&str> = NotificationMode::VALUES
+                .iter()
+                .map(|m| m.as_str())
+                .collect();
+            problems.push(format!("{k}: `{m}` is not one of {}", all.join(", ")));
+            continue;
+        };
+        parsed.push((k.as_str(), mode));
+        if !mode_allowed(kind, mode) {
             problems.push(format!(
                 "{k}: requests for your sign-off cannot be turned off; choose `digest` to bundle them"
             ));
@@ -70,8 +78,8 @@ pub fn set_preferences(
         );
     }
     write_tx(conn, |conn| -> AppResult<()> {
-        for (k, m) in changes {
-            repo::set_pref(conn, user.id, k, m)?;
+        for (k, m) in &parsed {
+            repo::set_pref(conn, user.id, k, *m)?;
         }
         record(
             conn,

@@ -20,3 +20,6 @@ CREATE TABLE target_difference_items (
 -- difference's counts (JSON), as the signer saw them.
 ALTER TABLE signoffs ADD COLUMN replaces_fingerprint TEXT;
 ALTER TABLE signoffs ADD COLUMN difference TEXT;
+
+-- A notification preference's mode is one of the NotificationMode enum's (see 000009).
+ALTER TABLE notification_prefs ADD CONSTRAINT notification_prefs_mode_check CHECK (mode IN ('immediately', 'digest', 'never'));

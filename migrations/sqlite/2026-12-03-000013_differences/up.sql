@@ -20,3 +20,19 @@ CREATE TABLE target_difference_items (
 -- difference's counts (JSON), as the signer saw them.
 ALTER TABLE signoffs ADD COLUMN replaces_fingerprint TEXT;
 ALTER TABLE signoffs ADD COLUMN difference TEXT;
+
+-- A notification preference's mode is one of the NotificationMode enum's (triggers, as in
+-- 000009; the rows already stored are checked once through a temporary table).
+CREATE TEMPORARY TABLE notification_prefs_mode_check_existing (v TEXT CONSTRAINT notification_prefs_mode_check CHECK (v IN ('immediately', 'digest', 'never')));
+INSERT INTO notification_prefs_mode_check_existing SELECT DISTINCT mode FROM notification_prefs;
+DROP TABLE notification_prefs_mode_check_existing;
+CREATE TRIGGER notification_prefs_mode_check_insert BEFORE INSERT ON notification_prefs
+WHEN NEW.mode NOT IN ('immediately', 'digest', 'never')
+BEGIN
+    SELECT RAISE(ABORT, 'notification_prefs.mode: unknown value (CHECK notification_prefs_mode_check)');
+END;
+CREATE TRIGGER notification_prefs_mode_check_update BEFORE UPDATE OF mode ON notification_prefs
+WHEN NEW.mode NOT IN ('immediately', 'digest', 'never')
+BEGIN
+    SELECT RAISE(ABORT, 'notification_prefs.mode: unknown value (CHECK notification_prefs_mode_check)');
+END;

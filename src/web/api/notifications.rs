@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::reply;
+use crate::domain::NotificationMode;
 use crate::error::AppResult;
-use crate::notify::MODES;
 use crate::service::changes::change_id;
 use crate::service::notifications as svc;
 use crate::web::auth::Authed;
@@ -17,7 +17,7 @@ use crate::web::{run_as, State};
 
 pub async fn get_preferences(state: State, Authed(user): Authed) -> AppResult<HttpResponse> {
     let v = run_as(&state, user, |conn, _, user| svc::preferences(conn, user)).await?;
-    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": MODES})))
+    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": NotificationMode::VALUES})))
 }
 
 pub async fn set_preferences(
@@ -30,7 +30,7 @@ pub async fn set_preferences(
         svc::set_preferences(conn, user, &changes)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": MODES})))
+    Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": NotificationMode::VALUES})))
 }
 
 #[derive(Debug, Deserialize)]
