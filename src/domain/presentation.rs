@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 
-use super::execution::inverse;
 use super::schema::{Effect, Operation, Schema};
 
 /// The operation as it executes.
@@ -33,7 +32,18 @@ pub fn executes(schema: &Schema, op: &Operation, rollback: bool) -> Option<Execu
             undoes: None,
         });
     }
-    let effect = inverse(op.effect)?;
+    let effect = op.rollback_effect()?;
+    if effect == Effect::Webhook {
+        // A webhook's rollback calls the operation its `undo` names.
+        let undo = schema.webhook_called(op, true)?;
+        return Some(Executes {
+            label: undo.label.clone(),
+            effect,
+            effect_text: calls(undo),
+            destructive: false,
+            undoes: Some(op.label.clone()),
+        });
+    }
     let plural = schema
         .kind(&op.target)
         .map(|k| k.plural.to_lowercase())
@@ -61,6 +71,11 @@ pub fn executes(schema: &Schema, op: &Operation, rollback: bool) -> Option<Execu
         destructive: effect.is_destructive(),
         undoes: Some(op.label.clone()),
     })
+}
+
+/// What a webhook rollback does: "calls Reprovision at the app vendor".
+pub fn calls(undo: &Operation) -> String {
+    format!("calls {}", undo.label)
 }
 
 /// The effect in plain words; a soft delete says how long it stays restorable.
@@ -108,10 +123,10 @@ mod tests {
         for op in s.operations.values() {
             match executes(&s, op, true) {
                 Some(rb) => {
-                    assert_eq!(Some(rb.effect), inverse(op.effect), "{}", op.name);
+                    assert_eq!(Some(rb.effect), op.rollback_effect(), "{}", op.name);
                     assert_ne!(rb.label, op.label, "{}", op.name);
                 }
-                None => assert!(inverse(op.effect).is_none(), "{}", op.name),
+                None => assert!(!op.is_reversible(), "{}", op.name),
             }
         }
     }
