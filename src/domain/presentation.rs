@@ -130,4 +130,21 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_rollback_of_a_webhook_calls_its_undo() {
+        let src = format!(
+            "{}\n[operations.deprovision]\nlabel = \"Deprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/d\"\nsecret_env = \"S\"\nundo = \"reprovision\"\n\n[operations.reprovision]\nlabel = \"Reprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/r\"\nsecret_env = \"S\"\n",
+            include_str!("../../config/schema.example.toml")
+        );
+        let s = Schema::from_toml(&src).expect("schema");
+        let rb = executes(&s, s.operation("deprovision").unwrap(), true).unwrap();
+        assert_eq!(rb.label, "Reprovision at the vendor");
+        assert_eq!(rb.effect, Effect::Webhook);
+        assert_eq!(rb.effect_text, "calls Reprovision at the vendor");
+        assert!(!rb.destructive);
+        assert_eq!(rb.undoes.as_deref(), Some("Deprovision at the vendor"));
+        // The undo operation has no undo of its own.
+        assert!(executes(&s, s.operation("reprovision").unwrap(), true).is_none());
+    }
 }
