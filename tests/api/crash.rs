@@ -191,6 +191,7 @@ fn prepare(
                 comment: String::new(),
                 confirm_count: count,
                 text_hash: None,
+                replaces: None,
             },
         )
         .unwrap();

@@ -35,3 +35,4 @@ mod truth;
 mod two_servers;
 mod web;
 mod webhook;
+mod webhook_undo;
