@@ -308,7 +308,11 @@ pub(super) fn step(
                 AppError::Unexpected(anyhow::anyhow!(
                     "operation `{}` has no webhook endpoint{} in the current schema",
                     c.operation,
-                    if c.rollback_of.is_some() { " to undo it" } else { "" }
+                    if c.rollback_of.is_some() {
+                        " to undo it"
+                    } else {
+                        ""
+                    }
                 ))
             })?;
         let mut items = repo::pending(conn, e.id, e.current_wave, batch_size(&called.spec) as i64)?;

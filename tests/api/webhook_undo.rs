@@ -171,7 +171,11 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     // The receiver refuses inst(3): three done, one failed.
     let v = app.wait_execution(id, &["partially_failed"]).await;
-    assert_eq!((v["done"].as_i64(), v["failed"].as_i64()), (Some(3), Some(1)), "{v}");
+    assert_eq!(
+        (v["done"].as_i64(), v["failed"].as_i64()),
+        (Some(3), Some(1)),
+        "{v}"
+    );
 
     // The rollback: the undo over exactly the three done targets.
     let (s, rb) = app
@@ -181,7 +185,10 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
     let rb_id = rb["id"].as_i64().unwrap();
     let rfp = rb["fingerprint"].as_str().unwrap().to_string();
     assert_eq!(rb["rollback_of"], format!("CHG-{id}"));
-    assert_eq!(rb["operation"]["label"], "Reprovision at the app vendor", "{rb}");
+    assert_eq!(
+        rb["operation"]["label"], "Reprovision at the app vendor",
+        "{rb}"
+    );
     assert_eq!(rb["operation"]["effect"], "webhook");
     assert_eq!(
         rb["operation"]["effect_text"],
@@ -206,7 +213,10 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
     want.sort();
     assert_eq!(ids, want);
     assert_eq!(list["targets"][0]["effect"]["type"], "webhook");
-    assert_eq!(list["targets"][0]["effect"]["endpoint_host"], base.trim_start_matches("http://"));
+    assert_eq!(
+        list["targets"][0]["effect"]["endpoint_host"],
+        base.trim_start_matches("http://")
+    );
     assert!(page(&app, rb_id)
         .await
         .contains("calls Reprovision at the app vendor"));
@@ -224,7 +234,10 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
     let calls = calls.lock().unwrap().clone();
     assert!(calls.iter().all(|c| c.signed), "a call was signed wrongly");
     let hooked = calls.iter().filter(|c| c.path == "/hook").count();
-    assert_eq!(hooked, 4, "the original endpoint got its four calls and no more");
+    assert_eq!(
+        hooked, 4,
+        "the original endpoint got its four calls and no more"
+    );
     let undone: Vec<&Call> = calls.iter().filter(|c| c.path == "/undo").collect();
     let mut got: Vec<String> = undone
         .iter()
@@ -254,7 +267,11 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
     }
     // A rollback is not rolled back.
     let (s, v) = app
-        .post(&format!("/api/v1/changes/{rb_id}/rollback"), "ana", json!({}))
+        .post(
+            &format!("/api/v1/changes/{rb_id}/rollback"),
+            "ana",
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "not_reversible");

@@ -530,7 +530,11 @@ impl Schema {
 
     /// The webhook operation a change of `op` calls: `op` itself, or for a rollback the
     /// operation its `undo` names. `None` when neither is a webhook operation.
-    pub fn webhook_called<'s>(&'s self, op: &'s Operation, rollback: bool) -> Option<&'s Operation> {
+    pub fn webhook_called<'s>(
+        &'s self,
+        op: &'s Operation,
+        rollback: bool,
+    ) -> Option<&'s Operation> {
         let called = match (rollback, &op.undo) {
             (false, _) => op,
             (true, Some(undo)) => self.operation(undo)?,

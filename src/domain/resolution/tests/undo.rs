@@ -148,7 +148,11 @@ fn webhook_schema() -> Schema {
     };
     let src = format!(
         "{EXAMPLE_SCHEMA}{}{}{}",
-        hook("deprovision", "Deprovision at the vendor", "undo = \"reprovision\""),
+        hook(
+            "deprovision",
+            "Deprovision at the vendor",
+            "undo = \"reprovision\""
+        ),
         hook("reprovision", "Reprovision at the vendor", ""),
         hook("notify", "Notify the vendor", ""),
     );
@@ -167,7 +171,11 @@ fn a_webhook_with_an_undo_is_reversible_by_calling_it_for_what_was_done() {
         "Reversible: one rollback calls Reprovision at the vendor for the 3 App installations that were done"
     );
     let notify = s.operation("notify").unwrap();
-    let u = inv.resolve(&s, notify, &ids(&[app(1)])).summary.undo.unwrap();
+    let u = inv
+        .resolve(&s, notify, &ids(&[app(1)]))
+        .summary
+        .undo
+        .unwrap();
     assert!(!u.reversible);
     assert!(u.text.starts_with("Irreversible: "), "{}", u.text);
     // The rollback: every done target still in the inventory, whatever its state (the
@@ -187,5 +195,8 @@ fn a_webhook_with_an_undo_is_reversible_by_calling_it_for_what_was_done() {
     };
     let r = evaluate_rollback(rb, stored(&inv, &[app(1), app(2), app(3)]), &now);
     assert_eq!(target_ids(&r), [app(1), app(2)]);
-    assert_eq!(r.summary.warnings, ["1 targets are no longer in the inventory"]);
+    assert_eq!(
+        r.summary.warnings,
+        ["1 targets are no longer in the inventory"]
+    );
 }

@@ -45,10 +45,7 @@ pub(super) fn undos(source: &str, ops: &BTreeMap<String, RawOperation>, p: &mut 
             } else {
                 format!("webhook operations: {}", known.join(", "))
             };
-            push(
-                "undo",
-                format!("unknown operation `{undo}` ({known})"),
-            );
+            push("undo", format!("unknown operation `{undo}` ({known})"));
             continue;
         };
         if u.effect.as_deref().is_some_and(|e| e != WEBHOOK) {
