@@ -508,6 +508,15 @@ fn a_webhook_with_an_undo_is_reversible() {
     assert!(!undo.is_reversible());
     assert_eq!(undo.policy(3, 1, false, false).irreversible_extra, 1);
     assert!(s.webhook_called(undo, true).is_none());
+    // The example's billing pair undoes each other.
+    for (name, undo) in [
+        ("stop_app_billing", "resume_app_billing"),
+        ("resume_app_billing", "stop_app_billing"),
+    ] {
+        let o = s.operation(name).unwrap();
+        assert!(o.is_reversible(), "{name}");
+        assert_eq!(s.webhook_called(o, true).unwrap().name, undo);
+    }
     // The built-in inverses.
     assert_eq!(Effect::SoftDelete.inverse(), Some(Effect::Restore));
     assert_eq!(Effect::Restore.inverse(), Some(Effect::SoftDelete));
@@ -532,7 +541,7 @@ fn an_undo_is_another_webhook_on_the_same_kind_and_team() {
         ),
         (
             "[operations.lost]\nlabel = \"L\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/l\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"nowhere\"\n",
-            "operations.lost.undo: unknown operation `nowhere` (webhook operations: `deprovision`, `reprovision`)",
+            "operations.lost.undo: unknown operation `nowhere` (webhook operations: `deprovision`, `reprovision`, `resume_app_billing`, `stop_app_billing`)",
         ),
         (
             "[operations.builtin]\nlabel = \"B\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/b\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"restore_app\"\n",
