@@ -33,7 +33,31 @@ fn found(e: &Entity) -> Found<'_> {
     }
 }
 
-/// Apply `effect` to the entities of `items` for change `c`.
+/// What the rules need to know beyond the entities themselves.
+struct Prior {
+    /// What each entity looked like before the change being undone, when it matters.
+    before: HashMap<String, EntityVersion>,
+    /// A bulk restore: the state (and attributes) of each entity at its point.
+    restore_to: Option<HashMap<String, (EntityState, String)>>,
+    /// set_attributes: the typed params.
+    params: Attrs,
+    /// The rollback of a set_attributes: the keys the original set.
+    rollback_keys: Vec<String>,
+}
+
+/// The batch's writes, as the rules decided them.
+#[derive(Default)]
+struct Writes<'i> {
+    versions: Vec<EntityVersion>,
+    deletes: Vec<&'i str>,
+    reactivate: Vec<&'i str>,
+    rewrites: Vec<(&'i str, EntityState, String)>,
+    done: Vec<i64>,
+    other: BTreeMap<(ItemStatus, String), Vec<i64>>,
+}
+
+/// Apply `effect` to the entities of `items` for change `c`: read what the rules need,
+/// decide each item by the rules every preview shows (`domain::effect`), write it all.
 pub fn apply(
     conn: &mut DbConn,
     schema: &Schema,
@@ -44,9 +68,28 @@ pub fn apply(
     let ids: Vec<&str> = items.iter().map(|i| i.entity_id.as_str()).collect();
     let ents = repo::entities_by_id(conn, &ids)?;
     let t = now();
-    let op = schema.operation(&c.operation);
+    let prior = prior(conn, c, effect, &ents, &ids)?;
+    let writes = decide_all(c, effect, items, &ents, &prior, t);
+    let days = schema
+        .operation(&c.operation)
+        .map(|o| o.retention_days)
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
+    write(
+        conn,
+        c,
+        items,
+        writes,
+        t + chrono::Duration::days(i64::from(days)),
+    )
+}
 
-    // What the entity looked like before the change being undone, when it matters.
+fn prior(
+    conn: &mut DbConn,
+    c: &Change,
+    effect: Effect,
+    ents: &HashMap<String, Entity>,
+    ids: &[&str],
+) -> AppResult<Prior> {
     let mut before: HashMap<String, EntityVersion> = HashMap::new();
     match (effect, c.rollback_of) {
         (Effect::Restore, _) => {
@@ -61,7 +104,7 @@ pub fn apply(
             }
         }
         (Effect::SetAttributes, Some(orig)) => {
-            before = repo::versions_by_change(conn, orig, &ids)?;
+            before = repo::versions_by_change(conn, orig, ids)?;
         }
         _ => {}
     }
@@ -74,12 +117,10 @@ pub fn apply(
                     "the change this restore goes back before never ran",
                 )
             })?;
-            Some(repo::state_at(conn, &ents, &point)?)
+            Some(repo::state_at(conn, ents, &point)?)
         }
         _ => None,
     };
-    // set_attributes: the typed params (or, for a rollback, the keys the original set).
-    let params: Attrs = attrs_of(&c.params);
     let rollback_keys: Vec<String> = match c.rollback_of {
         Some(orig) if effect == Effect::SetAttributes => {
             let orig_params = crate::db::changes::get(conn, orig)?
@@ -89,29 +130,39 @@ pub fn apply(
         }
         _ => vec![],
     };
+    Ok(Prior {
+        before,
+        restore_to,
+        params: attrs_of(&c.params),
+        rollback_keys,
+    })
+}
 
+fn decide_all<'i>(
+    c: &Change,
+    effect: Effect,
+    items: &'i [ExecutionItem],
+    ents: &HashMap<String, Entity>,
+    prior: &Prior,
+    t: chrono::NaiveDateTime,
+) -> Writes<'i> {
     let rule = Rule {
         effect,
         rollback: c.rollback_of.is_some(),
-        params: &params,
-        rollback_keys: &rollback_keys,
+        params: &prior.params,
+        rollback_keys: &prior.rollback_keys,
     };
-    let mut versions = Vec::new();
-    let mut deletes: Vec<&str> = Vec::new();
-    let mut reactivate: Vec<&str> = Vec::new();
-    let mut rewrites: Vec<(&str, EntityState, String)> = Vec::new();
-    let mut done = Vec::new();
-    let mut other: BTreeMap<(ItemStatus, String), Vec<i64>> = BTreeMap::new();
+    let mut w = Writes::default();
     for it in items {
         let outcome = match ents.get(&it.entity_id) {
             None => Outcome::Fail("the entity is no longer in the inventory".into()),
             // The rules every preview of this change shows (`domain::effect`).
-            Some(e) => match &restore_to {
+            Some(e) => match &prior.restore_to {
                 Some(points) => {
                     restore_to_point(found(e), points.get(&e.id).map(|(s, a)| (*s, a.as_str())))
                 }
                 None => {
-                    let before = before.get(&e.id).map(|v| ChangeStep {
+                    let before = prior.before.get(&e.id).map(|v| ChangeStep {
                         before_attrs: &v.before_attrs,
                         after_attrs: &v.after_attrs,
                     });
@@ -122,7 +173,7 @@ pub fn apply(
         match outcome {
             Outcome::Apply(state, attrs) => {
                 let e = &ents[&it.entity_id];
-                versions.push(EntityVersion {
+                w.versions.push(EntityVersion {
                     entity_id: e.id.clone(),
                     version: e.version + 1,
                     change_id: Some(c.id),
@@ -138,47 +189,56 @@ pub fn apply(
                     after_parent: e.parent_id.clone(),
                 });
                 if effect == Effect::SoftDelete {
-                    deletes.push(it.entity_id.as_str());
+                    w.deletes.push(it.entity_id.as_str());
                 } else if effect == Effect::Restore && attrs == e.attrs {
                     // The common case: nothing to rewrite but the state, so set-based.
-                    reactivate.push(it.entity_id.as_str());
+                    w.reactivate.push(it.entity_id.as_str());
                 } else {
-                    rewrites.push((it.entity_id.as_str(), state, attrs));
+                    w.rewrites.push((it.entity_id.as_str(), state, attrs));
                 }
-                done.push(it.position);
+                w.done.push(it.position);
             }
-            Outcome::Skip(why) => other
+            Outcome::Skip(why) => w
+                .other
                 .entry((ItemStatus::Skipped, why))
                 .or_default()
                 .push(it.position),
-            Outcome::Fail(why) => other
+            Outcome::Fail(why) => w
+                .other
                 .entry((ItemStatus::Failed, why))
                 .or_default()
                 .push(it.position),
         }
     }
-    repo::insert_versions(conn, &versions)?;
-    if !deletes.is_empty() {
-        let days = op
-            .map(|o| o.retention_days)
-            .unwrap_or(DEFAULT_RETENTION_DAYS);
-        let purge_after = t + chrono::Duration::days(i64::from(days));
-        let n = repo::soft_delete(conn, &deletes, c.id, purge_after)?;
-        debug_assert_eq!(n, deletes.len());
+    w
+}
+
+/// Write the batch: version rows, the entity mutations, the items' outcomes.
+fn write(
+    conn: &mut DbConn,
+    c: &Change,
+    items: &[ExecutionItem],
+    w: Writes<'_>,
+    purge_after: chrono::NaiveDateTime,
+) -> AppResult<Counts> {
+    repo::insert_versions(conn, &w.versions)?;
+    if !w.deletes.is_empty() {
+        let n = repo::soft_delete(conn, &w.deletes, c.id, purge_after)?;
+        debug_assert_eq!(n, w.deletes.len());
     }
-    if !reactivate.is_empty() {
-        let n = repo::reactivate(conn, &reactivate)?;
-        debug_assert_eq!(n, reactivate.len());
+    if !w.reactivate.is_empty() {
+        let n = repo::reactivate(conn, &w.reactivate)?;
+        debug_assert_eq!(n, w.reactivate.len());
     }
-    for (id, state, attrs) in &rewrites {
+    for (id, state, attrs) in &w.rewrites {
         repo::rewrite(conn, id, *state, attrs)?;
     }
-    repo::finish_items(conn, c_exec(items), &done, ItemStatus::Done, None)?;
+    repo::finish_items(conn, c_exec(items), &w.done, ItemStatus::Done, None)?;
     let mut counts = Counts {
-        done: done.len() as i64,
+        done: w.done.len() as i64,
         ..Counts::default()
     };
-    for ((status, why), positions) in &other {
+    for ((status, why), positions) in &w.other {
         repo::finish_items(conn, c_exec(items), positions, *status, Some(why))?;
         if *status == ItemStatus::Failed {
             counts.failed += positions.len() as i64;

@@ -5,6 +5,7 @@
 
 pub mod mail;
 pub mod mailer;
+mod words;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,110 @@ fn add(to: &mut BTreeMap<i64, Person>, people: Vec<Person>) {
     for p in people {
         to.entry(p.0).or_insert(p);
     }
+}
+
+/// Who is told about `event` of change `c`, by user id.
+fn recipients(
+    conn: &mut DbConn,
+    c: &crate::db::models::Change,
+    event: &Event,
+) -> QueryResult<BTreeMap<i64, Person>> {
+    let cid = c.id;
+    let mut to: BTreeMap<i64, Person> = BTreeMap::new();
+    match event {
+        Event::Submitted { .. } | Event::Approved { .. } => {
+            add(&mut to, repo::team_people(conn, &c.implementing_team)?);
+            add(&mut to, repo::team_people(conn, &c.requesting_team)?);
+        }
+        Event::Signed { side, .. } => {
+            add(&mut to, repo::people(conn, &[c.author_id])?);
+            let other = match side {
+                Side::Requester => &c.implementing_team,
+                Side::Implementer => &c.requesting_team,
+            };
+            add(&mut to, repo::team_people(conn, other)?);
+        }
+        Event::SignoffsStale(stale) => {
+            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
+                .into_iter()
+                .filter(|s| stale.previous_fingerprint.as_deref() == Some(s.0.fingerprint.as_str()))
+                .map(|s| s.0.user_id)
+                .collect();
+            add(&mut to, repo::people(conn, &ids)?);
+        }
+        // A reminder goes to the signer only.
+        Event::SignoffExpiring(e) => {
+            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
+                .into_iter()
+                .filter(|s| s.0.id == e.signoff)
+                .map(|s| s.0.user_id)
+                .collect();
+            add(&mut to, repo::people(conn, &ids)?);
+        }
+        Event::ExecutionHalted { .. } => {
+            add(&mut to, participants(conn, c)?);
+            add(&mut to, repo::team_people(conn, &c.implementing_team)?);
+        }
+        // The people who can approve it: the change's other team.
+        Event::CustomerNoticeDrafted {
+            approver_team: Some(team),
+            ..
+        } => {
+            add(&mut to, repo::team_people(conn, team)?);
+        }
+        _ => add(&mut to, participants(conn, c)?),
+    }
+    Ok(to)
+}
+
+/// What every mail of `event` carries: the change as every screen names it (a rollback as
+/// the restore it runs, its tier, undo plan and sign-off lifetime) and the event.
+fn payload(
+    conn: &mut DbConn,
+    c: &crate::db::models::Change,
+    event: &Event,
+    kind: NotificationKind,
+    actor: &str,
+) -> QueryResult<String> {
+    let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
+    let schema = crate::db::schemas::by_hash(conn, &c.schema_hash)?;
+    let op = schema.as_ref().and_then(|s| s.operation(&c.operation));
+    let executes = schema
+        .as_ref()
+        .zip(op)
+        .and_then(|(s, o)| crate::domain::presentation::executes(s, o, c.rollback_of.is_some()));
+    let tier = op.and_then(|o| {
+        let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
+        o.policy(
+            targets,
+            roots,
+            c.rollback_of.is_some(),
+            c.selects_everything,
+        )
+        .describe()
+    });
+    Ok(json!({
+        "operation_label": executes.as_ref().map(|e| e.label.clone()),
+        "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),
+        "action": event.action(),
+        "kind": kind,
+        "actor": actor,
+        "change_id": c.id,
+        "title": c.title,
+        "operation": c.operation,
+        "state": c.state,
+        "requesting_team": c.requesting_team,
+        "implementing_team": c.implementing_team,
+        "summary": summary["text"],
+        "tier": tier,
+        "signoffs_expire_after": op.and_then(|o| o.signoffs_expire_after).map(|l| l.to_string()),
+        "undo": summary["undo"]["text"],
+        "targets": c.target_count,
+        "fingerprint": c.fingerprint,
+        "rollback_of": c.rollback_of,
+        "detail": event.detail(),
+    })
+    .to_string())
 }
 
 /// The author, everyone who signed (any fingerprint) and everyone who commented.
@@ -66,50 +171,7 @@ pub(crate) fn dispatch(
     let Some(c) = change_repo::get(conn, cid)? else {
         return Ok(());
     };
-    let mut to: BTreeMap<i64, Person> = BTreeMap::new();
-    match event {
-        Event::Submitted { .. } | Event::Approved { .. } => {
-            add(&mut to, repo::team_people(conn, &c.implementing_team)?);
-            add(&mut to, repo::team_people(conn, &c.requesting_team)?);
-        }
-        Event::Signed { side, .. } => {
-            add(&mut to, repo::people(conn, &[c.author_id])?);
-            let other = match side {
-                Side::Requester => &c.implementing_team,
-                Side::Implementer => &c.requesting_team,
-            };
-            add(&mut to, repo::team_people(conn, other)?);
-        }
-        Event::SignoffsStale(stale) => {
-            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
-                .into_iter()
-                .filter(|s| stale.previous_fingerprint.as_deref() == Some(s.0.fingerprint.as_str()))
-                .map(|s| s.0.user_id)
-                .collect();
-            add(&mut to, repo::people(conn, &ids)?);
-        }
-        // A reminder goes to the signer only.
-        Event::SignoffExpiring(e) => {
-            let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
-                .into_iter()
-                .filter(|s| s.0.id == e.signoff)
-                .map(|s| s.0.user_id)
-                .collect();
-            add(&mut to, repo::people(conn, &ids)?);
-        }
-        Event::ExecutionHalted { .. } => {
-            add(&mut to, participants(conn, &c)?);
-            add(&mut to, repo::team_people(conn, &c.implementing_team)?);
-        }
-        // The people who can approve it: the change's other team.
-        Event::CustomerNoticeDrafted {
-            approver_team: Some(team),
-            ..
-        } => {
-            add(&mut to, repo::team_people(conn, team)?);
-        }
-        _ => add(&mut to, participants(conn, &c)?),
-    }
+    let mut to = recipients(conn, &c, event)?;
     // Nobody is told about what they did themselves.
     to.retain(|_, p| p.1 != actor);
     if to.is_empty() {
@@ -117,47 +179,7 @@ pub(crate) fn dispatch(
     }
     let ids: Vec<i64> = to.keys().copied().collect();
     let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
-    let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
-    // Named as it executes (a rollback as the restore it runs), like every screen.
-    let schema = crate::db::schemas::by_hash(conn, &c.schema_hash)?;
-    let op = schema.as_ref().and_then(|s| s.operation(&c.operation));
-    let executes = schema
-        .as_ref()
-        .zip(op)
-        .and_then(|(s, o)| crate::domain::presentation::executes(s, o, c.rollback_of.is_some()));
-    // The risk tier whose policy the change needs, as every screen says it.
-    let tier = op.and_then(|o| {
-        let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
-        o.policy(
-            targets,
-            roots,
-            c.rollback_of.is_some(),
-            c.selects_everything,
-        )
-        .describe()
-    });
-    let payload = json!({
-        "operation_label": executes.as_ref().map(|e| e.label.clone()),
-        "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),
-        "action": event.action(),
-        "kind": kind,
-        "actor": actor,
-        "change_id": c.id,
-        "title": c.title,
-        "operation": c.operation,
-        "state": c.state,
-        "requesting_team": c.requesting_team,
-        "implementing_team": c.implementing_team,
-        "summary": summary["text"],
-        "tier": tier,
-        "signoffs_expire_after": op.and_then(|o| o.signoffs_expire_after).map(|l| l.to_string()),
-        "undo": summary["undo"]["text"],
-        "targets": c.target_count,
-        "fingerprint": c.fingerprint,
-        "rollback_of": c.rollback_of,
-        "detail": event.detail(),
-    })
-    .to_string();
+    let payload = payload(conn, &c, event, kind, actor)?;
     let t = now();
     let rows: Vec<NewOutbox> = to
         .into_values()

@@ -269,6 +269,10 @@ fn api_routes() -> actix_web::Scope {
         .route("/changes/{id}", web::patch().to(api::edit_change))
         .route("/changes/{id}/targets", web::get().to(api::change_targets))
         .route(
+            "/changes/{id}/difference",
+            web::get().to(api::change_difference),
+        )
+        .route(
             "/changes/{id}/selector",
             web::get().to(api::change_selector),
         )
@@ -347,6 +351,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/changes/{id}/targets.csv",
             web::get().to(pages::change_targets_csv),
+        )
+        .route(
+            "/changes/{id}/difference.csv",
+            web::get().to(pages::change_difference_csv),
         )
         .route("/changes/{id}/edit", web::get().to(pages::edit_form))
         .route("/changes/{id}/edit", web::post().to(pages::save_edit))

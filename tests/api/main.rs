@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod crash;
+mod difference;
 mod effects;
 mod effects_preview;
 mod execution;

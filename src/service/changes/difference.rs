@@ -141,3 +141,34 @@ pub fn check_replaces(
         )),
     }
 }
+
+/// The whole difference as CSV (`change,kind,id,scope_path,name`), for the page's link.
+pub fn csv(conn: &mut DbConn, id: i64) -> AppResult<String> {
+    crate::db::snapshot(conn, |conn| {
+        let c = crate::db::changes::get(conn, id)?
+            .ok_or_else(|| AppError::not_found("change", number(id)))?;
+        let Some((_, d)) = of(conn, &c)? else {
+            return Err(AppError::new(
+                ErrorCode::NotFound,
+                format!("{}'s list has not changed since it was signed", number(id)),
+            ));
+        };
+        let cell = crate::service::views::csv_field;
+        let mut out = String::from("change,kind,id,scope_path,name\n");
+        for (dir, t) in d
+            .added
+            .values()
+            .map(|t| ("added", t))
+            .chain(d.removed.values().map(|t| ("removed", t)))
+        {
+            out.push_str(&format!(
+                "{dir},{},{},{},{}\n",
+                cell(&t.kind),
+                cell(&t.id),
+                cell(&t.scope_path),
+                cell(&t.name)
+            ));
+        }
+        Ok(out)
+    })
+}

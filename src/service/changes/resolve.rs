@@ -3,7 +3,6 @@
 //! (stale sign-offs, a state taken back), re-resolution on request or after a schema
 //! change, and submission.
 
-
 use serde_json::{json, Value};
 
 use super::permissions::require;
@@ -11,9 +10,9 @@ use super::shared::{change_operation, effect_for, locked, move_state, submitted}
 use crate::db::audit::Actor;
 use crate::db::models::Change;
 use crate::db::{changes as repo, differences, resolve, write_tx, DbConn, WriteTx};
-use crate::domain::difference::Difference;
 use crate::domain::access::ChangeAction;
 use crate::domain::change;
+use crate::domain::difference::Difference;
 use crate::domain::event::{Event, Stale, Staleness};
 use crate::domain::execution::{RestorePoint, RestoreSpec};
 use crate::domain::resolution::{Expectation, Resolution, ResolutionError, Summary};

@@ -136,3 +136,32 @@ pub async fn change_selector(
         "next_offset": (next < all.len()).then_some(next),
     })))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DifferenceQuery {
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// What changed since the signers last saw the list: the targets added, then those
+/// removed (paged), and the roots added and removed. 404 when the list is the signed one.
+pub async fn change_difference(
+    state: State,
+    _user: Authed,
+    path: web::Path<String>,
+    q: web::Query<DifferenceQuery>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let offset = q.offset.unwrap_or(0).clamp(0, i64::MAX) as usize;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 1000) as usize;
+    let v = with_conn(&state, move |conn| {
+        crate::db::snapshot(conn, |conn| {
+            let c =
+                repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
+            svc::difference::page(conn, &c, offset, limit)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(v))
+}

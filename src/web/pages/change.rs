@@ -33,6 +33,9 @@ pub struct SignoffLine {
     pub expired: bool,
     /// When a counting sign-off expires ("2026-12-04 12:00"; empty: never).
     pub expires: String,
+    /// Given from the difference view: what it was given ("3 targets added, 1 removed
+    /// since a1b2c3d4").
+    pub difference: Option<String>,
 }
 
 pub struct SidePanel {
@@ -172,6 +175,13 @@ fn side_panel(
                     .filter(|_| s.counts)
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default(),
+                difference: s.difference.as_ref().map(|d| {
+                    format!(
+                        "{} since {}",
+                        d.text(),
+                        short_fingerprint(&d.previous_fingerprint)
+                    )
+                }),
             })
             .collect(),
         can_sign: can.has(&format!("sign_{side}")),
@@ -316,6 +326,26 @@ pub async fn change_targets_csv(state: State, w: WebUser, path: web::Path<String
         .insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"{}-targets.csv\"", number(id)),
+        ))
+        .body(out))
+}
+
+/// `GET /changes/{id}/difference.csv`: what changed since the list was signed.
+pub async fn change_difference_csv(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+) -> PageResult {
+    let id = change_id(&path)?;
+    let out = run_as(&state, w.user.clone(), move |conn, _, _| {
+        crate::service::changes::difference::csv(conn, id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}-difference.csv\"", number(id)),
         ))
         .body(out))
 }

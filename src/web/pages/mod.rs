@@ -28,7 +28,7 @@ pub use actions::{
     abort_execution, cancel_change, comment_change, edit_text, execute_change, reject_change,
     resolve_change, resume_execution, rollback_change, sign_change, submit_change,
 };
-pub use change::{change, change_targets_csv};
+pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
 pub use entities::{entity_page, glossary, inventory_page};
 pub use lists::{changes, home, queue};
