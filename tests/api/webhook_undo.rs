@@ -158,6 +158,12 @@ async fn a_webhook_with_an_undo_is_rolled_back_by_calling_it(backend: Backend) {
         undo["text"],
         "Reversible: one rollback calls Reprovision at the app vendor for the 4 App installations that were done"
     );
+    let b = sign_in(&app, "ana").await;
+    let (_, glossary) = b.get("/glossary").await;
+    assert!(
+        glossary.contains("call an external executor, undone by Reprovision at the app vendor"),
+        "{glossary}"
+    );
     let html = page(&app, id).await;
     assert!(!html.contains(r#"id="irreversible""#), "{html}");
     assert!(!html.contains("undo-irreversible"), "{html}");
