@@ -8,7 +8,6 @@ use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
-use super::schema::Effect;
 use super::text_enum::text_enum;
 
 pub use super::waves::{default_waves, plan_waves, Wave, WaveSize};
@@ -55,16 +54,6 @@ pub fn final_state(done: u64, failed: u64) -> ExecState {
         (_, 0) => ExecState::Completed,
         (0, _) => ExecState::Failed,
         _ => ExecState::PartiallyFailed,
-    }
-}
-
-/// The effect that undoes `effect`, if there is one.
-pub fn inverse(effect: Effect) -> Option<Effect> {
-    match effect {
-        Effect::SoftDelete => Some(Effect::Restore),
-        Effect::Restore => Some(Effect::SoftDelete),
-        Effect::SetAttributes => Some(Effect::SetAttributes),
-        Effect::Purge | Effect::Webhook => None,
     }
 }
 
@@ -186,21 +175,6 @@ mod tests {
         w.iter().map(Wave::len).collect()
     }
 
-    /// The effects a rollback can invert are exactly the ones the schema calls reversible
-    /// (which decides the undo plan and the extra sign-off of the others).
-    #[test]
-    fn reversible_effects_have_an_inverse() {
-        for e in [
-            Effect::SoftDelete,
-            Effect::Restore,
-            Effect::SetAttributes,
-            Effect::Purge,
-            Effect::Webhook,
-        ] {
-            assert_eq!(inverse(e).is_some(), e.is_reversible(), "{e:?}");
-        }
-    }
-
     #[test]
     fn default_waves_are_canary_ten_percent_rest() {
         let w = plan_waves(10_000, &default_waves());
@@ -249,8 +223,6 @@ mod tests {
         assert_eq!(final_state(0, 5), ExecState::Failed);
         assert_eq!(final_state(3, 2), ExecState::PartiallyFailed);
         assert_eq!(final_state(0, 0), ExecState::Completed);
-        assert_eq!(inverse(Effect::SoftDelete), Some(Effect::Restore));
-        assert_eq!(inverse(Effect::Purge), None);
     }
 }
 

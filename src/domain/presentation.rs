@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 
-use super::execution::inverse;
 use super::schema::{Effect, Operation, Schema};
 
 /// The operation as it executes.
@@ -33,7 +32,18 @@ pub fn executes(schema: &Schema, op: &Operation, rollback: bool) -> Option<Execu
             undoes: None,
         });
     }
-    let effect = inverse(op.effect)?;
+    let effect = op.rollback_effect()?;
+    if effect == Effect::Webhook {
+        // A webhook's rollback calls the operation its `undo` names.
+        let undo = schema.webhook_called(op, true)?;
+        return Some(Executes {
+            label: undo.label.clone(),
+            effect,
+            effect_text: calls(undo),
+            destructive: false,
+            undoes: Some(op.label.clone()),
+        });
+    }
     let plural = schema
         .kind(&op.target)
         .map(|k| k.plural.to_lowercase())
@@ -61,6 +71,11 @@ pub fn executes(schema: &Schema, op: &Operation, rollback: bool) -> Option<Execu
         destructive: effect.is_destructive(),
         undoes: Some(op.label.clone()),
     })
+}
+
+/// What a webhook rollback does: "calls Reprovision at the app vendor".
+pub fn calls(undo: &Operation) -> String {
+    format!("calls {}", undo.label)
 }
 
 /// The effect in plain words; a soft delete says how long it stays restorable.
@@ -108,11 +123,28 @@ mod tests {
         for op in s.operations.values() {
             match executes(&s, op, true) {
                 Some(rb) => {
-                    assert_eq!(Some(rb.effect), inverse(op.effect), "{}", op.name);
+                    assert_eq!(Some(rb.effect), op.rollback_effect(), "{}", op.name);
                     assert_ne!(rb.label, op.label, "{}", op.name);
                 }
-                None => assert!(inverse(op.effect).is_none(), "{}", op.name),
+                None => assert!(!op.is_reversible(), "{}", op.name),
             }
         }
+    }
+
+    #[test]
+    fn a_rollback_of_a_webhook_calls_its_undo() {
+        let src = format!(
+            "{}\n[operations.deprovision]\nlabel = \"Deprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/d\"\nsecret_env = \"S\"\nundo = \"reprovision\"\n\n[operations.reprovision]\nlabel = \"Reprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/r\"\nsecret_env = \"S\"\n",
+            include_str!("../../config/schema.example.toml")
+        );
+        let s = Schema::from_toml(&src).expect("schema");
+        let rb = executes(&s, s.operation("deprovision").unwrap(), true).unwrap();
+        assert_eq!(rb.label, "Reprovision at the vendor");
+        assert_eq!(rb.effect, Effect::Webhook);
+        assert_eq!(rb.effect_text, "calls Reprovision at the vendor");
+        assert!(!rb.destructive);
+        assert_eq!(rb.undoes.as_deref(), Some("Deprovision at the vendor"));
+        // The undo operation has no undo of its own.
+        assert!(executes(&s, s.operation("reprovision").unwrap(), true).is_none());
     }
 }

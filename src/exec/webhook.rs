@@ -64,26 +64,39 @@ pub enum Answer {
     Retry(String),
 }
 
-/// The document sent for one target.
+/// The document sent for one target. `called` is the operation whose endpoint is called:
+/// the change's own, or for a rollback the one its `undo` names; a rollback's document
+/// says so (`rollback_of`, `undoes`) and its idempotency keys are `rollback-<execution>-<position>`.
 pub fn payload(
     c: &Change,
     e: &Execution,
+    called: &str,
     it: &ExecutionItem,
     scope_path: &str,
     attempt: i64,
 ) -> Value {
-    json!({
+    let key = match c.rollback_of {
+        Some(_) => format!("rollback-{}-{}", e.id, it.position),
+        None => format!("{}-{}", e.id, it.position),
+    };
+    let mut body = json!({
         "change": number(c.id),
         "change_id": c.id,
         "execution_id": e.id,
         "fingerprint": e.fingerprint,
-        "operation": c.operation,
+        "operation": called,
         "params": serde_json::from_str::<Value>(&c.params).unwrap_or(Value::Null),
         "target": {"kind": it.kind, "id": it.entity_id, "scope_path": scope_path},
-        "idempotency_key": format!("{}-{}", e.id, it.position),
+        "idempotency_key": key,
         "attempt": attempt,
         "sent_at": now().and_utc().to_rfc3339(),
-    })
+    });
+    if let Some(orig) = c.rollback_of {
+        body["rollback_of"] = json!(number(orig));
+        body["rollback_of_id"] = json!(orig);
+        body["undoes"] = json!(c.operation);
+    }
+    body
 }
 
 /// One call: POST the document for `it`, read at most [`MAX_ANSWER_BYTES`] + 1 of the
@@ -261,6 +274,12 @@ pub fn batch_size(spec: &WebhookSpec) -> usize {
     n
 }
 
+/// The webhook operation a step calls (the change's own, or the `undo` of a rollback).
+struct Called {
+    name: String,
+    spec: WebhookSpec,
+}
+
 /// One step: claim due items (short fenced transaction), call the endpoint for them with
 /// bounded concurrency (no transaction open), record the answers (one fenced transaction).
 pub(super) fn step(
@@ -274,17 +293,29 @@ pub(super) fn step(
         let Some((e, c)) = fence(ctx, conn, exec_id)? else {
             return Ok(Err(Step::Stop));
         };
-        let spec = ctx
+        // A rollback calls the operation the original's `undo` names.
+        let called = ctx
             .schema
             .operation(&c.operation)
-            .and_then(|o| o.webhook.clone())
+            .and_then(|o| ctx.schema.webhook_called(o, c.rollback_of.is_some()))
+            .and_then(|o| {
+                Some(Called {
+                    name: o.name.clone(),
+                    spec: o.webhook.clone()?,
+                })
+            })
             .ok_or_else(|| {
                 AppError::Unexpected(anyhow::anyhow!(
-                    "operation `{}` has no webhook endpoint in the current schema",
-                    c.operation
+                    "operation `{}` has no webhook endpoint{} in the current schema",
+                    c.operation,
+                    if c.rollback_of.is_some() {
+                        " to undo it"
+                    } else {
+                        ""
+                    }
                 ))
             })?;
-        let mut items = repo::pending(conn, e.id, e.current_wave, batch_size(&spec) as i64)?;
+        let mut items = repo::pending(conn, e.id, e.current_wave, batch_size(&called.spec) as i64)?;
         if items.is_empty() {
             return Ok(Err(end_of_wave(ctx, conn, &e, &c)?));
         }
@@ -295,12 +326,13 @@ pub(super) fn step(
         }
         let positions: Vec<i64> = items.iter().map(|i| i.position).collect();
         let scopes = repo::targets_at(conn, c.id, &positions)?;
-        Ok(Ok((e, c, spec, items, scopes)))
+        Ok(Ok((e, c, called, items, scopes)))
     })?;
-    let (e, c, spec, items, scopes) = match picked {
+    let (e, c, called, items, scopes) = match picked {
         Ok(v) => v,
         Err(step) => return Ok(step),
     };
+    let spec = &called.spec;
     let t_sent = Instant::now();
     let answers: Vec<(usize, Answer)> = match ctx.config.secret(&spec.secret_env) {
         None => {
@@ -318,7 +350,7 @@ pub(super) fn step(
                 ctx,
                 conn,
                 hooks,
-                &spec,
+                &called,
                 secret.expose(),
                 &c,
                 &e,
@@ -394,14 +426,15 @@ fn send(
     ctx: &Ctx,
     conn: &mut DbConn,
     hooks: &mut Hooks,
-    spec: &WebhookSpec,
+    called: &Called,
     secret: &str,
     c: &Change,
     e: &Execution,
     items: &[ExecutionItem],
     scope: &HashMap<i64, &str>,
 ) -> AppResult<Option<Vec<(usize, Answer)>>> {
-    let client = hooks.client(&c.operation, spec)?;
+    let spec = &called.spec;
+    let client = hooks.client(&called.name, spec)?;
     let mut pace = hooks.pace(e.id, spec);
     let window = MAX_WINDOW.min(Duration::from_millis(ctx.config.lease_secs * 1000 / 3));
     let concurrency = spec.concurrency.max(1) as usize;
@@ -431,7 +464,7 @@ fn send(
                     let i = queue.pop_front().expect("not empty");
                     let it = &items[i];
                     let s = scope.get(&it.position).copied().unwrap_or_default();
-                    let body = payload(c, e, it, s, it.attempts + 1);
+                    let body = payload(c, e, &called.name, it, s, it.attempts + 1);
                     inflight.push(async move { (i, call(client, spec, secret, body, it).await) });
                 }
                 if inflight.is_empty() && queue.is_empty() {

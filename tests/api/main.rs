@@ -36,3 +36,4 @@ mod truth;
 mod two_servers;
 mod web;
 mod webhook;
+mod webhook_undo;

@@ -57,6 +57,17 @@ pub fn undo_plan(schema: &Schema, op: &Operation, targets: &[ResolvedTarget]) ->
             None,
             format!("Irreversible: purging erases {what} permanently; no rollback can bring them back"),
         ),
+        Effect::Webhook if op.is_reversible() => (
+            true,
+            None,
+            format!(
+                "Reversible: one rollback calls {} for the {} that were done",
+                schema
+                    .webhook_called(op, true)
+                    .map_or(op.undo.as_deref().unwrap_or_default(), |u| u.label.as_str()),
+                done_of(schema, op, n)
+            ),
+        ),
         Effect::Webhook => (
             false,
             None,
@@ -65,9 +76,19 @@ pub fn undo_plan(schema: &Schema, op: &Operation, targets: &[ResolvedTarget]) ->
             ),
         ),
     };
+    debug_assert_eq!(reversible, op.is_reversible(), "{}", op.name);
     UndoPlan {
         reversible,
         retention_days,
         text,
+    }
+}
+
+/// "3 App installations", "1 App installation": the targets a webhook rollback calls for.
+fn done_of(schema: &Schema, op: &Operation, n: usize) -> String {
+    match schema.kind(&op.target) {
+        Some(k) if n == 1 => format!("1 {}", k.label),
+        Some(k) => format!("{n} {}", k.plural),
+        None => format!("{n} targets"),
     }
 }

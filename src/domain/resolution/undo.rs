@@ -38,12 +38,15 @@ pub struct Standing {
 }
 
 /// Is an entity the original change acted on still as that change left it, so that
-/// rolling back (running `inverse`) undoes that change and nothing later?
+/// rolling back (running `inverse`) undoes that change and nothing later? A webhook call
+/// left the inventory as it was, so its undo is called for every target it was done for
+/// that is still in the inventory (as the call itself was, whatever the state).
 pub fn left_as_it_was(inverse: Effect, now: Standing, original_change: i64) -> bool {
     match inverse {
         Effect::Restore => {
             now.state == EntityState::Deleted && now.deleted_by == Some(original_change)
         }
+        Effect::Webhook => true,
         _ => now.state == EntityState::Active,
     }
 }

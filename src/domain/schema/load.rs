@@ -18,7 +18,9 @@ use super::{
 use crate::domain::waves::{default_waves, WaveSize};
 
 mod rails;
+mod undo;
 use rails::{budget, budget_groups, guards, irreversible_signoffs, signoff_lifetime, tiers};
+use undo::{undo_of, undos};
 
 // ---- the shared problem list ----------------------------------------------------------
 
@@ -114,6 +116,7 @@ pub(super) fn from_toml(source: &str) -> Result<Schema, SchemaErrors> {
         })
         .collect();
     budget_groups(source, &raw.operations, &mut p);
+    undos(source, &raw.operations, &mut p);
     if !p.0.is_empty() {
         return Err(SchemaErrors(p.0));
     }
@@ -353,6 +356,7 @@ fn operation(
         irreversible_signoffs: irreversible_signoffs(t, o, effect, p),
         signoffs_expire_after: signoff_lifetime(t, o, p),
         budget: budget(t, name, o, p),
+        undo: undo_of(o, effect),
     })
 }
 

@@ -124,10 +124,21 @@ impl Effect {
         matches!(self, Effect::Restore | Effect::Purge)
     }
 
-    /// Effects one more change can undo (a rollback runs the inverse); a purge erases, and
-    /// a webhook's external effect cannot be called back.
+    /// Effects one more change can undo by itself (a rollback runs the inverse); a purge
+    /// erases, and a webhook's external effect is undone only by the operation its `undo`
+    /// names (see [`Operation::rollback_effect`], the one place that decides).
     pub fn is_reversible(self) -> bool {
-        !matches!(self, Effect::Purge | Effect::Webhook)
+        self.inverse().is_some()
+    }
+
+    /// The built-in effect that undoes this one, if there is one.
+    pub fn inverse(self) -> Option<Effect> {
+        match self {
+            Effect::SoftDelete => Some(Effect::Restore),
+            Effect::Restore => Some(Effect::SoftDelete),
+            Effect::SetAttributes => Some(Effect::SetAttributes),
+            Effect::Purge | Effect::Webhook => None,
+        }
     }
 
     /// Effects that remove an entity from service.
@@ -215,6 +226,9 @@ pub struct Operation {
     /// A budget shared across changes (`budget`, `budget_group`): how much the operation's
     /// executions may take per 24 hours.
     pub budget: Option<Budget>,
+    /// A webhook operation's inverse external call (`undo = "OTHER_OPERATION"`: a webhook
+    /// operation on the same kind, implemented by the same team): what its rollback calls.
+    pub undo: Option<String>,
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
@@ -406,7 +420,7 @@ impl Operation {
             .max_by_key(|(i, t)| (t.signoffs.requester + t.signoffs.implementer, *i))
             .map(|(i, t)| (i + 1, t));
         let mut signoffs = tier.map_or(self.signoffs, |(_, t)| t.signoffs);
-        let extra = if self.effect.is_reversible() {
+        let extra = if self.is_reversible() {
             0
         } else {
             self.irreversible_signoffs
@@ -418,6 +432,22 @@ impl Operation {
             irreversible_extra: extra,
             everything: everything && tier.is_some(),
         }
+    }
+
+    /// The effect a rollback of this operation runs: the built-in inverse, or for a webhook
+    /// operation with an `undo`, another webhook call (to the undo operation's endpoint).
+    /// `None`: nothing can undo it. The one place that decides reversibility.
+    pub fn rollback_effect(&self) -> Option<Effect> {
+        match (self.effect, &self.undo) {
+            (Effect::Webhook, Some(_)) => Some(Effect::Webhook),
+            (e, _) => e.inverse(),
+        }
+    }
+
+    /// Can one more change undo this operation (a rollback)? No extra irreversible
+    /// sign-offs, no irreversible label, a rollback allowed.
+    pub fn is_reversible(&self) -> bool {
+        self.rollback_effect().is_some()
     }
 
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
@@ -496,6 +526,21 @@ impl Schema {
 
     pub fn operation(&self, name: &str) -> Option<&Operation> {
         self.operations.get(name)
+    }
+
+    /// The webhook operation a change of `op` calls: `op` itself, or for a rollback the
+    /// operation its `undo` names. `None` when neither is a webhook operation.
+    pub fn webhook_called<'s>(
+        &'s self,
+        op: &'s Operation,
+        rollback: bool,
+    ) -> Option<&'s Operation> {
+        let called = match (rollback, &op.undo) {
+            (false, _) => op,
+            (true, Some(undo)) => self.operation(undo)?,
+            (true, None) => return None,
+        };
+        called.webhook.as_ref().map(|_| called)
     }
 
     /// The chain of kinds from `kind` up to its root, `kind` first.

@@ -86,6 +86,8 @@ pub(super) struct RawOperation {
     pub(super) budget: Option<RawBudget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) budget_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) undo: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -473,3 +473,100 @@ fn budgets_are_checked_and_shared_by_group() {
         assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
     }
 }
+
+/// Two webhook operations on app installations: `deprovision` undone by `reprovision`.
+fn with_undo(extra: &str) -> String {
+    format!(
+        "{EXAMPLE_SCHEMA}\n[operations.deprovision]\nlabel = \"Deprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://hooks.example.net/deprovision\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"reprovision\"\n\n[operations.reprovision]\nlabel = \"Reprovision at the vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://hooks.example.net/reprovision\"\nsecret_env = \"HOOK_SECRET\"\n{extra}"
+    )
+}
+
+fn problems_of(src: &str) -> Vec<String> {
+    Schema::from_toml(src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| format!("{}: {}", p.place, p.message))
+        .collect()
+}
+
+#[test]
+fn a_webhook_with_an_undo_is_reversible() {
+    let s = Schema::from_toml(&with_undo("")).unwrap();
+    let op = s.operation("deprovision").unwrap();
+    assert_eq!(op.undo.as_deref(), Some("reprovision"));
+    assert!(op.is_reversible());
+    assert_eq!(op.rollback_effect(), Some(Effect::Webhook));
+    let p = op.policy(3, 1, false, false);
+    assert_eq!(p.irreversible_extra, 0);
+    assert_eq!(p.signoffs, op.signoffs);
+    assert!(p.irreversible_note().is_none());
+    assert_eq!(s.webhook_called(op, false).unwrap().name, "deprovision");
+    assert_eq!(s.webhook_called(op, true).unwrap().name, "reprovision");
+    // The undo operation is one of its own (requested directly); it has no undo itself.
+    let undo = s.operation("reprovision").unwrap();
+    assert!(!undo.is_reversible());
+    assert_eq!(undo.policy(3, 1, false, false).irreversible_extra, 1);
+    assert!(s.webhook_called(undo, true).is_none());
+    // The example's billing pair undoes each other.
+    for (name, undo) in [
+        ("stop_app_billing", "resume_app_billing"),
+        ("resume_app_billing", "stop_app_billing"),
+    ] {
+        let o = s.operation(name).unwrap();
+        assert!(o.is_reversible(), "{name}");
+        assert_eq!(s.webhook_called(o, true).unwrap().name, undo);
+    }
+    // The built-in inverses.
+    assert_eq!(Effect::SoftDelete.inverse(), Some(Effect::Restore));
+    assert_eq!(Effect::Restore.inverse(), Some(Effect::SoftDelete));
+    assert_eq!(Effect::Purge.inverse(), None);
+    assert_eq!(Effect::Webhook.inverse(), None);
+    for name in ["uninstall_app", "purge_app", "set_app_version"] {
+        let o = s.operation(name).unwrap();
+        assert_eq!(o.is_reversible(), o.effect.is_reversible(), "{name}");
+    }
+}
+
+#[test]
+fn an_undo_is_another_webhook_on_the_same_kind_and_team() {
+    let cases = [
+        (
+            "[operations.uninstall_app2]\nlabel = \"U\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nundo = \"reprovision\"\n",
+            "operations.uninstall_app2.undo: only a webhook operation names an undo (its inverse external call); a soft_delete is undone by its built-in inverse",
+        ),
+        (
+            "[operations.selfish]\nlabel = \"S\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/s\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"selfish\"\n",
+            "operations.selfish.undo: an operation cannot be its own undo: name the webhook operation that reverses this call",
+        ),
+        (
+            "[operations.lost]\nlabel = \"L\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/l\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"nowhere\"\n",
+            "operations.lost.undo: unknown operation `nowhere` (webhook operations: `deprovision`, `reprovision`, `resume_app_billing`, `stop_app_billing`)",
+        ),
+        (
+            "[operations.builtin]\nlabel = \"B\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/b\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"restore_app\"\n",
+            "operations.builtin.undo: `restore_app` is a restore operation: the undo of a webhook call is another webhook operation",
+        ),
+        (
+            "[operations.sites]\nlabel = \"S\"\ntarget = \"site\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/s\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"reprovision\"\n",
+            "operations.sites.undo: `reprovision` acts on `app_install` and this operation on `site`: the undo acts on the same kind",
+        ),
+        (
+            "[operations.other_team]\nlabel = \"O\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"vendor-ops\"\nendpoint = \"https://h.example/o\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"reprovision\"\n",
+            "operations.other_team.undo: `reprovision` is implemented by `platform-ops` and this operation by `vendor-ops`: the team that makes a call also carries out its undo",
+        ),
+        (
+            "[operations.doubly]\nlabel = \"D\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://h.example/d\"\nsecret_env = \"HOOK_SECRET\"\nundo = \"reprovision\"\nirreversible_signoffs = 2\n",
+            "operations.doubly.irreversible_signoffs: this operation can be rolled back (its undo is `reprovision`): extra sign-offs are only for operations nothing can undo",
+        ),
+    ];
+    for (extra, want) in cases {
+        let problems = problems_of(&with_undo(&format!("\n{extra}")));
+        assert!(
+            problems.iter().any(|p| p == want),
+            "missing {want:?} in {problems:#?}"
+        );
+        // Each case reports its own problem only.
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+    }
+}

@@ -187,11 +187,12 @@ fn compute(
     let cascade = |t: &TargetRef<'_>| cascaded_from(ctx.schema, ctx.op, t.kind, t.scope_path);
     let mut out: Effects = HashMap::with_capacity(targets.len());
     if ctx.rule.effect == Effect::Webhook {
-        // The external executor calls the endpoint for every target, whatever its state.
+        // The external executor calls the endpoint for every target, whatever its state
+        // (a rollback: the endpoint of the operation its `undo` names).
         let host = ctx
-            .op
-            .webhook
-            .as_ref()
+            .schema
+            .webhook_called(ctx.op, ctx.rule.rollback)
+            .and_then(|o| o.webhook.as_ref())
             .map(|w| endpoint_host(&w.endpoint))
             .unwrap_or_default();
         for t in targets {

@@ -131,11 +131,7 @@ pub(in crate::service) fn facts_with<'c>(
         ever_signed_implementer: mine(Side::Implementer, false),
         is_rollback: c.rollback_of.is_some(),
         operation_known: op.is_some(),
-        reversible: op.is_some_and(|o| {
-            effect_for(o, c)
-                .and_then(crate::domain::execution::inverse)
-                .is_some()
-        }),
+        reversible: op.is_some_and(|o| effect_for(o, c).is_some() && o.is_reversible()),
         executed_targets,
         has_open_rollback,
     })

@@ -169,10 +169,11 @@ pub(crate) fn involved(user: &CurrentUser, c: &Change) -> bool {
         || user.in_team(&c.implementing_team)
 }
 
-/// The effect executing `c` has: the operation's, or its inverse for a rollback.
+/// The effect executing `c` has: the operation's, or for a rollback what undoes it (the
+/// inverse, or a webhook operation's `undo` call).
 pub fn effect_for(op: &Operation, c: &Change) -> Option<Effect> {
     match c.rollback_of {
-        Some(_) => crate::domain::execution::inverse(op.effect),
+        Some(_) => op.rollback_effect(),
         None => Some(op.effect),
     }
 }

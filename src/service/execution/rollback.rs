@@ -9,7 +9,8 @@ use crate::db::models::Change;
 use crate::db::{changes as change_repo, exec as repo, resolve, write_tx, DbConn, WriteTx};
 use crate::domain::access::ChangeAction;
 use crate::domain::event::{Created, Event};
-use crate::domain::execution::{inverse, RestoreSpec};
+use crate::domain::execution::RestoreSpec;
+use crate::domain::presentation::executes;
 use crate::domain::resolution::Resolution;
 use crate::domain::text::{Rationale, Title};
 use crate::domain::{ChangeState, Effect, Schema};
@@ -62,16 +63,23 @@ pub fn rollback(
         // The rollback is requested by the original's requesting team: it must still be
         // allowed to request the operation under today's schema.
         op.may_be_requested_by(&orig.requesting_team)?;
-        let inv = inverse(op.effect).ok_or_else(|| {
-            AppError::new(
-                ErrorCode::NotReversible,
-                format!(
-                    "{} ({}) has no inverse and cannot be rolled back",
-                    op.label,
-                    op.effect.as_str()
-                ),
-            )
-        })?;
+        let (inv, runs) = op
+            .rollback_effect()
+            .zip(executes(schema, op, true))
+            .ok_or_else(|| {
+                let why = match op.effect {
+                    Effect::Webhook => "the schema gives it no `undo` operation",
+                    _ => "it has no inverse",
+                };
+                AppError::new(
+                    ErrorCode::NotReversible,
+                    format!(
+                        "{} ({}) cannot be rolled back: {why}",
+                        op.label,
+                        op.effect.as_str()
+                    ),
+                )
+            })?;
         let exec = repo::for_change(conn, id)?.ok_or_else(|| {
             AppError::new(
                 ErrorCode::NotExecuted,
@@ -98,7 +106,7 @@ pub fn rollback(
                 "Undo {} ({}): {} over the {} targets its execution changed.",
                 number(id),
                 op.label,
-                inv.plain_words(),
+                runs.effect_text,
                 r.targets.len()
             )),
         };

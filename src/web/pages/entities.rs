@@ -63,11 +63,13 @@ pub async fn glossary(req: HttpRequest, state: State, w: WebUser) -> HttpRespons
                 .values()
                 .filter(|o| o.target == k.name)
                 .map(|o| {
-                    (
-                        o.name.clone(),
-                        o.label.clone(),
-                        o.effect.plain_words().to_string(),
-                    )
+                    let words = match s.webhook_called(o, true) {
+                        Some(undo) => {
+                            format!("{}, undone by {}", o.effect.plain_words(), undo.label)
+                        }
+                        None => o.effect.plain_words().to_string(),
+                    };
+                    (o.name.clone(), o.label.clone(), words)
                 })
                 .collect(),
         })

@@ -140,3 +140,63 @@ fn a_restore_returns_what_changed_and_refuses_what_it_cannot() {
     assert_eq!(r.summary.text, "1 Cloud site on 1 Customer organisation; 1 Cloud site restored with the 2 App installations below them, 0 Customer organisations restored");
     assert_eq!(r.summary.sample_roots[0].name, format!("{ORG} name"));
 }
+
+/// `deprovision` (a webhook) undone by `reprovision`; `notify` (a webhook) with no undo.
+fn webhook_schema() -> Schema {
+    let hook = |name: &str, label: &str, undo: &str| {
+        format!("\n[operations.{name}]\nlabel = \"{label}\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nendpoint = \"https://hooks.example.net/{name}\"\nsecret_env = \"HOOK_SECRET\"\n{undo}\n")
+    };
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}{}{}",
+        hook(
+            "deprovision",
+            "Deprovision at the vendor",
+            "undo = \"reprovision\""
+        ),
+        hook("reprovision", "Reprovision at the vendor", ""),
+        hook("notify", "Notify the vendor", ""),
+    );
+    Schema::from_toml(&src).unwrap()
+}
+
+#[test]
+fn a_webhook_with_an_undo_is_reversible_by_calling_it_for_what_was_done() {
+    let (s, mut inv) = (webhook_schema(), Inventory::new());
+    let op = s.operation("deprovision").unwrap();
+    let r = inv.resolve(&s, op, &ids(&[app(1), app(2), app(3)]));
+    let u = r.summary.undo.unwrap();
+    assert!(u.reversible);
+    assert_eq!(
+        u.text,
+        "Reversible: one rollback calls Reprovision at the vendor for the 3 App installations that were done"
+    );
+    let notify = s.operation("notify").unwrap();
+    let u = inv
+        .resolve(&s, notify, &ids(&[app(1)]))
+        .summary
+        .undo
+        .unwrap();
+    assert!(!u.reversible);
+    assert!(u.text.starts_with("Irreversible: "), "{}", u.text);
+    // The rollback: every done target still in the inventory, whatever its state (the
+    // call left the inventory as it was), none that is gone.
+    inv.set(&app(2), Deleted);
+    let standing = |state| Standing {
+        state,
+        deleted_by: None,
+    };
+    let now: HashMap<String, Standing> =
+        [(app(1), standing(Active)), (app(2), standing(Deleted))].into();
+    let rb = Rollback {
+        schema: &s,
+        op,
+        original_change: 9,
+        inverse: op.rollback_effect().unwrap(),
+    };
+    let r = evaluate_rollback(rb, stored(&inv, &[app(1), app(2), app(3)]), &now);
+    assert_eq!(target_ids(&r), [app(1), app(2)]);
+    assert_eq!(
+        r.summary.warnings,
+        ["1 targets are no longer in the inventory"]
+    );
+}
