@@ -1,6 +1,7 @@
 //! `countersign demo`: a database with demo people, an inventory and changes in every state
 //! (the README's first command). The benchmarks (`countersign bench`) are `crate::bench`.
 
+mod difference;
 mod generator;
 
 use std::path::PathBuf;
@@ -227,6 +228,7 @@ fn empty_sites(conn: &mut DbConn, n: usize) -> anyhow::Result<Vec<String>> {
 /// The demo's changes, one in each state a newcomer should see. A linear script of seven
 /// numbered scenarios sharing the `create` and `fp` closures: read top to bottom, it is
 /// longer than a function should be but clearer than seven functions passing them around.
+/// The eighth (a re-sign from the difference) needs an import, so it is `difference.rs`.
 fn seed_changes(
     pool: &db::Pool,
     conn: &mut DbConn,
@@ -459,6 +461,9 @@ fn seed_changes(
             ..Default::default()
         },
     )?;
+
+    // 8. Re-signed from the difference: the list moved after the requester signed.
+    difference::seed(conn, schema)?;
     Ok(())
 }
 

@@ -453,6 +453,12 @@ async fn demo_sets_up_every_state_and_prints_logins(backend: Backend) {
         .load(&mut conn)
         .unwrap();
     assert_eq!(guarded.len(), 1, "one change refused by min_remaining");
+    // One awaits a re-sign from the difference: its list moved after the requester signed.
+    let differences: i64 = countersign::db::schema::target_differences::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(differences, 1, "one change shows a difference to re-sign");
     assert!(
         guarded[0].contains("would leave 1 Customer organisation with no active Cloud site"),
         "{}",
