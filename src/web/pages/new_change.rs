@@ -347,6 +347,75 @@ pub async fn new_change(
     )
 }
 
+/// Resolve the form's selector (nothing stored) and describe it as the preview shows it:
+/// the blast radius, each target's effect, the tier, the budget and the sign-off lifetime.
+async fn preview_for(
+    state: &State,
+    request: &CreateChange,
+) -> Result<(Resolution, Preview), AppError> {
+    let schema = state.schema.clone();
+    let targets = request.targets.clone();
+    let (op_name, params) = (request.operation.clone(), request.params.clone());
+    let (r, sets, budget) = with_conn(state, move |conn| {
+        let op = schema
+            .operation(&op_name)
+            .ok_or_else(|| AppError::new(ErrorCode::UnknownOperation, "Choose an operation."))?;
+        let params = svc::check_params(op, &params)?;
+        svc::check_selector(op, &targets)?;
+        crate::db::snapshot(conn, |conn| {
+            let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
+            let first: Vec<svc::TargetRef<'_>> = r
+                .targets
+                .iter()
+                .take(PREVIEW_TARGETS)
+                .map(svc::TargetRef::from)
+                .collect();
+            let sets = svc::planned_effects(conn, &schema, op, &params, &first)?;
+            let budget = match &op.budget {
+                Some(b) => Some(crate::service::budget::state(conn, b)?),
+                None => None,
+            };
+            Ok((r, sets, budget))
+        })
+    })
+    .await?;
+    let mut preview = preview_of(&state.schema, &r, &sets);
+    preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
+    let op = state.schema.operation(&request.operation);
+    preview.tier = op.and_then(|op| {
+        op.policy(
+            r.summary.targets,
+            r.summary.roots,
+            false,
+            crate::domain::resolution::guards::selects_everything(&r.summary.guards),
+        )
+        .describe()
+    });
+    preview.expiry = op.and_then(|op| op.signoffs_expire_after).map(|l| l.note());
+    Ok((r, preview))
+}
+
+/// What the resolution contradicts of the author's `expect` (targets, roots), in words.
+fn expectation_problems(
+    e: &crate::domain::resolution::Expectation,
+    summary: &crate::domain::resolution::Summary,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = e.targets.filter(|t| *t != summary.targets) {
+        problems.push(format!(
+            "You expected {t} targets; the list resolves to {}.",
+            summary.targets
+        ));
+    }
+    if let Some(n) = e.roots.filter(|n| *n != summary.roots) {
+        problems.push(format!(
+            "You expected {n} roots; the list resolves to {}.",
+            summary.roots
+        ));
+    }
+    problems
+}
+
 pub async fn create_change(
     req: HttpRequest,
     state: State,
@@ -397,71 +466,17 @@ pub async fn create_change(
         }
     }
     // The preview (nothing stored), or the reasons it cannot be created.
-    let schema = state.schema.clone();
-    let targets = request.targets.clone();
-    let (op_name, params) = (request.operation.clone(), request.params.clone());
-    let resolved = with_conn(&state, move |conn| {
-        let op = schema
-            .operation(&op_name)
-            .ok_or_else(|| AppError::new(ErrorCode::UnknownOperation, "Choose an operation."))?;
-        let params = svc::check_params(op, &params)?;
-        svc::check_selector(op, &targets)?;
-        crate::db::snapshot(conn, |conn| {
-            let r = crate::db::resolve::resolve(conn, &schema, op, &params, &targets)?;
-            let first: Vec<svc::TargetRef<'_>> = r
-                .targets
-                .iter()
-                .take(PREVIEW_TARGETS)
-                .map(svc::TargetRef::from)
-                .collect();
-            let sets = svc::planned_effects(conn, &schema, op, &params, &first)?;
-            let budget = match &op.budget {
-                Some(b) => Some(crate::service::budget::state(conn, b)?),
-                None => None,
-            };
-            Ok((r, sets, budget))
-        })
-    })
-    .await;
-    let (r, sets, budget) = match resolved {
-        Ok(r) => r,
+    let (r, preview) = match preview_for(&state, &request).await {
+        Ok(v) => v,
         Err(AppError::Client { message, .. }) => {
             let l = layout(&req, &state, &w).await;
             return Ok(again(l, vec![], 0, vec![message], None));
         }
         Err(e) => return Err(e.into()),
     };
-    let mut preview = preview_of(&state.schema, &r, &sets);
-    preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
-    preview.tier = state.schema.operation(&request.operation).and_then(|op| {
-        op.policy(
-            r.summary.targets,
-            r.summary.roots,
-            false,
-            crate::domain::resolution::guards::selects_everything(&r.summary.guards),
-        )
-        .describe()
-    });
-    preview.expiry = state
-        .schema
-        .operation(&request.operation)
-        .and_then(|op| op.signoffs_expire_after)
-        .map(|l| l.note());
     // Submission would refuse a failed expectation: say so here instead of storing a draft.
     if let Some(e) = &request.expect {
-        let mut problems = Vec::new();
-        if let Some(t) = e.targets.filter(|t| *t != r.summary.targets) {
-            problems.push(format!(
-                "You expected {t} targets; the list resolves to {}.",
-                r.summary.targets
-            ));
-        }
-        if let Some(n) = e.roots.filter(|n| *n != r.summary.roots) {
-            problems.push(format!(
-                "You expected {n} roots; the list resolves to {}.",
-                r.summary.roots
-            ));
-        }
+        let problems = expectation_problems(e, &r.summary);
         if !problems.is_empty() && r.error_count == 0 {
             let l = layout(&req, &state, &w).await;
             return Ok(again(l, vec![], 0, problems, Some(preview)));
