@@ -177,55 +177,52 @@ fn recorded(
     ))
 }
 
-fn compute(
-    conn: &mut DbConn,
+/// A webhook: the external executor calls the endpoint for every target, whatever its
+/// state (a rollback: the endpoint of the operation its `undo` names).
+fn webhook_effects(
     ctx: &Ctx<'_>,
     targets: &[TargetRef<'_>],
     items: &HashMap<String, ExecutionItem>,
-) -> AppResult<Effects> {
-    let now = crate::db::now();
+) -> Effects {
     let cascade = |t: &TargetRef<'_>| cascaded_from(ctx.schema, ctx.op, t.kind, t.scope_path);
     let mut out: Effects = HashMap::with_capacity(targets.len());
-    if ctx.rule.effect == Effect::Webhook {
-        // The external executor calls the endpoint for every target, whatever its state
-        // (a rollback: the endpoint of the operation its `undo` names).
-        let host = ctx
-            .schema
-            .webhook_called(ctx.op, ctx.rule.rollback)
-            .and_then(|o| o.webhook.as_ref())
-            .map(|w| endpoint_host(&w.endpoint))
-            .unwrap_or_default();
-        for t in targets {
-            let c = cascade(t);
-            let item = items.get(t.id);
-            let e = match item.and_then(|i| recorded(ctx, i, &host, c.clone())) {
-                Some(r) => r,
-                None => {
-                    let done = item.is_some_and(|i| i.status == ItemStatus::Done);
-                    let outcome = if done {
-                        Standing::Done
-                    } else {
-                        Standing::Applies
-                    };
-                    TargetEffect::new(Detail::bare(Effect::Webhook, &host), outcome, None, c)
-                }
-            };
-            out.insert(t.id.to_string(), e);
-        }
-        return Ok(out);
+    let host = ctx
+        .schema
+        .webhook_called(ctx.op, ctx.rule.rollback)
+        .and_then(|o| o.webhook.as_ref())
+        .map(|w| endpoint_host(&w.endpoint))
+        .unwrap_or_default();
+    for t in targets {
+        let c = cascade(t);
+        let item = items.get(t.id);
+        let e = match item.and_then(|i| recorded(ctx, i, &host, c.clone())) {
+            Some(r) => r,
+            None => {
+                let done = item.is_some_and(|i| i.status == ItemStatus::Done);
+                let outcome = if done {
+                    Standing::Done
+                } else {
+                    Standing::Applies
+                };
+                TargetEffect::new(Detail::bare(Effect::Webhook, &host), outcome, None, c)
+            }
+        };
+        out.insert(t.id.to_string(), e);
     }
-    let ids: Vec<&str> = targets.iter().map(|t| t.id).collect();
-    let ents = exec::entities_by_id(conn, &ids)?;
-    // What this change's execution wrote, for the items it did.
-    let done_ids: Vec<&str> = ids
-        .iter()
-        .copied()
-        .filter(|id| items.get(*id).is_some_and(|i| i.status == ItemStatus::Done))
-        .collect();
-    let written = match (ctx.change, done_ids.is_empty()) {
-        (Some(c), false) => exec::versions_by_change(conn, c.id, &done_ids)?,
-        _ => HashMap::new(),
-    };
+    out
+}
+
+/// A bulk restore's points (`Some(None)`: the change it goes back before never ran).
+type Points = Option<Option<HashMap<String, (EntityState, String)>>>;
+
+/// What the rule reads beyond the entities: the version row that matters to it, and a
+/// bulk restore's state per entity at its point.
+fn rule_inputs(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    ents: &HashMap<String, crate::db::models::Entity>,
+    ids: &[&str],
+) -> AppResult<(HashMap<String, EntityVersion>, Points)> {
     // The version row that matters to the rule, as the executor reads it.
     let mut before: HashMap<String, EntityVersion> = HashMap::new();
     match (ctx.rule.effect, ctx.change.and_then(|c| c.rollback_of)) {
@@ -240,7 +237,7 @@ fn compute(
             }
         }
         (Effect::SetAttributes, Some(orig)) => {
-            before = exec::versions_by_change(conn, orig, &ids)?;
+            before = exec::versions_by_change(conn, orig, ids)?;
         }
         _ => {}
     }
@@ -252,12 +249,40 @@ fn compute(
         Some(spec) if ctx.rule.effect == Effect::Restore => {
             let point = exec::restore_point(conn, &spec)?;
             Some(match point {
-                Some(p) => Some(exec::state_at(conn, &ents, &p)?),
+                Some(p) => Some(exec::state_at(conn, ents, &p)?),
                 None => None,
             })
         }
         _ => None,
     };
+    Ok((before, points))
+}
+
+fn compute(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    targets: &[TargetRef<'_>],
+    items: &HashMap<String, ExecutionItem>,
+) -> AppResult<Effects> {
+    let now = crate::db::now();
+    let cascade = |t: &TargetRef<'_>| cascaded_from(ctx.schema, ctx.op, t.kind, t.scope_path);
+    let mut out: Effects = HashMap::with_capacity(targets.len());
+    if ctx.rule.effect == Effect::Webhook {
+        return Ok(webhook_effects(ctx, targets, items));
+    }
+    let ids: Vec<&str> = targets.iter().map(|t| t.id).collect();
+    let ents = exec::entities_by_id(conn, &ids)?;
+    // What this change's execution wrote, for the items it did.
+    let done_ids: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| items.get(*id).is_some_and(|i| i.status == ItemStatus::Done))
+        .collect();
+    let written = match (ctx.change, done_ids.is_empty()) {
+        (Some(c), false) => exec::versions_by_change(conn, c.id, &done_ids)?,
+        _ => HashMap::new(),
+    };
+    let (before, points) = rule_inputs(conn, ctx, &ents, &ids)?;
     let runs_at = ctx.starts.map_or(now, |s| s.max(now));
     let purge_after = runs_at + chrono::Duration::days(i64::from(ctx.op.retention_days));
     let keys: Vec<String> = if ctx.rule.rollback {
