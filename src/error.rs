@@ -84,7 +84,7 @@ error_codes! {
     NotRequesterTeam = "not_requester_team", FORBIDDEN, "The operation may not be requested by this team (the schema's `requested_by`).";
     OwnNotice = "own_notice", FORBIDDEN, "A customer notice is approved by someone other than its drafter.";
     SameTeam = "same_team", FORBIDDEN, "The requesting team is the implementing team; or a notice's approver is not in the team other than its drafter's.";
-    SeparationOfDuties = "separation_of_duties", FORBIDDEN, "One person never counts on both sides of a change (nor drafts a notice while in both teams); its author never signs the implementer side.";
+    SeparationOfDuties = "separation_of_duties", FORBIDDEN, "One person never counts on two sides of a change (nor drafts a notice while in both teams); its author never signs the implementer or third side; nobody in the change's two teams signs its third side.";
     NotFound = "not_found", NOT_FOUND, "No such change, entity, import, execution, notice, mail, session, page or endpoint.";
     UploadStalled = "upload_stalled", REQUEST_TIMEOUT, "No data arrived for `COUNTERSIGN_UPLOAD_IDLE_SECS` during an upload; nothing was written.";
     AlreadyRolledBack = "already_rolled_back", CONFLICT, "The change already has an open rollback.";
@@ -96,6 +96,7 @@ error_codes! {
     FixedTargets = "fixed_targets", CONFLICT, "A rollback or bulk restore has fixed targets: the edit form does not apply (pages).";
     IllegalTransition = "illegal_transition", CONFLICT, "The action is not possible in the change's current state (`details.state`).";
     NotApproved = "not_approved", CONFLICT, "At execute, a fresh resolution or the teams no longer hold: the change went back (the message says to which state, and why).";
+    NoThirdSide = "no_third_side", CONFLICT, "A sign-off as `reviewer`, but the change's policy as resolved now names no third side (its tier has no `also`).";
     NotDead = "not_dead", CONFLICT, "Only dead mails are retried.";
     NoticeNotDraft = "notice_not_draft", CONFLICT, "The customer notice is no longer a draft.";
     OperationRemoved = "operation_removed", CONFLICT, "The change's operation is no longer in the schema, so it cannot be resolved, signed, run or rolled back.";
@@ -270,6 +271,7 @@ impl From<&Reason> for ErrorCode {
             Reason::IllegalTransition => ErrorCode::IllegalTransition,
             Reason::UnknownState => ErrorCode::UnknownState,
             Reason::AlreadySigned => ErrorCode::AlreadySigned,
+            Reason::NoThirdSide => ErrorCode::NoThirdSide,
             Reason::OutsideWindow => ErrorCode::OutsideWindow,
             Reason::SignoffsNoLongerCount => ErrorCode::SignoffsNoLongerCount,
             Reason::OperationRemoved => ErrorCode::OperationRemoved,
@@ -285,7 +287,9 @@ impl From<&RequestRefusal> for ErrorCode {
     fn from(r: &RequestRefusal) -> Self {
         match r {
             RequestRefusal::SameTeam { .. } => ErrorCode::SameTeam,
-            RequestRefusal::NotRequesterTeam { .. } => ErrorCode::NotRequesterTeam,
+            RequestRefusal::NotRequesterTeam { .. } | RequestRefusal::ReviewingTeam { .. } => {
+                ErrorCode::NotRequesterTeam
+            }
         }
     }
 }

@@ -427,13 +427,18 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Vec<Change>> {
 }
 
 /// Changes awaiting sign-off that involve any of `teams`, oldest submission first.
-pub fn awaiting_for_teams(conn: &mut DbConn, teams: &[String]) -> QueryResult<Vec<Change>> {
+pub fn awaiting_for_teams(
+    conn: &mut DbConn,
+    teams: &[String],
+    reviewed_operations: &[String],
+) -> QueryResult<Vec<Change>> {
     changes::table
         .filter(changes::state.eq(ChangeState::AwaitingSignoff))
         .filter(
             changes::requesting_team
                 .eq_any(teams)
-                .or(changes::implementing_team.eq_any(teams)),
+                .or(changes::implementing_team.eq_any(teams))
+                .or(changes::operation.eq_any(reviewed_operations)),
         )
         .order((changes::submitted_at.asc(), changes::id.asc()))
         .select(Change::as_select())

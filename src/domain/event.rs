@@ -59,6 +59,9 @@ pub enum Event {
         fingerprint: String,
         requester: Vec<String>,
         implementer: Vec<String>,
+        /// The third side's signers (a tier's `also`), when the policy named one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reviewer: Vec<String>,
     },
     /// Sign-offs older than their operation's `signoffs_expire_after` stopped counting.
     SignoffsExpired {

@@ -36,18 +36,30 @@ use super::text_enum::text_enum;
 pub enum Side {
     Requester,
     Implementer,
+    /// The third side a risk tier names (`also = { team = "security", … }`).
+    Reviewer,
 }
 
 text_enum!(Side, "sign-off side", {
     Requester => "requester",
     Implementer => "implementer",
+    Reviewer => "reviewer",
 });
 
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Requester => Side::Implementer,
-            Side::Implementer => Side::Requester,
+/// How many more sign-offs each side needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Missing {
+    pub requester: u32,
+    pub implementer: u32,
+    pub reviewer: u32,
+}
+
+impl Missing {
+    pub fn of(&self, side: Side) -> u32 {
+        match side {
+            Side::Requester => self.requester,
+            Side::Implementer => self.implementer,
+            Side::Reviewer => self.reviewer,
         }
     }
 }
@@ -217,20 +229,27 @@ pub fn current_signers(existing: &[SignoffRecord], side: Side, fingerprint: &str
 }
 
 /// How many more sign-offs each side needs.
-pub fn missing(existing: &[SignoffRecord], policy: SignoffPolicy, fingerprint: &str) -> (u32, u32) {
-    let r = current_signers(existing, Side::Requester, fingerprint).len() as u32;
-    let i = current_signers(existing, Side::Implementer, fingerprint).len() as u32;
-    (
-        policy.requester.saturating_sub(r),
-        policy.implementer.saturating_sub(i),
-    )
+pub fn missing(existing: &[SignoffRecord], policy: SignoffPolicy, fingerprint: &str) -> Missing {
+    let left = |side: Side, needed: u32| {
+        needed.saturating_sub(current_signers(existing, side, fingerprint).len() as u32)
+    };
+    Missing {
+        requester: left(Side::Requester, policy.requester),
+        implementer: left(Side::Implementer, policy.implementer),
+        reviewer: left(Side::Reviewer, policy.reviewer),
+    }
 }
 
-/// Approved when both sides have enough distinct current signers and nobody is on both.
+/// Approved when every side the policy names has enough distinct current signers and
+/// nobody counts on two sides.
 pub fn is_approved(existing: &[SignoffRecord], policy: SignoffPolicy, fingerprint: &str) -> bool {
     let r = current_signers(existing, Side::Requester, fingerprint);
     let i = current_signers(existing, Side::Implementer, fingerprint);
-    r.is_disjoint(&i) && r.len() as u32 >= policy.requester && i.len() as u32 >= policy.implementer
+    let v = current_signers(existing, Side::Reviewer, fingerprint);
+    r.is_disjoint(&i)
+        && r.is_disjoint(&v)
+        && i.is_disjoint(&v)
+        && missing(existing, policy, fingerprint) == Missing::default()
 }
 
 #[cfg(test)]
@@ -240,7 +259,45 @@ mod tests {
     #[test]
     fn side_text_round_trips() {
         crate::domain::text_enum::assert_round_trip(Side::VALUES);
-        assert_eq!(Side::VALUES.len(), 2);
+        assert_eq!(Side::VALUES.len(), 3);
+    }
+
+    fn need(requester: u32, implementer: u32, reviewer: u32) -> Missing {
+        Missing {
+            requester,
+            implementer,
+            reviewer,
+        }
+    }
+
+    #[test]
+    fn a_third_side_must_sign_too_and_by_other_people() {
+        let p = SignoffPolicy {
+            requester: 1,
+            implementer: 1,
+            reviewer: 2,
+        };
+        let mut ex = vec![
+            rec(Side::Requester, 1, "F", false),
+            rec(Side::Implementer, 2, "F", false),
+        ];
+        assert!(!is_approved(&ex, p, "F"), "the reviewers have not signed");
+        assert_eq!(missing(&ex, p, "F"), need(0, 0, 2));
+        ex.push(rec(Side::Reviewer, 3, "F", false));
+        assert_eq!(missing(&ex, p, "F"), need(0, 0, 1));
+        ex.push(rec(Side::Reviewer, 4, "OLD", true));
+        assert!(!is_approved(&ex, p, "F"), "a stale review does not count");
+        // Someone who signed another side never makes up a third side's count.
+        ex.push(rec(Side::Reviewer, 2, "F", false));
+        assert_eq!(missing(&ex, p, "F"), need(0, 0, 0));
+        assert!(!is_approved(&ex, p, "F"), "person 2 is on two sides");
+        ex.pop();
+        ex.push(rec(Side::Reviewer, 4, "F", false));
+        assert!(is_approved(&ex, p, "F"));
+        // Without a third side in the policy, reviews are not needed.
+        let two = SignoffPolicy { reviewer: 0, ..p };
+        assert!(is_approved(&ex[..2], two, "F"));
+        assert_eq!(need(1, 2, 3).of(Side::Reviewer), 3);
     }
 
     fn rec(side: Side, user: i64, fp: &str, stale: bool) -> SignoffRecord {
@@ -316,6 +373,7 @@ mod tests {
         let p = SignoffPolicy {
             requester: 1,
             implementer: 1,
+            reviewer: 0,
         };
         let mut ex = vec![
             rec(Side::Requester, 1, "F", false),
@@ -327,7 +385,7 @@ mod tests {
         assert!(ex[0].expired_on("F"));
         assert!(!ex[1].expired_on("F"));
         assert!(!is_approved(&ex, p, "F"));
-        assert_eq!(missing(&ex, p, "F"), (1, 0));
+        assert_eq!(missing(&ex, p, "F"), need(1, 0, 0));
         // A new sign-off by the same person counts again.
         ex.push(rec(Side::Requester, 1, "F", false));
         assert!(is_approved(&ex, p, "F"));
@@ -426,6 +484,7 @@ mod tests {
         let p = SignoffPolicy {
             requester: 1,
             implementer: 1,
+            reviewer: 0,
         };
         let mut ex = vec![
             rec(Side::Requester, 1, "F", false),
@@ -434,7 +493,7 @@ mod tests {
         assert!(is_approved(&ex, p, "F"));
         ex[1].earned = false;
         assert!(!is_approved(&ex, p, "F"));
-        assert_eq!(missing(&ex, p, "F"), (0, 1));
+        assert_eq!(missing(&ex, p, "F"), need(0, 1, 0));
     }
 
     #[test]
@@ -442,13 +501,14 @@ mod tests {
         let p = SignoffPolicy {
             requester: 1,
             implementer: 2,
+            reviewer: 0,
         };
         let mut ex = vec![
             rec(Side::Requester, 1, "F", false),
             rec(Side::Implementer, 2, "F", false),
         ];
         assert!(!is_approved(&ex, p, "F"));
-        assert_eq!(missing(&ex, p, "F"), (0, 1));
+        assert_eq!(missing(&ex, p, "F"), need(0, 1, 0));
         ex.push(rec(Side::Implementer, 3, "OLD", true));
         assert!(!is_approved(&ex, p, "F"));
         ex.push(rec(Side::Implementer, 2, "F", false));

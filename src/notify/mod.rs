@@ -41,18 +41,29 @@ fn recipients(
 ) -> QueryResult<BTreeMap<i64, Person>> {
     let cid = c.id;
     let mut to: BTreeMap<i64, Person> = BTreeMap::new();
+    // The third side the change's tier names (a `security` review), if any.
+    let reviewing = reviewing_team(conn, c)?;
     match event {
         Event::Submitted { .. } | Event::Approved { .. } => {
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
             add(&mut to, repo::team_people(conn, &c.requesting_team)?);
+            if let Some(team) = &reviewing {
+                add(&mut to, repo::team_people(conn, team)?);
+            }
         }
+        // The author and every other side's team: someone may be waiting on this one.
         Event::Signed { side, .. } => {
             add(&mut to, repo::people(conn, &[c.author_id])?);
-            let other = match side {
-                Side::Requester => &c.implementing_team,
-                Side::Implementer => &c.requesting_team,
-            };
-            add(&mut to, repo::team_people(conn, other)?);
+            let sides = [
+                (Side::Requester, Some(c.requesting_team.as_str())),
+                (Side::Implementer, Some(c.implementing_team.as_str())),
+                (Side::Reviewer, reviewing.as_deref()),
+            ];
+            for (s, team) in sides {
+                if let (true, Some(team)) = (s != *side, team) {
+                    add(&mut to, repo::team_people(conn, team)?);
+                }
+            }
         }
         Event::SignoffsStale(stale) => {
             let ids: Vec<i64> = change_repo::signoffs(conn, cid)?
@@ -87,6 +98,18 @@ fn recipients(
     Ok(to)
 }
 
+/// The team a tier of `c`'s policy names as its third side, under the schema `c` was
+/// resolved with.
+fn reviewing_team(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult<Option<String>> {
+    let Some(schema) = crate::db::schemas::by_hash(conn, &c.schema_hash)? else {
+        return Ok(None);
+    };
+    Ok(schema
+        .operation(&c.operation)
+        .and_then(|o| c.policy(o).reviewer_team())
+        .map(str::to_string))
+}
+
 /// What every mail of `event` carries: the change as every screen names it (a rollback as
 /// the restore it runs, its tier, undo plan and sign-off lifetime) and the event.
 fn payload(
@@ -103,16 +126,7 @@ fn payload(
         .as_ref()
         .zip(op)
         .and_then(|(s, o)| crate::domain::presentation::executes(s, o, c.rollback_of.is_some()));
-    let tier = op.and_then(|o| {
-        let (targets, roots) = (c.target_count.max(0) as u64, c.root_count.max(0) as u64);
-        o.policy(
-            targets,
-            roots,
-            c.rollback_of.is_some(),
-            c.selects_everything,
-        )
-        .describe()
-    });
+    let tier = op.and_then(|o| c.policy(o).describe());
     Ok(json!({
         "operation_label": executes.as_ref().map(|e| e.label.clone()),
         "effect_text": executes.as_ref().map(|e| e.effect_text.clone()),

@@ -27,6 +27,8 @@ pub struct QueueItem {
     pub needs: Vec<String>,
     pub missing_requester: u32,
     pub missing_implementer: u32,
+    /// Sign-offs the third side (a tier's `also` team) still owes; 0 when none is named.
+    pub missing_reviewer: u32,
     pub destructive: bool,
     /// The earliest expiry of a counting sign-off, when it comes within a day.
     pub expires_soon: Option<chrono::NaiveDateTime>,
@@ -51,7 +53,15 @@ fn queue_in(
     with_budgets: bool,
 ) -> AppResult<Vec<QueueItem>> {
     let teams_now = users::user_teams(conn, user.id)?;
-    let list = repo::awaiting_for_teams(conn, &teams_now)?;
+    // Operations whose tiers name one of the person's teams as a third side: their
+    // changes may wait for that team too (the decision below says whether this one does).
+    let reviewed: Vec<String> = schema
+        .operations
+        .values()
+        .filter(|o| o.third_side_teams().any(|t| teams_now.iter().any(|m| m == t)))
+        .map(|o| o.name.clone())
+        .collect();
+    let list = repo::awaiting_for_teams(conn, &teams_now, &reviewed)?;
     // A fixed number of queries however long the queue: every sign-off and every
     // signer's teams at once, then the one decision per change.
     let ids: Vec<i64> = list.iter().map(|c| c.id).collect();
@@ -75,16 +85,18 @@ fn queue_in(
         let rows = all_rows.remove(&c.id).unwrap_or_default();
         let recs = records_with(schema, &c, &rows, &teams);
         let fp = c.fingerprint.clone().unwrap_or_default();
-        let (mr, mi) = signoff::missing(&recs, policy_for(op, &c), &fp);
+        let missing = signoff::missing(&recs, policy_for(op, &c), &fp);
         // The sides this person may sign now and that still need someone.
         let f = facts_with(conn, schema, user, &teams_now, &c, &recs)?;
-        let mut needs = Vec::new();
-        if mr > 0 && access::decide(&f, ChangeAction::SignRequester).is_ok() {
-            needs.push(Side::Requester.to_string());
-        }
-        if mi > 0 && access::decide(&f, ChangeAction::SignImplementer).is_ok() {
-            needs.push(Side::Implementer.to_string());
-        }
+        let needs: Vec<String> = [
+            (Side::Requester, ChangeAction::SignRequester),
+            (Side::Implementer, ChangeAction::SignImplementer),
+            (Side::Reviewer, ChangeAction::SignReviewer),
+        ]
+        .into_iter()
+        .filter(|(side, action)| missing.of(*side) > 0 && access::decide(&f, *action).is_ok())
+        .map(|(side, _)| side.to_string())
+        .collect();
         if needs.is_empty() {
             continue;
         }
@@ -99,8 +111,9 @@ fn queue_in(
             destructive: change.destructive,
             change,
             needs,
-            missing_requester: mr,
-            missing_implementer: mi,
+            missing_requester: missing.requester,
+            missing_implementer: missing.implementer,
+            missing_reviewer: missing.reviewer,
             expires_soon: signoff::expiring_within(
                 &recs,
                 &fp,

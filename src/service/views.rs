@@ -141,19 +141,13 @@ pub struct ChangeSummaryView {
     pub approved_at: Option<NaiveDateTime>,
 }
 
-/// The policy a change needs as resolved now, with the risk tier that set it: computed from
-/// the stored counts every time, so a re-resolution that moves the change to another tier
-/// makes its sign-offs count against the new one.
+/// The policy a change needs as resolved now, with the risk tier that set it
+/// ([`Change::policy`]).
 pub fn tier_of<'o>(
     op: &'o crate::domain::schema::Operation,
     c: &Change,
 ) -> crate::domain::schema::Policy<'o> {
-    op.policy(
-        c.target_count.max(0) as u64,
-        c.root_count.max(0) as u64,
-        c.rollback_of.is_some(),
-        c.selects_everything,
-    )
+    c.policy(op)
 }
 
 impl ChangeSummaryView {

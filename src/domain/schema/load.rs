@@ -298,6 +298,7 @@ fn operation(
     let signoffs = o.signoffs.unwrap_or(SignoffPolicy {
         requester: 1,
         implementer: 1,
+        reviewer: 0,
     });
     if signoffs.implementer == 0 {
         t.push(
@@ -332,7 +333,7 @@ fn operation(
     }
     let webhook = webhook(t, o, effect, p);
     let guards = guards(t, o, effect, kinds, &target, p);
-    let tiers = tiers(t, o, signoffs, p);
+    let tiers = tiers(t, o, signoffs, (&implemented_by, requested_by.as_deref()), p);
     Some(Operation {
         name: name.to_string(),
         label,

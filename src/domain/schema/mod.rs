@@ -161,6 +161,22 @@ impl Effect {
 pub struct SignoffPolicy {
     pub requester: u32,
     pub implementer: u32,
+    /// Sign-offs of the third side a risk tier names (`also = { team, signoffs }`): never
+    /// read from a `signoffs = { … }` table (a third side always names its team), set by
+    /// [`Operation::policy`] from the tier that applies.
+    #[serde(skip_deserializing, default, skip_serializing_if = "is_zero")]
+    pub reviewer: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl SignoffPolicy {
+    /// Sign-offs from every side together (how tiers are ranked).
+    pub fn total(&self) -> u32 {
+        self.requester + self.implementer + self.reviewer
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,12 +248,25 @@ pub struct Operation {
 }
 
 /// A risk tier: a change above `above_targets` targets or `above_roots` roots needs
-/// `signoffs` instead of the operation's own policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `signoffs` instead of the operation's own policy, and, with `also`, sign-offs from a
+/// third named team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tier {
     pub above_targets: Option<u64>,
     pub above_roots: Option<u64>,
     pub signoffs: SignoffPolicy,
+    /// `also = { team = "security", signoffs = 1 }`: a third side.
+    pub also: Option<ThirdSide>,
+}
+
+/// A third side of a tier: a team that is neither the requesting nor the implementing
+/// one (a `security` review), with the distinct sign-offs it must give. Its members sign
+/// as `reviewer`; nobody in the change's two teams counts on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThirdSide {
+    pub team: String,
+    pub signoffs: u32,
 }
 
 impl Tier {
@@ -271,8 +300,9 @@ pub struct Policy<'a> {
     pub everything: bool,
 }
 
-impl Policy<'_> {
-    /// "Tier 2 (above 1000 targets): 2 requester and 2 implementer sign-offs".
+impl<'a> Policy<'a> {
+    /// "Tier 2 (above 1000 targets): 2 requester and 2 implementer sign-offs", and "and 1
+    /// from `security` as a third side" when the tier names one.
     pub fn describe(&self) -> Option<String> {
         let (n, t) = self.tier?;
         let why = if self.everything {
@@ -280,10 +310,24 @@ impl Policy<'_> {
         } else {
             t.condition()
         };
+        let third = match self.reviewer() {
+            Some(r) => format!(", and {} from `{}` as a third side", r.signoffs, r.team),
+            None => String::new(),
+        };
         Some(format!(
-            "tier {n} ({why}): {} requester and {} implementer sign-offs",
+            "tier {n} ({why}): {} requester and {} implementer sign-offs{third}",
             self.signoffs.requester, self.signoffs.implementer
         ))
+    }
+
+    /// The third side the applying tier names, if any.
+    pub fn reviewer(&self) -> Option<&'a ThirdSide> {
+        self.tier.and_then(|(_, t)| t.also.as_ref())
+    }
+
+    /// The third side's team, if the applying tier names one.
+    pub fn reviewer_team(&self) -> Option<&'a str> {
+        self.reviewer().map(|r| r.team.as_str())
     }
 
     /// "1 more implementer sign-off because no rollback can undo it", when one is added.
@@ -363,6 +407,8 @@ pub const DEFAULT_MAX_TARGETS: u64 = 100_000;
 pub enum RequestRefusal {
     #[error("`{team}` implements {label}, so it cannot also request it: a change is requested by another team than the one that carries it out")]
     SameTeam { team: String, label: String },
+    #[error("`{team}` signs larger changes of {label} as a third side, so it cannot also request them: a third side is independent of both teams")]
+    ReviewingTeam { team: String, label: String },
     #[error("{label} may be requested only by {allowed}; `{team}` is not one of them")]
     NotRequesterTeam {
         team: String,
@@ -373,10 +419,17 @@ pub enum RequestRefusal {
 
 impl Operation {
     /// May `team` be the requesting team of a change of this operation? Never the
-    /// implementing team; one of `requested_by` when the schema lists them.
+    /// implementing team, nor a team a tier names as a third side; one of `requested_by`
+    /// when the schema lists them.
     pub fn may_be_requested_by(&self, team: &str) -> Result<(), RequestRefusal> {
         if team == self.implemented_by {
             return Err(RequestRefusal::SameTeam {
+                team: team.to_string(),
+                label: self.label.clone(),
+            });
+        }
+        if self.third_side_teams().any(|t| t == team) {
+            return Err(RequestRefusal::ReviewingTeam {
                 team: team.to_string(),
                 label: self.label.clone(),
             });
@@ -417,9 +470,12 @@ impl Operation {
             .iter()
             .enumerate()
             .filter(|(_, t)| everything || t.applies(targets, roots))
-            .max_by_key(|(i, t)| (t.signoffs.requester + t.signoffs.implementer, *i))
+            .max_by_key(|(i, t)| (t.signoffs.total() + t.also.as_ref().map_or(0, |a| a.signoffs), *i))
             .map(|(i, t)| (i + 1, t));
         let mut signoffs = tier.map_or(self.signoffs, |(_, t)| t.signoffs);
+        signoffs.reviewer = tier
+            .and_then(|(_, t)| t.also.as_ref())
+            .map_or(0, |a| a.signoffs);
         let extra = if self.is_reversible() {
             0
         } else {
@@ -432,6 +488,14 @@ impl Operation {
             irreversible_extra: extra,
             everything: everything && tier.is_some(),
         }
+    }
+
+    /// The teams its tiers name as a third side.
+    pub fn third_side_teams(&self) -> impl Iterator<Item = &str> {
+        self.tiers
+            .iter()
+            .filter_map(|t| t.also.as_ref())
+            .map(|a| a.team.as_str())
     }
 
     /// The effect a rollback of this operation runs: the built-in inverse, or for a webhook

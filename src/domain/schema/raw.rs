@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MinRemaining, SignoffPolicy};
+use super::{MinRemaining, SignoffPolicy, ThirdSide};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +105,8 @@ pub(super) struct RawTier {
     pub(super) above_targets: Option<u64>,
     pub(super) above_roots: Option<u64>,
     pub(super) signoffs: Option<SignoffPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) also: Option<ThirdSide>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

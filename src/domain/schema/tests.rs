@@ -261,7 +261,8 @@ signoffs = { requester = 2, implementer = 2 }
             p.signoffs,
             SignoffPolicy {
                 requester: 2,
-                implementer: 2
+                implementer: 2,
+                reviewer: 0,
             }
         );
     }
@@ -322,7 +323,8 @@ fn an_irreversible_operation_needs_one_more_implementer() {
         p.signoffs,
         SignoffPolicy {
             requester: 1,
-            implementer: 3
+            implementer: 3,
+            reviewer: 0,
         }
     );
     assert_eq!(

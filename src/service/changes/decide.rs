@@ -53,6 +53,7 @@ pub fn sign(
         let action = match req.side {
             Side::Requester => ChangeAction::SignRequester,
             Side::Implementer => ChangeAction::SignImplementer,
+            Side::Reviewer => ChangeAction::SignReviewer,
         };
         access::decide(&facts(conn, schema, user, &c, &existing)?, action)?;
         let current = c.fingerprint.clone().unwrap_or_default();
@@ -119,6 +120,7 @@ pub fn sign(
                     fingerprint: current.clone(),
                     requester: names(Side::Requester),
                     implementer: names(Side::Implementer),
+                    reviewer: names(Side::Reviewer),
                 },
             )?;
         }

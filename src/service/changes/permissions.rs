@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::shared::{effect_for, policy_for};
+use super::shared::{effect_for, policy_for, tier_of};
 use crate::db::models::{Change, Signoff};
 use crate::db::{changes as repo, now, users, DbConn};
 use crate::domain::access::{self, ChangeAction, Facts};
@@ -15,7 +15,8 @@ use crate::service::views::number;
 use crate::service::CurrentUser;
 
 /// The policy's view of a change's sign-offs: each marked `earned` only while its signer
-/// is still in the side's team (and, on the requester side, not in the implementing team),
+/// is still in the side's team (on the requester side, not in the implementing team; on
+/// the third side, in the team the policy names now and in neither of the change's),
 /// and `expired` once its operation's `signoffs_expire_after` has passed since it was
 /// given (a rollback's sign-offs expire as its operation's do). The one place records are
 /// made, so approval, the execute gate, views and the queue count alike.
@@ -42,9 +43,11 @@ pub(in crate::service) fn records_with(
 ) -> Vec<SignoffRecord> {
     let mut out = Vec::with_capacity(rows.len());
     let none = Vec::new();
-    let lifetime = schema
-        .operation(&c.operation)
-        .and_then(|o| o.signoffs_expire_after);
+    let op = schema.operation(&c.operation);
+    let lifetime = op.and_then(|o| o.signoffs_expire_after);
+    // The third side of the policy as resolved now: a review given under another tier
+    // (or by someone who left the team) does not count.
+    let reviewing = op.and_then(|o| tier_of(o, c).reviewer_team());
     let t = now();
     for (s, _, _) in rows {
         let side = s.side;
@@ -53,6 +56,11 @@ pub(in crate::service) fn records_with(
         let earned = match side {
             Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
             Side::Implementer => has(&c.implementing_team),
+            Side::Reviewer => {
+                reviewing.is_some_and(has)
+                    && !has(&c.requesting_team)
+                    && !has(&c.implementing_team)
+            }
         };
         let expiry = signoff::expiry(s.created_at, lifetime, t);
         out.push(SignoffRecord {
@@ -74,7 +82,7 @@ pub(in crate::service) fn records_with(
 /// transaction or snapshot.
 pub(crate) fn facts<'c>(
     conn: &mut DbConn,
-    schema: &Schema,
+    schema: &'c Schema,
     user: &CurrentUser,
     c: &'c Change,
     recs: &[SignoffRecord],
@@ -88,7 +96,7 @@ pub(crate) fn facts<'c>(
 /// [`facts`] with the person's current teams already read (a list of many changes).
 pub(in crate::service) fn facts_with<'c>(
     conn: &mut DbConn,
-    schema: &Schema,
+    schema: &'c Schema,
     user: &CurrentUser,
     teams_now: &[String],
     c: &'c Change,
@@ -113,6 +121,7 @@ pub(in crate::service) fn facts_with<'c>(
         None => false,
     };
     let in_team = |t: &str| teams_now.iter().any(|m| m == t);
+    let reviewing_team = op.and_then(|o| tier_of(o, c).reviewer_team());
     let now = now();
     Ok(Facts {
         state: Some(c.state),
@@ -122,13 +131,17 @@ pub(in crate::service) fn facts_with<'c>(
         is_author: user.id == c.author_id,
         in_requesting_team: in_team(&c.requesting_team),
         in_implementing_team: in_team(&c.implementing_team),
+        reviewing_team,
+        in_reviewing_team: reviewing_team.is_some_and(in_team),
         in_window: !matches!(c.not_before, Some(nb) if now < nb)
             && !matches!(c.not_after, Some(na) if now > na),
         approval_holds: op.is_some_and(|o| signoff::is_approved(recs, policy_for(o, c), fp)),
         signed_requester: mine(Side::Requester, true),
         signed_implementer: mine(Side::Implementer, true),
+        signed_reviewer: mine(Side::Reviewer, true),
         ever_signed_requester: mine(Side::Requester, false),
         ever_signed_implementer: mine(Side::Implementer, false),
+        ever_signed_reviewer: mine(Side::Reviewer, false),
         is_rollback: c.rollback_of.is_some(),
         operation_known: op.is_some(),
         reversible: op.is_some_and(|o| effect_for(o, c).is_some() && o.is_reversible()),

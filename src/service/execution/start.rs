@@ -24,7 +24,7 @@ use crate::service::changes::{
 };
 use crate::service::events::record;
 use crate::service::expiry;
-use crate::service::views::number;
+use crate::service::views::{number, tier_of};
 use crate::service::CurrentUser;
 
 #[derive(Debug, Deserialize)]
@@ -125,10 +125,12 @@ fn check_approval(
 ) -> AppResult<Gate> {
     let rows = change_repo::signoffs(conn, c.id)?;
     let recs = records(conn, schema, c, &rows)?;
-    if signoff::is_approved(&recs, policy_for(op, c), current) {
+    let policy = policy_for(op, c);
+    if signoff::is_approved(&recs, policy, current) {
         return Ok(Ok(()));
     }
-    let left = no_longer_counting(conn, c, &rows, &recs, current)?;
+    let reviewing = tier_of(op, c).reviewer_team();
+    let left = no_longer_counting(conn, c, &rows, &recs, current, reviewing)?;
     let expired = expiry::expired_on_current(schema, c, &rows, &recs);
     let described: Vec<String> = expired.iter().map(expiry::describe).collect();
     let mut why = Vec::new();
@@ -139,7 +141,23 @@ fn check_approval(
         why.push(format!("sign-offs expired: {}", described.join("; ")));
     }
     let reason = if why.is_empty() {
-        "the current fingerprint does not have every sign-off it needs".to_string()
+        // Nobody left and nothing expired: the policy as resolved now asks for more (a
+        // larger list moved it to a stricter tier).
+        let m = signoff::missing(&recs, policy, current);
+        let teams = [
+            (m.requester, c.requesting_team.as_str(), "requester"),
+            (m.implementer, c.implementing_team.as_str(), "implementer"),
+            (m.reviewer, reviewing.unwrap_or_default(), "third"),
+        ];
+        let needs: Vec<String> = teams
+            .iter()
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(n, team, side)| format!("{n} more from `{team}` ({side} side)"))
+            .collect();
+        format!(
+            "the current fingerprint does not have every sign-off its policy needs now: {}",
+            needs.join(", ")
+        )
     } else {
         why.join("; ")
     };
@@ -176,6 +194,7 @@ fn no_longer_counting(
     rows: &[(Signoff, String, String)],
     recs: &[SignoffRecord],
     current: &str,
+    reviewing: Option<&str>,
 ) -> AppResult<Vec<String>> {
     let mut left: Vec<String> = Vec::new();
     for r in recs
@@ -186,20 +205,28 @@ fn no_longer_counting(
         let Some((s, email, _)) = rows.iter().find(|(s, _, _)| s.id == r.id) else {
             continue;
         };
-        let team = match r.side {
-            Side::Requester => &c.requesting_team,
-            Side::Implementer => &c.implementing_team,
+        let (team, joined) = match r.side {
+            Side::Requester => (
+                c.requesting_team.as_str(),
+                users::is_member(conn, r.user_id, &c.implementing_team)?
+                    .then_some(" or is now in the implementing team"),
+            ),
+            Side::Implementer => (c.implementing_team.as_str(), None),
+            // A review under a policy that names no third side now is not needed either.
+            Side::Reviewer => match reviewing {
+                Some(t) => (
+                    t,
+                    (users::is_member(conn, r.user_id, &c.requesting_team)?
+                        || users::is_member(conn, r.user_id, &c.implementing_team)?)
+                    .then_some(" or is now in one of the change's teams"),
+                ),
+                None => continue,
+            },
         };
-        let joined =
-            r.side == Side::Requester && users::is_member(conn, r.user_id, &c.implementing_team)?;
         left.push(format!(
             "{email} ({} side) is no longer a member of `{team}`{}",
             s.side,
-            if joined {
-                " or is now in the implementing team"
-            } else {
-                ""
-            }
+            joined.unwrap_or("")
         ));
     }
     Ok(left)

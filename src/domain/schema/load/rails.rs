@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{team_name_ok, Budget, Effect, Guards, Kind, Lifetime, SignoffPolicy, Tier};
+use super::super::{
+    team_name_ok, Budget, Effect, Guards, Kind, Lifetime, SignoffPolicy, ThirdSide, Tier,
+};
 use super::{header_line, Problems, RawOperation, Table};
 
 /// How long a sign-off counts (`signoffs_expire_after = "72h"`; none: until execution).
@@ -36,11 +38,14 @@ pub(super) fn irreversible_signoffs(
     o.irreversible_signoffs.unwrap_or(1)
 }
 
-/// Risk tiers: each needs a threshold and at least the operation's own sign-offs.
+/// Risk tiers: each needs a threshold and at least the operation's own sign-offs; a third
+/// side (`also`) names a team that is neither the implementing team nor one that may
+/// request the operation, and at least one sign-off.
 pub(super) fn tiers(
     t: &Table,
     o: &RawOperation,
     base: SignoffPolicy,
+    (implemented_by, requested_by): (&str, Option<&[String]>),
     p: &mut Problems,
 ) -> Vec<Tier> {
     let mut out = Vec::new();
@@ -71,13 +76,46 @@ pub(super) fn tiers(
                 ),
             );
         }
+        if let Some(also) = &raw.also {
+            third_side(t, &at("also"), also, (implemented_by, requested_by), p);
+        }
         out.push(Tier {
             above_targets: raw.above_targets,
             above_roots: raw.above_roots,
             signoffs,
+            also: raw.also.clone(),
         });
     }
     out
+}
+
+/// A tier's third side: a valid team name, independent of the change's two teams.
+fn third_side(
+    t: &Table,
+    at: &str,
+    also: &ThirdSide,
+    (implemented_by, requested_by): (&str, Option<&[String]>),
+    p: &mut Problems,
+) {
+    let team = also.team.as_str();
+    if !team_name_ok(team) {
+        t.push(
+            p,
+            at,
+            format!("`{team}` is not a valid team name (lowercase letters, digits, `-`, `_`, `.`)"),
+        );
+    } else if team == implemented_by {
+        t.push(p, at, format!("`{team}` implements this operation, so it cannot also be its third side: a third side is a team other than the change's two"));
+    } else if requested_by.is_some_and(|l| l.iter().any(|r| r == team)) {
+        t.push(p, at, format!("`{team}` may request this operation (requested_by), so it cannot also be its third side: a third side is a team other than the change's two"));
+    }
+    if also.signoffs == 0 {
+        t.push(
+            p,
+            at,
+            "a third side needs at least 1 sign-off (signoffs = 1): leave `also` out for none",
+        );
+    }
 }
 
 /// The population guards, each checked against the effect and the kinds it names.

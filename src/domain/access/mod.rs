@@ -21,6 +21,7 @@ pub enum ChangeAction {
     Submit,
     SignRequester,
     SignImplementer,
+    SignReviewer,
     Reject,
     Cancel,
     Comment,
@@ -32,12 +33,13 @@ pub enum ChangeAction {
 }
 
 impl ChangeAction {
-    pub const ALL: [ChangeAction; 13] = [
+    pub const ALL: [ChangeAction; 14] = [
         ChangeAction::Edit,
         ChangeAction::Resolve,
         ChangeAction::Submit,
         ChangeAction::SignRequester,
         ChangeAction::SignImplementer,
+        ChangeAction::SignReviewer,
         ChangeAction::Reject,
         ChangeAction::Cancel,
         ChangeAction::Comment,
@@ -55,6 +57,7 @@ impl ChangeAction {
             ChangeAction::Submit => "submit",
             ChangeAction::SignRequester => "sign_requester",
             ChangeAction::SignImplementer => "sign_implementer",
+            ChangeAction::SignReviewer => "sign_reviewer",
             ChangeAction::Reject => "reject",
             ChangeAction::Cancel => "cancel",
             ChangeAction::Comment => "comment",
@@ -74,6 +77,7 @@ impl ChangeAction {
             ChangeAction::Submit => "submit",
             ChangeAction::SignRequester => "sign the requester side of",
             ChangeAction::SignImplementer => "sign the implementer side of",
+            ChangeAction::SignReviewer => "sign the third side of",
             ChangeAction::Reject => "reject",
             ChangeAction::Cancel => "cancel",
             ChangeAction::Comment => "comment on",
@@ -103,13 +107,19 @@ pub struct Facts<'a> {
     pub is_author: bool,
     pub in_requesting_team: bool,
     pub in_implementing_team: bool,
+    /// The third side the change's policy names as resolved now (a tier's `also` team),
+    /// if any, and whether the person is a member of it.
+    pub reviewing_team: Option<&'a str>,
+    pub in_reviewing_team: bool,
     /// The person has a counted sign-off on the requester side for the current fingerprint.
     pub signed_requester: bool,
     pub signed_implementer: bool,
+    pub signed_reviewer: bool,
     /// The person has ever signed that side of this change (stale or not): one person never
-    /// takes part for both teams.
+    /// takes part for two sides.
     pub ever_signed_requester: bool,
     pub ever_signed_implementer: bool,
+    pub ever_signed_reviewer: bool,
     /// The change is a rollback of another change.
     pub is_rollback: bool,
     /// The change's operation is still in the schema.
@@ -140,6 +150,8 @@ pub enum Reason {
     IllegalTransition,
     UnknownState,
     AlreadySigned,
+    /// The change's policy names no third side: nobody signs as reviewer.
+    NoThirdSide,
     OutsideWindow,
     SignoffsNoLongerCount,
     /// The change's operation left the schema.
@@ -210,9 +222,39 @@ impl Facts<'_> {
         self.is_admin || self.is_author || self.in_either_team()
     }
 
+    /// A member of either team or of the third side: who may comment on and reject it.
+    fn any_side(&self) -> bool {
+        self.in_either_team() || self.in_reviewing_team
+    }
+
     /// The change's two teams, in words.
     fn teams(&self) -> String {
         format!("`{}` or `{}`", self.requesting_team, self.implementing_team)
+    }
+
+    /// Every team that signs the change, in words.
+    fn signing_teams(&self) -> String {
+        match self.reviewing_team {
+            Some(r) => format!(
+                "`{}`, `{}` or `{r}`",
+                self.requesting_team, self.implementing_team
+            ),
+            None => self.teams(),
+        }
+    }
+
+    /// The person already signed a side other than `side` of this change (at any
+    /// fingerprint): one person never counts on two sides.
+    fn signed_other_side_than(&self, side: ChangeAction) -> Option<&'static str> {
+        use ChangeAction as A;
+        [
+            (A::SignRequester, self.ever_signed_requester, "requester"),
+            (A::SignImplementer, self.ever_signed_implementer, "implementer"),
+            (A::SignReviewer, self.ever_signed_reviewer, "third"),
+        ]
+        .into_iter()
+        .find(|(a, signed, _)| *a != side && *signed)
+        .map(|(_, _, name)| name)
     }
 }
 
@@ -233,6 +275,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Submit => submit(f, state),
         A::SignRequester => sign_requester(f, state),
         A::SignImplementer => sign_implementer(f, state),
+        A::SignReviewer => sign_reviewer(f, state),
         A::Reject => reject(f, state),
         A::Cancel => cancel(f, state),
         A::Comment => comment(f),
@@ -320,11 +363,8 @@ fn sign_requester(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
     if f.in_implementing_team {
         return Err(who(Reason::SeparationOfDuties, action, format!("you are a member of the implementing team `{}`: a member of the implementing team never counts on the requester side", f.implementing_team)));
     }
-    if f.ever_signed_implementer {
-        return Err(who(Reason::SeparationOfDuties,
-            action,
-            "you already signed the implementer side of this change; one person never counts on both sides".into(),
-        ));
+    if let Some(other) = f.signed_other_side_than(action) {
+        return Err(two_sides(action, other));
     }
     if state != ChangeState::AwaitingSignoff {
         return Err(when(state, action));
@@ -361,11 +401,8 @@ fn sign_implementer(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
             "the author of a change cannot sign its implementer side".into(),
         ));
     }
-    if f.ever_signed_requester {
-        return Err(who(Reason::SeparationOfDuties,
-            action,
-            "you already signed the requester side of this change; one person never counts on both sides".into(),
-        ));
+    if let Some(other) = f.signed_other_side_than(action) {
+        return Err(two_sides(action, other));
     }
     if state != ChangeState::AwaitingSignoff {
         return Err(when(state, action));
@@ -381,16 +418,79 @@ fn sign_implementer(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
     Ok(())
 }
 
-/// Reject: either team or an admin, while sign-off is asked or given.
+/// "You already signed the requester side of this change; …".
+fn two_sides(action: ChangeAction, other: &str) -> Denied {
+    who(
+        Reason::SeparationOfDuties,
+        action,
+        format!("you already signed the {other} side of this change; one person never counts on two sides"),
+    )
+}
+
+/// The third side (a tier's `also` team): a member of that team who is in neither of the
+/// change's teams, is not its author and never signed another side, once per
+/// fingerprint, while the policy as resolved now names a third side.
+fn sign_reviewer(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::SignReviewer;
+    let Some(team) = f.reviewing_team else {
+        return Err(who(
+            Reason::NoThirdSide,
+            action,
+            "this change's sign-off policy names no third side: only the requester and implementer sides sign it".into(),
+        ));
+    };
+    if !f.in_reviewing_team {
+        return Err(who(
+            Reason::NotInTeam,
+            action,
+            format!("only members of team `{team}` can sign the third side"),
+        ));
+    }
+    if f.in_either_team() {
+        return Err(who(
+            Reason::SeparationOfDuties,
+            action,
+            format!(
+                "you are a member of {}, a team of the change: a third side is signed by people outside both teams",
+                if f.in_requesting_team { f.requesting_team } else { f.implementing_team }
+            ),
+        ));
+    }
+    if f.is_author {
+        return Err(who(
+            Reason::SeparationOfDuties,
+            action,
+            "the author of a change cannot sign its third side".into(),
+        ));
+    }
+    if let Some(other) = f.signed_other_side_than(action) {
+        return Err(two_sides(action, other));
+    }
+    if state != ChangeState::AwaitingSignoff {
+        return Err(when(state, action));
+    }
+    if f.signed_reviewer {
+        return Err(refused(
+            action,
+            Reason::AlreadySigned,
+            state,
+            "you already signed the third side for this fingerprint",
+        ));
+    }
+    Ok(())
+}
+
+/// Reject: any signing team (the third side too) or an admin, while sign-off is asked or
+/// given.
 fn reject(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
     let action = ChangeAction::Reject;
-    if !(f.is_admin || f.in_either_team()) {
+    if !(f.is_admin || f.any_side()) {
         return Err(who(
             Reason::Forbidden,
             action,
             format!(
-                "only the requesting or implementing team ({}) or an admin can reject a change",
-                f.teams()
+                "only the teams that sign the change ({}) or an admin can reject it",
+                f.signing_teams()
             ),
         ));
     }
@@ -419,15 +519,15 @@ fn cancel(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
     Ok(())
 }
 
-/// Comment: the change's people, in any state.
+/// Comment: the change's people (the third side too), in any state.
 fn comment(f: &Facts<'_>) -> Result<(), Denied> {
-    if !f.involved() {
+    if !(f.involved() || f.in_reviewing_team) {
         return Err(who(
             Reason::Forbidden,
             ChangeAction::Comment,
             format!(
                 "only the teams of the change ({}) can comment on it",
-                f.teams()
+                f.signing_teams()
             ),
         ));
     }
@@ -591,108 +691,4 @@ pub fn allowed(f: &Facts<'_>) -> BTreeSet<ChangeAction> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ChangeAction as A;
-
-    fn facts(state: ChangeState) -> Facts<'static> {
-        Facts {
-            state: Some(state),
-            requesting_team: "app-owners",
-            implementing_team: "platform-ops",
-            operation_known: true,
-            reversible: true,
-            in_window: true,
-            approval_holds: true,
-            ..Facts::default()
-        }
-    }
-
-    #[test]
-    fn strangers_may_do_nothing() {
-        for &s in ChangeState::VALUES {
-            assert!(allowed(&facts(s)).is_empty(), "{s}");
-        }
-    }
-
-    #[test]
-    fn a_member_of_both_teams_never_signs_the_requester_side() {
-        let mut f = facts(ChangeState::AwaitingSignoff);
-        f.in_requesting_team = true;
-        f.in_implementing_team = true;
-        let a = allowed(&f);
-        assert!(!a.contains(&A::SignRequester));
-        assert!(a.contains(&A::SignImplementer));
-        let e = decide(&f, A::SignRequester).unwrap_err();
-        assert_eq!(e.reason, Reason::SeparationOfDuties);
-        assert!(e.message.contains("platform-ops"), "{}", e.message);
-    }
-
-    #[test]
-    fn the_author_never_signs_the_implementer_side() {
-        let mut f = facts(ChangeState::AwaitingSignoff);
-        f.is_author = true;
-        f.in_implementing_team = true;
-        assert_eq!(
-            decide(&f, A::SignImplementer).unwrap_err().reason,
-            Reason::SeparationOfDuties
-        );
-    }
-
-    #[test]
-    fn rollbacks_are_not_rolled_back_and_need_executed_targets() {
-        let mut f = facts(ChangeState::Completed);
-        f.in_requesting_team = true;
-        f.executed_targets = 3;
-        assert!(allowed(&f).contains(&A::Rollback));
-        f.is_rollback = true;
-        assert_eq!(
-            decide(&f, A::Rollback).unwrap_err().reason,
-            Reason::NotReversible
-        );
-        f.is_rollback = false;
-        f.executed_targets = 0;
-        assert_eq!(
-            decide(&f, A::Rollback).unwrap_err().reason,
-            Reason::NothingToRollBack
-        );
-    }
-
-    #[test]
-    fn notices_only_once_approved() {
-        let mut f = facts(ChangeState::Draft);
-        f.in_requesting_team = true;
-        assert!(decide(&f, A::DraftNotice).is_err());
-        for s in [
-            ChangeState::Cancelled,
-            ChangeState::Rejected,
-            ChangeState::AwaitingSignoff,
-        ] {
-            f.state = Some(s);
-            assert!(decide(&f, A::DraftNotice).is_err(), "{s}");
-        }
-        f.state = Some(ChangeState::Approved);
-        assert!(decide(&f, A::DraftNotice).is_ok());
-        // Someone in both teams would leave nobody to approve their notice.
-        f.in_implementing_team = true;
-        let e = decide(&f, A::DraftNotice).unwrap_err();
-        assert!(matches!(
-            e.reason,
-            Reason::Notice(notice::NoticeRefusal::InBothTeams { .. })
-        ));
-        assert_eq!(e.state, None);
-    }
-
-    #[test]
-    fn state_refusals_name_the_state_person_refusals_do_not() {
-        let mut f = facts(ChangeState::Completed);
-        f.is_author = true;
-        let e = decide(&f, A::Edit).unwrap_err();
-        assert_eq!(e.reason, Reason::IllegalTransition);
-        assert_eq!(e.state, Some(ChangeState::Completed));
-        assert_eq!(e.message, "cannot edit a change that is completed");
-        f.is_author = false;
-        let e = decide(&f, A::Edit).unwrap_err();
-        assert_eq!((e.reason, e.state), (Reason::NotAuthor, None));
-    }
-}
+mod tests;

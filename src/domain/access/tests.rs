@@ -1,0 +1,105 @@
+//! The access decision, rule by rule.
+
+use super::*;
+use ChangeAction as A;
+
+fn facts(state: ChangeState) -> Facts<'static> {
+    Facts {
+        state: Some(state),
+        requesting_team: "app-owners",
+        implementing_team: "platform-ops",
+        operation_known: true,
+        reversible: true,
+        in_window: true,
+        approval_holds: true,
+        ..Facts::default()
+    }
+}
+
+#[test]
+fn strangers_may_do_nothing() {
+    for &s in ChangeState::VALUES {
+        assert!(allowed(&facts(s)).is_empty(), "{s}");
+    }
+}
+
+#[test]
+fn a_member_of_both_teams_never_signs_the_requester_side() {
+    let mut f = facts(ChangeState::AwaitingSignoff);
+    f.in_requesting_team = true;
+    f.in_implementing_team = true;
+    let a = allowed(&f);
+    assert!(!a.contains(&A::SignRequester));
+    assert!(a.contains(&A::SignImplementer));
+    let e = decide(&f, A::SignRequester).unwrap_err();
+    assert_eq!(e.reason, Reason::SeparationOfDuties);
+    assert!(e.message.contains("platform-ops"), "{}", e.message);
+}
+
+#[test]
+fn the_author_never_signs_the_implementer_side() {
+    let mut f = facts(ChangeState::AwaitingSignoff);
+    f.is_author = true;
+    f.in_implementing_team = true;
+    assert_eq!(
+        decide(&f, A::SignImplementer).unwrap_err().reason,
+        Reason::SeparationOfDuties
+    );
+}
+
+#[test]
+fn rollbacks_are_not_rolled_back_and_need_executed_targets() {
+    let mut f = facts(ChangeState::Completed);
+    f.in_requesting_team = true;
+    f.executed_targets = 3;
+    assert!(allowed(&f).contains(&A::Rollback));
+    f.is_rollback = true;
+    assert_eq!(
+        decide(&f, A::Rollback).unwrap_err().reason,
+        Reason::NotReversible
+    );
+    f.is_rollback = false;
+    f.executed_targets = 0;
+    assert_eq!(
+        decide(&f, A::Rollback).unwrap_err().reason,
+        Reason::NothingToRollBack
+    );
+}
+
+#[test]
+fn notices_only_once_approved() {
+    let mut f = facts(ChangeState::Draft);
+    f.in_requesting_team = true;
+    assert!(decide(&f, A::DraftNotice).is_err());
+    for s in [
+        ChangeState::Cancelled,
+        ChangeState::Rejected,
+        ChangeState::AwaitingSignoff,
+    ] {
+        f.state = Some(s);
+        assert!(decide(&f, A::DraftNotice).is_err(), "{s}");
+    }
+    f.state = Some(ChangeState::Approved);
+    assert!(decide(&f, A::DraftNotice).is_ok());
+    // Someone in both teams would leave nobody to approve their notice.
+    f.in_implementing_team = true;
+    let e = decide(&f, A::DraftNotice).unwrap_err();
+    assert!(matches!(
+        e.reason,
+        Reason::Notice(notice::NoticeRefusal::InBothTeams { .. })
+    ));
+    assert_eq!(e.state, None);
+}
+
+#[test]
+fn state_refusals_name_the_state_person_refusals_do_not() {
+    let mut f = facts(ChangeState::Completed);
+    f.is_author = true;
+    let e = decide(&f, A::Edit).unwrap_err();
+    assert_eq!(e.reason, Reason::IllegalTransition);
+    assert_eq!(e.state, Some(ChangeState::Completed));
+    assert_eq!(e.message, "cannot edit a change that is completed");
+    f.is_author = false;
+    let e = decide(&f, A::Edit).unwrap_err();
+    assert_eq!((e.reason, e.state), (Reason::NotAuthor, None));
+}
