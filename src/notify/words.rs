@@ -156,13 +156,19 @@ fn words(e: &Event, a: &About) -> Option<Words> {
     Some(match e {
         Event::Submitted { .. } => submitted(a),
         Event::Signed { side, comment, .. } => signed(a, *side, comment),
-        Event::Approved { .. } => Words::new(
+        Event::Approved { reviewer, .. } => Words::new(
             format!("[{chg}] Approved: {title}"),
             format!("{chg} is approved"),
         )
         .say(format!(
-            "Both teams signed fingerprint {}. {} can now execute it.",
-            a.fp, a.implementing_team
+            "{} signed fingerprint {}. {} can now execute it.",
+            if reviewer.is_empty() {
+                "Both teams"
+            } else {
+                "Both teams and the third side"
+            },
+            a.fp,
+            a.implementing_team
         )),
         Event::SignoffsStale(st) => stale(a, st),
         Event::Rejected { reason, .. } => Words::new(
@@ -277,7 +283,10 @@ fn submitted(a: &About) -> Words {
 fn signed(a: &About, side: Side, comment: &str) -> Words {
     let w = Words::new(
         format!("[{}] Signed by {}: {}", a.chg, a.actor, a.title),
-        format!("{} signed the {side} side of {}", a.actor, a.chg),
+        match side {
+            Side::Reviewer => format!("{} signed {} as its third side (reviewer)", a.actor, a.chg),
+            _ => format!("{} signed the {side} side of {}", a.actor, a.chg),
+        },
     );
     if comment.is_empty() {
         w

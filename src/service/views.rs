@@ -244,6 +244,9 @@ pub struct ChangeView {
     pub irreversible: Option<String>,
     pub requester_side: SideStatus,
     pub implementer_side: SideStatus,
+    /// The third side the applying tier names (`also = { team, signoffs }`): its team,
+    /// the sign-offs it needs and has; `None`: the change needs none.
+    pub reviewer_side: Option<SideStatus>,
     /// The implementer must send `confirm_count` equal to the target count.
     pub confirm_count_required: bool,
     pub conflicts: Vec<ConflictView>,

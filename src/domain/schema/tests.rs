@@ -572,3 +572,110 @@ fn an_undo_is_another_webhook_on_the_same_kind_and_team() {
         assert_eq!(problems.len(), 1, "{problems:#?}");
     }
 }
+
+#[test]
+fn a_tier_may_name_a_third_side() {
+    let s = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+    let op = s.operation("delete_site").unwrap();
+    // 3 sites of 3 customers: the operation's own policy, no third side.
+    let p = op.policy(3, 3, false, false);
+    assert_eq!((p.tier, p.reviewer_team(), p.signoffs.reviewer), (None, None, 0));
+    // 4 customers: tier 1, both teams only.
+    let p = op.policy(4, 4, false, false);
+    assert_eq!((p.tier.map(|t| t.0), p.reviewer_team()), (Some(1), None));
+    // 21 customers: tier 2, and one sign-off from `security`.
+    let p = op.policy(21, 21, false, false);
+    assert_eq!(p.tier.map(|t| t.0), Some(2));
+    assert_eq!(p.reviewer_team(), Some("security"));
+    assert_eq!(p.signoffs.reviewer, 1);
+    assert_eq!(
+        p.describe().unwrap(),
+        "tier 2 (above 20 roots): 2 requester and 3 implementer sign-offs, and 1 from `security` as a third side"
+    );
+    // Without `rollback_signoffs`, restoring as many sites needs the same people.
+    assert_eq!(
+        op.policy(21, 21, true, false).reviewer_team(),
+        Some("security")
+    );
+    // The third side never requests the operation.
+    let e = op.may_be_requested_by("security").unwrap_err();
+    assert!(matches!(e, RequestRefusal::ReviewingTeam { .. }), "{e}");
+    assert!(e.to_string().contains("third side"), "{e}");
+    assert!(op.may_be_requested_by("app-owners").is_ok());
+    // `reviewer` is never read from a `signoffs` table: a third side names its team.
+    let bad = format!(
+        "{EXAMPLE_SCHEMA}{}",
+        r#"
+[operations.sneaky]
+label = "Sneaky"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+signoffs = { requester = 1, implementer = 1, reviewer = 3 }
+"#
+    );
+    let s = Schema::from_toml(&bad).unwrap();
+    assert_eq!(s.operation("sneaky").unwrap().signoffs.reviewer, 0);
+}
+
+#[test]
+fn a_third_side_is_independent_of_both_teams() {
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}",
+        r#"
+[operations.reviewed]
+label = "Reviewed"
+target = "app_install"
+effect = "soft_delete"
+implemented_by = "platform-ops"
+requested_by = ["app-owners", "security"]
+
+[[operations.reviewed.tiers]]
+above_targets = 10
+signoffs = { requester = 1, implementer = 1 }
+also = { team = "platform-ops", signoffs = 1 }
+
+[[operations.reviewed.tiers]]
+above_targets = 20
+signoffs = { requester = 1, implementer = 1 }
+also = { team = "security", signoffs = 1 }
+
+[[operations.reviewed.tiers]]
+above_targets = 30
+signoffs = { requester = 1, implementer = 1 }
+also = { team = "Audit Team", signoffs = 0 }
+"#
+    );
+    let problems: Vec<String> = Schema::from_toml(&src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| format!("{}: {}", p.place, p.message))
+        .collect();
+    for want in [
+        "operations.reviewed.tiers[1].also: `platform-ops` implements this operation, so it cannot also be its third side",
+        "operations.reviewed.tiers[2].also: `security` may request this operation (requested_by), so it cannot also be its third side",
+        "operations.reviewed.tiers[3].also: `Audit Team` is not a valid team name",
+        "operations.reviewed.tiers[3].also: a third side needs at least 1 sign-off",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_third_side_takes_only_team_and_signoffs() {
+    let src = format!(
+        "{EXAMPLE_SCHEMA}{}",
+        r#"
+[[operations.uninstall_app.tiers]]
+above_targets = 40
+signoffs = { requester = 1, implementer = 1 }
+also = { team = "audit", signoffs = 1, members = 3 }
+"#
+    );
+    let e = Schema::from_toml(&src).unwrap_err().to_string();
+    assert!(e.contains("unknown field `members`"), "{e}");
+}

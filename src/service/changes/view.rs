@@ -52,9 +52,9 @@ fn signoff_views(
     fp: &str,
     given: &std::collections::HashMap<i64, crate::domain::difference::DifferenceCounts>,
 ) -> Vec<SignoffView> {
-    let lifetime = schema
-        .operation(&c.operation)
-        .and_then(|o| o.signoffs_expire_after);
+    let op = schema.operation(&c.operation);
+    let lifetime = op.and_then(|o| o.signoffs_expire_after);
+    let reviewing = op.and_then(|o| tier_of(o, c).reviewer_team());
     rows.iter()
         .map(|(s, email, name)| {
             let rec = recs.iter().find(|r| r.id == s.id);
@@ -62,10 +62,10 @@ fn signoff_views(
             let earned = rec.map_or(true, |r| r.earned);
             let expired = rec.is_some_and(|r| r.expired);
             let expires_at = rec.and_then(|r| r.expires_at);
-            let team = if s.side == Side::Requester {
-                &c.requesting_team
-            } else {
-                &c.implementing_team
+            let team = match s.side {
+                Side::Requester => c.requesting_team.as_str(),
+                Side::Implementer => c.implementing_team.as_str(),
+                Side::Reviewer => reviewing.unwrap_or_default(),
             };
             SignoffView {
                 side: s.side,
@@ -83,6 +83,8 @@ fn signoff_views(
                         "expired at {} UTC, {l} after it was given",
                         at.format("%Y-%m-%d %H:%M")
                     ))
+                } else if !earned && s.side == Side::Reviewer && reviewing.is_none() {
+                    Some("not needed: the change's policy as resolved now names no third side".into())
                 } else if !earned {
                     Some(format!(
                         "no longer counts: {name} is not (only) in `{team}` any more"
@@ -147,6 +149,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
         let irreversible = tiered.and_then(|t| t.irreversible_note());
         let req_now = signoff::current_signers(&recs, Side::Requester, &fp).len();
         let imp_now = signoff::current_signers(&recs, Side::Implementer, &fp).len();
+        let rev_now = signoff::current_signers(&recs, Side::Reviewer, &fp).len();
+        let reviewer_side = tiered
+            .and_then(|t| t.reviewer())
+            .map(|r| side_status(&r.team, r.signoffs, rev_now));
         let conflicts = conflict_views(conn, id)?;
         let stored: Value = serde_json::from_str(&c.selector).unwrap_or(Value::Null);
         Ok(ChangeView {
@@ -194,6 +200,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             irreversible,
             requester_side: side_status(&c.requesting_team, policy.requester, req_now),
             implementer_side: side_status(&c.implementing_team, policy.implementer, imp_now),
+            reviewer_side,
             confirm_count_required: op
                 .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,

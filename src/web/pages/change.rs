@@ -237,7 +237,7 @@ pub async fn change(
     let (v, total, rows, sets, comments, events, exec) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
-    let sides = vec![
+    let mut sides = vec![
         side_panel(
             &v,
             &can,
@@ -253,6 +253,9 @@ pub async fn change(
             &v.implementer_side,
         ),
     ];
+    if let Some(r) = &v.reviewer_side {
+        sides.push(side_panel(&v, &can, Side::Reviewer, "Third side", r));
+    }
     let exec_state = exec.as_ref().map(|e| e.state);
     let waves = exec.as_ref().map(wave_rows).unwrap_or_default();
     let page = ChangePage {
