@@ -32,6 +32,7 @@ mod queue;
 mod signoffs;
 mod smtp;
 mod states;
+mod third_side;
 mod teams;
 mod truth;
 mod two_servers;

@@ -1,6 +1,8 @@
 //! The access decision, rule by rule.
 
 use super::*;
+use std::collections::BTreeSet;
+
 use ChangeAction as A;
 
 fn facts(state: ChangeState) -> Facts<'static> {
@@ -102,4 +104,85 @@ fn state_refusals_name_the_state_person_refusals_do_not() {
     f.is_author = false;
     let e = decide(&f, A::Edit).unwrap_err();
     assert_eq!((e.reason, e.state), (Reason::NotAuthor, None));
+}
+
+/// A member of the third side only (`security`, named by the change's tier).
+fn reviewer(state: ChangeState) -> Facts<'static> {
+    Facts {
+        reviewing_team: Some("security"),
+        in_reviewing_team: true,
+        ..facts(state)
+    }
+}
+
+#[test]
+fn the_third_side_signs_comments_and_rejects_and_nothing_else() {
+    use ChangeState as S;
+    for &s in ChangeState::VALUES {
+        let want: BTreeSet<ChangeAction> = match s {
+            S::AwaitingSignoff => [A::SignReviewer, A::Reject, A::Comment].into(),
+            S::Approved => [A::Reject, A::Comment].into(),
+            _ => [A::Comment].into(),
+        };
+        assert_eq!(allowed(&reviewer(s)), want, "{s}");
+    }
+    // The queue shows it to nobody else: a requester or an implementer never signs it.
+    let mut f = facts(S::AwaitingSignoff);
+    f.reviewing_team = Some("security");
+    f.in_requesting_team = true;
+    assert!(!allowed(&f).contains(&A::SignReviewer));
+    assert_eq!(
+        decide(&f, A::SignReviewer).unwrap_err().reason,
+        Reason::NotInTeam
+    );
+}
+
+#[test]
+fn the_third_side_is_signed_by_people_outside_both_teams() {
+    let s = ChangeState::AwaitingSignoff;
+    let refused = |f: &Facts<'_>| decide(f, A::SignReviewer).unwrap_err();
+    // No third side in the policy as resolved now: nobody signs as reviewer, not even an
+    // admin who is in the team.
+    let mut f = reviewer(s);
+    f.reviewing_team = None;
+    f.in_reviewing_team = false;
+    f.is_admin = true;
+    assert_eq!(refused(&f).reason, Reason::NoThirdSide);
+    let mut f = reviewer(s);
+    f.in_requesting_team = true;
+    let e = refused(&f);
+    assert_eq!(e.reason, Reason::SeparationOfDuties);
+    assert!(e.message.contains("app-owners"), "{}", e.message);
+    let mut f = reviewer(s);
+    f.in_implementing_team = true;
+    assert!(refused(&f).message.contains("platform-ops"));
+    let mut f = reviewer(s);
+    f.is_author = true;
+    assert_eq!(refused(&f).reason, Reason::SeparationOfDuties);
+    let mut f = reviewer(s);
+    f.ever_signed_requester = true;
+    let e = refused(&f);
+    assert_eq!(e.reason, Reason::SeparationOfDuties);
+    assert!(e.message.contains("requester side"), "{}", e.message);
+    let mut f = reviewer(s);
+    f.signed_reviewer = true;
+    f.ever_signed_reviewer = true;
+    assert_eq!(refused(&f).reason, Reason::AlreadySigned);
+}
+
+#[test]
+fn a_third_side_signer_never_signs_another_side() {
+    let mut f = facts(ChangeState::AwaitingSignoff);
+    f.reviewing_team = Some("security");
+    f.in_requesting_team = true;
+    f.ever_signed_reviewer = true;
+    let e = decide(&f, A::SignRequester).unwrap_err();
+    assert_eq!(e.reason, Reason::SeparationOfDuties);
+    assert!(e.message.contains("third side"), "{}", e.message);
+    f.in_requesting_team = false;
+    f.in_implementing_team = true;
+    assert_eq!(
+        decide(&f, A::SignImplementer).unwrap_err().reason,
+        Reason::SeparationOfDuties
+    );
 }
