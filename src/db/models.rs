@@ -100,7 +100,10 @@ impl Change {
     /// The policy the change needs under `op` as resolved now, with the risk tier that set
     /// it: computed from the stored counts every time, so a re-resolution that moves the
     /// change to another tier makes its sign-offs count against the new one.
-    pub fn policy<'o>(&self, op: &'o crate::domain::Operation) -> crate::domain::schema::Policy<'o> {
+    pub fn policy<'o>(
+        &self,
+        op: &'o crate::domain::Operation,
+    ) -> crate::domain::schema::Policy<'o> {
         op.policy(
             self.target_count.max(0) as u64,
             self.root_count.max(0) as u64,

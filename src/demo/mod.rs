@@ -3,6 +3,7 @@
 
 mod difference;
 mod generator;
+mod review;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,7 +33,7 @@ struct DemoUser {
     admin: bool,
 }
 
-const DEMO_USERS: [DemoUser; 6] = [
+const DEMO_USERS: [DemoUser; 7] = [
     DemoUser {
         email: "ana@app-owners.example",
         name: "Ana Ortiz",
@@ -61,6 +62,12 @@ const DEMO_USERS: [DemoUser; 6] = [
         email: "eli@platform-ops.example",
         name: "Eli Schmidt",
         team: Some("platform-ops"),
+        admin: false,
+    },
+    DemoUser {
+        email: "sam@security.example",
+        name: "Sam Reyes",
+        team: Some("security"),
         admin: false,
     },
     DemoUser {
@@ -94,7 +101,7 @@ pub fn setup(config: &Config) -> anyhow::Result<()> {
         let started = Instant::now();
         eprintln!("creating demo data in {} …", config.database.redacted());
         write_tx(&mut conn, |conn| -> Result<(), AppError> {
-            for t in ["app-owners", "platform-ops"] {
+            for t in ["app-owners", "platform-ops", "security"] {
                 users::create_team(conn, t)?;
                 record(
                     conn,
@@ -464,6 +471,9 @@ fn seed_changes(
 
     // 8. Re-signed from the difference: the list moved after the requester signed.
     difference::seed(conn, schema)?;
+
+    // 9. Both teams signed a deletion across 21 customers; its tier asks for a third side.
+    review::seed(conn, schema)?;
     Ok(())
 }
 

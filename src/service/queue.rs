@@ -58,7 +58,10 @@ fn queue_in(
     let reviewed: Vec<String> = schema
         .operations
         .values()
-        .filter(|o| o.third_side_teams().any(|t| teams_now.iter().any(|m| m == t)))
+        .filter(|o| {
+            o.third_side_teams()
+                .any(|t| teams_now.iter().any(|m| m == t))
+        })
         .map(|o| o.name.clone())
         .collect();
     let list = repo::awaiting_for_teams(conn, &teams_now, &reviewed)?;

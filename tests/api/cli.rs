@@ -459,6 +459,23 @@ async fn demo_sets_up_every_state_and_prints_logins(backend: Backend) {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(differences, 1, "one change shows a difference to re-sign");
+    // One, signed by both teams, awaits its third side (a security review) in sam's queue.
+    let reviewed: Vec<(String, i64)> = changes::table
+        .filter(changes::operation.eq("decommission_site"))
+        .filter(changes::state.eq("awaiting_signoff"))
+        .select((changes::title, changes::root_count))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(reviewed.len(), 1, "{reviewed:?}");
+    assert_eq!(reviewed[0].1, 21, "{reviewed:?}");
+    let signed: i64 = countersign::db::schema::signoffs::table
+        .inner_join(changes::table)
+        .filter(changes::operation.eq("decommission_site"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(signed, 3, "a requester and two implementers signed");
+    assert!(t.contains("sam@security.example"), "{t}");
     assert!(
         guarded[0].contains("would leave 1 Customer organisation with no active Cloud site"),
         "{}",

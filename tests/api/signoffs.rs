@@ -85,7 +85,7 @@ async fn separation_of_duties(app: TestApp) {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("both sides"),
+            .contains("never counts on two sides"),
         "{v}"
     );
     let (s, v) = app.sign(id, "carla", "implementer", &fp, None).await;

@@ -107,6 +107,9 @@ async fn a_third_side_must_sign_what_its_tier_names_it_for(backend: Backend) {
     let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
     assert!(page.contains("Third side: outsiders"), "{page}");
     assert!(page.contains("id=\"sign-reviewer\""), "{page}");
+    let (_, queue) = b.get("/queue").await;
+    assert!(queue.contains(&format!("CHG-{id}")), "{queue}");
+    assert!(queue.contains("<td class=\"small\">reviewer"), "{queue}");
     let b = sign_in(&app, "ben").await;
     let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
     assert!(page.contains("Third side: outsiders"));
@@ -139,7 +142,10 @@ async fn a_third_side_must_sign_what_its_tier_names_it_for(backend: Backend) {
     );
     // Nor does the third side sign another side.
     let (s, v) = app.sign(id, "otto", "implementer", &fp, None).await;
-    assert_eq!((s, &v["error"]["code"]), (StatusCode::FORBIDDEN, &json!("not_in_team")));
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("not_in_team"))
+    );
     let (s, v) = app.sign(id, "otto", "reviewer", &fp, None).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["state"], "approved", "{v}");
@@ -174,7 +180,9 @@ async fn a_third_side_must_sign_what_its_tier_names_it_for(backend: Backend) {
     assert_eq!(v["error"]["code"], "signoffs_no_longer_count", "{v}");
     let m = v["error"]["message"].as_str().unwrap();
     assert!(
-        m.contains(&format!("{otto} (reviewer side) is no longer a member of `outsiders`")),
+        m.contains(&format!(
+            "{otto} (reviewer side) is no longer a member of `outsiders`"
+        )),
         "{m}"
     );
     assert_eq!(app.change(id).await["state"], "awaiting_signoff");
@@ -185,7 +193,11 @@ async fn below_its_tier_a_change_has_no_third_side(backend: Backend) {
     let targets = json!({"ids": [inst(1), inst(2)]});
     let (id, fp) = app.submitted("ana", "uninstall_reviewed", targets).await;
     let c = app.change(id).await;
-    assert_eq!(c["policy"], json!({"requester": 1, "implementer": 1}), "{c}");
+    assert_eq!(
+        c["policy"],
+        json!({"requester": 1, "implementer": 1}),
+        "{c}"
+    );
     assert_eq!(c["reviewer_side"], Value::Null);
     assert!(queued(&app, "otto", id).await.is_none());
     assert!(!mailed(&app, id, "needs_signoff")

@@ -249,7 +249,11 @@ impl Facts<'_> {
         use ChangeAction as A;
         [
             (A::SignRequester, self.ever_signed_requester, "requester"),
-            (A::SignImplementer, self.ever_signed_implementer, "implementer"),
+            (
+                A::SignImplementer,
+                self.ever_signed_implementer,
+                "implementer",
+            ),
             (A::SignReviewer, self.ever_signed_reviewer, "third"),
         ]
         .into_iter()

@@ -333,7 +333,13 @@ fn operation(
     }
     let webhook = webhook(t, o, effect, p);
     let guards = guards(t, o, effect, kinds, &target, p);
-    let tiers = tiers(t, o, signoffs, (&implemented_by, requested_by.as_deref()), p);
+    let tiers = tiers(
+        t,
+        o,
+        signoffs,
+        (&implemented_by, requested_by.as_deref()),
+        p,
+    );
     Some(Operation {
         name: name.to_string(),
         label,

@@ -470,7 +470,12 @@ impl Operation {
             .iter()
             .enumerate()
             .filter(|(_, t)| everything || t.applies(targets, roots))
-            .max_by_key(|(i, t)| (t.signoffs.total() + t.also.as_ref().map_or(0, |a| a.signoffs), *i))
+            .max_by_key(|(i, t)| {
+                (
+                    t.signoffs.total() + t.also.as_ref().map_or(0, |a| a.signoffs),
+                    *i,
+                )
+            })
             .map(|(i, t)| (i + 1, t));
         let mut signoffs = tier.map_or(self.signoffs, |(_, t)| t.signoffs);
         signoffs.reviewer = tier

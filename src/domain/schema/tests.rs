@@ -579,7 +579,10 @@ fn a_tier_may_name_a_third_side() {
     let op = s.operation("delete_site").unwrap();
     // 3 sites of 3 customers: the operation's own policy, no third side.
     let p = op.policy(3, 3, false, false);
-    assert_eq!((p.tier, p.reviewer_team(), p.signoffs.reviewer), (None, None, 0));
+    assert_eq!(
+        (p.tier, p.reviewer_team(), p.signoffs.reviewer),
+        (None, None, 0)
+    );
     // 4 customers: tier 1, both teams only.
     let p = op.policy(4, 4, false, false);
     assert_eq!((p.tier.map(|t| t.0), p.reviewer_team()), (Some(1), None));

@@ -57,9 +57,7 @@ pub(in crate::service) fn records_with(
             Side::Requester => has(&c.requesting_team) && !has(&c.implementing_team),
             Side::Implementer => has(&c.implementing_team),
             Side::Reviewer => {
-                reviewing.is_some_and(has)
-                    && !has(&c.requesting_team)
-                    && !has(&c.implementing_team)
+                reviewing.is_some_and(has) && !has(&c.requesting_team) && !has(&c.implementing_team)
             }
         };
         let expiry = signoff::expiry(s.created_at, lifetime, t);

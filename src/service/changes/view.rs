@@ -84,7 +84,10 @@ fn signoff_views(
                         at.format("%Y-%m-%d %H:%M")
                     ))
                 } else if !earned && s.side == Side::Reviewer && reviewing.is_none() {
-                    Some("not needed: the change's policy as resolved now names no third side".into())
+                    Some(
+                        "not needed: the change's policy as resolved now names no third side"
+                            .into(),
+                    )
                 } else if !earned {
                     Some(format!(
                         "no longer counts: {name} is not (only) in `{team}` any more"
