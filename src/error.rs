@@ -97,6 +97,7 @@ error_codes! {
     IllegalTransition = "illegal_transition", CONFLICT, "The action is not possible in the change's current state (`details.state`).";
     NotApproved = "not_approved", CONFLICT, "At execute, a fresh resolution or the teams no longer hold: the change went back (the message says to which state, and why).";
     NoThirdSide = "no_third_side", CONFLICT, "A sign-off as `reviewer`, but the change's policy as resolved now names no third side (its tier has no `also`).";
+    NotPaused = "not_paused", CONFLICT, "Continue: the execution is not waiting at a manual gate (`pause_after_waves`).";
     NotDead = "not_dead", CONFLICT, "Only dead mails are retried.";
     NoticeNotDraft = "notice_not_draft", CONFLICT, "The customer notice is no longer a draft.";
     OperationRemoved = "operation_removed", CONFLICT, "The change's operation is no longer in the schema, so it cannot be resolved, signed, run or rolled back.";
@@ -273,6 +274,7 @@ impl From<&Reason> for ErrorCode {
             Reason::AlreadySigned => ErrorCode::AlreadySigned,
             Reason::NoThirdSide => ErrorCode::NoThirdSide,
             Reason::OutsideWindow => ErrorCode::OutsideWindow,
+            Reason::NotPaused => ErrorCode::NotPaused,
             Reason::SignoffsNoLongerCount => ErrorCode::SignoffsNoLongerCount,
             Reason::OperationRemoved => ErrorCode::OperationRemoved,
             Reason::NotReversible => ErrorCode::NotReversible,

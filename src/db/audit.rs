@@ -149,6 +149,20 @@ pub fn for_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<AuditEve
         .load(conn)
 }
 
+/// The events of change `change_id` with action `action`, oldest first.
+pub fn for_change_action(
+    conn: &mut DbConn,
+    change_id: i64,
+    action: &str,
+) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::change_id.eq(change_id))
+        .filter(audit_events::action.eq(action))
+        .order(audit_events::id.asc())
+        .select(AuditEvent::as_select())
+        .load(conn)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Intact { events: u64 },

@@ -255,6 +255,10 @@ pub struct Execution {
     pub started_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
+    /// `baking`: when the bake after the last wave ends (then the health check runs).
+    pub bake_until: Option<NaiveDateTime>,
+    /// `paused`: why it waits for an implementer to continue it.
+    pub pause_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

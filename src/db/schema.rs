@@ -217,6 +217,8 @@ diesel::table! {
         started_at -> Timestamp,
         updated_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+        bake_until -> Nullable<Timestamp>,
+        pause_reason -> Nullable<Text>,
     }
 }
 

@@ -26,6 +26,10 @@ pub fn wave_halts(done: u64, failed: u64, threshold: f64) -> bool {
 #[diesel(sql_type = diesel::sql_types::Text)]
 pub enum ExecState {
     Running,
+    /// Waiting after a wave (`bake`), then asking the health check, before the next.
+    Baking,
+    /// Waiting for an implementer to continue it (`pause_after_waves`).
+    Paused,
     Halted,
     Completed,
     PartiallyFailed,
@@ -35,6 +39,8 @@ pub enum ExecState {
 
 text_enum!(ExecState, "execution state", {
     Running => "running",
+    Baking => "baking",
+    Paused => "paused",
     Halted => "halted",
     Completed => "completed",
     PartiallyFailed => "partially_failed",
@@ -44,7 +50,10 @@ text_enum!(ExecState, "execution state", {
 
 impl ExecState {
     pub fn is_final(self) -> bool {
-        !matches!(self, ExecState::Running | ExecState::Halted)
+        !matches!(
+            self,
+            ExecState::Running | ExecState::Baking | ExecState::Paused | ExecState::Halted
+        )
     }
 }
 

@@ -9,6 +9,7 @@
 //! call with the same idempotency key (at-least-once delivery, deduplicated by key).
 
 pub mod builtin;
+mod gates;
 pub mod webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,6 +233,8 @@ fn fence(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Option<(Execut
 
 fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) -> AppResult<Step> {
     let effect = match repo::get(conn, exec_id)? {
+        // Claimed after its bake: the gates before the next wave.
+        Some(e) if e.state == ExecState::Baking => return gates::baked(ctx, conn, e, hooks),
         Some(e) => Some(e.effect),
         None => return Ok(Step::Stop),
     };
@@ -315,6 +318,10 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             return Ok(Step::Stop);
         }
         if (wave as usize) < waves.len() {
+            let op = ctx.schema.operation(&c.operation);
+            if let Some(step) = gates::after_wave(conn, e, c, op, wave as u32)? {
+                return Ok(step);
+            }
             return Ok(Step::Continue);
         }
     }
@@ -398,7 +405,7 @@ fn finish(conn: &mut WriteTx<'_>, exec_id: i64, change_id: i64) -> AppResult<()>
 /// The change state that mirrors an execution state.
 pub fn change_state(s: ExecState) -> ChangeState {
     match s {
-        ExecState::Running => ChangeState::Executing,
+        ExecState::Running | ExecState::Baking | ExecState::Paused => ChangeState::Executing,
         ExecState::Halted => ChangeState::Halted,
         ExecState::Completed => ChangeState::Completed,
         ExecState::PartiallyFailed => ChangeState::PartiallyFailed,

@@ -216,7 +216,7 @@ impl Hooks {
         Ok(c)
     }
 
-    fn runtime(&mut self) -> AppResult<&tokio::runtime::Runtime> {
+    pub(super) fn runtime(&mut self) -> AppResult<&tokio::runtime::Runtime> {
         if self.rt.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -82,7 +82,7 @@ fn recipients(
                 .collect();
             add(&mut to, repo::people(conn, &ids)?);
         }
-        Event::ExecutionHalted { .. } => {
+        Event::ExecutionHalted { .. } | Event::ExecutionPaused { .. } => {
             add(&mut to, participants(conn, c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }

@@ -211,6 +211,17 @@ fn words(e: &Event, a: &About) -> Option<Words> {
             reason,
             budget,
         } => halted(a, (*wave, *done, *failed), reason, budget.is_some()),
+        Event::ExecutionPaused { wave, reason } => Words::new(
+            format!("[{chg}] Paused after wave {wave}, waiting for an implementer: {title}"),
+            format!("Execution of {chg}: paused after wave {wave}"),
+        )
+        .say(format!("{}.", reason))
+        .say(format!(
+            "Nothing more runs until a member of {} continues it (or aborts it).",
+            a.implementing_team
+        ))
+        .link("Continue or abort")
+        .because("the operation pauses here for a person to decide"),
         Event::ExecutionFinished {
             state,
             done,

@@ -297,6 +297,10 @@ fn api_routes() -> actix_web::Scope {
             "/changes/{id}/resume",
             web::post().to(api::resume_execution),
         )
+        .route(
+            "/changes/{id}/continue",
+            web::post().to(api::continue_execution),
+        )
         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
         .route(
             "/changes/{id}/rollback",
@@ -379,6 +383,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/changes/{id}/resume",
             web::post().to(pages::resume_execution),
+        )
+        .route(
+            "/changes/{id}/continue",
+            web::post().to(pages::continue_execution),
         )
         .route(
             "/changes/{id}/abort",

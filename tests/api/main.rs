@@ -18,6 +18,7 @@ mod effects;
 mod effects_preview;
 mod execution;
 mod expiry;
+mod gates;
 mod guards;
 mod headers;
 mod helpers;

@@ -13,6 +13,24 @@ use crate::domain::execution::ItemStatus;
 
 /// The next pending items of a wave, in order; items waiting for a retry are skipped
 /// until their time.
+/// Every item of wave `wave`, in order: (kind, entity id, status).
+pub fn wave_items(
+    conn: &mut DbConn,
+    exec_id: i64,
+    wave: i64,
+) -> QueryResult<Vec<(String, String, ItemStatus)>> {
+    execution_items::table
+        .filter(execution_items::execution_id.eq(exec_id))
+        .filter(execution_items::wave.eq(wave))
+        .order(execution_items::position.asc())
+        .select((
+            execution_items::kind,
+            execution_items::entity_id,
+            execution_items::status,
+        ))
+        .load(conn)
+}
+
 pub fn pending(
     conn: &mut DbConn,
     exec_id: i64,

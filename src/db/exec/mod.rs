@@ -26,11 +26,12 @@ pub use history::{
 };
 pub use items::{
     done_positions, finish_items, items, items_at, items_with_status, next_retry, pending,
-    pending_count, retry_item, skip_pending, targets_at, wave_counts, StoredTarget,
+    pending_count, retry_item, skip_pending, targets_at, wave_counts, wave_items, StoredTarget,
 };
 pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_delete};
 pub use runs::{
-    add_counts, claim, create, executors, heartbeat, release, running_ids, set_state, set_wave,
+    add_counts, claim, create, executors, heartbeat, release, running_ids, set_between_waves,
+    set_state, set_wave,
 };
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {

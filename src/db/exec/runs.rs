@@ -77,7 +77,13 @@ pub fn claim(
     ttl: chrono::Duration,
 ) -> QueryResult<Option<Execution>> {
     let t = now();
-    let free = executions::state.eq(ExecState::Running).and(
+    // Running, or baking with its bake over (the health check and gates are due).
+    let due = executions::state
+        .eq(ExecState::Running)
+        .or(executions::state
+            .eq(ExecState::Baking)
+            .and(executions::bake_until.le(t)));
+    let free = due.and(
         executions::lease_owner
             .is_null()
             .or(executions::lease_expires_at.lt(t)),
@@ -125,7 +131,7 @@ pub fn heartbeat(
         executions::table
             .find(id)
             .filter(executions::lease_owner.eq(owner))
-            .filter(executions::state.eq(ExecState::Running)),
+            .filter(executions::state.eq_any([ExecState::Running, ExecState::Baking])),
     )
     .set((
         executions::lease_expires_at.eq(t + ttl),
@@ -198,6 +204,23 @@ pub fn set_state(
             executions::halt_reason.eq(reason),
             executions::updated_at.eq(t),
             stopped,
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Between waves: when the bake ends (`baking`) and why it waits for a person (`paused`);
+/// `None` clears each.
+pub fn set_between_waves(
+    conn: &mut DbConn,
+    exec_id: i64,
+    bake_until: Option<NaiveDateTime>,
+    pause_reason: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(executions::table.find(exec_id))
+        .set((
+            executions::bake_until.eq(bake_until),
+            executions::pause_reason.eq(pause_reason),
         ))
         .execute(conn)?;
     Ok(())

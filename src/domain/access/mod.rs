@@ -27,13 +27,15 @@ pub enum ChangeAction {
     Comment,
     Execute,
     Resume,
+    /// Continue an execution paused at a manual gate (`pause_after_waves`).
+    Continue,
     Abort,
     Rollback,
     DraftNotice,
 }
 
 impl ChangeAction {
-    pub const ALL: [ChangeAction; 14] = [
+    pub const ALL: [ChangeAction; 15] = [
         ChangeAction::Edit,
         ChangeAction::Resolve,
         ChangeAction::Submit,
@@ -45,6 +47,7 @@ impl ChangeAction {
         ChangeAction::Comment,
         ChangeAction::Execute,
         ChangeAction::Resume,
+        ChangeAction::Continue,
         ChangeAction::Abort,
         ChangeAction::Rollback,
         ChangeAction::DraftNotice,
@@ -63,6 +66,7 @@ impl ChangeAction {
             ChangeAction::Comment => "comment",
             ChangeAction::Execute => "execute",
             ChangeAction::Resume => "resume",
+            ChangeAction::Continue => "continue",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "rollback",
             ChangeAction::DraftNotice => "draft_notice",
@@ -83,6 +87,7 @@ impl ChangeAction {
             ChangeAction::Comment => "comment on",
             ChangeAction::Execute => "execute",
             ChangeAction::Resume => "resume",
+            ChangeAction::Continue => "continue",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "roll back",
             ChangeAction::DraftNotice => "draft a customer notice for",
@@ -126,6 +131,8 @@ pub struct Facts<'a> {
     pub operation_known: bool,
     /// Executing the change has an inverse (a rollback is possible in principle).
     pub reversible: bool,
+    /// The execution waits at a manual gate (`paused`) for an implementer to continue it.
+    pub execution_paused: bool,
     /// Targets the execution changed (done items).
     pub executed_targets: u64,
     /// An open (not cancelled or rejected) rollback exists already.
@@ -153,6 +160,8 @@ pub enum Reason {
     /// The change's policy names no third side: nobody signs as reviewer.
     NoThirdSide,
     OutsideWindow,
+    /// Continue: the execution does not wait at a manual gate.
+    NotPaused,
     SignoffsNoLongerCount,
     /// The change's operation left the schema.
     OperationRemoved,
@@ -284,6 +293,7 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Cancel => cancel(f, state),
         A::Comment => comment(f),
         A::Execute | A::Resume => run(f, state, action),
+        A::Continue => continue_paused(f, state),
         A::Abort => abort(f, state),
         A::Rollback => rollback(f, state),
         A::DraftNotice => draft_notice(f, state),
@@ -583,6 +593,34 @@ fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Result<(), De
             Reason::OperationRemoved,
             state,
             "the change's operation is no longer in the schema; it cannot run",
+        ));
+    }
+    Ok(())
+}
+
+/// Continue an execution paused at a manual gate: the implementing team, while the change
+/// is executing and its execution waits there.
+fn continue_paused(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Continue;
+    if !f.in_implementing_team {
+        return Err(who(
+            Reason::NotImplementer,
+            action,
+            format!(
+                "only members of the implementing team `{}` can continue an execution",
+                f.implementing_team
+            ),
+        ));
+    }
+    if state != ChangeState::Executing {
+        return Err(when(state, action));
+    }
+    if !f.execution_paused {
+        return Err(refused(
+            action,
+            Reason::NotPaused,
+            state,
+            "the execution is not waiting at a manual gate: there is nothing to continue",
         ));
     }
     Ok(())

@@ -109,6 +109,29 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget: Option<String>,
     },
+    /// A wave ended and the next waits: until `until` (the operation's `bake`), then the
+    /// health check and any manual gate.
+    ExecutionBaking {
+        wave: u32,
+        until: chrono::NaiveDateTime,
+    },
+    /// The operation's health endpoint answered after wave `wave`'s bake.
+    HealthChecked {
+        wave: u32,
+        healthy: bool,
+        /// What it said, or why there was no usable answer.
+        answer: String,
+    },
+    /// A manual gate (`pause_after_waves`): an implementer continues it.
+    ExecutionPaused {
+        wave: u32,
+        reason: String,
+    },
+    /// An implementer continued a paused execution.
+    ExecutionContinued {
+        execution_id: i64,
+        next_wave: u32,
+    },
     ExecutionResumed {
         execution_id: i64,
         #[serde(default)]
@@ -398,7 +421,7 @@ impl NotificationKind {
             Self::Cancelled => "A change you are part of was cancelled",
             Self::Commented => "A comment on a change you are part of",
             Self::ExecutionStarted => "Execution started",
-            Self::ExecutionHalted => "Execution halted and needs a decision",
+            Self::ExecutionHalted => "Execution halted, or paused at a gate, and needs a decision",
             Self::ExecutionFinished => {
                 "Execution finished (completed, partially failed, failed or aborted)"
             }
@@ -437,6 +460,10 @@ impl Event {
             Event::ExecutionStarted { .. } => "execution_started",
             Event::WaveCompleted { .. } => "wave_completed",
             Event::ExecutionHalted { .. } => "execution_halted",
+            Event::ExecutionBaking { .. } => "execution_baking",
+            Event::HealthChecked { .. } => "health_checked",
+            Event::ExecutionPaused { .. } => "execution_paused",
+            Event::ExecutionContinued { .. } => "execution_continued",
             Event::ExecutionResumed { .. } => "execution_resumed",
             Event::ExecutionAborted { .. } => "execution_aborted",
             Event::ExecutionFinished { .. } => "execution_finished",
@@ -476,7 +503,8 @@ impl Event {
             Event::Cancelled { .. } => K::Cancelled,
             Event::Commented { .. } => K::Commented,
             Event::ExecutionStarted { .. } => K::ExecutionStarted,
-            Event::ExecutionHalted { .. } => K::ExecutionHalted,
+            // A gate waiting for an implementer is told like a halt: someone must act.
+            Event::ExecutionHalted { .. } | Event::ExecutionPaused { .. } => K::ExecutionHalted,
             Event::ExecutionFinished { .. } | Event::ExecutionAborted { .. } => {
                 K::ExecutionFinished
             }

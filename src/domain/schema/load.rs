@@ -17,8 +17,10 @@ use super::{
 };
 use crate::domain::waves::{default_waves, WaveSize};
 
+mod gates;
 mod rails;
 mod undo;
+use gates::between_waves;
 use rails::{budget, budget_groups, guards, irreversible_signoffs, signoff_lifetime, tiers};
 use undo::{undo_of, undos};
 
@@ -354,7 +356,6 @@ fn operation(
         params,
         retention_days: o.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
         cascade: o.cascade.unwrap_or(false),
-        waves,
         failure_threshold,
         rollback_signoffs: o.rollback_signoffs,
         webhook,
@@ -364,6 +365,8 @@ fn operation(
         signoffs_expire_after: signoff_lifetime(t, o, p),
         budget: budget(t, name, o, p),
         undo: undo_of(o, effect),
+        between_waves: between_waves(t, o, &waves, p),
+        waves,
     })
 }
 

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 pub use super::budget::Budget;
 use super::waves::WaveSize;
 
+mod gates;
 mod lifetime;
 mod load;
 mod policy;
 mod raw;
 
+pub use gates::{BakeTime, HealthCheck, WaveGates, DEFAULT_HEALTH_TIMEOUT_MS};
 pub use lifetime::Lifetime;
 pub use policy::{Policy, SignoffPolicy, ThirdSide, Tier};
 
@@ -222,6 +224,8 @@ pub struct Operation {
     /// A budget shared across changes (`budget`, `budget_group`): how much the operation's
     /// executions may take per 24 hours.
     pub budget: Option<Budget>,
+    /// What stands between two waves: a bake time, a health check, manual gates.
+    pub between_waves: WaveGates,
     /// A webhook operation's inverse external call (`undo = "OTHER_OPERATION"`: a webhook
     /// operation on the same kind, implemented by the same team): what its rollback calls.
     pub undo: Option<String>,

@@ -79,6 +79,12 @@ pub(super) struct RawOperation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) tiers: Vec<RawTier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) bake: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) health_check: Option<RawHealthCheck>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) pause_after_waves: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) irreversible_signoffs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) signoffs_expire_after: Option<String>,
@@ -97,6 +103,15 @@ pub(super) struct RawBudget {
     pub(super) roots_per_day: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) targets_per_day: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub(super) endpoint: String,
+    pub(super) secret_env: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

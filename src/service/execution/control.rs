@@ -1,4 +1,5 @@
-//! Steering a running execution: resume a halted one, abort one for good.
+//! Steering a running execution: resume a halted one, continue one paused at a manual
+//! gate, abort one for good.
 
 use super::progress::{progress, ExecutionView};
 use crate::db::{changes as change_repo, exec as repo, write_tx, DbConn};
@@ -39,6 +40,40 @@ pub fn resume(
             Event::ExecutionResumed {
                 execution_id: e.id,
                 halt_reason: e.halt_reason.clone(),
+                next_wave: e.current_wave as u32,
+            },
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+/// Continue an execution paused at a manual gate (`pause_after_waves`; implementing
+/// team): the next wave runs.
+#[tracing::instrument(name = "execution::continue", skip_all, fields(change = id, user = user.id))]
+pub fn continue_paused(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        require(conn, schema, user, &c, ChangeAction::Continue)?;
+        let e = repo::for_change(conn, id)?.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{} has no execution", number(id)),
+            )
+        })?;
+        repo::set_between_waves(conn, e.id, None, None)?;
+        repo::set_state(conn, e.id, ExecState::Running, None)?;
+        record(
+            conn,
+            &user.actor(),
+            Some(id),
+            Event::ExecutionContinued {
+                execution_id: e.id,
                 next_wave: e.current_wave as u32,
             },
         )?;

@@ -47,6 +47,16 @@ pub struct ExecutionView {
     pub current_wave: i64,
     pub waves: Vec<WaveView>,
     pub halt_reason: Option<String>,
+    /// `baking`: when the bake after the last wave ends (then the health check, if any).
+    pub bake_until: Option<chrono::NaiveDateTime>,
+    /// `baking`: seconds left until then (0 once due).
+    pub bake_seconds_left: Option<i64>,
+    /// `paused`: why it waits for an implementer (a manual gate).
+    pub pause_reason: Option<String>,
+    /// `baking` or `paused`: the wave that runs next.
+    pub next_wave: Option<i64>,
+    /// What the health endpoint said after each wave so far, oldest first.
+    pub health_checks: Vec<HealthCheckView>,
     /// The first failed items, with their errors.
     pub failures: Vec<ItemView>,
     pub skipped_items: Vec<ItemView>,
@@ -56,6 +66,14 @@ pub struct ExecutionView {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<chrono::NaiveDateTime>,
     pub rolled_back_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthCheckView {
+    pub wave: u32,
+    pub healthy: bool,
+    pub answer: String,
+    pub at: chrono::NaiveDateTime,
 }
 
 fn item_view(i: crate::db::models::ExecutionItem) -> ItemView {
@@ -118,6 +136,33 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
             current_wave: e.current_wave.min(waves.len() as i64),
             waves: wave_views,
             halt_reason: e.halt_reason.clone(),
+            bake_until: e.bake_until.filter(|_| e.state == ExecState::Baking),
+            bake_seconds_left: e
+                .bake_until
+                .filter(|_| e.state == ExecState::Baking)
+                .map(|t| (t - crate::db::now()).num_seconds().max(0)),
+            pause_reason: e
+                .pause_reason
+                .clone()
+                .filter(|_| e.state == ExecState::Paused),
+            next_wave: matches!(e.state, ExecState::Baking | ExecState::Paused)
+                .then_some(e.current_wave),
+            health_checks: crate::db::audit::for_change_action(conn, id, "health_checked")?
+                .into_iter()
+                .filter_map(|a| match a.event() {
+                    Some(crate::domain::event::Event::HealthChecked {
+                        wave,
+                        healthy,
+                        answer,
+                    }) => Some(HealthCheckView {
+                        wave,
+                        healthy,
+                        answer,
+                        at: a.at,
+                    }),
+                    _ => None,
+                })
+                .collect(),
             failures: repo::items_with_status(conn, e.id, ItemStatus::Failed, 100)?
                 .into_iter()
                 .map(item_view)

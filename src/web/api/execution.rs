@@ -85,6 +85,21 @@ pub async fn resume_execution(
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// `POST /api/v1/changes/{id}/continue`: past a manual gate; wakes this process's worker.
+pub async fn continue_execution(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let v = run_as(&state, user, move |conn, schema, user| {
+        exe::continue_paused(conn, schema, user, id)
+    })
+    .await?;
+    state.wake.notify();
+    Ok(HttpResponse::Ok().json(v))
+}
+
 pub async fn abort_execution(
     state: State,
     Authed(user): Authed,

@@ -303,6 +303,26 @@ pub async fn resume_execution(
     Ok(r)
 }
 
+/// `POST /changes/{id}/continue`: past a manual gate; wakes this process's worker.
+pub async fn continue_execution(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult {
+    let r = act(
+        &state,
+        &w,
+        &path,
+        &form.csrf,
+        "continued",
+        |conn, schema, user, id| exe::continue_paused(conn, schema, user, id).map(|_| id),
+    )
+    .await?;
+    state.wake.notify();
+    Ok(r)
+}
+
 /// `POST /changes/{id}/abort`
 pub async fn abort_execution(
     state: State,

@@ -82,6 +82,8 @@ pub(crate) struct ChangePage {
     pub(crate) exec: Option<ExecutionView>,
     pub(crate) waves: Vec<WaveRow>,
     pub(crate) running: bool,
+    /// The operation asks a health endpoint between waves.
+    pub(crate) health_check: bool,
     /// Exactly the actions the service allows this person now (`domain::access`).
     pub(crate) can: Allowed,
     /// Targets fixed by what it undoes or restores: the browser edits only its text.
@@ -230,11 +232,14 @@ pub async fn change(
             let exec = crate::db::exec::for_change(conn, id)?
                 .map(|_| exe::progress(conn, id))
                 .transpose()?;
-            Ok((v, total, rows, sets, comments, events, exec))
+            let health_check = schema
+                .operation(&c.operation)
+                .is_some_and(|o| o.between_waves.health_check.is_some());
+            Ok((v, total, rows, sets, comments, events, (exec, health_check)))
         })
     })
     .await;
-    let (v, total, rows, sets, comments, events, exec) = data?;
+    let (v, total, rows, sets, comments, events, (exec, health_check)) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let mut sides = vec![
@@ -301,7 +306,9 @@ pub async fn change(
                 change: String::new(),
             })
             .collect(),
-        running: exec_state == Some(ExecState::Running),
+        // The page refreshes itself while the execution runs or bakes.
+        running: matches!(exec_state, Some(ExecState::Running | ExecState::Baking)),
+        health_check,
         can,
         fixed_targets: v.rollback_of.is_some() || v.targets.get("restore").is_some(),
         params: if v.params.as_object().is_some_and(|o| !o.is_empty()) {

@@ -25,8 +25,8 @@ mod outbox;
 mod settings;
 
 pub use actions::{
-    abort_execution, cancel_change, comment_change, edit_text, execute_change, reject_change,
-    resolve_change, resume_execution, rollback_change, sign_change, submit_change,
+    abort_execution, cancel_change, comment_change, continue_execution, edit_text, execute_change,
+    reject_change, resolve_change, resume_execution, rollback_change, sign_change, submit_change,
 };
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
@@ -124,6 +124,7 @@ pub(crate) fn flash_text(code: &str) -> &'static str {
         "commented" => "Comment added.",
         "executing" => "Execution started.",
         "resumed" => "Execution resumed.",
+        "continued" => "Execution continued: the next wave runs.",
         "aborted" => "Execution aborted.",
         "rollback" => "Rollback created: it needs its sign-offs.",
         "resolved" => "Resolved again against today's inventory.",
