@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn exec_state_text_round_trips() {
         crate::domain::text_enum::assert_round_trip(ExecState::VALUES);
-        assert_eq!(ExecState::VALUES.len(), 6);
+        assert_eq!(ExecState::VALUES.len(), 8);
     }
 
     #[test]
