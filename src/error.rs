@@ -92,12 +92,12 @@ error_codes! {
     BudgetExceeded = "budget_exceeded", CONFLICT, "At execute (or resume), the change needs more of its operation's budget than is left in the last 24 hours (`details.budget`: used, left, when it frees).";
     ChangeNotApproved = "change_not_approved", CONFLICT, "Customer notices are for approved (or later) changes only.";
     DrafterInBothTeams = "drafter_in_both_teams", CONFLICT, "The notice's drafter is in both teams, so nobody can be the other team's approver.";
+    ExecutionState = "execution_state", CONFLICT, "The execution is not in a state that allows this: pause needs it running or baking, continue paused, skip-wave paused or halted; the message says which state it is in.";
     FingerprintMismatch = "fingerprint_mismatch", CONFLICT, "The fingerprint sent to execute is not the one that was signed.";
     FixedTargets = "fixed_targets", CONFLICT, "A rollback or bulk restore has fixed targets: the edit form does not apply (pages).";
     IllegalTransition = "illegal_transition", CONFLICT, "The action is not possible in the change's current state (`details.state`).";
     NotApproved = "not_approved", CONFLICT, "At execute, a fresh resolution or the teams no longer hold: the change went back (the message says to which state, and why).";
     NoThirdSide = "no_third_side", CONFLICT, "A sign-off as `reviewer`, but the change's policy as resolved now names no third side (its tier has no `also`).";
-    NotPaused = "not_paused", CONFLICT, "Continue: the execution is not waiting at a manual gate (`pause_after_waves`).";
     NotDead = "not_dead", CONFLICT, "Only dead mails are retried.";
     NoticeNotDraft = "notice_not_draft", CONFLICT, "The customer notice is no longer a draft.";
     OperationRemoved = "operation_removed", CONFLICT, "The change's operation is no longer in the schema, so it cannot be resolved, signed, run or rolled back.";
@@ -274,7 +274,7 @@ impl From<&Reason> for ErrorCode {
             Reason::AlreadySigned => ErrorCode::AlreadySigned,
             Reason::NoThirdSide => ErrorCode::NoThirdSide,
             Reason::OutsideWindow => ErrorCode::OutsideWindow,
-            Reason::NotPaused => ErrorCode::NotPaused,
+            Reason::ExecutionState => ErrorCode::ExecutionState,
             Reason::SignoffsNoLongerCount => ErrorCode::SignoffsNoLongerCount,
             Reason::OperationRemoved => ErrorCode::OperationRemoved,
             Reason::NotReversible => ErrorCode::NotReversible,

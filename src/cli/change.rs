@@ -1,4 +1,5 @@
-//! `countersign change show|execute|watch|resume|abort|rollback`: operating on changes
+//! `countersign change show|execute|watch|resume|continue|pause|skip-wave|abort|rollback`:
+//! operating on changes
 //! from a terminal, through the same services as the API.
 
 use clap::Subcommand;
@@ -44,6 +45,30 @@ pub enum ChangeCmd {
         as_user: String,
         #[arg(long)]
         wait: bool,
+    },
+    /// Continue an execution paused by a person or at a manual gate.
+    Continue {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Pause a running or baking execution at its next batch.
+    Pause {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Skip the pending targets of the current wave of a paused or halted execution.
+    SkipWave {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Stop an execution for good: pending targets are skipped.
     Abort {
@@ -184,6 +209,41 @@ pub(super) async fn run(cmd: ChangeCmd) -> anyhow::Result<i32> {
             } else {
                 Ok(0)
             }
+        }
+        ChangeCmd::Continue {
+            change,
+            as_user,
+            wait,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let v = exe::continue_paused(conn, &s.schema, &user, id).map_err(app_err)?;
+            print_progress(&v);
+            if wait {
+                follow(s.config, s.pool.clone(), s.schema, id).await
+            } else {
+                Ok(0)
+            }
+        }
+        ChangeCmd::Pause {
+            change,
+            as_user,
+            reason,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let v = exe::pause(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
+            print_progress(&v);
+            Ok(0)
+        }
+        ChangeCmd::SkipWave {
+            change,
+            as_user,
+            reason,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let v =
+                exe::skip_wave(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
+            print_progress(&v);
+            Ok(0)
         }
         ChangeCmd::Abort {
             change,

@@ -82,7 +82,9 @@ fn recipients(
                 .collect();
             add(&mut to, repo::people(conn, &ids)?);
         }
-        Event::ExecutionHalted { .. } | Event::ExecutionPaused { .. } => {
+        Event::ExecutionHalted { .. }
+        | Event::ExecutionPaused { .. }
+        | Event::ExecutionPausedByOperator { .. } => {
             add(&mut to, participants(conn, c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }

@@ -222,6 +222,17 @@ fn words(e: &Event, a: &About) -> Option<Words> {
         ))
         .link("Continue or abort")
         .because("the operation pauses here for a person to decide"),
+        Event::ExecutionPausedByOperator { wave, reason, .. } => Words::new(
+            format!("[{chg}] Paused by {actor}: {title}"),
+            format!("{actor} paused the execution of {chg} during wave {wave}"),
+        )
+        .say(format!("{reason}."))
+        .say(format!(
+            "Nothing more runs until a member of {} continues it (or aborts it).",
+            a.implementing_team
+        ))
+        .link("Continue or abort")
+        .because("you take part in this change"),
         Event::ExecutionFinished {
             state,
             done,

@@ -301,6 +301,8 @@ fn api_routes() -> actix_web::Scope {
             "/changes/{id}/continue",
             web::post().to(api::continue_execution),
         )
+        .route("/changes/{id}/pause", web::post().to(api::pause_execution))
+        .route("/changes/{id}/skip-wave", web::post().to(api::skip_wave))
         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
         .route(
             "/changes/{id}/rollback",
@@ -388,6 +390,11 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             "/changes/{id}/continue",
             web::post().to(pages::continue_execution),
         )
+        .route(
+            "/changes/{id}/pause",
+            web::post().to(pages::pause_execution),
+        )
+        .route("/changes/{id}/skip-wave", web::post().to(pages::skip_wave))
         .route(
             "/changes/{id}/abort",
             web::post().to(pages::abort_execution),

@@ -132,22 +132,27 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     }
     put("executing", "author", &["comment", "draft_notice"]);
     put("executing", "requester", &["comment", "draft_notice"]);
+    // A running execution: the implementers (and an admin) may pause or abort it.
     put(
         "executing",
         "implementer",
-        &["comment", "abort", "draft_notice"],
+        &["comment", "pause", "abort", "draft_notice"],
     );
-    put("executing", "both", &["comment", "abort"]);
+    put("executing", "both", &["comment", "pause", "abort"]);
     put("executing", "other", &[]);
-    put("executing", "admin", &["comment", "abort"]);
+    put("executing", "admin", &["comment", "pause", "abort"]);
     put("halted", "author", &["comment", "draft_notice"]);
     put("halted", "requester", &["comment", "draft_notice"]);
     put(
         "halted",
         "implementer",
-        &["comment", "resume", "abort", "draft_notice"],
+        &["comment", "resume", "skip_wave", "abort", "draft_notice"],
     );
-    put("halted", "both", &["comment", "resume", "abort"]);
+    put(
+        "halted",
+        "both",
+        &["comment", "resume", "skip_wave", "abort"],
+    );
     put("halted", "other", &[]);
     put("halted", "admin", &["comment", "abort"]);
     put(
@@ -393,6 +398,9 @@ impl Fixture {
                     .await
             }
             "resume" => app.post(&p("/resume"), who, json!({})).await,
+            "continue" => app.post(&p("/continue"), who, json!({})).await,
+            "pause" => app.post(&p("/pause"), who, json!({})).await,
+            "skip_wave" => app.post(&p("/skip-wave"), who, json!({})).await,
             "abort" => app.post(&p("/abort"), who, json!({})).await,
             "rollback" => app.post(&p("/rollback"), who, json!({})).await,
             "draft_notice" => {

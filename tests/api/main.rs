@@ -12,6 +12,7 @@ mod changes;
 mod cli;
 mod concurrency;
 mod config;
+mod controls;
 mod crash;
 mod difference;
 mod effects;

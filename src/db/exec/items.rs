@@ -221,6 +221,27 @@ pub fn skip_pending(conn: &mut DbConn, exec_id: i64, reason: &str) -> QueryResul
     .execute(conn)
 }
 
+/// Skip the pending items of wave `wave` with `reason`; how many.
+pub fn skip_pending_in_wave(
+    conn: &mut DbConn,
+    exec_id: i64,
+    wave: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        execution_items::table
+            .filter(execution_items::execution_id.eq(exec_id))
+            .filter(execution_items::wave.eq(wave))
+            .filter(execution_items::status.eq(ItemStatus::Pending)),
+    )
+    .set((
+        execution_items::status.eq(ItemStatus::Skipped),
+        execution_items::error.eq(Some(reason)),
+        execution_items::finished_at.eq(Some(now())),
+    ))
+    .execute(conn)
+}
+
 /// A stored target of a change: (position, kind, id, scope path, name).
 pub type StoredTarget = (i64, String, String, String, String);
 

@@ -26,7 +26,8 @@ pub use history::{
 };
 pub use items::{
     done_positions, finish_items, items, items_at, items_with_status, next_retry, pending,
-    pending_count, retry_item, skip_pending, targets_at, wave_counts, wave_items, StoredTarget,
+    pending_count, retry_item, skip_pending, skip_pending_in_wave, targets_at, wave_counts,
+    wave_items, StoredTarget,
 };
 pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_delete};
 pub use runs::{

@@ -10,7 +10,11 @@ use std::fmt;
 use serde::Serialize;
 
 use super::change::ChangeState;
+use super::execution::ExecState;
 use super::notice;
+
+mod execution;
+use execution::{abort, continue_paused, pause, rollback, run, skip_wave};
 
 /// Something a person can do to a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -29,13 +33,17 @@ pub enum ChangeAction {
     Resume,
     /// Continue an execution paused at a manual gate (`pause_after_waves`).
     Continue,
+    /// Pause a running or baking execution at its next batch.
+    Pause,
+    /// Skip the pending targets of the current wave of a paused or halted execution.
+    SkipWave,
     Abort,
     Rollback,
     DraftNotice,
 }
 
 impl ChangeAction {
-    pub const ALL: [ChangeAction; 15] = [
+    pub const ALL: [ChangeAction; 17] = [
         ChangeAction::Edit,
         ChangeAction::Resolve,
         ChangeAction::Submit,
@@ -48,6 +56,8 @@ impl ChangeAction {
         ChangeAction::Execute,
         ChangeAction::Resume,
         ChangeAction::Continue,
+        ChangeAction::Pause,
+        ChangeAction::SkipWave,
         ChangeAction::Abort,
         ChangeAction::Rollback,
         ChangeAction::DraftNotice,
@@ -67,6 +77,8 @@ impl ChangeAction {
             ChangeAction::Execute => "execute",
             ChangeAction::Resume => "resume",
             ChangeAction::Continue => "continue",
+            ChangeAction::Pause => "pause",
+            ChangeAction::SkipWave => "skip_wave",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "rollback",
             ChangeAction::DraftNotice => "draft_notice",
@@ -88,6 +100,8 @@ impl ChangeAction {
             ChangeAction::Execute => "execute",
             ChangeAction::Resume => "resume",
             ChangeAction::Continue => "continue",
+            ChangeAction::Pause => "pause",
+            ChangeAction::SkipWave => "skip the rest of the wave of",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "roll back",
             ChangeAction::DraftNotice => "draft a customer notice for",
@@ -131,8 +145,8 @@ pub struct Facts<'a> {
     pub operation_known: bool,
     /// Executing the change has an inverse (a rollback is possible in principle).
     pub reversible: bool,
-    /// The execution waits at a manual gate (`paused`) for an implementer to continue it.
-    pub execution_paused: bool,
+    /// The state of the change's execution, if it has one.
+    pub execution: Option<ExecState>,
     /// Targets the execution changed (done items).
     pub executed_targets: u64,
     /// An open (not cancelled or rejected) rollback exists already.
@@ -160,8 +174,8 @@ pub enum Reason {
     /// The change's policy names no third side: nobody signs as reviewer.
     NoThirdSide,
     OutsideWindow,
-    /// Continue: the execution does not wait at a manual gate.
-    NotPaused,
+    /// The execution's state does not allow it (`Denied::execution` says which it is).
+    ExecutionState,
     SignoffsNoLongerCount,
     /// The change's operation left the schema.
     OperationRemoved,
@@ -294,6 +308,8 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Comment => comment(f),
         A::Execute | A::Resume => run(f, state, action),
         A::Continue => continue_paused(f, state),
+        A::Pause => pause(f, state),
+        A::SkipWave => skip_wave(f, state),
         A::Abort => abort(f, state),
         A::Rollback => rollback(f, state),
         A::DraftNotice => draft_notice(f, state),
@@ -543,155 +559,6 @@ fn comment(f: &Facts<'_>) -> Result<(), Denied> {
                 "only the teams of the change ({}) can comment on it",
                 f.signing_teams()
             ),
-        ));
-    }
-    Ok(())
-}
-
-/// Execute (approved, in the window, with an approval that still holds) and resume
-/// (halted): the implementing team, while the operation is in the schema.
-fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Result<(), Denied> {
-    use ChangeAction as A;
-    use ChangeState as S;
-    if !f.in_implementing_team {
-        return Err(who(
-            Reason::NotImplementer,
-            action,
-            format!(
-                "only members of the implementing team `{}` can {} a change",
-                f.implementing_team,
-                action.words()
-            ),
-        ));
-    }
-    let ok = match action {
-        A::Execute => state == S::Approved,
-        _ => state == S::Halted,
-    };
-    if !ok {
-        return Err(when(state, action));
-    }
-    if action == A::Execute && !f.in_window {
-        return Err(refused(
-            action,
-            Reason::OutsideWindow,
-            state,
-            "now is outside the change's execution window",
-        ));
-    }
-    if action == A::Execute && !f.approval_holds {
-        return Err(refused(
-            action,
-            Reason::SignoffsNoLongerCount,
-            state,
-            "its sign-offs no longer all count (a signer left their team, or a sign-off expired): it needs new sign-offs",
-        ));
-    }
-    if !f.operation_known {
-        return Err(refused(
-            action,
-            Reason::OperationRemoved,
-            state,
-            "the change's operation is no longer in the schema; it cannot run",
-        ));
-    }
-    Ok(())
-}
-
-/// Continue an execution paused at a manual gate: the implementing team, while the change
-/// is executing and its execution waits there.
-fn continue_paused(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
-    let action = ChangeAction::Continue;
-    if !f.in_implementing_team {
-        return Err(who(
-            Reason::NotImplementer,
-            action,
-            format!(
-                "only members of the implementing team `{}` can continue an execution",
-                f.implementing_team
-            ),
-        ));
-    }
-    if state != ChangeState::Executing {
-        return Err(when(state, action));
-    }
-    if !f.execution_paused {
-        return Err(refused(
-            action,
-            Reason::NotPaused,
-            state,
-            "the execution is not waiting at a manual gate: there is nothing to continue",
-        ));
-    }
-    Ok(())
-}
-
-/// Abort an executing or halted change: the implementing team or an admin.
-fn abort(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
-    let action = ChangeAction::Abort;
-    if !(f.is_admin || f.in_implementing_team) {
-        return Err(who(
-            Reason::NotImplementer,
-            action,
-            format!(
-                "only members of the implementing team `{}` or an admin can abort an execution",
-                f.implementing_team
-            ),
-        ));
-    }
-    if !matches!(state, ChangeState::Executing | ChangeState::Halted) {
-        return Err(when(state, action));
-    }
-    Ok(())
-}
-
-/// Roll back an executed change: the change's people, once, when it is not itself a
-/// rollback, has an inverse and changed at least one target.
-fn rollback(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
-    let action = ChangeAction::Rollback;
-    if !f.involved() {
-        return Err(who(
-            Reason::Forbidden,
-            action,
-            format!(
-                "only the teams of the change ({}) can roll it back",
-                f.teams()
-            ),
-        ));
-    }
-    if !state.has_executed() {
-        return Err(when(state, action));
-    }
-    if f.is_rollback {
-        return Err(refused(
-            action,
-            Reason::NotReversible,
-            state,
-            "a rollback is not rolled back: request a new change for what should happen now",
-        ));
-    }
-    if !f.operation_known || !f.reversible {
-        return Err(refused(
-            action,
-            Reason::NotReversible,
-            state,
-            "this change's effect has no inverse and cannot be rolled back",
-        ));
-    }
-    if f.has_open_rollback {
-        return Err(refused(
-            action,
-            Reason::AlreadyRolledBack,
-            state,
-            "this change already has a rollback",
-        ));
-    }
-    if f.executed_targets == 0 {
-        return Err(refused(
-            action,
-            Reason::NothingToRollBack,
-            state,
-            "the execution changed no target, so there is nothing to roll back",
         ));
     }
     Ok(())

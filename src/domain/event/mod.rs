@@ -127,6 +127,19 @@ pub enum Event {
         wave: u32,
         reason: String,
     },
+    /// Someone paused a running or baking execution; it stops at its next batch.
+    ExecutionPausedByOperator {
+        execution_id: i64,
+        wave: u32,
+        reason: String,
+    },
+    /// Someone skipped the pending targets of a wave of a paused or halted execution.
+    WaveSkipped {
+        execution_id: i64,
+        wave: u32,
+        skipped: u64,
+        reason: String,
+    },
     /// An implementer continued a paused execution.
     ExecutionContinued {
         execution_id: i64,
@@ -463,6 +476,8 @@ impl Event {
             Event::ExecutionBaking { .. } => "execution_baking",
             Event::HealthChecked { .. } => "health_checked",
             Event::ExecutionPaused { .. } => "execution_paused",
+            Event::ExecutionPausedByOperator { .. } => "execution_paused_by_operator",
+            Event::WaveSkipped { .. } => "wave_skipped",
             Event::ExecutionContinued { .. } => "execution_continued",
             Event::ExecutionResumed { .. } => "execution_resumed",
             Event::ExecutionAborted { .. } => "execution_aborted",
@@ -504,7 +519,9 @@ impl Event {
             Event::Commented { .. } => K::Commented,
             Event::ExecutionStarted { .. } => K::ExecutionStarted,
             // A gate waiting for an implementer is told like a halt: someone must act.
-            Event::ExecutionHalted { .. } | Event::ExecutionPaused { .. } => K::ExecutionHalted,
+            Event::ExecutionHalted { .. }
+            | Event::ExecutionPaused { .. }
+            | Event::ExecutionPausedByOperator { .. } => K::ExecutionHalted,
             Event::ExecutionFinished { .. } | Event::ExecutionAborted { .. } => {
                 K::ExecutionFinished
             }

@@ -113,9 +113,11 @@ pub(in crate::service) fn facts_with<'c>(
     } else {
         0
     };
-    let execution_paused = c.state == ChangeState::Executing
-        && crate::db::exec::for_change(conn, c.id)?
-            .is_some_and(|e| e.state == crate::domain::execution::ExecState::Paused);
+    let execution = if matches!(c.state, ChangeState::Executing | ChangeState::Halted) {
+        crate::db::exec::for_change(conn, c.id)?.map(|e| e.state)
+    } else {
+        None
+    };
     let has_open_rollback = match c.rolled_back_by {
         Some(rb) => repo::get(conn, rb)?
             .is_some_and(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)),
@@ -147,7 +149,7 @@ pub(in crate::service) fn facts_with<'c>(
         operation_known: op.is_some(),
         reversible: op.is_some_and(|o| effect_for(o, c).is_some() && o.is_reversible()),
         executed_targets,
-        execution_paused,
+        execution,
         has_open_rollback,
     })
 }

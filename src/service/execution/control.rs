@@ -66,8 +66,14 @@ pub fn continue_paused(
                 format!("{} has no execution", number(id)),
             )
         })?;
-        repo::set_between_waves(conn, e.id, None, None)?;
-        repo::set_state(conn, e.id, ExecState::Running, None)?;
+        // Paused during a bake: the bake (and the health check after it) still comes.
+        let back = if e.bake_until.is_some() {
+            ExecState::Baking
+        } else {
+            ExecState::Running
+        };
+        repo::set_state(conn, e.id, back, None)?;
+        repo::set_between_waves(conn, e.id, e.bake_until, None)?;
         record(
             conn,
             &user.actor(),
@@ -80,6 +86,95 @@ pub fn continue_paused(
         Ok(())
     })?;
     progress(conn, id)
+}
+
+/// "by ann@…: the reason", or "by ann@…" without one.
+fn why(user: &CurrentUser, reason: Option<&str>) -> String {
+    format!(
+        "by {}{}",
+        user.email,
+        reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(": {}", crate::domain::lines::clip_to(r, 500)))
+            .unwrap_or_default()
+    )
+}
+
+/// Pause a running or baking execution (implementing team or an admin): the worker stops
+/// at its next batch (a webhook batch in flight is dropped and re-sent later with the same
+/// idempotency keys); continue picks it up where it stopped, bake included.
+#[tracing::instrument(name = "execution::pause", skip_all, fields(change = id, user = user.id))]
+pub fn pause(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        require(conn, schema, user, &c, ChangeAction::Pause)?;
+        let e = execution_of(conn, id)?;
+        let reason = format!("paused {}", why(user, reason));
+        repo::set_state(conn, e.id, ExecState::Paused, None)?;
+        repo::set_between_waves(conn, e.id, e.bake_until, Some(&reason))?;
+        record(
+            conn,
+            &user.actor(),
+            Some(id),
+            Event::ExecutionPausedByOperator {
+                execution_id: e.id,
+                wave: e.current_wave as u32,
+                reason,
+            },
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+/// Skip the pending targets of the current wave of a paused or halted execution
+/// (implementing team): recorded as skipped with the reason; continue or resume goes on
+/// with the next wave.
+#[tracing::instrument(name = "execution::skip_wave", skip_all, fields(change = id, user = user.id))]
+pub fn skip_wave(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        require(conn, schema, user, &c, ChangeAction::SkipWave)?;
+        let e = execution_of(conn, id)?;
+        let reason = format!("skipped {}", why(user, reason));
+        let skipped = repo::skip_pending_in_wave(conn, e.id, e.current_wave, &reason)?;
+        repo::add_counts(conn, e.id, 0, 0, skipped as i64)?;
+        record(
+            conn,
+            &user.actor(),
+            Some(id),
+            Event::WaveSkipped {
+                execution_id: e.id,
+                wave: e.current_wave as u32,
+                skipped: skipped as u64,
+                reason,
+            },
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+fn execution_of(conn: &mut DbConn, id: i64) -> AppResult<crate::db::models::Execution> {
+    repo::for_change(conn, id)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::NotFound,
+            format!("{} has no execution", number(id)),
+        )
+    })
 }
 
 /// Stop an executing or halted change for good; pending targets are skipped.

@@ -14,7 +14,7 @@ mod progress;
 mod rollback;
 mod start;
 
-pub use control::{abort, continue_paused, resume};
+pub use control::{abort, continue_paused, pause, resume, skip_wave};
 pub use progress::{items, progress, ExecutionView, ItemView, WaveView};
 pub(crate) use rollback::{insert_submitted, Derived};
 pub use rollback::{rollback, RollbackRequest};

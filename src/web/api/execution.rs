@@ -100,6 +100,37 @@ pub async fn continue_execution(
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// `POST /api/v1/changes/{id}/pause` `{"reason": …}`: stops at the next batch.
+pub async fn pause_execution(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
+        exe::pause(conn, schema, user, id, reason.as_deref())
+    })
+    .await
+}
+
+/// `POST /api/v1/changes/{id}/skip-wave` `{"reason": …}`: the current wave's pending
+/// targets are skipped (paused or halted executions).
+pub async fn skip_wave(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
+        exe::skip_wave(conn, schema, user, id, reason.as_deref())
+    })
+    .await
+}
+
 pub async fn abort_execution(
     state: State,
     Authed(user): Authed,

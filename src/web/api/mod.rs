@@ -32,7 +32,7 @@ pub use changes::{
 pub use contacts::{change_contacts, entity_contacts, import_contacts};
 pub use execution::{
     abort_execution, continue_execution, create_restore, execute_change, execution_items,
-    get_execution, resume_execution, rollback_change,
+    get_execution, pause_execution, resume_execution, rollback_change, skip_wave,
 };
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};

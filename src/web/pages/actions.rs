@@ -344,6 +344,48 @@ pub async fn abort_execution(
     .await
 }
 
+/// `POST /changes/{id}/pause`
+pub async fn pause_execution(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "paused",
+        move |conn, schema, user, id| {
+            exe::pause(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
+/// `POST /changes/{id}/skip-wave`
+pub async fn skip_wave(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "wave_skipped",
+        move |conn, schema, user, id| {
+            exe::skip_wave(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
 /// `POST /changes/{id}/rollback`: to the rollback it creates.
 pub async fn rollback_change(
     state: State,

@@ -26,7 +26,8 @@ mod settings;
 
 pub use actions::{
     abort_execution, cancel_change, comment_change, continue_execution, edit_text, execute_change,
-    reject_change, resolve_change, resume_execution, rollback_change, sign_change, submit_change,
+    pause_execution, reject_change, resolve_change, resume_execution, rollback_change, sign_change,
+    skip_wave, submit_change,
 };
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
@@ -124,7 +125,9 @@ pub(crate) fn flash_text(code: &str) -> &'static str {
         "commented" => "Comment added.",
         "executing" => "Execution started.",
         "resumed" => "Execution resumed.",
-        "continued" => "Execution continued: the next wave runs.",
+        "continued" => "Execution continued.",
+        "paused" => "Execution paused: it stops at its next batch.",
+        "wave_skipped" => "The rest of the wave is skipped: continue or resume to go on.",
         "aborted" => "Execution aborted.",
         "rollback" => "Rollback created: it needs its sign-offs.",
         "resolved" => "Resolved again against today's inventory.",
