@@ -6,6 +6,7 @@ use super::models::{Change, ChangeTarget, Comment, NewChange, Signoff};
 
 use super::schema::{change_targets, changes, comments, signoffs, users};
 use super::{now, DbConn};
+use crate::domain::execution::ItemStatus;
 use crate::domain::resolution::ResolvedTarget;
 use crate::domain::ChangeState;
 
@@ -209,13 +210,33 @@ pub fn targets_page(
     conn: &mut DbConn,
     change_id: i64,
     q: Option<&str>,
+    status: Option<ItemStatus>,
     offset: i64,
     limit: i64,
 ) -> QueryResult<(i64, Vec<ChangeTarget>)> {
+    use super::schema::{execution_items, executions};
     let base = || {
         let mut b = change_targets::table
             .filter(change_targets::change_id.eq(change_id))
             .into_boxed();
+        // Only the targets whose execution item has this status (an item has its target's
+        // position).
+        if let Some(st) = status {
+            b = b.filter(
+                change_targets::position.eq_any(
+                    execution_items::table
+                        .filter(
+                            execution_items::execution_id.eq_any(
+                                executions::table
+                                    .filter(executions::change_id.eq(change_id))
+                                    .select(executions::id),
+                            ),
+                        )
+                        .filter(execution_items::status.eq(st))
+                        .select(execution_items::position),
+                ),
+            );
+        }
         if let Some(q) = q.map(str::trim).filter(|s| !s.is_empty()) {
             let esc = q
                 .replace('\\', "\\\\")

@@ -138,6 +138,53 @@ async fn the_rest_of_a_wave_is_skipped_with_its_reason(backend: Backend) {
     // The skipped installations are untouched.
     assert_eq!(app.entity(&inst(2)).await["state"], "active");
     assert!(actions(&app, id).await.iter().any(|a| a == "wave_skipped"));
+    // The per-target results filter by status: in the API, on the page and in the CSV.
+    let (s, v) = app
+        .get(
+            &format!("/api/v1/changes/{id}/targets?status=skipped"),
+            "ana",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 2, "{v}");
+    let ids: Vec<&str> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [inst(2), inst(3)]);
+    assert!(
+        v["targets"][0]["effect"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the vendor asked to wait"),
+        "{v}"
+    );
+    let (s, v) = app
+        .get(&format!("/api/v1/changes/{id}/targets?status=gone"), "ana")
+        .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_status")),
+        "{v}"
+    );
+    let b = sign_in(&app, "ana").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}?status=done")).await;
+    assert!(
+        page.contains(&inst(1)) && !page.contains(&format!(">{}<", inst(2))),
+        "{page}"
+    );
+    assert!(page.contains("<option value=\"done\" selected>"), "{page}");
+    let (_, csv) = b
+        .get(&format!("/changes/CHG-{id}/targets.csv?q=&status=skipped"))
+        .await;
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "a header and two skipped targets: {csv}"
+    );
+    assert!(csv.contains(&inst(3)) && !csv.contains(&inst(1)), "{csv}");
 }
 
 async fn the_command_line_pauses_and_continues(backend: Backend) {

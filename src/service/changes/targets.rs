@@ -20,6 +20,7 @@ pub fn targets_csv(
     schema: &Schema,
     id: i64,
     search: Option<&str>,
+    status: Option<crate::domain::execution::ItemStatus>,
     offset: i64,
 ) -> AppResult<(Change, String)> {
     crate::db::snapshot(conn, |conn| {
@@ -29,7 +30,7 @@ pub fn targets_csv(
         // sets (the same keys for every target): its parameters, or for a rollback the
         // keys the original set.
         let mut keys: Vec<String> = Vec::new();
-        let (_, rows) = repo::targets_page(conn, id, search, offset, i64::MAX)?;
+        let (_, rows) = repo::targets_page(conn, id, search, status, offset, i64::MAX)?;
         let mut lines: Vec<(String, Vec<AttrChange>)> = Vec::with_capacity(rows.len());
         for batch in rows.chunks(CSV_BATCH) {
             let refs: Vec<TargetRef<'_>> = batch.iter().map(TargetRef::from).collect();

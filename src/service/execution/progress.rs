@@ -181,6 +181,24 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
     })
 }
 
+/// An item status from a query (`status=failed`); `None` or empty: every status.
+pub fn item_status(s: Option<&str>) -> AppResult<Option<ItemStatus>> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            ItemStatus::parse(s).ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::InvalidStatus,
+                    format!(
+                        "status must be pending, done, failed or skipped, not `{}`",
+                        crate::domain::lines::clip(s)
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// A page of a change's execution items (by position), optionally of one status; with the
 /// number of items that match.
 pub fn items(
@@ -190,16 +208,7 @@ pub fn items(
     offset: i64,
     limit: i64,
 ) -> AppResult<(i64, Vec<ItemView>)> {
-    let status = status
-        .map(|s| {
-            ItemStatus::parse(s).ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::InvalidStatus,
-                    format!("status must be pending, done, failed or skipped, not `{s}`"),
-                )
-            })
-        })
-        .transpose()?;
+    let status = item_status(status)?;
     let e = repo::for_change(conn, id)?.ok_or_else(|| {
         AppError::new(
             ErrorCode::NotFound,

@@ -18,6 +18,8 @@ pub struct TargetsQuery {
     pub offset: Option<i64>,
     pub limit: Option<i64>,
     pub q: Option<String>,
+    /// Only the targets whose execution item has this status.
+    pub status: Option<String>,
     pub format: Option<String>,
 }
 
@@ -32,9 +34,10 @@ pub async fn change_targets(
     let csv = wants_csv(q.format.as_deref())?;
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let search = q.q;
+    let status = crate::service::execution::item_status(q.status.as_deref())?;
     if csv {
         let (change, out) = run_as(&state, user, move |conn, schema, _| {
-            svc::targets_csv(conn, schema, id, search.as_deref(), offset)
+            svc::targets_csv(conn, schema, id, search.as_deref(), status, offset)
         })
         .await?;
         return Ok(csv_attachment(&format!("{}-targets.csv", number(id)))
@@ -46,7 +49,8 @@ pub async fn change_targets(
         crate::db::snapshot(conn, |conn| {
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
-            let (total, rows) = repo::targets_page(conn, id, search.as_deref(), offset, limit)?;
+            let (total, rows) =
+                repo::targets_page(conn, id, search.as_deref(), status, offset, limit)?;
             let refs: Vec<svc::TargetRef<'_>> = rows.iter().map(svc::TargetRef::from).collect();
             let effects = svc::target_effects(conn, schema, &c, &refs)?;
             Ok((c, total, rows, effects))

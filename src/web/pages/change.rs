@@ -10,6 +10,7 @@ use super::lists::Activity;
 use super::{html, layout, Layout, PageResult};
 use crate::db::{audit, changes as repo};
 use crate::domain::access::ChangeAction;
+use crate::domain::execution::ItemStatus;
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::{ExecState, Side};
 use crate::error::AppError;
@@ -76,6 +77,10 @@ pub(crate) struct ChangePage {
     pub(crate) shown_from: i64,
     pub(crate) shown_to: i64,
     pub(crate) next_offset: Option<i64>,
+    /// The status the targets are filtered by (`""`: all).
+    pub(crate) status: String,
+    /// The statuses the filter offers, the chosen one marked.
+    pub(crate) statuses: Vec<(&'static str, bool)>,
     pub(crate) prev_offset: Option<i64>,
     pub(crate) comments: Vec<(String, String, String)>,
     pub(crate) events: Vec<Activity>,
@@ -135,6 +140,15 @@ impl Allowed {
 pub struct ChangeQuery {
     pub(crate) q: Option<String>,
     pub(crate) offset: Option<i64>,
+    /// Only the targets whose execution item has this status.
+    pub(crate) status: Option<String>,
+}
+
+/// `?q=&status=` of the targets' search (for `targets.csv`).
+#[derive(Debug, Deserialize)]
+pub struct CsvQuery {
+    pub(crate) q: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 pub(crate) fn pct(part: i64, whole: i64) -> i64 {
@@ -219,10 +233,11 @@ pub async fn change(
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000_000);
     let s2 = search.clone();
+    let status = crate::service::execution::item_status(q.status.as_deref())?;
     let data = run_as(&state, w.user.clone(), move |conn, schema, viewer| {
         crate::db::snapshot(conn, |conn| {
             let v = svc::view_for(conn, schema, viewer, id)?;
-            let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), offset, 50)?;
+            let (total, rows) = repo::targets_page(conn, id, s2.as_deref(), status, offset, 50)?;
             let c =
                 repo::get(conn, id)?.ok_or_else(|| AppError::not_found("change", number(id)))?;
             let refs: Vec<svc::TargetRef<'_>> = rows.iter().map(svc::TargetRef::from).collect();
@@ -285,6 +300,11 @@ pub async fn change(
         shown_to: (offset + 50).min(total),
         target_total: total,
         q: search.unwrap_or_default(),
+        status: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        statuses: ItemStatus::VALUES
+            .iter()
+            .map(|s| (s.as_str(), Some(*s) == status))
+            .collect(),
         next_offset: (offset + 50 < total).then_some(offset + 50),
         prev_offset: (offset > 0).then(|| (offset - 50).max(0)),
         comments: comments
@@ -324,10 +344,18 @@ pub async fn change(
 }
 
 /// `GET /changes/{id}/targets.csv` (for the signed-in only).
-pub async fn change_targets_csv(state: State, w: WebUser, path: web::Path<String>) -> PageResult {
+pub async fn change_targets_csv(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    q: web::Query<CsvQuery>,
+) -> PageResult {
     let id = change_id(&path)?;
+    let q = q.into_inner();
+    let status = crate::service::execution::item_status(q.status.as_deref())?;
+    let search = q.q.filter(|s| !s.trim().is_empty());
     let rows = run_as(&state, w.user.clone(), move |conn, schema, _| {
-        crate::service::changes::targets_csv(conn, schema, id, None, 0)
+        crate::service::changes::targets_csv(conn, schema, id, search.as_deref(), status, 0)
     })
     .await?;
     let out = rows.1;
