@@ -163,6 +163,20 @@ pub fn for_change_action(
         .load(conn)
 }
 
+/// The events of change `change_id` with any of `actions`, oldest first.
+pub fn for_change_actions(
+    conn: &mut DbConn,
+    change_id: i64,
+    actions: &[&str],
+) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::change_id.eq(change_id))
+        .filter(audit_events::action.eq_any(actions))
+        .order(audit_events::id.asc())
+        .select(AuditEvent::as_select())
+        .load(conn)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Intact { events: u64 },

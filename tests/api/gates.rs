@@ -77,6 +77,17 @@ async fn a_bake_waits_between_waves(backend: Backend) {
     assert_eq!(v["done"], 3, "{v}");
     assert!(at(&v["finished_at"]) >= until, "{v}");
     assert_eq!(v["bake_until"], Value::Null);
+    // Each wave's timeline: wave 1 started, finished, baked until; wave 2 finished.
+    let t = &v["timeline"];
+    assert!(
+        t[0]["started_at"].is_string() && t[0]["finished_at"].is_string(),
+        "{t}"
+    );
+    assert_eq!(at(&t[0]["baked_until"]), until, "{t}");
+    assert!(
+        t[1]["finished_at"].is_string() && t[1]["baked_until"].is_null(),
+        "{t}"
+    );
     let (_, events) = app
         .get(&format!("/api/v1/changes/{id}/events"), "ana")
         .await;
@@ -166,6 +177,10 @@ async fn a_healthy_answer_lets_the_next_wave_run(backend: Backend) {
     assert_eq!(v["done"], 3, "{v}");
     assert_eq!(v["health_checks"][0]["healthy"], true, "{v}");
     assert_eq!(v["health_checks"][0]["wave"], 1);
+    assert_eq!(v["timeline"][0]["healthy"], true, "{v}");
+    let b = sign_in(&app, "ana").await;
+    let (_, page) = b.get(&format!("/changes/CHG-{id}")).await;
+    assert!(page.contains("health check: healthy"), "{page}");
     let a = asked.lock().unwrap();
     assert_eq!(a.documents.len(), 1, "asked once, between the two waves");
     assert_eq!(
@@ -291,6 +306,7 @@ async fn a_manual_gate_waits_for_an_implementer(backend: Backend) {
     assert_eq!(s, StatusCode::OK, "{v}");
     let v = app.wait_execution(id, &["completed"]).await;
     assert_eq!(v["done"], 3, "{v}");
+    assert!(v["timeline"][0]["continued_at"].is_string(), "{v}");
     let (s, v) = app
         .post(
             &format!("/api/v1/changes/{id}/continue"),

@@ -15,7 +15,7 @@ mod rollback;
 mod start;
 
 pub use control::{abort, continue_paused, pause, resume, skip_wave};
-pub use progress::{item_status, items, progress, ExecutionView, ItemView, WaveView};
+pub use progress::{item_status, items, progress, ExecutionView, ItemView, WaveTimeline, WaveView};
 pub(crate) use rollback::{insert_submitted, Derived};
 pub use rollback::{rollback, RollbackRequest};
 pub use start::{execute, ExecuteRequest};

@@ -55,6 +55,8 @@ pub struct ExecutionView {
     pub pause_reason: Option<String>,
     /// `baking` or `paused`: the wave that runs next.
     pub next_wave: Option<i64>,
+    /// Each wave: started (wave 1), finished, baked until, health check, continued.
+    pub timeline: Vec<WaveTimeline>,
     /// What the health endpoint said after each wave so far, oldest first.
     pub health_checks: Vec<HealthCheckView>,
     /// The first failed items, with their errors.
@@ -66,6 +68,74 @@ pub struct ExecutionView {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<chrono::NaiveDateTime>,
     pub rolled_back_by: Option<String>,
+}
+
+/// One wave's timeline, from the audit trail: when it finished, the bake after it, what
+/// the health check said and when someone let it go on (continue or resume).
+#[derive(Debug, Default, Serialize)]
+pub struct WaveTimeline {
+    pub wave: u32,
+    /// Wave 1: when the execution started.
+    pub started_at: Option<chrono::NaiveDateTime>,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    /// The bake after it ended (or ends) then.
+    pub baked_until: Option<chrono::NaiveDateTime>,
+    pub healthy: Option<bool>,
+    pub health_answer: Option<String>,
+    /// Someone continued or resumed the execution after this wave.
+    pub continued_at: Option<chrono::NaiveDateTime>,
+}
+
+fn slot(out: &mut [WaveTimeline], wave: u32) -> Option<&mut WaveTimeline> {
+    (wave as usize).checked_sub(1).and_then(|i| out.get_mut(i))
+}
+
+/// The waves' timelines from a change's execution events (oldest first).
+fn timeline(events: &[crate::db::models::AuditEvent], waves: usize) -> Vec<WaveTimeline> {
+    use crate::domain::event::Event as E;
+    let mut out: Vec<WaveTimeline> = (1..=waves as u32)
+        .map(|wave| WaveTimeline {
+            wave,
+            ..WaveTimeline::default()
+        })
+        .collect();
+    for a in events {
+        let Some(e) = a.event() else { continue };
+        match e {
+            E::ExecutionStarted { .. } => {
+                if let Some(t) = slot(&mut out, 1) {
+                    t.started_at = Some(a.at);
+                }
+            }
+            E::WaveCompleted { wave, .. } => {
+                if let Some(t) = slot(&mut out, wave) {
+                    t.finished_at = Some(a.at);
+                }
+            }
+            E::ExecutionBaking { wave, until } => {
+                if let Some(t) = slot(&mut out, wave) {
+                    t.baked_until = Some(until);
+                }
+            }
+            E::HealthChecked {
+                wave,
+                healthy,
+                answer,
+            } => {
+                if let Some(t) = slot(&mut out, wave) {
+                    t.healthy = Some(healthy);
+                    t.health_answer = Some(answer);
+                }
+            }
+            E::ExecutionContinued { next_wave, .. } | E::ExecutionResumed { next_wave, .. } => {
+                if let Some(t) = slot(&mut out, next_wave.saturating_sub(1)) {
+                    t.continued_at = Some(a.at);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -147,6 +217,21 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
                 .filter(|_| e.state == ExecState::Paused),
             next_wave: matches!(e.state, ExecState::Baking | ExecState::Paused)
                 .then_some(e.current_wave),
+            timeline: timeline(
+                &crate::db::audit::for_change_actions(
+                    conn,
+                    id,
+                    &[
+                        "execution_started",
+                        "wave_completed",
+                        "execution_baking",
+                        "health_checked",
+                        "execution_continued",
+                        "execution_resumed",
+                    ],
+                )?,
+                waves.len(),
+            ),
             health_checks: crate::db::audit::for_change_action(conn, id, "health_checked")?
                 .into_iter()
                 .filter_map(|a| match a.event() {

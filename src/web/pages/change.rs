@@ -59,6 +59,37 @@ pub struct WaveRow {
     pub pct_done: i64,
     pub pct_failed: i64,
     pub pct_skipped: i64,
+    /// "started 10:00:01 · finished 10:00:02 · baked until 10:10:02 · healthy · continued
+    /// 10:12:40" (UTC), from the audit trail.
+    pub timeline: String,
+}
+
+/// A wave's timeline in words.
+fn timeline_words(t: &crate::service::execution::WaveTimeline) -> String {
+    let hms = |d: chrono::NaiveDateTime| d.format("%H:%M:%S").to_string();
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(d) = t.started_at {
+        parts.push(format!("started {}", hms(d)));
+    }
+    if let Some(d) = t.finished_at {
+        parts.push(format!("finished {}", hms(d)));
+    }
+    if let Some(d) = t.baked_until {
+        parts.push(format!("baked until {}", hms(d)));
+    }
+    match (t.healthy, &t.health_answer) {
+        (Some(true), _) => parts.push("health check: healthy".into()),
+        (Some(false), Some(a)) => parts.push(format!("health check failed: {a}")),
+        _ => {}
+    }
+    if let Some(d) = t.continued_at {
+        parts.push(format!("let go on {}", hms(d)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{} UTC", parts.join(" · "))
+    }
 }
 
 #[derive(Template)]
@@ -218,6 +249,7 @@ fn wave_rows(e: &ExecutionView) -> Vec<WaveRow> {
             pct_done: pct(wv.done as i64, wv.size as i64),
             pct_failed: pct(wv.failed as i64, wv.size as i64),
             pct_skipped: pct(wv.skipped as i64, wv.size as i64),
+            timeline: e.timeline.get(i).map(timeline_words).unwrap_or_default(),
         })
         .collect()
 }
