@@ -13,9 +13,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use crate::both_backends;
 use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp};
 
-const PW: &str = "correct horse battery";
+pub(crate) const PW: &str = "correct horse battery";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
@@ -27,7 +27,7 @@ impl Drop for Driver {
     }
 }
 
-fn chromedriver() -> Option<Driver> {
+pub(crate) fn chromedriver() -> Option<Driver> {
     let port = crate::smtp::free_port();
     let child = match Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -54,7 +54,7 @@ fn chromedriver() -> Option<Driver> {
     Some(Driver { child, port })
 }
 
-async fn browser(d: &Driver) -> Client {
+pub(crate) async fn browser(d: &Driver) -> Client {
     countersign::init_tls();
     let mut caps = serde_json::map::Map::new();
     let mut opts = serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]});
@@ -76,14 +76,14 @@ fn shots() -> PathBuf {
     p
 }
 
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
 }
 
 /// The text of the first element matching `css` once `ok` accepts it (15 s at most);
 /// pages navigate under us, so stale elements are looked up again.
-async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = String::new();
     loop {
@@ -107,7 +107,7 @@ async fn text_of(c: &Client, css: &str) -> String {
     wait_text(c, css, |_| true).await
 }
 
-async fn sign_in(c: &Client, app: &TestApp, email: &str) {
+pub(crate) async fn sign_in(c: &Client, app: &TestApp, email: &str) {
     c.goto(&format!("{}/", app.address)).await.unwrap();
     assert!(
         c.current_url().await.unwrap().path().starts_with("/login"),

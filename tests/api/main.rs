@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod basics;
 mod browser;
+mod browser_gates;
 mod budgets;
 mod changes;
 mod cli;

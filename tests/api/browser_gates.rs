@@ -1,0 +1,97 @@
+//! Between waves in real headless Chromium (issue #13): an implementer watches the bake
+//! count down on the change page, pauses the execution with a reason, sees it hold past the
+//! bake, continues it, and sees it complete with each wave's timeline.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::browser::{browser, chromedriver, shot, sign_in, wait_text, PW};
+use crate::helpers::{inst, spawn_app_with, Backend};
+
+async fn bake_pause_and_continue_in_chromium(backend: Backend) {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    let schema = format!(
+        "{}\n\n[operations.uninstall_gated]\nlabel = \"Uninstall apps, wave by wave\"\ntarget = \"app_install\"\neffect = \"soft_delete\"\nimplemented_by = \"platform-ops\"\nrequested_by = [\"app-owners\"]\nsignoffs = {{ requester = 1, implementer = 1 }}\nwaves = [1]\nbake = \"4s\"\n",
+        countersign::domain::schema::EXAMPLE_SCHEMA
+    );
+    std::fs::write(&path, schema).unwrap();
+    let app = spawn_app_with(backend, move |c| c.schema_path = Some(path)).await;
+    app.load_fixture().await;
+    app.set_password("carla", PW);
+    let (id, _) = app
+        .approved(
+            "uninstall_gated",
+            json!({"ids": [inst(1), inst(2), inst(3)]}),
+        )
+        .await;
+    let c = browser(&driver).await;
+    sign_in(&c, &app, "carla@ops.example").await;
+    let page = format!("{}/changes/CHG-{id}", app.address);
+    c.goto(&page).await.unwrap();
+    c.find(Locator::Css("#execute"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The page refreshes itself; the canary ran and the bake counts down.
+    let baking = wait_text(&c, "#baking", |t| t.contains("Baking before wave 2")).await;
+    assert!(baking.contains("UTC"), "{baking}");
+    let left: i64 = wait_text(&c, "#bake-left", |t| t.parse::<i64>().is_ok())
+        .await
+        .parse()
+        .unwrap();
+    assert!((0..=4).contains(&left), "{left}");
+    shot(&c, "gates-baking").await;
+    // Pause with a reason.
+    c.find(Locator::Css("form[data-action=pause] input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("checking the error budget")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".flash", |t| t.contains("Execution paused")).await;
+    let paused = wait_text(&c, "#paused", |t| t.contains("checking the error budget")).await;
+    assert!(paused.contains("paused by carla@ops.example"), "{paused}");
+    // It holds past the bake.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.goto(&page).await.unwrap();
+    wait_text(&c, "#exec-state", |t| t == "paused").await;
+    shot(&c, "gates-paused").await;
+    c.find(Locator::Css("#continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".flash", |t| t.contains("Execution continued")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = wait_text(&c, "#exec-state", |_| true).await;
+        if state == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "execution shown as {state:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.goto(&page).await.unwrap();
+    }
+    let timeline = wait_text(&c, ".wave-timeline", |t| t.contains("baked until")).await;
+    assert!(timeline.contains("let go on"), "{timeline}");
+    shot(&c, "gates-completed").await;
+    c.close().await.unwrap();
+}
+
+both_backends!(backend: bake_pause_and_continue_in_chromium);
