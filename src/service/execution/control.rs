@@ -25,12 +25,7 @@ pub fn resume(
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Resume)?;
         crate::service::budget::check_resume(conn, schema, &c)?;
-        let e = repo::for_change(conn, id)?.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::NotFound,
-                format!("{} has no execution", number(id)),
-            )
-        })?;
+        let e = execution_of(conn, id)?;
         repo::set_state(conn, e.id, ExecState::Running, None)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
         record(
@@ -60,12 +55,7 @@ pub fn continue_paused(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Continue)?;
-        let e = repo::for_change(conn, id)?.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::NotFound,
-                format!("{} has no execution", number(id)),
-            )
-        })?;
+        let e = execution_of(conn, id)?;
         // Paused during a bake: the bake (and the health check after it) still comes.
         let back = if e.bake_until.is_some() {
             ExecState::Baking
@@ -189,12 +179,7 @@ pub fn abort(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Abort)?;
-        let e = repo::for_change(conn, id)?.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::NotFound,
-                format!("{} has no execution", number(id)),
-            )
-        })?;
+        let e = execution_of(conn, id)?;
         let why = format!(
             "aborted by {}{}",
             user.email,
