@@ -308,6 +308,49 @@ fn pg_scans(conn: &mut DbConn, schema: &Schema) {
 
 both_backends!(scoped_resolution_uses_the_scope_index);
 
+/// Submitting a draft resolves it once (issue #11: "submitting must not resolve twice when
+/// nothing changed in between"): a `within` of orgs descends two levels, so one resolution
+/// sends two statements for children by parent, and the submission sends no more.
+async fn submit_resolves_once(app: TestApp) {
+    app.load_fixture().await;
+    let schema = Schema::from_toml(EXAMPLE_SCHEMA).unwrap();
+    let mut conn = app.conn();
+    let ana = {
+        let u = users::find_user_by_email(&mut conn, TestApp::email("ana"))
+            .unwrap()
+            .unwrap();
+        CurrentUser::load(&mut conn, u).unwrap()
+    };
+    let req: CreateChange = serde_json::from_value(json!({
+        "title": "scoped", "requesting_team": "app-owners", "operation": "uninstall_app",
+        "targets": {"within": {"kind": "org", "ids": [ORG1]}},
+    }))
+    .unwrap();
+    let id = svc::create(&mut conn, &schema, &ana, req).unwrap();
+    let seen = Statements::default();
+    conn.set_instrumentation(seen.clone());
+    svc::submit(&mut conn, &schema, &ana, id).unwrap();
+    let by_parent: Vec<String> = std::mem::take(&mut *seen.0.lock().unwrap())
+        .into_iter()
+        .filter(|q| {
+            q.starts_with("SELECT")
+                && !q.contains("COUNT(")
+                && (q.contains("`entities`.`kind` =") || q.contains("\"entities\".\"kind\" ="))
+                && (q.contains("`entities`.`parent_id` IN (SELECT value FROM json_each(")
+                    || q.contains("\"entities\".\"parent_id\" = ANY("))
+        })
+        .collect();
+    assert_eq!(
+        by_parent.len(),
+        2,
+        "one resolution (two levels) at submit: {by_parent:#?}"
+    );
+    let v = svc::view(&mut conn, &schema, id).unwrap();
+    assert_eq!(v.summary.targets, 6);
+}
+
+both_backends!(submit_resolves_once);
+
 #[derive(QueryableByName, Debug)]
 struct StmtRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
