@@ -30,6 +30,7 @@ pub(super) fn run(
     schema: &Schema,
     app_ids: &[String],
     org_ids: &[String],
+    execute: bool,
 ) -> anyhow::Result<()> {
     let mut pooled = pool.get()?;
     let conn: &mut DbConn = &mut pooled;
@@ -41,7 +42,9 @@ pub(super) fn run(
         implementer: user(conn, "bench-ops@example.com")?,
     };
     let (id, create_explicit) = explicit(conn, schema, &people.author, app_ids, base_targets)?;
-    execute_and_roll_back(dir, pool, conn, schema, &people, id, app_ids)?;
+    if execute {
+        execute_and_roll_back(dir, pool, conn, schema, &people, id, app_ids)?;
+    }
     scoped(conn, schema, &people, app_ids, org_ids, create_explicit)
 }
 

@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Reuse the imported inventory in --dir and only measure the change.
     #[arg(long, requires = "dir")]
     pub change_only: bool,
+    /// Leave out the execution and the rollback of the explicit-ID change: only its
+    /// creation (the baseline) and the scoped changes are measured.
+    #[arg(long)]
+    pub no_execution: bool,
     /// Import and measure the changes (or, with --webhook, run the webhook benchmark) on
     /// this PostgreSQL database (it must be empty; the raw baselines stay on SQLite).
     /// Default: a SQLite file in the scratch directory.
@@ -198,7 +202,7 @@ fn inventory_and_change(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         db::run_migrations(&mut conn)?;
         reset_bench_changes(&mut conn)?;
         drop(conn);
-        return change::run(dir, &pool, &schema, &app_ids, &org_ids);
+        return change::run(dir, &pool, &schema, &app_ids, &org_ids, !args.no_execution);
     }
     let base_import = baseline_import(dir, rows)?;
 
@@ -235,7 +239,7 @@ fn inventory_and_change(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     );
     println!("countersign inventory import (validated):     {imp:>7.2}s  ({:>9.0} lines/s, {:.1}x baseline)", n as f64 / imp, imp / base_import);
     drop(conn);
-    change::run(dir, &pool, &schema, &app_ids, &org_ids)
+    change::run(dir, &pool, &schema, &app_ids, &org_ids, !args.no_execution)
 }
 
 /// Baseline: plain multi-row inserts of the same rows, one transaction, no validation.

@@ -2,7 +2,7 @@
 //! inventory, read in batched queries (chunked `IN` lists, scopes descended level by level)
 //! into plain data. The pure core (`domain::resolution`) decides everything from it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::NaiveDateTime;
@@ -62,16 +62,21 @@ pub fn resolve(
 
 /// The explicit IDs' entities, the scopes' entities, and what the query finds: below the
 /// scopes level by level (the `where` in SQL at the last level), or over the whole kind.
+/// The scopes and the levels above the last are the targets' ancestors: they go into
+/// `loaded.ancestors` as they are read, so [`ancestors`] reads only what is above them.
 fn load_selected(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> QueryResult<()> {
     if !plan.wanted.is_empty() {
         let ids: Vec<&str> = plan.wanted.iter().map(|w| w.id).collect();
         loaded.explicit = all_facts(inventory::fetch_refs(conn, &ids)?);
     }
     if let Some(scope) = &plan.scope {
-        loaded.scopes = all_facts(inventory::fetch_lite(conn, &scope.lines)?);
+        loaded.scopes = all_facts(inventory::fetch_refs(conn, &scope.lines)?);
     }
     if let Some(scope) = plan.descends() {
+        let known = &mut loaded.ancestors;
+        known.extend(loaded.scopes.iter().map(|e| (e.id.clone(), ancestor_of(e))));
         let roots = plan.judge_scopes(&loaded.scopes, None);
+        let filter = &plan.selector.filter;
         let mut rows: Vec<EntityLite> = Vec::new();
         for (depth, level) in scope.levels.iter().enumerate() {
             let parents: Vec<&str> = if depth == 0 {
@@ -80,13 +85,21 @@ fn load_selected(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> Que
                 rows.iter().map(|e| e.id.as_str()).collect()
             };
             // The last level is the operation's kind: its `where` goes to SQL (and is
-            // checked again, with the states, by the core).
-            rows = if depth + 1 == scope.levels.len() {
-                let filter = &plan.selector.filter;
-                inventory::children_lite_where(conn, &parents, level, filter)?
+            // checked again, with the states, by the core, which reads the attributes).
+            let next = if depth + 1 == scope.levels.len() {
+                inventory::children(conn, &parents, level, filter, !filter.is_empty())?
             } else {
-                inventory::children_lite(conn, &parents, level)?
+                inventory::children(conn, &parents, level, &BTreeMap::new(), false)?
             };
+            known.extend(rows.into_iter().map(|e| {
+                let a = Ancestor {
+                    kind: e.kind,
+                    parent_id: e.parent_id,
+                    name: e.name,
+                };
+                (e.id, a)
+            }));
+            rows = next;
         }
         loaded.candidates = all_facts(rows);
     } else if plan.queries_whole_kind() {
@@ -103,6 +116,14 @@ fn load_selected(conn: &mut DbConn, plan: &Plan<'_>, loaded: &mut Loaded) -> Que
         loaded.candidates = all_facts(m.rows);
     }
     Ok(())
+}
+
+fn ancestor_of(e: &EntityFacts) -> Ancestor {
+    Ancestor {
+        kind: e.kind.clone(),
+        parent_id: e.parent_id.clone(),
+        name: e.name.clone(),
+    }
 }
 
 /// What the rules need around every entity that may be a target: its ancestors (scope
@@ -129,7 +150,9 @@ fn load_around_subjects(
         .chain(candidates)
         .filter(|e| plan.may_target(e))
         .collect();
-    loaded.ancestors = ancestors(conn, subjects.iter().filter_map(|e| e.parent_id.as_deref()))?;
+    let known = std::mem::take(&mut loaded.ancestors);
+    let parents = subjects.iter().filter_map(|e| e.parent_id.as_deref());
+    loaded.ancestors = ancestors(conn, known, parents)?;
     if subjects.is_empty() {
         return Ok(());
     }
@@ -270,18 +293,32 @@ fn active_below(
     Ok(out)
 }
 
-/// Every ancestor of the given parents (themselves included), one query per level.
+/// Every ancestor of the given parents (themselves included), one query per level, added
+/// to those already `known` (read in the same snapshot, so the same rows); only what is
+/// not known is read.
 fn ancestors<'a>(
     conn: &mut DbConn,
+    known: Ancestors,
     parents: impl Iterator<Item = &'a str>,
 ) -> QueryResult<Ancestors> {
-    let mut out = Ancestors::new();
+    let mut out = known;
     let mut level: Vec<String> = {
-        let mut ids: Vec<&str> = parents.collect();
+        let mut ids: Vec<&str> = parents.filter(|p| !out.contains_key(*p)).collect();
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().map(str::to_string).collect()
     };
+    // What is known may itself have parents that are not (a scope's own ancestors).
+    let mut above: Vec<&str> = out
+        .values()
+        .filter_map(|a| a.parent_id.as_deref())
+        .filter(|p| !out.contains_key(*p))
+        .collect();
+    above.sort_unstable();
+    above.dedup();
+    level.extend(above.into_iter().map(str::to_string));
+    level.sort_unstable();
+    level.dedup();
     while !level.is_empty() {
         let ids: Vec<&str> = level.iter().map(String::as_str).collect();
         let rows = inventory::fetch_refs(conn, &ids)?;
@@ -448,6 +485,7 @@ pub fn resolve_restore(
         .collect();
     let ancestors = ancestors(
         conn,
+        Ancestors::new(),
         entities.values().filter_map(|e| e.parent_id.as_deref()),
     )?;
     let loaded = RestoreLoaded {

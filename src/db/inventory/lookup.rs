@@ -40,30 +40,8 @@ pub fn fetch_refs(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<EntityLite
         })?;
     Ok(rows
         .into_iter()
-        .map(|(id, kind, parent_id, name, state)| EntityLite {
-            id,
-            kind,
-            parent_id,
-            name,
-            attrs: String::new(),
-            state,
-        })
+        .map(super::matching::without_attrs)
         .collect())
-}
-
-/// Entities of `kind` whose parent is one of `parents`.
-pub fn children_lite(
-    conn: &mut DbConn,
-    parents: &[&str],
-    kind: &str,
-) -> QueryResult<Vec<EntityLite>> {
-    per_chunk(parents, |chunk| {
-        with_concrete!(&mut *conn, |c| entities::table
-            .filter(entities::parent_id.eq_any(chunk))
-            .filter(entities::kind.eq(kind))
-            .select(EntityLite::as_select())
-            .load(c))
-    })
 }
 
 /// Active entities of any kind whose parent is one of `parents` (cascades).

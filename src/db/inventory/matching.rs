@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 
-use super::lookup::children_lite;
 use super::EntityLite;
 use crate::db::schema::entities;
 use crate::db::{DbConn, CHUNK};
@@ -102,34 +101,86 @@ pub fn matching_of_kind(
     }
 }
 
-/// [`children_lite`] with the attribute filter in SQL, as in [`matching_of_kind`]: a scope
-/// with a `where` reads only the children that match (a scope of 400,000 app
-/// installations where 100,000 have the app loads 100,000 rows, not 400,000).
-pub fn children_lite_where(
+/// Entities of `kind` whose parent is one of `parents` and whose attributes equal every
+/// value of `filter`, the filter in SQL as in [`matching_of_kind`]. Each row comes from the
+/// scope index alone (`entities_children`: parent, kind, state, name and, on SQLite, the
+/// attributes), so a level of 400,000 children of which 100,000 match reads no table row.
+///
+/// SQLite gets the parents as one value, a JSON array read by `json_each`: one statement
+/// per level whatever the number of parents, with one plan. PostgreSQL gets them in arrays
+/// of [`CHUNK`] (`= ANY(…)`), so that its estimate of the rows (from the array's length)
+/// keeps choosing the index. `with_attrs`: read the attributes too (a `where` is checked
+/// again by the core); without, every `attrs` is empty.
+pub fn children(
     conn: &mut DbConn,
     parents: &[&str],
     kind: &str,
     filter: &BTreeMap<String, String>,
+    with_attrs: bool,
 ) -> QueryResult<Vec<EntityLite>> {
-    if filter.is_empty() {
-        return children_lite(conn, parents, kind);
+    if parents.is_empty() {
+        return Ok(Vec::new());
     }
-    macro_rules! children {
-        ($backend:ty, $c:expr, $json:ident) => {{
+    macro_rules! rows {
+        ($q:expr, $c:expr) => {
+            if with_attrs {
+                $q.select(EntityLite::as_select()).load::<EntityLite>($c)?
+            } else {
+                $q.select((
+                    entities::id,
+                    entities::kind,
+                    entities::parent_id,
+                    entities::name,
+                    entities::state,
+                ))
+                .load::<(String, String, Option<String>, String, EntityState)>($c)?
+                .into_iter()
+                .map(without_attrs)
+                .collect()
+            }
+        };
+    }
+    match conn {
+        DbConn::Sqlite(c) => {
+            let list = serde_json::to_string(parents).expect("a list of strings");
+            let q = entities::table
+                .filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "`entities`.`parent_id` IN (SELECT value FROM json_each(",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(list)
+                    .sql("))"),
+                )
+                .filter(entities::kind.eq(kind))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+            let q = with_attrs!(q, filter, sqlite);
+            Ok(rows!(q, c))
+        }
+        DbConn::Pg(c) => {
             let mut out = Vec::new();
             for chunk in parents.chunks(CHUNK) {
                 let q = entities::table
                     .filter(entities::parent_id.eq_any(chunk))
                     .filter(entities::kind.eq(kind))
-                    .into_boxed::<$backend>();
-                let q = with_attrs!(q, filter, $json);
-                out.extend(q.select(EntityLite::as_select()).load::<EntityLite>($c)?);
+                    .into_boxed::<diesel::pg::Pg>();
+                let q = with_attrs!(q, filter, pg);
+                out.extend(rows!(q, c));
             }
             Ok(out)
-        }};
+        }
     }
-    match conn {
-        DbConn::Sqlite(c) => children!(diesel::sqlite::Sqlite, c, sqlite),
-        DbConn::Pg(c) => children!(diesel::pg::Pg, c, pg),
+}
+
+/// An entity read without its attributes.
+pub(super) fn without_attrs(
+    (id, kind, parent_id, name, state): (String, String, Option<String>, String, EntityState),
+) -> EntityLite {
+    EntityLite {
+        id,
+        kind,
+        parent_id,
+        name,
+        attrs: String::new(),
+        state,
     }
 }

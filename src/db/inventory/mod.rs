@@ -24,10 +24,8 @@ mod matching;
 pub use browse::{ancestry, children_counts, list, ListFilter};
 pub use import::{import, ImportFailure, ImportReport, LineError, MAX_REPORTED_ERRORS};
 pub use lines::{check_attrs, check_identity, parse_line, ImportLine, LineProblem};
-pub use lookup::{
-    active_children_counts, active_children_lite, children_lite, fetch_lite, fetch_refs,
-};
-pub use matching::{children_lite_where, matching_of_kind, Matching};
+pub use lookup::{active_children_counts, active_children_lite, fetch_lite, fetch_refs};
+pub use matching::{children, matching_of_kind, Matching};
 
 /// The columns resolution needs.
 #[derive(Debug, Clone, Queryable, Selectable)]
