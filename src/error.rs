@@ -91,8 +91,9 @@ error_codes! {
     AlreadySigned = "already_signed", CONFLICT, "The caller already signed this side for the current fingerprint.";
     BudgetExceeded = "budget_exceeded", CONFLICT, "At execute (or resume), the change needs more of its operation's budget than is left in the last 24 hours (`details.budget`: used, left, when it frees).";
     ChangeNotApproved = "change_not_approved", CONFLICT, "Customer notices are for approved (or later) changes only.";
+    ConflictingExecution = "conflicting_execution", CONFLICT, "At execute, another change's execution in progress (running, baking, paused or halted) shares targets with this one (`details.changes`: each with the targets shared); a scheduled start with `wait_for_conflicts` waits instead.";
     DrafterInBothTeams = "drafter_in_both_teams", CONFLICT, "The notice's drafter is in both teams, so nobody can be the other team's approver.";
-    ExecutionState = "execution_state", CONFLICT, "The execution is not in a state that allows this: pause needs it running or baking, continue paused, skip-wave paused or halted; the message says which state it is in.";
+    ExecutionState = "execution_state", CONFLICT, "The execution is not in a state that allows this: pause needs it running or baking, continue paused, skip-wave paused or halted, skip-drifted halted with drifted targets, retry-failed halted or ended with failed targets; a start is scheduled once; the message says which state it is in.";
     FingerprintMismatch = "fingerprint_mismatch", CONFLICT, "The fingerprint sent to execute is not the one that was signed.";
     FixedTargets = "fixed_targets", CONFLICT, "A rollback or bulk restore has fixed targets: the edit form does not apply (pages).";
     IllegalTransition = "illegal_transition", CONFLICT, "The action is not possible in the change's current state (`details.state`).";
@@ -134,6 +135,7 @@ error_codes! {
     InvalidRole = "invalid_role", UNPROCESSABLE_ENTITY, "A customer notice names an unknown contact role.";
     InvalidSelector = "invalid_selector", UNPROCESSABLE_ENTITY, "The targets exceed a bound (ID count or length, `where` size); `details` names the field and line.";
     InvalidSide = "invalid_side", UNPROCESSABLE_ENTITY, "The sign-off form names no side (pages).";
+    InvalidStart = "invalid_start", UNPROCESSABLE_ENTITY, "A scheduled start's `at` does not parse, is in the past or outside the change's window, or the change has no window opening to start at.";
     InvalidState = "invalid_state", UNPROCESSABLE_ENTITY, "A `state` filter names an unknown state.";
     InvalidStatus = "invalid_status", UNPROCESSABLE_ENTITY, "A `status` filter names an unknown item status.";
     InvalidSubject = "invalid_subject", UNPROCESSABLE_ENTITY, "A customer notice's subject is not one line of 1 to 200 characters.";

@@ -259,6 +259,11 @@ pub struct Execution {
     pub bake_until: Option<NaiveDateTime>,
     /// `paused`: why it waits for an implementer to continue it.
     pub pause_reason: Option<String>,
+    /// The last wave whose targets were checked for drift before it ran.
+    pub drift_checked_wave: i64,
+    /// After a retry of failed targets: waves up to this one already passed their
+    /// between-wave gates and re-run without waiting at them again.
+    pub rerun_through_wave: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -274,6 +279,9 @@ pub struct ExecutionItem {
     pub error: Option<String>,
     pub next_attempt_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    /// How many times an implementer retried this failed target (part of its
+    /// idempotency key, so a receiver does not replay the failed answer).
+    pub retries: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
@@ -373,4 +381,21 @@ pub struct NewCustomerNotice {
     pub state: NoticeState,
     pub drafter_team: Option<String>,
     pub body_sha256: Option<String>,
+}
+
+/// An approved change that starts by itself: at `start_at` (its window's opening), or as
+/// soon as the changes sharing its targets finish (`wait_for_conflicts`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = crate::db::schema::scheduled_starts)]
+pub struct ScheduledStart {
+    pub change_id: i64,
+    pub start_at: NaiveDateTime,
+    /// The fingerprint it was scheduled for: the start executes exactly that.
+    pub fingerprint: String,
+    /// Whose authority the start runs under (still checked when it is due).
+    pub scheduled_by: i64,
+    pub wait_for_conflicts: bool,
+    /// While it waits for conflicting changes: which ("CHG-3, CHG-8").
+    pub waiting_on: Option<String>,
+    pub created_at: NaiveDateTime,
 }

@@ -219,6 +219,8 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         bake_until -> Nullable<Timestamp>,
         pause_reason -> Nullable<Text>,
+        drift_checked_wave -> BigInt,
+        rerun_through_wave -> BigInt,
     }
 }
 
@@ -234,6 +236,7 @@ diesel::table! {
         error -> Nullable<Text>,
         next_attempt_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        retries -> BigInt,
     }
 }
 
@@ -360,6 +363,18 @@ diesel::joinable!(comments -> changes (change_id));
 diesel::joinable!(comments -> users (user_id));
 diesel::joinable!(changes -> users (author_id));
 diesel::joinable!(executions -> changes (change_id));
+diesel::table! {
+    scheduled_starts (change_id) {
+        change_id -> BigInt,
+        start_at -> Timestamp,
+        fingerprint -> Text,
+        scheduled_by -> BigInt,
+        wait_for_conflicts -> Bool,
+        waiting_on -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(execution_items -> executions (execution_id));
 diesel::joinable!(contacts -> entities (entity_id));
 diesel::joinable!(web_sessions -> users (user_id));
@@ -391,4 +406,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     budget_uses,
     target_differences,
     target_difference_items,
+    scheduled_starts,
 );

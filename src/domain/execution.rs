@@ -167,6 +167,10 @@ pub enum ItemStatus {
     Done,
     Failed,
     Skipped,
+    /// Not run: the drift check before its wave found it deleted, moved or changed since
+    /// signing. The execution halts; an implementer skips it or aborts (a resume checks
+    /// it again).
+    Drifted,
 }
 
 text_enum!(ItemStatus, "execution item status", {
@@ -174,6 +178,7 @@ text_enum!(ItemStatus, "execution item status", {
     Done => "done",
     Failed => "failed",
     Skipped => "skipped",
+    Drifted => "drifted",
 });
 
 #[cfg(test)]
@@ -218,7 +223,7 @@ mod tests {
     #[test]
     fn item_status_text_round_trips() {
         crate::domain::text_enum::assert_round_trip(ItemStatus::VALUES);
-        assert_eq!(ItemStatus::VALUES.len(), 4);
+        assert_eq!(ItemStatus::VALUES.len(), 5);
     }
 
     #[test]

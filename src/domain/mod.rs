@@ -7,6 +7,7 @@ pub mod account;
 pub mod budget;
 pub mod change;
 pub mod difference;
+pub mod drift;
 pub mod effect;
 pub mod entity;
 pub mod event;

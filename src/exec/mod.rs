@@ -9,6 +9,7 @@
 //! call with the same idempotency key (at-least-once delivery, deduplicated by key).
 
 pub mod builtin;
+mod drift;
 mod gates;
 pub mod webhook;
 
@@ -141,8 +142,11 @@ pub fn run(ctx: Ctx) {
     let mut hooks = webhook::Hooks::default();
     // Expiring sign-offs are swept here (why here: `service::expiry::Sweeper`).
     let mut expiry = crate::service::expiry::Sweeper::default();
+    // Scheduled starts are started here too, also between the batches of an execution.
+    let mut starter = crate::service::execution::Starter::default();
     while !ctx.stopping() {
         expiry.tick(&ctx.pool, &ctx.schema);
+        starter.tick(&ctx.pool, &ctx.schema);
         let claimed = ctx.pool.get().map_err(AppError::from).and_then(|mut conn| {
             write_tx(&mut conn, |c| Ok(repo::claim(c, &ctx.owner, ctx.ttl())?))
         });
@@ -152,7 +156,7 @@ pub fn run(ctx: Ctx) {
                     tracing::info_span!("execution", execution = e.id, change = e.change_id)
                         .entered();
                 tracing::info!("claimed execution");
-                run_execution(&ctx, e.id, &mut hooks);
+                run_execution(&ctx, e.id, &mut hooks, &mut starter);
             }
             Ok(None) => ctx.wake.wait(Duration::from_millis(ctx.config.poll_ms)),
             Err(err) => {
@@ -175,9 +179,15 @@ enum Step {
     Stop,
 }
 
-fn run_execution(ctx: &Ctx, exec_id: i64, hooks: &mut webhook::Hooks) {
+fn run_execution(
+    ctx: &Ctx,
+    exec_id: i64,
+    hooks: &mut webhook::Hooks,
+    starter: &mut crate::service::execution::Starter,
+) {
     let mut errors = 0u32;
     loop {
+        starter.tick(&ctx.pool, &ctx.schema);
         if ctx.stopping() {
             if let Ok(mut conn) = ctx.pool.get() {
                 let _ = write_tx(&mut conn, |c| repo::release(c, exec_id, &ctx.owner));
@@ -235,6 +245,8 @@ fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) 
     let effect = match repo::get(conn, exec_id)? {
         // Claimed after its bake: the gates before the next wave.
         Some(e) if e.state == ExecState::Baking => return gates::baked(ctx, conn, e, hooks),
+        // Before a wave's first batch: are its targets still what was signed?
+        Some(e) if drift::due(&e) => return drift::check(ctx, conn, e.id),
         Some(e) => Some(e.effect),
         None => return Ok(Step::Stop),
     };
@@ -317,7 +329,8 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             halt(conn, e, c, (done, failed), reason, None)?;
             return Ok(Step::Stop);
         }
-        if (wave as usize) < waves.len() {
+        // A wave re-run after a retry of failed targets passed its gates the first time.
+        if (wave as usize) < waves.len() && wave > e.rerun_through_wave {
             let op = ctx.schema.operation(&c.operation);
             if let Some(step) = gates::after_wave(conn, e, c, op, wave as u32)? {
                 return Ok(step);

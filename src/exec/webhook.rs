@@ -75,10 +75,15 @@ pub fn payload(
     scope_path: &str,
     attempt: i64,
 ) -> Value {
-    let key = match c.rollback_of {
+    let mut key = match c.rollback_of {
         Some(_) => format!("rollback-{}-{}", e.id, it.position),
         None => format!("{}-{}", e.id, it.position),
     };
+    // A target an implementer retried is a new request: the receiver must not answer it
+    // with the failure it remembers for the old key.
+    if it.retries > 0 {
+        key.push_str(&format!("-r{}", it.retries));
+    }
     let mut body = json!({
         "change": number(c.id),
         "change_id": c.id,

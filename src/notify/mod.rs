@@ -84,7 +84,8 @@ fn recipients(
         }
         Event::ExecutionHalted { .. }
         | Event::ExecutionPaused { .. }
-        | Event::ExecutionPausedByOperator { .. } => {
+        | Event::ExecutionPausedByOperator { .. }
+        | Event::StartUnscheduled { .. } => {
             add(&mut to, participants(conn, c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }

@@ -222,6 +222,17 @@ fn words(e: &Event, a: &About) -> Option<Words> {
         ))
         .link("Continue or abort")
         .because("the operation pauses here for a person to decide"),
+        Event::StartUnscheduled { reason, .. } => Words::new(
+            format!("[{chg}] Scheduled start did not happen: {title}"),
+            format!("The scheduled start of {chg} was refused"),
+        )
+        .say(format!("{reason}."))
+        .say(format!(
+            "Nothing ran. A member of {} can execute it by hand or schedule it again once the reason is gone.",
+            a.implementing_team
+        ))
+        .link("Open the change")
+        .because("you take part in this change"),
         Event::ExecutionPausedByOperator { wave, reason, .. } => Words::new(
             format!("[{chg}] Paused by {actor}: {title}"),
             format!("{actor} paused the execution of {chg} during wave {wave}"),

@@ -250,6 +250,8 @@ pub struct ChangeView {
     /// The implementer must send `confirm_count` equal to the target count.
     pub confirm_count_required: bool,
     pub conflicts: Vec<ConflictView>,
+    /// An approved change that starts by itself (`POST …/schedule`).
+    pub scheduled_start: Option<ScheduleView>,
     pub reject_reason: Option<String>,
     /// Why the change went back to its state, when something moved it back (a stale
     /// sign-off, a signer who left the team, a schema that no longer allows its team).
@@ -339,4 +341,39 @@ mod tests {
             assert!(csv_field(bad).starts_with("\"'"), "{bad:?} not defused");
         }
     }
+}
+
+/// A change's scheduled start, as the API and the page show it.
+#[derive(Debug, Serialize)]
+pub struct ScheduleView {
+    pub change: String,
+    pub start_at: NaiveDateTime,
+    pub fingerprint: String,
+    pub scheduled_by: String,
+    pub wait_for_conflicts: bool,
+    /// While it waits for conflicting changes: which ("CHG-3, CHG-8").
+    pub waiting_on: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// A change's scheduled start, if it has one.
+pub fn schedule_view(
+    conn: &mut crate::db::DbConn,
+    id: i64,
+) -> crate::error::AppResult<Option<ScheduleView>> {
+    let Some(s) = crate::db::exec::scheduled_start(conn, id)? else {
+        return Ok(None);
+    };
+    let by = crate::db::users::find_user(conn, s.scheduled_by)?
+        .map(|u| u.email)
+        .unwrap_or_else(|| format!("user {}", s.scheduled_by));
+    Ok(Some(ScheduleView {
+        change: number(id),
+        start_at: s.start_at,
+        fingerprint: s.fingerprint,
+        scheduled_by: by,
+        wait_for_conflicts: s.wait_for_conflicts,
+        waiting_on: s.waiting_on,
+        created_at: s.created_at,
+    }))
 }

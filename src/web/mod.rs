@@ -303,6 +303,23 @@ fn api_routes() -> actix_web::Scope {
         )
         .route("/changes/{id}/pause", web::post().to(api::pause_execution))
         .route("/changes/{id}/skip-wave", web::post().to(api::skip_wave))
+        .route(
+            "/changes/{id}/skip-drifted",
+            web::post().to(api::skip_drifted),
+        )
+        .route(
+            "/changes/{id}/retry-failed",
+            web::post().to(api::retry_failed),
+        )
+        .route(
+            "/changes/{id}/schedule",
+            web::post().to(api::schedule_start),
+        )
+        .route("/changes/{id}/schedule", web::get().to(api::get_schedule))
+        .route(
+            "/changes/{id}/schedule",
+            web::delete().to(api::unschedule_start),
+        )
         .route("/changes/{id}/abort", web::post().to(api::abort_execution))
         .route(
             "/changes/{id}/rollback",

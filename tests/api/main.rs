@@ -16,6 +16,7 @@ mod config;
 mod controls;
 mod crash;
 mod difference;
+mod drift;
 mod effects;
 mod effects_preview;
 mod execution;

@@ -206,12 +206,12 @@ pub fn retry_item(
     Ok(())
 }
 
-/// Mark every pending item skipped (abort).
+/// Mark every pending (or drifted) item skipped (abort).
 pub fn skip_pending(conn: &mut DbConn, exec_id: i64, reason: &str) -> QueryResult<usize> {
     diesel::update(
         execution_items::table
             .filter(execution_items::execution_id.eq(exec_id))
-            .filter(execution_items::status.eq(ItemStatus::Pending)),
+            .filter(execution_items::status.eq_any([ItemStatus::Pending, ItemStatus::Drifted])),
     )
     .set((
         execution_items::status.eq(ItemStatus::Skipped),
@@ -221,7 +221,7 @@ pub fn skip_pending(conn: &mut DbConn, exec_id: i64, reason: &str) -> QueryResul
     .execute(conn)
 }
 
-/// Skip the pending items of wave `wave` with `reason`; how many.
+/// Skip the pending (and drifted) items of wave `wave` with `reason`; how many.
 pub fn skip_pending_in_wave(
     conn: &mut DbConn,
     exec_id: i64,
@@ -232,7 +232,7 @@ pub fn skip_pending_in_wave(
         execution_items::table
             .filter(execution_items::execution_id.eq(exec_id))
             .filter(execution_items::wave.eq(wave))
-            .filter(execution_items::status.eq(ItemStatus::Pending)),
+            .filter(execution_items::status.eq_any([ItemStatus::Pending, ItemStatus::Drifted])),
     )
     .set((
         execution_items::status.eq(ItemStatus::Skipped),

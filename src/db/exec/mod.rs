@@ -15,11 +15,17 @@ use super::models::Execution;
 use super::schema::executions;
 use super::DbConn;
 
+mod control;
 mod history;
 mod items;
 mod mutations;
 mod runs;
+mod schedule;
 
+pub use control::{
+    changed_since, entities_now, mark_drifted, pending_targets, retry_failed, rewind,
+    set_drift_checked, sharing_targets, skip_drifted, undrift, WaveTarget,
+};
 pub use history::{
     changes_undone, restore_point, state_at, touched_by, version_count_for_change,
     versions_by_change, versions_by_pairs, versions_of,
@@ -33,6 +39,9 @@ pub use mutations::{entities_by_id, insert_versions, reactivate, rewrite, soft_d
 pub use runs::{
     add_counts, claim, create, executors, heartbeat, release, running_ids, set_between_waves,
     set_state, set_wave,
+};
+pub use schedule::{
+    delete_schedule, drifted_count, due_schedules, insert_schedule, scheduled_start, set_waiting_on,
 };
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {

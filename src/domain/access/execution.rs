@@ -222,3 +222,128 @@ pub(super) fn rollback(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> 
     }
     Ok(())
 }
+
+/// Skip the targets the drift check held back: the implementing team, while the halted
+/// execution has some.
+pub(super) fn skip_drifted(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::SkipDrifted;
+    implementers(f, action)?;
+    if state != ChangeState::Halted {
+        return Err(when(state, action));
+    }
+    if f.drifted_targets == 0 {
+        return Err(refused(
+            action,
+            Reason::ExecutionState,
+            state,
+            "the drift check held back no target of this execution",
+        ));
+    }
+    Ok(())
+}
+
+/// Retry the failed targets: the implementing team, while the execution is halted, or
+/// once it ended partially failed or failed, provided something failed, no rollback
+/// exists (it would not undo what the retry changes), the operation is still in the
+/// schema and the window has not closed.
+pub(super) fn retry_failed(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    use ChangeState as S;
+    let action = ChangeAction::RetryFailed;
+    implementers(f, action)?;
+    if !matches!(state, S::Halted | S::PartiallyFailed | S::Failed) {
+        return Err(when(state, action));
+    }
+    if f.failed_targets == 0 {
+        return Err(refused(
+            action,
+            Reason::ExecutionState,
+            state,
+            "no target of this execution failed: there is nothing to retry",
+        ));
+    }
+    if f.has_open_rollback {
+        return Err(refused(
+            action,
+            Reason::AlreadyRolledBack,
+            state,
+            "this change has a rollback, which would not undo what a retry changes",
+        ));
+    }
+    if !f.operation_known {
+        return Err(refused(
+            action,
+            Reason::OperationRemoved,
+            state,
+            "the change's operation is no longer in the schema; it cannot run",
+        ));
+    }
+    if !f.in_window {
+        return Err(refused(
+            action,
+            Reason::OutsideWindow,
+            state,
+            "now is outside the change's execution window",
+        ));
+    }
+    Ok(())
+}
+
+/// Schedule the start of an approved change: the implementing team, while its approval
+/// holds and nothing is scheduled yet (the due start goes through the whole execute gate).
+pub(super) fn schedule(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Schedule;
+    implementers(f, action)?;
+    if state != ChangeState::Approved {
+        return Err(when(state, action));
+    }
+    if f.scheduled {
+        return Err(refused(
+            action,
+            Reason::ExecutionState,
+            state,
+            "its start is scheduled already: call it off first to change it",
+        ));
+    }
+    if !f.approval_holds {
+        return Err(refused(
+            action,
+            Reason::SignoffsNoLongerCount,
+            state,
+            "its sign-offs no longer all count (a signer left their team, or a sign-off expired): it needs new sign-offs",
+        ));
+    }
+    if !f.operation_known {
+        return Err(refused(
+            action,
+            Reason::OperationRemoved,
+            state,
+            "the change's operation is no longer in the schema; it cannot run",
+        ));
+    }
+    Ok(())
+}
+
+/// Call a scheduled start off: the implementing team or an admin (stopping is always
+/// safe), while one is scheduled.
+pub(super) fn unschedule(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
+    let action = ChangeAction::Unschedule;
+    if !(f.is_admin || f.in_implementing_team) {
+        return Err(who(
+            Reason::NotImplementer,
+            action,
+            format!(
+                "only members of the implementing team `{}` or an admin can call off a scheduled start",
+                f.implementing_team
+            ),
+        ));
+    }
+    if !f.scheduled {
+        return Err(refused(
+            action,
+            Reason::ExecutionState,
+            state,
+            "no start is scheduled",
+        ));
+    }
+    Ok(())
+}

@@ -14,7 +14,10 @@ use super::execution::ExecState;
 use super::notice;
 
 mod execution;
-use execution::{abort, continue_paused, pause, rollback, run, skip_wave};
+use execution::{
+    abort, continue_paused, pause, retry_failed, rollback, run, schedule, skip_drifted, skip_wave,
+    unschedule,
+};
 
 /// Something a person can do to a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -37,13 +40,22 @@ pub enum ChangeAction {
     Pause,
     /// Skip the pending targets of the current wave of a paused or halted execution.
     SkipWave,
+    /// Skip the targets the drift check held back (then resume).
+    SkipDrifted,
+    /// Put the failed targets back to run again.
+    RetryFailed,
+    /// Start an approved change later: at its window's opening, or once the changes that
+    /// share its targets finish.
+    Schedule,
+    /// Call a scheduled start off.
+    Unschedule,
     Abort,
     Rollback,
     DraftNotice,
 }
 
 impl ChangeAction {
-    pub const ALL: [ChangeAction; 17] = [
+    pub const ALL: [ChangeAction; 21] = [
         ChangeAction::Edit,
         ChangeAction::Resolve,
         ChangeAction::Submit,
@@ -58,6 +70,10 @@ impl ChangeAction {
         ChangeAction::Continue,
         ChangeAction::Pause,
         ChangeAction::SkipWave,
+        ChangeAction::SkipDrifted,
+        ChangeAction::RetryFailed,
+        ChangeAction::Schedule,
+        ChangeAction::Unschedule,
         ChangeAction::Abort,
         ChangeAction::Rollback,
         ChangeAction::DraftNotice,
@@ -79,6 +95,10 @@ impl ChangeAction {
             ChangeAction::Continue => "continue",
             ChangeAction::Pause => "pause",
             ChangeAction::SkipWave => "skip_wave",
+            ChangeAction::SkipDrifted => "skip_drifted",
+            ChangeAction::RetryFailed => "retry_failed",
+            ChangeAction::Schedule => "schedule",
+            ChangeAction::Unschedule => "unschedule",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "rollback",
             ChangeAction::DraftNotice => "draft_notice",
@@ -102,6 +122,10 @@ impl ChangeAction {
             ChangeAction::Continue => "continue",
             ChangeAction::Pause => "pause",
             ChangeAction::SkipWave => "skip the rest of the wave of",
+            ChangeAction::SkipDrifted => "skip the drifted targets of",
+            ChangeAction::RetryFailed => "retry the failed targets of",
+            ChangeAction::Schedule => "schedule the start of",
+            ChangeAction::Unschedule => "call off the scheduled start of",
             ChangeAction::Abort => "abort",
             ChangeAction::Rollback => "roll back",
             ChangeAction::DraftNotice => "draft a customer notice for",
@@ -149,6 +173,12 @@ pub struct Facts<'a> {
     pub execution: Option<ExecState>,
     /// Targets the execution changed (done items).
     pub executed_targets: u64,
+    /// Targets the execution recorded as failed.
+    pub failed_targets: u64,
+    /// Targets the drift check held back (halted executions).
+    pub drifted_targets: u64,
+    /// The change waits for a scheduled start.
+    pub scheduled: bool,
     /// An open (not cancelled or rejected) rollback exists already.
     pub has_open_rollback: bool,
     /// Now is inside the change's execution window (`not_before`/`not_after`).
@@ -310,6 +340,10 @@ pub fn decide(f: &Facts<'_>, action: ChangeAction) -> Result<(), Denied> {
         A::Continue => continue_paused(f, state),
         A::Pause => pause(f, state),
         A::SkipWave => skip_wave(f, state),
+        A::SkipDrifted => skip_drifted(f, state),
+        A::RetryFailed => retry_failed(f, state),
+        A::Schedule => schedule(f, state),
+        A::Unschedule => unschedule(f, state),
         A::Abort => abort(f, state),
         A::Rollback => rollback(f, state),
         A::DraftNotice => draft_notice(f, state),

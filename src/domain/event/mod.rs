@@ -140,6 +140,33 @@ pub enum Event {
         skipped: u64,
         reason: String,
     },
+    /// An implementer skipped the targets the drift check held back.
+    DriftedSkipped {
+        execution_id: i64,
+        wave: u32,
+        skipped: u64,
+        reason: String,
+    },
+    /// An implementer put failed targets back to run again (a new attempt on each item).
+    FailedRetried {
+        execution_id: i64,
+        targets: u64,
+        from_wave: u32,
+        reason: String,
+    },
+    /// An implementer scheduled an approved change to start at a time (the window's
+    /// opening) or as soon as the changes sharing its targets finish.
+    StartScheduled {
+        at: chrono::NaiveDateTime,
+        fingerprint: String,
+        wait_for_conflicts: bool,
+    },
+    /// A scheduled start was called off: by a person, or because it was refused when due.
+    StartUnscheduled {
+        reason: String,
+        /// It was due and the gate refused it (mailed), rather than called off.
+        refused: bool,
+    },
     /// An implementer continued a paused execution.
     ExecutionContinued {
         execution_id: i64,
@@ -478,6 +505,10 @@ impl Event {
             Event::ExecutionPaused { .. } => "execution_paused",
             Event::ExecutionPausedByOperator { .. } => "execution_paused_by_operator",
             Event::WaveSkipped { .. } => "wave_skipped",
+            Event::DriftedSkipped { .. } => "drifted_skipped",
+            Event::FailedRetried { .. } => "failed_retried",
+            Event::StartScheduled { .. } => "start_scheduled",
+            Event::StartUnscheduled { .. } => "start_unscheduled",
             Event::ExecutionContinued { .. } => "execution_continued",
             Event::ExecutionResumed { .. } => "execution_resumed",
             Event::ExecutionAborted { .. } => "execution_aborted",
@@ -526,6 +557,8 @@ impl Event {
                 K::ExecutionFinished
             }
             Event::RollbackCreated { .. } => K::RollbackCreated,
+            // A start that was due and did not happen: the implementers must act.
+            Event::StartUnscheduled { refused: true, .. } => K::ExecutionHalted,
             Event::CustomerNoticeDrafted { .. } => K::NoticeDrafted,
             Event::SignoffExpiring(_) => K::SignoffExpiring,
             Event::SignoffsExpired { .. } => K::SignoffsExpired,

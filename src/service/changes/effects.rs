@@ -167,6 +167,8 @@ fn recorded(
     let outcome = match item.status {
         ItemStatus::Skipped => Standing::Skipped,
         ItemStatus::Failed => Standing::Failed,
+        // Held back by the drift check: it would not run as signed (the reason says why).
+        ItemStatus::Drifted => Standing::Fails,
         ItemStatus::Pending | ItemStatus::Done => return None,
     };
     Some(TargetEffect::new(

@@ -106,18 +106,31 @@ pub(in crate::service) fn facts_with<'c>(
         recs.iter()
             .any(|r| r.user_id == user.id && r.side == side && (!current || r.counts_for(fp)))
     };
-    let executed_targets = if c.state.has_executed() {
+    // One read of the execution for every fact about it.
+    let run = if c.state.has_executed()
+        || matches!(c.state, ChangeState::Executing | ChangeState::Halted)
+    {
         crate::db::exec::for_change(conn, c.id)?
-            .map(|e| e.done.max(0) as u64)
-            .unwrap_or(0)
-    } else {
-        0
-    };
-    let execution = if matches!(c.state, ChangeState::Executing | ChangeState::Halted) {
-        crate::db::exec::for_change(conn, c.id)?.map(|e| e.state)
     } else {
         None
     };
+    let executed_targets = match &run {
+        Some(e) if c.state.has_executed() => e.done.max(0) as u64,
+        _ => 0,
+    };
+    let failed_targets = run.as_ref().map(|e| e.failed.max(0) as u64).unwrap_or(0);
+    let drifted_targets = match &run {
+        Some(e) if c.state == ChangeState::Halted => {
+            crate::db::exec::drifted_count(conn, e.id)? as u64
+        }
+        _ => 0,
+    };
+    let execution = run
+        .as_ref()
+        .filter(|_| matches!(c.state, ChangeState::Executing | ChangeState::Halted))
+        .map(|e| e.state);
+    let scheduled =
+        c.state == ChangeState::Approved && crate::db::exec::scheduled_start(conn, c.id)?.is_some();
     let has_open_rollback = match c.rolled_back_by {
         Some(rb) => repo::get(conn, rb)?
             .is_some_and(|r| !matches!(r.state, ChangeState::Cancelled | ChangeState::Rejected)),
@@ -149,6 +162,9 @@ pub(in crate::service) fn facts_with<'c>(
         operation_known: op.is_some(),
         reversible: op.is_some_and(|o| effect_for(o, c).is_some() && o.is_reversible()),
         executed_targets,
+        failed_targets,
+        drifted_targets,
+        scheduled,
         execution,
         has_open_rollback,
     })

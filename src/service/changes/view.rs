@@ -207,6 +207,11 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
             confirm_count_required: op
                 .is_some_and(|o| o.needs_confirm_count(c.target_count as u64)),
             conflicts,
+            scheduled_start: if c.state == ChangeState::Approved {
+                crate::service::views::schedule_view(conn, id)?
+            } else {
+                None
+            },
             reject_reason: c.reject_reason.clone(),
             state_reason: state_reason(conn, &c)?,
             approval_expired: c.state == ChangeState::Approved

@@ -26,6 +26,8 @@ pub fn resume(
         require(conn, schema, user, &c, ChangeAction::Resume)?;
         crate::service::budget::check_resume(conn, schema, &c)?;
         let e = execution_of(conn, id)?;
+        // Targets the drift check held back are checked again before they run.
+        repo::undrift(conn, e.id)?;
         repo::set_state(conn, e.id, ExecState::Running, None)?;
         change_repo::set_state(conn, id, ChangeState::Executing)?;
         record(
@@ -151,6 +153,80 @@ pub fn skip_wave(
                 wave: e.current_wave as u32,
                 skipped: skipped as u64,
                 reason,
+            },
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+/// Skip the targets the drift check held back (implementing team): recorded as skipped
+/// with the reason and the drift; resume goes on with the rest of the wave.
+#[tracing::instrument(name = "execution::skip_drifted", skip_all, fields(change = id, user = user.id))]
+pub fn skip_drifted(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        require(conn, schema, user, &c, ChangeAction::SkipDrifted)?;
+        let e = execution_of(conn, id)?;
+        let reason = format!("skipped {}", why(user, reason));
+        let skipped = repo::skip_drifted(conn, e.id, &reason)?;
+        repo::add_counts(conn, e.id, 0, 0, skipped as i64)?;
+        record(
+            conn,
+            &user.actor(),
+            Some(id),
+            Event::DriftedSkipped {
+                execution_id: e.id,
+                wave: e.current_wave as u32,
+                skipped: skipped as u64,
+                reason,
+            },
+        )?;
+        Ok(())
+    })?;
+    progress(conn, id)
+}
+
+/// Retry the failed targets (implementing team): each goes back to pending for a new
+/// attempt on the same item (a webhook gets a new idempotency key, `…-r<n>`), and the
+/// execution runs again from the earliest wave with a failure, checking drift again
+/// before each wave; waves it already passed do not bake or pause again.
+#[tracing::instrument(name = "execution::retry_failed", skip_all, fields(change = id, user = user.id))]
+pub fn retry_failed(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    reason: Option<&str>,
+) -> AppResult<ExecutionView> {
+    write_tx(conn, |conn| -> AppResult<()> {
+        let c = locked(conn, id)?;
+        require(conn, schema, user, &c, ChangeAction::RetryFailed)?;
+        crate::service::budget::check_resume(conn, schema, &c)?;
+        // An ended execution holds no targets: another change may be acting on them now.
+        super::start::check_conflicts(conn, &c)?;
+        let e = execution_of(conn, id)?;
+        let (retried, first) = repo::retry_failed(conn, e.id)?;
+        let from = first.unwrap_or(e.current_wave);
+        let passed = (e.current_wave - 1).max(e.rerun_through_wave);
+        repo::rewind(conn, e.id, from, retried as i64, passed)?;
+        repo::set_between_waves(conn, e.id, None, None)?;
+        change_repo::set_state(conn, id, ChangeState::Executing)?;
+        record(
+            conn,
+            &user.actor(),
+            Some(id),
+            Event::FailedRetried {
+                execution_id: e.id,
+                targets: retried as u64,
+                from_wave: from as u32,
+                reason: format!("retried {}", why(user, reason)),
             },
         )?;
         Ok(())

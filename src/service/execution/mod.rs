@@ -6,18 +6,22 @@
 //! serialise on the lock; the second finds the change `executing` (409).
 //!
 //! One module per use case: `start` (the execute gate), `control` (resume, abort),
-//! `progress` (what the execution did so far, its items) and `rollback` (the change that
+//! `progress` (what the execution did so far, its items), `schedule` (starts at a time
+//! or once conflicting changes finish) and `rollback` (the change that
 //! undoes an executed one, and the derived changes a bulk restore shares with it).
 
 mod control;
 mod progress;
 mod rollback;
+mod schedule;
 mod start;
 
-pub use control::{abort, continue_paused, pause, resume, skip_wave};
+pub use crate::service::views::{schedule_view as schedule_of, ScheduleView};
+pub use control::{abort, continue_paused, pause, resume, retry_failed, skip_drifted, skip_wave};
 pub use progress::{item_status, items, progress, ExecutionView, ItemView, WaveTimeline, WaveView};
 pub(crate) use rollback::{insert_submitted, Derived};
 pub use rollback::{rollback, RollbackRequest};
+pub use schedule::{schedule, start_due, unschedule, ScheduleRequest, Starter};
 pub use start::{execute, ExecuteRequest};
 
 use crate::db::models::Change;

@@ -17,6 +17,8 @@ pub struct WaveView {
     pub failed: u64,
     pub skipped: u64,
     pub pending: u64,
+    /// Held back by the drift check before the wave (not run).
+    pub drifted: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +46,8 @@ pub struct ExecutionView {
     pub failed: i64,
     pub skipped: i64,
     pub pending: i64,
+    /// Targets the drift check held back: deleted, moved or changed since approval.
+    pub drifted: i64,
     pub current_wave: i64,
     pub waves: Vec<WaveView>,
     pub halt_reason: Option<String>,
@@ -62,6 +66,8 @@ pub struct ExecutionView {
     /// The first failed items, with their errors.
     pub failures: Vec<ItemView>,
     pub skipped_items: Vec<ItemView>,
+    /// The first drifted items, each with why.
+    pub drifted_items: Vec<ItemView>,
     pub started_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
     pub finished_at: Option<chrono::NaiveDateTime>,
@@ -187,9 +193,11 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
                 failed: of(w.number, ItemStatus::Failed),
                 skipped: of(w.number, ItemStatus::Skipped),
                 pending: of(w.number, ItemStatus::Pending),
+                drifted: of(w.number, ItemStatus::Drifted),
             })
             .collect();
         let pending = wave_views.iter().map(|w| w.pending as i64).sum();
+        let drifted = wave_views.iter().map(|w| w.drifted as i64).sum();
         Ok(ExecutionView {
             change: number(id),
             change_id: id,
@@ -203,6 +211,7 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
             failed: e.failed,
             skipped: e.skipped,
             pending,
+            drifted,
             current_wave: e.current_wave.min(waves.len() as i64),
             waves: wave_views,
             halt_reason: e.halt_reason.clone(),
@@ -256,6 +265,10 @@ pub fn progress(conn: &mut DbConn, id: i64) -> AppResult<ExecutionView> {
                 .into_iter()
                 .map(item_view)
                 .collect(),
+            drifted_items: repo::items_with_status(conn, e.id, ItemStatus::Drifted, 100)?
+                .into_iter()
+                .map(item_view)
+                .collect(),
             started_at: e.started_at,
             updated_at: e.updated_at,
             finished_at: e.finished_at,
@@ -275,7 +288,7 @@ pub fn item_status(s: Option<&str>) -> AppResult<Option<ItemStatus>> {
                 AppError::new(
                     ErrorCode::InvalidStatus,
                     format!(
-                        "status must be pending, done, failed or skipped, not `{}`",
+                        "status must be pending, done, failed, skipped or drifted, not `{}`",
                         crate::domain::lines::clip(s)
                     ),
                 )

@@ -67,6 +67,7 @@ pub fn execute(
             return Ok(Err(refused));
         }
         budget::check_gate(conn, schema, &c)?;
+        check_conflicts(conn, &c)?;
         start(conn, user, &c, op, &current).map(Ok)
     })?;
     started?;
@@ -308,6 +309,35 @@ fn check_resolution(
     Ok(Ok(()))
 }
 
+/// No other change's execution in progress may hold any of this change's targets: two
+/// changes never act on the same target at once. Inside the gate's transaction, after the
+/// change's row lock; the check holds a lock until commit, so two gates of overlapping
+/// changes cannot both pass (the second waits for the first's commit and sees it).
+pub(crate) fn check_conflicts(conn: &mut WriteTx<'_>, c: &Change) -> AppResult<()> {
+    let sharing = repo::sharing_targets(conn, c.id)?;
+    if sharing.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = sharing
+        .iter()
+        .map(|(other, n)| format!("{} ({n} shared target(s))", number(*other)))
+        .collect();
+    Err(AppError::new(
+        ErrorCode::ConflictingExecution,
+        format!(
+            "{} shares targets with {} whose execution is in progress; it can start once that one finishes or is aborted (or schedule it to start then)",
+            number(c.id),
+            named.join(", ")
+        ),
+    )
+    .with_details(json!({
+        "changes": sharing
+            .iter()
+            .map(|(other, n)| json!({"change": number(*other), "change_id": other, "shared_targets": n}))
+            .collect::<Vec<_>>()
+    })))
+}
+
 /// Create the execution (one item per signed target, in waves), move the change to
 /// `executing` and record the start. Returns the execution's id.
 fn start(
@@ -327,6 +357,8 @@ fn start(
     let waves = plan_waves(c.target_count as u64, &op.waves);
     let e = repo::create(conn, id, current, effect, &waves, c.target_count, user.id)?;
     change_repo::set_state(conn, id, ChangeState::Executing)?;
+    // Started (by hand or when due): a scheduled start is spent.
+    repo::delete_schedule(conn, id)?;
     record(
         conn,
         &user.actor(),

@@ -131,6 +131,93 @@ pub async fn skip_wave(
     .await
 }
 
+/// `POST /api/v1/changes/{id}/skip-drifted` `{"reason": …}`: the targets the drift check
+/// held back are skipped (halted executions); resume goes on.
+pub async fn skip_drifted(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
+        exe::skip_drifted(conn, schema, user, id, reason.as_deref())
+    })
+    .await
+}
+
+/// `POST /api/v1/changes/{id}/retry-failed` `{"reason": …}`: the failed targets run
+/// again (halted, partially failed or failed executions); wakes this process's worker.
+pub async fn retry_failed(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    let v = run_as(&state, user, move |conn, schema, user| {
+        exe::retry_failed(conn, schema, user, id, reason.as_deref())
+    })
+    .await?;
+    state.wake.notify();
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// `POST /api/v1/changes/{id}/schedule` `{"fingerprint", "at", "wait_for_conflicts"}`:
+/// 201 with the scheduled start.
+pub async fn schedule_start(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: web::Json<exe::ScheduleRequest>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let req = body.into_inner();
+    reply(
+        &state,
+        user,
+        StatusCode::CREATED,
+        move |conn, schema, user| exe::schedule(conn, schema, user, id, &req),
+    )
+    .await
+}
+
+/// `GET /api/v1/changes/{id}/schedule`: the scheduled start (404 when there is none).
+pub async fn get_schedule(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    reply(&state, user, StatusCode::OK, move |conn, _, _| {
+        exe::schedule_of(conn, id)?.ok_or_else(|| {
+            crate::error::AppError::new(
+                crate::error::ErrorCode::NotFound,
+                format!("{} has no scheduled start", number(id)),
+            )
+        })
+    })
+    .await
+}
+
+/// `DELETE /api/v1/changes/{id}/schedule` `{"reason": …}`: call the start off.
+pub async fn unschedule_start(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
+        exe::unschedule(conn, schema, user, id, reason.as_deref())?;
+        Ok(json!({"change": number(id), "scheduled": false}))
+    })
+    .await
+}
+
 pub async fn abort_execution(
     state: State,
     Authed(user): Authed,

@@ -32,7 +32,8 @@ pub use changes::{
 pub use contacts::{change_contacts, entity_contacts, import_contacts};
 pub use execution::{
     abort_execution, continue_execution, create_restore, execute_change, execution_items,
-    get_execution, pause_execution, resume_execution, rollback_change, skip_wave,
+    get_execution, get_schedule, pause_execution, resume_execution, retry_failed, rollback_change,
+    schedule_start, skip_drifted, skip_wave, unschedule_start,
 };
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
