@@ -1,4 +1,5 @@
-//! `countersign change show|execute|watch|resume|continue|pause|skip-wave|abort|rollback`:
+//! `countersign change show|execute|watch|resume|continue|pause|skip-wave|skip-drifted|
+//! retry-failed|schedule|unschedule|abort|rollback`:
 //! operating on changes
 //! from a terminal, through the same services as the API.
 
@@ -64,6 +65,42 @@ pub enum ChangeCmd {
     },
     /// Skip the pending targets of the current wave of a paused or halted execution.
     SkipWave {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Skip the targets the drift check held back (then resume).
+    SkipDrifted {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run the failed targets again (halted, partially failed or failed executions).
+    RetryFailed {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Start an approved change by itself later: at its window's opening (the default),
+    /// `--at now` (as soon as nothing conflicts) or `--at` an RFC 3339 time.
+    Schedule {
+        change: String,
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        #[arg(long)]
+        at: Option<String>,
+        /// If a change sharing its targets is executing then, wait for it.
+        #[arg(long)]
+        wait_for_conflicts: bool,
+    },
+    /// Call a scheduled start off.
+    Unschedule {
         change: String,
         #[arg(long = "as", value_name = "EMAIL")]
         as_user: String,
@@ -243,6 +280,67 @@ pub(super) async fn run(cmd: ChangeCmd) -> anyhow::Result<i32> {
             let v =
                 exe::skip_wave(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
             print_progress(&v);
+            Ok(0)
+        }
+        ChangeCmd::SkipDrifted {
+            change,
+            as_user,
+            reason,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let v = exe::skip_drifted(conn, &s.schema, &user, id, reason.as_deref())
+                .map_err(app_err)?;
+            print_progress(&v);
+            Ok(0)
+        }
+        ChangeCmd::RetryFailed {
+            change,
+            as_user,
+            reason,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let v = exe::retry_failed(conn, &s.schema, &user, id, reason.as_deref())
+                .map_err(app_err)?;
+            print_progress(&v);
+            Ok(0)
+        }
+        ChangeCmd::Schedule {
+            change,
+            as_user,
+            at,
+            wait_for_conflicts,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            let fingerprint = db::changes::get(conn, id)
+                .map_err(|e| app_err(e.into()))?
+                .and_then(|c| c.fingerprint)
+                .unwrap_or_default();
+            let req = exe::ScheduleRequest {
+                fingerprint,
+                at,
+                wait_for_conflicts,
+            };
+            let v = exe::schedule(conn, &s.schema, &user, id, &req).map_err(app_err)?;
+            println!(
+                "{} starts by itself at {} UTC{}",
+                v.change,
+                v.start_at.format("%Y-%m-%d %H:%M:%S"),
+                if v.wait_for_conflicts {
+                    ", waiting for changes that share its targets"
+                } else {
+                    ""
+                }
+            );
+            Ok(0)
+        }
+        ChangeCmd::Unschedule {
+            change,
+            as_user,
+            reason,
+        } => {
+            let (id, user) = change_and_user(conn, &change, &as_user)?;
+            exe::unschedule(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
+            println!("the scheduled start of {} is called off", change.trim());
             Ok(0)
         }
         ChangeCmd::Abort {

@@ -49,7 +49,8 @@ pub struct Drift {
 
 /// Every target of `signed` that drifted. `entities` holds the targets and every entity
 /// named in their scope paths; `changed` the targets someone else changed since approval;
-/// `usable`: the states the execution's effect acts on.
+/// `usable`: the states the execution's effect acts on (empty: any, as for a restore to a
+/// point in time, which may also take active entities back).
 pub fn check(
     signed: &[Signed<'_>],
     entities: &HashMap<String, Now>,
@@ -78,7 +79,7 @@ fn why(
     let Some(now) = entities.get(t.id) else {
         return Some(format!("{} {} is no longer in the inventory", t.kind, t.id));
     };
-    if !usable.contains(&now.state) {
+    if !usable.is_empty() && !usable.contains(&now.state) {
         return Some(format!(
             "{} {} is {} now; it was {} when signed",
             t.kind,

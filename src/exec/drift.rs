@@ -13,6 +13,7 @@ use crate::db::{exec as repo, write_tx, DbConn};
 use crate::domain::drift::{self, Drift, Signed};
 use crate::domain::execution::ExecState;
 use crate::domain::resolution::{scope, usable_states};
+use crate::domain::Effect;
 use crate::error::AppResult;
 
 /// Targets read per query round (bounds the memory a wave of 100,000 needs).
@@ -40,7 +41,12 @@ pub(super) fn check(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Ste
         let wave = e.current_wave;
         // Approval is what both teams signed; before it existed (old rows), the start.
         let since = c.approved_at.unwrap_or(e.started_at);
-        let usable = usable_states(e.effect);
+        // A restore to a point may take active entities back too: any state will do (a
+        // state someone else changed since approval is still a change, below).
+        let usable = match e.effect {
+            Effect::Restore => &[],
+            other => usable_states(other),
+        };
         let (mut checked, mut count) = (0usize, 0usize);
         let mut kept: Vec<Drift> = Vec::new();
         let mut after = -1;

@@ -413,6 +413,22 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/changes/{id}/skip-wave", web::post().to(pages::skip_wave))
         .route(
+            "/changes/{id}/skip-drifted",
+            web::post().to(pages::skip_drifted),
+        )
+        .route(
+            "/changes/{id}/retry-failed",
+            web::post().to(pages::retry_failed),
+        )
+        .route(
+            "/changes/{id}/schedule",
+            web::post().to(pages::schedule_start),
+        )
+        .route(
+            "/changes/{id}/unschedule",
+            web::post().to(pages::unschedule_start),
+        )
+        .route(
             "/changes/{id}/abort",
             web::post().to(pages::abort_execution),
         )

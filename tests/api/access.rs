@@ -18,7 +18,7 @@ use crate::web::sign_in;
 /// Installations prepared for the changes this test makes.
 const EXTRA: u32 = 400;
 
-const ALL: [&str; 13] = [
+const ALL: [&str; 17] = [
     "edit",
     "resolve",
     "submit",
@@ -29,6 +29,10 @@ const ALL: [&str; 13] = [
     "comment",
     "execute",
     "resume",
+    "skip_drifted",
+    "retry_failed",
+    "schedule",
+    "unschedule",
     "abort",
     "rollback",
     "draft_notice",
@@ -109,14 +113,23 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> 
     put(
         "approved",
         "implementer",
-        &["resolve", "reject", "comment", "execute", "draft_notice"],
+        &[
+            "resolve",
+            "reject",
+            "comment",
+            "execute",
+            "schedule",
+            "draft_notice",
+        ],
     );
     // A member of both teams never drafts a customer notice: nobody would be left to
     // approve it (domain::notice).
     put(
         "approved",
         "both",
-        &["resolve", "reject", "cancel", "comment", "execute"],
+        &[
+            "resolve", "reject", "cancel", "comment", "execute", "schedule",
+        ],
     );
     put("approved", "other", &[]);
     put(
@@ -401,6 +414,25 @@ impl Fixture {
             "continue" => app.post(&p("/continue"), who, json!({})).await,
             "pause" => app.post(&p("/pause"), who, json!({})).await,
             "skip_wave" => app.post(&p("/skip-wave"), who, json!({})).await,
+            "skip_drifted" => app.post(&p("/skip-drifted"), who, json!({})).await,
+            "retry_failed" => app.post(&p("/retry-failed"), who, json!({})).await,
+            "schedule" => {
+                app.post(
+                    &p("/schedule"),
+                    who,
+                    json!({"fingerprint": fp, "at": "now"}),
+                )
+                .await
+            }
+            "unschedule" => {
+                app.send(
+                    reqwest::Method::DELETE,
+                    &p("/schedule"),
+                    who,
+                    Some(json!({})),
+                )
+                .await
+            }
             "abort" => app.post(&p("/abort"), who, json!({})).await,
             "rollback" => app.post(&p("/rollback"), who, json!({})).await,
             "draft_notice" => {

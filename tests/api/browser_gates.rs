@@ -94,4 +94,61 @@ async fn bake_pause_and_continue_in_chromium(backend: Backend) {
     c.close().await.unwrap();
 }
 
-both_backends!(backend: bake_pause_and_continue_in_chromium);
+/// A partially failed execution: the implementer retries the failed target from the page.
+async fn retry_failed_in_chromium(backend: Backend) {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let (endpoint, _keys) = crate::drift::refusing_receiver().await;
+    let (app, _dir) =
+        crate::drift::app_with(backend, &crate::drift::deprovision(&endpoint), true).await;
+    app.set_password("carla", PW);
+    let (id, fp) = app
+        .approved(
+            "deprovision_app",
+            json!({"ids": [inst(1), inst(2), inst(3)]}),
+        )
+        .await;
+    let (s, v) = app.execute(id, &fp).await;
+    assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{v}");
+    app.wait_execution(id, &["partially_failed"]).await;
+    let c = browser(&driver).await;
+    sign_in(&c, &app, "carla@ops.example").await;
+    let page = format!("{}/changes/CHG-{id}", app.address);
+    c.goto(&page).await.unwrap();
+    let button = wait_text(&c, "#retry-failed", |t| t.contains("Retry the 1 failed")).await;
+    assert!(button.contains("targets"), "{button}");
+    c.find(Locator::Css(
+        "form[data-action=retry_failed] input[name=reason]",
+    ))
+    .await
+    .unwrap()
+    .send_keys("the vendor fixed it")
+    .await
+    .unwrap();
+    c.find(Locator::Css("#retry-failed"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".flash", |t| t.contains("The failed targets run again")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = wait_text(&c, "#exec-state", |_| true).await;
+        if state == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "execution shown as {state:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.goto(&page).await.unwrap();
+    }
+    assert!(
+        c.find(Locator::Css("#retry-failed")).await.is_err(),
+        "nothing left to retry"
+    );
+    shot(&c, "retry-failed-completed").await;
+    c.close().await.unwrap();
+}
+
+both_backends!(backend: bake_pause_and_continue_in_chromium, retry_failed_in_chromium);

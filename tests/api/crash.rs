@@ -27,14 +27,14 @@ use serde_json::json;
 
 use crate::helpers::{Backend, TestDb};
 
-const SITES: u32 = 100;
+pub(crate) const SITES: u32 = 100;
 const APPS_PER_SITE: u32 = 100;
-const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
+pub(crate) const TARGETS: i64 = (SITES * APPS_PER_SITE) as i64;
 
 use crate::smtp::free_port;
 
 /// `countersign serve`, with the schema (and the webhook secret) of `hook` if given.
-fn serve_with(url: &str, port: u16, hook: Option<&Path>) -> Child {
+pub(crate) fn serve_with(url: &str, port: u16, hook: Option<&Path>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
     if let Some(schema) = hook {
         cmd.env("COUNTERSIGN_SCHEMA", schema)
@@ -57,7 +57,7 @@ fn serve_with(url: &str, port: u16, hook: Option<&Path>) -> Child {
         .expect("start countersign serve")
 }
 
-async fn wait_ready(port: u16) {
+pub(crate) async fn wait_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
@@ -78,7 +78,7 @@ fn user(conn: &mut db::DbConn, email: &str) -> CurrentUser {
 /// Inventory, people and an approved 10,000-target change of `operation` (under the
 /// schema at `schema_path`, or the built-in one); returns (change id, fingerprint,
 /// implementer token).
-fn prepare(
+pub(crate) fn prepare(
     url: &DatabaseUrl,
     schema_path: Option<&Path>,
     operation: &str,
@@ -199,7 +199,7 @@ fn prepare(
     (id, fp, token)
 }
 
-fn progress(conn: &mut db::DbConn) -> (String, i64) {
+pub(crate) fn progress(conn: &mut db::DbConn) -> (String, i64) {
     executions::table
         .select((executions::state, executions::done))
         .first(conn)
@@ -309,6 +309,13 @@ async fn kill_9_during_execution(backend: Backend) {
     )
     .await;
 
+    assert_deleted_exactly_once(&mut conn, change_id, &format!("kills: {kills:?}"));
+}
+
+/// The end state after crashes: completed, each signed target done in one attempt and
+/// deleted once by this change (one version row), nothing else touched, the audit chain
+/// intact.
+pub(crate) fn assert_deleted_exactly_once(conn: &mut db::DbConn, change_id: i64, context: &str) {
     // The execution and every item: completed, each target done exactly once.
     let (state, done, failed, skipped): (String, i64, i64, i64) = executions::table
         .select((
@@ -317,12 +324,12 @@ async fn kill_9_during_execution(backend: Backend) {
             executions::failed,
             executions::skipped,
         ))
-        .first(&mut conn)
+        .first(conn)
         .unwrap();
     assert_eq!(
         (state.as_str(), done, failed, skipped),
         ("completed", TARGETS, 0, 0),
-        "kills: {kills:?}"
+        "{context}"
     );
     let items: Vec<(String, String, i64)> = execution_items::table
         .select((
@@ -330,14 +337,14 @@ async fn kill_9_during_execution(backend: Backend) {
             execution_items::status,
             execution_items::attempts,
         ))
-        .load(&mut conn)
+        .load(conn)
         .unwrap();
     assert_eq!(items.len() as i64, TARGETS);
     assert!(
         items.iter().all(|(_, s, a)| s == "done" && *a == 1),
         "every item done in one attempt"
     );
-    let signed: BTreeSet<String> = countersign::db::changes::target_ids(&mut conn, change_id)
+    let signed: BTreeSet<String> = countersign::db::changes::target_ids(conn, change_id)
         .unwrap()
         .into_iter()
         .collect();
@@ -347,7 +354,7 @@ async fn kill_9_during_execution(backend: Backend) {
     let deleted: BTreeSet<String> = entities::table
         .filter(entities::state.eq("deleted"))
         .select(entities::id)
-        .load::<String>(&mut conn)
+        .load::<String>(conn)
         .unwrap()
         .into_iter()
         .collect();
@@ -356,13 +363,13 @@ async fn kill_9_during_execution(backend: Backend) {
         .filter(entities::state.eq("deleted"))
         .filter(entities::deleted_by.ne(change_id))
         .count()
-        .get_result(&mut conn)
+        .get_result(conn)
         .unwrap();
     assert_eq!(by_other, 0);
     let versions: Vec<(String, i64)> = entity_versions::table
         .filter(entity_versions::change_id.eq(change_id))
         .select((entity_versions::entity_id, entity_versions::version))
-        .load(&mut conn)
+        .load(conn)
         .unwrap();
     assert_eq!(versions.len() as i64, TARGETS, "one version row per target");
     assert!(versions.iter().all(|(_, v)| *v == 2));
@@ -370,7 +377,7 @@ async fn kill_9_during_execution(backend: Backend) {
         .filter(entities::state.eq("active"))
         .filter(entities::version.eq(1))
         .count()
-        .get_result(&mut conn)
+        .get_result(conn)
         .unwrap();
     assert_eq!(
         untouched,
@@ -379,7 +386,7 @@ async fn kill_9_during_execution(backend: Backend) {
     );
     // And the audit chain survived the kills.
     assert!(matches!(
-        countersign::db::audit::verify(&mut conn).unwrap(),
+        countersign::db::audit::verify(conn).unwrap(),
         countersign::db::audit::Verdict::Intact { .. }
     ));
 }

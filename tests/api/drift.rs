@@ -22,7 +22,11 @@ use crate::both_backends;
 use crate::helpers::{inst, site, spawn_app_with, Backend, TestApp};
 
 /// An app with the example schema and these extra lines.
-async fn app_with(backend: Backend, extra: &str, secret: bool) -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn app_with(
+    backend: Backend,
+    extra: &str,
+    secret: bool,
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.toml");
     std::fs::write(&path, format!("{EXAMPLE_SCHEMA}\n\n{extra}")).unwrap();
@@ -193,7 +197,7 @@ async fn the_inventory_changes_between_waves(backend: Backend) {
 }
 
 /// A receiver that refuses inst 3 (422) unless the key is a retry's; counts keys.
-async fn refusing_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn refusing_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let keys = Arc::new(Mutex::new(Vec::new()));
     let k2 = keys.clone();
     let server = HttpServer::new(move || {
@@ -223,10 +227,14 @@ async fn refusing_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://127.0.0.1:{port}/hook"), keys)
 }
 
+/// `deprovision_app` calling `endpoint`, tolerating a failed target per wave.
+pub(crate) fn deprovision(endpoint: &str) -> String {
+    format!("[operations.deprovision_app]\nlabel = \"Deprovision at the app vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nsignoffs = {{ requester = 1, implementer = 1 }}\nendpoint = \"{endpoint}\"\nsecret_env = \"CS_TEST_HOOK_SECRET\"\ntimeout_ms = 2000\nwaves = [1]\nfailure_threshold = 0.6\n")
+}
+
 async fn failed_targets_are_retried_with_a_new_key(backend: Backend) {
     let (endpoint, keys) = refusing_receiver().await;
-    let op = format!("[operations.deprovision_app]\nlabel = \"Deprovision at the app vendor\"\ntarget = \"app_install\"\neffect = \"webhook\"\nimplemented_by = \"platform-ops\"\nsignoffs = {{ requester = 1, implementer = 1 }}\nendpoint = \"{endpoint}\"\nsecret_env = \"CS_TEST_HOOK_SECRET\"\ntimeout_ms = 2000\nwaves = [1]\nfailure_threshold = 0.6\n");
-    let (app, _dir) = app_with(backend, &op, true).await;
+    let (app, _dir) = app_with(backend, &deprovision(&endpoint), true).await;
     let ids = json!({"ids": [inst(1), inst(2), inst(3)]});
     let (id, fp) = app.approved("deprovision_app", ids).await;
     let (s, v) = app.execute(id, &fp).await;
@@ -361,6 +369,46 @@ async fn until_completed(app: &TestApp, id: i64) -> Value {
     }
 }
 
+/// Two overlapping changes executed at the same moment, many times over: exactly one
+/// starts each round (the gate's conflict check is serialised until commit).
+async fn overlapping_gates_at_once_start_one(backend: Backend) {
+    let (app, _dir) = app_with(backend, GATED, false).await;
+    for round in 0..4u32 {
+        // The shared target sorts last: it is in wave 2, after the pause, so a fresh
+        // resolution of the other change still finds it.
+        let [one, two, shared] = [0, 1, 2].map(|k| inst(200 + 3 * round + k));
+        let lines: Vec<String> = [&shared, &one, &two].iter().map(|id| json!({"kind": "app_install", "id": id, "parent": site(1), "name": format!("app {id}"), "attrs": {"app": "insight", "version": "1.0.0"}}).to_string()).collect();
+        let (s, v) = app.import("carla", &lines, false).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        // Each pauses after its first wave, holding both its targets.
+        let (a, fa) = app
+            .approved("uninstall_gated", json!({"ids": [shared.clone(), one]}))
+            .await;
+        let (b, fb) = app
+            .approved("uninstall_gated", json!({"ids": [shared.clone(), two]}))
+            .await;
+        let (ra, rb) = tokio::join!(app.execute(a, &fa), app.execute(b, &fb));
+        let started = [&ra, &rb]
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+            .count();
+        assert_eq!(started, 1, "round {round}: {ra:?} {rb:?}");
+        let refused = if ra.0 == StatusCode::ACCEPTED {
+            &rb
+        } else {
+            &ra
+        };
+        assert_eq!(
+            refused.1["error"]["code"], "conflicting_execution",
+            "{refused:?}"
+        );
+        let runner = if ra.0 == StatusCode::ACCEPTED { a } else { b };
+        app.wait_execution(runner, &["paused"]).await;
+        let (s, v) = post(&app, runner, "abort", "carla", json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
 async fn a_change_starts_at_its_window_opening(backend: Backend) {
     let (app, _dir) = app_with(backend, "", false).await;
     let opens = chrono::Utc::now() + chrono::Duration::seconds(5);
@@ -465,6 +513,7 @@ both_backends!(backend:
     the_inventory_changes_between_waves,
     failed_targets_are_retried_with_a_new_key,
     changes_sharing_targets_never_execute_at_once,
+    overlapping_gates_at_once_start_one,
     a_change_starts_at_its_window_opening,
     a_due_start_the_gate_refuses_runs_nothing_and_tells_why,
 );

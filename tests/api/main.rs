@@ -15,6 +15,7 @@ mod concurrency;
 mod config;
 mod controls;
 mod crash;
+mod crash_gates;
 mod difference;
 mod drift;
 mod effects;

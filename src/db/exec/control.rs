@@ -281,7 +281,9 @@ pub fn sharing_targets(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(i6
     ];
     // Two gates of overlapping changes lock different change rows: serialise the checks
     // until commit, so the second sees the first's execution (PostgreSQL; SQLite's write
-    // transaction already excludes every other writer).
+    // transaction already excludes every other writer). Today the gate's audit append
+    // (the audit head row) happens to serialise them too; this lock does not depend on
+    // the gate recording an event before it checks.
     if let DbConn::Pg(c) = conn {
         diesel::sql_query("SELECT pg_advisory_xact_lock(7243001)").execute(c)?;
     }

@@ -304,9 +304,9 @@ mod tests {
     #[test]
     fn start_times() {
         let now = t("2026-12-03T12:00:00Z");
-        let nb = Some(t("2026-12-04T08:00:00Z"));
-        let na = Some(t("2026-12-04T18:00:00Z"));
-        assert_eq!(start_time(None, nb, na, now).unwrap(), nb.unwrap());
+        let opens = t("2026-12-04T08:00:00Z");
+        let (nb, na) = (Some(opens), Some(t("2026-12-04T18:00:00Z")));
+        assert_eq!(start_time(None, nb, na, now).unwrap(), opens);
         assert_eq!(start_time(Some("now"), None, None, now).unwrap(), now);
         assert_eq!(
             start_time(Some("2026-12-04T09:30:00+01:00"), nb, na, now).unwrap(),

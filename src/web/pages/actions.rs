@@ -386,6 +386,124 @@ pub async fn skip_wave(
     .await
 }
 
+/// `POST /changes/{id}/skip-drifted`
+pub async fn skip_drifted(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "drifted_skipped",
+        move |conn, schema, user, id| {
+            exe::skip_drifted(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
+/// `POST /changes/{id}/retry-failed`: and wakes this process's worker.
+pub async fn retry_failed(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let r = act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "retried",
+        move |conn, schema, user, id| {
+            exe::retry_failed(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await?;
+    state.wake.notify();
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScheduleForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    fingerprint: String,
+    /// `window`, `now` or `time` (then `time`, a `datetime-local` value in UTC).
+    #[serde(default)]
+    at: String,
+    #[serde(default)]
+    time: String,
+    #[serde(default)]
+    wait_for_conflicts: Option<String>,
+}
+
+/// The `at` of a schedule request from the form: a `datetime-local` value is UTC.
+fn schedule_at(f: &ScheduleForm) -> String {
+    match f.at.as_str() {
+        "time" => {
+            let t = f.time.trim();
+            match chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M") {
+                Ok(n) => format!("{}Z", n.format("%Y-%m-%dT%H:%M:%S")),
+                Err(_) => t.chars().take(64).collect(),
+            }
+        }
+        other => other.chars().take(16).collect(),
+    }
+}
+
+/// `POST /changes/{id}/schedule`
+pub async fn schedule_start(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ScheduleForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let request = exe::ScheduleRequest {
+        fingerprint: f.fingerprint.clone(),
+        at: Some(schedule_at(&f)),
+        wait_for_conflicts: f.wait_for_conflicts.is_some(),
+    };
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "scheduled",
+        move |conn, schema, user, id| exe::schedule(conn, schema, user, id, &request).map(|_| id),
+    )
+    .await
+}
+
+/// `POST /changes/{id}/unschedule`
+pub async fn unschedule_start(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "unscheduled",
+        move |conn, schema, user, id| {
+            exe::unschedule(conn, schema, user, id, given(&f.reason)).map(|_| id)
+        },
+    )
+    .await
+}
+
 /// `POST /changes/{id}/rollback`: to the rollback it creates.
 pub async fn rollback_change(
     state: State,

@@ -26,8 +26,9 @@ mod settings;
 
 pub use actions::{
     abort_execution, cancel_change, comment_change, continue_execution, edit_text, execute_change,
-    pause_execution, reject_change, resolve_change, resume_execution, rollback_change, sign_change,
-    skip_wave, submit_change,
+    pause_execution, reject_change, resolve_change, resume_execution, retry_failed,
+    rollback_change, schedule_start, sign_change, skip_drifted, skip_wave, submit_change,
+    unschedule_start,
 };
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
@@ -128,6 +129,14 @@ pub(crate) fn flash_text(code: &str) -> &'static str {
         "continued" => "Execution continued.",
         "paused" => "Execution paused: it stops at its next batch.",
         "wave_skipped" => "The rest of the wave is skipped: continue or resume to go on.",
+        "drifted_skipped" => {
+            "The drifted targets are skipped: resume to go on with the rest of the wave."
+        }
+        "retried" => "The failed targets run again.",
+        "scheduled" => {
+            "The start is scheduled: the execute gate checks everything again when it is due."
+        }
+        "unscheduled" => "The scheduled start is called off.",
         "aborted" => "Execution aborted.",
         "rollback" => "Rollback created: it needs its sign-offs.",
         "resolved" => "Resolved again against today's inventory.",
