@@ -509,7 +509,90 @@ async fn a_due_start_the_gate_refuses_runs_nothing_and_tells_why(backend: Backen
     assert_eq!(ev["detail"]["refused"], true);
 }
 
+/// The command line schedules and calls off a start.
+async fn the_command_line_schedules_a_start(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    std::fs::write(&path, EXAMPLE_SCHEMA).unwrap();
+    let app = spawn_app_with(backend, |c| c.schema_path = Some(path.clone())).await;
+    app.load_fixture().await;
+    let opens = chrono::Utc::now() + chrono::Duration::hours(2);
+    let (s, v) = app.post("/api/v1/changes", "ana", json!({"title": "later", "requesting_team": "app-owners", "operation": "uninstall_app", "targets": {"ids": [inst(1)]}, "not_before": opens.to_rfc3339(), "submit": true})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    app.approve(id, v["fingerprint"].as_str().unwrap()).await;
+    let (db, schema) = (
+        app.database_url.clone(),
+        path.to_string_lossy().into_owned(),
+    );
+    let run = move |args: Vec<String>| {
+        let (db, schema) = (db.clone(), schema.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+                .args(&args)
+                .env("DATABASE_URL", db)
+                .env("COUNTERSIGN_SCHEMA", schema)
+                .env("RUST_LOG", "warn")
+                .env("COUNTERSIGN_MAILER", "false")
+                .output()
+                .unwrap()
+        })
+    };
+    let chg = format!("CHG-{id}");
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let o = run(args(&[
+        "change",
+        "schedule",
+        &chg,
+        "--as",
+        "ana@req.example",
+    ]))
+    .await
+    .unwrap();
+    assert!(!o.status.success(), "a requester does not schedule it");
+    let o = run(args(&[
+        "change",
+        "schedule",
+        &chg,
+        "--as",
+        "carla@ops.example",
+    ]))
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains(&format!("{chg} starts by itself at")), "{out}");
+    let (s, v) = app
+        .get(&format!("/api/v1/changes/{id}/schedule"), "ana")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["scheduled_by"], "carla@ops.example", "{v}");
+    let o = run(args(&[
+        "change",
+        "unschedule",
+        &chg,
+        "--as",
+        "carla@ops.example",
+        "--reason",
+        "moved",
+    ]))
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (s, _) = app
+        .get(&format!("/api/v1/changes/{id}/schedule"), "ana")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let a = actions(&app, id).await;
+    assert!(a.iter().any(|x| x == "start_unscheduled"), "{a:?}");
+}
+
 both_backends!(backend:
+    the_command_line_schedules_a_start,
     the_inventory_changes_between_waves,
     failed_targets_are_retried_with_a_new_key,
     changes_sharing_targets_never_execute_at_once,
