@@ -197,6 +197,22 @@ struct Session {
 }
 
 /// The change and the person `change` and `as_user` name.
+/// An operator control with an optional reason, as `--as` the given person; prints the
+/// execution's progress.
+fn control(
+    conn: &mut DbConn,
+    schema: &Schema,
+    change: &str,
+    as_user: &str,
+    reason: Option<String>,
+    action: exe::Control,
+) -> anyhow::Result<i32> {
+    let (id, user) = change_and_user(conn, change, as_user)?;
+    let v = action(conn, schema, &user, id, reason.as_deref()).map_err(app_err)?;
+    print_progress(&v);
+    Ok(0)
+}
+
 fn change_and_user(
     conn: &mut DbConn,
     change: &str,
@@ -265,45 +281,36 @@ pub(super) async fn run(cmd: ChangeCmd) -> anyhow::Result<i32> {
             change,
             as_user,
             reason,
-        } => {
-            let (id, user) = change_and_user(conn, &change, &as_user)?;
-            let v = exe::pause(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
-            print_progress(&v);
-            Ok(0)
-        }
+        } => control(conn, &s.schema, &change, &as_user, reason, exe::pause),
         ChangeCmd::SkipWave {
             change,
             as_user,
             reason,
-        } => {
-            let (id, user) = change_and_user(conn, &change, &as_user)?;
-            let v =
-                exe::skip_wave(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
-            print_progress(&v);
-            Ok(0)
-        }
+        } => control(conn, &s.schema, &change, &as_user, reason, exe::skip_wave),
         ChangeCmd::SkipDrifted {
             change,
             as_user,
             reason,
-        } => {
-            let (id, user) = change_and_user(conn, &change, &as_user)?;
-            let v = exe::skip_drifted(conn, &s.schema, &user, id, reason.as_deref())
-                .map_err(app_err)?;
-            print_progress(&v);
-            Ok(0)
-        }
+        } => control(
+            conn,
+            &s.schema,
+            &change,
+            &as_user,
+            reason,
+            exe::skip_drifted,
+        ),
         ChangeCmd::RetryFailed {
             change,
             as_user,
             reason,
-        } => {
-            let (id, user) = change_and_user(conn, &change, &as_user)?;
-            let v = exe::retry_failed(conn, &s.schema, &user, id, reason.as_deref())
-                .map_err(app_err)?;
-            print_progress(&v);
-            Ok(0)
-        }
+        } => control(
+            conn,
+            &s.schema,
+            &change,
+            &as_user,
+            reason,
+            exe::retry_failed,
+        ),
         ChangeCmd::Schedule {
             change,
             as_user,
@@ -347,12 +354,7 @@ pub(super) async fn run(cmd: ChangeCmd) -> anyhow::Result<i32> {
             change,
             as_user,
             reason,
-        } => {
-            let (id, user) = change_and_user(conn, &change, &as_user)?;
-            let v = exe::abort(conn, &s.schema, &user, id, reason.as_deref()).map_err(app_err)?;
-            print_progress(&v);
-            Ok(0)
-        }
+        } => control(conn, &s.schema, &change, &as_user, reason, exe::abort),
         ChangeCmd::Rollback {
             change,
             as_user,

@@ -25,6 +25,14 @@ pub use schedule::{schedule, start_due, unschedule, ScheduleRequest, Starter};
 pub use start::{execute, ExecuteRequest};
 
 use crate::db::models::Change;
+use crate::db::DbConn;
+use crate::service::CurrentUser;
+
+/// An operator control that takes an optional reason (pause, skip the rest of a wave,
+/// skip the drifted targets, retry the failed ones, abort): the one shape the API, the
+/// pages and the command line call them by.
+pub type Control =
+    fn(&mut DbConn, &Schema, &CurrentUser, i64, Option<&str>) -> AppResult<ExecutionView>;
 use crate::domain::{Operation, Schema};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::views::number;

@@ -15,6 +15,25 @@ use crate::service::views::number;
 use crate::web::auth::Authed;
 use crate::web::{run_as, State};
 
+/// An operator control with an optional reason (`POST …/{control}` `{"reason": …}`):
+/// answers the execution, and wakes this process's worker (a retry has work for it).
+async fn control(
+    state: State,
+    user: crate::service::CurrentUser,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+    action: exe::Control,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    let reason = body.and_then(|b| b.into_inner().reason);
+    let v = run_as(&state, user, move |conn, schema, user| {
+        action(conn, schema, user, id, reason.as_deref())
+    })
+    .await?;
+    state.wake.notify();
+    Ok(HttpResponse::Ok().json(v))
+}
+
 pub async fn execute_change(
     state: State,
     Authed(user): Authed,
@@ -107,12 +126,7 @@ pub async fn pause_execution(
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
-    let id = change_id(&path)?;
-    let reason = body.and_then(|b| b.into_inner().reason);
-    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
-        exe::pause(conn, schema, user, id, reason.as_deref())
-    })
-    .await
+    control(state, user, path, body, exe::pause).await
 }
 
 /// `POST /api/v1/changes/{id}/skip-wave` `{"reason": …}`: the current wave's pending
@@ -123,12 +137,7 @@ pub async fn skip_wave(
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
-    let id = change_id(&path)?;
-    let reason = body.and_then(|b| b.into_inner().reason);
-    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
-        exe::skip_wave(conn, schema, user, id, reason.as_deref())
-    })
-    .await
+    control(state, user, path, body, exe::skip_wave).await
 }
 
 /// `POST /api/v1/changes/{id}/skip-drifted` `{"reason": …}`: the targets the drift check
@@ -139,30 +148,18 @@ pub async fn skip_drifted(
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
-    let id = change_id(&path)?;
-    let reason = body.and_then(|b| b.into_inner().reason);
-    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
-        exe::skip_drifted(conn, schema, user, id, reason.as_deref())
-    })
-    .await
+    control(state, user, path, body, exe::skip_drifted).await
 }
 
 /// `POST /api/v1/changes/{id}/retry-failed` `{"reason": …}`: the failed targets run
-/// again (halted, partially failed or failed executions); wakes this process's worker.
+/// again (halted, partially failed or failed executions).
 pub async fn retry_failed(
     state: State,
     Authed(user): Authed,
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
-    let id = change_id(&path)?;
-    let reason = body.and_then(|b| b.into_inner().reason);
-    let v = run_as(&state, user, move |conn, schema, user| {
-        exe::retry_failed(conn, schema, user, id, reason.as_deref())
-    })
-    .await?;
-    state.wake.notify();
-    Ok(HttpResponse::Ok().json(v))
+    control(state, user, path, body, exe::retry_failed).await
 }
 
 /// `POST /api/v1/changes/{id}/schedule` `{"fingerprint", "at", "wait_for_conflicts"}`:
@@ -218,18 +215,15 @@ pub async fn unschedule_start(
     .await
 }
 
+/// `POST /api/v1/changes/{id}/abort` `{"reason": …}`: stops for good; pending targets
+/// are skipped.
 pub async fn abort_execution(
     state: State,
     Authed(user): Authed,
     path: web::Path<String>,
     body: Option<web::Json<ReasonBody>>,
 ) -> AppResult<HttpResponse> {
-    let id = change_id(&path)?;
-    let reason = body.and_then(|b| b.into_inner().reason);
-    reply(&state, user, StatusCode::OK, move |conn, schema, user| {
-        exe::abort(conn, schema, user, id, reason.as_deref())
-    })
-    .await
+    control(state, user, path, body, exe::abort).await
 }
 
 pub async fn rollback_change(

@@ -35,6 +35,30 @@ where
     )))
 }
 
+/// An operator control with an optional reason from its form, then the change page with
+/// `done`; wakes this process's worker (a retry has work for it).
+async fn control(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ReasonForm>,
+    done: &str,
+    action: exe::Control,
+) -> PageResult {
+    let f = form.into_inner();
+    let r = act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        done,
+        move |conn, schema, user, id| action(conn, schema, user, id, given(&f.reason)).map(|_| id),
+    )
+    .await?;
+    state.wake.notify();
+    Ok(r)
+}
+
 /// An optional reason: blank is none.
 fn given(reason: &str) -> Option<&str> {
     Some(reason).filter(|r| !r.trim().is_empty())
@@ -330,18 +354,7 @@ pub async fn abort_execution(
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
 ) -> PageResult {
-    let f = form.into_inner();
-    act(
-        &state,
-        &w,
-        &path,
-        &f.csrf,
-        "aborted",
-        move |conn, schema, user, id| {
-            exe::abort(conn, schema, user, id, given(&f.reason)).map(|_| id)
-        },
-    )
-    .await
+    control(state, w, path, form, "aborted", exe::abort).await
 }
 
 /// `POST /changes/{id}/pause`
@@ -351,18 +364,7 @@ pub async fn pause_execution(
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
 ) -> PageResult {
-    let f = form.into_inner();
-    act(
-        &state,
-        &w,
-        &path,
-        &f.csrf,
-        "paused",
-        move |conn, schema, user, id| {
-            exe::pause(conn, schema, user, id, given(&f.reason)).map(|_| id)
-        },
-    )
-    .await
+    control(state, w, path, form, "paused", exe::pause).await
 }
 
 /// `POST /changes/{id}/skip-wave`
@@ -372,18 +374,7 @@ pub async fn skip_wave(
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
 ) -> PageResult {
-    let f = form.into_inner();
-    act(
-        &state,
-        &w,
-        &path,
-        &f.csrf,
-        "wave_skipped",
-        move |conn, schema, user, id| {
-            exe::skip_wave(conn, schema, user, id, given(&f.reason)).map(|_| id)
-        },
-    )
-    .await
+    control(state, w, path, form, "wave_skipped", exe::skip_wave).await
 }
 
 /// `POST /changes/{id}/skip-drifted`
@@ -393,41 +384,17 @@ pub async fn skip_drifted(
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
 ) -> PageResult {
-    let f = form.into_inner();
-    act(
-        &state,
-        &w,
-        &path,
-        &f.csrf,
-        "drifted_skipped",
-        move |conn, schema, user, id| {
-            exe::skip_drifted(conn, schema, user, id, given(&f.reason)).map(|_| id)
-        },
-    )
-    .await
+    control(state, w, path, form, "drifted_skipped", exe::skip_drifted).await
 }
 
-/// `POST /changes/{id}/retry-failed`: and wakes this process's worker.
+/// `POST /changes/{id}/retry-failed`
 pub async fn retry_failed(
     state: State,
     w: WebUser,
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
 ) -> PageResult {
-    let f = form.into_inner();
-    let r = act(
-        &state,
-        &w,
-        &path,
-        &f.csrf,
-        "retried",
-        move |conn, schema, user, id| {
-            exe::retry_failed(conn, schema, user, id, given(&f.reason)).map(|_| id)
-        },
-    )
-    .await?;
-    state.wake.notify();
-    Ok(r)
+    control(state, w, path, form, "retried", exe::retry_failed).await
 }
 
 #[derive(Debug, Deserialize)]
