@@ -186,3 +186,82 @@ fn a_third_side_signer_never_signs_another_side() {
         Reason::SeparationOfDuties
     );
 }
+
+#[test]
+fn failed_targets_are_retried_by_implementers_until_a_rollback_exists() {
+    use ChangeState as S;
+    for s in [S::Halted, S::PartiallyFailed, S::Failed] {
+        let mut f = facts(s);
+        f.in_implementing_team = true;
+        f.failed_targets = 2;
+        assert!(allowed(&f).contains(&A::RetryFailed), "{s}");
+        f.failed_targets = 0;
+        assert_eq!(
+            decide(&f, A::RetryFailed).unwrap_err().reason,
+            Reason::ExecutionState,
+            "{s}: nothing failed"
+        );
+        f.failed_targets = 2;
+        f.has_open_rollback = true;
+        assert_eq!(
+            decide(&f, A::RetryFailed).unwrap_err().reason,
+            Reason::AlreadyRolledBack
+        );
+        f.has_open_rollback = false;
+        f.in_window = false;
+        assert_eq!(
+            decide(&f, A::RetryFailed).unwrap_err().reason,
+            Reason::OutsideWindow
+        );
+        f.in_window = true;
+        f.in_implementing_team = false;
+        f.in_requesting_team = true;
+        assert_eq!(
+            decide(&f, A::RetryFailed).unwrap_err().reason,
+            Reason::NotImplementer
+        );
+    }
+    for s in [S::Completed, S::Aborted, S::Executing, S::Approved] {
+        let mut f = facts(s);
+        f.in_implementing_team = true;
+        f.failed_targets = 2;
+        assert!(!allowed(&f).contains(&A::RetryFailed), "{s}");
+    }
+}
+
+#[test]
+fn drifted_targets_are_skipped_only_while_halted_with_some() {
+    let mut f = facts(ChangeState::Halted);
+    f.in_implementing_team = true;
+    assert!(!allowed(&f).contains(&A::SkipDrifted));
+    f.drifted_targets = 3;
+    assert!(allowed(&f).contains(&A::SkipDrifted));
+    f.is_admin = true;
+    f.in_implementing_team = false;
+    assert!(
+        !allowed(&f).contains(&A::SkipDrifted),
+        "admins abort, not skip"
+    );
+}
+
+#[test]
+fn a_start_is_scheduled_once_by_implementers_and_called_off_by_them_or_an_admin() {
+    let mut f = facts(ChangeState::Approved);
+    f.in_implementing_team = true;
+    assert!(allowed(&f).contains(&A::Schedule));
+    assert!(!allowed(&f).contains(&A::Unschedule));
+    f.approval_holds = false;
+    assert_eq!(
+        decide(&f, A::Schedule).unwrap_err().reason,
+        Reason::SignoffsNoLongerCount
+    );
+    f.approval_holds = true;
+    f.scheduled = true;
+    assert!(!allowed(&f).contains(&A::Schedule));
+    assert!(allowed(&f).contains(&A::Unschedule));
+    let mut admin = facts(ChangeState::Approved);
+    admin.is_admin = true;
+    admin.scheduled = true;
+    assert!(allowed(&admin).contains(&A::Unschedule));
+    assert!(!allowed(&admin).contains(&A::Schedule));
+}
