@@ -56,6 +56,8 @@ pub fn execute(
             return Ok(Err(refused));
         }
         check_window(&c)?;
+        // A lockdown or a freeze that holds now (the change's row lock is held).
+        crate::service::calendar::check_gate(conn, schema, &c)?;
         if let Err(refused) = check_resolution(conn, schema, user, &c)? {
             return Ok(Err(refused));
         }
