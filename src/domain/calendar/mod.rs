@@ -95,10 +95,12 @@ text_enum!(ProposalState, "proposal state", {
 pub struct FreezeSpec {
     pub name: String,
     pub severity: Severity,
-    /// One-off: the start. Recurring: the first moment an occurrence may start.
+    /// One-off: the start. Recurring: the first moment an occurrence may start. RFC 3339
+    /// (`2026-12-20T00:00:00Z`; an offset is converted to UTC).
+    #[serde(with = "utc")]
     pub starts_at: NaiveDateTime,
     /// One-off: the end (required). Recurring: no occurrence starts at or after it.
-    #[serde(default)]
+    #[serde(default, with = "utc_opt")]
     pub ends_at: Option<NaiveDateTime>,
     /// `FREQ=WEEKLY;BYDAY=FR;START=16:00;DURATION=64h`; none: one-off.
     #[serde(default)]
@@ -108,6 +110,60 @@ pub struct FreezeSpec {
     pub operations: Vec<String>,
     #[serde(default)]
     pub reason: String,
+}
+
+/// Times in a spec: written as RFC 3339 in UTC (`…Z`), read as RFC 3339 with any offset
+/// (or without one, as UTC).
+mod utc {
+    use chrono::NaiveDateTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(s: &str) -> Option<NaiveDateTime> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.naive_utc())
+            .ok()
+            .or_else(|| s.parse::<NaiveDateTime>().ok())
+    }
+
+    pub fn serialize<S: Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDateTime, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{}` is not an RFC 3339 time such as 2026-12-20T00:00:00Z",
+                crate::domain::lines::clip_to(&s, 40)
+            ))
+        })
+    }
+}
+
+mod utc_opt {
+    use chrono::NaiveDateTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::utc::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<NaiveDateTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => super::utc::parse(&s).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{}` is not an RFC 3339 time such as 2027-01-04T00:00:00Z",
+                    crate::domain::lines::clip_to(&s, 40)
+                ))
+            }),
+        }
+    }
 }
 
 /// What is wrong with a freeze spec: the field and a sentence.

@@ -327,6 +327,22 @@ pub(crate) fn require_admin(user: &CurrentUser, what: &str) -> AppResult<()> {
     }
 }
 
+/// The freezes a change's window overlaps ("Year end (hard)"); a change without a window
+/// is marked with the freezes that hold now. The queue's mark.
+pub(crate) fn marks(all: &[Freeze], c: &Change) -> Vec<String> {
+    let t = crate::db::now();
+    let (from, to) = match (c.not_before, c.not_after) {
+        (None, None) => (t, t + chrono::Duration::seconds(1)),
+        (Some(a), None) => (a, a + chrono::Duration::days(365)),
+        (None, Some(b)) => (t.min(b), b),
+        (Some(a), Some(b)) => (a, b.max(a + chrono::Duration::seconds(1))),
+    };
+    cal::overlapping(all, &c.operation, from, to)
+        .into_iter()
+        .map(|(f, _)| format!("{} ({})", f.name, f.severity.as_str()))
+        .collect()
+}
+
 /// The freezes that cover `operation` and overlap the window `[from, to)`: the new-change
 /// form's warning and the queue's mark. An open end is a year from the other end.
 pub fn overlapping(
