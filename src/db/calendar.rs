@@ -524,7 +524,11 @@ pub fn changes_in_range(
     use crate::db::schema::changes;
     use crate::domain::ChangeState as S;
     changes::table
-        .filter(changes::not_before.is_not_null().or(changes::not_after.is_not_null()))
+        .filter(
+            changes::not_before
+                .is_not_null()
+                .or(changes::not_after.is_not_null()),
+        )
         .filter(changes::not_before.is_null().or(changes::not_before.lt(to)))
         .filter(changes::not_after.is_null().or(changes::not_after.gt(from)))
         .filter(changes::state.ne_all([S::Cancelled, S::Rejected]))

@@ -11,8 +11,8 @@ use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 
 use super::MultiBackend;
-use crate::domain::text_enum::UnknownValue;
 use crate::domain::calendar::{ProposalAction, ProposalState, Severity};
+use crate::domain::text_enum::UnknownValue;
 use crate::domain::{
     ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, NotificationMode,
     OutboxState, Side,

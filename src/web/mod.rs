@@ -339,7 +339,10 @@ fn api_routes() -> actix_web::Scope {
         .route("/calendar/state", web::get().to(api::calendar_state))
         .route("/calendar/freezes", web::post().to(api::propose_freeze))
         .route("/calendar/freezes/{id}", web::get().to(api::get_freeze))
-        .route("/calendar/freezes/{id}", web::patch().to(api::propose_freeze_edit))
+        .route(
+            "/calendar/freezes/{id}",
+            web::patch().to(api::propose_freeze_edit),
+        )
         .route(
             "/calendar/freezes/{id}/lift",
             web::post().to(api::propose_freeze_lift),
@@ -455,7 +458,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             "/calendar/freezes/{id}/lift",
             web::post().to(pages::propose_lift),
         )
-        .route("/calendar/lockdown", web::post().to(pages::propose_lockdown))
+        .route(
+            "/calendar/lockdown",
+            web::post().to(pages::propose_lockdown),
+        )
         .route(
             "/calendar/lockdown/lift",
             web::post().to(pages::propose_lockdown_lift),
@@ -468,7 +474,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             "/calendar/proposals/{id}/decline",
             web::post().to(pages::decline_proposal),
         )
-        .route("/calendar/feed-token", web::post().to(pages::new_feed_token))
+        .route(
+            "/calendar/feed-token",
+            web::post().to(pages::new_feed_token),
+        )
         .route("/inventory", web::get().to(pages::inventory_page))
         .route("/inventory/{id}", web::get().to(pages::entity_page))
         .route("/settings", web::get().to(pages::settings))

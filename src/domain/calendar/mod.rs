@@ -151,9 +151,7 @@ mod utc_opt {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<NaiveDateTime>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDateTime>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
             Some(s) => super::utc::parse(&s).map(Some).ok_or_else(|| {
@@ -216,7 +214,9 @@ impl FreezeSpec {
         if self.operations.len() > MAX_OPERATIONS {
             return Err(problem(
                 "operations",
-                format!("a freeze lists at most {MAX_OPERATIONS} operations (none: every operation)"),
+                format!(
+                    "a freeze lists at most {MAX_OPERATIONS} operations (none: every operation)"
+                ),
             ));
         }
         self.operations.sort();
@@ -224,7 +224,10 @@ impl FreezeSpec {
         if let Some(op) = self.operations.iter().find(|o| !known(o)) {
             return Err(problem(
                 "operations",
-                format!("`{}` is not an operation of the schema", crate::domain::lines::clip_to(op, 80)),
+                format!(
+                    "`{}` is not an operation of the schema",
+                    crate::domain::lines::clip_to(op, 80)
+                ),
             ));
         }
         let rule = match self.recurrence.as_deref().map(str::trim) {
@@ -455,7 +458,8 @@ pub fn may_grant_exception(f: &ExceptionFacts) -> Result<(), (ExceptionRefusal, 
     if f.is_author || f.signed_other_side {
         return Err((
             R::SeparationOfDuties,
-            "the author, or someone who signed another side, never gives the freeze exception".into(),
+            "the author, or someone who signed another side, never gives the freeze exception"
+                .into(),
         ));
     }
     if f.counted_implementer {

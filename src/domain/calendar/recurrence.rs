@@ -63,7 +63,10 @@ const DAYS: [(&str, Weekday); 7] = [
 ];
 
 fn day_code(d: Weekday) -> &'static str {
-    DAYS.iter().find(|(_, w)| *w == d).map(|(c, _)| *c).unwrap_or("MO")
+    DAYS.iter()
+        .find(|(_, w)| *w == d)
+        .map(|(c, _)| *c)
+        .unwrap_or("MO")
 }
 
 /// `2d16h`, `90m`, `64h` → a duration; `None` when it is not of that shape.
@@ -85,7 +88,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         // Each unit once, largest first.
         let order = "dhm";
         let pos = order.find(ch)?;
-        if seen.chars().any(|u| order.find(u).is_some_and(|p| p >= pos)) {
+        if seen
+            .chars()
+            .any(|u| order.find(u).is_some_and(|p| p >= pos))
+        {
             return None;
         }
         seen.push(ch);
@@ -122,7 +128,10 @@ impl Recurrence {
     pub fn parse(rule: &str) -> Result<Recurrence, RecurrenceError> {
         let rule = rule.trim();
         if rule.is_empty() {
-            return Err(bad("", "the rule is empty: write e.g. FREQ=WEEKLY;BYDAY=FR;START=16:00;DURATION=64h"));
+            return Err(bad(
+                "",
+                "the rule is empty: write e.g. FREQ=WEEKLY;BYDAY=FR;START=16:00;DURATION=64h",
+            ));
         }
         if rule.len() > MAX_RULE_LEN {
             return Err(bad(
@@ -185,7 +194,10 @@ impl Recurrence {
                 }
                 "START" => {
                     let t = NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| {
-                        bad(part, format!("`{value}` is not a time of day as HH:MM (UTC)"))
+                        bad(
+                            part,
+                            format!("`{value}` is not a time of day as HH:MM (UTC)"),
+                        )
                     })?;
                     start = Some(t);
                 }
@@ -200,8 +212,7 @@ impl Recurrence {
                 }
             }
         }
-        let freq =
-            freq.ok_or_else(|| bad("", "the rule needs FREQ (WEEKLY or DAILY)"))?;
+        let freq = freq.ok_or_else(|| bad("", "the rule needs FREQ (WEEKLY or DAILY)"))?;
         let start = start.ok_or_else(|| bad("", "the rule needs START=HH:MM (UTC)"))?;
         let duration =
             duration.ok_or_else(|| bad("", "the rule needs DURATION (e.g. 64h or 2d16h)"))?;
@@ -221,7 +232,11 @@ impl Recurrence {
                 &format!("DURATION={}", format_duration(duration)),
                 format!(
                     "a {} occurrence lasts at least a minute and at most {}",
-                    if freq == Freq::Weekly { "weekly" } else { "daily" },
+                    if freq == Freq::Weekly {
+                        "weekly"
+                    } else {
+                        "daily"
+                    },
                     format_duration(longest)
                 ),
             ));
@@ -244,7 +259,11 @@ impl Recurrence {
         };
         format!(
             "FREQ={}{by};START={};DURATION={}",
-            if self.freq == Freq::Weekly { "WEEKLY" } else { "DAILY" },
+            if self.freq == Freq::Weekly {
+                "WEEKLY"
+            } else {
+                "DAILY"
+            },
             self.start.format("%H:%M"),
             format_duration(self.duration)
         )

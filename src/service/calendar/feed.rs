@@ -46,7 +46,9 @@ fn parse_time(field: &str, v: &str) -> AppResult<NaiveDateTime> {
     }
     Err(AppError::new(
         ErrorCode::InvalidRange,
-        format!("`{field}` is neither an RFC 3339 time (2026-12-20T00:00:00Z) nor a date (2026-12-20)"),
+        format!(
+            "`{field}` is neither an RFC 3339 time (2026-12-20T00:00:00Z) nor a date (2026-12-20)"
+        ),
     ))
 }
 
@@ -58,14 +60,10 @@ impl Range {
             Some(f) => parse_time("from", f)?,
             None => {
                 let d = now().date();
-                NaiveDate::from_ymd_opt(
-                    chrono::Datelike::year(&d),
-                    chrono::Datelike::month(&d),
-                    1,
-                )
-                .expect("first of the month")
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
+                NaiveDate::from_ymd_opt(chrono::Datelike::year(&d), chrono::Datelike::month(&d), 1)
+                    .expect("first of the month")
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight")
             }
         };
         let to = match to.filter(|s| !s.trim().is_empty()) {
@@ -209,7 +207,12 @@ fn window(c: &crate::db::models::Change) -> (NaiveDateTime, NaiveDateTime) {
 pub fn feed_token(conn: &mut DbConn, user: &CurrentUser) -> AppResult<String> {
     write_tx(conn, |conn| -> AppResult<String> {
         let t = repo::new_feed_token(conn, user.id)?;
-        record(conn, &user.actor(), None, Event::CalendarFeedTokenCreated {})?;
+        record(
+            conn,
+            &user.actor(),
+            None,
+            Event::CalendarFeedTokenCreated {},
+        )?;
         Ok(t)
     })
 }
@@ -292,7 +295,12 @@ pub fn ics(conn: &mut DbConn, public_url: &str) -> AppResult<String> {
         Ok((
             super::freezes(conn)?,
             repo::active_lockdown(conn)?,
-            repo::changes_in_range(conn, t - Duration::days(90), t + Duration::days(365), MAX_ITEMS)?,
+            repo::changes_in_range(
+                conn,
+                t - Duration::days(90),
+                t + Duration::days(365),
+                MAX_ITEMS,
+            )?,
         ))
     })?;
     let mut lines: Vec<String> = vec![
@@ -341,7 +349,11 @@ pub fn ics(conn: &mut DbConn, public_url: &str) -> AppResult<String> {
             escape(&format!(
                 "{what} for {ops}.\n{}{}",
                 f.when(),
-                if f.reason.is_empty() { String::new() } else { format!("\n{}", f.reason) }
+                if f.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{}", f.reason)
+                }
             ))
         ));
         lines.push("CATEGORIES:FREEZE".into());
@@ -368,7 +380,12 @@ pub fn ics(conn: &mut DbConn, public_url: &str) -> AppResult<String> {
         lines.push(format!("DTEND:{}", stamp(e)));
         lines.push(format!(
             "SUMMARY:{}",
-            escape(&format!("{} ({}): {}", number(c.id), c.state.as_str(), c.title))
+            escape(&format!(
+                "{} ({}): {}",
+                number(c.id),
+                c.state.as_str(),
+                c.title
+            ))
         ));
         lines.push(format!(
             "DESCRIPTION:{}",
@@ -417,8 +434,16 @@ mod tests {
     #[test]
     fn ranges_are_checked() {
         assert!(Range::parse(Some("2026-12-01"), Some("2026-12-31")).is_ok());
-        assert!(Range::parse(Some("2026-12-01T00:00:00Z"), Some("2027-01-01T00:00:00+01:00")).is_ok());
-        for (f, t) in [("2026-12-31", "2026-12-01"), ("2026-01-01", "2027-12-01"), ("soon", "2026-12-01")] {
+        assert!(Range::parse(
+            Some("2026-12-01T00:00:00Z"),
+            Some("2027-01-01T00:00:00+01:00")
+        )
+        .is_ok());
+        for (f, t) in [
+            ("2026-12-31", "2026-12-01"),
+            ("2026-01-01", "2027-12-01"),
+            ("soon", "2026-12-01"),
+        ] {
             let e = Range::parse(Some(f), Some(t)).unwrap_err();
             assert_eq!(e.code(), ErrorCode::InvalidRange, "{f} {t}");
         }

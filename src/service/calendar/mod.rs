@@ -37,13 +37,16 @@ use crate::service::CurrentUser;
 /// A stored freeze as the domain evaluates it (a rule that no longer parses is treated as
 /// a freeze that never holds, and logged).
 pub(crate) fn to_domain(r: &FreezeRow) -> Freeze {
-    let recurrence = r.recurrence.as_deref().and_then(|t| match Recurrence::parse(t) {
-        Ok(rule) => Some(rule),
-        Err(e) => {
-            tracing::warn!(freeze = r.id, error = %e, "stored freeze rule does not parse");
-            None
-        }
-    });
+    let recurrence = r
+        .recurrence
+        .as_deref()
+        .and_then(|t| match Recurrence::parse(t) {
+            Ok(rule) => Some(rule),
+            Err(e) => {
+                tracing::warn!(freeze = r.id, error = %e, "stored freeze rule does not parse");
+                None
+            }
+        });
     Freeze {
         id: r.id,
         name: r.name.clone(),

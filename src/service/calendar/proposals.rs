@@ -277,7 +277,8 @@ pub fn confirm(
             (ProposalAction::LiftLockdown, Some(l)) => runner::lock_paused(conn, l)?,
             _ => vec![],
         };
-        let p = repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
+        let p =
+            repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
         // Admin now (not as the request found it), not the proposer, still pending.
         let admin_now = users::find_user(conn, user.id)?.is_some_and(|u| u.is_admin);
         cal::may_confirm(user.id, admin_now, p.proposed_by, p.state).map_err(|r| refused(&p, r))?;
@@ -405,7 +406,8 @@ pub fn decline(
     require_admin(user, "decline a calendar proposal")?;
     let why = reason(why.unwrap_or_default(), false)?;
     let row = write_tx(conn, |conn| -> AppResult<ProposalRow> {
-        let p = repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
+        let p =
+            repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
         let withdrawn = p.proposed_by == user.id;
         let state = if withdrawn {
             ProposalState::Withdrawn

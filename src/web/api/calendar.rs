@@ -60,9 +60,12 @@ async fn propose(
     user: crate::service::CurrentUser,
     req: ProposalRequest,
 ) -> AppResult<HttpResponse> {
-    reply(state, user, StatusCode::CREATED, move |conn, schema, user| {
-        svc::propose(conn, schema, user, req)
-    })
+    reply(
+        state,
+        user,
+        StatusCode::CREATED,
+        move |conn, schema, user| svc::propose(conn, schema, user, req),
+    )
     .await
 }
 
@@ -72,7 +75,12 @@ pub async fn propose_freeze(
     Authed(user): Authed,
     body: web::Json<FreezeSpec>,
 ) -> AppResult<HttpResponse> {
-    propose(&state, user, ProposalRequest::CreateFreeze(body.into_inner())).await
+    propose(
+        &state,
+        user,
+        ProposalRequest::CreateFreeze(body.into_inner()),
+    )
+    .await
 }
 
 /// `PATCH /api/v1/calendar/freezes/{id}`: propose new fields for a freeze (all of them).
@@ -162,10 +170,14 @@ pub async fn give_exception(
 ) -> AppResult<HttpResponse> {
     let id = change_id(&path)?;
     let req = body.into_inner();
-    reply(&state, user, StatusCode::CREATED, move |conn, schema, user| {
-        svc::give_exception(conn, schema, user, id, &req)
-            .map(|e| json!({"exceptions": e}))
-    })
+    reply(
+        &state,
+        user,
+        StatusCode::CREATED,
+        move |conn, schema, user| {
+            svc::give_exception(conn, schema, user, id, &req).map(|e| json!({"exceptions": e}))
+        },
+    )
     .await
 }
 

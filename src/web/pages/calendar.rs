@@ -143,7 +143,9 @@ fn build(v: &CalendarView, month: Option<NaiveDate>) -> (Vec<Vec<Day>>, Vec<List
             for _ in 0..7 {
                 let (ds, de) = (
                     d.and_hms_opt(0, 0, 0).expect("midnight"),
-                    (d + Duration::days(1)).and_hms_opt(0, 0, 0).expect("midnight"),
+                    (d + Duration::days(1))
+                        .and_hms_opt(0, 0, 0)
+                        .expect("midnight"),
                 );
                 week.push(Day {
                     date: d.format("%Y-%m-%d").to_string(),
@@ -180,6 +182,8 @@ async fn page(
     feed_url: Option<String>,
 ) -> PageResult {
     let list_view = q.view.as_deref() == Some("list");
+    // Whatever the view, a bad range is refused (`invalid_range`).
+    Range::parse(q.from.as_deref(), q.to.as_deref())?;
     let (month, range) = if list_view {
         (None, Range::parse(q.from.as_deref(), q.to.as_deref())?)
     } else {
@@ -303,7 +307,10 @@ fn form_time(field: &str, v: &str) -> Result<Option<NaiveDateTime>, AppError> {
         .map_err(|_| {
             AppError::new(
                 ErrorCode::InvalidFreeze,
-                format!("{field}: `{}` is not a date and time", crate::domain::lines::clip_to(v, 40)),
+                format!(
+                    "{field}: `{}` is not a date and time",
+                    crate::domain::lines::clip_to(v, 40)
+                ),
             )
         })
 }
@@ -325,7 +332,10 @@ pub async fn propose_freeze(state: State, w: WebUser, form: web::Form<FreezeForm
         _ => Severity::Hard,
     };
     let starts_at = form_time("Starts", &f.starts_at)?.ok_or_else(|| {
-        AppError::new(ErrorCode::InvalidFreeze, "Starts: give a date and time (UTC)")
+        AppError::new(
+            ErrorCode::InvalidFreeze,
+            "Starts: give a date and time (UTC)",
+        )
     })?;
     let spec = FreezeSpec {
         name: f.name,
@@ -371,7 +381,13 @@ pub async fn propose_lift(
 /// `POST /calendar/lockdown`
 pub async fn propose_lockdown(state: State, w: WebUser, form: web::Form<ReasonForm>) -> PageResult {
     let f = form.into_inner();
-    propose(&state, &w, &f.csrf, ProposalRequest::DeclareLockdown { reason: f.reason }).await
+    propose(
+        &state,
+        &w,
+        &f.csrf,
+        ProposalRequest::DeclareLockdown { reason: f.reason },
+    )
+    .await
 }
 
 /// `POST /calendar/lockdown/lift`
@@ -381,7 +397,13 @@ pub async fn propose_lockdown_lift(
     form: web::Form<ReasonForm>,
 ) -> PageResult {
     let f = form.into_inner();
-    propose(&state, &w, &f.csrf, ProposalRequest::LiftLockdown { reason: f.reason }).await
+    propose(
+        &state,
+        &w,
+        &f.csrf,
+        ProposalRequest::LiftLockdown { reason: f.reason },
+    )
+    .await
 }
 
 /// `POST /calendar/proposals/{id}/confirm`

@@ -312,7 +312,15 @@ pub async fn change(
                 .operation(&c.operation)
                 .is_some_and(|o| o.between_waves.health_check.is_some());
             let freezes = calendar_notes(conn, schema, &c)?;
-            Ok((v, total, rows, sets, comments, events, (exec, health_check, freezes)))
+            Ok((
+                v,
+                total,
+                rows,
+                sets,
+                comments,
+                events,
+                (exec, health_check, freezes),
+            ))
         })
     })
     .await;
