@@ -391,3 +391,118 @@ mod plain {
 
     crate::both_backends!(backend: the_calendar_api_answers_a_checked_range, the_ics_feed_is_rfc_5545);
 }
+
+async fn the_command_line_takes_two_admins_too(app: TestApp) {
+    let db = app.database_url.clone();
+    let run = move |args: &[&str]| {
+        let db = db.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+                .args(&args)
+                .env("DATABASE_URL", db)
+                .env("RUST_LOG", "warn")
+                .env("COUNTERSIGN_MAILER", "false")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let o = run(&[
+        "freeze",
+        "propose",
+        "--as",
+        "root@admin.example",
+        "--name",
+        "Weekend",
+        "--severity",
+        "soft",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--every",
+        "FREQ=WEEKLY;BYDAY=XX;START=16:00;DURATION=64h",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        !o.status.success() && out(&o).contains("`XX` is not a day"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&[
+        "freeze",
+        "propose",
+        "--as",
+        "root@admin.example",
+        "--name",
+        "Weekend",
+        "--severity",
+        "soft",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--every",
+        "FREQ=WEEKLY;BYDAY=FR;START=16:00;DURATION=64h",
+        "--operation",
+        "uninstall_app",
+    ])
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let (_, st) = app.get("/api/v1/calendar/state", "ana").await;
+    let pid = st["pending"][0]["id"].as_i64().unwrap().to_string();
+    let o = run(&["calendar", "confirm", &pid, "--as", "root@admin.example"])
+        .await
+        .unwrap();
+    assert!(
+        !o.status.success() && out(&o).contains("a different admin confirms it"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&["calendar", "confirm", &pid, "--as", "rita@admin.example"])
+        .await
+        .unwrap();
+    assert!(
+        o.status.success() && out(&o).contains("confirmed"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&["freeze", "list"]).await.unwrap();
+    assert!(out(&o).contains("“Weekend” (soft"), "{}", out(&o));
+    let o = run(&["lockdown", "status"]).await.unwrap();
+    assert!(
+        o.status.success() && out(&o).contains("no lockdown"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&[
+        "lockdown",
+        "declare",
+        "--as",
+        "carla@ops.example",
+        "--reason",
+        "x",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        !o.status.success() && out(&o).contains("only an admin"),
+        "{}",
+        out(&o)
+    );
+}
+
+mod cli {
+    use super::*;
+
+    pub async fn the_command_line_takes_two_admins_too(b: Backend) {
+        super::the_command_line_takes_two_admins_too(app(b, 100, 0).await).await
+    }
+
+    crate::both_backends!(backend: the_command_line_takes_two_admins_too);
+}
