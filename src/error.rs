@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use crate::domain::access::{Denied, Reason};
+use crate::domain::calendar::BlockKind;
 use crate::domain::change::IllegalTransition;
 use crate::domain::notice::NoticeRefusal;
 use crate::domain::schema::RequestRefusal;
@@ -291,6 +292,9 @@ impl From<&Reason> for ErrorCode {
             Reason::NotReversible => ErrorCode::NotReversible,
             Reason::AlreadyRolledBack => ErrorCode::AlreadyRolledBack,
             Reason::NothingToRollBack => ErrorCode::NothingToRollBack,
+            Reason::Blocked(BlockKind::Lockdown) => ErrorCode::Lockdown,
+            Reason::Blocked(BlockKind::HardFreeze) => ErrorCode::Frozen,
+            Reason::Blocked(BlockKind::SoftFreeze) => ErrorCode::FreezeExceptionRequired,
             Reason::Notice(n) => n.into(),
         }
     }

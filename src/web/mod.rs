@@ -431,6 +431,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/changes/{id}/skip-wave", web::post().to(pages::skip_wave))
         .route(
+            "/changes/{id}/freeze-exception",
+            web::post().to(pages::freeze_exception),
+        )
+        .route(
             "/changes/{id}/abort",
             web::post().to(pages::abort_execution),
         )

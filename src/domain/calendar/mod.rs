@@ -348,7 +348,27 @@ pub enum Blocker {
     },
 }
 
+/// Which kind of blocker: what `domain::access` refuses execute (and, for a lockdown,
+/// resume and continue) with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Lockdown,
+    HardFreeze,
+    SoftFreeze,
+}
+
 impl Blocker {
+    pub fn kind(&self) -> BlockKind {
+        match self {
+            Blocker::Lockdown { .. } => BlockKind::Lockdown,
+            Blocker::Freeze {
+                severity: Severity::Hard,
+                ..
+            } => BlockKind::HardFreeze,
+            Blocker::Freeze { .. } => BlockKind::SoftFreeze,
+        }
+    }
+
     /// One sentence: "the freeze “Year end” (hard) holds until 2027-01-04 00:00 UTC".
     pub fn describe(&self) -> String {
         match self {

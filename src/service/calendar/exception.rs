@@ -11,13 +11,13 @@ use serde_json::json;
 
 use super::email_of;
 use crate::db::calendar as repo;
+use crate::db::models::Change;
 use crate::db::{changes as change_repo, users, write_tx, DbConn};
 use crate::domain::calendar::{self as cal, ExceptionFacts, ExceptionRefusal, Severity};
 use crate::domain::event::Event;
 use crate::domain::resolution::short_fingerprint;
 use crate::domain::{ChangeState, Schema, Side};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::service::changes::locked;
 use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;
@@ -61,7 +61,8 @@ pub fn give_exception(
     }
     let _ = schema;
     write_tx(conn, |conn| -> AppResult<()> {
-        let c = locked(conn, id)?;
+        let c = change_repo::lock(conn, id)?
+            .ok_or_else(|| AppError::not_found("change", number(id)))?;
         let f = repo::freeze(conn, req.freeze)?
             .ok_or_else(|| AppError::not_found("freeze", req.freeze))?;
         if f.lifted_at.is_some() {
@@ -96,21 +97,7 @@ pub fn give_exception(
             )
             .with_details(json!({"current_fingerprint": current})));
         }
-        let signoffs = change_repo::signoffs(conn, c.id)?;
-        let mine = |pred: &dyn Fn(&crate::db::models::Signoff) -> bool| {
-            signoffs
-                .iter()
-                .any(|(s, _, _)| s.user_id == user.id && pred(s))
-        };
-        let facts = ExceptionFacts {
-            in_implementing_team: users::is_member(conn, user.id, &c.implementing_team)?,
-            is_author: c.author_id == user.id,
-            signed_other_side: mine(&|s| s.side != Side::Implementer),
-            counted_implementer: mine(&|s| {
-                s.side == Side::Implementer && !s.stale && s.fingerprint == current
-            }),
-            approved: c.state == ChangeState::Approved,
-        };
+        let facts = facts(conn, user, &c)?;
         if let Err((why, message)) = cal::may_grant_exception(&facts) {
             let code = match why {
                 ExceptionRefusal::NotImplementer => ErrorCode::NotImplementer,
@@ -134,6 +121,45 @@ pub fn give_exception(
         Ok(())
     })?;
     exceptions(conn, id)
+}
+
+/// What [`cal::may_grant_exception`] needs, read in the caller's transaction or snapshot.
+fn facts(conn: &mut DbConn, user: &CurrentUser, c: &Change) -> AppResult<ExceptionFacts> {
+    let current = c.fingerprint.clone().unwrap_or_default();
+    let signoffs = change_repo::signoffs(conn, c.id)?;
+    let mine = |pred: &dyn Fn(&crate::db::models::Signoff) -> bool| {
+        signoffs
+            .iter()
+            .any(|(s, _, _)| s.user_id == user.id && pred(s))
+    };
+    Ok(ExceptionFacts {
+        in_implementing_team: users::is_member(conn, user.id, &c.implementing_team)?,
+        is_author: c.author_id == user.id,
+        signed_other_side: mine(&|s| s.side != Side::Implementer),
+        counted_implementer: mine(&|s| {
+            s.side == Side::Implementer && !s.stale && s.fingerprint == current
+        }),
+        approved: c.state == ChangeState::Approved,
+    })
+}
+
+/// The soft freeze `user` may give `c` an exception for now, if one blocks it: what the
+/// change page offers (the same rule the service applies).
+pub fn offer(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    c: &Change,
+) -> AppResult<Option<(i64, String)>> {
+    match super::blocking(conn, schema, c, crate::db::now())? {
+        Some(cal::Blocker::Freeze {
+            freeze,
+            name,
+            severity: Severity::Soft,
+            ..
+        }) if cal::may_grant_exception(&facts(conn, user, c)?).is_ok() => Ok(Some((freeze, name))),
+        _ => Ok(None),
+    }
 }
 
 /// A change's freeze exceptions.

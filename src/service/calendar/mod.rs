@@ -15,7 +15,7 @@ mod feed;
 mod proposals;
 pub(crate) mod runner;
 
-pub use exception::{exceptions, give_exception, ExceptionRequest, ExceptionView};
+pub use exception::{exceptions, give_exception, offer, ExceptionRequest, ExceptionView};
 pub use feed::{
     calendar, feed_token, ics, user_for_feed, CalendarItem, CalendarView, Range, MAX_ITEMS,
 };

@@ -89,6 +89,15 @@ fn check_allowed(
         Err(e) if e.code() == ErrorCode::SignoffsNoLongerCount => Ok(()),
         // The window has its own message with the times.
         Err(e) if e.code() == ErrorCode::OutsideWindow => Ok(()),
+        // A lockdown or freeze: `calendar::check_gate` names it, with the details.
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::Lockdown | ErrorCode::Frozen | ErrorCode::FreezeExceptionRequired
+            ) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }

@@ -98,6 +98,8 @@ pub(crate) struct ChangePage {
     pub(crate) l: Layout,
     /// The freezes its window overlaps, and what blocks it now (open changes).
     pub(crate) freezes: Vec<String>,
+    /// The soft freeze this person may give an exception for (id, name).
+    pub(crate) exception_offer: Option<(i64, String)>,
     pub(crate) v: ChangeView,
     pub(crate) effect_words: String,
     pub(crate) destructive: bool,
@@ -312,6 +314,8 @@ pub async fn change(
                 .operation(&c.operation)
                 .is_some_and(|o| o.between_waves.health_check.is_some());
             let freezes = calendar_notes(conn, schema, &c)?;
+            let offer = crate::service::calendar::offer(conn, schema, viewer, &c)?;
+            let freezes = (freezes, offer);
             Ok((
                 v,
                 total,
@@ -348,8 +352,10 @@ pub async fn change(
     }
     let exec_state = exec.as_ref().map(|e| e.state);
     let waves = exec.as_ref().map(wave_rows).unwrap_or_default();
+    let (freezes, exception_offer) = freezes;
     let page = ChangePage {
         freezes,
+        exception_offer,
         l: layout(&req, &state, &w).await,
         effect_words: v.operation.effect_text.clone(),
         destructive: v.operation.destructive,

@@ -27,8 +27,8 @@ mod settings;
 
 pub use actions::{
     abort_execution, cancel_change, comment_change, continue_execution, edit_text, execute_change,
-    pause_execution, reject_change, resolve_change, resume_execution, rollback_change, sign_change,
-    skip_wave, submit_change,
+    freeze_exception, pause_execution, reject_change, resolve_change, resume_execution,
+    rollback_change, sign_change, skip_wave, submit_change,
 };
 pub use calendar::{
     calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,

@@ -381,10 +381,50 @@ async fn a_soft_freeze_needs_one_more_implementer(app: TestApp) {
         (StatusCode::UNPROCESSABLE_ENTITY, "not_a_soft_freeze"),
         "{v}"
     );
+    // The change page offers the form to exactly those who may give it; execute is not
+    // offered meanwhile.
+    let carla = crate::web::sign_in(&app, "carla").await;
+    let (_, page) = carla.get(&format!("/changes/CHG-{c}")).await;
+    assert!(!page.contains("id=\"freeze-exception\""), "not for carla");
+    assert!(
+        page.contains("It cannot run now: the freeze “Soft week” (soft)"),
+        "{page}"
+    );
+    let (_, v) = app.get(&format!("/api/v1/changes/{c}"), "carla").await;
+    assert!(
+        !v["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("execute")),
+        "{v}"
+    );
+    let dev = crate::web::sign_in(&app, "dev").await;
+    let (_, page) = dev.get(&format!("/changes/CHG-{c}")).await;
+    assert!(page.contains("id=\"freeze-exception\""), "{page}");
+    let (s, loc, _) = dev
+        .post(
+            &format!("/changes/CHG-{c}/freeze-exception"),
+            &[
+                ("csrf", dev.csrf.as_str()),
+                ("freeze", &fid.to_string()),
+                ("fingerprint", &fp),
+                ("comment", "from the page"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
     let (s, v) = app.post(&path, "dev", body(&fp)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["exceptions"][0]["by"], "dev@ops.example");
     assert_eq!(v["exceptions"][0]["current"], true);
+    let (_, v) = app.get(&format!("/api/v1/changes/{c}"), "carla").await;
+    assert!(
+        v["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("execute")),
+        "{v}"
+    );
     let (s, v) = app.execute(c, &fp).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let (_, events) = app.get(&format!("/api/v1/changes/{c}/events"), "ana").await;
