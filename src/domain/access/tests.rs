@@ -186,3 +186,36 @@ fn a_third_side_signer_never_signs_another_side() {
         Reason::SeparationOfDuties
     );
 }
+
+#[test]
+fn the_calendar_blocks_starting_and_a_lockdown_going_on() {
+    use crate::domain::calendar::BlockKind as B;
+    let mut f = facts(ChangeState::Approved);
+    f.in_implementing_team = true;
+    assert!(allowed(&f).contains(&A::Execute));
+    for k in [B::HardFreeze, B::SoftFreeze, B::Lockdown] {
+        f.blocked_by = Some(k);
+        assert_eq!(
+            decide(&f, A::Execute).unwrap_err().reason,
+            Reason::Blocked(k)
+        );
+    }
+    // A running execution: a lockdown stops continue (pause and abort stay).
+    let mut f = facts(ChangeState::Executing);
+    f.in_implementing_team = true;
+    f.execution = Some(ExecState::Paused);
+    assert!(allowed(&f).contains(&A::Continue));
+    f.blocked_by = Some(B::Lockdown);
+    let a = allowed(&f);
+    assert!(
+        !a.contains(&A::Continue) && a.contains(&A::Abort) && a.contains(&A::SkipWave),
+        "{a:?}"
+    );
+    let mut f = facts(ChangeState::Halted);
+    f.in_implementing_team = true;
+    f.blocked_by = Some(B::Lockdown);
+    assert_eq!(
+        decide(&f, A::Resume).unwrap_err().reason,
+        Reason::Blocked(B::Lockdown)
+    );
+}
