@@ -4,6 +4,7 @@
 //! lift resuming it, the calendar API, the iCalendar feed and the new-change form's warning
 //! (`views.rs`: the lockdown, the calendar API and pages, the feed).
 
+mod large;
 mod views;
 
 use chrono::{Duration, Utc};
