@@ -552,3 +552,58 @@ pub fn changes_in_states(
         .select(changes::id)
         .load(conn)
 }
+
+/// Take the lockdown's row lock if it is still in force (`false`: lifted meanwhile). The
+/// runner's pause and the lift's confirmation serialise on it: a pause either commits
+/// before the lift reads what the lockdown paused, or sees the lockdown lifted.
+pub fn lock_lockdown(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
+    let n = diesel::update(
+        lockdowns::table
+            .find(id)
+            .filter(lockdowns::lifted_at.is_null()),
+    )
+    .set(lockdowns::id.eq(lockdowns::id))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Resume an execution that is still paused with a reason starting with `prefix`: back to
+/// `baking` when it was paused during a bake, else `running`. `None` when it is not paused
+/// so any more (aborted, continued, halted meanwhile): one conditional statement each, so
+/// a concurrent writer of the execution is never overwritten.
+pub fn resume_paused(
+    conn: &mut DbConn,
+    execution: i64,
+    prefix: &str,
+) -> QueryResult<Option<crate::domain::ExecState>> {
+    use crate::db::schema::executions;
+    use crate::domain::ExecState;
+    let like = format!("{}%", prefix.replace('%', "").replace('_', ""));
+    for (baking, to) in [(true, ExecState::Baking), (false, ExecState::Running)] {
+        let base = executions::table
+            .find(execution)
+            .filter(executions::state.eq(ExecState::Paused))
+            .filter(executions::pause_reason.like(like.clone()));
+        let n = if baking {
+            diesel::update(base.filter(executions::bake_until.is_not_null()))
+                .set((
+                    executions::state.eq(to),
+                    executions::pause_reason.eq(None::<String>),
+                    executions::updated_at.eq(now()),
+                ))
+                .execute(conn)?
+        } else {
+            diesel::update(base.filter(executions::bake_until.is_null()))
+                .set((
+                    executions::state.eq(to),
+                    executions::pause_reason.eq(None::<String>),
+                    executions::updated_at.eq(now()),
+                ))
+                .execute(conn)?
+        };
+        if n == 1 {
+            return Ok(Some(to));
+        }
+    }
+    Ok(None)
+}

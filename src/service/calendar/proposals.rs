@@ -270,20 +270,13 @@ pub fn confirm(
     require_admin(user, "confirm a calendar proposal")?;
     let row = write_tx(conn, |conn| -> AppResult<ProposalRow> {
         calendar_lock(conn)?;
-        // A lift resumes executions: their change rows are locked before anything else
-        // the runner also locks (change row → execution → audit head).
-        let peek = repo::proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
-        let resuming = match (peek.action, peek.lockdown_id) {
-            (ProposalAction::LiftLockdown, Some(l)) => runner::lock_paused(conn, l)?,
-            _ => vec![],
-        };
         let p =
             repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
         // Admin now (not as the request found it), not the proposer, still pending.
         let admin_now = users::find_user(conn, user.id)?.is_some_and(|u| u.is_admin);
         cal::may_confirm(user.id, admin_now, p.proposed_by, p.state).map_err(|r| refused(&p, r))?;
         let proposer = email_of(conn, p.proposed_by)?;
-        let (freeze, lockdown) = apply(conn, schema, user, &p, &proposer, &resuming)?;
+        let (freeze, lockdown) = apply(conn, schema, user, &p, &proposer)?;
         if !repo::decide_proposal(conn, p.id, ProposalState::Confirmed, user.id, None)? {
             return Err(refused(&p, ConfirmRefusal::NotPending(p.state)));
         }
@@ -346,7 +339,6 @@ fn apply(
     user: &CurrentUser,
     p: &ProposalRow,
     proposer: &str,
-    resuming: &[(i64, i64)],
 ) -> AppResult<(Option<i64>, Option<i64>)> {
     let spec = || -> AppResult<FreezeSpec> {
         let s = spec_of(p).ok_or_else(|| {
@@ -388,8 +380,9 @@ fn apply(
                     "the lockdown this lift was proposed for is no longer in force",
                 ));
             }
+            // Takes the lockdown's row lock first (the runner's pauses serialise on it).
             repo::lift_lockdown(conn, l.id, &p.reason, p.proposed_by, user.id)?;
-            runner::lifted(conn, user, &l, &p.reason, proposer, resuming)?;
+            runner::lifted(conn, user, &l, &p.reason, proposer)?;
             (None, Some(l.id))
         }
     })

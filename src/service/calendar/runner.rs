@@ -4,12 +4,17 @@
 //! pause) and the pause is recorded against the lockdown. Confirming the lift resumes
 //! exactly those executions that are still paused by it (running again, or baking if it
 //! was paused during a bake), in the confirming transaction; an operator's own pause, a
-//! halt or an abort meanwhile is left as it is.
+//! halt or an abort meanwhile is left as it is (each resume is one conditional statement).
+//! The pause and the lift serialise on the lockdown's row: the runner locks it before
+//! pausing (and does not pause once it is lifted), the lift locks it before reading what
+//! it paused — so no pause is missed. Lock order: the runner's change row → execution →
+//! lockdown row → audit head; the lift's lockdown row → executions (only paused ones, which
+//! no runner holds) → audit head.
 
 use crate::db::audit::Actor;
 use crate::db::calendar::{self as repo, LockdownRow};
 use crate::db::models::{Change, Execution};
-use crate::db::{changes as change_repo, exec as exec_repo, DbConn, WriteTx};
+use crate::db::{exec as exec_repo, DbConn, WriteTx};
 use crate::domain::event::Event;
 use crate::domain::execution::ExecState;
 use crate::domain::ChangeState;
@@ -41,6 +46,10 @@ pub(crate) fn pause_if_locked_down(
     let Some(l) = repo::active_lockdown(conn)? else {
         return Ok(false);
     };
+    // Its row lock: a lift being confirmed right now either sees this pause or wins.
+    if !repo::lock_lockdown(conn, l.id)? {
+        return Ok(false);
+    }
     let reason = pause_reason(&l);
     exec_repo::set_state(conn, e.id, ExecState::Paused, None)?;
     exec_repo::set_between_waves(conn, e.id, e.bake_until, Some(&reason))?;
@@ -58,23 +67,6 @@ pub(crate) fn pause_if_locked_down(
     )?;
     tracing::warn!(lockdown = l.id, "execution paused by the lockdown");
     Ok(true)
-}
-
-/// Before a lift: lock the change rows of the executions the lockdown paused (change id
-/// order), the first locks the confirming transaction takes after the calendar's.
-/// Returns (execution, change) pairs.
-pub(super) fn lock_paused(conn: &mut DbConn, lockdown: i64) -> AppResult<Vec<(i64, i64)>> {
-    let mut pairs = Vec::new();
-    for e in repo::paused_by(conn, lockdown)? {
-        if let Some(x) = exec_repo::get(conn, e)? {
-            pairs.push((x.id, x.change_id));
-        }
-    }
-    pairs.sort_by_key(|p| p.1);
-    for (_, c) in &pairs {
-        change_repo::lock(conn, *c)?;
-    }
-    Ok(pairs)
 }
 
 /// Who is told: the changes that are approved or executing (or halted).
@@ -122,31 +114,25 @@ pub(super) fn lifted(
     l: &LockdownRow,
     reason: &str,
     proposer: &str,
-    resuming: &[(i64, i64)],
 ) -> AppResult<()> {
-    for (exec_id, change_id) in resuming {
-        let Some(e) = exec_repo::get(conn, *exec_id)? else {
-            continue;
-        };
-        let still = e.state == ExecState::Paused
-            && e.pause_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(PAUSED_BY_LOCKDOWN));
-        repo::mark_resumed(conn, l.id, e.id)?;
-        if !still {
-            continue;
+    // After the lift took the lockdown's row lock: every pause the runner committed is
+    // visible here, and none can follow. Every execution row first, the audit head (the
+    // events) after: an abort holding one of those rows may be waiting for the audit head.
+    let mut resumed = Vec::new();
+    for exec_id in repo::paused_by(conn, l.id)? {
+        repo::mark_resumed(conn, l.id, exec_id)?;
+        if let Some(back) = repo::resume_paused(conn, exec_id, PAUSED_BY_LOCKDOWN)? {
+            resumed.push((exec_id, back));
         }
-        let back = if e.bake_until.is_some() {
-            ExecState::Baking
-        } else {
-            ExecState::Running
+    }
+    for (exec_id, back) in resumed {
+        let Some(e) = exec_repo::get(conn, exec_id)? else {
+            continue;
         };
-        exec_repo::set_state(conn, e.id, back, None)?;
-        exec_repo::set_between_waves(conn, e.id, e.bake_until, None)?;
         record(
             conn,
             &Actor::system(),
-            Some(*change_id),
+            Some(e.change_id),
             Event::ExecutionResumedAfterLockdown {
                 execution_id: e.id,
                 lockdown: l.id,
