@@ -578,7 +578,7 @@ pub fn resume_paused(
 ) -> QueryResult<Option<crate::domain::ExecState>> {
     use crate::db::schema::executions;
     use crate::domain::ExecState;
-    let like = format!("{}%", prefix.replace('%', "").replace('_', ""));
+    let like = format!("{}%", prefix.replace(['%', '_'], ""));
     for (baking, to) in [(true, ExecState::Baking), (false, ExecState::Running)] {
         let base = executions::table
             .find(execution)
