@@ -230,6 +230,18 @@ impl FreezeSpec {
                 ),
             ));
         }
+        use chrono::Datelike;
+        let sane = |t: NaiveDateTime| (2000..=9999).contains(&t.year());
+        if !sane(self.starts_at) || !self.ends_at.map_or(true, sane) {
+            return Err(problem(
+                if sane(self.starts_at) {
+                    "ends_at"
+                } else {
+                    "starts_at"
+                },
+                "a freeze's times lie between the years 2000 and 9999",
+            ));
+        }
         let rule = match self.recurrence.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(Recurrence::parse(text).map_err(|e| SpecProblem {

@@ -249,6 +249,9 @@ fn specs_are_checked() {
     s.operations = vec!["nope".into()];
     assert_eq!(s.check(|o| o != "nope").unwrap_err().field, "operations");
     let mut s = spec(None, Some("2027-01-04 00:00"));
+    s.starts_at = t("1999-12-31 00:00");
+    assert_eq!(s.check(|_| true).unwrap_err().field, "starts_at");
+    let mut s = spec(None, Some("2027-01-04 00:00"));
     s.name = " ".into();
     assert_eq!(s.check(|_| true).unwrap_err().field, "name");
 }
