@@ -463,6 +463,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::propose_lift),
         )
         .route(
+            "/calendar/freezes/{id}/edit",
+            web::post().to(pages::propose_edit),
+        )
+        .route(
             "/calendar/lockdown",
             web::post().to(pages::propose_lockdown),
         )

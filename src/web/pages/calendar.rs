@@ -324,9 +324,8 @@ async fn propose(state: &State, w: &WebUser, csrf: &str, req: ProposalRequest) -
     Ok(see_other("/calendar?done=proposed"))
 }
 
-/// `POST /calendar/freezes`: propose a freeze.
-pub async fn propose_freeze(state: State, w: WebUser, form: web::Form<FreezeForm>) -> PageResult {
-    let f = form.into_inner();
+/// The form's freeze.
+fn spec_of(f: FreezeForm) -> Result<(String, FreezeSpec), AppError> {
     let severity = match f.severity.as_str() {
         "soft" => Severity::Soft,
         _ => Severity::Hard,
@@ -352,7 +351,25 @@ pub async fn propose_freeze(state: State, w: WebUser, form: web::Form<FreezeForm
             .collect(),
         reason: f.reason,
     };
-    propose(&state, &w, &f.csrf, ProposalRequest::CreateFreeze(spec)).await
+    Ok((f.csrf, spec))
+}
+
+/// `POST /calendar/freezes`: propose a freeze.
+pub async fn propose_freeze(state: State, w: WebUser, form: web::Form<FreezeForm>) -> PageResult {
+    let (csrf, spec) = spec_of(form.into_inner())?;
+    propose(&state, &w, &csrf, ProposalRequest::CreateFreeze(spec)).await
+}
+
+/// `POST /calendar/freezes/{id}/edit`: propose new fields for a freeze.
+pub async fn propose_edit(
+    state: State,
+    w: WebUser,
+    path: web::Path<i64>,
+    form: web::Form<FreezeForm>,
+) -> PageResult {
+    let (csrf, spec) = spec_of(form.into_inner())?;
+    let req = ProposalRequest::EditFreeze(path.into_inner(), spec);
+    propose(&state, &w, &csrf, req).await
 }
 
 #[derive(Deserialize)]

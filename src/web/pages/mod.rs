@@ -32,7 +32,7 @@ pub use actions::{
 };
 pub use calendar::{
     calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,
-    propose_freeze, propose_lift, propose_lockdown, propose_lockdown_lift,
+    propose_edit, propose_freeze, propose_lift, propose_lockdown, propose_lockdown_lift,
 };
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};

@@ -506,3 +506,91 @@ mod cli {
 
     crate::both_backends!(backend: the_command_line_takes_two_admins_too);
 }
+
+async fn the_calendar_page_forms_propose_and_check_csrf(app: TestApp) {
+    let b = crate::web::sign_in(&app, "root").await;
+    let form = |csrf: &str, name: &'static str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("name", name.to_string()),
+            ("severity", "soft".to_string()),
+            ("starts_at", "2026-12-20T00:00".to_string()),
+            ("ends_at", "2027-01-04T00:00".to_string()),
+            ("operations", "uninstall_app, set_app_version".to_string()),
+        ]
+    };
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let b = &b;
+        async move {
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post(&path, &f).await
+        }
+    };
+    let (s, _, _) = post("/calendar/freezes".into(), form("wrong", "Year end")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "CSRF");
+    let (s, loc, _) = post("/calendar/freezes".into(), form(&b.csrf, "Year end")).await;
+    assert_eq!(
+        (s, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/calendar?done=proposed")
+    );
+    let (_, page) = b.get("/calendar?done=proposed").await;
+    assert!(page.contains("Another admin confirms it"), "{page}");
+    let (_, st) = app.get("/api/v1/calendar/state", "ana").await;
+    let pid = st["pending"][0]["id"].as_i64().unwrap();
+    let (s, v) = app
+        .post(
+            &format!("/api/v1/calendar/proposals/{pid}/confirm"),
+            "rita",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, st) = app.get("/api/v1/calendar/state", "ana").await;
+    let f = &st["freezes"][0];
+    assert_eq!(
+        f["operations"],
+        json!(["set_app_version", "uninstall_app"]),
+        "{f}"
+    );
+    let fid = f["id"].as_i64().unwrap();
+    // The page's edit form proposes new fields; a bad rule is a clear 422.
+    let (_, page) = b.get("/calendar").await;
+    assert!(
+        page.contains(&format!("/calendar/freezes/{fid}/edit")),
+        "{page}"
+    );
+    let mut bad = form(&b.csrf, "Year end");
+    bad.push(("recurrence", "FREQ=HOURLY".to_string()));
+    let path = format!("/calendar/freezes/{fid}/edit");
+    let (s, _, body) = post(path.clone(), bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("HOURLY"), "{body}");
+    let (s, loc, _) = post(path, form(&b.csrf, "Year end, all of it")).await;
+    assert_eq!(
+        (s, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/calendar?done=proposed")
+    );
+    let (_, st) = app.get("/api/v1/calendar/state", "ana").await;
+    assert_eq!(st["pending"][0]["action"], "edit_freeze", "{st}");
+    // Not an admin: the forms are not shown, and posting them is refused.
+    let ana = crate::web::sign_in(&app, "ana").await;
+    let (_, page) = ana.get("/calendar").await;
+    assert!(!page.contains("Propose a freeze"), "{page}");
+    let (s, _, _) = ana
+        .post(
+            "/calendar/lockdown",
+            &[("csrf", ana.csrf.as_str()), ("reason", "x")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+mod page_forms {
+    use super::*;
+
+    pub async fn the_calendar_page_forms_propose_and_check_csrf(b: Backend) {
+        super::the_calendar_page_forms_propose_and_check_csrf(app(b, 100, 0).await).await
+    }
+
+    crate::both_backends!(backend: the_calendar_page_forms_propose_and_check_csrf);
+}
