@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use crate::domain::access::{Denied, Reason};
+use crate::domain::calendar::BlockKind;
 use crate::domain::change::IllegalTransition;
 use crate::domain::notice::NoticeRefusal;
 use crate::domain::schema::RequestRefusal;
@@ -83,6 +84,7 @@ error_codes! {
     NotInTeam = "not_in_team", FORBIDDEN, "The caller is not a member of the team this needs (a side's team, the requesting team, a team of the change).";
     NotRequesterTeam = "not_requester_team", FORBIDDEN, "The operation may not be requested by this team (the schema's `requested_by`).";
     OwnNotice = "own_notice", FORBIDDEN, "A customer notice is approved by someone other than its drafter.";
+    OwnProposal = "own_proposal", FORBIDDEN, "A calendar proposal (freeze or lockdown) is confirmed by an admin other than the one who proposed it.";
     SameTeam = "same_team", FORBIDDEN, "The requesting team is the implementing team; or a notice's approver is not in the team other than its drafter's.";
     SeparationOfDuties = "separation_of_duties", FORBIDDEN, "One person never counts on two sides of a change (nor drafts a notice while in both teams); its author never signs the implementer or third side; nobody in the change's two teams signs its third side.";
     NotFound = "not_found", NOT_FOUND, "No such change, entity, import, execution, notice, mail, session, page or endpoint.";
@@ -96,7 +98,12 @@ error_codes! {
     ExecutionState = "execution_state", CONFLICT, "The execution is not in a state that allows this: pause needs it running or baking, continue paused, skip-wave paused or halted, skip-drifted halted with drifted targets, retry-failed halted or ended with failed targets; a start is scheduled once; the message says which state it is in.";
     FingerprintMismatch = "fingerprint_mismatch", CONFLICT, "The fingerprint sent to execute is not the one that was signed.";
     FixedTargets = "fixed_targets", CONFLICT, "A rollback or bulk restore has fixed targets: the edit form does not apply (pages).";
+    FreezeExceptionRequired = "freeze_exception_required", CONFLICT, "A soft freeze holds for the change's operation: execution needs one more implementer sign-off marked as a freeze exception (`details.freeze`).";
+    FreezeLifted = "freeze_lifted", CONFLICT, "The freeze is lifted: it is not edited, lifted or excepted any more.";
+    Frozen = "frozen", CONFLICT, "A hard freeze holds for the change's operation now: execution is refused (the message names the freeze and when it ends).";
     IllegalTransition = "illegal_transition", CONFLICT, "The action is not possible in the change's current state (`details.state`).";
+    Lockdown = "lockdown", CONFLICT, "A lockdown is in force: no execution starts, resumes or continues until two admins lift it.";
+    LockdownState = "lockdown_state", CONFLICT, "A lockdown is proposed or declared while one is in force, or its lift while none is.";
     NotApproved = "not_approved", CONFLICT, "At execute, a fresh resolution or the teams no longer hold: the change went back (the message says to which state, and why).";
     NoThirdSide = "no_third_side", CONFLICT, "A sign-off as `reviewer`, but the change's policy as resolved now names no third side (its tier has no `also`).";
     NotDead = "not_dead", CONFLICT, "Only dead mails are retried.";
@@ -104,6 +111,7 @@ error_codes! {
     OperationRemoved = "operation_removed", CONFLICT, "The change's operation is no longer in the schema, so it cannot be resolved, signed, run or rolled back.";
     OutsideWindow = "outside_window", CONFLICT, "Now is outside the change's execution window.";
     PasswordChangedMeanwhile = "password_changed_meanwhile", CONFLICT, "The password was changed in another session meanwhile; nothing was saved.";
+    ProposalNotPending = "proposal_not_pending", CONFLICT, "The calendar proposal was confirmed, declined or withdrawn already.";
     SchemaChanged = "schema_changed", CONFLICT, "The schema changed since the change was resolved: re-resolve it and review the new fingerprint.";
     SignoffsExpired = "signoffs_expired", CONFLICT, "At execute, a counted sign-off is older than its operation's `signoffs_expire_after`: the change went back to awaiting sign-off (`details.expired`: who, side, signed at, expired at).";
     SignoffsNoLongerCount = "signoffs_no_longer_count", CONFLICT, "A signer left their team: the change went back to awaiting sign-off.";
@@ -125,12 +133,15 @@ error_codes! {
     InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY, "A customer notice's body is empty or longer than 20000 characters.";
     InvalidComment = "invalid_comment", UNPROCESSABLE_ENTITY, "The comment is too long.";
     InvalidFormat = "invalid_format", UNPROCESSABLE_ENTITY, "`format` is neither `json` nor `csv`.";
+    InvalidFreeze = "invalid_freeze", UNPROCESSABLE_ENTITY, "A freeze's fields are wrong: no name, an end before its start, an unknown operation (`details.field`).";
     InvalidLines = "invalid_lines", UNPROCESSABLE_ENTITY, "An import has bad lines, listed in `details`; nothing was written.";
     InvalidParams = "invalid_params", UNPROCESSABLE_ENTITY, "The operation's parameters are missing, unknown or of the wrong type.";
     InvalidPart = "invalid_part", UNPROCESSABLE_ENTITY, "`part` is neither `ids` nor `within`.";
     InvalidPreferences = "invalid_preferences", UNPROCESSABLE_ENTITY, "Notification preferences name unknown events or channels (`details.problems`).";
+    InvalidRange = "invalid_range", UNPROCESSABLE_ENTITY, "The calendar's `from`/`to` are not RFC 3339 times or dates, `to` is not after `from`, or the range is longer than 400 days.";
     InvalidRationale = "invalid_rationale", UNPROCESSABLE_ENTITY, "The rationale is too long or has control characters.";
     InvalidReason = "invalid_reason", UNPROCESSABLE_ENTITY, "The reason is too long.";
+    InvalidRecurrence = "invalid_recurrence", UNPROCESSABLE_ENTITY, "A recurring freeze's rule does not parse (the message names the part: `FREQ`, `BYDAY`, `START`, `DURATION`).";
     InvalidRestore = "invalid_restore", UNPROCESSABLE_ENTITY, "Unknown, purged or wrong-kind IDs in a restore, each with its line.";
     InvalidRole = "invalid_role", UNPROCESSABLE_ENTITY, "A customer notice names an unknown contact role.";
     InvalidSelector = "invalid_selector", UNPROCESSABLE_ENTITY, "The targets exceed a bound (ID count or length, `where` size); `details` names the field and line.";
@@ -146,6 +157,7 @@ error_codes! {
     NoRestoreOperation = "no_restore_operation", UNPROCESSABLE_ENTITY, "No restore operation in the schema covers the kinds to restore.";
     NoTargets = "no_targets", UNPROCESSABLE_ENTITY, "The change resolves to no targets.";
     NotARestore = "not_a_restore", UNPROCESSABLE_ENTITY, "The operation named for a restore is not a restore operation.";
+    NotASoftFreeze = "not_a_soft_freeze", UNPROCESSABLE_ENTITY, "A freeze exception names a freeze that is not a soft freeze covering the change's operation.";
     NotExecuted = "not_executed", UNPROCESSABLE_ENTITY, "The change referred to (rolled back, restored, or restored before) never ran.";
     NotReversible = "not_reversible", UNPROCESSABLE_ENTITY, "The change has no inverse (or is a rollback itself) and cannot be rolled back.";
     NothingToRollBack = "nothing_to_roll_back", UNPROCESSABLE_ENTITY, "The execution changed no target that is still as it left it.";
@@ -282,6 +294,9 @@ impl From<&Reason> for ErrorCode {
             Reason::NotReversible => ErrorCode::NotReversible,
             Reason::AlreadyRolledBack => ErrorCode::AlreadyRolledBack,
             Reason::NothingToRollBack => ErrorCode::NothingToRollBack,
+            Reason::Blocked(BlockKind::Lockdown) => ErrorCode::Lockdown,
+            Reason::Blocked(BlockKind::HardFreeze) => ErrorCode::Frozen,
+            Reason::Blocked(BlockKind::SoftFreeze) => ErrorCode::FreezeExceptionRequired,
             Reason::Notice(n) => n.into(),
         }
     }

@@ -127,7 +127,7 @@ pub enum ChangeCmd {
     },
 }
 
-fn cli_user(conn: &mut DbConn, email: &str) -> anyhow::Result<CurrentUser> {
+pub(super) fn cli_user(conn: &mut DbConn, email: &str) -> anyhow::Result<CurrentUser> {
     let u = users::find_user_by_email(conn, email)?
         .ok_or_else(|| anyhow::anyhow!("no user with email {email} (countersign user add)"))?;
     Ok(CurrentUser::load(conn, u)?)

@@ -1,7 +1,8 @@
 //! The command line (clap). `main.rs` only calls [`run`], which hands each subcommand to
 //! its own function, one file per area: `serve` (serve, demo, worker, mailer), `schema`
 //! (schema check, migrate, config), `inventory` (inventory and contacts imports),
-//! `accounts` (teams, people, tokens), `audit` (verify, backup, restore), `change`.
+//! `accounts` (teams, people, tokens), `audit` (verify, backup, restore), `change`,
+//! `calendar` (freeze, lockdown, calendar proposals).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::error::AppError;
 
 mod accounts;
 mod audit;
+mod calendar;
 mod change;
 mod inventory;
 mod schema;
@@ -22,6 +24,7 @@ mod serve;
 
 pub use accounts::{TeamCmd, TokenCmd, UserCmd};
 pub use audit::AuditCmd;
+pub use calendar::{CalendarCmd, FreezeCmd, LockdownCmd};
 pub use change::ChangeCmd;
 pub use inventory::{ContactsCmd, InventoryCmd};
 pub use schema::{ConfigArgs, SchemaCmd};
@@ -73,6 +76,15 @@ pub enum Command {
     /// Operate on changes from a terminal: show, execute, watch, resume, abort, roll back.
     #[command(subcommand)]
     Change(ChangeCmd),
+    /// Freeze windows: list, propose, edit, lift (each confirmed by a second admin).
+    #[command(subcommand)]
+    Freeze(FreezeCmd),
+    /// Lockdown: status, declare, lift (each confirmed by a second admin).
+    #[command(subcommand)]
+    Lockdown(LockdownCmd),
+    /// Calendar proposals: pending, confirm, decline.
+    #[command(subcommand)]
+    Calendar(CalendarCmd),
     /// Run the benchmarks (import, 100k-target change, execution and rollback) on a scratch SQLite file.
     Bench(crate::bench::BenchArgs),
     /// Write a consistent copy of the SQLite database to FILE while the server runs
@@ -137,6 +149,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Worker => serve::worker().await,
         Command::Mailer => serve::mailer().await,
         Command::Change(cmd) => change::run(cmd).await,
+        Command::Freeze(cmd) => calendar::freeze(cmd),
+        Command::Lockdown(cmd) => calendar::lockdown(cmd),
+        Command::Calendar(cmd) => calendar::calendar(cmd),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod budgets;
+pub mod calendar;
 pub mod changes;
 pub mod differences;
 pub mod exec;

@@ -11,6 +11,7 @@ use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 
 use super::MultiBackend;
+use crate::domain::calendar::{ProposalAction, ProposalState, Severity};
 use crate::domain::text_enum::UnknownValue;
 use crate::domain::{
     ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, NotificationMode,
@@ -81,6 +82,9 @@ text_column!(
     OutboxState,
     NoticeState,
     NotificationMode,
+    Severity,
+    ProposalAction,
+    ProposalState,
 );
 
 #[cfg(test)]

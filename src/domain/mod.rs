@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod budget;
+pub mod calendar;
 pub mod change;
 pub mod difference;
 pub mod drift;

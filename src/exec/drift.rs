@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{fence, halt, waves_of, Ctx, Step};
+use super::{fence_batch, halt, waves_of, Ctx, Step};
 use crate::db::models::Execution;
 use crate::db::{exec as repo, write_tx, DbConn};
 use crate::domain::drift::{self, Drift, Signed};
@@ -32,7 +32,7 @@ pub(super) fn due(e: &Execution) -> bool {
 /// Check the current wave; `Continue` when it may run, `Stop` when it halted.
 pub(super) fn check(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Step> {
     write_tx(conn, |conn| {
-        let Some((e, c)) = fence(ctx, conn, exec_id)? else {
+        let Some((e, c)) = fence_batch(ctx, conn, exec_id)? else {
             return Ok(Step::Stop);
         };
         if !due(&e) {

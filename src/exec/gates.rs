@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{fence, halt, webhook, Ctx, Step};
+use super::{halt, webhook, Ctx, Step};
 use crate::db::audit::Actor;
 use crate::db::models::{Change, Execution};
 use crate::db::{changes as change_repo, exec as repo, now, write_tx, DbConn, WriteTx};
@@ -75,7 +75,7 @@ pub(super) fn baked(
         None => None,
     };
     write_tx(conn, |conn| {
-        let Some((now_e, c)) = fence(ctx, conn, e.id)? else {
+        let Some((now_e, c)) = super::fence_batch(ctx, conn, e.id)? else {
             return Ok(Step::Stop);
         };
         // Someone acted meanwhile (an abort stops the fence; a second worker moved it on).

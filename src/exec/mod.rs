@@ -241,6 +241,22 @@ fn fence(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Option<(Execut
     Ok(Some((e, c)))
 }
 
+/// [`fence`] for a transaction that starts a batch: during a lockdown the execution is
+/// paused here instead (`service::calendar::runner`), and `None` stops this worker.
+fn fence_batch(
+    ctx: &Ctx,
+    conn: &mut WriteTx<'_>,
+    exec_id: i64,
+) -> AppResult<Option<(Execution, Change)>> {
+    let Some((e, c)) = fence(ctx, conn, exec_id)? else {
+        return Ok(None);
+    };
+    if crate::service::calendar::runner::pause_if_locked_down(conn, &e, &c)? {
+        return Ok(None);
+    }
+    Ok(Some((e, c)))
+}
+
 fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) -> AppResult<Step> {
     let effect = match repo::get(conn, exec_id)? {
         // Claimed after its bake: the gates before the next wave.
@@ -253,7 +269,7 @@ fn step(ctx: &Ctx, conn: &mut DbConn, exec_id: i64, hooks: &mut webhook::Hooks) 
     match effect {
         Some(Effect::Webhook) => webhook::step(ctx, conn, exec_id, hooks),
         Some(effect) => write_tx(conn, |conn| {
-            let Some((e, c)) = fence(ctx, conn, exec_id)? else {
+            let Some((e, c)) = fence_batch(ctx, conn, exec_id)? else {
                 return Ok(Step::Stop);
             };
             let items = repo::pending(conn, e.id, e.current_wave, ctx.config.exec_batch as i64)?;

@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use crate::domain::lines::{clip, clip_to};
 
-use super::{end_of_wave, fence, take_budget, Ctx, Step};
+use super::{end_of_wave, fence, fence_batch, take_budget, Ctx, Step};
 use crate::db::models::{Change, Execution, ExecutionItem};
 use crate::db::{exec as repo, now, write_tx, DbConn};
 use crate::domain::execution::ItemStatus;
@@ -295,7 +295,7 @@ pub(super) fn step(
 ) -> AppResult<Step> {
     let t0 = Instant::now();
     let picked = write_tx(conn, |conn| -> AppResult<Result<_, Step>> {
-        let Some((e, c)) = fence(ctx, conn, exec_id)? else {
+        let Some((e, c)) = fence_batch(ctx, conn, exec_id)? else {
             return Ok(Err(Step::Stop));
         };
         // A rollback calls the operation the original's `undo` names.

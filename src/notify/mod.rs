@@ -85,7 +85,9 @@ fn recipients(
         Event::ExecutionHalted { .. }
         | Event::ExecutionPaused { .. }
         | Event::ExecutionPausedByOperator { .. }
-        | Event::StartUnscheduled { .. } => {
+        | Event::StartUnscheduled { .. }
+        | Event::LockdownDeclared { .. }
+        | Event::LockdownLifted { .. } => {
             add(&mut to, participants(conn, c)?);
             add(&mut to, repo::team_people(conn, &c.implementing_team)?);
         }

@@ -291,6 +291,47 @@ fn words(e: &Event, a: &About) -> Option<Words> {
         ))
         .link("Review the notice")
         .because("your team approves customer notices drafted by the other team"),
+        Event::LockdownDeclared {
+            reason,
+            proposed_by,
+            confirmed_by,
+            ..
+        } => Words::new(
+            format!("[{chg}] Lockdown: nothing runs — {title}"),
+            format!("A lockdown is in force: {chg} does not run"),
+        )
+        .say(format!("Reason: {reason}."))
+        .say(format!(
+            "Declared by {proposed_by}, confirmed by {confirmed_by}. No execution starts; a running one pauses at its next batch and resumes by itself when two admins lift the lockdown."
+        ))
+        .because("you take part in a change that is approved or executing"),
+        Event::LockdownLifted {
+            reason,
+            proposed_by,
+            confirmed_by,
+            ..
+        } => Words::new(
+            format!("[{chg}] Lockdown lifted — {title}"),
+            format!("The lockdown is lifted: {chg} may run again"),
+        )
+        .say(format!("Reason: {reason}."))
+        .say(format!(
+            "Lift proposed by {proposed_by}, confirmed by {confirmed_by}. An execution the lockdown paused goes on where it stopped."
+        ))
+        .because("you take part in a change that is approved or executing"),
+        Event::FreezeExceptionGiven {
+            freeze_name,
+            comment,
+            ..
+        } => Words::new(
+            format!("[{chg}] Freeze exception given: {title}"),
+            format!("{actor} gave {chg} an exception to the freeze “{freeze_name}”"),
+        )
+        .say(format!(
+            "{chg} may run during the soft freeze “{freeze_name}” with fingerprint {}.",
+            a.fp
+        ))
+        .say(if comment.is_empty() { "No comment.".to_string() } else { format!("Comment: {comment}") }),
         Event::SignoffExpiring(e) => expiring(a, e),
         Event::SignoffsExpired {
             signoffs,

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod budget;
+pub mod calendar;
 pub mod changes;
 pub mod contacts;
 pub mod events;

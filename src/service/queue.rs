@@ -32,6 +32,10 @@ pub struct QueueItem {
     pub destructive: bool,
     /// The earliest expiry of a counting sign-off, when it comes within a day.
     pub expires_soon: Option<chrono::NaiveDateTime>,
+    /// The freezes its execution window overlaps ("Year end (hard)"; without a window, those
+    /// holding now).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<String>,
     /// The budget its execution will draw from, its state and whether the change fits
     /// (`None`: it draws from none).
     pub budget: Option<super::budget::BudgetView>,
@@ -80,6 +84,11 @@ fn queue_in(
         v
     };
     let teams = users::teams_of_users(conn, &signers)?;
+    let freezes = if with_budgets {
+        crate::service::calendar::freezes(conn)?
+    } else {
+        vec![]
+    };
     let mut out = Vec::new();
     for c in list {
         let Some(op) = schema.operation(&c.operation) else {
@@ -110,6 +119,7 @@ fn queue_in(
             None
         };
         out.push(QueueItem {
+            freezes: crate::service::calendar::marks(&freezes, &c),
             budget,
             destructive: change.destructive,
             change,

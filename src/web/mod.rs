@@ -248,6 +248,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))
+                .route("/calendar.ics", web::get().to(api::ics_feed))
                 .service(api_routes())
                 .configure(page_routes)
                 .default_service(web::to(pages::not_found_page)),
@@ -351,6 +352,40 @@ fn api_routes() -> actix_web::Scope {
         .route("/outbox/{id}/retry", web::post().to(api::retry_mail))
         .route("/queue", web::get().to(api::queue))
         .route("/audit/verify", web::get().to(api::audit_verify))
+        .route("/calendar", web::get().to(api::calendar))
+        .route("/calendar/state", web::get().to(api::calendar_state))
+        .route("/calendar/freezes", web::post().to(api::propose_freeze))
+        .route("/calendar/freezes/{id}", web::get().to(api::get_freeze))
+        .route(
+            "/calendar/freezes/{id}",
+            web::patch().to(api::propose_freeze_edit),
+        )
+        .route(
+            "/calendar/freezes/{id}/lift",
+            web::post().to(api::propose_freeze_lift),
+        )
+        .route("/calendar/lockdown", web::post().to(api::propose_lockdown))
+        .route(
+            "/calendar/lockdown/lift",
+            web::post().to(api::propose_lockdown_lift),
+        )
+        .route(
+            "/calendar/proposals/{id}/confirm",
+            web::post().to(api::confirm_proposal),
+        )
+        .route(
+            "/calendar/proposals/{id}/decline",
+            web::post().to(api::decline_proposal),
+        )
+        .route(
+            "/changes/{id}/freeze-exceptions",
+            web::post().to(api::give_exception),
+        )
+        .route(
+            "/changes/{id}/freeze-exceptions",
+            web::get().to(api::list_exceptions),
+        )
+        .route("/me/calendar-token", web::post().to(api::create_feed_token))
         .default_service(web::to(api::not_found))
 }
 
@@ -429,6 +464,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::unschedule_start),
         )
         .route(
+            "/changes/{id}/freeze-exception",
+            web::post().to(pages::freeze_exception),
+        )
+        .route(
             "/changes/{id}/abort",
             web::post().to(pages::abort_execution),
         )
@@ -450,6 +489,36 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(notice_pages::discard),
         )
         .route("/glossary", web::get().to(pages::glossary))
+        .route("/calendar", web::get().to(pages::calendar_page))
+        .route("/calendar/freezes", web::post().to(pages::propose_freeze))
+        .route(
+            "/calendar/freezes/{id}/lift",
+            web::post().to(pages::propose_lift),
+        )
+        .route(
+            "/calendar/freezes/{id}/edit",
+            web::post().to(pages::propose_edit),
+        )
+        .route(
+            "/calendar/lockdown",
+            web::post().to(pages::propose_lockdown),
+        )
+        .route(
+            "/calendar/lockdown/lift",
+            web::post().to(pages::propose_lockdown_lift),
+        )
+        .route(
+            "/calendar/proposals/{id}/confirm",
+            web::post().to(pages::confirm_proposal),
+        )
+        .route(
+            "/calendar/proposals/{id}/decline",
+            web::post().to(pages::decline_proposal),
+        )
+        .route(
+            "/calendar/feed-token",
+            web::post().to(pages::new_feed_token),
+        )
         .route("/inventory", web::get().to(pages::inventory_page))
         .route("/inventory/{id}", web::get().to(pages::entity_page))
         .route("/settings", web::get().to(pages::settings))

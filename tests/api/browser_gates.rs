@@ -1,6 +1,8 @@
 //! Between waves in real headless Chromium (issue #13): an implementer watches the bake
 //! count down on the change page, pauses the execution with a reason, sees it hold past the
-//! bake, continues it, and sees it complete with each wave's timeline.
+//! bake, continues it, and sees it complete with each wave's timeline. And the change
+//! calendar: one admin proposes a freeze on the calendar page, a second confirms it, and
+//! the month and list views show it.
 
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,85 @@ async fn bake_pause_and_continue_in_chromium(backend: Backend) {
     c.close().await.unwrap();
 }
 
+async fn a_freeze_proposed_and_confirmed_in_chromium(backend: Backend) {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.set_password("root", PW);
+    {
+        use countersign::db::{users, write_tx};
+        let mut conn = app.conn();
+        write_tx(
+            &mut conn,
+            |conn| -> Result<(), countersign::error::AppError> {
+                let u = users::create_user(conn, "rita@admin.example", "Rita", true)?;
+                users::set_password(conn, u.id, PW)?;
+                Ok(())
+            },
+        )
+        .unwrap();
+    }
+    let c = browser(&driver).await;
+    sign_in(&c, &app, "root@admin.example").await;
+    c.goto(&format!("{}/calendar?from=2026-12-01", app.address))
+        .await
+        .unwrap();
+    wait_text(&c, "main h1", |t| t == "Change calendar").await;
+    c.find(Locator::Css("#fz-name"))
+        .await
+        .unwrap()
+        .send_keys("Year end")
+        .await
+        .unwrap();
+    // The date pickers' typing is locale-bound: set their values directly.
+    c.execute(
+        "document.getElementById('fz-start').value = '2026-12-20T00:00'; document.getElementById('fz-end').value = '2027-01-04T00:00';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#propose-freeze button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".flash", |t| t.contains("Proposed")).await;
+    let pending = wait_text(&c, "#proposals", |t| t.contains("Year end")).await;
+    assert!(pending.contains("Another admin confirms it"), "{pending}");
+    shot(&c, "calendar-proposed").await;
+    c.close().await.unwrap();
+    // A second admin confirms it; the month and the list show it.
+    let c = browser(&driver).await;
+    sign_in(&c, &app, "rita@admin.example").await;
+    c.goto(&format!("{}/calendar?from=2026-12-01", app.address))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#proposals form[action$=confirm] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, ".flash", |t| t.contains("Confirmed")).await;
+    c.goto(&format!("{}/calendar?from=2026-12-01", app.address))
+        .await
+        .unwrap();
+    let cell = wait_text(&c, "td[data-date='2026-12-24']", |t| t.contains("Year end")).await;
+    assert!(cell.contains("Freeze (hard)"), "{cell}");
+    shot(&c, "calendar-month").await;
+    c.find(Locator::LinkText("List"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let list = wait_text(&c, "#calendar-list", |t| t.contains("Year end")).await;
+    assert!(list.contains("2026-12-20 00:00"), "{list}");
+    c.close().await.unwrap();
+}
+
 /// A partially failed execution: the implementer retries the failed target from the page.
 async fn retry_failed_in_chromium(backend: Backend) {
     let Some(driver) = chromedriver() else {
@@ -151,4 +232,8 @@ async fn retry_failed_in_chromium(backend: Backend) {
     c.close().await.unwrap();
 }
 
-both_backends!(backend: bake_pause_and_continue_in_chromium, retry_failed_in_chromium);
+both_backends!(
+    backend: bake_pause_and_continue_in_chromium,
+    a_freeze_proposed_and_confirmed_in_chromium,
+    retry_failed_in_chromium,
+);

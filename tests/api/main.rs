@@ -9,6 +9,7 @@ mod basics;
 mod browser;
 mod browser_gates;
 mod budgets;
+mod calendar;
 mod changes;
 mod cli;
 mod concurrency;

@@ -3,6 +3,7 @@
 //! roll back what it did. Each reads like that action's row of the table in `mod.rs`.
 
 use super::{refused, when, who, ChangeAction, Denied, Facts, Reason};
+use crate::domain::calendar::BlockKind;
 use crate::domain::change::ChangeState;
 use crate::domain::execution::ExecState;
 
@@ -45,6 +46,11 @@ pub(super) fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Re
             "its sign-offs no longer all count (a signer left their team, or a sign-off expired): it needs new sign-offs",
         ));
     }
+    if let Some(k) = f.blocked_by {
+        if action == A::Execute || k == BlockKind::Lockdown {
+            return Err(blocked(action, state, k));
+        }
+    }
     if !f.operation_known {
         return Err(refused(
             action,
@@ -56,13 +62,26 @@ pub(super) fn run(f: &Facts<'_>, state: ChangeState, action: ChangeAction) -> Re
     Ok(())
 }
 
+/// What the change calendar refuses, in words.
+fn blocked(action: ChangeAction, state: ChangeState, k: BlockKind) -> Denied {
+    let message = match k {
+        BlockKind::Lockdown => "a lockdown is in force: nothing starts or goes on until two admins lift it",
+        BlockKind::HardFreeze => "a hard freeze holds for this change's operation now",
+        BlockKind::SoftFreeze => "a soft freeze holds for this change's operation now: it runs with one more implementer sign-off marked as a freeze exception",
+    };
+    refused(action, Reason::Blocked(k), state, message)
+}
+
 /// Continue an execution paused at a manual gate: the implementing team, while the change
-/// is executing and its execution waits there.
+/// is executing and its execution waits there (and no lockdown is in force).
 pub(super) fn continue_paused(f: &Facts<'_>, state: ChangeState) -> Result<(), Denied> {
     let action = ChangeAction::Continue;
     implementers(f, action)?;
     if state != ChangeState::Executing {
         return Err(when(state, action));
+    }
+    if f.blocked_by == Some(BlockKind::Lockdown) {
+        return Err(blocked(action, state, BlockKind::Lockdown));
     }
     needs_execution(
         f,
@@ -260,6 +279,13 @@ pub(super) fn retry_failed(f: &Facts<'_>, state: ChangeState) -> Result<(), Deni
             state,
             "no target of this execution failed: there is nothing to retry",
         ));
+    }
+    // A retry of an ended execution starts it again: any calendar block; a halted one
+    // goes on like a resume: only a lockdown.
+    if let Some(k) = f.blocked_by {
+        if k == BlockKind::Lockdown || state != S::Halted {
+            return Err(blocked(action, state, k));
+        }
     }
     if f.has_open_rollback {
         return Err(refused(

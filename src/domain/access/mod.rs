@@ -185,6 +185,10 @@ pub struct Facts<'a> {
     pub in_window: bool,
     /// The current fingerprint has every sign-off it needs from people who still count.
     pub approval_holds: bool,
+    /// What the change calendar says stands in the way now: a lockdown (no execute,
+    /// resume or continue), or for an approved change a hard freeze or a soft one without a
+    /// counting exception (no execute).
+    pub blocked_by: Option<super::calendar::BlockKind>,
 }
 
 /// Which rule refused an action. `error.rs` names the API's stable `code` of each (the
@@ -212,6 +216,8 @@ pub enum Reason {
     NotReversible,
     AlreadyRolledBack,
     NothingToRollBack,
+    /// The change calendar: a lockdown or a freeze (`Facts::blocked_by`).
+    Blocked(super::calendar::BlockKind),
     /// The customer-notice rules refused a draft.
     Notice(notice::NoticeRefusal),
 }

@@ -227,6 +227,20 @@ fn failed_targets_are_retried_by_implementers_until_a_rollback_exists() {
         f.failed_targets = 2;
         assert!(!allowed(&f).contains(&A::RetryFailed), "{s}");
     }
+    // The calendar: a lockdown stops every retry, a freeze the retry of an ended one.
+    use crate::domain::calendar::BlockKind as B;
+    for (s, block, ok) in [
+        (S::Halted, B::HardFreeze, true),
+        (S::Halted, B::Lockdown, false),
+        (S::PartiallyFailed, B::HardFreeze, false),
+        (S::Failed, B::SoftFreeze, false),
+    ] {
+        let mut f = facts(s);
+        f.in_implementing_team = true;
+        f.failed_targets = 1;
+        f.blocked_by = Some(block);
+        assert_eq!(allowed(&f).contains(&A::RetryFailed), ok, "{s} {block:?}");
+    }
 }
 
 #[test]
@@ -264,4 +278,37 @@ fn a_start_is_scheduled_once_by_implementers_and_called_off_by_them_or_an_admin(
     admin.scheduled = true;
     assert!(allowed(&admin).contains(&A::Unschedule));
     assert!(!allowed(&admin).contains(&A::Schedule));
+}
+
+#[test]
+fn the_calendar_blocks_starting_and_a_lockdown_going_on() {
+    use crate::domain::calendar::BlockKind as B;
+    let mut f = facts(ChangeState::Approved);
+    f.in_implementing_team = true;
+    assert!(allowed(&f).contains(&A::Execute));
+    for k in [B::HardFreeze, B::SoftFreeze, B::Lockdown] {
+        f.blocked_by = Some(k);
+        assert_eq!(
+            decide(&f, A::Execute).unwrap_err().reason,
+            Reason::Blocked(k)
+        );
+    }
+    // A running execution: a lockdown stops continue (pause and abort stay).
+    let mut f = facts(ChangeState::Executing);
+    f.in_implementing_team = true;
+    f.execution = Some(ExecState::Paused);
+    assert!(allowed(&f).contains(&A::Continue));
+    f.blocked_by = Some(B::Lockdown);
+    let a = allowed(&f);
+    assert!(
+        !a.contains(&A::Continue) && a.contains(&A::Abort) && a.contains(&A::SkipWave),
+        "{a:?}"
+    );
+    let mut f = facts(ChangeState::Halted);
+    f.in_implementing_team = true;
+    f.blocked_by = Some(B::Lockdown);
+    assert_eq!(
+        decide(&f, A::Resume).unwrap_err().reason,
+        Reason::Blocked(B::Lockdown)
+    );
 }

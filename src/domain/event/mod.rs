@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::calendar::ProposalAction;
 use super::execution::RestoreSpec;
 use super::text_enum::text_enum;
 use super::{ChangeState, Effect, ExecState, Side};
@@ -237,6 +238,70 @@ pub enum Event {
         #[serde(default)]
         drafted_by: Option<String>,
     },
+    // ---- the change calendar ----
+    /// An admin proposed a calendar act; it takes effect when another admin confirms it.
+    CalendarProposed {
+        proposal: i64,
+        calendar_action: ProposalAction,
+        summary: String,
+        reason: String,
+    },
+    /// A second admin confirmed a proposal: it took effect.
+    CalendarConfirmed {
+        proposal: i64,
+        calendar_action: ProposalAction,
+        proposed_by: String,
+        summary: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        freeze: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lockdown: Option<i64>,
+    },
+    /// A proposal was withdrawn by its proposer or declined by another admin.
+    CalendarDeclined {
+        proposal: i64,
+        calendar_action: ProposalAction,
+        withdrawn: bool,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A lockdown came into force (recorded on every approved or executing change, whose
+    /// people are mailed).
+    LockdownDeclared {
+        lockdown: i64,
+        reason: String,
+        proposed_by: String,
+        confirmed_by: String,
+    },
+    /// The lockdown was lifted (recorded on the same changes).
+    LockdownLifted {
+        lockdown: i64,
+        reason: String,
+        proposed_by: String,
+        confirmed_by: String,
+    },
+    /// The runner paused an execution at its next batch because of a lockdown.
+    ExecutionPausedByLockdown {
+        execution_id: i64,
+        wave: u32,
+        lockdown: i64,
+        reason: String,
+    },
+    /// The lift of a lockdown resumed an execution it had paused.
+    ExecutionResumedAfterLockdown {
+        execution_id: i64,
+        lockdown: i64,
+        state: ExecState,
+    },
+    /// An implementer gave a soft freeze's exception (one more sign-off) for the change.
+    FreezeExceptionGiven {
+        freeze: i64,
+        freeze_name: String,
+        fingerprint: String,
+        comment: String,
+    },
+    /// A person created (or replaced) their calendar feed token.
+    CalendarFeedTokenCreated {},
     // ---- inventory and schema ----
     InventoryImported {
         import: i64,
@@ -519,6 +584,15 @@ impl Event {
             Event::CustomerNoticeDrafted { .. } => "customer_notice_drafted",
             Event::CustomerNoticeSent { .. } => "customer_notice_sent",
             Event::CustomerNoticeDiscarded { .. } => "customer_notice_discarded",
+            Event::CalendarProposed { .. } => "calendar_proposed",
+            Event::CalendarConfirmed { .. } => "calendar_confirmed",
+            Event::CalendarDeclined { .. } => "calendar_declined",
+            Event::LockdownDeclared { .. } => "lockdown_declared",
+            Event::LockdownLifted { .. } => "lockdown_lifted",
+            Event::ExecutionPausedByLockdown { .. } => "execution_paused_by_lockdown",
+            Event::ExecutionResumedAfterLockdown { .. } => "execution_resumed_after_lockdown",
+            Event::FreezeExceptionGiven { .. } => "freeze_exception_given",
+            Event::CalendarFeedTokenCreated {} => "calendar_feed_token_created",
             Event::InventoryImported { .. } => "inventory_imported",
             Event::SchemaLoaded { .. } => "schema_loaded",
             Event::TeamCreated { .. } => "team_created",
@@ -552,7 +626,10 @@ impl Event {
             // A gate waiting for an implementer is told like a halt: someone must act.
             Event::ExecutionHalted { .. }
             | Event::ExecutionPaused { .. }
-            | Event::ExecutionPausedByOperator { .. } => K::ExecutionHalted,
+            | Event::ExecutionPausedByOperator { .. }
+            | Event::LockdownDeclared { .. }
+            | Event::LockdownLifted { .. } => K::ExecutionHalted,
+            Event::FreezeExceptionGiven { .. } => K::Signed,
             Event::ExecutionFinished { .. } | Event::ExecutionAborted { .. } => {
                 K::ExecutionFinished
             }

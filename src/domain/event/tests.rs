@@ -133,6 +133,50 @@ fn every_event() -> Vec<Event> {
             label: "ci".into(),
             expires_at: None,
         },
+        Event::CalendarProposed {
+            proposal: 1,
+            calendar_action: crate::domain::calendar::ProposalAction::CreateFreeze,
+            summary: "s".into(),
+            reason: "r".into(),
+        },
+        Event::CalendarConfirmed {
+            proposal: 1,
+            calendar_action: crate::domain::calendar::ProposalAction::DeclareLockdown,
+            proposed_by: "a@x".into(),
+            summary: "s".into(),
+            freeze: None,
+            lockdown: Some(2),
+        },
+        Event::CalendarDeclined {
+            proposal: 1,
+            calendar_action: crate::domain::calendar::ProposalAction::LiftFreeze,
+            withdrawn: true,
+            reason: None,
+        },
+        Event::LockdownDeclared {
+            lockdown: 1,
+            reason: "incident".into(),
+            proposed_by: "a@x".into(),
+            confirmed_by: "b@x".into(),
+        },
+        Event::ExecutionPausedByLockdown {
+            execution_id: 3,
+            wave: 1,
+            lockdown: 1,
+            reason: "r".into(),
+        },
+        Event::ExecutionResumedAfterLockdown {
+            execution_id: 3,
+            lockdown: 1,
+            state: ExecState::Running,
+        },
+        Event::FreezeExceptionGiven {
+            freeze: 1,
+            freeze_name: "n".into(),
+            fingerprint: "f".into(),
+            comment: "c".into(),
+        },
+        Event::CalendarFeedTokenCreated {},
     ]
 }
 

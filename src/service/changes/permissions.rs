@@ -139,7 +139,18 @@ pub(in crate::service) fn facts_with<'c>(
     let in_team = |t: &str| teams_now.iter().any(|m| m == t);
     let reviewing_team = op.and_then(|o| tier_of(o, c).reviewer_team());
     let now = now();
+    // The change calendar, only where it can refuse something (execute, and a retry of an
+    // ended execution, which starts it again; resume, continue and a retry while halted).
+    let blocked_by = match c.state {
+        ChangeState::Approved | ChangeState::PartiallyFailed | ChangeState::Failed => {
+            crate::service::calendar::blocking(conn, schema, c, now)?.map(|b| b.kind())
+        }
+        ChangeState::Executing | ChangeState::Halted => crate::db::calendar::active_lockdown(conn)?
+            .map(|_| crate::domain::calendar::BlockKind::Lockdown),
+        _ => None,
+    };
     Ok(Facts {
+        blocked_by,
         state: Some(c.state),
         requesting_team: &c.requesting_team,
         implementing_team: &c.implementing_team,

@@ -24,6 +24,7 @@ pub fn resume(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Resume)?;
+        crate::service::calendar::check_not_locked_down(conn, &c)?;
         crate::service::budget::check_resume(conn, schema, &c)?;
         let e = execution_of(conn, id)?;
         // Targets the drift check held back are checked again before they run.
@@ -57,6 +58,7 @@ pub fn continue_paused(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::Continue)?;
+        crate::service::calendar::check_not_locked_down(conn, &c)?;
         let e = execution_of(conn, id)?;
         // Paused during a bake: the bake (and the health check after it) still comes.
         let back = if e.bake_until.is_some() {

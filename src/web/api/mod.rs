@@ -17,6 +17,7 @@ use crate::web::auth::Authed;
 use crate::web::upload::{self, Spooled};
 use crate::web::{run_as, with_conn, State};
 
+mod calendar;
 mod changes;
 mod contacts;
 mod execution;
@@ -25,6 +26,11 @@ mod notices;
 mod notifications;
 mod targets;
 
+pub use calendar::{
+    calendar, calendar_state, confirm_proposal, create_feed_token, decline_proposal, get_freeze,
+    give_exception, ics_feed, list_exceptions, propose_freeze, propose_freeze_edit,
+    propose_freeze_lift, propose_lockdown, propose_lockdown_lift,
+};
 pub use changes::{
     cancel_change, change_events, comment_change, create_change, edit_change, get_change,
     list_changes, list_comments, reject_change, resolve_change, sign_change, submit_change,

@@ -59,6 +59,44 @@ async fn control(
     Ok(r)
 }
 
+#[derive(Deserialize)]
+pub struct ExceptionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    freeze: i64,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /changes/{id}/freeze-exception`: a soft freeze's exception.
+pub async fn freeze_exception(
+    state: State,
+    w: WebUser,
+    path: web::Path<String>,
+    form: web::Form<ExceptionForm>,
+) -> PageResult {
+    let f = form.into_inner();
+    let req = crate::service::calendar::ExceptionRequest {
+        freeze: f.freeze,
+        fingerprint: f.fingerprint,
+        comment: f.comment,
+    };
+    act(
+        &state,
+        &w,
+        &path,
+        &f.csrf,
+        "saved",
+        move |conn, schema, user, id| {
+            crate::service::calendar::give_exception(conn, schema, user, id, &req).map(|_| id)
+        },
+    )
+    .await
+}
+
 /// An optional reason: blank is none.
 fn given(reason: &str) -> Option<&str> {
     Some(reason).filter(|r| !r.trim().is_empty())

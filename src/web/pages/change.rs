@@ -96,6 +96,10 @@ fn timeline_words(t: &crate::service::execution::WaveTimeline) -> String {
 #[template(path = "change.html")]
 pub(crate) struct ChangePage {
     pub(crate) l: Layout,
+    /// The freezes its window overlaps, and what blocks it now (open changes).
+    pub(crate) freezes: Vec<String>,
+    /// The soft freeze this person may give an exception for (id, name).
+    pub(crate) exception_offer: Option<(i64, String)>,
     pub(crate) v: ChangeView,
     pub(crate) effect_words: String,
     pub(crate) destructive: bool,
@@ -254,6 +258,33 @@ fn wave_rows(e: &ExecutionView) -> Vec<WaveRow> {
         .collect()
 }
 
+/// What the calendar says about an open change: the freezes its window overlaps, and the
+/// freeze or lockdown that would block its execution now.
+fn calendar_notes(
+    conn: &mut crate::db::DbConn,
+    schema: &crate::domain::Schema,
+    c: &crate::db::models::Change,
+) -> Result<Vec<String>, AppError> {
+    use crate::domain::ChangeState as S;
+    if !matches!(
+        c.state,
+        S::Draft | S::AwaitingSignoff | S::Approved | S::Executing | S::Halted
+    ) {
+        return Ok(vec![]);
+    }
+    let all = crate::service::calendar::freezes(conn)?;
+    let mut notes: Vec<String> = crate::service::calendar::marks(&all, c)
+        .into_iter()
+        .map(|m| format!("Its window overlaps the freeze {m}."))
+        .collect();
+    if c.state == S::Approved {
+        if let Some(b) = crate::service::calendar::blocking(conn, schema, c, crate::db::now())? {
+            notes.push(format!("It cannot run now: {}.", b.describe()));
+        }
+    }
+    Ok(notes)
+}
+
 pub async fn change(
     req: HttpRequest,
     state: State,
@@ -282,11 +313,22 @@ pub async fn change(
             let health_check = schema
                 .operation(&c.operation)
                 .is_some_and(|o| o.between_waves.health_check.is_some());
-            Ok((v, total, rows, sets, comments, events, (exec, health_check)))
+            let freezes = calendar_notes(conn, schema, &c)?;
+            let offer = crate::service::calendar::offer(conn, schema, viewer, &c)?;
+            let freezes = (freezes, offer);
+            Ok((
+                v,
+                total,
+                rows,
+                sets,
+                comments,
+                events,
+                (exec, health_check, freezes),
+            ))
         })
     })
     .await;
-    let (v, total, rows, sets, comments, events, (exec, health_check)) = data?;
+    let (v, total, rows, sets, comments, events, (exec, health_check, freezes)) = data?;
     let can = Allowed(v.allowed_actions.clone());
     let current = v.fingerprint.clone().unwrap_or_default();
     let mut sides = vec![
@@ -310,7 +352,10 @@ pub async fn change(
     }
     let exec_state = exec.as_ref().map(|e| e.state);
     let waves = exec.as_ref().map(wave_rows).unwrap_or_default();
+    let (freezes, exception_offer) = freezes;
     let page = ChangePage {
+        freezes,
+        exception_offer,
         l: layout(&req, &state, &w).await,
         effect_words: v.operation.effect_text.clone(),
         destructive: v.operation.destructive,

@@ -35,6 +35,8 @@ pub struct Row {
     /// The budget it draws from (queue rows): a short label, whether the change fits, and
     /// the whole sentence.
     pub budget: Option<RowBudget>,
+    /// The freezes its window overlaps (queue rows).
+    pub freezes: Vec<String>,
 }
 
 pub struct RowBudget {
@@ -73,6 +75,7 @@ impl RowBudget {
 fn queue_row(q: &queue::QueueItem) -> Row {
     let mut r = row(&q.change, q.needs.join(" + "));
     r.budget = q.budget.as_ref().map(RowBudget::of);
+    r.freezes = q.freezes.clone();
     // Marked when one of its sign-offs expires within a day.
     r.expires_soon = q
         .expires_soon
@@ -108,6 +111,7 @@ pub(crate) fn row(c: &ChangeSummaryView, needs: String) -> Row {
         tier: c.tier.clone(),
         expires_soon: None,
         budget: None,
+        freezes: vec![],
     }
 }
 

@@ -15,6 +15,7 @@ use crate::web::session::WebUser;
 use crate::web::{with_conn, State};
 
 mod actions;
+mod calendar;
 mod change;
 mod edit;
 mod entities;
@@ -26,9 +27,13 @@ mod settings;
 
 pub use actions::{
     abort_execution, cancel_change, comment_change, continue_execution, edit_text, execute_change,
-    pause_execution, reject_change, resolve_change, resume_execution, retry_failed,
-    rollback_change, schedule_start, sign_change, skip_drifted, skip_wave, submit_change,
-    unschedule_start,
+    freeze_exception, pause_execution, reject_change, resolve_change, resume_execution,
+    retry_failed, rollback_change, schedule_start, sign_change, skip_drifted, skip_wave,
+    submit_change, unschedule_start,
+};
+pub use calendar::{
+    calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,
+    propose_edit, propose_freeze, propose_lift, propose_lockdown, propose_lockdown_lift,
 };
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
@@ -56,6 +61,8 @@ pub struct Layout {
     pub queue_count: usize,
     pub section: &'static str,
     pub flash: Vec<String>,
+    /// The lockdown in force, in words: the banner on every page.
+    pub lockdown: Option<String>,
 }
 
 impl Layout {
@@ -66,6 +73,7 @@ impl Layout {
             queue_count: 0,
             section: "",
             flash: vec![],
+            lockdown: None,
         }
     }
 }
@@ -75,9 +83,12 @@ impl Layout {
 pub(crate) async fn layout(req: &HttpRequest, state: &State, w: &WebUser) -> Layout {
     let user = w.user.clone();
     let st = state.clone();
-    let count = with_conn(state, move |conn| st.badges.count(conn, &st.schema, &user))
-        .await
-        .unwrap_or(0);
+    let (count, lockdown) = with_conn(state, move |conn| {
+        let count = st.badges.count(conn, &st.schema, &user)?;
+        Ok((count, crate::service::calendar::lockdown_banner(conn)?))
+    })
+    .await
+    .unwrap_or((0, None));
     let flash = req
         .query_string()
         .split('&')
@@ -94,6 +105,7 @@ pub(crate) async fn layout(req: &HttpRequest, state: &State, w: &WebUser) -> Lay
         queue_count: count,
         section: section_of(req.path()),
         flash,
+        lockdown,
     }
 }
 
@@ -112,6 +124,7 @@ pub(crate) fn section_of(path: &str) -> &'static str {
         _ if under("/glossary") => "glossary",
         _ if under("/settings") => "settings",
         _ if under("/admin/outbox") => "outbox",
+        _ if under("/calendar") => "calendar",
         _ => "",
     }
 }
@@ -141,6 +154,9 @@ pub(crate) fn flash_text(code: &str) -> &'static str {
         "rollback" => "Rollback created: it needs its sign-offs.",
         "resolved" => "Resolved again against today's inventory.",
         "saved" => "Saved.",
+        "proposed" => "Proposed: it takes effect when another admin confirms it.",
+        "confirmed" => "Confirmed: it is in effect now.",
+        "declined" => "The proposal is withdrawn or declined.",
         "token" => "Token revoked.",
         "password" => {
             "Your password is changed. Your other sessions are signed out; API tokens stay valid."

@@ -67,6 +67,8 @@ pub struct Preview {
     pub undo: Option<crate::domain::resolution::UndoPlan>,
     /// The budget the change would draw from, its state now and whether the change fits.
     pub budget: Option<(bool, String)>,
+    /// The freezes the chosen window overlaps, in words.
+    pub freezes: Vec<String>,
     pub fingerprint: String,
 }
 
@@ -250,6 +252,7 @@ pub(crate) fn preview_of(
         expiry: None,
         undo: r.summary.undo.clone(),
         budget: None,
+        freezes: vec![],
         fingerprint: short_fingerprint(&r.fingerprint),
     }
 }
@@ -356,7 +359,11 @@ async fn preview_for(
     let schema = state.schema.clone();
     let targets = request.targets.clone();
     let (op_name, params) = (request.operation.clone(), request.params.clone());
-    let (r, sets, budget) = with_conn(state, move |conn| {
+    let window = (
+        request.not_before.map(|t| t.naive_utc()),
+        request.not_after.map(|t| t.naive_utc()),
+    );
+    let (r, sets, budget, freezes) = with_conn(state, move |conn| {
         let op = schema
             .operation(&op_name)
             .ok_or_else(|| AppError::new(ErrorCode::UnknownOperation, "Choose an operation."))?;
@@ -375,11 +382,14 @@ async fn preview_for(
                 Some(b) => Some(crate::service::budget::state(conn, b)?),
                 None => None,
             };
-            Ok((r, sets, budget))
+            let freezes =
+                crate::service::calendar::overlapping(conn, &op_name, window.0, window.1)?;
+            Ok((r, sets, budget, freezes))
         })
     })
     .await?;
     let mut preview = preview_of(&state.schema, &r, &sets);
+    preview.freezes = freezes;
     preview.budget = budget.map(|b| crate::service::budget::preview_line(&b, &r.summary));
     let op = state.schema.operation(&request.operation);
     preview.tier = op.and_then(|op| {
