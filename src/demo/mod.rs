@@ -1,6 +1,7 @@
 //! `countersign demo`: a database with demo people, an inventory and changes in every state
 //! (the README's first command). The benchmarks (`countersign bench`) are `crate::bench`.
 
+mod calendar;
 mod difference;
 mod generator;
 mod review;
@@ -33,7 +34,7 @@ struct DemoUser {
     admin: bool,
 }
 
-const DEMO_USERS: [DemoUser; 7] = [
+const DEMO_USERS: [DemoUser; 8] = [
     DemoUser {
         email: "ana@app-owners.example",
         name: "Ana Ortiz",
@@ -73,6 +74,13 @@ const DEMO_USERS: [DemoUser; 7] = [
     DemoUser {
         email: "admin@countersign.example",
         name: "Admin",
+        team: None,
+        admin: true,
+    },
+    // A second admin: freezes and lockdowns take two.
+    DemoUser {
+        email: "rita@countersign.example",
+        name: "Rita Alvarez",
         team: None,
         admin: true,
     },
@@ -474,6 +482,10 @@ fn seed_changes(
 
     // 9. Both teams signed a deletion across 21 customers; its tier asks for a third side.
     review::seed(conn, schema)?;
+
+    // 10–12. The change calendar (a confirmed freeze, one awaiting its second admin) and
+    // a start scheduled for a window's opening.
+    calendar::seed(conn, schema)?;
     Ok(())
 }
 

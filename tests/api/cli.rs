@@ -476,6 +476,23 @@ async fn demo_sets_up_every_state_and_prints_logins(backend: Backend) {
         .unwrap();
     assert_eq!(signed, 3, "a requester and two implementers signed");
     assert!(t.contains("sam@security.example"), "{t}");
+    // The calendar: a freeze in force (confirmed by a second admin), one awaiting its
+    // confirmation, and a start scheduled for a window's opening.
+    let calendar = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["freeze", "list"])
+        .env("DATABASE_URL", db.database_url())
+        .env("RUST_LOG", "warn")
+        .env_remove("COUNTERSIGN_SCHEMA")
+        .output()
+        .unwrap();
+    let listed = text(&calendar);
+    assert!(calendar.status.success(), "{listed}");
+    assert!(listed.contains("Peak season"), "{listed}");
+    let scheduled: i64 = countersign::db::schema::scheduled_starts::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(scheduled, 1, "one start is scheduled");
     assert!(
         guarded[0].contains("would leave 1 Customer organisation with no active Cloud site"),
         "{}",
