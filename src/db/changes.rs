@@ -119,6 +119,12 @@ pub fn set_state(conn: &mut DbConn, id: i64, state: ChangeState) -> QueryResult<
             .set((changes::state.eq(state), changes::updated_at.eq(t)))
             .execute(conn)?,
     };
+    // A scheduled start belongs to the approval it was made under: a change that leaves
+    // `approved` (back for sign-off, rejected, cancelled, started) loses it, in the same
+    // transaction, so a later approval never fires an old schedule.
+    if state != ChangeState::Approved {
+        diesel::delete(crate::db::schema::scheduled_starts::table.find(id)).execute(conn)?;
+    }
     Ok(())
 }
 

@@ -128,7 +128,7 @@ fn why(
     }
     if let Some(c) = changed.get(t.id) {
         return Some(format!(
-            "{} {} changed since the change was approved: {} by {} at {} UTC (version {})",
+            "{} {} changed since it was signed: {} by {} at {} UTC (version {})",
             t.kind,
             t.id,
             c.what.join(", "),
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(only_changed.len(), 1);
         assert!(only_changed[0]
             .why
-            .contains("changed since the change was approved: attributes by an import"));
+            .contains("changed since it was signed: attributes by an import"));
     }
 
     #[test]

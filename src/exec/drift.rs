@@ -1,7 +1,7 @@
 //! The drift check before each wave (issue #13). Before the first batch of a wave, its
 //! pending targets are read again in the fenced transaction that decides: each must be in
 //! a state the effect acts on, under its signed scope path, and unchanged by anyone else
-//! since the change was approved (`domain::drift`). Drifted targets are not run: they are
+//! since the first sign-off on what runs (`domain::drift`). Drifted targets are not run: they are
 //! marked `drifted` with the reason and the execution halts, naming them; an implementer
 //! skips them (`skip-drifted`) and resumes, or aborts. A resume checks them again.
 
@@ -39,8 +39,10 @@ pub(super) fn check(ctx: &Ctx, conn: &mut DbConn, exec_id: i64) -> AppResult<Ste
             return Ok(Step::Continue);
         }
         let wave = e.current_wave;
-        // Approval is what both teams signed; before it existed (old rows), the start.
-        let since = c.approved_at.unwrap_or(e.started_at);
+        // Since the first sign-off on what runs (then the approval; old rows: the start).
+        let since = repo::first_signed(conn, c.id, &e.fingerprint)?
+            .or(c.approved_at)
+            .unwrap_or(e.started_at);
         // A restore to a point may take active entities back too: any state will do (a
         // state someone else changed since approval is still a change, below).
         let usable = match e.effect {

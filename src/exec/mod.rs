@@ -345,14 +345,27 @@ fn end_of_wave(ctx: &Ctx, conn: &mut WriteTx<'_>, e: &Execution, c: &Change) -> 
             halt(conn, e, c, (done, failed), reason, None)?;
             return Ok(Step::Stop);
         }
-        // A wave re-run after a retry of failed targets passed its gates the first time.
-        if (wave as usize) < waves.len() && wave > e.rerun_through_wave {
-            let op = ctx.schema.operation(&c.operation);
-            if let Some(step) = gates::after_wave(conn, e, c, op, wave as u32)? {
-                return Ok(step);
+        if (wave as usize) < waves.len() {
+            // A wave re-run after a retry of failed targets passed its gates the first time.
+            if wave > e.rerun_through_wave {
+                let op = ctx.schema.operation(&c.operation);
+                if let Some(step) = gates::after_wave(conn, e, c, op, wave as u32)? {
+                    return Ok(step);
+                }
             }
             return Ok(Step::Continue);
         }
+    }
+    // Never "finished" with a target nothing acted on: that would be a bug upstream, and
+    // the screens would say every target was dealt with.
+    let left = repo::unfinished_count(conn, e.id)?;
+    if left > 0 {
+        tracing::error!(left, "execution at its end with targets not run; halting");
+        let reason = format!(
+            "{left} target(s) are still pending or drifted after the last wave; nothing more runs until someone resumes, skips or aborts"
+        );
+        halt(conn, e, c, (e.done as u64, e.failed as u64), reason, None)?;
+        return Ok(Step::Stop);
     }
     finish(conn, e.id, c.id)?;
     Ok(Step::Stop)

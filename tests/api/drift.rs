@@ -117,7 +117,7 @@ async fn the_inventory_changes_between_waves(backend: Backend) {
         })
         .collect();
     assert!(
-        whys[&inst(2)].contains("changed since the change was approved: attributes by import"),
+        whys[&inst(2)].contains("changed since it was signed: attributes by import"),
         "{whys:?}"
     );
     assert!(
@@ -287,6 +287,38 @@ async fn failed_targets_are_retried_with_a_new_key(backend: Backend) {
     // Nothing failed any more: nothing to retry.
     let (s, v) = post(&app, id, "retry-failed", "carla", json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
+}
+
+/// A retry of a halted execution whose drift check held targets back checks them again:
+/// they are neither run nor left behind as the execution completes.
+async fn a_retry_checks_drifted_targets_again(backend: Backend) {
+    let (endpoint, _keys) = refusing_receiver().await;
+    let op = deprovision(&endpoint).replace("failure_threshold = 0.6\n", "");
+    let (app, _dir) = app_with(backend, &op, true).await;
+    // Wave 1: inst 3 (refused until retried: the wave halts); wave 2: inst 5 and 6.
+    let ids = json!({"ids": [inst(3), inst(5), inst(6)]});
+    let (id, fp) = app.approved("deprovision_app", ids).await;
+    let (s, v) = app.execute(id, &fp).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let v = app.wait_execution(id, &["halted"]).await;
+    assert_eq!(v["failed"], 1, "{v}");
+    // Before wave 2 runs, inst 5 changes.
+    let line = json!({"kind": "app_install", "id": inst(5), "parent": site(3), "name": "insight on site3", "attrs": {"app": "insight", "version": "9.9.9"}}).to_string();
+    let (s, v) = app.import("carla", &[line], false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post(&app, id, "resume", "carla", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = app.wait_execution(id, &["halted"]).await;
+    assert_eq!(v["drifted"], 1, "{v}");
+    // Retry the failed one: it runs; the drifted one is checked again and holds the wave.
+    let (s, v) = post(&app, id, "retry-failed", "carla", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = app.wait_execution(id, &["halted", "completed"]).await;
+    assert_eq!(v["state"], "halted", "{v}");
+    assert_eq!((&v["drifted"], &v["failed"]), (&json!(1), &json!(0)), "{v}");
+    assert_eq!(v["drifted_items"][0]["id"], inst(5), "{v}");
 }
 
 async fn changes_sharing_targets_never_execute_at_once(backend: Backend) {
@@ -595,6 +627,7 @@ both_backends!(backend:
     the_command_line_schedules_a_start,
     the_inventory_changes_between_waves,
     failed_targets_are_retried_with_a_new_key,
+    a_retry_checks_drifted_targets_again,
     changes_sharing_targets_never_execute_at_once,
     overlapping_gates_at_once_start_one,
     a_change_starts_at_its_window_opening,

@@ -153,6 +153,22 @@ pub fn changed_since(
     Ok(out)
 }
 
+/// When the first sign-off that still counts for `fingerprint` was given: what "since
+/// signing" means for the drift check (the fingerprint covers the list, not the
+/// attributes, so a change after the first signer looked is drift).
+pub fn first_signed(
+    conn: &mut DbConn,
+    change_id: i64,
+    fingerprint: &str,
+) -> QueryResult<Option<NaiveDateTime>> {
+    crate::db::schema::signoffs::table
+        .filter(crate::db::schema::signoffs::change_id.eq(change_id))
+        .filter(crate::db::schema::signoffs::fingerprint.eq(fingerprint))
+        .filter(crate::db::schema::signoffs::stale.eq(false))
+        .select(diesel::dsl::min(crate::db::schema::signoffs::created_at))
+        .first(conn)
+}
+
 /// Mark pending items drifted, each with its reason; how many moved.
 pub fn mark_drifted(
     conn: &mut DbConn,
@@ -268,10 +284,24 @@ pub fn rewind(
     Ok(())
 }
 
+/// Serialise everything that may start an execution (the execute gate, a retry of an
+/// ended one) until commit: two gates of overlapping changes lock different change rows,
+/// and the second must see the first's execution before its conflict check. PostgreSQL:
+/// a transaction-scoped advisory lock, taken right after the change row and before the
+/// audit head (the one lock order); SQLite's write transaction already excludes every
+/// other writer.
+pub fn lock_gates(conn: &mut DbConn) -> QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7243001)").execute(c)?;
+    }
+    Ok(())
+}
+
 /// Executions still in progress (running, baking, paused, halted) of changes other than
 /// `change_id` that hold any of its stored targets: (change id, targets shared), by
 /// change. One statement, from the change's targets through the items' entity index; not
-/// run at all while no other execution is in progress. Held until commit on PostgreSQL.
+/// run at all while no other execution is in progress. A gate calls it after
+/// [`lock_gates`], so the answer holds until it commits.
 pub fn sharing_targets(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(i64, i64)>> {
     let open = [
         ExecState::Running,
@@ -279,14 +309,6 @@ pub fn sharing_targets(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(i6
         ExecState::Paused,
         ExecState::Halted,
     ];
-    // Two gates of overlapping changes lock different change rows: serialise the checks
-    // until commit, so the second sees the first's execution (PostgreSQL; SQLite's write
-    // transaction already excludes every other writer). Today the gate's audit append
-    // (the audit head row) happens to serialise them too; this lock does not depend on
-    // the gate recording an event before it checks.
-    if let DbConn::Pg(c) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(7243001)").execute(c)?;
-    }
     let any: i64 = executions::table
         .filter(executions::state.eq_any(open))
         .filter(executions::change_id.ne(change_id))

@@ -23,8 +23,8 @@ mod runs;
 mod schedule;
 
 pub use control::{
-    changed_since, entities_now, mark_drifted, pending_targets, retry_failed, rewind,
-    set_drift_checked, sharing_targets, skip_drifted, undrift, WaveTarget,
+    changed_since, entities_now, first_signed, lock_gates, mark_drifted, pending_targets,
+    retry_failed, rewind, set_drift_checked, sharing_targets, skip_drifted, undrift, WaveTarget,
 };
 pub use history::{
     changes_undone, restore_point, state_at, touched_by, version_count_for_change,
@@ -41,7 +41,8 @@ pub use runs::{
     set_state, set_wave,
 };
 pub use schedule::{
-    delete_schedule, drifted_count, due_schedules, insert_schedule, scheduled_start, set_waiting_on,
+    delete_schedule, drifted_count, due_schedules, insert_schedule, scheduled_start,
+    set_waiting_on, unfinished_count,
 };
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Execution>> {

@@ -28,11 +28,13 @@ pub fn delete_schedule(conn: &mut DbConn, change_id: i64) -> QueryResult<bool> {
     Ok(diesel::delete(scheduled_starts::table.find(change_id)).execute(conn)? > 0)
 }
 
-/// The changes whose start is due at `at`, oldest first.
+/// The changes whose start is due at `at`: those not yet waiting for a conflicting change
+/// first (so starts that wait never crowd out the others), then oldest first.
 pub fn due_schedules(conn: &mut DbConn, at: NaiveDateTime, limit: i64) -> QueryResult<Vec<i64>> {
     scheduled_starts::table
         .filter(scheduled_starts::start_at.le(at))
         .order((
+            scheduled_starts::waiting_on.is_not_null().asc(),
             scheduled_starts::start_at.asc(),
             scheduled_starts::change_id.asc(),
         ))
@@ -54,6 +56,15 @@ pub fn drifted_count(conn: &mut DbConn, exec_id: i64) -> QueryResult<i64> {
     execution_items::table
         .filter(execution_items::execution_id.eq(exec_id))
         .filter(execution_items::status.eq(ItemStatus::Drifted))
+        .count()
+        .get_result(conn)
+}
+
+/// Items still pending or drifted: none may be left when an execution finishes.
+pub fn unfinished_count(conn: &mut DbConn, exec_id: i64) -> QueryResult<i64> {
+    execution_items::table
+        .filter(execution_items::execution_id.eq(exec_id))
+        .filter(execution_items::status.eq_any([ItemStatus::Pending, ItemStatus::Drifted]))
         .count()
         .get_result(conn)
 }

@@ -280,6 +280,16 @@ pub(super) fn retry_failed(f: &Facts<'_>, state: ChangeState) -> Result<(), Deni
             "no target of this execution failed: there is nothing to retry",
         ));
     }
+    // A retry of an ended execution starts it again, as execute does: its sign-offs must
+    // still count (nobody left, nothing expired).
+    if state != S::Halted && !f.approval_holds {
+        return Err(refused(
+            action,
+            Reason::SignoffsNoLongerCount,
+            state,
+            "its sign-offs no longer all count (a signer left their team, or a sign-off expired): request the rest as a new change",
+        ));
+    }
     // A retry of an ended execution starts it again: any calendar block; a halted one
     // goes on like a resume: only a lockdown.
     if let Some(k) = f.blocked_by {

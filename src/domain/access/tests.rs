@@ -227,6 +227,20 @@ fn failed_targets_are_retried_by_implementers_until_a_rollback_exists() {
         f.failed_targets = 2;
         assert!(!allowed(&f).contains(&A::RetryFailed), "{s}");
     }
+    // An ended execution starts again only with sign-offs that still count.
+    let mut f = facts(S::PartiallyFailed);
+    f.in_implementing_team = true;
+    f.failed_targets = 1;
+    f.approval_holds = false;
+    assert_eq!(
+        decide(&f, A::RetryFailed).unwrap_err().reason,
+        Reason::SignoffsNoLongerCount
+    );
+    f.state = Some(S::Halted);
+    assert!(
+        allowed(&f).contains(&A::RetryFailed),
+        "a halted one goes on"
+    );
     // The calendar: a lockdown stops every retry, a freeze the retry of an ended one.
     use crate::domain::calendar::BlockKind as B;
     for (s, block, ok) in [

@@ -438,21 +438,25 @@ pub fn overlapping<'f>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmRefusal {
     NotAdmin,
+    /// The proposer is no longer an admin: two admins never means one.
+    ProposerNotAdmin,
     OwnProposal,
     NotPending(ProposalState),
 }
 
-/// The two-person rule: only an admin proposes or confirms, the confirmer is not the
-/// proposer, and only a pending proposal is confirmed. Checked in the confirming
+/// The two-person rule: only an admin proposes or confirms (both still admins when it is
+/// confirmed), the confirmer is not the proposer, and only a pending proposal is confirmed. Checked in the confirming
 /// transaction, on the proposal row as it is locked there.
 pub fn may_confirm(
-    confirmer: i64,
-    confirmer_is_admin: bool,
-    proposer: i64,
+    (confirmer, confirmer_is_admin): (i64, bool),
+    (proposer, proposer_is_admin): (i64, bool),
     state: ProposalState,
 ) -> Result<(), ConfirmRefusal> {
     if !confirmer_is_admin {
         return Err(ConfirmRefusal::NotAdmin);
+    }
+    if !proposer_is_admin {
+        return Err(ConfirmRefusal::ProposerNotAdmin);
     }
     if state != ProposalState::Pending {
         return Err(ConfirmRefusal::NotPending(state));

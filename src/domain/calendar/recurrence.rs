@@ -309,19 +309,28 @@ impl Recurrence {
     ) -> Vec<(NaiveDateTime, NaiveDateTime)> {
         let mut out = Vec::new();
         // An occurrence overlapping `from` started at most `duration` (≤ 7 days) before it.
-        let mut day = (from - self.duration).date().max(first.date());
-        let last = to.date();
+        let mut day = from
+            .checked_sub_signed(self.duration)
+            .unwrap_or(from)
+            .date()
+            .max(first.date());
+        // No occurrence starts at or after `until`: the walk stops there, not at `to`.
+        let last = match until {
+            Some(u) => to.min(u).date(),
+            None => to.date(),
+        };
         while day <= last && out.len() < max {
             if self.starts_on(day) {
                 let s = day.and_time(self.start);
-                let e = s + self.duration;
                 let before_until = match until {
                     Some(u) => s < u,
                     None => true,
                 };
                 let in_rule = s >= first && before_until;
-                if in_rule && s < to && e > from {
-                    out.push((s, e));
+                if let Some(e) = s.checked_add_signed(self.duration) {
+                    if in_rule && s < to && e > from {
+                        out.push((s, e));
+                    }
                 }
             }
             day = match day.succ_opt() {

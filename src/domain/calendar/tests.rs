@@ -260,18 +260,22 @@ fn specs_are_checked() {
 fn the_proposer_never_confirms() {
     use ProposalState as P;
     assert_eq!(
-        may_confirm(1, true, 1, P::Pending),
+        may_confirm((1, true), (1, true), P::Pending),
         Err(ConfirmRefusal::OwnProposal)
     );
     assert_eq!(
-        may_confirm(2, false, 1, P::Pending),
+        may_confirm((2, false), (1, true), P::Pending),
         Err(ConfirmRefusal::NotAdmin)
     );
     assert_eq!(
-        may_confirm(2, true, 1, P::Confirmed),
+        may_confirm((2, true), (1, true), P::Confirmed),
         Err(ConfirmRefusal::NotPending(P::Confirmed))
     );
-    assert_eq!(may_confirm(2, true, 1, P::Pending), Ok(()));
+    assert_eq!(may_confirm((2, true), (1, true), P::Pending), Ok(()));
+    assert_eq!(
+        may_confirm((2, true), (1, false), P::Pending),
+        Err(ConfirmRefusal::ProposerNotAdmin)
+    );
 }
 
 #[test]

@@ -38,11 +38,24 @@ fn parse_time(field: &str, v: &str) -> AppResult<NaiveDateTime> {
             format!("`{field}` is too long for a time"),
         ));
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
-        return Ok(t.naive_utc());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight"));
+    let parsed = chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.naive_utc())
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        });
+    if let Some(t) = parsed {
+        // The freezes' years: no range arithmetic near chrono's limits.
+        use chrono::Datelike;
+        if !(2000..=9999).contains(&t.year()) {
+            return Err(AppError::new(
+                ErrorCode::InvalidRange,
+                format!("`{field}` must lie between the years 2000 and 9999"),
+            ));
+        }
+        return Ok(t);
     }
     Err(AppError::new(
         ErrorCode::InvalidRange,

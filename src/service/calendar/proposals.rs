@@ -273,8 +273,12 @@ pub fn confirm(
         let p =
             repo::lock_proposal(conn, id)?.ok_or_else(|| AppError::not_found("proposal", id))?;
         // Admin now (not as the request found it), not the proposer, still pending.
-        let admin_now = users::find_user(conn, user.id)?.is_some_and(|u| u.is_admin);
-        cal::may_confirm(user.id, admin_now, p.proposed_by, p.state).map_err(|r| refused(&p, r))?;
+        let admin_now = |conn: &mut DbConn, id: i64| -> AppResult<bool> {
+            Ok(users::find_user(conn, id)?.is_some_and(|u| u.is_admin))
+        };
+        let confirmer = (user.id, admin_now(conn, user.id)?);
+        let proposer = (p.proposed_by, admin_now(conn, p.proposed_by)?);
+        cal::may_confirm(confirmer, proposer, p.state).map_err(|r| refused(&p, r))?;
         let proposer = email_of(conn, p.proposed_by)?;
         let (freeze, lockdown) = apply(conn, schema, user, &p, &proposer)?;
         if !repo::decide_proposal(conn, p.id, ProposalState::Confirmed, user.id, None)? {
@@ -303,6 +307,10 @@ fn refused(p: &ProposalRow, r: ConfirmRefusal) -> AppError {
         ConfirmRefusal::NotAdmin => AppError::new(
             ErrorCode::Forbidden,
             "only an admin can confirm a calendar proposal",
+        ),
+        ConfirmRefusal::ProposerNotAdmin => AppError::new(
+            ErrorCode::Forbidden,
+            "the admin who proposed this is no longer an admin: it needs a new proposal",
         ),
         ConfirmRefusal::OwnProposal => AppError::new(
             ErrorCode::OwnProposal,

@@ -120,11 +120,22 @@ pub(crate) fn check_teams(
     Ok(())
 }
 
-/// A window that ends before it starts is refused (`invalid_window`).
+/// A window that ends before it starts, or lies outside the years 2000 to 9999 (as a
+/// freeze's times do: no calendar arithmetic near chrono's limits), is refused
+/// (`invalid_window`).
 fn check_window(
     not_before: Option<chrono::DateTime<chrono::Utc>>,
     not_after: Option<chrono::DateTime<chrono::Utc>>,
 ) -> AppResult<()> {
+    use chrono::Datelike;
+    for t in [not_before, not_after].into_iter().flatten() {
+        if !(2000..=9999).contains(&t.year()) {
+            return Err(AppError::new(
+                ErrorCode::InvalidWindow,
+                format!("the window's times lie between the years 2000 and 9999, not at {t}"),
+            ));
+        }
+    }
     if let (Some(a), Some(b)) = (not_before, not_after) {
         if b <= a {
             return Err(AppError::new(

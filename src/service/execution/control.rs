@@ -210,10 +210,14 @@ pub fn retry_failed(
     write_tx(conn, |conn| -> AppResult<()> {
         let c = locked(conn, id)?;
         require(conn, schema, user, &c, ChangeAction::RetryFailed)?;
+        // Lock order: change row, the gates' conflict lock, then the audit head.
+        repo::lock_gates(conn)?;
         crate::service::budget::check_resume(conn, schema, &c)?;
         // An ended execution holds no targets: another change may be acting on them now.
         super::start::check_conflicts(conn, &c)?;
         let e = execution_of(conn, id)?;
+        // Targets the drift check held back are checked again, not left behind.
+        repo::undrift(conn, e.id)?;
         let (retried, first) = repo::retry_failed(conn, e.id)?;
         let from = first.unwrap_or(e.current_wave);
         let passed = (e.current_wave - 1).max(e.rerun_through_wave);

@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::start::{execute, ExecuteRequest};
+use super::start::{execute_scheduled, ExecuteRequest};
 use crate::db::models::ScheduledStart;
 use crate::db::{exec as repo, now, users, write_tx, DbConn, Pool};
 use crate::domain::access::ChangeAction;
@@ -257,13 +257,15 @@ pub fn start_due(conn: &mut DbConn, schema: &Schema) -> AppResult<usize> {
             fingerprint: s.fingerprint.clone(),
         };
         // The gate removes the schedule in the transaction that starts the execution.
-        match execute(conn, schema, &user, id, &req) {
+        match execute_scheduled(conn, schema, &user, id, &req, s.created_at) {
             Ok(_) => {
                 tracing::info!(change = id, "scheduled start began");
                 started += 1;
             }
             // A conflict that began since the look: wait for the next.
             Err(e) if e.code() == ErrorCode::ConflictingExecution && s.wait_for_conflicts => {}
+            // Called off (or scheduled anew) since it was read: nothing to do.
+            Err(e) if e.code() == ErrorCode::NotFound => {}
             Err(e) => {
                 tracing::warn!(change = id, error = %e, "scheduled start refused");
                 refuse(conn, id, format!("the execute gate refused it: {e}"))?;
@@ -277,9 +279,9 @@ pub fn start_due(conn: &mut DbConn, schema: &Schema) -> AppResult<usize> {
 fn refuse(conn: &mut DbConn, id: i64, reason: String) -> AppResult<()> {
     write_tx(conn, |conn| -> AppResult<()> {
         locked(conn, id)?;
-        if !repo::delete_schedule(conn, id)? {
-            return Ok(());
-        }
+        // Gone already when the refusing gate sent the change back (it leaves `approved`,
+        // which drops the schedule in its committed transaction): recorded all the same.
+        repo::delete_schedule(conn, id)?;
         record(
             conn,
             &crate::db::audit::Actor::system(),

@@ -47,8 +47,45 @@ pub fn execute(
     id: i64,
     req: &ExecuteRequest,
 ) -> AppResult<ExecutionView> {
+    gate(conn, schema, user, id, req, None)
+}
+
+/// The gate for a due scheduled start: the same, provided the schedule created at
+/// `scheduled` is still there under the change's row lock (a start called off, or
+/// scheduled again, after the worker read it does not run).
+pub(crate) fn execute_scheduled(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: &ExecuteRequest,
+    scheduled: chrono::NaiveDateTime,
+) -> AppResult<ExecutionView> {
+    gate(conn, schema, user, id, req, Some(scheduled))
+}
+
+fn gate(
+    conn: &mut DbConn,
+    schema: &Schema,
+    user: &CurrentUser,
+    id: i64,
+    req: &ExecuteRequest,
+    scheduled: Option<chrono::NaiveDateTime>,
+) -> AppResult<ExecutionView> {
     let started = write_tx(conn, |conn| -> AppResult<Result<i64, AppError>> {
         let c = locked(conn, id)?;
+        // Lock order: the change row, the gates' conflict lock, then the audit head.
+        repo::lock_gates(conn)?;
+        if let Some(created) = scheduled {
+            let still = repo::scheduled_start(conn, id)?
+                .is_some_and(|s| s.created_at == created && s.fingerprint == req.fingerprint);
+            if !still {
+                return Err(AppError::new(
+                    ErrorCode::NotFound,
+                    format!("the scheduled start of {} was called off", number(id)),
+                ));
+            }
+        }
         check_allowed(conn, schema, user, &c)?;
         let current = check_fingerprint(&c, &req.fingerprint)?;
         let op = operation(schema, &c)?;
