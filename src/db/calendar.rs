@@ -532,7 +532,12 @@ pub fn changes_in_range(
         .filter(changes::not_before.is_null().or(changes::not_before.lt(to)))
         .filter(changes::not_after.is_null().or(changes::not_after.gt(from)))
         .filter(changes::state.ne_all([S::Cancelled, S::Rejected]))
-        .order((changes::not_before.asc(), changes::id.asc()))
+        // Windows with an opening first, on both backends (NULLs sort differently).
+        .order((
+            changes::not_before.is_null().asc(),
+            changes::not_before.asc(),
+            changes::id.asc(),
+        ))
         .limit(limit)
         .select(Change::as_select())
         .load(conn)

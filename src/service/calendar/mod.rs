@@ -52,9 +52,14 @@ pub(crate) fn to_domain(r: &FreezeRow) -> Freeze {
         name: r.name.clone(),
         severity: r.severity,
         starts_at: r.starts_at,
-        // A broken rule becomes an empty one-off window.
+        // A stored rule this build cannot read fails closed: the freeze holds from its
+        // start until its end (or until it is lifted), rather than not at all.
         ends_at: if r.recurrence.is_some() && recurrence.is_none() {
-            Some(r.starts_at)
+            Some(r.ends_at.unwrap_or_else(|| {
+                chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+                    .expect("a valid date")
+                    .and_time(chrono::NaiveTime::MIN)
+            }))
         } else {
             r.ends_at
         },
