@@ -88,6 +88,8 @@ pub struct Config {
     pub login_per_second: f64,
     /// An upload that sends nothing for this long is refused (408).
     pub upload_idle_secs: u64,
+    /// `Authorization: Bearer` token `/metrics` needs; `None`: open.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Config {
@@ -131,6 +133,7 @@ impl Config {
             secrets: BTreeMap::new(),
             login_per_second: vars.num::<f64>(&LOGIN_PER_SECOND)?.max(0.1),
             upload_idle_secs: vars.num::<u64>(&UPLOAD_IDLE_SECS)?.max(1),
+            metrics_token: vars.set(&METRICS_TOKEN).map(Secret),
         })
     }
 

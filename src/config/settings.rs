@@ -175,6 +175,8 @@ settings! {
         "`starttls`, `tls` (implicit TLS) or `none` (a relay on the same machine)";
     SMTP_USERNAME: "COUNTERSIGN_SMTP_USERNAME" => "mail.transport", Type::Text, IfUnset::Nothing("unset"),
         "SMTP user name";
+    METRICS_TOKEN: "COUNTERSIGN_METRICS_TOKEN" => "metrics_token", Type::Secret, IfUnset::Nothing("unset: `/metrics` is open on the listen address"),
+        "the bearer token a Prometheus scrape of `/metrics` must send; never logged";
     SMTP_PASSWORD: "COUNTERSIGN_SMTP_PASSWORD" => "mail.transport", Type::Secret, IfUnset::Nothing("unset"),
         "SMTP password (never logged)";
     SMTP_TIMEOUT_SECS: "COUNTERSIGN_SMTP_TIMEOUT_SECS" => "mail.timeout_secs", Type::Seconds, IfUnset::Value("30"),

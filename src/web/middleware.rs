@@ -35,6 +35,15 @@ pub async fn request_log(
     match res {
         Ok(mut res) => {
             let status = res.status().as_u16();
+            if let Some(state) = res.request().app_data::<super::State>() {
+                let route = res.request().match_pattern();
+                state.metrics.observe(
+                    route.as_deref().unwrap_or("(unmatched)"),
+                    res.request().method().as_str(),
+                    status,
+                    start,
+                );
+            }
             if let Some(err) = res.response().error() {
                 if status >= 500 {
                     tracing::error!(status, error = %format!("{err:?}"), "request failed");

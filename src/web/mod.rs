@@ -3,6 +3,7 @@
 pub mod account_pages;
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod middleware;
 pub mod notice_pages;
 pub mod pages;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub limiter: session::LoginLimiter,
     /// Each person's approval-queue count, kept while nothing audited happened.
     pub badges: crate::service::queue::Badges,
+    /// What this process counts for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 pub type State = web::Data<AppState>;
@@ -110,6 +113,7 @@ impl Application {
             schema,
             limiter: session::LoginLimiter::new(config.login_per_second),
             badges: Default::default(),
+            metrics: Default::default(),
             config,
             wake,
         });
@@ -248,6 +252,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .wrap(actix_web::middleware::from_fn(middleware::request_log))
                 .route("/healthz", web::get().to(api::healthz))
                 .route("/readyz", web::get().to(api::readyz))
+                .route("/metrics", web::get().to(metrics::metrics))
                 .route("/calendar.ics", web::get().to(api::ics_feed))
                 .service(api_routes())
                 .configure(page_routes)

@@ -31,6 +31,7 @@ mod inventory;
 mod limits;
 mod mail;
 mod mail_events;
+mod metrics;
 mod migrations;
 mod notices;
 mod plans;
