@@ -134,6 +134,7 @@ error_codes! {
     InvalidComment = "invalid_comment", UNPROCESSABLE_ENTITY, "The comment is too long.";
     InvalidFormat = "invalid_format", UNPROCESSABLE_ENTITY, "`format` is neither `json` nor `csv`.";
     InvalidFreeze = "invalid_freeze", UNPROCESSABLE_ENTITY, "A freeze's fields are wrong: no name, an end before its start, an unknown operation (`details.field`).";
+    InvalidHook = "invalid_hook", UNPROCESSABLE_ENTITY, "A hook's fields are wrong: no name, an address that is not http(s), an unknown format or event, a secret on a Slack or Teams hook, more than 20 hooks for a team (`details.problems`).";
     InvalidLines = "invalid_lines", UNPROCESSABLE_ENTITY, "An import has bad lines, listed in `details`; nothing was written.";
     InvalidParams = "invalid_params", UNPROCESSABLE_ENTITY, "The operation's parameters are missing, unknown or of the wrong type.";
     InvalidPart = "invalid_part", UNPROCESSABLE_ENTITY, "`part` is neither `ids` nor `within`.";

@@ -78,7 +78,8 @@ pub(super) async fn worker() -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The mailer alone: delivers the outbox shared through the database.
+/// The outbox deliverers alone (mail and hooks): deliver the outbox shared through the
+/// database.
 pub(super) async fn mailer() -> anyhow::Result<i32> {
     let mut config = Config::from_env()?;
     config.mail.mailer = true;
@@ -91,9 +92,14 @@ pub(super) async fn mailer() -> anyhow::Result<i32> {
             d.display()
         );
     }
-    let m = crate::notify::mailer::Mailer::spawn(pool, config.mail.clone());
+    let m = crate::notify::mailer::Mailer::spawn(pool.clone(), config.mail.clone());
+    let h = crate::notify::mailer::Mailer::spawn_hooks(pool, config.mail.clone());
     shutdown_signal().await;
-    tokio::task::spawn_blocking(move || m.stop()).await?;
+    tokio::task::spawn_blocking(move || {
+        m.stop();
+        h.stop();
+    })
+    .await?;
     Ok(0)
 }
 

@@ -79,6 +79,8 @@ pub struct MailConfig {
     /// First retry delay; doubles with every attempt (capped at one hour).
     pub retry_base_ms: u64,
     pub timeout_secs: u64,
+    /// How long a hook's receiver may take to answer.
+    pub hook_timeout_secs: u64,
     pub poll_ms: u64,
     /// A person's digest goes out when their oldest waiting notification is this old.
     pub digest_hours: f64,
@@ -129,6 +131,7 @@ impl MailConfig {
             max_attempts: vars.num::<i64>(&MAIL_MAX_ATTEMPTS)?.max(1),
             retry_base_ms: vars.num::<u64>(&MAIL_RETRY_MS)?.max(10),
             timeout_secs: vars.num::<u64>(&SMTP_TIMEOUT_SECS)?.max(1),
+            hook_timeout_secs: vars.num::<u64>(&HOOK_TIMEOUT_SECS)?.max(1),
             poll_ms: vars.num::<u64>(&MAIL_POLL_MS)?.max(10),
             digest_hours: vars.num::<f64>(&DIGEST_HOURS)?.max(0.0),
             lease_secs: MAIL_LEASE_SECS,

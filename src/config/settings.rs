@@ -166,7 +166,7 @@ settings! {
     WEBHOOK_SECRETS: "secret_env" => "secrets", Type::NamedSecret, IfUnset::Nothing("unset"),
         "a webhook operation's HMAC key, in the variable its `secret_env` names; never logged";
     MAILER: "COUNTERSIGN_MAILER" => "mail.mailer", Type::Flag, IfUnset::Value("true"),
-        "run the mailer inside `serve`";
+        "run the outbox deliverers (the mailer and the chat and event hooks) inside `serve`";
     SMTP_HOST: "COUNTERSIGN_SMTP_HOST" => "mail.transport", Type::Text, IfUnset::Nothing("unset"),
         "SMTP server; unset: mails are written to `COUNTERSIGN_MAIL_DIR`";
     SMTP_PORT: "COUNTERSIGN_SMTP_PORT" => "mail.transport", Type::Integer, IfUnset::Derived("587 / 465 / 25"),
@@ -191,6 +191,8 @@ settings! {
         "attempts before a mail is dead";
     MAIL_RETRY_MS: "COUNTERSIGN_MAIL_RETRY_MS" => "mail.retry_base_ms", Type::Millis, IfUnset::Value("30000"),
         "first retry delay (doubles each time, at most an hour)";
+    HOOK_TIMEOUT_SECS: "COUNTERSIGN_HOOK_TIMEOUT_SECS" => "mail.hook_timeout_secs", Type::Seconds, IfUnset::Value("10"),
+        "how long a chat or event hook's receiver may take to answer (hooks share the mail's attempts and retry delays)";
     MAIL_POLL_MS: "COUNTERSIGN_MAIL_POLL_MS" => "mail.poll_ms", Type::Millis, IfUnset::Value("1000"),
         "how often the mailer looks for due mail";
     DIGEST_HOURS: "COUNTERSIGN_DIGEST_HOURS" => "mail.digest_hours", Type::Hours, IfUnset::Value("24"),

@@ -9,6 +9,7 @@ pub mod changes;
 pub mod differences;
 pub mod exec;
 pub mod expiry;
+pub mod hooks;
 pub mod imports;
 pub mod inventory;
 pub mod models;

@@ -304,6 +304,8 @@ pub struct OutboxRow {
     pub digest_id: Option<i64>,
     pub created_at: NaiveDateTime,
     pub sent_at: Option<NaiveDateTime>,
+    pub channel: crate::domain::hook::OutboxChannel,
+    pub hook_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -319,6 +321,49 @@ pub struct NewOutbox {
     pub state: OutboxState,
     pub next_attempt_at: NaiveDateTime,
     pub digest_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub channel: crate::domain::hook::OutboxChannel,
+    pub hook_id: Option<i64>,
+}
+
+/// A team's chat or event hook.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = hooks)]
+pub struct Hook {
+    pub id: i64,
+    pub team_id: i64,
+    pub name: String,
+    pub format: crate::domain::hook::HookFormat,
+    pub url: String,
+    pub secret: Option<String>,
+    /// A JSON array of `HookKind` spellings.
+    pub events: String,
+    pub created_by: i64,
+    pub created_at: NaiveDateTime,
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+impl Hook {
+    /// The events it subscribes to (a spelling this build does not know is left out).
+    pub fn kinds(&self) -> Vec<crate::domain::hook::HookKind> {
+        serde_json::from_str::<Vec<String>>(&self.events)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| crate::domain::hook::HookKind::parse(k))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = hooks)]
+pub struct NewHook {
+    pub team_id: i64,
+    pub name: String,
+    pub format: crate::domain::hook::HookFormat,
+    pub url: String,
+    pub secret: Option<String>,
+    pub events: String,
+    pub created_by: i64,
     pub created_at: NaiveDateTime,
 }
 

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use super::models::{NewOutbox, OutboxRow};
 use super::schema::{notification_prefs, outbox, team_members, teams, users};
 use super::{now, DbConn};
+use crate::domain::hook::OutboxChannel;
 use crate::domain::{NotificationMode, OutboxState};
 use crate::with_concrete;
 
@@ -96,16 +97,18 @@ pub fn set_pref(
     Ok(())
 }
 
-/// Lease up to `limit` due mails for `owner`.
+/// Lease up to `limit` due messages of `channel` (mails or hook deliveries) for `owner`.
 pub fn claim(
     conn: &mut DbConn,
     owner: &str,
     ttl: chrono::Duration,
     limit: i64,
+    channel: OutboxChannel,
 ) -> QueryResult<Vec<OutboxRow>> {
     let t = now();
-    let due = outbox::state
-        .eq(OutboxState::Pending)
+    let due = outbox::channel
+        .eq(channel)
+        .and(outbox::state.eq(OutboxState::Pending))
         .and(outbox::next_attempt_at.le(t))
         .and(
             outbox::lease_owner

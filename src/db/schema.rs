@@ -259,6 +259,23 @@ diesel::table! {
         digest_id -> Nullable<BigInt>,
         created_at -> Timestamp,
         sent_at -> Nullable<Timestamp>,
+        channel -> Text,
+        hook_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    hooks (id) {
+        id -> BigInt,
+        team_id -> BigInt,
+        name -> Text,
+        format -> Text,
+        url -> Text,
+        secret -> Nullable<Text>,
+        events -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
     }
 }
 
@@ -378,6 +395,8 @@ diesel::table! {
 diesel::joinable!(execution_items -> executions (execution_id));
 diesel::joinable!(contacts -> entities (entity_id));
 diesel::joinable!(web_sessions -> users (user_id));
+diesel::joinable!(hooks -> teams (team_id));
+diesel::joinable!(outbox -> hooks (hook_id));
 diesel::joinable!(entity_versions -> imports (import_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -407,4 +426,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     target_differences,
     target_difference_items,
     scheduled_starts,
+    hooks,
 );

@@ -12,6 +12,7 @@ use diesel::sqlite::Sqlite;
 
 use super::MultiBackend;
 use crate::domain::calendar::{ProposalAction, ProposalState, Severity};
+use crate::domain::hook::{HookFormat, OutboxChannel};
 use crate::domain::text_enum::UnknownValue;
 use crate::domain::{
     ChangeState, Effect, EntityState, ExecState, ItemStatus, NoticeState, NotificationMode,
@@ -85,6 +86,8 @@ text_column!(
     Severity,
     ProposalAction,
     ProposalState,
+    HookFormat,
+    OutboxChannel,
 );
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod effect;
 pub mod entity;
 pub mod event;
 pub mod execution;
+pub mod hook;
 pub mod lines;
 pub mod notice;
 pub mod outbox;

@@ -1,9 +1,11 @@
-//! The mailer: a thread (inside `serve`, or alone as `countersign mailer`) that collects
-//! digests, leases due outbox rows, sends them over SMTP (or writes `.eml` files), and
-//! records each outcome under its lease. Two mailers never send the same row: a row is
-//! only sent by the holder of its lease, and only a holder can record it as sent.
+//! The outbox deliverers: threads (inside `serve`, or alone as `countersign mailer`) that
+//! lease due outbox rows of their channel, deliver them, and record each outcome under the
+//! lease. The mailer also collects digests and sends over SMTP (or writes `.eml` files);
+//! the hook deliverer (`hooks.rs`) posts to chat and event hooks. Two deliverers never
+//! send the same row: a row is only sent by the holder of its lease, and only a holder can
+//! record it as sent.
 //!
-//! Delivery is at least once: a crash between the SMTP server accepting a mail and the
+//! Delivery is at least once: a crash between the receiver accepting a message and the
 //! commit that records it would send it again after the lease expires.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,24 +23,45 @@ use crate::config::{MailConfig, MailTransport, SmtpTls};
 use crate::db::models::{NewOutbox, OutboxRow};
 use crate::db::outbox as repo;
 use crate::db::{now, write_tx, Pool};
+use crate::domain::hook::OutboxChannel;
 use crate::domain::OutboxState;
 use crate::error::AppError;
 
-/// A running mailer thread.
+/// A running deliverer thread (mail or hooks).
 pub struct Mailer {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Mailer {
+    /// The mailer: mails and digests.
     pub fn spawn(pool: Pool, config: MailConfig) -> Mailer {
+        Self::start("countersign-mailer", move |flag| {
+            match Sender::new(&config) {
+                Ok(sender) => run(pool, &config, OutboxChannel::Mail, sender, flag),
+                Err(e) => tracing::error!(error = %e, "mailer cannot start"),
+            }
+        })
+    }
+
+    /// The hook deliverer: chat and event hooks.
+    pub fn spawn_hooks(pool: Pool, config: MailConfig) -> Mailer {
+        Self::start("countersign-hooks", move |flag| {
+            match super::hooks::HookSender::new(&config) {
+                Ok(sender) => run(pool, &config, OutboxChannel::Hook, sender, flag),
+                Err(e) => tracing::error!(error = %e, "hook deliverer cannot start"),
+            }
+        })
+    }
+
+    fn start(name: &str, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Mailer {
         crate::init_tls();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
-            .name("countersign-mailer".into())
-            .spawn(move || run(pool, config, flag))
-            .expect("spawn mailer thread");
+            .name(name.into())
+            .spawn(move || f(flag))
+            .expect("spawn outbox thread");
         Mailer {
             stop,
             handle: Some(handle),
@@ -60,7 +83,8 @@ impl Drop for Mailer {
     }
 }
 
-enum Outcome {
+/// What one delivery attempt came to.
+pub(super) enum Outcome {
     Sent,
     /// Retry later (connection refused, timeout, 4xx).
     Transient(String),
@@ -68,9 +92,29 @@ enum Outcome {
     Permanent(String),
 }
 
+/// Delivers the rows of one channel.
+pub(super) trait Deliver {
+    /// Work before each claim (the mailer collects digests).
+    fn before_claim(&mut self, _pool: &Pool, _config: &MailConfig) {}
+    fn deliver(&mut self, pool: &Pool, row: &OutboxRow) -> Outcome;
+}
+
 struct Sender {
     transport: MailTransport,
     smtp: Option<SmtpTransport>,
+    settings: MailSettings,
+}
+
+impl Deliver for Sender {
+    fn before_claim(&mut self, pool: &Pool, config: &MailConfig) {
+        if let Err(e) = collect_digests(pool, config) {
+            tracing::warn!(error = %e, "could not collect digests");
+        }
+    }
+
+    fn deliver(&mut self, _pool: &Pool, row: &OutboxRow) -> Outcome {
+        self.send(row)
+    }
 }
 
 impl Sender {
@@ -104,10 +148,12 @@ impl Sender {
         Ok(Sender {
             transport: config.transport.clone(),
             smtp,
+            settings: MailSettings::of(config),
         })
     }
 
-    fn send(&self, row: &OutboxRow, settings: &MailSettings) -> Outcome {
+    fn send(&self, row: &OutboxRow) -> Outcome {
+        let settings = &self.settings;
         let rendered = match mail::render(row, settings) {
             Ok(r) => r,
             Err(e) => return Outcome::Permanent(format!("cannot render: {e}")),
@@ -144,35 +190,38 @@ fn backoff(config: &MailConfig, attempts: i64) -> chrono::Duration {
     chrono::Duration::milliseconds(ms as i64)
 }
 
-fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
+fn run(
+    pool: Pool,
+    config: &MailConfig,
+    channel: OutboxChannel,
+    mut sender: impl Deliver,
+    stop: Arc<AtomicBool>,
+) {
+    let name = match channel {
+        OutboxChannel::Mail => "mailer",
+        OutboxChannel::Hook => "hooks",
+    };
     let owner = format!(
-        "mailer:{}:{}",
+        "{name}:{}:{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
-    let _mailer = tracing::info_span!("mailer", owner = %owner).entered();
-    let sender = match Sender::new(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "mailer cannot start");
-            return;
-        }
-    };
-    let settings = MailSettings::of(&config);
-    tracing::info!(transport = ?config.transport, "mailer started");
+    let _span = tracing::info_span!("outbox", channel = %channel, owner = %owner).entered();
+    if channel == OutboxChannel::Mail {
+        tracing::info!(transport = ?config.transport, "mailer started");
+    } else {
+        tracing::info!("hook deliverer started");
+    }
     let ttl = chrono::Duration::seconds(config.lease_secs as i64);
     while !stop.load(Ordering::SeqCst) {
-        if let Err(e) = collect_digests(&pool, &config) {
-            tracing::warn!(error = %e, "could not collect digests");
-        }
-        let claimed = pool
-            .get()
-            .map_err(AppError::from)
-            .and_then(|mut c| write_tx(&mut c, |c| Ok(repo::claim(c, &owner, ttl, 20)?)));
+        sender.before_claim(&pool, config);
+        let claimed = pool.get().map_err(AppError::from).and_then(|mut c| {
+            write_tx(&mut c, |c| Ok(repo::claim(c, &owner, ttl, 20, channel)?))
+        });
         let rows = match claimed {
             Ok(rows) => rows,
             Err(e) => {
-                tracing::warn!(error = %e, "mailer could not look for mail");
+                tracing::warn!(error = %e, "could not look for due messages");
                 std::thread::sleep(Duration::from_millis(config.poll_ms.max(500)));
                 continue;
             }
@@ -185,8 +234,8 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            // Re-take the lease right before sending: a slow server may have outlasted it
-            // and another mailer may own the row by now.
+            // Re-take the lease right before sending: a slow receiver may have outlasted
+            // it and another deliverer may own the row by now.
             let mine = pool
                 .get()
                 .map_err(AppError::from)
@@ -194,13 +243,13 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             if !matches!(mine, Ok(true)) {
                 continue;
             }
-            let outcome = sender.send(&row, &settings);
+            let outcome = sender.deliver(&pool, &row);
             let recorded = pool.get().map_err(AppError::from).and_then(|mut c| {
                 write_tx(&mut c, |c| {
                     Ok(match &outcome {
                         Outcome::Sent => repo::mark_sent(c, row.id, &owner)?,
                         Outcome::Transient(e) if row.attempts + 1 < config.max_attempts => {
-                            let at = now() + backoff(&config, row.attempts);
+                            let at = now() + backoff(config, row.attempts);
                             repo::mark_failed(c, row.id, &owner, e, Some(at))?
                         }
                         Outcome::Transient(e) | Outcome::Permanent(e) => {
@@ -211,21 +260,21 @@ fn run(pool: Pool, config: MailConfig, stop: Arc<AtomicBool>) {
             });
             match (&outcome, recorded) {
                 (Outcome::Sent, Ok(_)) => {
-                    tracing::info!(mail = row.id, kind = %row.event_kind, "mail sent")
+                    tracing::info!(message = row.id, kind = %row.event_kind, "delivered")
                 }
                 (Outcome::Transient(e), Ok(_)) => {
-                    tracing::warn!(mail = row.id, attempt = row.attempts + 1, error = %e, "mail not delivered; will retry unless out of attempts")
+                    tracing::warn!(message = row.id, attempt = row.attempts + 1, error = %e, "not delivered; will retry unless out of attempts")
                 }
                 (Outcome::Permanent(e), Ok(_)) => {
-                    tracing::warn!(mail = row.id, error = %e, "mail rejected for good: dead")
+                    tracing::warn!(message = row.id, error = %e, "refused for good: dead")
                 }
                 (_, Err(e)) => {
-                    tracing::error!(mail = row.id, error = %e, "could not record a mail's outcome")
+                    tracing::error!(message = row.id, error = %e, "could not record a delivery's outcome")
                 }
             }
         }
     }
-    tracing::info!("mailer stopped");
+    tracing::info!("{name} stopped");
 }
 
 fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
@@ -274,6 +323,8 @@ fn collect_digests(pool: &Pool, config: &MailConfig) -> Result<(), AppError> {
                     next_attempt_at: t,
                     digest_id: None,
                     created_at: t,
+                    channel: crate::domain::hook::OutboxChannel::Mail,
+                    hook_id: None,
                 }],
             )?;
             if added == 0 {

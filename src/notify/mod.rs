@@ -3,6 +3,8 @@
 //! has its mails and a rolled-back one none. The mailer (`mailer.rs`) delivers them; the
 //! mails are rendered from the facts stored with each row (`mail.rs`).
 
+mod hook_format;
+pub mod hooks;
 pub mod mail;
 pub mod mailer;
 mod words;
@@ -103,6 +105,20 @@ fn recipients(
     Ok(to)
 }
 
+/// Write the chat and event hook deliveries of audit event `event_id` (see `hooks.rs`).
+/// Runs inside the event's transaction; called by `service::events::record` only.
+pub(crate) fn dispatch_hooks(
+    conn: &mut DbConn,
+    event_id: i64,
+    actor: &str,
+    change: Option<i64>,
+    event: &Event,
+) -> QueryResult<()> {
+    hooks::dispatch(conn, event_id, actor, change, event, |conn, c| {
+        payload(conn, c, event, event.notification(), actor)
+    })
+}
+
 /// The team a tier of `c`'s policy names as its third side, under the schema `c` was
 /// resolved with.
 fn reviewing_team(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult<Option<String>> {
@@ -121,7 +137,7 @@ fn payload(
     conn: &mut DbConn,
     c: &crate::db::models::Change,
     event: &Event,
-    kind: NotificationKind,
+    kind: Option<NotificationKind>,
     actor: &str,
 ) -> QueryResult<String> {
     let summary: Value = serde_json::from_str(&c.summary).unwrap_or(Value::Null);
@@ -195,7 +211,7 @@ pub(crate) fn dispatch(
     }
     let ids: Vec<i64> = to.keys().copied().collect();
     let prefs = repo::prefs_for(conn, &ids, kind.as_str())?;
-    let payload = payload(conn, &c, event, kind, actor)?;
+    let payload = payload(conn, &c, event, Some(kind), actor)?;
     let t = now();
     let rows: Vec<NewOutbox> = to
         .into_values()
@@ -217,6 +233,8 @@ pub(crate) fn dispatch(
                 next_attempt_at: t,
                 digest_id: None,
                 created_at: t,
+                channel: crate::domain::hook::OutboxChannel::Mail,
+                hook_id: None,
             })
         })
         .collect();

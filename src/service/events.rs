@@ -1,6 +1,6 @@
 //! Recording an event: it is stored in the audit chain and the mails it causes are written
 //! to the outbox, both inside the caller's write transaction, so a committed event always
-//! has its mails and a rolled-back one none. Every event people are told about goes
+//! has its mails and hook deliveries and a rolled-back one none. Every event people are told about goes
 //! through [`record`]; `db::audit` is storage only.
 
 use diesel::QueryResult;
@@ -21,5 +21,6 @@ pub fn record(
     if let (Some(kind), Some(change)) = (event.notification(), change_id) {
         crate::notify::dispatch(tx.conn(), id, &actor.0, kind, change, &event)?;
     }
+    crate::notify::dispatch_hooks(tx.conn(), id, &actor.0, change_id, &event)?;
     Ok(id)
 }

@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod events;
 pub mod execution;
 pub mod expiry;
+pub mod hooks;
 pub mod inventory;
 pub mod notifications;
 pub mod queue;

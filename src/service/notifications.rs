@@ -98,7 +98,7 @@ fn admin(user: &CurrentUser) -> AppResult<()> {
     } else {
         Err(AppError::new(
             ErrorCode::Forbidden,
-            "only admins can see and retry the outbox",
+            "only admins can see and retry the outbox (mails and hook deliveries)",
         ))
     }
 }
@@ -107,6 +107,8 @@ fn admin(user: &CurrentUser) -> AppResult<()> {
 pub struct OutboxView {
     pub id: i64,
     pub kind: String,
+    /// `mail`, or `hook` (a chat or event hook's delivery; `recipient` is `hook:<id>`).
+    pub channel: crate::domain::hook::OutboxChannel,
     pub change: Option<String>,
     pub recipient: String,
     pub state: OutboxState,
@@ -121,6 +123,7 @@ fn view(r: OutboxRow) -> OutboxView {
     OutboxView {
         id: r.id,
         kind: r.event_kind,
+        channel: r.channel,
         change: r.change_id.map(super::views::number),
         recipient: r.recipient,
         state: r.state,
@@ -151,12 +154,12 @@ pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<Outbox
     admin(user)?;
     write_tx(conn, |conn| -> AppResult<()> {
         let row = repo::get(conn, id)?.ok_or_else(|| {
-            AppError::new(ErrorCode::NotFound, format!("no mail {id} in the outbox"))
+            AppError::new(ErrorCode::NotFound, format!("no message {id} in the outbox"))
         })?;
         if !repo::retry(conn, id)? {
             return Err(AppError::new(
                 ErrorCode::NotDead,
-                format!("mail {id} is {}; only dead mails can be retried", row.state),
+                format!("message {id} is {}; only dead messages can be retried", row.state),
             ));
         }
         record(

@@ -84,6 +84,7 @@ pub struct Application {
     server: Server,
     worker: Option<crate::exec::Worker>,
     mailer: Option<crate::notify::mailer::Mailer>,
+    hooks: Option<crate::notify::mailer::Mailer>,
 }
 
 impl Application {
@@ -108,6 +109,11 @@ impl Application {
         let mailer = (config.mail.mailer
             && !matches!(config.mail.transport, crate::config::MailTransport::Off))
         .then(|| crate::notify::mailer::Mailer::spawn(pool.clone(), config.mail.clone()));
+        // Hook deliveries go out whatever the mail transport (mail may be off).
+        let hooks = config
+            .mail
+            .mailer
+            .then(|| crate::notify::mailer::Mailer::spawn_hooks(pool.clone(), config.mail.clone()));
         let state = web::Data::new(AppState {
             pool,
             schema,
@@ -127,6 +133,7 @@ impl Application {
             server,
             worker,
             mailer,
+            hooks,
         })
     }
 
@@ -141,7 +148,7 @@ impl Application {
         if let Some(w) = self.worker {
             let _ = actix_web::rt::task::spawn_blocking(move || w.stop()).await;
         }
-        if let Some(m) = self.mailer {
+        for m in [self.mailer, self.hooks].into_iter().flatten() {
             let _ = actix_web::rt::task::spawn_blocking(move || m.stop()).await;
         }
         result
@@ -391,6 +398,14 @@ fn api_routes() -> actix_web::Scope {
             web::get().to(api::list_exceptions),
         )
         .route("/me/calendar-token", web::post().to(api::create_feed_token))
+        .route("/teams/{team}/hooks", web::get().to(api::list_hooks))
+        .route("/teams/{team}/hooks", web::post().to(api::create_hook))
+        .route("/teams/{team}/hooks/{id}", web::delete().to(api::delete_hook))
+        .route("/teams/{team}/hooks/{id}/test", web::post().to(api::test_hook))
+        .route(
+            "/teams/{team}/hooks/{id}/deliveries",
+            web::get().to(api::hook_deliveries),
+        )
         .default_service(web::to(api::not_found))
 }
 
@@ -556,6 +571,16 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/settings/tokens/{id}/revoke",
             web::post().to(pages::revoke_token),
+        )
+        .route("/teams/{team}/hooks", web::get().to(pages::hooks_page))
+        .route("/teams/{team}/hooks", web::post().to(pages::create_team_hook))
+        .route(
+            "/teams/{team}/hooks/{id}/delete",
+            web::post().to(pages::delete_team_hook),
+        )
+        .route(
+            "/teams/{team}/hooks/{id}/test",
+            web::post().to(pages::test_team_hook),
         )
         .route("/admin/outbox", web::get().to(pages::outbox))
         .route(

@@ -48,6 +48,7 @@ pub(crate) fn smtp_config(port: u16, digest_hours: f64) -> MailConfig {
         max_attempts: 6,
         retry_base_ms: 100,
         timeout_secs: 1,
+        hook_timeout_secs: 1,
         poll_ms: 50,
         digest_hours,
         lease_secs: 30,

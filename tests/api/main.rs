@@ -27,6 +27,7 @@ mod gates;
 mod guards;
 mod headers;
 mod helpers;
+mod hooks;
 mod inventory;
 mod limits;
 mod mail;

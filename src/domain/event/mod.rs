@@ -374,6 +374,29 @@ pub enum Event {
         mail: i64,
         recipient: String,
     },
+    // ---- chat and event hooks ----
+    /// A team subscribed a hook (its address is stored masked here: Slack's and Teams'
+    /// carry a credential).
+    HookCreated {
+        hook: i64,
+        team: String,
+        name: String,
+        format: crate::domain::hook::HookFormat,
+        url: String,
+        events: Vec<String>,
+    },
+    HookDeleted {
+        hook: i64,
+        team: String,
+        name: String,
+        /// Its deliveries not sent yet, given up.
+        abandoned: u64,
+    },
+    HookTested {
+        hook: i64,
+        team: String,
+        delivery: String,
+    },
 }
 
 /// How a change came to exist: asked for by a person, or derived (a rollback, a restore).
@@ -608,6 +631,9 @@ impl Event {
             Event::TokenRevoked { .. } => "token_revoked",
             Event::NotificationPreferencesSet(_) => "notification_preferences_set",
             Event::MailRetried { .. } => "mail_retried",
+            Event::HookCreated { .. } => "hook_created",
+            Event::HookDeleted { .. } => "hook_deleted",
+            Event::HookTested { .. } => "hook_tested",
         }
     }
 

@@ -87,6 +87,8 @@ pub fn approve(conn: &mut DbConn, user: &CurrentUser, id: i64, nid: i64) -> AppR
                 next_attempt_at: t,
                 digest_id: None,
                 created_at: t,
+                channel: crate::domain::hook::OutboxChannel::Mail,
+                hook_id: None,
             })
             .collect();
         outbox::enqueue(conn, &rows)?;

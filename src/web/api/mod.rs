@@ -21,6 +21,7 @@ mod calendar;
 mod changes;
 mod contacts;
 mod execution;
+mod hooks;
 mod inventory;
 mod notices;
 mod notifications;
@@ -41,6 +42,7 @@ pub use execution::{
     get_execution, get_schedule, pause_execution, resume_execution, retry_failed, rollback_change,
     schedule_start, skip_drifted, skip_wave, unschedule_start,
 };
+pub use hooks::{create_hook, delete_hook, hook_deliveries, list_hooks, test_hook};
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
 pub use notifications::{get_preferences, list_outbox, retry_mail, set_preferences};

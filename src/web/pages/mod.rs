@@ -19,6 +19,7 @@ mod calendar;
 mod change;
 mod edit;
 mod entities;
+mod hooks;
 mod lists;
 mod login;
 mod new_change;
@@ -42,6 +43,7 @@ pub use lists::{changes, home, queue};
 pub(crate) use login::safe_next;
 pub use login::{login, login_form, logout, random_password, CsrfForm};
 pub use new_change::{create_change, new_change, to_request, ChangeForm};
+pub use hooks::{create_hook as create_team_hook, delete_hook as delete_team_hook, hooks_page, test_hook as test_team_hook};
 pub use outbox::{outbox, retry_mail};
 pub use settings::{
     create_token, notification_settings, revoke_token, save_notifications, settings,
@@ -122,7 +124,7 @@ pub(crate) fn section_of(path: &str) -> &'static str {
         _ if under("/queue") => "queue",
         _ if under("/inventory") => "inventory",
         _ if under("/glossary") => "glossary",
-        _ if under("/settings") => "settings",
+        _ if under("/settings") || under("/teams") => "settings",
         _ if under("/admin/outbox") => "outbox",
         _ if under("/calendar") => "calendar",
         _ => "",
@@ -162,6 +164,9 @@ pub(crate) fn flash_text(code: &str) -> &'static str {
             "Your password is changed. Your other sessions are signed out; API tokens stay valid."
         }
         "session" => "That session is signed out.",
+        "hook_saved" => "The hook is added: events are posted to it from now on.",
+        "hook_deleted" => "The hook is deleted; its undelivered messages are given up.",
+        "hook_tested" => "A test message is on its way: its delivery shows below.",
         "sessions" => "All your other sessions are signed out.",
         _ => "Done.",
     }

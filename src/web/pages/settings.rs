@@ -32,6 +32,8 @@ pub(crate) struct SettingsPage {
     pub(crate) tokens: Vec<TokenItem>,
     pub(crate) new_token: Option<String>,
     pub(crate) email: String,
+    /// (team, its hooks page).
+    pub(crate) teams: Vec<(String, String)>,
     /// (value, label, selected) for the new token's lifetime.
     pub(crate) lifetimes: Vec<(String, String, bool)>,
 }
@@ -100,6 +102,12 @@ pub(crate) async fn settings_page(
                 .collect()
         },
         email: w.user.email.clone(),
+        teams: w
+            .user
+            .teams
+            .iter()
+            .map(|t| (t.clone(), format!("/teams/{}/hooks", super::hooks::segment(t))))
+            .collect(),
         new_token,
         lifetimes: TOKEN_LIFETIMES
             .iter()
