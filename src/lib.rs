@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod db;
 pub mod demo;
 pub mod domain;

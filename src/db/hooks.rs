@@ -38,7 +38,10 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<(Hook, String)>> {
 
 /// The hooks in force of the teams named (every team's when `teams` is `None`), with
 /// their team's name.
-pub fn subscribed(conn: &mut DbConn, team_names: Option<&[String]>) -> QueryResult<Vec<(Hook, String)>> {
+pub fn subscribed(
+    conn: &mut DbConn,
+    team_names: Option<&[String]>,
+) -> QueryResult<Vec<(Hook, String)>> {
     let mut q = hooks::table
         .inner_join(teams::table)
         .filter(hooks::deleted_at.is_null())
@@ -61,17 +64,17 @@ pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<Option<u64>> {
         return Ok(None);
     }
     let abandoned = diesel::update(
-            outbox::table
-                .filter(outbox::hook_id.eq(id))
-                .filter(outbox::state.eq(OutboxState::Pending)),
-        )
-        .set((
-            outbox::state.eq(OutboxState::Dead),
-            outbox::last_error.eq(Some("the hook was deleted")),
-            outbox::lease_owner.eq(None::<String>),
-            outbox::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-        ))
-        .execute(conn)?;
+        outbox::table
+            .filter(outbox::hook_id.eq(id))
+            .filter(outbox::state.eq(OutboxState::Pending)),
+    )
+    .set((
+        outbox::state.eq(OutboxState::Dead),
+        outbox::last_error.eq(Some("the hook was deleted")),
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+    ))
+    .execute(conn)?;
     Ok(Some(abandoned as u64))
 }
 

@@ -6,8 +6,6 @@ use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::ProposalAction;
-use super::event::Event;
 use super::text_enum::text_enum;
 
 /// How a hook's messages are shaped.
@@ -58,9 +56,7 @@ text_enum!(OutboxChannel, "outbox channel", {
 });
 
 /// The events a hook can subscribe to.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HookKind {
     NeedsSignoff,
@@ -98,7 +94,9 @@ impl HookKind {
             Self::NeedsSignoff => "A change was submitted and needs sign-off",
             Self::Signed => "Someone signed a change",
             Self::Approved => "A change was approved",
-            Self::Stale => "Sign-offs stopped counting (the targets or text changed, or they expired)",
+            Self::Stale => {
+                "Sign-offs stopped counting (the targets or text changed, or they expired)"
+            }
             Self::Rejected => "A change was rejected",
             Self::Cancelled => "A change was cancelled",
             Self::ExecutionStarted => "Execution started",
@@ -116,38 +114,6 @@ impl HookKind {
     /// change go to the hooks of the change's teams.
     pub fn is_calendar(self) -> bool {
         matches!(self, Self::Freeze | Self::Lockdown)
-    }
-
-    /// The hook delivery `event` causes, if any. A lockdown is announced once, by its
-    /// confirmation (not once per change it pauses).
-    pub fn of(event: &Event) -> Option<HookKind> {
-        use HookKind as K;
-        Some(match event {
-            Event::Submitted { .. } => K::NeedsSignoff,
-            Event::Signed { .. } => K::Signed,
-            Event::Approved { .. } => K::Approved,
-            Event::SignoffsStale(_) | Event::SignoffsExpired { .. } => K::Stale,
-            Event::Rejected { .. } => K::Rejected,
-            Event::Cancelled { .. } => K::Cancelled,
-            Event::ExecutionStarted { .. } => K::ExecutionStarted,
-            Event::ExecutionHalted { .. }
-            | Event::ExecutionPaused { .. }
-            | Event::ExecutionPausedByOperator { .. }
-            | Event::StartUnscheduled { refused: true, .. } => K::ExecutionHalted,
-            Event::ExecutionFinished { .. } | Event::ExecutionAborted { .. } => {
-                K::ExecutionFinished
-            }
-            Event::RollbackCreated { .. } => K::RollbackCreated,
-            Event::CalendarConfirmed {
-                calendar_action, ..
-            } => match calendar_action {
-                ProposalAction::CreateFreeze
-                | ProposalAction::EditFreeze
-                | ProposalAction::LiftFreeze => K::Freeze,
-                ProposalAction::DeclareLockdown | ProposalAction::LiftLockdown => K::Lockdown,
-            },
-            _ => return None,
-        })
     }
 }
 
@@ -250,7 +216,12 @@ mod tests {
 
     #[test]
     fn bad_hooks_are_refused_with_every_reason() {
-        assert!(check("ops", "https://hooks.slack.com/services/T/B/x", &["approved".into()]).is_empty());
+        assert!(check(
+            "ops",
+            "https://hooks.slack.com/services/T/B/x",
+            &["approved".into()]
+        )
+        .is_empty());
         let p = check("", "ftp://x", &["approve".into()]);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("name:"));
@@ -259,8 +230,12 @@ mod tests {
         assert!(check("a", "https://", &["freeze".into()])[0].contains("no host"));
         assert!(check("a", "https://u:p@x/", &["freeze".into()])[0].contains("user name"));
         assert!(check("a", "https://x/", &[])[0].contains("at least one"));
-        assert!(check("a", &format!("https://x/{}", "a".repeat(2001)), &["freeze".into()])[0]
-            .contains("longer"));
+        assert!(check(
+            "a",
+            &format!("https://x/{}", "a".repeat(2001)),
+            &["freeze".into()]
+        )[0]
+        .contains("longer"));
     }
 
     #[test]
@@ -269,29 +244,10 @@ mod tests {
             masked_url("https://hooks.slack.com/services/T0/B0/secret"),
             "https://hooks.slack.com/services/…"
         );
-        assert_eq!(masked_url("http://127.0.0.1:9/hook"), "http://127.0.0.1:9/…");
+        assert_eq!(
+            masked_url("http://127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/…"
+        );
         assert_eq!(masked_url("http://127.0.0.1:9"), "http://127.0.0.1:9/");
-    }
-
-    #[test]
-    fn lockdowns_are_told_once_by_their_confirmation() {
-        let e = Event::LockdownDeclared {
-            lockdown: 1,
-            reason: "r".into(),
-            proposed_by: "a".into(),
-            confirmed_by: "b".into(),
-        };
-        assert_eq!(HookKind::of(&e), None);
-        let c = Event::CalendarConfirmed {
-            proposal: 1,
-            calendar_action: ProposalAction::DeclareLockdown,
-            proposed_by: "a".into(),
-            summary: "s".into(),
-            freeze: None,
-            lockdown: Some(1),
-        };
-        assert_eq!(HookKind::of(&c), Some(HookKind::Lockdown));
-        assert!(HookKind::Lockdown.is_calendar());
-        assert!(!HookKind::Approved.is_calendar());
     }
 }

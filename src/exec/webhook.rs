@@ -104,9 +104,29 @@ pub fn payload(
     body
 }
 
-/// One call: POST the document for `it`, read at most [`MAX_ANSWER_BYTES`] + 1 of the
-/// answer, and judge it with [`parse_answer`].
+/// One call, timed for `/metrics` (`countersign_delivery_duration_seconds`, channel
+/// `executor`).
 async fn call(
+    client: &reqwest::Client,
+    spec: &WebhookSpec,
+    secret: &str,
+    body: Value,
+    it: &ExecutionItem,
+) -> Answer {
+    let started = Instant::now();
+    let answer = attempt(client, spec, secret, body, it).await;
+    let outcome = match answer {
+        Answer::Done => "delivered",
+        Answer::Retry(_) => "retry",
+        Answer::Fail(_) => "refused",
+    };
+    crate::counters::delivery("executor", outcome, started.elapsed());
+    answer
+}
+
+/// POST the document for `it`, read at most [`MAX_ANSWER_BYTES`] + 1 of the answer, and
+/// judge it with [`parse_answer`].
+async fn attempt(
     client: &reqwest::Client,
     spec: &WebhookSpec,
     secret: &str,

@@ -170,7 +170,9 @@ fn slack(m: &Message) -> Value {
             json!({"type": "mrkdwn", "text": format!("*Operation*\n{}", slack_text(&c.operation))}),
         ];
         if let Some(who) = &m.must_act {
-            fields.push(json!({"type": "mrkdwn", "text": format!("*Who must act*\n{}", slack_text(who))}));
+            fields.push(
+                json!({"type": "mrkdwn", "text": format!("*Who must act*\n{}", slack_text(who))}),
+            );
         }
         blocks.push(json!({"type": "section", "fields": fields}));
         blocks.push(json!({"type": "context", "elements": [
@@ -270,7 +272,10 @@ mod tests {
         let m = message("approved", &approved(), "https://cs.example/");
         let b = body(HookFormat::Slack, &m, "d1", "t");
         let text = b["blocks"][0]["text"]["text"].as_str().unwrap();
-        assert!(text.starts_with("*<https://cs.example/changes/CHG-12|CHG-12 · Remove &lt;b&gt;legacy"), "{text}");
+        assert!(
+            text.starts_with("*<https://cs.example/changes/CHG-12|CHG-12 · Remove &lt;b&gt;legacy"),
+            "{text}"
+        );
         assert!(text.contains("CHG-12 is approved"), "{text}");
         let fields = b["blocks"][1]["fields"].to_string();
         assert!(fields.contains("*State*\\napproved"), "{fields}");
@@ -279,7 +284,10 @@ mod tests {
             b["blocks"][2]["elements"][0]["text"],
             "Blast radius: 3 app installs on 2 sites of 1 org"
         );
-        assert_eq!(b["blocks"][3]["elements"][0]["url"], "https://cs.example/changes/CHG-12");
+        assert_eq!(
+            b["blocks"][3]["elements"][0]["url"],
+            "https://cs.example/changes/CHG-12"
+        );
         assert!(!b["text"].as_str().unwrap().contains('<'));
     }
 
@@ -289,11 +297,17 @@ mod tests {
         let b = body(HookFormat::Teams, &m, "d1", "t");
         let card = &b["attachments"][0]["content"];
         assert_eq!(card["type"], "AdaptiveCard");
-        assert_eq!(card["actions"][0]["url"], "https://cs.example/changes/CHG-12");
+        assert_eq!(
+            card["actions"][0]["url"],
+            "https://cs.example/changes/CHG-12"
+        );
         let title = card["body"][1]["text"].as_str().unwrap();
         assert!(title.contains("[x]\u{200B}(http://evil)"), "{title}");
         let facts = card["body"][2]["facts"].to_string();
-        assert!(facts.contains("Blast radius") && facts.contains("Who must act"), "{facts}");
+        assert!(
+            facts.contains("Blast radius") && facts.contains("Who must act"),
+            "{facts}"
+        );
     }
 
     #[test]
@@ -314,7 +328,11 @@ mod tests {
             "calendar_action": "declare_lockdown", "summary": "incident 42", "proposed_by": "root@x", "proposal": 1}});
         let m = message("lockdown", &p, "http://h");
         assert_eq!(m.link, "http://h/calendar");
-        assert!(m.headline.starts_with("Lockdown declared: incident 42"), "{}", m.headline);
+        assert!(
+            m.headline.starts_with("Lockdown declared: incident 42"),
+            "{}",
+            m.headline
+        );
         assert!(m.change.is_none());
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use diesel::QueryResult;
 use serde_json::{json, Value};
 
+use super::delivery::{Deliver, Outcome};
 use super::hook_format::{body, message};
-use super::mailer::{Deliver, Outcome};
 use crate::config::MailConfig;
 use crate::db::models::{Change, NewOutbox, OutboxRow};
 use crate::db::{changes as change_repo, hooks as repo, now, outbox, DbConn, Pool};
@@ -29,9 +29,11 @@ pub const SIGNATURE_HEADER: &str = "X-Countersign-Signature";
 /// The signature of a JSON hook's request: over the timestamp and the body, so a
 /// receiver that checks the timestamp's age refuses a replay.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut signed = format!("{timestamp}.").into_bytes();
-    signed.extend_from_slice(body);
-    crate::exec::webhook::sign(secret, &signed)
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Write the hook deliveries of audit event `event_id` (of change `change`, if any).
@@ -44,7 +46,7 @@ pub(crate) fn dispatch(
     event: &Event,
     mail_payload: impl FnOnce(&mut DbConn, &Change) -> QueryResult<String>,
 ) -> QueryResult<()> {
-    let Some(kind) = HookKind::of(event) else {
+    let Some(kind) = event.hook_kind() else {
         return Ok(());
     };
     let (hooks, payload) = if kind.is_calendar() {
@@ -54,7 +56,11 @@ pub(crate) fn dispatch(
         });
         (hooks, payload)
     } else {
-        let Some(c) = change.map(|id| change_repo::get(conn, id)).transpose()?.flatten() else {
+        let Some(c) = change
+            .map(|id| change_repo::get(conn, id))
+            .transpose()?
+            .flatten()
+        else {
             return Ok(());
         };
         let mut teams = vec![c.requesting_team.clone(), c.implementing_team.clone()];
@@ -170,8 +176,16 @@ fn missing_signoffs(conn: &mut DbConn, c: &Change) -> QueryResult<String> {
         who.len() as u32
     };
     let sides = [
-        (Side::Requester, policy.signoffs.requester, Some(c.requesting_team.clone())),
-        (Side::Implementer, policy.signoffs.implementer, Some(c.implementing_team.clone())),
+        (
+            Side::Requester,
+            policy.signoffs.requester,
+            Some(c.requesting_team.clone()),
+        ),
+        (
+            Side::Implementer,
+            policy.signoffs.implementer,
+            Some(c.implementing_team.clone()),
+        ),
         (
             Side::Reviewer,
             policy.signoffs.reviewer,
@@ -242,12 +256,7 @@ impl HookSender {
             Ok(r) if r.status().is_success() => Outcome::Sent,
             Ok(r) => {
                 let status = r.status();
-                let said: String = r
-                    .text()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
+                let said: String = r.text().unwrap_or_default().chars().take(200).collect();
                 let e = format!("the receiver answered {status}: {}", said.trim());
                 if status.is_server_error()
                     || status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -259,7 +268,9 @@ impl HookSender {
                 }
             }
             // The address is never in the message: Slack's and Teams' carry a credential.
-            Err(e) if e.is_timeout() => Outcome::Transient("the receiver did not answer in time".into()),
+            Err(e) if e.is_timeout() => {
+                Outcome::Transient("the receiver did not answer in time".into())
+            }
             Err(e) if e.is_connect() => Outcome::Transient("cannot connect to the receiver".into()),
             Err(e) => Outcome::Transient(format!("delivery failed: {}", e.without_url())),
         }

@@ -18,6 +18,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 use serde_json::json;
 
+use super::delivery::{Deliver, Outcome};
 use super::mail::{self, MailSettings};
 use crate::config::{MailConfig, MailTransport, SmtpTls};
 use crate::db::models::{NewOutbox, OutboxRow};
@@ -46,12 +47,13 @@ impl Mailer {
 
     /// The hook deliverer: chat and event hooks.
     pub fn spawn_hooks(pool: Pool, config: MailConfig) -> Mailer {
-        Self::start("countersign-hooks", move |flag| {
-            match super::hooks::HookSender::new(&config) {
+        Self::start(
+            "countersign-hooks",
+            move |flag| match super::hooks::HookSender::new(&config) {
                 Ok(sender) => run(pool, &config, OutboxChannel::Hook, sender, flag),
                 Err(e) => tracing::error!(error = %e, "hook deliverer cannot start"),
-            }
-        })
+            },
+        )
     }
 
     fn start(name: &str, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Mailer {
@@ -81,22 +83,6 @@ impl Drop for Mailer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
-}
-
-/// What one delivery attempt came to.
-pub(super) enum Outcome {
-    Sent,
-    /// Retry later (connection refused, timeout, 4xx).
-    Transient(String),
-    /// Never retry (5xx for this recipient, an unusable address).
-    Permanent(String),
-}
-
-/// Delivers the rows of one channel.
-pub(super) trait Deliver {
-    /// Work before each claim (the mailer collects digests).
-    fn before_claim(&mut self, _pool: &Pool, _config: &MailConfig) {}
-    fn deliver(&mut self, pool: &Pool, row: &OutboxRow) -> Outcome;
 }
 
 struct Sender {
@@ -215,9 +201,10 @@ fn run(
     let ttl = chrono::Duration::seconds(config.lease_secs as i64);
     while !stop.load(Ordering::SeqCst) {
         sender.before_claim(&pool, config);
-        let claimed = pool.get().map_err(AppError::from).and_then(|mut c| {
-            write_tx(&mut c, |c| Ok(repo::claim(c, &owner, ttl, 20, channel)?))
-        });
+        let claimed = pool
+            .get()
+            .map_err(AppError::from)
+            .and_then(|mut c| write_tx(&mut c, |c| Ok(repo::claim(c, &owner, ttl, 20, channel)?)));
         let rows = match claimed {
             Ok(rows) => rows,
             Err(e) => {
@@ -243,7 +230,17 @@ fn run(
             if !matches!(mine, Ok(true)) {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcome = sender.deliver(&pool, &row);
+            crate::counters::delivery(
+                channel.as_str(),
+                match outcome {
+                    Outcome::Sent => "delivered",
+                    Outcome::Transient(_) => "retry",
+                    Outcome::Permanent(_) => "refused",
+                },
+                started.elapsed(),
+            );
             let recorded = pool.get().map_err(AppError::from).and_then(|mut c| {
                 write_tx(&mut c, |c| {
                     Ok(match &outcome {

@@ -3,6 +3,7 @@
 //! has its mails and a rolled-back one none. The mailer (`mailer.rs`) delivers them; the
 //! mails are rendered from the facts stored with each row (`mail.rs`).
 
+mod delivery;
 mod hook_format;
 pub mod hooks;
 pub mod mail;

@@ -110,9 +110,12 @@ fn view(conn: &mut DbConn, h: Hook, team: &str) -> AppResult<HookView> {
 }
 
 /// The team, if `user` may manage its hooks (a member or an admin).
-fn team_for(conn: &mut DbConn, user: &CurrentUser, team: &str) -> AppResult<crate::db::models::Team> {
-    let t = users::find_team(conn, team)?
-        .ok_or_else(|| AppError::not_found("team", team))?;
+fn team_for(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    team: &str,
+) -> AppResult<crate::db::models::Team> {
+    let t = users::find_team(conn, team)?.ok_or_else(|| AppError::not_found("team", team))?;
     if !user.is_admin && !user.in_team(team) {
         return Err(AppError::new(
             ErrorCode::NotInTeam,
@@ -139,8 +142,14 @@ pub fn list(conn: &mut DbConn, user: &CurrentUser, team: &str) -> AppResult<Team
     Ok(TeamHooks {
         team: t.name,
         hooks,
-        formats: HookFormat::VALUES.iter().map(|f| (*f, f.describe())).collect(),
-        events: HookKind::VALUES.iter().map(|k| (*k, k.describe())).collect(),
+        formats: HookFormat::VALUES
+            .iter()
+            .map(|f| (*f, f.describe()))
+            .collect(),
+        events: HookKind::VALUES
+            .iter()
+            .map(|k| (*k, k.describe()))
+            .collect(),
     })
 }
 
@@ -155,7 +164,9 @@ fn problems(input: &NewHookInput) -> Vec<String> {
         Some(HookFormat::Json) => {
             if let Some(s) = &input.secret {
                 let n = s.chars().count();
-                if !(16..=200).contains(&n) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                if !(16..=200).contains(&n)
+                    || s.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
                     p.push("secret: 16 to 200 characters without spaces".into());
                 }
             }
@@ -194,11 +205,15 @@ pub fn create(
     events.sort();
     events.dedup();
     let secret = (format == HookFormat::Json).then(|| {
-        input.secret.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-            let mut b = [0u8; 24];
-            rand::thread_rng().fill_bytes(&mut b);
-            hex::encode(b)
-        })
+        input
+            .secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                let mut b = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut b);
+                hex::encode(b)
+            })
     });
     let hook = write_tx(conn, |conn| -> AppResult<Hook> {
         if repo::count_locked(conn, t.id)? >= MAX_HOOKS_PER_TEAM as i64 {

@@ -154,12 +154,18 @@ pub fn retry(conn: &mut DbConn, user: &CurrentUser, id: i64) -> AppResult<Outbox
     admin(user)?;
     write_tx(conn, |conn| -> AppResult<()> {
         let row = repo::get(conn, id)?.ok_or_else(|| {
-            AppError::new(ErrorCode::NotFound, format!("no message {id} in the outbox"))
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("no message {id} in the outbox"),
+            )
         })?;
         if !repo::retry(conn, id)? {
             return Err(AppError::new(
                 ErrorCode::NotDead,
-                format!("message {id} is {}; only dead messages can be retried", row.state),
+                format!(
+                    "message {id} is {}; only dead messages can be retried",
+                    row.state
+                ),
             ));
         }
         record(

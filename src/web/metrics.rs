@@ -85,7 +85,7 @@ impl Metrics {
 struct Stored {
     executions: Vec<(String, i64)>,
     items: Vec<(String, i64)>,
-    outbox: Vec<(String, String, i64)>,
+    outbox: Vec<(String, String, String, i64)>,
     halts: i64,
     audit_events: i64,
 }
@@ -101,8 +101,13 @@ fn stored(conn: &mut DbConn) -> AppResult<Stored> {
             .select((execution_items::status, count_star()))
             .load(conn)?;
         let outbox = outbox::table
-            .group_by((outbox::state, outbox::event_kind))
-            .select((outbox::state, outbox::event_kind, count_star()))
+            .group_by((outbox::state, outbox::channel, outbox::event_kind))
+            .select((
+                outbox::state,
+                outbox::channel,
+                outbox::event_kind,
+                count_star(),
+            ))
             .load(conn)?;
         let count_action = |conn: &mut DbConn, action: &str| -> QueryResult<i64> {
             audit_events::table
@@ -154,25 +159,28 @@ fn snapshot_registry(s: &Stored, pool: &crate::db::Pool) -> Registry {
     let ob = gauge(
         &r,
         "countersign_outbox_messages",
-        "Outbox messages by state (pending, sent, dead, digest, digested) and kind",
-        &["state", "kind"],
+        "Outbox messages by state (pending, sent, dead, digest, digested), channel (mail, hook) and kind",
+        &["state", "channel", "kind"],
     );
-    for (state, kind, n) in &s.outbox {
-        ob.with_label_values(&[state, kind]).set(*n);
+    for (state, channel, kind, n) in &s.outbox {
+        ob.with_label_values(&[state, channel, kind]).set(*n);
     }
     let dead = gauge(
         &r,
         "countersign_outbox_dead",
-        "Outbox messages given up on (dead letters), all kinds",
-        &[],
+        "Outbox messages given up on (dead letters), by channel",
+        &["channel"],
     );
-    dead.with_label_values::<&str>(&[]).set(
-        s.outbox
-            .iter()
-            .filter(|(st, _, _)| st == "dead")
-            .map(|(_, _, n)| n)
-            .sum(),
-    );
+    for channel in crate::domain::hook::OutboxChannel::VALUES {
+        let channel = channel.as_str();
+        dead.with_label_values(&[channel]).set(
+            s.outbox
+                .iter()
+                .filter(|(st, ch, _, _)| st == "dead" && ch == channel)
+                .map(|(_, _, _, n)| n)
+                .sum(),
+        );
+    }
     for (name, help, v) in [
         (
             "countersign_execution_halts_total",
@@ -227,6 +235,7 @@ pub async fn metrics(state: State, req: HttpRequest) -> Result<HttpResponse, App
     let s = with_conn(&state, stored).await?;
     let mut families = state.metrics.registry.gather();
     families.extend(snapshot_registry(&s, &state.pool).gather());
+    families.extend(crate::counters::gather());
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&families, &mut out)

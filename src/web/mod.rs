@@ -400,8 +400,14 @@ fn api_routes() -> actix_web::Scope {
         .route("/me/calendar-token", web::post().to(api::create_feed_token))
         .route("/teams/{team}/hooks", web::get().to(api::list_hooks))
         .route("/teams/{team}/hooks", web::post().to(api::create_hook))
-        .route("/teams/{team}/hooks/{id}", web::delete().to(api::delete_hook))
-        .route("/teams/{team}/hooks/{id}/test", web::post().to(api::test_hook))
+        .route(
+            "/teams/{team}/hooks/{id}",
+            web::delete().to(api::delete_hook),
+        )
+        .route(
+            "/teams/{team}/hooks/{id}/test",
+            web::post().to(api::test_hook),
+        )
         .route(
             "/teams/{team}/hooks/{id}/deliveries",
             web::get().to(api::hook_deliveries),
@@ -573,7 +579,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::revoke_token),
         )
         .route("/teams/{team}/hooks", web::get().to(pages::hooks_page))
-        .route("/teams/{team}/hooks", web::post().to(pages::create_team_hook))
+        .route(
+            "/teams/{team}/hooks",
+            web::post().to(pages::create_team_hook),
+        )
         .route(
             "/teams/{team}/hooks/{id}/delete",
             web::post().to(pages::delete_team_hook),

@@ -55,7 +55,9 @@ impl Receiver {
                         headers: req
                             .headers()
                             .iter()
-                            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                            .map(|(k, v)| {
+                                (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                            })
                             .collect(),
                         raw: body.to_vec(),
                         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -132,7 +134,10 @@ async fn delivered(app: &TestApp, team: &str, id: i64, n: usize) -> Vec<Value> {
     let mut last = Value::Null;
     for _ in 0..300 {
         let (s, v) = app
-            .get(&format!("/api/v1/teams/{team}/hooks/{id}/deliveries"), "root")
+            .get(
+                &format!("/api/v1/teams/{team}/hooks/{id}/deliveries"),
+                "root",
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let list = v["deliveries"].as_array().unwrap().clone();
@@ -176,7 +181,10 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
     let secret = generic["secret"].as_str().unwrap().to_string();
     assert!(secret.len() >= 32, "{generic}");
     assert!(slack["secret"].is_null(), "{slack}");
-    assert_eq!(slack["hook"]["url"], format!("{}/slack", r.base).replace("/slack", "/…"));
+    assert_eq!(
+        slack["hook"]["url"],
+        format!("{}/slack", r.base).replace("/slack", "/…")
+    );
 
     let (id, change) = run_change(&app).await;
     let chg = format!("CHG-{id}");
@@ -184,7 +192,13 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
     let radius = change["summary"]["text"].as_str().unwrap().to_string();
 
     // Slack: Block Kit, the change linked, its state, who must act, the blast radius.
-    let s = delivered(&app, "platform-ops", slack["hook"]["id"].as_i64().unwrap(), 2).await;
+    let s = delivered(
+        &app,
+        "platform-ops",
+        slack["hook"]["id"].as_i64().unwrap(),
+        2,
+    )
+    .await;
     assert_eq!(kinds(&s), ["needs_signoff", "approved"]);
     let got = r.accepted("slack");
     assert_eq!(got.len(), 2);
@@ -194,20 +208,31 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
     let fields = first["blocks"][1]["fields"].to_string();
     assert!(fields.contains("awaiting sign-off"), "{fields}");
     assert!(
-        fields.contains("app-owners: 1 more requester sign-off; platform-ops: 1 more implementer sign-off"),
+        fields.contains(
+            "app-owners: 1 more requester sign-off; platform-ops: 1 more implementer sign-off"
+        ),
         "{fields}"
     );
-    assert_eq!(first["blocks"][2]["elements"][0]["text"], format!("Blast radius: {radius}"));
+    assert_eq!(
+        first["blocks"][2]["elements"][0]["text"],
+        format!("Blast radius: {radius}")
+    );
     assert_eq!(first["blocks"][3]["elements"][0]["url"], link);
     assert!(first["text"].as_str().unwrap().contains(&chg));
     let approved = got[1].body["blocks"][1]["fields"].to_string();
-    assert!(approved.contains("platform-ops: an implementer can execute it"), "{approved}");
+    assert!(
+        approved.contains("platform-ops: an implementer can execute it"),
+        "{approved}"
+    );
 
     // Teams: an Adaptive Card with the facts and a link to open the change.
     let t = delivered(&app, "app-owners", teams["hook"]["id"].as_i64().unwrap(), 2).await;
     assert_eq!(kinds(&t), ["approved", "execution_finished"]);
     let card = &r.accepted("teams")[0].body["attachments"][0];
-    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     assert_eq!(card["content"]["type"], "AdaptiveCard");
     assert_eq!(card["content"]["actions"][0]["type"], "Action.OpenUrl");
     assert_eq!(card["content"]["actions"][0]["url"], link);
@@ -215,16 +240,34 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["title"].as_str().unwrap().into(), f["value"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap().into(),
+                f["value"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(facts["State"], "approved");
     assert_eq!(facts["Blast radius"], radius);
 
     // JSON: every subscribed event once, in order, signed over the timestamp and body.
-    let j = delivered(&app, "platform-ops", generic["hook"]["id"].as_i64().unwrap(), 6).await;
+    let j = delivered(
+        &app,
+        "platform-ops",
+        generic["hook"]["id"].as_i64().unwrap(),
+        6,
+    )
+    .await;
     assert_eq!(
         kinds(&j),
-        ["needs_signoff", "signed", "signed", "approved", "execution_started", "execution_finished"]
+        [
+            "needs_signoff",
+            "signed",
+            "signed",
+            "approved",
+            "execution_started",
+            "execution_finished"
+        ]
     );
     let got = r.accepted("json");
     assert_eq!(got.len(), 6);
@@ -250,7 +293,13 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
     // The outsiders' hook got nothing; the admin outbox lists hook deliveries by channel.
     assert!(r.all("outsiders").is_empty());
     let (_, o) = app
-        .get(&format!("/api/v1/teams/outsiders/hooks/{}/deliveries", other["hook"]["id"]), "otto")
+        .get(
+            &format!(
+                "/api/v1/teams/outsiders/hooks/{}/deliveries",
+                other["hook"]["id"]
+            ),
+            "otto",
+        )
         .await;
     assert_eq!(o["deliveries"], json!([]));
     let (_, out) = app.get("/api/v1/outbox?state=sent", "root").await;
@@ -261,6 +310,26 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
         .filter(|m| m["channel"] == "hook")
         .count();
     assert_eq!(hooks, 2 + 2 + 6);
+    // `/metrics`: hook deliveries by channel, and how long each attempt took.
+    let (_, text) = crate::metrics::scrape(&app, None).await;
+    use crate::metrics::sample;
+    assert_eq!(
+        sample(
+            &text,
+            "countersign_outbox_messages",
+            &["state=\"sent\"", "channel=\"hook\"", "kind=\"approved\""]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "countersign_delivery_duration_seconds_count",
+            &["channel=\"hook\"", "outcome=\"delivered\""]
+        ) >= Some(10.0),
+        "{text}"
+    );
 }
 
 async fn a_receiver_down_then_back_gets_each_event_once(backend: Backend) {
@@ -278,14 +347,27 @@ async fn a_receiver_down_then_back_gets_each_event_once(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(r.all("flaky").len() >= 6, "the deliverer retried while it was down");
+    assert!(
+        r.all("flaky").len() >= 6,
+        "the deliverer retried while it was down"
+    );
     r.answer.store(0, Ordering::SeqCst);
     let list = delivered(&app, "platform-ops", id, 6).await;
     assert_eq!(
         kinds(&list),
-        ["needs_signoff", "signed", "signed", "approved", "execution_started", "execution_finished"]
+        [
+            "needs_signoff",
+            "signed",
+            "signed",
+            "approved",
+            "execution_started",
+            "execution_finished"
+        ]
     );
-    assert!(list.iter().any(|d| d["attempts"].as_i64().unwrap() > 1), "{list:?}");
+    assert!(
+        list.iter().any(|d| d["attempts"].as_i64().unwrap() > 1),
+        "{list:?}"
+    );
     let ok = r.accepted("flaky");
     let mut ids: Vec<String> = ok
         .iter()
@@ -303,13 +385,19 @@ async fn a_receiver_down_then_back_gets_each_event_once(backend: Backend) {
         .map(|g| g.headers["x-countersign-delivery"].clone())
         .collect();
     assert!(refused.iter().all(|d| ids.contains(d)));
-    assert!(ok.iter().all(|g| g.body["change"]["id"] == format!("CHG-{cid}")));
+    assert!(ok
+        .iter()
+        .all(|g| g.body["change"]["id"] == format!("CHG-{cid}")));
 
     // A receiver that refuses for good (404): dead at once; an admin retries it once the
     // receiver is fixed, and it arrives once.
     r.answer.store(404, Ordering::SeqCst);
     let (s, t) = app
-        .post(&format!("/api/v1/teams/platform-ops/hooks/{id}/test"), "carla", json!({}))
+        .post(
+            &format!("/api/v1/teams/platform-ops/hooks/{id}/test"),
+            "carla",
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{t}");
     assert_eq!(t["event"], "test");
@@ -317,21 +405,34 @@ async fn a_receiver_down_then_back_gets_each_event_once(backend: Backend) {
     let mut dead = Value::Null;
     for _ in 0..200 {
         let (_, v) = app.get("/api/v1/outbox?state=dead", "root").await;
-        if let Some(m) = v["mails"].as_array().unwrap().iter().find(|m| m["id"] == mail) {
+        if let Some(m) = v["mails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == mail)
+        {
             dead = m.clone();
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(dead["attempts"], 1, "a 404 is not retried: {dead}");
-    assert!(dead["last_error"].as_str().unwrap().contains("404"), "{dead}");
-    assert!(!dead["last_error"].as_str().unwrap().contains("127.0.0.1"), "no address in errors");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("404"),
+        "{dead}"
+    );
+    assert!(
+        !dead["last_error"].as_str().unwrap().contains("127.0.0.1"),
+        "no address in errors"
+    );
     r.answer.store(0, Ordering::SeqCst);
     let (s, v) = app
         .post(&format!("/api/v1/outbox/{mail}/retry"), "carla", json!({}))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only admins retry: {v}");
-    let (s, v) = app.post(&format!("/api/v1/outbox/{mail}/retry"), "root", json!({})).await;
+    let (s, v) = app
+        .post(&format!("/api/v1/outbox/{mail}/retry"), "root", json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let list = delivered(&app, "platform-ops", id, 7).await;
     assert_eq!(list[6]["event"], "test");
@@ -341,7 +442,10 @@ async fn a_receiver_down_then_back_gets_each_event_once(backend: Backend) {
         .filter(|g| g.headers["x-countersign-event"] == "test")
         .collect();
     assert_eq!(tests.len(), 1);
-    assert!(tests[0].body["headline"].as_str().unwrap().contains("`flaky` of team platform-ops"));
+    assert!(tests[0].body["headline"]
+        .as_str()
+        .unwrap()
+        .contains("`flaky` of team platform-ops"));
 }
 
 async fn calendar_events_reach_every_team(backend: Backend) {
@@ -349,39 +453,83 @@ async fn calendar_events_reach_every_team(backend: Backend) {
     let token = {
         use countersign::db::{users, write_tx};
         let mut conn = app.conn();
-        write_tx(&mut conn, |conn| -> Result<String, countersign::error::AppError> {
-            let u = users::create_user(conn, "rita@admin.example", "Rita", true)?;
-            Ok(users::create_token(conn, u.id, "test")?)
-        })
+        write_tx(
+            &mut conn,
+            |conn| -> Result<String, countersign::error::AppError> {
+                let u = users::create_user(conn, "rita@admin.example", "Rita", true)?;
+                Ok(users::create_token(conn, u.id, "test")?)
+            },
+        )
         .unwrap()
     };
     app.tokens.insert("rita", token);
     let r = Receiver::start().await;
-    let a = add_hook(&app, "ana", "app-owners", json!({"name": "a", "format": "slack", "url": r.url("a"), "events": ["lockdown"]})).await;
-    let o = add_hook(&app, "otto", "outsiders", json!({"name": "o", "format": "json", "url": r.url("o"), "events": ["lockdown", "freeze"]})).await;
-    let p = add_hook(&app, "carla", "platform-ops", json!({"name": "p", "format": "json", "url": r.url("p"), "events": ["approved"]})).await;
+    let a = add_hook(
+        &app,
+        "ana",
+        "app-owners",
+        json!({"name": "a", "format": "slack", "url": r.url("a"), "events": ["lockdown"]}),
+    )
+    .await;
+    let o = add_hook(
+        &app,
+        "otto",
+        "outsiders",
+        json!({"name": "o", "format": "json", "url": r.url("o"), "events": ["lockdown", "freeze"]}),
+    )
+    .await;
+    let p = add_hook(
+        &app,
+        "carla",
+        "platform-ops",
+        json!({"name": "p", "format": "json", "url": r.url("p"), "events": ["approved"]}),
+    )
+    .await;
     let (s, v) = app
-        .post("/api/v1/calendar/lockdown", "root", json!({"reason": "incident 42"}))
+        .post(
+            "/api/v1/calendar/lockdown",
+            "root",
+            json!({"reason": "incident 42"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = app
-        .post(&format!("/api/v1/calendar/proposals/{}/confirm", v["id"]), "rita", json!({}))
+        .post(
+            &format!("/api/v1/calendar/proposals/{}/confirm", v["id"]),
+            "rita",
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     delivered(&app, "app-owners", a["hook"]["id"].as_i64().unwrap(), 1).await;
     let got = delivered(&app, "outsiders", o["hook"]["id"].as_i64().unwrap(), 1).await;
     assert_eq!(kinds(&got), ["lockdown"]);
     let body = &r.accepted("o")[0].body;
-    assert!(body["headline"].as_str().unwrap().starts_with("Lockdown declared"), "{body}");
+    assert!(
+        body["headline"]
+            .as_str()
+            .unwrap()
+            .starts_with("Lockdown declared"),
+        "{body}"
+    );
     assert_eq!(body["url"], "https://cs.example/calendar");
     assert!(body["change"].is_null());
     let slack = &r.accepted("a")[0].body;
-    assert!(slack["blocks"][0]["text"]["text"].as_str().unwrap().contains("Lockdown declared"));
+    assert!(slack["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Lockdown declared"));
     // Not subscribed: nothing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(r.all("p").is_empty());
     let (_, v) = app
-        .get(&format!("/api/v1/teams/platform-ops/hooks/{}/deliveries", p["hook"]["id"]), "carla")
+        .get(
+            &format!(
+                "/api/v1/teams/platform-ops/hooks/{}/deliveries",
+                p["hook"]["id"]
+            ),
+            "carla",
+        )
         .await;
     assert_eq!(v["deliveries"], json!([]));
 }
@@ -390,7 +538,11 @@ async fn hooks_are_managed_by_their_team(app: TestApp) {
     let base = "/api/v1/teams/platform-ops/hooks";
     // Every problem at once, each named by its field.
     let (s, v) = app
-        .post(base, "carla", json!({"name": "", "format": "irc", "url": "ftp://x", "events": ["approve"]}))
+        .post(
+            base,
+            "carla",
+            json!({"name": "", "format": "irc", "url": "ftp://x", "events": ["approve"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "invalid_hook");
@@ -403,13 +555,18 @@ async fn hooks_are_managed_by_their_team(app: TestApp) {
     assert_eq!(problems.len(), 4, "{v}");
     assert!(problems.iter().any(|p| p.starts_with("name:")));
     assert!(problems.iter().any(|p| p.starts_with("url:")));
-    assert!(problems.iter().any(|p| p.contains("`approve` is not an event")));
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("`approve` is not an event")));
     assert!(problems.iter().any(|p| p.contains("`irc` is not one of")));
     let (s, v) = app
         .post(base, "carla", json!({"name": "x", "format": "slack", "url": "https://h/x", "events": ["approved"], "colour": "red"}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("colour"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("colour"),
+        "{v}"
+    );
 
     // Members and admins manage a team's hooks; nobody else sees them.
     let h = add_hook(&app, "carla", "platform-ops", json!({"name": "ops", "format": "slack",
@@ -420,17 +577,27 @@ async fn hooks_are_managed_by_their_team(app: TestApp) {
         let (s, v) = app.get(base, who).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {v}");
         assert_eq!(v["error"]["code"], "not_in_team");
-        let (s, _) = app.send(reqwest::Method::DELETE, &format!("{base}/{id}"), who, None).await;
+        let (s, _) = app
+            .send(reqwest::Method::DELETE, &format!("{base}/{id}"), who, None)
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
     let (s, v) = app.get(base, "root").await;
     assert_eq!(s, StatusCode::OK);
     let listed = v.to_string();
-    assert!(!listed.contains("XXXXSECRETXXXX"), "the address is masked: {listed}");
+    assert!(
+        !listed.contains("XXXXSECRETXXXX"),
+        "the address is masked: {listed}"
+    );
     assert_eq!(v["hooks"][0]["url"], "https://hooks.slack.com/services/…");
     let (s, v) = app.get("/api/v1/teams/nope/hooks", "root").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, _) = app.get(&format!("/api/v1/teams/outsiders/hooks/{id}/deliveries"), "root").await;
+    let (s, _) = app
+        .get(
+            &format!("/api/v1/teams/outsiders/hooks/{id}/deliveries"),
+            "root",
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another team's hook is not found");
     let (s, v) = app.get(&format!("{base}/abc/deliveries"), "root").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
@@ -443,12 +610,32 @@ async fn hooks_are_managed_by_their_team(app: TestApp) {
         .post(base, "dev", json!({"name": "one too many", "format": "json", "url": "http://127.0.0.1:9/x", "events": ["approved"]}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("at most 20"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 20"),
+        "{v}"
+    );
 
     // Deleting: gone from the list, its deliveries not found, audited.
-    let (s, v) = app.send(reqwest::Method::DELETE, &format!("{base}/{id}"), "eli", None).await;
+    let (s, v) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{base}/{id}"),
+            "eli",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, _) = app.send(reqwest::Method::DELETE, &format!("{base}/{id}"), "eli", None).await;
+    let (s, _) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{base}/{id}"),
+            "eli",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, v) = app.get(base, "carla").await;
     assert_eq!(v["hooks"].as_array().unwrap().len(), 19);
@@ -468,5 +655,130 @@ async fn hooks_are_managed_by_their_team(app: TestApp) {
     assert_eq!(actions.iter().filter(|a| *a == "hook_deleted").count(), 1);
 }
 
+/// The team's page: the form re-shown with its problems and what was typed, a JSON
+/// hook's secret shown once, test and delete buttons, other teams' pages refused.
+async fn the_hooks_page(backend: Backend) {
+    let app = app(backend).await;
+    let r = Receiver::start().await;
+    let b = crate::web::sign_in(&app, "carla").await;
+    let (s, settings) = b.get("/settings").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        settings.contains("href=\"/teams/platform-ops/hooks\""),
+        "settings link the team's hooks"
+    );
+    let (s, page) = b.get("/teams/platform-ops/hooks").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"no-hooks\""));
+    let url = r.url("page");
+    // Bad input: the form again, with every problem and what was typed.
+    let (s, _, html) = b
+        .post(
+            "/teams/platform-ops/hooks",
+            &[
+                ("csrf", &b.csrf),
+                ("name", "pager <b>"),
+                ("format", "json"),
+                ("url", "gopher://x"),
+                ("events", "approved"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("is not an http:// or https:// address"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"pager &lt;b&gt;\""),
+        "typed name kept, escaped"
+    );
+    assert!(html.contains("value=\"gopher://x\""));
+    assert!(
+        html.contains("value=\"approved\" checked"),
+        "ticked events kept"
+    );
+    // Without a CSRF token: refused.
+    let (s, _, _) = b
+        .post(
+            "/teams/platform-ops/hooks",
+            &[
+                ("name", "x"),
+                ("format", "json"),
+                ("url", url.as_str()),
+                ("events", "approved"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A JSON hook: its secret on the answer page, once.
+    let (s, _, html) = b
+        .post(
+            "/teams/platform-ops/hooks",
+            &[
+                ("csrf", &b.csrf),
+                ("name", "pager"),
+                ("format", "json"),
+                ("url", url.as_str()),
+                ("events", "approved"),
+                ("events", "execution_halted"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"new-secret\""), "{html}");
+    let (_, list) = app.get("/api/v1/teams/platform-ops/hooks", "carla").await;
+    let id = list["hooks"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        list["hooks"][0]["events"],
+        json!(["approved", "execution_halted"])
+    );
+    let (_, page) = b.get("/teams/platform-ops/hooks").await;
+    assert!(!page.contains("id=\"new-secret\""), "shown once");
+    assert!(page.contains(&format!("data-hook=\"{id}\"")));
+    // Send a test message: it arrives and its delivery shows on the page.
+    let (s, loc, _) = b
+        .post(
+            &format!("/teams/platform-ops/hooks/{id}/test"),
+            &[("csrf", &b.csrf)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(loc, "/teams/platform-ops/hooks?done=hook_tested");
+    let d = delivered(&app, "platform-ops", id, 1).await;
+    let (_, page) = b.get("/teams/platform-ops/hooks").await;
+    assert!(
+        page.contains(&format!(
+            "data-delivery=\"{}\"",
+            d[0]["delivery_id"].as_str().unwrap()
+        )),
+        "{page}"
+    );
+    assert_eq!(r.accepted("page").len(), 1);
+    // Another team's page is refused; delete removes the hook.
+    let otto = crate::web::sign_in(&app, "otto").await;
+    let (s, _) = otto.get("/teams/platform-ops/hooks").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = otto
+        .post(
+            &format!("/teams/platform-ops/hooks/{id}/delete"),
+            &[("csrf", &otto.csrf)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, loc, _) = b
+        .post(
+            &format!("/teams/platform-ops/hooks/{id}/delete"),
+            &[("csrf", &b.csrf)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(loc, "/teams/platform-ops/hooks?done=hook_deleted");
+    let (_, page) = b.get("/teams/platform-ops/hooks?done=hook_deleted").await;
+    assert!(page.contains("id=\"no-hooks\""));
+    assert!(page.contains("undelivered messages are given up"));
+}
+
+both_backends!(backend: the_hooks_page);
 both_backends!(backend: each_format_reaches_its_receiver, a_receiver_down_then_back_gets_each_event_once, calendar_events_reach_every_team);
 both_backends!(hooks_are_managed_by_their_team);

@@ -9,7 +9,7 @@ use countersign::config::Secret;
 use crate::both_backends;
 use crate::helpers::{inst, spawn_app_with, Backend, TestApp};
 
-async fn scrape(app: &TestApp, token: Option<&str>) -> (StatusCode, String) {
+pub(crate) async fn scrape(app: &TestApp, token: Option<&str>) -> (StatusCode, String) {
     let mut req = app.client.get(format!("{}/metrics", app.address));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -19,7 +19,7 @@ async fn scrape(app: &TestApp, token: Option<&str>) -> (StatusCode, String) {
 }
 
 /// The value of the first sample of `name` whose labels contain each of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next().is_some_and(|n| n == name))
@@ -87,7 +87,7 @@ async fn a_scrape_counts_what_happened(backend: Backend) {
         "{text}"
     );
     assert_eq!(
-        sample(&text, "countersign_outbox_dead", &[]),
+        sample(&text, "countersign_outbox_dead", &["channel=\"mail\""]),
         Some(0.0),
         "{text}"
     );
@@ -140,4 +140,46 @@ async fn a_token_guards_the_scrape(backend: Backend) {
     );
 }
 
-both_backends!(backend: a_scrape_counts_what_happened, a_token_guards_the_scrape);
+/// A worker that takes over an execution whose lease another worker let expire is
+/// counted (`countersign_lease_takeovers_total`); renewing one's own lease is not.
+async fn a_lease_takeover_is_counted(backend: Backend) {
+    use countersign::db::schema::executions::dsl as e;
+    use diesel::prelude::*;
+    let app = spawn_app_with(backend, |c| c.worker = false).await;
+    app.load_fixture().await;
+    let (id, fp) = app
+        .approved("uninstall_app", json!({"ids": [inst(1)]}))
+        .await;
+    let (s, v) = app.execute(id, &fp).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let before = |text: &str| sample(text, "countersign_lease_takeovers_total", &[]).unwrap_or(0.0);
+    let (_, text) = scrape(&app, None).await;
+    let n0 = before(&text);
+    let mut conn = app.conn();
+    let past = countersign::db::now() - chrono::Duration::minutes(1);
+    diesel::update(e::executions)
+        .set((
+            e::lease_owner.eq(Some("crashed-worker")),
+            e::lease_expires_at.eq(Some(past)),
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+    let claim = |conn: &mut countersign::db::DbConn, owner: &str| {
+        countersign::db::write_tx(conn, |c| {
+            countersign::db::exec::claim(c, owner, chrono::Duration::seconds(30))
+        })
+        .unwrap()
+    };
+    assert!(
+        claim(&mut conn, "next-worker").is_some(),
+        "the expired lease is taken"
+    );
+    let (_, text) = scrape(&app, None).await;
+    assert!(before(&text) >= n0 + 1.0, "{text}");
+    assert!(
+        text.contains("# TYPE countersign_lease_takeovers_total counter"),
+        "{text}"
+    );
+}
+
+both_backends!(backend: a_scrape_counts_what_happened, a_token_guards_the_scrape, a_lease_takeover_is_counted);

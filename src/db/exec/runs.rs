@@ -88,11 +88,11 @@ pub fn claim(
             .is_null()
             .or(executions::lease_expires_at.lt(t)),
     );
-    let id: Option<i64> = match conn {
+    let found: Option<(i64, Option<String>)> = match conn {
         DbConn::Pg(c) => executions::table
             .filter(free)
             .order(executions::id.asc())
-            .select(executions::id)
+            .select((executions::id, executions::lease_owner))
             .for_update()
             .skip_locked()
             .first(c)
@@ -100,11 +100,13 @@ pub fn claim(
         DbConn::Sqlite(c) => executions::table
             .filter(free)
             .order(executions::id.asc())
-            .select(executions::id)
+            .select((executions::id, executions::lease_owner))
             .first(c)
             .optional()?,
     };
-    let Some(id) = id else { return Ok(None) };
+    let Some((id, before)) = found else {
+        return Ok(None);
+    };
     let n = diesel::update(executions::table.find(id).filter(free))
         .set((
             executions::lease_owner.eq(owner),
@@ -113,6 +115,11 @@ pub fn claim(
         .execute(conn)?;
     if n == 0 {
         return Ok(None);
+    }
+    // Another worker held it and let its lease expire (it crashed or stalled).
+    if let Some(prev) = before.filter(|p| p != owner) {
+        tracing::warn!(execution = id, previous = %prev, "took over an execution whose lease expired");
+        crate::counters::lease_takeover();
     }
     get(conn, id)
 }

@@ -230,3 +230,27 @@ fn notification_kinds_are_the_preference_keys() {
     }
     assert!(!NotificationKind::NeedsSignoff.can_mute());
 }
+
+#[test]
+fn lockdowns_reach_hooks_once_by_their_confirmation() {
+    use crate::domain::calendar::ProposalAction;
+    use crate::domain::hook::HookKind;
+    let e = Event::LockdownDeclared {
+        lockdown: 1,
+        reason: "r".into(),
+        proposed_by: "a".into(),
+        confirmed_by: "b".into(),
+    };
+    assert_eq!(e.hook_kind(), None);
+    let c = Event::CalendarConfirmed {
+        proposal: 1,
+        calendar_action: ProposalAction::DeclareLockdown,
+        proposed_by: "a".into(),
+        summary: "s".into(),
+        freeze: None,
+        lockdown: Some(1),
+    };
+    assert_eq!(c.hook_kind(), Some(HookKind::Lockdown));
+    assert!(HookKind::Lockdown.is_calendar());
+    assert!(!HookKind::Approved.is_calendar());
+}

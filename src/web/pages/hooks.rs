@@ -152,7 +152,10 @@ pub async fn create_hook(
         Ok(created) if created.secret.is_some() => {
             render(&req, &state, &w, team, None, vec![], Some(created)).await
         }
-        Ok(_) => Ok(see_other(&format!("/teams/{}/hooks?done=hook_saved", segment(&team)))),
+        Ok(_) => Ok(see_other(&format!(
+            "/teams/{}/hooks?done=hook_saved",
+            segment(&team)
+        ))),
         Err(e) if e.code() == ErrorCode::InvalidHook => {
             let problems = e.details()["problems"]
                 .as_array()
@@ -182,7 +185,10 @@ pub async fn delete_hook(
         svc::delete(conn, user, &t, id)
     })
     .await?;
-    Ok(see_other(&format!("/teams/{}/hooks?done=hook_deleted", segment(&team))))
+    Ok(see_other(&format!(
+        "/teams/{}/hooks?done=hook_deleted",
+        segment(&team)
+    )))
 }
 
 /// `POST /teams/{team}/hooks/{id}/test`
@@ -199,5 +205,8 @@ pub async fn test_hook(
         svc::test(conn, user, &t, id)
     })
     .await?;
-    Ok(see_other(&format!("/teams/{}/hooks?done=hook_tested", segment(&team))))
+    Ok(see_other(&format!(
+        "/teams/{}/hooks?done=hook_tested",
+        segment(&team)
+    )))
 }

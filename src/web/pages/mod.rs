@@ -39,11 +39,14 @@ pub use calendar::{
 pub use change::{change, change_difference_csv, change_targets_csv};
 pub use edit::{edit_form, save_edit};
 pub use entities::{entity_page, glossary, inventory_page};
+pub use hooks::{
+    create_hook as create_team_hook, delete_hook as delete_team_hook, hooks_page,
+    test_hook as test_team_hook,
+};
 pub use lists::{changes, home, queue};
 pub(crate) use login::safe_next;
 pub use login::{login, login_form, logout, random_password, CsrfForm};
 pub use new_change::{create_change, new_change, to_request, ChangeForm};
-pub use hooks::{create_hook as create_team_hook, delete_hook as delete_team_hook, hooks_page, test_hook as test_team_hook};
 pub use outbox::{outbox, retry_mail};
 pub use settings::{
     create_token, notification_settings, revoke_token, save_notifications, settings,

@@ -106,7 +106,12 @@ pub(crate) async fn settings_page(
             .user
             .teams
             .iter()
-            .map(|t| (t.clone(), format!("/teams/{}/hooks", super::hooks::segment(t))))
+            .map(|t| {
+                (
+                    t.clone(),
+                    format!("/teams/{}/hooks", super::hooks::segment(t)),
+                )
+            })
             .collect(),
         new_token,
         lifetimes: TOKEN_LIFETIMES
