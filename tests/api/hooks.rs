@@ -1,8 +1,8 @@
 //! Chat and event hooks against real loopback receivers: each format (Slack Block Kit,
 //! Teams Adaptive Card, signed JSON) as the receiver sees it, the team rule (a team hears
 //! of its changes only; calendar events reach every team), a receiver that is down and
-//! back gets each event exactly once, dead letters and the admin retry, the team's
-//! management rules, and the page.
+//! back gets each event exactly once, dead letters and the admin retry. The team's
+//! management rules and the page: `hooks_manage.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -20,7 +20,7 @@ use crate::helpers::{inst, spawn_app_with, Backend, TestApp};
 
 /// One request a receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     path: String,
     headers: HashMap<String, String>,
     raw: Vec<u8>,
@@ -29,7 +29,7 @@ struct Got {
 }
 
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     base: String,
     got: Arc<Mutex<Vec<Got>>>,
     /// The status to answer (200 when 0).
@@ -37,7 +37,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
         let answer = Arc::new(AtomicU16::new(0));
         let (g, a) = (got.clone(), answer.clone());
@@ -80,12 +80,12 @@ impl Receiver {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 
     /// What arrived at `path` and was answered 200.
-    fn accepted(&self, path: &str) -> Vec<Got> {
+    pub(crate) fn accepted(&self, path: &str) -> Vec<Got> {
         self.got
             .lock()
             .unwrap()
@@ -95,7 +95,7 @@ impl Receiver {
             .collect()
     }
 
-    fn all(&self, path: &str) -> Vec<Got> {
+    pub(crate) fn all(&self, path: &str) -> Vec<Got> {
         self.got
             .lock()
             .unwrap()
@@ -107,7 +107,7 @@ impl Receiver {
 }
 
 /// An app whose outbox deliverers run quickly (mail itself stays off).
-async fn app(backend: Backend) -> TestApp {
+pub(crate) async fn app(backend: Backend) -> TestApp {
     let app = spawn_app_with(backend, |c| {
         c.mail.mailer = true;
         c.mail.poll_ms = 40;
@@ -121,7 +121,7 @@ async fn app(backend: Backend) -> TestApp {
     app
 }
 
-async fn add_hook(app: &TestApp, who: &str, team: &str, body: Value) -> Value {
+pub(crate) async fn add_hook(app: &TestApp, who: &str, team: &str, body: Value) -> Value {
     let (s, v) = app
         .post(&format!("/api/v1/teams/{team}/hooks"), who, body)
         .await;
@@ -130,7 +130,7 @@ async fn add_hook(app: &TestApp, who: &str, team: &str, body: Value) -> Value {
 }
 
 /// Wait until hook `id` of `team` has `n` deliveries, all sent; they, oldest first.
-async fn delivered(app: &TestApp, team: &str, id: i64, n: usize) -> Vec<Value> {
+pub(crate) async fn delivered(app: &TestApp, team: &str, id: i64, n: usize) -> Vec<Value> {
     let mut last = Value::Null;
     for _ in 0..300 {
         let (s, v) = app
@@ -534,251 +534,4 @@ async fn calendar_events_reach_every_team(backend: Backend) {
     assert_eq!(v["deliveries"], json!([]));
 }
 
-async fn hooks_are_managed_by_their_team(app: TestApp) {
-    let base = "/api/v1/teams/platform-ops/hooks";
-    // Every problem at once, each named by its field.
-    let (s, v) = app
-        .post(
-            base,
-            "carla",
-            json!({"name": "", "format": "irc", "url": "ftp://x", "events": ["approve"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["error"]["code"], "invalid_hook");
-    let problems: Vec<&str> = v["error"]["details"]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    assert_eq!(problems.len(), 4, "{v}");
-    assert!(problems.iter().any(|p| p.starts_with("name:")));
-    assert!(problems.iter().any(|p| p.starts_with("url:")));
-    assert!(problems
-        .iter()
-        .any(|p| p.contains("`approve` is not an event")));
-    assert!(problems.iter().any(|p| p.contains("`irc` is not one of")));
-    let (s, v) = app
-        .post(base, "carla", json!({"name": "x", "format": "slack", "url": "https://h/x", "events": ["approved"], "colour": "red"}))
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("colour"),
-        "{v}"
-    );
-
-    // Members and admins manage a team's hooks; nobody else sees them.
-    let h = add_hook(&app, "carla", "platform-ops", json!({"name": "ops", "format": "slack",
-        "url": "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX", "events": ["approved", "approved"]})).await;
-    let id = h["hook"]["id"].as_i64().unwrap();
-    assert_eq!(h["hook"]["events"], json!(["approved"]));
-    for who in ["otto", "ana"] {
-        let (s, v) = app.get(base, who).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {v}");
-        assert_eq!(v["error"]["code"], "not_in_team");
-        let (s, _) = app
-            .send(reqwest::Method::DELETE, &format!("{base}/{id}"), who, None)
-            .await;
-        assert_eq!(s, StatusCode::FORBIDDEN);
-    }
-    let (s, v) = app.get(base, "root").await;
-    assert_eq!(s, StatusCode::OK);
-    let listed = v.to_string();
-    assert!(
-        !listed.contains("XXXXSECRETXXXX"),
-        "the address is masked: {listed}"
-    );
-    assert_eq!(v["hooks"][0]["url"], "https://hooks.slack.com/services/…");
-    let (s, v) = app.get("/api/v1/teams/nope/hooks", "root").await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, _) = app
-        .get(
-            &format!("/api/v1/teams/outsiders/hooks/{id}/deliveries"),
-            "root",
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "another team's hook is not found");
-    let (s, v) = app.get(&format!("{base}/abc/deliveries"), "root").await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-
-    // At most 20 per team.
-    for n in 1..20 {
-        add_hook(&app, "dev", "platform-ops", json!({"name": format!("h{n}"), "format": "json", "url": "http://127.0.0.1:9/x", "events": ["approved"]})).await;
-    }
-    let (s, v) = app
-        .post(base, "dev", json!({"name": "one too many", "format": "json", "url": "http://127.0.0.1:9/x", "events": ["approved"]}))
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 20"),
-        "{v}"
-    );
-
-    // Deleting: gone from the list, its deliveries not found, audited.
-    let (s, v) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("{base}/{id}"),
-            "eli",
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, _) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("{base}/{id}"),
-            "eli",
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    let (_, v) = app.get(base, "carla").await;
-    assert_eq!(v["hooks"].as_array().unwrap().len(), 19);
-    let (s, _) = app.get(&format!("{base}/{id}/deliveries"), "carla").await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    let actions: Vec<String> = {
-        use countersign::db::schema::audit_events::dsl::*;
-        use diesel::prelude::*;
-        let mut conn = app.conn();
-        audit_events
-            .filter(action.like("hook_%"))
-            .select(action)
-            .load(&mut *conn)
-            .unwrap()
-    };
-    assert_eq!(actions.iter().filter(|a| *a == "hook_created").count(), 20);
-    assert_eq!(actions.iter().filter(|a| *a == "hook_deleted").count(), 1);
-}
-
-/// The team's page: the form re-shown with its problems and what was typed, a JSON
-/// hook's secret shown once, test and delete buttons, other teams' pages refused.
-async fn the_hooks_page(backend: Backend) {
-    let app = app(backend).await;
-    let r = Receiver::start().await;
-    let b = crate::web::sign_in(&app, "carla").await;
-    let (s, settings) = b.get("/settings").await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(
-        settings.contains("href=\"/teams/platform-ops/hooks\""),
-        "settings link the team's hooks"
-    );
-    let (s, page) = b.get("/teams/platform-ops/hooks").await;
-    assert_eq!(s, StatusCode::OK, "{page}");
-    assert!(page.contains("id=\"no-hooks\""));
-    let url = r.url("page");
-    // Bad input: the form again, with every problem and what was typed.
-    let (s, _, html) = b
-        .post(
-            "/teams/platform-ops/hooks",
-            &[
-                ("csrf", &b.csrf),
-                ("name", "pager <b>"),
-                ("format", "json"),
-                ("url", "gopher://x"),
-                ("events", "approved"),
-            ],
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
-    assert!(
-        html.contains("is not an http:// or https:// address"),
-        "{html}"
-    );
-    assert!(
-        html.contains("value=\"pager &lt;b&gt;\""),
-        "typed name kept, escaped"
-    );
-    assert!(html.contains("value=\"gopher://x\""));
-    assert!(
-        html.contains("value=\"approved\" checked"),
-        "ticked events kept"
-    );
-    // Without a CSRF token: refused.
-    let (s, _, _) = b
-        .post(
-            "/teams/platform-ops/hooks",
-            &[
-                ("name", "x"),
-                ("format", "json"),
-                ("url", url.as_str()),
-                ("events", "approved"),
-            ],
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    // A JSON hook: its secret on the answer page, once.
-    let (s, _, html) = b
-        .post(
-            "/teams/platform-ops/hooks",
-            &[
-                ("csrf", &b.csrf),
-                ("name", "pager"),
-                ("format", "json"),
-                ("url", url.as_str()),
-                ("events", "approved"),
-                ("events", "execution_halted"),
-            ],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{html}");
-    assert!(html.contains("id=\"new-secret\""), "{html}");
-    let (_, list) = app.get("/api/v1/teams/platform-ops/hooks", "carla").await;
-    let id = list["hooks"][0]["id"].as_i64().unwrap();
-    assert_eq!(
-        list["hooks"][0]["events"],
-        json!(["approved", "execution_halted"])
-    );
-    let (_, page) = b.get("/teams/platform-ops/hooks").await;
-    assert!(!page.contains("id=\"new-secret\""), "shown once");
-    assert!(page.contains(&format!("data-hook=\"{id}\"")));
-    // Send a test message: it arrives and its delivery shows on the page.
-    let (s, loc, _) = b
-        .post(
-            &format!("/teams/platform-ops/hooks/{id}/test"),
-            &[("csrf", &b.csrf)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::SEE_OTHER);
-    assert_eq!(loc, "/teams/platform-ops/hooks?done=hook_tested");
-    let d = delivered(&app, "platform-ops", id, 1).await;
-    let (_, page) = b.get("/teams/platform-ops/hooks").await;
-    assert!(
-        page.contains(&format!(
-            "data-delivery=\"{}\"",
-            d[0]["delivery_id"].as_str().unwrap()
-        )),
-        "{page}"
-    );
-    assert_eq!(r.accepted("page").len(), 1);
-    // Another team's page is refused; delete removes the hook.
-    let otto = crate::web::sign_in(&app, "otto").await;
-    let (s, _) = otto.get("/teams/platform-ops/hooks").await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _, _) = otto
-        .post(
-            &format!("/teams/platform-ops/hooks/{id}/delete"),
-            &[("csrf", &otto.csrf)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, loc, _) = b
-        .post(
-            &format!("/teams/platform-ops/hooks/{id}/delete"),
-            &[("csrf", &b.csrf)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::SEE_OTHER);
-    assert_eq!(loc, "/teams/platform-ops/hooks?done=hook_deleted");
-    let (_, page) = b.get("/teams/platform-ops/hooks?done=hook_deleted").await;
-    assert!(page.contains("id=\"no-hooks\""));
-    assert!(page.contains("undelivered messages are given up"));
-}
-
-both_backends!(backend: the_hooks_page);
 both_backends!(backend: each_format_reaches_its_receiver, a_receiver_down_then_back_gets_each_event_once, calendar_events_reach_every_team);
-both_backends!(hooks_are_managed_by_their_team);

@@ -28,6 +28,7 @@ mod guards;
 mod headers;
 mod helpers;
 mod hooks;
+mod hooks_manage;
 mod inventory;
 mod limits;
 mod mail;
