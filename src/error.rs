@@ -87,7 +87,7 @@ error_codes! {
     OwnProposal = "own_proposal", FORBIDDEN, "A calendar proposal (freeze or lockdown) is confirmed by an admin other than the one who proposed it.";
     SameTeam = "same_team", FORBIDDEN, "The requesting team is the implementing team; or a notice's approver is not in the team other than its drafter's.";
     SeparationOfDuties = "separation_of_duties", FORBIDDEN, "One person never counts on two sides of a change (nor drafts a notice while in both teams); its author never signs the implementer or third side; nobody in the change's two teams signs its third side.";
-    NotFound = "not_found", NOT_FOUND, "No such change, entity, import, execution, notice, mail, session, page or endpoint.";
+    NotFound = "not_found", NOT_FOUND, "No such change, entity, import, execution, notice, mail, session, team, hook, page or endpoint.";
     UploadStalled = "upload_stalled", REQUEST_TIMEOUT, "No data arrived for `COUNTERSIGN_UPLOAD_IDLE_SECS` during an upload; nothing was written.";
     AlreadyRolledBack = "already_rolled_back", CONFLICT, "The change already has an open rollback.";
     AlreadySigned = "already_signed", CONFLICT, "The caller already signed this side for the current fingerprint.";
