@@ -137,6 +137,7 @@ error_codes! {
     InvalidHook = "invalid_hook", UNPROCESSABLE_ENTITY, "A hook's fields are wrong: no name, an address that is not http(s), an unknown format or event, a secret on a Slack or Teams hook, more than 20 hooks for a team (`details.problems`).";
     InvalidLines = "invalid_lines", UNPROCESSABLE_ENTITY, "An import has bad lines, listed in `details`; nothing was written.";
     InvalidParams = "invalid_params", UNPROCESSABLE_ENTITY, "The operation's parameters are missing, unknown or of the wrong type.";
+    InvalidPerson = "invalid_person", UNPROCESSABLE_ENTITY, "An address that is not an email address, a name that is not one line of 1 to 120 characters, or an address that has an account already (admin pages).";
     InvalidPart = "invalid_part", UNPROCESSABLE_ENTITY, "`part` is neither `ids` nor `within`.";
     InvalidPreferences = "invalid_preferences", UNPROCESSABLE_ENTITY, "Notification preferences name unknown events or channels (`details.problems`).";
     InvalidRange = "invalid_range", UNPROCESSABLE_ENTITY, "The calendar's `from`/`to` are not RFC 3339 times or dates, `to` is not after `from`, or the range is longer than 400 days.";
@@ -151,6 +152,7 @@ error_codes! {
     InvalidState = "invalid_state", UNPROCESSABLE_ENTITY, "A `state` filter names an unknown state.";
     InvalidStatus = "invalid_status", UNPROCESSABLE_ENTITY, "A `status` filter names an unknown item status.";
     InvalidSubject = "invalid_subject", UNPROCESSABLE_ENTITY, "A customer notice's subject is not one line of 1 to 200 characters.";
+    InvalidTeamName = "invalid_team_name", UNPROCESSABLE_ENTITY, "A new team's name is not lowercase letters, digits, `-`, `_`, `.` (at most 64), or is taken (admin pages).";
     InvalidTitle = "invalid_title", UNPROCESSABLE_ENTITY, "The title is empty, too long or not one line.";
     InvalidWindow = "invalid_window", UNPROCESSABLE_ENTITY, "The execution window ends before it starts.";
     NoPoint = "no_point", UNPROCESSABLE_ENTITY, "A restore names no point: `before_change` or `at`.";

@@ -4,6 +4,16 @@
 use chrono::{Duration, NaiveDateTime};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// A random initial password: 20 characters from an unambiguous alphabet.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
 /// Longer input is refused before any hashing (argon2 would accept it, at a cost).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 

@@ -3,6 +3,7 @@
 //! of DESIGN.md there, not in handlers.
 
 pub mod accounts;
+pub mod admin;
 pub mod budget;
 pub mod calendar;
 pub mod changes;

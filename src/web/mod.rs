@@ -591,6 +591,22 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             "/teams/{team}/hooks/{id}/test",
             web::post().to(pages::test_team_hook),
         )
+        .route("/admin/people", web::get().to(pages::admin_people))
+        .route("/admin/people", web::post().to(pages::admin_create_person))
+        .route(
+            "/admin/people/reset",
+            web::post().to(pages::admin_reset_password),
+        )
+        .route("/admin/teams", web::post().to(pages::admin_create_team))
+        .route(
+            "/admin/teams/{team}/members",
+            web::post().to(pages::admin_add_member),
+        )
+        .route(
+            "/admin/teams/{team}/members/remove",
+            web::post().to(pages::admin_remove_member),
+        )
+        .route("/admin/audit", web::get().to(pages::admin_audit))
         .route("/admin/outbox", web::get().to(pages::outbox))
         .route(
             "/admin/outbox/{id}/retry",

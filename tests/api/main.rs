@@ -3,6 +3,7 @@
 
 mod access;
 mod accounts;
+mod admin_pages;
 mod audit;
 mod backup;
 mod basics;

@@ -47,15 +47,7 @@ pub(crate) fn safe_next(n: Option<&str>) -> String {
     }
 }
 
-/// A random initial password: 20 characters from an unambiguous alphabet.
-pub fn random_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rngs::OsRng;
-    (0..20)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
+pub use crate::domain::account::random_password;
 
 pub(crate) fn random_hex() -> String {
     use rand::RngCore;

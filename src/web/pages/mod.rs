@@ -15,6 +15,7 @@ use crate::web::session::WebUser;
 use crate::web::{with_conn, State};
 
 mod actions;
+mod admin;
 mod calendar;
 mod change;
 mod edit;
@@ -31,6 +32,11 @@ pub use actions::{
     freeze_exception, pause_execution, reject_change, resolve_change, resume_execution,
     retry_failed, rollback_change, schedule_start, sign_change, skip_drifted, skip_wave,
     submit_change, unschedule_start,
+};
+pub use admin::{
+    add_member as admin_add_member, audit as admin_audit, create_person as admin_create_person,
+    create_team as admin_create_team, people as admin_people, remove_member as admin_remove_member,
+    reset_password as admin_reset_password,
 };
 pub use calendar::{
     calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,
@@ -129,6 +135,8 @@ pub(crate) fn section_of(path: &str) -> &'static str {
         _ if under("/glossary") => "glossary",
         _ if under("/settings") || under("/teams") => "settings",
         _ if under("/admin/outbox") => "outbox",
+        _ if under("/admin/people") || under("/admin/teams") => "admin",
+        _ if under("/admin/audit") => "audit",
         _ if under("/calendar") => "calendar",
         _ => "",
     }
