@@ -336,6 +336,36 @@ fn operation(e: &Endpoint) -> Value {
     op
 }
 
+/// The response views whose times are UTC without an offset (`NaiveDateTime`, written as
+/// `2026-12-03T15:48:12.746317`): not RFC 3339 `date-time`, so described by a pattern.
+const NAIVE_TIMES: &[&str] = &[
+    "ChangeView",
+    "ChangeSummaryView",
+    "SignoffView",
+    "EventView",
+    "ScheduleView",
+];
+
+/// Every `"format": "date-time"` in `v` becomes the pattern of a time in UTC without offset.
+fn naive_times(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("format").and_then(Value::as_str) == Some("date-time") {
+                o.remove("format");
+                o.insert(
+                    "pattern".into(),
+                    json!(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"),
+                );
+                o.entry("description")
+                    .or_insert_with(|| json!("a time in UTC, without an offset"));
+            }
+            o.values_mut().for_each(naive_times);
+        }
+        Value::Array(a) => a.iter_mut().for_each(naive_times),
+        _ => {}
+    }
+}
+
 /// The document, built from [`table::endpoints`].
 pub fn build() -> Value {
     let mut reg = Registry::default();
@@ -354,6 +384,11 @@ pub fn build() -> Value {
         schemas
             .entry(name)
             .or_insert_with(|| serde_json::to_value(schema).unwrap_or_default());
+    }
+    for name in NAIVE_TIMES {
+        if let Some(s) = schemas.get_mut(*name) {
+            naive_times(s);
+        }
     }
     schemas.insert("Error".into(), error_schema());
     let mut tags: Vec<&str> = endpoints.iter().map(|e| e.tag).collect();
