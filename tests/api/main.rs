@@ -34,6 +34,7 @@ mod mail_events;
 mod metrics;
 mod migrations;
 mod notices;
+mod openapi;
 mod plans;
 mod queue;
 mod signoffs;

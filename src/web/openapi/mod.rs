@@ -354,7 +354,9 @@ fn naive_times(v: &mut Value) {
                 o.remove("format");
                 o.insert(
                     "pattern".into(),
-                    json!(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"),
+                    json!(
+                        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"
+                    ),
                 );
                 o.entry("description")
                     .or_insert_with(|| json!("a time in UTC, without an offset"));
