@@ -4,14 +4,14 @@
 # `not_a_server_error` and `response_schema_conformance` over every operation of
 # /api/v1/openapi.json. Exits non-zero on any finding.
 #
-#   scripts/schemathesis.sh                 # 25 examples per operation (a few minutes)
+#   scripts/schemathesis.sh                 # 100 examples per operation (about a minute)
 #   ST_MAX_EXAMPLES=100 scripts/schemathesis.sh
 #
 # schemathesis is installed into target/schemathesis-venv on first use (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MAX_EXAMPLES=${ST_MAX_EXAMPLES:-25}
+MAX_EXAMPLES=${ST_MAX_EXAMPLES:-100}
 PORT=${ST_PORT:-18765}
 VENV=target/schemathesis-venv
 ST_VERSION=${ST_VERSION:-4.32.5}
