@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs schemathesis (PyPI) against a demo server built from this tree: `countersign demo`
-# on a loopback port with a fresh database, the admin's API token, the checks
+# on a loopback port with a fresh database, a demo person's API token (the admin's by default), the checks
 # `not_a_server_error` and `response_schema_conformance` over every operation of
 # /api/v1/openapi.json. Exits non-zero on any finding.
 #
 #   scripts/schemathesis.sh                 # 100 examples per operation (about a minute)
-#   ST_MAX_EXAMPLES=100 scripts/schemathesis.sh
+#   ST_MAX_EXAMPLES=300 scripts/schemathesis.sh
+#   ST_USER=ana@app-owners.example ST_CHANGE=CHG-2 scripts/schemathesis.sh   # as a requester, on her draft
 #
 # schemathesis is installed into target/schemathesis-venv on first use (pip).
 set -euo pipefail
@@ -41,12 +42,12 @@ COUNTERSIGN_MAIL_DIR="$WORK/mail" "$COUNTERSIGN_BIN" demo --bind "127.0.0.1:$POR
 SERVER_PID=$!
 TOKEN=
 for _ in $(seq 1 120); do
-  TOKEN=$(awk '$1 == "admin@countersign.example" {print $3}' "$WORK/server.log")
+  TOKEN=$(awk -v who="${ST_USER:-admin@countersign.example}" '$1 == who {print $NF}' "$WORK/server.log")
   if [[ -n "$TOKEN" ]] && curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null; then break; fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log"; exit 1; fi
   sleep 0.5
 done
-[[ -n "$TOKEN" ]] || { echo "no admin token in the demo's output" >&2; cat "$WORK/server.log"; exit 1; }
+[[ -n "$TOKEN" ]] || { echo "no token for ${ST_USER:-admin@countersign.example} in the demo's output" >&2; cat "$WORK/server.log"; exit 1; }
 
 # Path parameters that name things the demo has, so the requests reach the handlers'
 # logic rather than a 404: a change, an entity, a freeze, a proposal, a mail.
