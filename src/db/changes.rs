@@ -408,7 +408,8 @@ pub fn conflicts(conn: &mut DbConn, change_id: i64) -> QueryResult<Vec<(Change, 
     Ok(out)
 }
 
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     pub state: Option<String>,
     pub team: Option<String>,

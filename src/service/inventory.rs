@@ -276,7 +276,8 @@ pub fn list(
 
 // ---- the import trail ------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffPage {
     #[serde(default)]

@@ -21,7 +21,7 @@ use crate::domain::{Effect, Operation, Schema};
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// A change named by number (`12`) or reference (`"CHG-12"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ChangeRef {
     Number(i64),
@@ -37,7 +37,7 @@ impl ChangeRef {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     #[serde(default)]

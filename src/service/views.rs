@@ -14,7 +14,7 @@ use crate::domain::{ChangeState, Effect, Schema, Side};
 
 pub use crate::domain::change::number;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PersonView {
     pub email: String,
     pub name: String,
@@ -23,7 +23,7 @@ pub struct PersonView {
 /// The operation of a change *as it executes*: a rollback is shown as the inverse it runs
 /// (`label` "Restore app installations", `effect` "restore"), never as the deletion it
 /// undoes. `name` is the catalogue operation whose policy applies.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OperationView {
     pub name: String,
     pub label: String,
@@ -58,7 +58,7 @@ impl OperationView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignoffView {
     pub side: Side,
     pub by: PersonView,
@@ -76,6 +76,7 @@ pub struct SignoffView {
     pub expired: bool,
     /// Given from the difference view: the difference against the list it replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub difference: Option<crate::domain::difference::DifferenceCounts>,
 }
 
@@ -99,7 +100,7 @@ pub struct DifferenceView {
     pub text: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SideStatus {
     pub team: String,
     pub required: u32,
@@ -107,7 +108,7 @@ pub struct SideStatus {
     pub missing: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConflictView {
     pub id: i64,
     pub number: String,
@@ -116,7 +117,7 @@ pub struct ConflictView {
     pub shared_targets: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangeSummaryView {
     pub id: i64,
     pub number: String,
@@ -199,7 +200,7 @@ pub fn selector_shape(v: &Value) -> Value {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangeView {
     pub id: i64,
     pub number: String,
@@ -235,6 +236,7 @@ pub struct ChangeView {
     pub signoffs: Vec<SignoffView>,
     /// How long a sign-off counts on this operation ("72 hours"; `None`: until execution).
     pub signoffs_expire_after: Option<String>,
+    #[schema(value_type = Object)]
     pub policy: SignoffPolicy,
     /// The risk tier whose policy applies ("tier 2 (above 1000 targets): 2 requester and 2
     /// implementer sign-offs"); `None`: the operation's own policy.
@@ -272,9 +274,11 @@ pub struct ChangeView {
     pub rolled_back_by: Option<String>,
     /// The budget its execution draws from (`budget`, `budget_group`), its state now and
     /// what this change still needs from it; `None`: it draws from none.
+    #[schema(value_type = Option<Object>)]
     pub budget: Option<crate::service::budget::BudgetView>,
     /// What changed since the signers last saw the list (targets and roots added and
     /// removed), when the current list is another one; signers re-sign from it.
+    #[schema(value_type = Option<Object>)]
     pub difference: Option<DifferenceView>,
 }
 
@@ -284,7 +288,7 @@ impl ChangeView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub at: NaiveDateTime,
@@ -344,7 +348,7 @@ mod tests {
 }
 
 /// A change's scheduled start, as the API and the page show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ScheduleView {
     pub change: String,
     pub start_at: NaiveDateTime,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod metrics;
 pub mod middleware;
 pub mod notice_pages;
+pub mod openapi;
 pub mod pages;
 pub mod session;
 pub mod session_use;
@@ -261,6 +262,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
                 .route("/readyz", web::get().to(api::readyz))
                 .route("/metrics", web::get().to(metrics::metrics))
                 .route("/calendar.ics", web::get().to(api::ics_feed))
+                .route("/api/docs", web::get().to(openapi::docs_page))
                 .service(api_routes())
                 .configure(page_routes)
                 .default_service(web::to(pages::not_found_page)),
@@ -270,6 +272,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: State) {
 /// The JSON API, under `/api/v1`.
 fn api_routes() -> actix_web::Scope {
     web::scope("/api/v1")
+        .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/schema", web::get().to(api::get_schema))
         .route("/me", web::get().to(api::me))
         .route("/inventory", web::post().to(api::import_inventory))

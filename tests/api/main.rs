@@ -37,6 +37,7 @@ mod mail_events;
 mod metrics;
 mod migrations;
 mod notices;
+mod openapi;
 mod plans;
 mod queue;
 mod signoffs;

@@ -42,7 +42,8 @@ pub fn children_counts(
         .load(conn)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     pub kind: Option<String>,
     pub parent: Option<String>,

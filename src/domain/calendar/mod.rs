@@ -90,7 +90,7 @@ text_enum!(ProposalState, "proposal state", {
 });
 
 /// A freeze as proposed and stored: checked by [`FreezeSpec::check`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeSpec {
     pub name: String,

@@ -31,7 +31,9 @@ pub use undo::{
     rollback_operation, rollback_params, RestoreLoaded, Rollback, Standing,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ResolvedTarget {
     pub kind: String,
     pub id: String,
@@ -41,7 +43,7 @@ pub struct ResolvedTarget {
 }
 
 /// One bad input. `line` is 1-based within `field` (e.g. the 3rd entry of `targets.ids`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResolutionError {
     pub field: String,
     pub line: Option<usize>,
@@ -55,13 +57,13 @@ pub struct ResolutionError {
     pub expected_kind: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RootRef {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Number of targets.
     pub targets: u64,
@@ -84,14 +86,16 @@ pub struct Summary {
     /// The operation's population guards, each with its numbers (a failed one is also an
     /// error on the change).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub guards: Vec<GuardCheck>,
     /// What one more change could undo, shown beside the blast radius (`None` for rollbacks
     /// and restores, which are themselves the undo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub undo: Option<UndoPlan>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Expectation {
     #[serde(default)]
     pub targets: Option<u64>,

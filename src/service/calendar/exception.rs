@@ -22,7 +22,7 @@ use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionRequest {
     pub freeze: i64,

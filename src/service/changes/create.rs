@@ -20,7 +20,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::events::record;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChange {
     pub title: String,

@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::events::record;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     pub side: Side,

@@ -24,7 +24,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::events::record;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditChange {
     pub title: Option<String>,
@@ -33,6 +33,7 @@ pub struct EditChange {
     pub targets: Option<Selector>,
     /// `null` removes the expectation.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Expectation>)]
     pub expect: Option<Option<Expectation>>,
 }
 

@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::views::number;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeRequest {
     pub subject: String,

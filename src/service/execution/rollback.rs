@@ -20,7 +20,7 @@ use crate::service::events::record;
 use crate::service::views::number;
 use crate::service::CurrentUser;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     #[serde(default)]

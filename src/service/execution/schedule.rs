@@ -28,7 +28,7 @@ use crate::service::views::{number, schedule_view as view, ScheduleView};
 use crate::service::CurrentUser;
 
 /// `POST /api/v1/changes/{id}/schedule`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// The fingerprint that was signed: the start executes exactly that.

@@ -27,7 +27,7 @@ use crate::service::expiry;
 use crate::service::views::{number, tier_of};
 use crate::service::CurrentUser;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     pub fingerprint: String,

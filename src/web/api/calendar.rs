@@ -18,7 +18,8 @@ use crate::web::{with_conn, State};
 
 /// `GET /api/v1/calendar?from=&to=`: freezes (each occurrence in the range), change
 /// windows and the lockdown.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     from: Option<String>,

@@ -165,7 +165,7 @@ pub async fn cancel_change(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
     pub body: String,

@@ -48,7 +48,8 @@ pub async fn entity_contacts(
     Ok(HttpResponse::Ok().json(json!({"contacts": v})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
     format: Option<String>,

@@ -27,16 +27,20 @@ mod notices;
 mod notifications;
 mod targets;
 
+pub use calendar::RangeQuery;
 pub use calendar::{
     calendar, calendar_state, confirm_proposal, create_feed_token, decline_proposal, get_freeze,
     give_exception, ics_feed, list_exceptions, propose_freeze, propose_freeze_edit,
     propose_freeze_lift, propose_lockdown, propose_lockdown_lift,
 };
+pub use changes::CommentBody;
 pub use changes::{
     cancel_change, change_events, comment_change, create_change, edit_change, get_change,
     list_changes, list_comments, reject_change, resolve_change, sign_change, submit_change,
 };
+pub use contacts::FormatQuery;
 pub use contacts::{change_contacts, entity_contacts, import_contacts};
+pub use execution::ItemsQuery;
 pub use execution::{
     abort_execution, continue_execution, create_restore, execute_change, execution_items,
     get_execution, get_schedule, pause_execution, resume_execution, retry_failed, rollback_change,
@@ -45,8 +49,12 @@ pub use execution::{
 pub use hooks::{create_hook, delete_hook, hook_deliveries, list_hooks, test_hook};
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
+pub use notifications::OutboxQuery;
 pub use notifications::{get_preferences, list_outbox, retry_mail, set_preferences};
-pub use targets::{change_difference, change_selector, change_targets};
+pub use targets::{
+    change_difference, change_selector, change_targets, DifferenceQuery, SelectorQuery,
+    TargetsQuery,
+};
 
 // ---- the call shape ------------------------------------------------------------------
 
@@ -114,13 +122,14 @@ fn csv_attachment(file: &str) -> actix_web::HttpResponseBuilder {
 
 // ---- request bodies ------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     #[serde(default)]
     pub partial: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default)]

@@ -33,7 +33,8 @@ pub async fn set_preferences(
     Ok(HttpResponse::Ok().json(json!({"preferences": v, "modes": NotificationMode::VALUES})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     state: Option<String>,

@@ -13,7 +13,8 @@ use crate::service::views::number;
 use crate::web::auth::Authed;
 use crate::web::{run_as, with_conn, State};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TargetsQuery {
     pub offset: Option<i64>,
     pub limit: Option<i64>,
@@ -85,7 +86,8 @@ pub async fn change_targets(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorQuery {
     pub part: Option<String>,
@@ -141,7 +143,8 @@ pub async fn change_selector(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DifferenceQuery {
     pub offset: Option<i64>,
