@@ -65,12 +65,16 @@ impl From<OutboxRow> for DeliveryView {
 }
 
 /// What a new hook is made of.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewHookInput {
+    /// One line of at most 80 characters (say, the channel it posts to).
     pub name: String,
+    /// `slack`, `teams` or `json`.
     pub format: String,
+    /// The receiver's address: http or https, at most 2000 characters.
     pub url: String,
+    /// The events it subscribes to (README "Chat and event hooks").
     pub events: Vec<String>,
     /// A JSON hook's HMAC key; generated when not given. Not for Slack or Teams.
     #[serde(default)]

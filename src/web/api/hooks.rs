@@ -68,9 +68,11 @@ pub async fn test_hook(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
+    /// At most this many (1 to 500; default 50).
     limit: Option<i64>,
 }
 

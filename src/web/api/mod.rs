@@ -46,6 +46,7 @@ pub use execution::{
     get_execution, get_schedule, pause_execution, resume_execution, retry_failed, rollback_change,
     schedule_start, skip_drifted, skip_wave, unschedule_start,
 };
+pub use hooks::DeliveriesQuery;
 pub use hooks::{create_hook, delete_hook, hook_deliveries, list_hooks, test_hook};
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};

@@ -256,6 +256,7 @@ fn error_schema() -> Value {
 fn parameter(name: &str, int: bool) -> Value {
     let (schema, description) = match (name, int) {
         (_, true) => (integer(), "a number"),
+        ("team", _) => (string(), "a team's name"),
         ("id", false) => (
             string(),
             "the change as `CHG-<n>` or `<n>` (an entity or import ID on `/inventory` and `/imports`)",
@@ -267,12 +268,17 @@ fn parameter(name: &str, int: bool) -> Value {
 
 /// The path parameters of `path` (`{id}`, `{nid}`); integers where the handler reads one.
 fn path_params(path: &str) -> Vec<Value> {
-    let int_id = ["/calendar/freezes/", "/calendar/proposals/", "/outbox/"]
-        .iter()
-        .any(|p| path.starts_with(p));
+    let int_id = [
+        "/calendar/freezes/",
+        "/calendar/proposals/",
+        "/outbox/",
+        "/teams/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| parameter(name, name == "nid" || int_id))
+        .map(|name| parameter(name, name == "nid" || (int_id && name == "id")))
         .collect()
 }
 

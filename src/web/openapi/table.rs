@@ -381,6 +381,29 @@ pub fn endpoints(reg: &mut Registry) -> Vec<Endpoint> {
         ep("post", "/me/calendar-token", "calendar")
             .summary("A new calendar feed token (shown once; the old one stops working)")
             .ok(201, object(&[("token", string()), ("url", string())])),
+        // ---- a team's chat and event hooks ---------------------------------------------
+        ep("get", "/teams/{team}/hooks", "hooks")
+            .summary("A team's hooks (addresses masked), the formats and the events")
+            .errors(&[C::NotInTeam, C::NotFound])
+            .ok(200, any_object("`team`, `hooks` (each with its last delivery), `formats`, `events`.")),
+        ep("post", "/teams/{team}/hooks", "hooks")
+            .summary("Subscribe a Slack, Teams or signed JSON hook to events")
+            .body::<crate::service::hooks::NewHookInput>(reg)
+            .errors(&[C::NotInTeam, C::NotFound, C::InvalidHook])
+            .ok(201, object(&[("hook", any_object("The hook.")), ("secret", nullable("string"))])),
+        ep("delete", "/teams/{team}/hooks/{id}", "hooks")
+            .summary("Delete a hook; its undelivered messages are given up")
+            .errors(&[C::NotInTeam, C::NotFound])
+            .ok(200, object(&[("deleted", integer())])),
+        ep("post", "/teams/{team}/hooks/{id}/test", "hooks")
+            .summary("Queue a test message to a hook")
+            .errors(&[C::NotInTeam, C::NotFound])
+            .ok(202, any_object("The queued delivery.")),
+        ep("get", "/teams/{team}/hooks/{id}/deliveries", "hooks")
+            .summary("A hook's deliveries, newest first")
+            .query::<api::DeliveriesQuery>()
+            .errors(&[C::NotInTeam, C::NotFound])
+            .ok(200, object(&[("hook", any_object("The hook.")), ("deliveries", array(json!({"type": "object"})))])),
         // ---- outside /api/v1 -----------------------------------------------------------------
         ep("get", "/healthz", "health")
             .absolute()
