@@ -65,6 +65,10 @@ parameters = { "path.id" = "$ENTITY" }
 [[operations]]
 include-path-regex = "^/api/v1/(calendar|outbox)/"
 parameters = { "path.id" = 1 }
+
+[[operations]]
+include-path-regex = "^/api/v1/teams/"
+parameters = { "path.team" = "platform-ops", "path.id" = 1 }
 TOML
 
 echo "== schemathesis: $MAX_EXAMPLES examples per operation"
