@@ -44,7 +44,7 @@ pub use execution::{
 pub use inventory::{get_entity, get_import, import_inventory, list_inventory};
 pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
 pub use notifications::{get_preferences, list_outbox, retry_mail, set_preferences};
-pub use targets::{change_difference, change_selector, change_targets};
+pub use targets::{change_difference, change_evidence, change_selector, change_targets};
 
 // ---- the call shape ------------------------------------------------------------------
 
