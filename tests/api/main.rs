@@ -21,6 +21,7 @@ mod difference;
 mod drift;
 mod effects;
 mod effects_preview;
+mod evidence;
 mod execution;
 mod expiry;
 mod gates;
