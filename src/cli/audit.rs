@@ -9,8 +9,13 @@ use crate::db::{self, audit, DatabaseUrl};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain and name the first broken event.
-    Verify,
+    /// Check the hash chain and name the first broken event; with `--bundle FILE`, check
+    /// an evidence bundle offline instead (no database).
+    Verify {
+        /// An evidence bundle (`GET /api/v1/changes/{id}/evidence`, a `.tar.gz`).
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+    },
 }
 
 /// What `backup` and `restore` say on PostgreSQL, where pg_dump and pg_restore do the job.
@@ -36,6 +41,30 @@ pub(super) fn verify() -> anyhow::Result<i32> {
             eprintln!("audit trail BROKEN at event {id}: {reason}");
             Ok(1)
         }
+    }
+}
+
+/// `countersign audit verify --bundle FILE`: every check, one line each; 1 when any failed.
+pub(super) fn verify_bundle(file: &Path) -> i32 {
+    let report = crate::service::evidence::verify(file);
+    let of = report.change.as_deref().unwrap_or("an unknown change");
+    for c in &report.checks {
+        let mark = if c.ok { "ok    " } else { "FAILED" };
+        println!("{mark} {}", c.what);
+    }
+    if report.ok() {
+        println!(
+            "evidence bundle of {of} intact: {} checks passed",
+            report.checks.len()
+        );
+        0
+    } else {
+        let n = report.failures().count();
+        eprintln!("evidence bundle of {of} BROKEN: {n} check(s) failed:");
+        for c in report.failures() {
+            eprintln!("  {}", c.what);
+        }
+        1
     }
 }
 

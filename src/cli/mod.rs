@@ -139,7 +139,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             label,
             expires_in_days,
         }) => accounts::token_create(&email, &label, expires_in_days),
-        Command::Audit(AuditCmd::Verify) => audit::verify(),
+        Command::Audit(AuditCmd::Verify { bundle: None }) => audit::verify(),
+        Command::Audit(AuditCmd::Verify { bundle: Some(file) }) => Ok(audit::verify_bundle(&file)),
         Command::Backup { file, force } => audit::backup(&file, force),
         Command::Restore { file, force } => audit::restore(&file, force),
         Command::Bench(args) => {

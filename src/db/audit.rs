@@ -38,7 +38,7 @@ pub fn event_hash(
     for part in [
         prev_hash,
         &id.to_string(),
-        &at.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        &at.format(HASHED_TIME).to_string(),
         actor,
         action,
         &change_id.map(|c| c.to_string()).unwrap_or_default(),
@@ -119,6 +119,41 @@ pub fn head_id(conn: &mut DbConn) -> QueryResult<i64> {
         .select(audit_head::last_id)
         .first(conn)
 }
+
+/// The chain's head: the latest event's id and hash (0 and `genesis` before the first).
+pub fn head(conn: &mut DbConn) -> QueryResult<(i64, String)> {
+    audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select((audit_head::last_id, audit_head::last_hash))
+        .first(conn)
+}
+
+/// The first and last event ids of change `change_id` (`None` without events).
+pub fn span_of_change(conn: &mut DbConn, change_id: i64) -> QueryResult<Option<(i64, i64)>> {
+    let (first, last): (Option<i64>, Option<i64>) = audit_events::table
+        .filter(audit_events::change_id.eq(change_id))
+        .select((
+            diesel::dsl::min(audit_events::id),
+            diesel::dsl::max(audit_events::id),
+        ))
+        .first(conn)?;
+    Ok(first.zip(last))
+}
+
+/// Events with ids from `from` to `to` (inclusive), oldest first, `limit` at most: one page
+/// of a chain segment.
+pub fn range(conn: &mut DbConn, from: i64, to: i64, limit: i64) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::id.ge(from))
+        .filter(audit_events::id.le(to))
+        .order(audit_events::id.asc())
+        .limit(limit)
+        .select(AuditEvent::as_select())
+        .load(conn)
+}
+
+/// How an event's time enters its hash ([`event_hash`]); an evidence bundle writes it so.
+pub const HASHED_TIME: &str = "%Y-%m-%dT%H:%M:%S%.6f";
 
 /// The latest `n` events, newest first.
 pub fn recent(conn: &mut DbConn, n: i64) -> QueryResult<Vec<AuditEvent>> {

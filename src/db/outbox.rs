@@ -316,3 +316,20 @@ pub fn find_by_key(
         .first(conn)
         .optional()
 }
+
+/// The mails of change `change_id` with ids above `after`, oldest first, `limit` at most
+/// (an evidence bundle pages through them).
+pub fn for_change_after(
+    conn: &mut DbConn,
+    change_id: i64,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table
+        .filter(outbox::change_id.eq(change_id))
+        .filter(outbox::id.gt(after))
+        .order(outbox::id.asc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)
+}

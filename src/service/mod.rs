@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod changes;
 pub mod contacts;
 pub mod events;
+pub mod evidence;
 pub mod execution;
 pub mod expiry;
 pub mod hooks;

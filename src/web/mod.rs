@@ -3,6 +3,7 @@
 pub mod account_pages;
 pub mod api;
 pub mod auth;
+pub mod download;
 pub mod metrics;
 pub mod middleware;
 pub mod notice_pages;
@@ -285,6 +286,10 @@ fn api_routes() -> actix_web::Scope {
         .route("/changes/{id}", web::patch().to(api::edit_change))
         .route("/changes/{id}/targets", web::get().to(api::change_targets))
         .route(
+            "/changes/{id}/evidence",
+            web::get().to(api::change_evidence),
+        )
+        .route(
             "/changes/{id}/difference",
             web::get().to(api::change_difference),
         )
@@ -438,6 +443,10 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/changes/{id}/targets.csv",
             web::get().to(pages::change_targets_csv),
+        )
+        .route(
+            "/changes/{id}/evidence.tar.gz",
+            web::get().to(pages::change_evidence),
         )
         .route(
             "/changes/{id}/difference.csv",

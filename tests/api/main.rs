@@ -22,6 +22,7 @@ mod difference;
 mod drift;
 mod effects;
 mod effects_preview;
+mod evidence;
 mod execution;
 mod expiry;
 mod gates;

@@ -38,5 +38,5 @@ pub use shared::{
     change_id, check_params, check_selector, effect_for, policy_for, text_hash_of, tier_of,
 };
 pub(crate) use shared::{check_rationale, check_title, involved, locked, move_state, submitted};
-pub use targets::targets_csv;
+pub use targets::{targets_csv, write_targets_csv};
 pub use view::{view, view_for};

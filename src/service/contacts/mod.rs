@@ -23,7 +23,8 @@ pub use decide::{approve, discard};
 pub use draft::draft;
 pub use import::{import, ContactImportReport, ContactLineError, ROLES};
 pub use view::{
-    csv, entity_contacts, export_csv, for_change, of_entity, ContactView, RootContacts, HIDDEN,
+    csv, entity_contacts, export_csv, for_change, may_see_change_contacts, of_entity, ContactView,
+    RootContacts, HIDDEN,
 };
 
 /// The SHA-256 of `s` in hex, as audit events name a file or a text.

@@ -60,6 +60,11 @@ pub(super) fn require_change_contacts(viewer: &CurrentUser, c: &Change) -> AppRe
     Ok(())
 }
 
+/// Whether `viewer` may see the contacts of change `c`'s customers ([`require_change_contacts`]).
+pub fn may_see_change_contacts(viewer: &CurrentUser, c: &Change) -> bool {
+    require_change_contacts(viewer, c).is_ok()
+}
+
 /// The contacts attached to one entity (whatever its state), or `None` when `viewer` may
 /// not see them (the entity page says so instead).
 pub fn of_entity(

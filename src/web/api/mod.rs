@@ -53,8 +53,8 @@ pub use notices::{approve_notice, discard_notice, draft_notice, list_notices};
 pub use notifications::OutboxQuery;
 pub use notifications::{get_preferences, list_outbox, retry_mail, set_preferences};
 pub use targets::{
-    change_difference, change_selector, change_targets, DifferenceQuery, SelectorQuery,
-    TargetsQuery,
+    change_difference, change_evidence, change_selector, change_targets, DifferenceQuery,
+    SelectorQuery, TargetsQuery,
 };
 
 // ---- the call shape ------------------------------------------------------------------

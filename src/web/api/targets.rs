@@ -172,3 +172,14 @@ pub async fn change_difference(
     .await?;
     Ok(HttpResponse::Ok().json(v))
 }
+
+/// `GET /api/v1/changes/{id}/evidence`: the change's evidence bundle (`.tar.gz`; README
+/// "Evidence for auditors"), for admins and the teams with a side on the change.
+pub async fn change_evidence(
+    state: State,
+    Authed(user): Authed,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = change_id(&path)?;
+    crate::web::download::evidence(&state, user, id).await
+}

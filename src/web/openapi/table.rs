@@ -137,6 +137,11 @@ pub fn endpoints(reg: &mut Registry) -> Vec<Endpoint> {
             .errors(&[C::InvalidStatus])
             .ok(200, page("targets", json!({"type": "object"}), &[("fingerprint", nullable("string")), ("schema_hash", string()), ("operation", string()), ("limit", integer())]))
             .csv(),
+        ep("get", "/changes/{id}/evidence", "changes")
+            .summary("The evidence bundle for auditors (tar.gz), checked offline by `countersign audit verify --bundle`")
+            .describe("Admins and members of a team with a side on the change. One snapshot: the change, its selector, targets, sign-offs, execution and items, mails, customer notices, events and the audit chain segment around them, with a manifest of SHA-256s (README \"Evidence for auditors\").")
+            .errors(&[C::Forbidden])
+            .text("application/gzip"),
         ep("get", "/changes/{id}/difference", "changes")
             .summary("What changed since the signers last saw the list (404 when nothing did)")
             .query::<api::DifferenceQuery>()

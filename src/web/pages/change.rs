@@ -129,6 +129,8 @@ pub(crate) struct ChangePage {
     /// Targets fixed by what it undoes or restores: the browser edits only its text.
     pub(crate) fixed_targets: bool,
     pub(crate) params: String,
+    /// This person may download the evidence bundle (`service::evidence::may_take`).
+    pub(crate) evidence: bool,
 }
 
 /// One row of a target table (the change page's, the new-change preview's).
@@ -415,6 +417,7 @@ pub async fn change(
         },
         waves,
         exec,
+        evidence: crate::service::evidence::may_take(&w.user, &v),
         v,
     };
     Ok(html(StatusCode::OK, page.render()))
@@ -443,6 +446,12 @@ pub async fn change_targets_csv(
             format!("attachment; filename=\"{}-targets.csv\"", number(id)),
         ))
         .body(out))
+}
+
+/// `GET /changes/{id}/evidence.tar.gz`: the evidence bundle the API gives, for a session.
+pub async fn change_evidence(state: State, w: WebUser, path: web::Path<String>) -> PageResult {
+    let id = change_id(&path)?;
+    Ok(crate::web::download::evidence(&state, w.user.clone(), id).await?)
 }
 
 /// `GET /changes/{id}/difference.csv`: what changed since the list was signed.

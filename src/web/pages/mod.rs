@@ -42,7 +42,7 @@ pub use calendar::{
     calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,
     propose_edit, propose_freeze, propose_lift, propose_lockdown, propose_lockdown_lift,
 };
-pub use change::{change, change_difference_csv, change_targets_csv};
+pub use change::{change, change_difference_csv, change_evidence, change_targets_csv};
 pub use edit::{edit_form, save_edit};
 pub use entities::{entity_page, glossary, inventory_page};
 pub use hooks::{
