@@ -17,8 +17,11 @@ PORT=${ST_PORT:-18765}
 VENV=target/schemathesis-venv
 ST_VERSION=${ST_VERSION:-4.32.5}
 
-if [[ ! -x "$VENV/bin/schemathesis" ]]; then
+# A venv records its absolute path (a target directory moved elsewhere breaks it):
+# make it again unless its schemathesis runs.
+if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
   echo "== installing schemathesis $ST_VERSION into $VENV"
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "schemathesis==$ST_VERSION"
 fi
