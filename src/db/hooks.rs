@@ -106,3 +106,18 @@ pub fn deliveries(conn: &mut DbConn, id: i64, limit: i64) -> QueryResult<Vec<Out
         .select(OutboxRow::as_select())
         .load(conn)
 }
+
+/// (team, name) of the hooks `ids` (deleted ones too), by id.
+pub fn names(
+    conn: &mut DbConn,
+    ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, (String, String)>> {
+    Ok(hooks::table
+        .inner_join(teams::table)
+        .filter(hooks::id.eq_any(ids.to_vec()))
+        .select((hooks::id, teams::name, hooks::name))
+        .load::<(i64, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, team, name)| (id, (team, name)))
+        .collect())
+}

@@ -111,6 +111,8 @@ pub struct OutboxView {
     pub channel: crate::domain::hook::OutboxChannel,
     pub change: Option<String>,
     pub recipient: String,
+    /// A hook delivery's hook: `<name> (team <team>)`.
+    pub hook: Option<String>,
     pub state: OutboxState,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -126,6 +128,7 @@ fn view(r: OutboxRow) -> OutboxView {
         channel: r.channel,
         change: r.change_id.map(super::views::number),
         recipient: r.recipient,
+        hook: None,
         state: r.state,
         attempts: r.attempts,
         last_error: r.last_error,
@@ -143,9 +146,18 @@ pub fn outbox(
     limit: i64,
 ) -> AppResult<Vec<OutboxView>> {
     admin(user)?;
-    Ok(repo::list(conn, state, change, limit)?
+    let rows = repo::list(conn, state, change, limit)?;
+    let ids: Vec<i64> = rows.iter().filter_map(|r| r.hook_id).collect();
+    let names = crate::db::hooks::names(conn, &ids)?;
+    Ok(rows
         .into_iter()
-        .map(view)
+        .map(|r| {
+            let hook = r
+                .hook_id
+                .and_then(|id| names.get(&id))
+                .map(|(team, name)| format!("{name} (team {team})"));
+            OutboxView { hook, ..view(r) }
+        })
         .collect())
 }
 

@@ -310,6 +310,14 @@ async fn each_format_reaches_its_receiver(backend: Backend) {
         .filter(|m| m["channel"] == "hook")
         .count();
     assert_eq!(hooks, 2 + 2 + 6);
+    assert!(
+        out["mails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["hook"] == "pager (team platform-ops)"),
+        "the outbox names each hook: {out}"
+    );
     // `/metrics`: hook deliveries by channel, and how long each attempt took.
     let (_, text) = crate::metrics::scrape(&app, None).await;
     use crate::metrics::sample;

@@ -229,6 +229,12 @@ async fn the_hooks_page(backend: Backend) {
         "{page}"
     );
     assert_eq!(r.accepted("page").len(), 1);
+    let root = crate::web::sign_in(&app, "root").await;
+    let (_, outbox) = root.get("/admin/outbox?state=sent").await;
+    assert!(
+        outbox.contains("hook pager (team platform-ops)"),
+        "{outbox}"
+    );
     // Another team's page is refused; delete removes the hook.
     let otto = crate::web::sign_in(&app, "otto").await;
     let (s, _) = otto.get("/teams/platform-ops/hooks").await;
