@@ -99,7 +99,11 @@ pub struct TeamHooks {
 
 fn view(conn: &mut DbConn, h: Hook, team: &str) -> AppResult<HookView> {
     let last = repo::deliveries(conn, h.id, 1)?.into_iter().next();
-    Ok(HookView {
+    Ok(view_with(h, team, last.map(DeliveryView::from)))
+}
+
+fn view_with(h: Hook, team: &str, last: Option<DeliveryView>) -> HookView {
+    HookView {
         id: h.id,
         team: team.to_string(),
         name: h.name.clone(),
@@ -109,8 +113,26 @@ fn view(conn: &mut DbConn, h: Hook, team: &str) -> AppResult<HookView> {
         events: h.kinds(),
         signed: h.secret.is_some(),
         created_at: h.created_at,
-        last_delivery: last.map(DeliveryView::from),
-    })
+        last_delivery: last,
+    }
+}
+
+/// The team's hooks, each with its latest `n` deliveries (one query per hook).
+fn hooks_of(
+    conn: &mut DbConn,
+    team: &crate::db::models::Team,
+    n: i64,
+) -> AppResult<Vec<(HookView, Vec<DeliveryView>)>> {
+    repo::of_team(conn, team.id)?
+        .into_iter()
+        .map(|h| {
+            let d: Vec<DeliveryView> = repo::deliveries(conn, h.id, n)?
+                .into_iter()
+                .map(DeliveryView::from)
+                .collect();
+            Ok((view_with(h, &team.name, d.first().cloned()), d))
+        })
+        .collect()
 }
 
 /// The team, if `user` may manage its hooks (a member or an admin).
@@ -138,23 +160,34 @@ fn hook_of(conn: &mut DbConn, team: &crate::db::models::Team, id: i64) -> AppRes
 }
 
 pub fn list(conn: &mut DbConn, user: &CurrentUser, team: &str) -> AppResult<TeamHooks> {
+    Ok(page(conn, user, team, 1)?.0)
+}
+
+/// The team's hooks (as [`list`]) and each one's latest `n` deliveries, in the same order:
+/// the team's page.
+pub fn page(
+    conn: &mut DbConn,
+    user: &CurrentUser,
+    team: &str,
+    n: i64,
+) -> AppResult<(TeamHooks, Vec<Vec<DeliveryView>>)> {
     let t = team_for(conn, user, team)?;
-    let hooks = repo::of_team(conn, t.id)?
-        .into_iter()
-        .map(|h| view(conn, h, &t.name))
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(TeamHooks {
-        team: t.name,
-        hooks,
-        formats: HookFormat::VALUES
-            .iter()
-            .map(|f| (*f, f.describe()))
-            .collect(),
-        events: HookKind::VALUES
-            .iter()
-            .map(|k| (*k, k.describe()))
-            .collect(),
-    })
+    let (hooks, deliveries) = hooks_of(conn, &t, n.clamp(1, 500))?.into_iter().unzip();
+    Ok((
+        TeamHooks {
+            team: t.name,
+            hooks,
+            formats: HookFormat::VALUES
+                .iter()
+                .map(|f| (*f, f.describe()))
+                .collect(),
+            events: HookKind::VALUES
+                .iter()
+                .map(|k| (*k, k.describe()))
+                .collect(),
+        },
+        deliveries,
+    ))
 }
 
 /// Every problem with `input`, in words, each prefixed by its field.

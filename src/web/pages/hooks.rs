@@ -59,25 +59,25 @@ async fn render(
     problems: Vec<String>,
     created: Option<CreatedHook>,
 ) -> PageResult {
-    let (list, rows) = run_as(state, w.user.clone(), move |conn, _, user| {
-        let list = svc::list(conn, user, &team)?;
-        let mut rows = Vec::new();
-        for h in &list.hooks {
-            let (_, d) = svc::deliveries(conn, user, &list.team, h.id, 10)?;
-            rows.push(HookRow {
-                events: h
-                    .events
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                hook: h.clone(),
-                deliveries: d,
-            });
-        }
-        Ok((list, rows))
+    let (list, deliveries) = run_as(state, w.user.clone(), move |conn, _, user| {
+        svc::page(conn, user, &team, 10)
     })
     .await?;
+    let rows: Vec<HookRow> = list
+        .hooks
+        .iter()
+        .zip(deliveries)
+        .map(|(h, d)| HookRow {
+            events: h
+                .events
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            hook: h.clone(),
+            deliveries: d,
+        })
+        .collect();
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
