@@ -71,6 +71,7 @@ error_codes! {
     InvalidPath = "invalid_path", BAD_REQUEST, "A part of the URL path does not parse.";
     InvalidQuery = "invalid_query", BAD_REQUEST, "A query parameter does not parse, or is not one the endpoint takes.";
     UnreadableBody = "unreadable_body", BAD_REQUEST, "The request body could not be read (say, the connection broke during an upload); nothing was written.";
+    SsoInvalid = "sso_invalid", BAD_REQUEST, "A single sign-on answer cannot finish a sign-in: its state names no sign-in under way in this browser (changed, replayed, too old), the provider answered with an error, or the ID token failed its checks (signature, issuer, audience, nonce, expiry) (pages).";
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED, "The email and password do not match (the sign-in page).";
     TokenExpired = "token_expired", UNAUTHORIZED, "The API token has expired.";
     Unauthenticated = "unauthenticated", UNAUTHORIZED, "No valid API token: the `Authorization` header is missing or malformed, or the token is unknown or revoked.";
@@ -85,8 +86,10 @@ error_codes! {
     NotRequesterTeam = "not_requester_team", FORBIDDEN, "The operation may not be requested by this team (the schema's `requested_by`).";
     OwnNotice = "own_notice", FORBIDDEN, "A customer notice is approved by someone other than its drafter.";
     OwnProposal = "own_proposal", FORBIDDEN, "A calendar proposal (freeze or lockdown) is confirmed by an admin other than the one who proposed it.";
+    PasswordLoginOff = "password_login_off", FORBIDDEN, "Password sign-in is turned off (`COUNTERSIGN_PASSWORD_LOGIN=false`): sign in with single sign-on (pages).";
     SameTeam = "same_team", FORBIDDEN, "The requesting team is the implementing team; or a notice's approver is not in the team other than its drafter's.";
     SeparationOfDuties = "separation_of_duties", FORBIDDEN, "One person never counts on two sides of a change (nor drafts a notice while in both teams); its author never signs the implementer or third side; nobody in the change's two teams signs its third side.";
+    SsoRefused = "sso_refused", FORBIDDEN, "The provider vouched for a person countersign's rules refuse: no email address, an unverified one, or a domain not in `COUNTERSIGN_OIDC_ALLOWED_DOMAINS`; nothing was created (pages).";
     NotFound = "not_found", NOT_FOUND, "No such change, entity, import, execution, notice, mail, session, team, hook, page or endpoint.";
     UploadStalled = "upload_stalled", REQUEST_TIMEOUT, "No data arrived for `COUNTERSIGN_UPLOAD_IDLE_SECS` during an upload; nothing was written.";
     AlreadyRolledBack = "already_rolled_back", CONFLICT, "The change already has an open rollback.";
@@ -176,6 +179,7 @@ error_codes! {
     NoticeRateLimited = "notice_rate_limited", TOO_MANY_REQUESTS, "A customer notice for this change was sent less than 10 minutes ago (`details.next_possible_at`).";
     TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS, "Too many failed sign-ins for this address or from this client; the message says how long to wait (pages).";
     Internal = "internal", INTERNAL_SERVER_ERROR, "An unexpected error; it is logged with the request id (`x-request-id`).";
+    SsoUnavailable = "sso_unavailable", BAD_GATEWAY, "The single sign-on provider cannot be reached, or its discovery document or token answer is not usable; the message says which (pages).";
     DatabaseUnavailable = "database_unavailable", SERVICE_UNAVAILABLE, "`/readyz`: the database does not answer.";
     Unavailable = "unavailable", SERVICE_UNAVAILABLE, "The database is busy or unreachable; try again.";
 }

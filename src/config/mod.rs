@@ -21,12 +21,14 @@ use crate::domain::schema::{Schema, EXAMPLE_SCHEMA};
 
 mod docs;
 mod mail;
+mod oidc;
 mod settings;
 #[cfg(test)]
 mod tests;
 
 pub use docs::{env_example, markdown_table};
 pub use mail::{MailConfig, MailTransport, SmtpTls};
+pub use oidc::OidcConfig;
 pub use settings::*;
 
 /// A value that must not be printed: `Debug` and `Display` show `***`; [`Secret::expose`]
@@ -90,6 +92,10 @@ pub struct Config {
     pub upload_idle_secs: u64,
     /// `Authorization: Bearer` token `/metrics` needs; `None`: open.
     pub metrics_token: Option<Secret>,
+    /// Single sign-on; `None`: off.
+    pub oidc: Option<OidcConfig>,
+    /// The password form is on (it may be off only with single sign-on).
+    pub password_login: bool,
 }
 
 impl Config {
@@ -117,7 +123,18 @@ impl Config {
             anyhow::bail!("{} must be at least 1", POOL_SIZE.var);
         }
         let bind = vars.text(&BIND);
+        let oidc = OidcConfig::from_vars(&vars)?;
+        let password_login = vars.flag(&PASSWORD_LOGIN);
+        if !password_login && oidc.is_none() {
+            anyhow::bail!(
+                "{}=false needs single sign-on ({}): nobody could sign in to the web app",
+                PASSWORD_LOGIN.var,
+                OIDC_ISSUER.var
+            );
+        }
         Ok(Config {
+            oidc,
+            password_login,
             database,
             mail: MailConfig::from_vars(&vars, &bind)?,
             bind,

@@ -153,6 +153,26 @@ settings! {
         "an upload (inventory, contacts) that sends nothing for this long is refused with 408 `upload_stalled`; nothing is written";
     LOGIN_PER_SECOND: "COUNTERSIGN_LOGIN_PER_SECOND" => "login_per_second", Type::PerSecond, IfUnset::Value("20"),
         "password checks the whole server starts per second (bursts of twice as many); more sign-ins get 429";
+    PASSWORD_LOGIN: "COUNTERSIGN_PASSWORD_LOGIN" => "password_login", Type::Flag, IfUnset::Value("true"),
+        "`false` turns the password form off: people sign in only with single sign-on (which must then be configured); API tokens still work";
+    OIDC_ISSUER: "COUNTERSIGN_OIDC_ISSUER" => "oidc.issuer", Type::Url, IfUnset::Nothing("unset: no single sign-on"),
+        "single sign-on: the OpenID provider's issuer URL (its `/.well-known/openid-configuration` is read); see Single sign-on";
+    OIDC_CLIENT_ID: "COUNTERSIGN_OIDC_CLIENT_ID" => "oidc.client_id", Type::Text, IfUnset::Nothing("required with the issuer"),
+        "the client id registered at the provider (its redirect address is `<COUNTERSIGN_PUBLIC_URL>/login/sso/callback`)";
+    OIDC_CLIENT_SECRET: "COUNTERSIGN_OIDC_CLIENT_SECRET" => "oidc.client_secret", Type::Secret, IfUnset::Nothing("required with the issuer"),
+        "the client secret (never logged)";
+    OIDC_SCOPES: "COUNTERSIGN_OIDC_SCOPES" => "oidc.scopes", Type::Text, IfUnset::Value("openid email profile"),
+        "scopes asked for, separated by spaces (`openid` is always asked for; add `groups` if the provider needs it for the groups claim)";
+    OIDC_ALLOWED_DOMAINS: "COUNTERSIGN_OIDC_ALLOWED_DOMAINS" => "oidc.allowed_domains", Type::Text, IfUnset::Nothing("unset: any verified address"),
+        "comma-separated email domains that may sign in (`corp.example,ops.corp.example`); anyone else is refused and nothing is created";
+    OIDC_GROUPS_CLAIM: "COUNTERSIGN_OIDC_GROUPS_CLAIM" => "oidc.groups_claim", Type::Text, IfUnset::Value("groups"),
+        "the claim that lists a person's groups (read from the ID token, else from the userinfo answer)";
+    OIDC_TEAMS: "COUNTERSIGN_OIDC_TEAMS" => "oidc.teams", Type::Text, IfUnset::Nothing("unset: memberships are managed in countersign only"),
+        "`group=team,…`: members of the provider's group are members of the countersign team. Memberships of the teams named here follow the groups at every sign-in (leaving a group leaves the team, and the person's sign-offs stop counting); other teams are untouched";
+    OIDC_ADMIN_GROUPS: "COUNTERSIGN_OIDC_ADMIN_GROUPS" => "oidc.admin_groups", Type::Text, IfUnset::Nothing("unset: admin rights are managed in countersign only"),
+        "comma-separated groups whose members are admins; when set, admin rights follow the groups at every sign-in";
+    OIDC_LABEL: "COUNTERSIGN_OIDC_LABEL" => "oidc.label", Type::Text, IfUnset::Value("single sign-on"),
+        "the provider's name on the sign-in page's button (\"Sign in with …\")";
     WORKER: "COUNTERSIGN_WORKER" => "worker", Type::Flag, IfUnset::Value("true"),
         "run the execution worker inside `serve` (`false` when separate `countersign worker` processes do it)";
     EXEC_BATCH: "COUNTERSIGN_EXEC_BATCH" => "exec_batch", Type::Integer, IfUnset::Value("500"),

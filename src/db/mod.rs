@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod resolve;
 pub mod schema;
 pub mod schemas;
+pub mod sso;
 pub mod text_enum;
 pub mod users;
 

@@ -427,4 +427,30 @@ diesel::allow_tables_to_appear_in_same_query!(
     target_difference_items,
     scheduled_starts,
     hooks,
+    sso_identities,
+    sso_logins,
 );
+
+diesel::table! {
+    sso_identities (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_login_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sso_logins (state_hash) {
+        state_hash -> Text,
+        browser_hash -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        next_path -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(sso_identities -> users (user_id));

@@ -23,6 +23,7 @@ pub mod resolution;
 pub mod schema;
 pub mod selector;
 pub mod signoff;
+pub mod sso;
 pub mod text;
 pub mod text_enum;
 pub mod waves;

@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod notifications;
 pub mod queue;
 pub mod restore;
+pub mod sso;
 pub mod views;
 
 use diesel::prelude::*;
@@ -101,59 +102,73 @@ pub fn remove_member(
     email: &str,
     actor: &Actor,
 ) -> AppResult<Option<Vec<i64>>> {
-    use crate::db::changes as repo;
-    use crate::domain::{signoff, ChangeState};
-    write_tx(conn, |conn| {
-        let t = users::find_team(conn, team)?.ok_or_else(|| {
+    write_tx(conn, |tx| {
+        let t = users::find_team(tx, team)?.ok_or_else(|| {
             AppError::new(
                 ErrorCode::UnknownTeam,
                 format!("team `{team}` does not exist"),
             )
         })?;
-        let u = users::find_user_by_email(conn, email)?.ok_or_else(|| {
+        let u = users::find_user_by_email(tx, email)?.ok_or_else(|| {
             AppError::new(
                 ErrorCode::UnknownUser,
                 format!("nobody has the address `{email}`"),
             )
         })?;
-        if !users::remove_member(conn, t.id, u.id)? {
-            return Ok(None);
-        }
-        events::record(
-            conn,
-            actor,
-            None,
-            Event::TeamMemberRemoved {
-                team: team.to_string(),
-                email: email.to_string(),
-            },
-        )?;
-        let mut back = Vec::new();
-        for id in repo::approved_signed_by(conn, u.id)? {
-            let c = changes::locked(conn, id)?;
-            let Some(op) = schema.operation(&c.operation) else {
-                continue;
-            };
-            let rows = repo::signoffs(conn, id)?;
-            let recs = changes::records(conn, schema, &c, &rows)?;
-            let fp = c.fingerprint.clone().unwrap_or_default();
-            if c.state == ChangeState::Approved
-                && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
-            {
-                let reason =
-                    format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
-                changes::move_state(
-                    conn,
-                    actor,
-                    id,
-                    (ChangeState::Approved, ChangeState::AwaitingSignoff),
-                    reason,
-                )?;
-                back.push(id);
-            }
-        }
-        Ok(Some(back))
+        remove_member_in(tx, schema, &t, &u, actor)
     })
+}
+
+/// [`remove_member`] inside a write transaction already open (single sign-on takes people
+/// out of teams while it signs them in): the one place a membership ends.
+pub fn remove_member_in(
+    tx: &mut crate::db::WriteTx<'_>,
+    schema: &Schema,
+    t: &crate::db::models::Team,
+    u: &crate::db::models::User,
+    actor: &Actor,
+) -> AppResult<Option<Vec<i64>>> {
+    use crate::db::changes as repo;
+    use crate::domain::{signoff, ChangeState};
+    let (team, email) = (t.name.as_str(), u.email.as_str());
+    let conn = tx;
+    if !users::remove_member(conn, t.id, u.id)? {
+        return Ok(None);
+    }
+    events::record(
+        conn,
+        actor,
+        None,
+        Event::TeamMemberRemoved {
+            team: team.to_string(),
+            email: email.to_string(),
+        },
+    )?;
+    let mut back = Vec::new();
+    for id in repo::approved_signed_by(conn, u.id)? {
+        let c = changes::locked(conn, id)?;
+        let Some(op) = schema.operation(&c.operation) else {
+            continue;
+        };
+        let rows = repo::signoffs(conn, id)?;
+        let recs = changes::records(conn, schema, &c, &rows)?;
+        let fp = c.fingerprint.clone().unwrap_or_default();
+        if c.state == ChangeState::Approved
+            && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
+        {
+            let reason =
+                format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
+            changes::move_state(
+                conn,
+                actor,
+                id,
+                (ChangeState::Approved, ChangeState::AwaitingSignoff),
+                reason,
+            )?;
+            back.push(id);
+        }
+    }
+    Ok(Some(back))
 }
 
 /// Record a schema version (once per hash) with an audit event.

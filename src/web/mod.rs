@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod pages;
 pub mod session;
 pub mod session_use;
+pub mod sso;
 pub mod upload;
 
 use std::net::TcpListener;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub badges: crate::service::queue::Badges,
     /// What this process counts for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Single sign-on, when configured.
+    pub sso: Option<Arc<sso::Sso>>,
 }
 
 pub type State = web::Data<AppState>;
@@ -93,7 +96,7 @@ impl Application {
     /// Prepare the database (migrations, schema record, re-resolution of changes resolved
     /// under an older schema) and bind. `bind` may use port 0; see [`Application::port`].
     pub fn build(
-        config: Config,
+        mut config: Config,
         schema: Schema,
         schema_source: &str,
     ) -> anyhow::Result<Application> {
@@ -103,6 +106,15 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let port = listener.local_addr()?.port();
+        // A public URL with port 0 (as derived from `--bind 127.0.0.1:0`) means the port the
+        // kernel chose: links in mails and the single sign-on redirect need the real one.
+        if let Some(base) = config.mail.public_url.trim_end_matches('/').strip_suffix(":0") {
+            config.mail.public_url = format!("{base}:{port}");
+        }
+        let sso = match &config.oidc {
+            Some(o) => Some(Arc::new(sso::Sso::new(o.clone(), &config.mail.public_url)?)),
+            None => None,
+        };
         let schema = Arc::new(schema);
         let wake = Arc::new(crate::exec::Wake::default());
         let worker = config.worker.then(|| {
@@ -122,6 +134,7 @@ impl Application {
             limiter: session::LoginLimiter::new(config.login_per_second),
             badges: Default::default(),
             metrics: Default::default(),
+            sso,
             config,
             wake,
         });
@@ -220,8 +233,14 @@ fn form_config(limit: usize) -> web::FormConfig {
 /// carries a fresh CSRF token). HSTS only when the public URL is https: a plain-HTTP
 /// deployment must not tell browsers to insist on HTTPS.
 fn security_headers(config: &Config) -> actix_web::middleware::DefaultHeaders {
+    // Logout is a form whose answer may redirect to the single sign-on provider's logout,
+    // which `form-action` must allow (browsers check it for the redirects of a form too).
+    let form_action = match &config.oidc {
+        Some(o) => format!("'self' {}", sso::Sso::origin(&o.issuer)),
+        None => "'self'".to_string(),
+    };
     let h = actix_web::middleware::DefaultHeaders::new()
-        .add(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"))
+        .add(("Content-Security-Policy", format!("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'")))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "same-origin"))
@@ -434,6 +453,8 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(pages::login)),
         )
         .route("/logout", web::post().to(pages::logout))
+        .route("/login/sso", web::get().to(sso::start))
+        .route("/login/sso/callback", web::get().to(sso::callback))
         .route("/", web::get().to(pages::home))
         .route("/queue", web::get().to(pages::queue))
         .route("/changes", web::get().to(pages::changes))

@@ -397,6 +397,30 @@ pub enum Event {
         team: String,
         delivery: String,
     },
+    // ---- single sign-on ----
+    /// A sign-in through the OpenID provider (the actor is the person): whether the person
+    /// was created or an existing one linked to the identity, and what the groups changed.
+    /// Each membership change is its own `team_member_added` / `team_member_removed` too.
+    SsoSignedIn {
+        issuer: String,
+        subject: String,
+        #[serde(default)]
+        created: bool,
+        #[serde(default)]
+        linked: bool,
+        #[serde(default)]
+        joined: Vec<String>,
+        #[serde(default)]
+        left: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin: Option<bool>,
+    },
+    /// The provider vouched for someone countersign's rules refuse (nothing was created).
+    SsoRefused {
+        email: Option<String>,
+        subject: String,
+        reason: String,
+    },
 }
 
 /// How a change came to exist: asked for by a person, or derived (a rollback, a restore).
@@ -634,6 +658,8 @@ impl Event {
             Event::HookCreated { .. } => "hook_created",
             Event::HookDeleted { .. } => "hook_deleted",
             Event::HookTested { .. } => "hook_tested",
+            Event::SsoSignedIn { .. } => "sso_signed_in",
+            Event::SsoRefused { .. } => "sso_refused",
         }
     }
 

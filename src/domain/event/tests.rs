@@ -104,6 +104,20 @@ fn every_event() -> Vec<Event> {
             }),
         },
         Event::SignedIn {},
+        Event::SsoSignedIn {
+            issuer: "https://id.example".into(),
+            subject: "248289761001".into(),
+            created: true,
+            linked: false,
+            joined: vec!["app-owners".into()],
+            left: vec![],
+            admin: Some(false),
+        },
+        Event::SsoRefused {
+            email: Some("m@evil.example".into()),
+            subject: "x".into(),
+            reason: "not an allowed domain".into(),
+        },
         Event::SignoffsExpired {
             signoffs: vec![expiry()],
             unapproved: true,

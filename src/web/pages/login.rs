@@ -23,6 +23,23 @@ pub(crate) struct LoginPage {
     pub(crate) next: String,
     pub(crate) error: Option<String>,
     pub(crate) csrf: String,
+    /// The single sign-on button's provider name, when it is configured.
+    pub(crate) sso_label: Option<String>,
+    pub(crate) password_login: bool,
+}
+
+impl LoginPage {
+    fn new(state: &State, email: String, next: String, error: Option<String>, csrf: String) -> Self {
+        LoginPage {
+            l: Layout::anonymous(),
+            email,
+            next,
+            error,
+            csrf,
+            sso_label: state.sso.as_ref().map(|s| s.config.label.clone()),
+            password_login: state.config.password_login,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -60,13 +77,13 @@ pub async fn login_form(req: HttpRequest, state: State, q: web::Query<NextQuery>
     let csrf = random_hex();
     let mut r = html(
         StatusCode::OK,
-        LoginPage {
-            l: Layout::anonymous(),
-            email: String::new(),
-            next: safe_next(q.next.as_deref()),
-            error: None,
-            csrf: csrf.clone(),
-        }
+        LoginPage::new(
+            &state,
+            String::new(),
+            safe_next(q.next.as_deref()),
+            None,
+            csrf.clone(),
+        )
         .render(),
     );
     let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
@@ -91,18 +108,18 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let csrf = random_hex();
         let mut r = html(
             code.status(),
-            LoginPage {
-                l: Layout::anonymous(),
-                email: f.email.clone(),
-                next: next.clone(),
-                error: Some(error),
-                csrf: csrf.clone(),
-            }
-            .render(),
+            LoginPage::new(&state, f.email.clone(), next.clone(), Some(error), csrf.clone())
+                .render(),
         );
         let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
         r
     };
+    if !state.config.password_login {
+        return Ok(again(
+            "Password sign-in is turned off here: sign in with single sign-on.".into(),
+            ErrorCode::PasswordLoginOff,
+        ));
+    }
     let cookie_csrf = session::read_cookie(&req, &state, LOGIN_COOKIE).unwrap_or_default();
     if !csrf_ok(&cookie_csrf, &f.csrf) {
         return Ok(again(
@@ -192,8 +209,22 @@ pub async fn logout(
 ) -> PageResult {
     w.check_csrf(&form.csrf)?;
     let token = w.token.clone();
-    let _ = with_conn(&state, move |conn| Ok(users::end_session(conn, &token)?)).await;
-    let mut r = see_other("/login");
+    let (user_id, issuer) = (w.user.id, state.sso.as_ref().map(|s| s.config.issuer.clone()));
+    // Whether the person signed in through the provider, so its session ends there too.
+    let through_sso = with_conn(&state, move |conn| {
+        users::end_session(conn, &token)?;
+        Ok(match issuer {
+            Some(i) => crate::db::sso::has_identity(conn, user_id, &i)?,
+            None => false,
+        })
+    })
+    .await
+    .unwrap_or(false);
+    let to = match (&state.sso, through_sso) {
+        (Some(sso), true) => sso.logout_url().await,
+        _ => None,
+    };
+    let mut r = see_other(to.as_deref().unwrap_or("/login"));
     let _ = r.add_cookie(&session::cookie(&req, &state, SESSION_COOKIE, ""));
     Ok(r)
 }
