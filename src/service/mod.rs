@@ -15,8 +15,10 @@ pub mod expiry;
 pub mod hooks;
 pub mod inventory;
 pub mod notifications;
+pub mod people;
 pub mod queue;
 pub mod restore;
+pub mod schemas;
 pub mod views;
 
 use diesel::prelude::*;
@@ -24,7 +26,7 @@ use diesel::prelude::*;
 use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::schema::schema_versions;
-use crate::db::{now, users, write_tx, DbConn};
+use crate::db::{now, users, write_tx, DbConn, WriteTx};
 use crate::domain::event::Event;
 use crate::domain::Schema;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -101,8 +103,6 @@ pub fn remove_member(
     email: &str,
     actor: &Actor,
 ) -> AppResult<Option<Vec<i64>>> {
-    use crate::db::changes as repo;
-    use crate::domain::{signoff, ChangeState};
     write_tx(conn, |conn| {
         let t = users::find_team(conn, team)?.ok_or_else(|| {
             AppError::new(
@@ -119,6 +119,7 @@ pub fn remove_member(
         if !users::remove_member(conn, t.id, u.id)? {
             return Ok(None);
         }
+        let signed = lock_approved_signed_by(conn, u.id)?;
         events::record(
             conn,
             actor,
@@ -128,32 +129,57 @@ pub fn remove_member(
                 email: email.to_string(),
             },
         )?;
-        let mut back = Vec::new();
-        for id in repo::approved_signed_by(conn, u.id)? {
-            let c = changes::locked(conn, id)?;
-            let Some(op) = schema.operation(&c.operation) else {
-                continue;
-            };
-            let rows = repo::signoffs(conn, id)?;
-            let recs = changes::records(conn, schema, &c, &rows)?;
-            let fp = c.fingerprint.clone().unwrap_or_default();
-            if c.state == ChangeState::Approved
-                && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
-            {
-                let reason =
-                    format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
-                changes::move_state(
-                    conn,
-                    actor,
-                    id,
-                    (ChangeState::Approved, ChangeState::AwaitingSignoff),
-                    reason,
-                )?;
-                back.push(id);
-            }
-        }
-        Ok(Some(back))
+        let reason = format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
+        Ok(Some(send_back_unapproved(conn, schema, actor, &signed, &reason)?))
     })
+}
+
+/// The approved changes person `user_id` signed (a sign-off not stale), each locked, in id
+/// order. Taken before the transaction appends to the audit trail: the lock order is
+/// change row → `audit_head`.
+pub(crate) fn lock_approved_signed_by(
+    conn: &mut WriteTx<'_>,
+    user_id: i64,
+) -> AppResult<Vec<crate::db::models::Change>> {
+    let mut ids = crate::db::changes::approved_signed_by(conn, user_id)?;
+    ids.sort_unstable();
+    ids.into_iter().map(|id| changes::locked(conn, id)).collect()
+}
+
+/// Of the changes `locked` (approved when locked), those whose approval no longer holds —
+/// a signer left the side's team or was deactivated, so their sign-off is not earned any
+/// more (`changes::records`) — go back to `awaiting_signoff` with `reason`. The ones sent
+/// back. The one rule for a signer who stops counting, whatever the cause.
+pub(crate) fn send_back_unapproved(
+    conn: &mut WriteTx<'_>,
+    schema: &Schema,
+    actor: &Actor,
+    locked: &[crate::db::models::Change],
+    reason: &str,
+) -> AppResult<Vec<i64>> {
+    use crate::domain::{signoff, ChangeState};
+    let mut back = Vec::new();
+    for c in locked {
+        let Some(op) = schema.operation(&c.operation) else {
+            continue;
+        };
+        let rows = crate::db::changes::signoffs(conn, c.id)?;
+        let recs = changes::records(conn, schema, c, &rows)?;
+        let fp = c.fingerprint.clone().unwrap_or_default();
+        if c.state == ChangeState::Approved
+            && !signoff::is_approved(&recs, changes::policy_for(op, c), &fp)
+        {
+            changes::move_state(
+                conn,
+                actor,
+                c.id,
+                (ChangeState::Approved, ChangeState::AwaitingSignoff),
+                reason.to_string(),
+            )?;
+            back.push(c.id);
+        }
+    }
+    Ok(back)
 }
 
 /// Record a schema version (once per hash) with an audit event.
