@@ -260,9 +260,14 @@ pub(super) fn token_create(
 ) -> anyhow::Result<i32> {
     let config = Config::from_env()?;
     let (mut conn, _) = open(&config)?;
-    let (token, expires_at) =
-        people::create_token(&mut conn, Acting::CommandLine, email, label, expires_in_days)
-            .map_err(app_err)?;
+    let (token, expires_at) = people::create_token(
+        &mut conn,
+        Acting::CommandLine,
+        email,
+        label,
+        expires_in_days,
+    )
+    .map_err(app_err)?;
     match expires_at {
         Some(at) => eprintln!(
             "API token for {email}, valid until {} UTC (shown once; only its hash is stored):",

@@ -63,7 +63,10 @@ pub struct Version {
 /// Every recorded version, the first loaded first.
 pub fn versions(conn: &mut DbConn) -> QueryResult<Vec<Version>> {
     schema_versions::table
-        .order((schema_versions::loaded_at.asc(), schema_versions::hash.asc()))
+        .order((
+            schema_versions::loaded_at.asc(),
+            schema_versions::hash.asc(),
+        ))
         .select((
             schema_versions::hash,
             schema_versions::source,

@@ -80,24 +80,30 @@ pub fn deactivate(conn: &mut DbConn, id: i64, by: Option<i64>) -> QueryResult<bo
 
 /// Undo [`deactivate`]; whether the person was deactivated.
 pub fn reactivate(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
-    Ok(
-        diesel::update(users::table.find(id).filter(users::deactivated_at.is_not_null()))
-            .set((
-                users::deactivated_at.eq(None::<NaiveDateTime>),
-                users::deactivated_by.eq(None::<i64>),
-            ))
-            .execute(conn)?
-            == 1,
+    Ok(diesel::update(
+        users::table
+            .find(id)
+            .filter(users::deactivated_at.is_not_null()),
     )
+    .set((
+        users::deactivated_at.eq(None::<NaiveDateTime>),
+        users::deactivated_by.eq(None::<i64>),
+    ))
+    .execute(conn)?
+        == 1)
 }
 
 /// Take the row locks of every active admin (an `UPDATE` that changes nothing: the lock on
 /// PostgreSQL, a no-op under SQLite's `BEGIN IMMEDIATE`) and count them, so that two
 /// deactivations at once cannot both leave the other as "the last admin" and remove both.
 pub fn lock_active_admins(conn: &mut DbConn) -> QueryResult<usize> {
-    diesel::update(users::table.filter(users::is_admin.eq(true)).filter(active()))
-        .set(users::is_admin.eq(true))
-        .execute(conn)
+    diesel::update(
+        users::table
+            .filter(users::is_admin.eq(true))
+            .filter(active()),
+    )
+    .set(users::is_admin.eq(true))
+    .execute(conn)
 }
 
 /// The ids of those of `ids` who are deactivated.

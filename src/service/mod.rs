@@ -129,8 +129,11 @@ pub fn remove_member(
                 email: email.to_string(),
             },
         )?;
-        let reason = format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
-        Ok(Some(send_back_unapproved(conn, schema, actor, &signed, &reason)?))
+        let reason =
+            format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
+        Ok(Some(send_back_unapproved(
+            conn, schema, actor, &signed, &reason,
+        )?))
     })
 }
 
@@ -143,7 +146,9 @@ pub(crate) fn lock_approved_signed_by(
 ) -> AppResult<Vec<crate::db::models::Change>> {
     let mut ids = crate::db::changes::approved_signed_by(conn, user_id)?;
     ids.sort_unstable();
-    ids.into_iter().map(|id| changes::locked(conn, id)).collect()
+    ids.into_iter()
+        .map(|id| changes::locked(conn, id))
+        .collect()
 }
 
 /// Of the changes `locked` (approved when locked), those whose approval no longer holds —

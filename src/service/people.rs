@@ -151,12 +151,7 @@ pub fn reactivate(conn: &mut DbConn, by: Acting<'_>, email: &str) -> AppResult<b
         if !users::reactivate(tx, u.id)? {
             return Ok(false);
         }
-        record(
-            tx,
-            &by.actor(),
-            None,
-            Event::PersonReactivated { email },
-        )?;
+        record(tx, &by.actor(), None, Event::PersonReactivated { email })?;
         Ok(true)
     })
 }

@@ -152,12 +152,7 @@ pub struct Who {
 }
 
 /// `GET /admin/people/tokens?email=…`
-pub async fn tokens(
-    req: HttpRequest,
-    state: State,
-    w: WebUser,
-    q: web::Query<Who>,
-) -> PageResult {
+pub async fn tokens(req: HttpRequest, state: State, w: WebUser, q: web::Query<Who>) -> PageResult {
     let email = q.into_inner().email;
     render(&req, &state, &w, email, Outcome::default()).await
 }
