@@ -74,7 +74,8 @@ error_codes! {
     SsoInvalid = "sso_invalid", BAD_REQUEST, "A single sign-on answer cannot finish a sign-in: its state names no sign-in under way in this browser (changed, replayed, too old), the provider answered with an error, or the ID token failed its checks (signature, issuer, audience, nonce, expiry) (pages).";
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED, "The email and password do not match (the sign-in page).";
     TokenExpired = "token_expired", UNAUTHORIZED, "The API token has expired.";
-    Unauthenticated = "unauthenticated", UNAUTHORIZED, "No valid API token: the `Authorization` header is missing or malformed, or the token is unknown or revoked.";
+    Unauthenticated = "unauthenticated", UNAUTHORIZED, "No valid API token: the `Authorization` header is missing or malformed, or the token is unknown or revoked, or its owner is deactivated.";
+    AccountDeactivated = "account_deactivated", FORBIDDEN, "The email and password match, but an admin deactivated the account (the sign-in page); an admin reactivates it.";
     ContactsHidden = "contacts_hidden", FORBIDDEN, "Contacts are shown to admins and to the teams of changes that affect the customer.";
     Csrf = "csrf", FORBIDDEN, "A form's security token is missing or wrong (pages).";
     Forbidden = "forbidden", FORBIDDEN, "The caller may not do this (the message names who may).";
@@ -95,6 +96,7 @@ error_codes! {
     AlreadyRolledBack = "already_rolled_back", CONFLICT, "The change already has an open rollback.";
     AlreadySigned = "already_signed", CONFLICT, "The caller already signed this side for the current fingerprint.";
     BudgetExceeded = "budget_exceeded", CONFLICT, "At execute (or resume), the change needs more of its operation's budget than is left in the last 24 hours (`details.budget`: used, left, when it frees).";
+    CannotDeactivate = "cannot_deactivate", CONFLICT, "An admin deactivates neither their own account nor the last active admin.";
     ChangeNotApproved = "change_not_approved", CONFLICT, "Customer notices are for approved (or later) changes only.";
     ConflictingExecution = "conflicting_execution", CONFLICT, "At execute, another change's execution in progress (running, baking, paused or halted) shares targets with this one (`details.changes`: each with the targets shared); a scheduled start with `wait_for_conflicts` waits instead.";
     DrafterInBothTeams = "drafter_in_both_teams", CONFLICT, "The notice's drafter is in both teams, so nobody can be the other team's approver.";

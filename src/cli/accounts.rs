@@ -1,15 +1,17 @@
-//! Accounts from a terminal: `team add|list|remove`, `user add|reset-password`,
-//! `token create`. The account operations themselves are `service::accounts`.
+//! Accounts from a terminal: `team add|list|remove`, `user add|reset-password|deactivate|
+//! reactivate` (`person` is the same command), `token create|list|revoke`. The account
+//! operations themselves are `service::accounts` and `service::people`.
 
 use clap::Subcommand;
 
 use super::{app_err, open};
 use crate::config::Config;
 use crate::db::audit::Actor;
-use crate::db::{self, users, write_tx};
+use crate::db::{users, write_tx};
 use crate::domain::schema::team_name_ok;
 use crate::error::AppError;
 use crate::service::accounts::{self as svc, SaveUser};
+use crate::service::people::{self, Acting};
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCmd {
@@ -56,6 +58,12 @@ pub enum UserCmd {
         #[arg(long, requires = "password_stdin")]
         must_change: bool,
     },
+    /// Deactivate a person: they can no longer sign in, their sessions end, their API tokens
+    /// are refused and their sign-offs stop counting (an approved change that rested on one
+    /// goes back for sign-off). Refused for the last active admin.
+    Deactivate { email: String },
+    /// Reactivate a deactivated person: they sign in again and their tokens work again.
+    Reactivate { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +77,10 @@ pub enum TokenCmd {
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::domain::account::MAX_TOKEN_DAYS)))]
         expires_in_days: Option<u32>,
     },
+    /// List a person's API tokens (id, label, created, last used, expires, revoked).
+    List { email: String },
+    /// Revoke one of a person's API tokens by its id (see `token list`).
+    Revoke { email: String, id: i64 },
 }
 
 /// A password from the first line of standard input, checked by the same rules as the
@@ -248,12 +260,13 @@ pub(super) fn token_create(
 ) -> anyhow::Result<i32> {
     let config = Config::from_env()?;
     let (mut conn, _) = open(&config)?;
-    let expires_at = crate::domain::account::token_expiry(db::now(), expires_in_days);
-    let token = write_tx(&mut conn, |conn| -> Result<String, AppError> {
-        let u = users::find_user_by_email(conn, email)?
-            .ok_or_else(|| AppError::not_found("user", email))?;
-        svc::create_token(conn, &Actor::cli(), &u, label, expires_at)
-    })
+    let (token, expires_at) = people::create_token(
+        &mut conn,
+        Acting::CommandLine,
+        email,
+        label,
+        expires_in_days,
+    )
     .map_err(app_err)?;
     match expires_at {
         Some(at) => eprintln!(
@@ -265,5 +278,76 @@ pub(super) fn token_create(
         }
     }
     println!("{token}");
+    Ok(0)
+}
+
+/// `countersign token list EMAIL`: one line per token, the newest first.
+pub(super) fn token_list(email: &str) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let (mut conn, _) = open(&config)?;
+    let p = people::tokens(&mut conn, Acting::CommandLine, email).map_err(app_err)?;
+    let at = |t: Option<chrono::NaiveDateTime>, none: &str| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| none.to_string())
+    };
+    if p.tokens.is_empty() {
+        eprintln!("{} has no API token", p.email);
+    }
+    for t in &p.tokens {
+        println!(
+            "{}\t{}\tcreated {}\tlast used {}\texpires {}\t{}",
+            t.id,
+            t.label,
+            at(Some(t.created_at), ""),
+            at(t.last_used_at, "never"),
+            at(t.expires_at, "never"),
+            t.revoked_at
+                .map(|r| format!("revoked {}", r.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_else(|| "active".into()),
+        );
+    }
+    Ok(0)
+}
+
+/// `countersign token revoke EMAIL ID`.
+pub(super) fn token_revoke(email: &str, id: i64) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let (mut conn, _) = open(&config)?;
+    people::revoke_token(&mut conn, Acting::CommandLine, email, id).map_err(app_err)?;
+    println!("revoked API token {id} of {email}");
+    Ok(0)
+}
+
+/// `countersign user deactivate EMAIL`.
+pub(super) fn deactivate(email: &str) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let (mut conn, schema) = open(&config)?;
+    match people::deactivate(&mut conn, &schema, Acting::CommandLine, email).map_err(app_err)? {
+        None => println!("{email} was deactivated already"),
+        Some(d) => {
+            println!(
+                "deactivated {email}: {} session(s) signed out, {} API token(s) refused",
+                d.sessions_ended, d.tokens_suspended
+            );
+            for id in d.sent_back {
+                println!(
+                    "{} is back to awaiting_signoff: its approval rested on {email}'s sign-off",
+                    crate::service::views::number(id)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `countersign user reactivate EMAIL`.
+pub(super) fn reactivate(email: &str) -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    let (mut conn, _) = open(&config)?;
+    if people::reactivate(&mut conn, Acting::CommandLine, email).map_err(app_err)? {
+        println!("reactivated {email}: they can sign in again, their API tokens work again");
+    } else {
+        println!("{email} was not deactivated");
+    }
     Ok(0)
 }

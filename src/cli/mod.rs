@@ -57,8 +57,8 @@ pub enum Command {
     /// Teams.
     #[command(subcommand)]
     Team(TeamCmd),
-    /// People.
-    #[command(subcommand)]
+    /// People (`person` is the same command).
+    #[command(subcommand, alias = "person")]
     User(UserCmd),
     /// API tokens.
     #[command(subcommand)]
@@ -139,6 +139,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             label,
             expires_in_days,
         }) => accounts::token_create(&email, &label, expires_in_days),
+        Command::Token(TokenCmd::List { email }) => accounts::token_list(&email),
+        Command::Token(TokenCmd::Revoke { email, id }) => accounts::token_revoke(&email, id),
+        Command::User(UserCmd::Deactivate { email }) => accounts::deactivate(&email),
+        Command::User(UserCmd::Reactivate { email }) => accounts::reactivate(&email),
         Command::Audit(AuditCmd::Verify { bundle: None }) => audit::verify(),
         Command::Audit(AuditCmd::Verify { bundle: Some(file) }) => Ok(audit::verify_bundle(&file)),
         Command::Backup { file, force } => audit::backup(&file, force),

@@ -20,6 +20,11 @@ pub struct User {
     /// Signed in with a password the CLI printed: every page but the password page
     /// redirects there until it is replaced.
     pub must_change_password: bool,
+    /// Deactivated (by an admin, or the command line): signs in no more, their sessions and
+    /// tokens are refused and their sign-offs stop counting.
+    pub deactivated_at: Option<NaiveDateTime>,
+    /// The admin who deactivated them (`None` with `deactivated_at` set: the command line).
+    pub deactivated_by: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -19,6 +19,8 @@ diesel::table! {
         is_admin -> Bool,
         created_at -> Timestamp,
         must_change_password -> Bool,
+        deactivated_at -> Nullable<Timestamp>,
+        deactivated_by -> Nullable<BigInt>,
     }
 }
 

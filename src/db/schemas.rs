@@ -35,10 +35,42 @@ pub fn by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<Arc<Schema>>
         // Not recorded (yet): ask again next time.
         return Ok(None);
     };
-    let schema = Schema::from_toml(&source).ok().map(Arc::new);
+    Ok(parsed(hash, &source))
+}
+
+/// The schema `source` (recorded under `hash`) parsed, once per process; `None` when it
+/// no longer parses (a version recorded by an older build).
+pub fn parsed(hash: &str, source: &str) -> Option<Arc<Schema>> {
+    if let Some(s) = cache().lock().expect("schema cache").get(hash) {
+        return s.clone();
+    }
+    let schema = Schema::from_toml(source).ok().map(Arc::new);
     cache()
         .lock()
         .expect("schema cache")
         .insert(hash.to_string(), schema.clone());
-    Ok(schema)
+    schema
+}
+
+/// One recorded schema version: its hash, source and when it was first loaded.
+#[derive(Debug, Clone, Queryable)]
+pub struct Version {
+    pub hash: String,
+    pub source: String,
+    pub loaded_at: chrono::NaiveDateTime,
+}
+
+/// Every recorded version, the first loaded first.
+pub fn versions(conn: &mut DbConn) -> QueryResult<Vec<Version>> {
+    schema_versions::table
+        .order((
+            schema_versions::loaded_at.asc(),
+            schema_versions::hash.asc(),
+        ))
+        .select((
+            schema_versions::hash,
+            schema_versions::source,
+            schema_versions::loaded_at,
+        ))
+        .load(conn)
 }

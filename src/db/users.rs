@@ -49,6 +49,77 @@ pub fn find_user(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
         .optional()
 }
 
+/// Who may act: a person who is not deactivated. The one rule every loader of an acting
+/// person applies (a browser session, an API token, a calendar feed token), so that a
+/// deactivation refuses all of them at once.
+fn active() -> diesel::dsl::IsNull<users::deactivated_at> {
+    users::deactivated_at.is_null()
+}
+
+/// The person with this id, unless they are deactivated.
+pub fn find_active_user(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .filter(active())
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Mark the person deactivated by `by` (`None`: the command line) unless they are already;
+/// whether this call did it.
+pub fn deactivate(conn: &mut DbConn, id: i64, by: Option<i64>) -> QueryResult<bool> {
+    Ok(diesel::update(users::table.find(id).filter(active()))
+        .set((
+            users::deactivated_at.eq(Some(now())),
+            users::deactivated_by.eq(by),
+        ))
+        .execute(conn)?
+        == 1)
+}
+
+/// Undo [`deactivate`]; whether the person was deactivated.
+pub fn reactivate(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
+    Ok(diesel::update(
+        users::table
+            .find(id)
+            .filter(users::deactivated_at.is_not_null()),
+    )
+    .set((
+        users::deactivated_at.eq(None::<NaiveDateTime>),
+        users::deactivated_by.eq(None::<i64>),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Take the row locks of every active admin (an `UPDATE` that changes nothing: the lock on
+/// PostgreSQL, a no-op under SQLite's `BEGIN IMMEDIATE`) and count them, so that two
+/// deactivations at once cannot both leave the other as "the last admin" and remove both.
+pub fn lock_active_admins(conn: &mut DbConn) -> QueryResult<usize> {
+    diesel::update(
+        users::table
+            .filter(users::is_admin.eq(true))
+            .filter(active()),
+    )
+    .set(users::is_admin.eq(true))
+    .execute(conn)
+}
+
+/// The ids of those of `ids` who are deactivated.
+pub fn deactivated_among(
+    conn: &mut DbConn,
+    ids: &[i64],
+) -> QueryResult<std::collections::HashSet<i64>> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .filter(users::deactivated_at.is_not_null())
+        .select(users::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect())
+}
+
 pub fn create_user(
     conn: &mut DbConn,
     email: &str,
@@ -107,7 +178,8 @@ pub fn remove_member(conn: &mut DbConn, team_id: i64, user_id: i64) -> QueryResu
     Ok(n > 0)
 }
 
-/// The teams of several people at once (one query), by user id.
+/// The teams of several people at once (one query), by user id: every membership, as the
+/// people page lists them. What a signer counts for is [`counting_teams_of_users`].
 pub fn teams_of_users(
     conn: &mut DbConn,
     user_ids: &[i64],
@@ -117,11 +189,33 @@ pub fn teams_of_users(
         .filter(team_members::user_id.eq_any(user_ids))
         .select((team_members::user_id, teams::name))
         .load(conn)?;
+    Ok(by_user(rows))
+}
+
+/// The teams several people count for (one query), by user id: their memberships, and
+/// none for a deactivated person. A sign-off counts only while its signer is in the side's
+/// team (`service::changes::records`), so a deactivated signer's sign-offs stop counting
+/// by the same rule as a signer who left the team, and count again on reactivation.
+pub fn counting_teams_of_users(
+    conn: &mut DbConn,
+    user_ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, Vec<String>>> {
+    let rows: Vec<(i64, String)> = team_members::table
+        .inner_join(teams::table)
+        .inner_join(users::table)
+        .filter(team_members::user_id.eq_any(user_ids))
+        .filter(active())
+        .select((team_members::user_id, teams::name))
+        .load(conn)?;
+    Ok(by_user(rows))
+}
+
+fn by_user(rows: Vec<(i64, String)>) -> std::collections::HashMap<i64, Vec<String>> {
     let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
     for (u, t) in rows {
         out.entry(u).or_default().push(t);
     }
-    Ok(out)
+    out
 }
 
 /// Names of the teams a user is in.
@@ -134,10 +228,14 @@ pub fn user_teams(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<String>> {
         .load(conn)
 }
 
+/// Whether the person counts as a member of `team` now: a member, and not deactivated
+/// (like [`counting_teams_of_users`]; a freeze exception counts only from a member).
 pub fn is_member(conn: &mut DbConn, user_id: i64, team: &str) -> QueryResult<bool> {
     let n: i64 = team_members::table
         .inner_join(teams::table)
+        .inner_join(users::table)
         .filter(team_members::user_id.eq(user_id).and(teams::name.eq(team)))
+        .filter(active())
         .count()
         .get_result(conn)?;
     Ok(n > 0)
@@ -200,11 +298,13 @@ impl TokenUse {
 }
 
 /// Look a bearer token up (one query); expiry is the caller's to check, so that it can say so.
+/// A deactivated person's tokens are not found ([`active`]).
 pub fn token_use(conn: &mut DbConn, token: &str) -> QueryResult<Option<TokenUse>> {
     let row: Option<(User, i64, Option<NaiveDateTime>, Option<NaiveDateTime>)> = api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(hash_token(token)))
         .filter(api_tokens::revoked_at.is_null())
+        .filter(active())
         .select((
             User::as_select(),
             api_tokens::id,
@@ -304,7 +404,8 @@ fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// The user and CSRF token of a live session, and when it was last seen.
+/// The user and CSRF token of a live session, and when it was last seen; a deactivated
+/// person's sessions are not found ([`active`]).
 pub fn session(
     conn: &mut DbConn,
     token: &str,
@@ -313,6 +414,7 @@ pub fn session(
         .inner_join(users::table)
         .filter(web_sessions::token_hash.eq(hash_token(token)))
         .filter(web_sessions::expires_at.gt(now()))
+        .filter(active())
         .select((
             User::as_select(),
             web_sessions::csrf_token,

@@ -103,6 +103,10 @@ fn recipients(
         }
         _ => add(&mut to, participants(conn, c)?),
     }
+    // A deactivated person is told nothing (they cannot sign in to act on it).
+    let ids: Vec<i64> = to.keys().copied().collect();
+    let gone = crate::db::users::deactivated_among(conn, &ids)?;
+    to.retain(|id, _| !gone.contains(id));
     Ok(to)
 }
 

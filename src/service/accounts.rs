@@ -223,3 +223,33 @@ pub fn create_token(
     )?;
     Ok(t)
 }
+
+/// Revoke API token `id` of person `user_id` (404 when it is not theirs or was revoked
+/// already). `email`: the person's, when someone else revokes it (the event names them).
+pub fn revoke_token(
+    tx: &mut WriteTx<'_>,
+    actor: &Actor,
+    user_id: i64,
+    id: i64,
+    email: Option<&str>,
+) -> AppResult<()> {
+    if !users::revoke_token(tx, user_id, id)? {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            match email {
+                None => "no such token of yours (it may be revoked already)".to_string(),
+                Some(e) => format!("{e} has no such token (it may be revoked already)"),
+            },
+        ));
+    }
+    record(
+        tx,
+        actor,
+        None,
+        Event::TokenRevoked {
+            token: id,
+            email: email.map(str::to_string),
+        },
+    )?;
+    Ok(())
+}

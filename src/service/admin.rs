@@ -3,6 +3,7 @@
 //! for anyone who is not an admin. Initial and reset passwords are random, shown once to
 //! the admin, and must be replaced at the person's next sign-in.
 
+use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use super::accounts::{self, SaveUser};
@@ -36,6 +37,9 @@ pub struct PersonRow {
     /// Signs in with a password an admin (or the command line) set, not their own yet.
     pub must_change_password: bool,
     pub has_password: bool,
+    /// When they were deactivated (`service::people::deactivate`), and by whom (an admin's
+    /// address, or `the command line`).
+    pub deactivated: Option<(NaiveDateTime, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,9 +75,18 @@ pub fn directory(conn: &mut DbConn, user: &CurrentUser) -> AppResult<Directory> 
             .load(conn)?;
         let ids: Vec<i64> = people.iter().map(|p| p.id).collect();
         let mut of = users::teams_of_users(conn, &ids)?;
+        let email_by_id: std::collections::HashMap<i64, String> =
+            people.iter().map(|p| (p.id, p.email.clone())).collect();
         let people = people
             .into_iter()
             .map(|p| PersonRow {
+                deactivated: p.deactivated_at.map(|at| {
+                    let by = match p.deactivated_by {
+                        Some(id) => email_by_id.get(&id).cloned().unwrap_or_default(),
+                        None => "the command line".to_string(),
+                    };
+                    (at, by)
+                }),
                 teams: {
                     let mut t: Vec<String> =
                         of.remove(&p.id).unwrap_or_default().into_iter().collect();
@@ -112,7 +125,8 @@ pub fn create_team(conn: &mut DbConn, user: &CurrentUser, name: &str) -> AppResu
     })
 }
 
-fn email_of(raw: &str) -> AppResult<String> {
+/// An email address as typed, trimmed and lowercased; refused when it cannot be one.
+pub(super) fn email_of(raw: &str) -> AppResult<String> {
     let email = raw.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
         return Err(AppError::new(

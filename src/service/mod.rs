@@ -15,8 +15,10 @@ pub mod expiry;
 pub mod hooks;
 pub mod inventory;
 pub mod notifications;
+pub mod people;
 pub mod queue;
 pub mod restore;
+pub mod schemas;
 pub mod sso;
 pub mod views;
 
@@ -25,7 +27,7 @@ use diesel::prelude::*;
 use crate::db::audit::Actor;
 use crate::db::models::User;
 use crate::db::schema::schema_versions;
-use crate::db::{now, users, write_tx, DbConn};
+use crate::db::{now, users, write_tx, DbConn, WriteTx};
 use crate::domain::event::Event;
 use crate::domain::Schema;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -120,23 +122,23 @@ pub fn remove_member(
 }
 
 /// [`remove_member`] inside a write transaction already open (single sign-on takes people
-/// out of teams while it signs them in): the one place a membership ends.
+/// out of teams while it signs them in): the one place a membership ends. Call it before
+/// the transaction appends anything to the audit trail (the lock order is change row →
+/// `audit_head`).
 pub fn remove_member_in(
-    tx: &mut crate::db::WriteTx<'_>,
+    tx: &mut WriteTx<'_>,
     schema: &Schema,
     t: &crate::db::models::Team,
     u: &crate::db::models::User,
     actor: &Actor,
 ) -> AppResult<Option<Vec<i64>>> {
-    use crate::db::changes as repo;
-    use crate::domain::{signoff, ChangeState};
     let (team, email) = (t.name.as_str(), u.email.as_str());
-    let conn = tx;
-    if !users::remove_member(conn, t.id, u.id)? {
+    if !users::remove_member(tx, t.id, u.id)? {
         return Ok(None);
     }
+    let signed = lock_approved_signed_by(tx, u.id)?;
     events::record(
-        conn,
+        tx,
         actor,
         None,
         Event::TeamMemberRemoved {
@@ -144,31 +146,58 @@ pub fn remove_member_in(
             email: email.to_string(),
         },
     )?;
+    let reason = format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
+    Ok(Some(send_back_unapproved(tx, schema, actor, &signed, &reason)?))
+}
+
+/// The approved changes person `user_id` signed (a sign-off not stale), each locked, in id
+/// order. Taken before the transaction appends to the audit trail: the lock order is
+/// change row → `audit_head`.
+pub(crate) fn lock_approved_signed_by(
+    conn: &mut WriteTx<'_>,
+    user_id: i64,
+) -> AppResult<Vec<crate::db::models::Change>> {
+    let mut ids = crate::db::changes::approved_signed_by(conn, user_id)?;
+    ids.sort_unstable();
+    ids.into_iter()
+        .map(|id| changes::locked(conn, id))
+        .collect()
+}
+
+/// Of the changes `locked` (approved when locked), those whose approval no longer holds —
+/// a signer left the side's team or was deactivated, so their sign-off is not earned any
+/// more (`changes::records`) — go back to `awaiting_signoff` with `reason`. The ones sent
+/// back. The one rule for a signer who stops counting, whatever the cause.
+pub(crate) fn send_back_unapproved(
+    conn: &mut WriteTx<'_>,
+    schema: &Schema,
+    actor: &Actor,
+    locked: &[crate::db::models::Change],
+    reason: &str,
+) -> AppResult<Vec<i64>> {
+    use crate::domain::{signoff, ChangeState};
     let mut back = Vec::new();
-    for id in repo::approved_signed_by(conn, u.id)? {
-        let c = changes::locked(conn, id)?;
+    for c in locked {
         let Some(op) = schema.operation(&c.operation) else {
             continue;
         };
-        let rows = repo::signoffs(conn, id)?;
-        let recs = changes::records(conn, schema, &c, &rows)?;
+        let rows = crate::db::changes::signoffs(conn, c.id)?;
+        let recs = changes::records(conn, schema, c, &rows)?;
         let fp = c.fingerprint.clone().unwrap_or_default();
         if c.state == ChangeState::Approved
-            && !signoff::is_approved(&recs, changes::policy_for(op, &c), &fp)
+            && !signoff::is_approved(&recs, changes::policy_for(op, c), &fp)
         {
-            let reason =
-                format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
             changes::move_state(
                 conn,
                 actor,
-                id,
+                c.id,
                 (ChangeState::Approved, ChangeState::AwaitingSignoff),
-                reason,
+                reason.to_string(),
             )?;
-            back.push(id);
+            back.push(c.id);
         }
     }
-    Ok(Some(back))
+    Ok(back)
 }
 
 /// Record a schema version (once per hash) with an audit event.

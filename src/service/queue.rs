@@ -83,7 +83,7 @@ fn queue_in(
         v.dedup();
         v
     };
-    let teams = users::teams_of_users(conn, &signers)?;
+    let teams = users::counting_teams_of_users(conn, &signers)?;
     let freezes = if with_budgets {
         crate::service::calendar::freezes(conn)?
     } else {

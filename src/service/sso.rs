@@ -154,6 +154,12 @@ fn apply(
             user
         }
     };
+    if user.deactivated_at.is_some() {
+        return Err(AppError::new(
+            ErrorCode::AccountDeactivated,
+            format!("The provider signed in {}, but an admin deactivated this account in countersign: ask an admin to reactivate it.", user.email),
+        ));
+    }
     repo::touch(tx, issuer, &claims.subject)?;
     let actor = Actor(user.email.clone());
     let admin = d.admin.unwrap_or(user.is_admin);
@@ -162,35 +168,34 @@ fn apply(
     }
     let now_in = users::user_teams(tx, user.id)?;
     let (mut joined, mut left) = (Vec::new(), Vec::new());
-    for team in &d.managed {
-        let want = d.teams.contains(team);
-        let is_in = now_in.contains(team);
-        if want && !is_in {
-            let t = match users::find_team(tx, team)? {
-                Some(t) => t,
-                None => {
-                    let t = users::create_team(tx, team)?;
-                    record(tx, &actor, None, Event::TeamCreated { team: team.clone() })?;
-                    t
-                }
-            };
-            users::add_member(tx, t.id, user.id)?;
-            record(
-                tx,
-                &actor,
-                None,
-                Event::TeamMemberAdded {
-                    team: team.clone(),
-                    email: user.email.clone(),
-                },
-            )?;
-            joined.push(team.clone());
-        } else if !want && is_in {
-            if let Some(t) = users::find_team(tx, team)? {
-                crate::service::remove_member_in(tx, schema, &t, &user, &actor)?;
-                left.push(team.clone());
-            }
+    // Leaving first: `remove_member_in` locks the changes the person signed before the
+    // transaction's first audit append (the lock order is change row → `audit_head`).
+    for team in d.managed.iter().filter(|t| !d.teams.contains(*t) && now_in.contains(*t)) {
+        if let Some(t) = users::find_team(tx, team)? {
+            crate::service::remove_member_in(tx, schema, &t, &user, &actor)?;
+            left.push(team.clone());
         }
+    }
+    for team in d.teams.iter().filter(|t| !now_in.contains(*t)) {
+        let t = match users::find_team(tx, team)? {
+            Some(t) => t,
+            None => {
+                let t = users::create_team(tx, team)?;
+                record(tx, &actor, None, Event::TeamCreated { team: team.clone() })?;
+                t
+            }
+        };
+        users::add_member(tx, t.id, user.id)?;
+        record(
+            tx,
+            &actor,
+            None,
+            Event::TeamMemberAdded {
+                team: team.clone(),
+                email: user.email.clone(),
+            },
+        )?;
+        joined.push(team.clone());
     }
     let (session, _) = users::create_session(tx, user.id, Duration::hours(session_hours))?;
     record(

@@ -45,7 +45,7 @@ impl FromRequest for Authed {
             let user = with_conn(&state, move |conn| {
                 let Some(t) = users::token_use(conn, &token)? else {
                     return Err(AppError::new(ErrorCode::Unauthenticated,
-                        "the API token is not valid (unknown or revoked)",
+                        "the API token is not valid (unknown or revoked, or its owner is deactivated)",
                     ));
                 };
                 if let Some(at) = t.expires_at.filter(|_| t.expired(crate::db::now())) {

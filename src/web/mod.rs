@@ -630,6 +630,23 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             "/admin/people/reset",
             web::post().to(pages::admin_reset_password),
         )
+        .route(
+            "/admin/people/deactivate",
+            web::post().to(pages::admin_deactivate),
+        )
+        .route(
+            "/admin/people/reactivate",
+            web::post().to(pages::admin_reactivate),
+        )
+        .route("/admin/people/tokens", web::get().to(pages::admin_tokens))
+        .route(
+            "/admin/people/tokens",
+            web::post().to(pages::admin_create_token),
+        )
+        .route(
+            "/admin/people/tokens/{id}/revoke",
+            web::post().to(pages::admin_revoke_token),
+        )
         .route("/admin/teams", web::post().to(pages::admin_create_team))
         .route(
             "/admin/teams/{team}/members",
@@ -640,6 +657,11 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::admin_remove_member),
         )
         .route("/admin/audit", web::get().to(pages::admin_audit))
+        .route("/admin/schema", web::get().to(pages::admin_schema))
+        .route(
+            "/admin/schema/{hash}",
+            web::get().to(pages::admin_schema_version),
+        )
         .route("/admin/outbox", web::get().to(pages::outbox))
         .route(
             "/admin/outbox/{id}/retry",

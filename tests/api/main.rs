@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod admin_pages;
+mod admin_people;
 mod audit;
 mod backup;
 mod basics;

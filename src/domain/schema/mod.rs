@@ -12,6 +12,7 @@ pub use super::budget::Budget;
 use super::waves::WaveSize;
 
 mod gates;
+pub mod history;
 mod lifetime;
 mod load;
 mod policy;

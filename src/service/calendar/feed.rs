@@ -238,7 +238,7 @@ pub fn user_for_feed(conn: &mut DbConn, token: &str) -> AppResult<Option<i64>> {
     let Some(uid) = repo::feed_token_user(conn, token)? else {
         return Ok(None);
     };
-    Ok(users::find_user(conn, uid)?.map(|u| u.id))
+    Ok(users::find_active_user(conn, uid)?.map(|u| u.id))
 }
 
 /// RFC 5545 TEXT: backslash, semicolon, comma and newlines escaped; other controls dropped.

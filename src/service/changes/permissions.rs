@@ -30,7 +30,7 @@ pub(crate) fn records(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
-    let teams = users::teams_of_users(conn, &ids)?;
+    let teams = users::counting_teams_of_users(conn, &ids)?;
     Ok(records_with(schema, c, rows, &teams))
 }
 

@@ -51,6 +51,7 @@ fn signoff_views(
     recs: &[SignoffRecord],
     fp: &str,
     given: &std::collections::HashMap<i64, crate::domain::difference::DifferenceCounts>,
+    deactivated: &std::collections::HashSet<i64>,
 ) -> Vec<SignoffView> {
     let op = schema.operation(&c.operation);
     let lifetime = op.and_then(|o| o.signoffs_expire_after);
@@ -88,6 +89,8 @@ fn signoff_views(
                         "not needed: the change's policy as resolved now names no third side"
                             .into(),
                     )
+                } else if !earned && deactivated.contains(&s.user_id) {
+                    Some(format!("no longer counts: {name} is deactivated"))
                 } else if !earned {
                     Some(format!(
                         "no longer counts: {name} is not (only) in `{team}` any more"
@@ -193,6 +196,10 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 &crate::db::differences::signoff_differences(conn, id)?
                     .into_iter()
                     .collect(),
+                &crate::db::users::deactivated_among(
+                    conn,
+                    &rows.iter().map(|(s, _, _)| s.user_id).collect::<Vec<_>>(),
+                )?,
             ),
             difference: super::difference::summary(conn, &c)?,
             signoffs_expire_after: op

@@ -272,6 +272,10 @@ fn no_longer_counting(
                 None => continue,
             },
         };
+        if !users::deactivated_among(conn, &[r.user_id])?.is_empty() {
+            left.push(format!("{email} ({} side) is deactivated", s.side));
+            continue;
+        }
         left.push(format!(
             "{email} ({} side) is no longer a member of `{team}`{}",
             s.side,

@@ -1,5 +1,6 @@
 //! Admins: people and teams (create a team, add and remove members, create a person with
-//! an initial password, reset a password) and the audit chain's check. The same services
+//! an initial password, reset a password, deactivate and reactivate) and the audit chain's
+//! check. The same services
 //! as the command line; a refused form is shown again with the reason and what was typed.
 
 use actix_web::http::StatusCode;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use super::{html, layout, Layout, PageResult};
 use crate::error::AppError;
 use crate::service::admin::{self as svc, Directory};
+use crate::service::people::{self, Acting};
 use crate::web::session::WebUser;
 use crate::web::{run_as, with_conn, State};
 
@@ -241,6 +243,60 @@ pub async fn reset_password(
     let r = run_as(&state, w.user.clone(), move |conn, _, user| {
         let pw = svc::reset_password(conn, user, &email)?;
         Ok((format!("The password of {email} is reset and their sessions are signed out; they choose a new one at the next sign-in (API tokens stay valid)."), Some((email, pw))))
+    })
+    .await;
+    after(&req, &state, &w, r, PersonForm::default()).await
+}
+
+/// `POST /admin/people/deactivate`: they sign in no more, their sessions end, their
+/// tokens and sign-offs stop counting (`service::people::deactivate`).
+pub async fn deactivate(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<MemberForm>,
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
+    let email = form.email.trim().to_lowercase();
+    let r = run_as(&state, w.user.clone(), move |conn, schema, user| {
+        let done = match people::deactivate(conn, schema, Acting::Admin(user), &email)? {
+            None => format!("{email} was deactivated already."),
+            Some(d) => {
+                let mut m = format!(
+                    "{email} is deactivated: they cannot sign in, {} session(s) ended, {} API token(s) refused, their sign-offs no longer count.",
+                    d.sessions_ended, d.tokens_suspended
+                );
+                if !d.sent_back.is_empty() {
+                    m.push_str(&format!(
+                        " Back to awaiting sign-off (their approval rested on {email}'s sign-off): {}.",
+                        d.sent_back.iter().map(|id| crate::service::views::number(*id)).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                m
+            }
+        };
+        Ok((done, None))
+    })
+    .await;
+    after(&req, &state, &w, r, PersonForm::default()).await
+}
+
+/// `POST /admin/people/reactivate`.
+pub async fn reactivate(
+    req: HttpRequest,
+    state: State,
+    w: WebUser,
+    form: web::Form<MemberForm>,
+) -> PageResult {
+    w.check_csrf(&form.csrf)?;
+    let email = form.email.trim().to_lowercase();
+    let r = run_as(&state, w.user.clone(), move |conn, _, user| {
+        let done = if people::reactivate(conn, Acting::Admin(user), &email)? {
+            format!("{email} is active again: they can sign in, and their API tokens that are not revoked or expired work again.")
+        } else {
+            format!("{email} was not deactivated.")
+        };
+        Ok((done, None))
     })
     .await;
     after(&req, &state, &w, r, PersonForm::default()).await

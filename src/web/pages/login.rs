@@ -160,6 +160,15 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         Err(t) => return Ok(again(t.message(), t.code())),
     };
     let found = match (matches, user) {
+        // Said only to someone who knows the password: to anyone else this address reads
+        // like every other with a wrong password. Neither a success nor a failure for the
+        // throttle.
+        (true, Some(u)) if u.deactivated_at.is_some() => {
+            return Ok(again(
+                "This account is deactivated: ask an admin to reactivate it.".into(),
+                ErrorCode::AccountDeactivated,
+            ));
+        }
         (true, Some(u)) => {
             with_conn(&state, move |conn| {
                 let token = crate::db::write_tx(conn, |tx| -> Result<String, AppError> {

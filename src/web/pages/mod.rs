@@ -16,6 +16,8 @@ use crate::web::{with_conn, State};
 
 mod actions;
 mod admin;
+mod admin_schema;
+mod admin_tokens;
 mod calendar;
 mod change;
 mod edit;
@@ -35,8 +37,13 @@ pub use actions::{
 };
 pub use admin::{
     add_member as admin_add_member, audit as admin_audit, create_person as admin_create_person,
-    create_team as admin_create_team, people as admin_people, remove_member as admin_remove_member,
+    create_team as admin_create_team, deactivate as admin_deactivate, people as admin_people,
+    reactivate as admin_reactivate, remove_member as admin_remove_member,
     reset_password as admin_reset_password,
+};
+pub use admin_schema::{history as admin_schema, version as admin_schema_version};
+pub use admin_tokens::{
+    create as admin_create_token, revoke as admin_revoke_token, tokens as admin_tokens,
 };
 pub use calendar::{
     calendar_page, confirm as confirm_proposal, decline as decline_proposal, new_feed_token,
@@ -137,6 +144,7 @@ pub(crate) fn section_of(path: &str) -> &'static str {
         _ if under("/admin/outbox") => "outbox",
         _ if under("/admin/people") || under("/admin/teams") => "admin",
         _ if under("/admin/audit") => "audit",
+        _ if under("/admin/schema") => "schema",
         _ if under("/calendar") => "calendar",
         _ => "",
     }

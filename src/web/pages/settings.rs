@@ -114,13 +114,7 @@ pub(crate) async fn settings_page(
             })
             .collect(),
         new_token,
-        lifetimes: TOKEN_LIFETIMES
-            .iter()
-            .map(|d| match d {
-                Some(n) => (n.to_string(), format!("{n} days"), *n == DEFAULT_TOKEN_DAYS),
-                None => ("never".into(), "never".into(), false),
-            })
-            .collect(),
+        lifetimes: lifetimes(),
     };
     let secret = page.new_token.is_some();
     let mut r = html(StatusCode::OK, page.render());
@@ -168,6 +162,40 @@ pub struct TokenForm {
     pub(crate) expires: String,
 }
 
+/// The lifetime a token form chose: days (one of `TOKEN_LIFETIMES`; `DEFAULT_TOKEN_DAYS`
+/// when none was sent) or `never` (`None`).
+pub(crate) fn lifetime_of(given: &str) -> Result<Option<u32>, AppError> {
+    match given.trim() {
+        "" => Ok(Some(DEFAULT_TOKEN_DAYS)),
+        "never" => Ok(None),
+        d => d
+            .parse::<u32>()
+            .ok()
+            .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::InvalidLifetime,
+                    format!(
+                        "`{}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never.",
+                        d.chars().take(20).collect::<String>()
+                    ),
+                )
+            }),
+    }
+}
+
+/// The lifetimes a token form offers: (value, label, preselected).
+pub(crate) fn lifetimes() -> Vec<(String, String, bool)> {
+    TOKEN_LIFETIMES
+        .iter()
+        .map(|d| match d {
+            Some(n) => (n.to_string(), format!("{n} days"), *n == DEFAULT_TOKEN_DAYS),
+            None => ("never".into(), "never".into(), false),
+        })
+        .collect()
+}
+
 pub async fn create_token(
     req: HttpRequest,
     state: State,
@@ -181,25 +209,7 @@ pub async fn create_token(
     } else {
         label
     };
-    let days = match form.expires.trim() {
-        "" => Some(DEFAULT_TOKEN_DAYS),
-        "never" => None,
-        d => {
-            match d
-                .parse::<u32>()
-                .ok()
-                .filter(|n| TOKEN_LIFETIMES.contains(&Some(*n)))
-            {
-                Some(n) => Some(n),
-                None => {
-                    return Err(AppError::new(ErrorCode::InvalidLifetime,
-                    format!("`{d}` is not a token lifetime: choose 7, 30, 90 or 365 days, or never."),
-                )
-                .into());
-                }
-            }
-        }
-    };
+    let days = lifetime_of(&form.expires)?;
     let token = run_as(&state, w.user.clone(), move |conn, _, user| {
         crate::db::write_tx(conn, |conn| {
             let expires_at = token_expiry(crate::db::now(), days);
@@ -230,12 +240,8 @@ pub async fn revoke_token(
     w.check_csrf(&form.csrf)?;
     let id = path.into_inner();
     run_as(&state, w.user.clone(), move |conn, _, user| {
-        crate::db::write_tx(conn, |conn| {
-            if !users::revoke_token(conn, user.id, id)? {
-                return Err(AppError::new(ErrorCode::NotFound, "no such token of yours"));
-            }
-            record(conn, &user.actor(), None, Event::TokenRevoked { token: id })?;
-            Ok(())
+        crate::db::write_tx(conn, |tx| {
+            crate::service::accounts::revoke_token(tx, &user.actor(), user.id, id, None)
         })
     })
     .await?;
