@@ -44,6 +44,7 @@ mod plans;
 mod queue;
 mod signoffs;
 mod smtp;
+mod sso;
 mod states;
 mod teams;
 mod third_side;
