@@ -71,9 +71,8 @@ impl OidcConfig {
             );
         }
         let need = |s: &Setting, v: Option<String>| {
-            v.map(|v| v.trim().to_string()).ok_or_else(|| {
-                anyhow::anyhow!("{} is required with {}", s.var, OIDC_ISSUER.var)
-            })
+            v.map(|v| v.trim().to_string())
+                .ok_or_else(|| anyhow::anyhow!("{} is required with {}", s.var, OIDC_ISSUER.var))
         };
         let client_id = need(&OIDC_CLIENT_ID, client_id)?;
         let client_secret = Secret::new(need(&OIDC_CLIENT_SECRET, client_secret)?);

@@ -94,12 +94,7 @@ pub fn decide(c: &Claims, p: Policy<'_>) -> Result<Decision, Refusal> {
             allowed: p.allowed_domains.to_vec(),
         });
     }
-    let groups: BTreeSet<&str> = c
-        .groups
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
+    let groups: BTreeSet<&str> = c.groups.iter().flatten().map(String::as_str).collect();
     let teams = p
         .teams
         .iter()
@@ -150,13 +145,21 @@ mod tests {
 
     #[test]
     fn groups_give_the_mapped_teams_and_admin() {
-        let (domains, teams, admins) = (vec!["corp.example".to_string()], map(), vec!["cs-admins".to_string()]);
+        let (domains, teams, admins) = (
+            vec!["corp.example".to_string()],
+            map(),
+            vec!["cs-admins".to_string()],
+        );
         let p = Policy {
             allowed_domains: &domains,
             teams: &teams,
             admin_groups: Some(&admins),
         };
-        let d = decide(&claims("Alice@Corp.Example", &["req", "ops-leads", "other"]), p).unwrap();
+        let d = decide(
+            &claims("Alice@Corp.Example", &["req", "ops-leads", "other"]),
+            p,
+        )
+        .unwrap();
         assert_eq!(d.email, "alice@corp.example");
         assert_eq!(d.name, "Alice Example");
         assert_eq!(
@@ -177,7 +180,12 @@ mod tests {
             admin_groups: None,
             ..p
         };
-        assert_eq!(decide(&claims("a@corp.example", &["cs-admins"]), p).unwrap().admin, None);
+        assert_eq!(
+            decide(&claims("a@corp.example", &["cs-admins"]), p)
+                .unwrap()
+                .admin,
+            None
+        );
     }
 
     #[test]
@@ -197,7 +205,10 @@ mod tests {
         c.email_verified = Some(false);
         assert!(matches!(decide(&c, p), Err(Refusal::Unverified { .. })));
         c.email_verified = None;
-        assert!(decide(&c, p).is_ok(), "providers that do not say are trusted");
+        assert!(
+            decide(&c, p).is_ok(),
+            "providers that do not say are trusted"
+        );
         c.email = None;
         assert_eq!(decide(&c, p), Err(Refusal::NoEmail));
         c.email = Some("no-at-sign".into());

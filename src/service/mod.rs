@@ -147,7 +147,9 @@ pub fn remove_member_in(
         },
     )?;
     let reason = format!("sign-offs no longer count: {email} is no longer a member of `{team}`");
-    Ok(Some(send_back_unapproved(tx, schema, actor, &signed, &reason)?))
+    Ok(Some(send_back_unapproved(
+        tx, schema, actor, &signed, &reason,
+    )?))
 }
 
 /// The approved changes person `user_id` signed (a sign-off not stale), each locked, in id

@@ -117,11 +117,15 @@ pub fn sign_in(
     };
     // Two first sign-ins of one person at once: on PostgreSQL the second insert of the
     // person (or identity) fails on its unique key; the second try finds the first's rows.
-    match write_tx(conn, |tx| apply(tx, schema, oidc, claims, &decision, session_hours)) {
+    match write_tx(conn, |tx| {
+        apply(tx, schema, oidc, claims, &decision, session_hours)
+    }) {
         Err(AppError::Db(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        ))) => write_tx(conn, |tx| apply(tx, schema, oidc, claims, &decision, session_hours)),
+        ))) => write_tx(conn, |tx| {
+            apply(tx, schema, oidc, claims, &decision, session_hours)
+        }),
         other => other,
     }
 }
@@ -170,7 +174,11 @@ fn apply(
     let (mut joined, mut left) = (Vec::new(), Vec::new());
     // Leaving first: `remove_member_in` locks the changes the person signed before the
     // transaction's first audit append (the lock order is change row → `audit_head`).
-    for team in d.managed.iter().filter(|t| !d.teams.contains(*t) && now_in.contains(*t)) {
+    for team in d
+        .managed
+        .iter()
+        .filter(|t| !d.teams.contains(*t) && now_in.contains(*t))
+    {
         if let Some(t) = users::find_team(tx, team)? {
             crate::service::remove_member_in(tx, schema, &t, &user, &actor)?;
             left.push(team.clone());

@@ -108,7 +108,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         // A public URL with port 0 (as derived from `--bind 127.0.0.1:0`) means the port the
         // kernel chose: links in mails and the single sign-on redirect need the real one.
-        if let Some(base) = config.mail.public_url.trim_end_matches('/').strip_suffix(":0") {
+        if let Some(base) = config
+            .mail
+            .public_url
+            .trim_end_matches('/')
+            .strip_suffix(":0")
+        {
             config.mail.public_url = format!("{base}:{port}");
         }
         let sso = match &config.oidc {

@@ -156,7 +156,7 @@ impl Sso {
     /// The provider's origin (`scheme://host:port`), which the pages' CSP lets forms go to
     /// (logout is a form whose answer redirects to the provider).
     pub fn origin(issuer: &str) -> String {
-        let rest = issuer.split_once("://").map(|(s, r)| (s, r));
+        let rest = issuer.split_once("://");
         match rest {
             Some((scheme, r)) => {
                 let host = r.split('/').next().unwrap_or_default();
@@ -168,7 +168,12 @@ impl Sso {
 
     async fn metadata(&self, fresh: bool) -> Result<Metadata, AppError> {
         if !fresh {
-            if let Some((at, m)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some((at, m)) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
                 if at.elapsed() < METADATA_TTL {
                     return Ok(m.clone());
                 }
@@ -180,7 +185,10 @@ impl Sso {
             .await
             .map_err(|e| {
                 unavailable(
-                    &format!("reading {}/.well-known/openid-configuration", self.config.issuer),
+                    &format!(
+                        "reading {}/.well-known/openid-configuration",
+                        self.config.issuer
+                    ),
                     &e,
                 )
             })?;
@@ -223,7 +231,12 @@ impl Sso {
 
     /// Exchange the code (with the PKCE verifier) and check the ID token: what the
     /// provider says of the person.
-    pub async fn finish(&self, code: &str, verifier: &str, nonce: &str) -> Result<Claims, AppError> {
+    pub async fn finish(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<Claims, AppError> {
         let client = self.client(self.metadata(false).await?);
         let answer = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -288,18 +301,22 @@ impl Sso {
     async fn add_userinfo(&self, client: &OidcClient, answer: &TokenAnswer, claims: &mut Claims) {
         let Ok(req) = client.user_info(
             answer.access_token().clone(),
-            Some(openidconnect::SubjectIdentifier::new(claims.subject.clone())),
+            Some(openidconnect::SubjectIdentifier::new(
+                claims.subject.clone(),
+            )),
         ) else {
             return;
         };
-        let info: openidconnect::UserInfoClaims<Extra, CoreGenderClaim> =
-            match req.request_async(&self.http).await {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::warn!(error = %e, "single sign-on: the userinfo answer could not be used");
-                    return;
-                }
-            };
+        let info: openidconnect::UserInfoClaims<Extra, CoreGenderClaim> = match req
+            .request_async(&self.http)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on: the userinfo answer could not be used");
+                return;
+            }
+        };
         if claims.email.is_none() {
             claims.email = info.email().map(|e| e.to_string());
             claims.email_verified = info.email_verified();
@@ -339,9 +356,10 @@ fn invalid_token(e: &openidconnect::ClaimsVerificationError) -> AppError {
 }
 
 fn sso_of(state: &State) -> Result<&Sso, AppError> {
-    state.sso.as_deref().ok_or_else(|| {
-        AppError::new(ErrorCode::NotFound, "single sign-on is not configured here")
-    })
+    state
+        .sso
+        .as_deref()
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "single sign-on is not configured here"))
 }
 
 #[derive(Deserialize)]
@@ -357,7 +375,12 @@ pub async fn start(req: HttpRequest, state: State, q: web::Query<StartQuery>) ->
         let a = sso.authorize().await?;
         let browser = random_hex();
         let next = safe_next(q.next.as_deref());
-        let (s, b, n, v) = (a.state.clone(), browser.clone(), a.nonce.clone(), a.pkce_verifier.clone());
+        let (s, b, n, v) = (
+            a.state.clone(),
+            browser.clone(),
+            a.nonce.clone(),
+            a.pkce_verifier.clone(),
+        );
         with_conn(&state, move |conn| {
             crate::service::sso::begin(
                 conn,
@@ -395,7 +418,11 @@ pub struct CallbackQuery {
 
 /// `GET /login/sso/callback`: the provider's answer. The sign-in it names is taken (once,
 /// by this browser), the code exchanged, the ID token checked, the person signed in.
-pub async fn callback(req: HttpRequest, state: State, q: web::Query<CallbackQuery>) -> HttpResponse {
+pub async fn callback(
+    req: HttpRequest,
+    state: State,
+    q: web::Query<CallbackQuery>,
+) -> HttpResponse {
     let q = q.into_inner();
     let result = async {
         let sso = sso_of(&state)?;

@@ -91,7 +91,12 @@ impl Provider {
             issuer: self.issuer.clone(),
             client_id: "countersign".into(),
             client_secret: Secret::new("countersign-test-secret"),
-            scopes: vec!["openid".into(), "email".into(), "profile".into(), "groups".into()],
+            scopes: vec![
+                "openid".into(),
+                "email".into(),
+                "profile".into(),
+                "groups".into(),
+            ],
             allowed_domains: vec!["corp.example".into(), "req.example".into()],
             groups_claim: "groups".into(),
             teams: vec![
@@ -158,7 +163,10 @@ async fn to_callback(app: &TestApp, p: &Provider, b: &reqwest::Client, login: &s
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let mut url = location(&r, &app.address);
     assert!(url.starts_with(&p.issuer), "{url}");
-    assert!(url.contains("code_challenge_method=S256") && url.contains("nonce="), "{url}");
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("nonce="),
+        "{url}"
+    );
     for _ in 0..20 {
         if url.starts_with(&format!("{}/login/sso/callback", app.address)) {
             return url;
@@ -240,7 +248,11 @@ async fn signs_in_and_groups_follow(backend: Backend) {
     assert!(url.contains("state=") && url.contains("code="), "{url}");
     let (s, _, to) = finish(&b, &url).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
-    assert_eq!(to.as_deref(), Some("/changes"), "back where the sign-in started");
+    assert_eq!(
+        to.as_deref(),
+        Some("/changes"),
+        "back where the sign-in started"
+    );
     let page = home(&app, &b).await.expect("signed in");
     assert!(page.contains("Alice Corp"), "{page}");
     let (alice, admin, teams) = person(&app, "alice@corp.example").expect("provisioned");
@@ -283,8 +295,11 @@ async fn signs_in_and_groups_follow(backend: Backend) {
     assert_eq!(v["state"], "approved", "{v}");
     let (ana, _, before) = person(&app, "ana@req.example").unwrap();
     assert_eq!(before, ["app-owners"]);
-    p.account("ana-at-corp", json!({"email": "ana@req.example", "groups": []}))
-        .await;
+    p.account(
+        "ana-at-corp",
+        json!({"email": "ana@req.example", "groups": []}),
+    )
+    .await;
     let b3 = browser();
     let url = to_callback(&app, &p, &b3, "ana-at-corp").await;
     assert_eq!(finish(&b3, &url).await.0, StatusCode::SEE_OTHER);
@@ -294,8 +309,15 @@ async fn signs_in_and_groups_follow(backend: Backend) {
     let c = app.change(id).await;
     assert_eq!(c["state"], "awaiting_signoff", "{c}");
     let events = audit_actions(&app);
-    let last = events.iter().rev().find(|(a, _)| a == "sso_signed_in").unwrap();
-    assert_eq!((last.1["linked"].clone(), last.1["left"].clone()), (json!(true), json!(["app-owners"])));
+    let last = events
+        .iter()
+        .rev()
+        .find(|(a, _)| a == "sso_signed_in")
+        .unwrap();
+    assert_eq!(
+        (last.1["linked"].clone(), last.1["left"].clone()),
+        (json!(true), json!(["app-owners"]))
+    );
     assert!(events
         .iter()
         .any(|(a, d)| a == "team_member_removed" && d["email"] == "ana@req.example"));
@@ -305,13 +327,19 @@ async fn refusals(backend: Backend) {
     let Some(p) = Provider::start() else { return };
     let app = app_with(backend, &p, true).await;
     // A domain not allowed: refused, audited, nothing created.
-    p.account("mallory", json!({"email": "mallory@evil.example", "groups": ["cs-admins"]}))
-        .await;
+    p.account(
+        "mallory",
+        json!({"email": "mallory@evil.example", "groups": ["cs-admins"]}),
+    )
+    .await;
     let b = browser();
     let url = to_callback(&app, &p, &b, "mallory").await;
     let (s, page, _) = finish(&b, &url).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
-    assert!(page.contains("mallory@evil.example is not an address of corp.example, req.example"), "{page}");
+    assert!(
+        page.contains("mallory@evil.example is not an address of corp.example, req.example"),
+        "{page}"
+    );
     assert!(person(&app, "mallory@evil.example").is_none());
     assert!(home(&app, &b).await.is_none(), "not signed in");
     assert!(audit_actions(&app)
@@ -319,8 +347,11 @@ async fn refusals(backend: Backend) {
         .any(|(a, d)| a == "sso_refused" && d["email"] == "mallory@evil.example"));
 
     // A changed state finds nothing (and spends nothing); the real answer then works once.
-    p.account("bob", json!({"email": "bob@corp.example", "groups": ["cs-ops"]}))
-        .await;
+    p.account(
+        "bob",
+        json!({"email": "bob@corp.example", "groups": ["cs-ops"]}),
+    )
+    .await;
     let b = browser();
     let url = to_callback(&app, &p, &b, "bob").await;
     let tampered = url.replacen("state=", "state=x", 1);
@@ -345,7 +376,8 @@ async fn refusals(backend: Backend) {
 
     // A corrupted ID token signature: nobody is signed in.
     p.tamper(true).await;
-    p.account("carol", json!({"email": "carol@corp.example"})).await;
+    p.account("carol", json!({"email": "carol@corp.example"}))
+        .await;
     let b = browser();
     let url = to_callback(&app, &p, &b, "carol").await;
     let (s, page, _) = finish(&b, &url).await;
@@ -370,13 +402,22 @@ async fn refusals(backend: Backend) {
 async fn first_sign_ins_at_once(backend: Backend) {
     let Some(p) = Provider::start() else { return };
     let app = app_with(backend, &p, true).await;
-    p.account("dora", json!({"email": "dora@corp.example", "groups": ["cs-req"]}))
-        .await;
+    p.account(
+        "dora",
+        json!({"email": "dora@corp.example", "groups": ["cs-req"]}),
+    )
+    .await;
     let (b1, b2) = (browser(), browser());
     let u1 = to_callback(&app, &p, &b1, "dora").await;
     let u2 = to_callback(&app, &p, &b2, "dora").await;
     let (r1, r2) = tokio::join!(finish(&b1, &u1), finish(&b2, &u2));
-    assert_eq!((r1.0, r2.0), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER), "{} {}", r1.1, r2.1);
+    assert_eq!(
+        (r1.0, r2.0),
+        (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER),
+        "{} {}",
+        r1.1,
+        r2.1
+    );
     assert!(home(&app, &b1).await.is_some() && home(&app, &b2).await.is_some());
     assert_eq!(person(&app, "dora@corp.example").unwrap().2, ["app-owners"]);
     let joined = audit_actions(&app)
@@ -398,18 +439,32 @@ async fn password_off_and_logout(backend: Backend) {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("id=\"sso-login\"") && !page.contains("name=\"password\""), "{page}");
+    assert!(
+        page.contains("id=\"sso-login\"") && !page.contains("name=\"password\""),
+        "{page}"
+    );
     let r = b
         .post(format!("{}/login", app.address))
-        .form(&[("email", "ana@req.example"), ("password", "x"), ("csrf", "x")])
+        .form(&[
+            ("email", "ana@req.example"),
+            ("password", "x"),
+            ("csrf", "x"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.text().await.unwrap().contains("Password sign-in is turned off"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Password sign-in is turned off"));
 
-    p.account("erin", json!({"email": "erin@corp.example", "name": "Erin"}))
-        .await;
+    p.account(
+        "erin",
+        json!({"email": "erin@corp.example", "name": "Erin"}),
+    )
+    .await;
     let url = to_callback(&app, &p, &b, "erin").await;
     assert_eq!(finish(&b, &url).await.0, StatusCode::SEE_OTHER);
     let page = home(&app, &b).await.expect("signed in");
@@ -422,7 +477,10 @@ async fn password_off_and_logout(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = location(&r, &app.address);
-    assert!(to.starts_with(&format!("{}/session/end?client_id=countersign", p.issuer)), "{to}");
+    assert!(
+        to.starts_with(&format!("{}/session/end?client_id=countersign", p.issuer)),
+        "{to}"
+    );
     assert!(home(&app, &b).await.is_none(), "the session ended at once");
     let html = b.get(&to).send().await.unwrap().text().await.unwrap();
     let xsrf = field(&html, "xsrf");
@@ -448,7 +506,14 @@ async fn password_off_and_logout(backend: Backend) {
         .unwrap();
     let r = b.get(location(&r, &app.address)).send().await.unwrap();
     let interaction = location(&r, &p.issuer);
-    let html = b.get(&interaction).send().await.unwrap().text().await.unwrap();
+    let html = b
+        .get(&interaction)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("value=\"login\""), "{html}");
     // The pages let the logout form go on to the provider.
     let csp = b
@@ -460,7 +525,10 @@ async fn password_off_and_logout(backend: Backend) {
         .to_str()
         .unwrap()
         .to_string();
-    assert!(csp.contains(&format!("form-action 'self' {}", p.issuer)), "{csp}");
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", p.issuer)),
+        "{csp}"
+    );
 }
 
 async fn provider_down(backend: Backend) {
@@ -490,12 +558,18 @@ async fn provider_down(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let page = r.text().await.unwrap();
-    assert!(page.contains("The sign-in provider could not be used"), "{page}");
+    assert!(
+        page.contains("The sign-in provider could not be used"),
+        "{page}"
+    );
     assert!(page.contains(".well-known/openid-configuration"), "{page}");
     // And the answer address without single sign-on configured is not found.
     let plain = spawn_app_with(backend, |_| {}).await;
     let r = b
-        .get(format!("{}/login/sso/callback?state=x&code=y", plain.address))
+        .get(format!(
+            "{}/login/sso/callback?state=x&code=y",
+            plain.address
+        ))
         .send()
         .await
         .unwrap();

@@ -29,7 +29,13 @@ pub(crate) struct LoginPage {
 }
 
 impl LoginPage {
-    fn new(state: &State, email: String, next: String, error: Option<String>, csrf: String) -> Self {
+    fn new(
+        state: &State,
+        email: String,
+        next: String,
+        error: Option<String>,
+        csrf: String,
+    ) -> Self {
         LoginPage {
             l: Layout::anonymous(),
             email,
@@ -108,8 +114,14 @@ pub async fn login(req: HttpRequest, state: State, form: web::Form<LoginForm>) -
         let csrf = random_hex();
         let mut r = html(
             code.status(),
-            LoginPage::new(&state, f.email.clone(), next.clone(), Some(error), csrf.clone())
-                .render(),
+            LoginPage::new(
+                &state,
+                f.email.clone(),
+                next.clone(),
+                Some(error),
+                csrf.clone(),
+            )
+            .render(),
         );
         let _ = r.add_cookie(&session::cookie(&req, &state, LOGIN_COOKIE, &csrf));
         r
@@ -218,7 +230,10 @@ pub async fn logout(
 ) -> PageResult {
     w.check_csrf(&form.csrf)?;
     let token = w.token.clone();
-    let (user_id, issuer) = (w.user.id, state.sso.as_ref().map(|s| s.config.issuer.clone()));
+    let (user_id, issuer) = (
+        w.user.id,
+        state.sso.as_ref().map(|s| s.config.issuer.clone()),
+    );
     // Whether the person signed in through the provider, so its session ends there too.
     let through_sso = with_conn(&state, move |conn| {
         users::end_session(conn, &token)?;

@@ -57,8 +57,8 @@ pub use hooks::{
     test_hook as test_team_hook,
 };
 pub use lists::{changes, home, queue};
-pub(crate) use login::{random_hex, safe_next};
 pub use login::{login, login_form, logout, random_password, CsrfForm};
+pub(crate) use login::{random_hex, safe_next};
 pub use new_change::{create_change, new_change, to_request, ChangeForm};
 pub use outbox::{outbox, retry_mail};
 pub use settings::{
