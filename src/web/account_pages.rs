@@ -28,6 +28,8 @@ struct PasswordPage {
     errors: Vec<String>,
     next: String,
     min_chars: usize,
+    /// Why there is no password to change here (single sign-on), if so.
+    no_password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +45,18 @@ async fn password_page(
     errors: Vec<String>,
     next: String,
 ) -> HttpResponse {
+    let id = w.user.id;
+    let has_password = with_conn(state, move |conn| Ok(users::password_hash_of(conn, id)?))
+        .await
+        .map(|h| h.is_some())
+        .unwrap_or(true);
+    let no_password = if !has_password {
+        Some("You sign in with single sign-on: your account has no countersign password to change.".to_string())
+    } else if !state.config.password_login {
+        Some("Password sign-in is turned off here: you sign in with single sign-on.".to_string())
+    } else {
+        None
+    };
     let mut r = html(
         status,
         PasswordPage {
@@ -52,6 +66,7 @@ async fn password_page(
             errors,
             next,
             min_chars: MIN_PASSWORD_CHARS,
+            no_password,
         }
         .render(),
     );
@@ -109,6 +124,10 @@ pub async fn change_password(
         .collect();
     let id = w.user.id;
     let stored = with_conn(&state, move |conn| Ok(users::password_hash_of(conn, id)?)).await?;
+    if stored.is_none() || !state.config.password_login {
+        // The page says why there is nothing to change; the form is not offered.
+        return Ok(password_page(&req, &state, &w, StatusCode::FORBIDDEN, vec![], next).await);
+    }
     let current_ok = match stored.clone() {
         _ if f.current.is_empty() => {
             errors.insert(0, "Enter your current password.".into());

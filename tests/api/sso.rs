@@ -468,6 +468,24 @@ async fn password_off_and_logout(backend: Backend) {
     let url = to_callback(&app, &p, &b, "erin").await;
     assert_eq!(finish(&b, &url).await.0, StatusCode::SEE_OTHER);
     let page = home(&app, &b).await.expect("signed in");
+    // A person created by single sign-on has no password: the page says so, offers no form,
+    // and a posted one changes nothing.
+    let pw = b
+        .get(format!("{}/settings/password", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(pw.contains("no countersign password") && !pw.contains("name=\"current\""), "{pw}");
+    let r = b
+        .post(format!("{}/settings/password", app.address))
+        .form(&[("csrf", field(&page, "csrf").as_str()), ("current", "x"), ("new", "a-long-new-password"), ("repeat", "a-long-new-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // Logout ends the session here, then at the provider, which sends the browser back.
     let r = b
         .post(format!("{}/logout", app.address))
