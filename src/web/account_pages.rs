@@ -51,7 +51,10 @@ async fn password_page(
         .map(|h| h.is_some())
         .unwrap_or(true);
     let no_password = if !has_password {
-        Some("You sign in with single sign-on: your account has no countersign password to change.".to_string())
+        Some(
+            "You sign in with single sign-on: your account has no countersign password to change."
+                .to_string(),
+        )
     } else if !state.config.password_login {
         Some("Password sign-in is turned off here: you sign in with single sign-on.".to_string())
     } else {

@@ -478,10 +478,18 @@ async fn password_off_and_logout(backend: Backend) {
         .text()
         .await
         .unwrap();
-    assert!(pw.contains("no countersign password") && !pw.contains("name=\"current\""), "{pw}");
+    assert!(
+        pw.contains("no countersign password") && !pw.contains("name=\"current\""),
+        "{pw}"
+    );
     let r = b
         .post(format!("{}/settings/password", app.address))
-        .form(&[("csrf", field(&page, "csrf").as_str()), ("current", "x"), ("new", "a-long-new-password"), ("repeat", "a-long-new-password")])
+        .form(&[
+            ("csrf", field(&page, "csrf").as_str()),
+            ("current", "x"),
+            ("new", "a-long-new-password"),
+            ("repeat", "a-long-new-password"),
+        ])
         .send()
         .await
         .unwrap();
