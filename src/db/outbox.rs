@@ -43,6 +43,32 @@ pub fn team_people(conn: &mut DbConn, team: &str) -> QueryResult<Vec<(i64, Strin
         .load(conn)
 }
 
+/// (id, email, name) of change `change_id`'s author (`author_id`), everyone who signed it
+/// (any fingerprint) and everyone who commented on it.
+pub fn participants(
+    conn: &mut DbConn,
+    change_id: i64,
+    author_id: i64,
+) -> QueryResult<Vec<(i64, String, String)>> {
+    use super::schema::{comments, signoffs};
+    let signed = signoffs::table
+        .filter(signoffs::change_id.eq(change_id))
+        .select(signoffs::user_id);
+    let commented = comments::table
+        .filter(comments::change_id.eq(change_id))
+        .select(comments::user_id);
+    users::table
+        .filter(
+            users::id
+                .eq(author_id)
+                .or(users::id.eq_any(signed))
+                .or(users::id.eq_any(commented)),
+        )
+        .select((users::id, users::email, users::name))
+        .order(users::id.asc())
+        .load(conn)
+}
+
 pub fn people(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String, String)>> {
     users::table
         .filter(users::id.eq_any(ids.to_vec()))

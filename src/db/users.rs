@@ -210,6 +210,45 @@ pub fn counting_teams_of_users(
     Ok(by_user(rows))
 }
 
+/// [`counting_teams_of_users`] for the people who signed change `change_id`: one statement
+/// whose text never changes (an `IN (…)` list of ids is prepared anew on every call on
+/// SQLite, since diesel cannot cache it), read for every view, sign-off and gate.
+pub fn counting_teams_of_signers(
+    conn: &mut DbConn,
+    change_id: i64,
+) -> QueryResult<std::collections::HashMap<i64, Vec<String>>> {
+    let signers = crate::db::schema::signoffs::table
+        .filter(crate::db::schema::signoffs::change_id.eq(change_id))
+        .select(crate::db::schema::signoffs::user_id);
+    let rows: Vec<(i64, String)> = team_members::table
+        .inner_join(teams::table)
+        .inner_join(users::table)
+        .filter(team_members::user_id.eq_any(signers))
+        .filter(active())
+        .select((team_members::user_id, teams::name))
+        .distinct()
+        .load(conn)?;
+    Ok(by_user(rows))
+}
+
+/// The deactivated people among those who signed change `change_id` (one statement of
+/// fixed text; see [`counting_teams_of_signers`]).
+pub fn deactivated_signers(
+    conn: &mut DbConn,
+    change_id: i64,
+) -> QueryResult<std::collections::HashSet<i64>> {
+    let signers = crate::db::schema::signoffs::table
+        .filter(crate::db::schema::signoffs::change_id.eq(change_id))
+        .select(crate::db::schema::signoffs::user_id);
+    Ok(users::table
+        .filter(users::id.eq_any(signers))
+        .filter(users::deactivated_at.is_not_null())
+        .select(users::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect())
+}
+
 fn by_user(rows: Vec<(i64, String)>) -> std::collections::HashMap<i64, Vec<String>> {
     let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
     for (u, t) in rows {

@@ -177,22 +177,10 @@ fn payload(
     .to_string())
 }
 
-/// The author, everyone who signed (any fingerprint) and everyone who commented.
+/// The author, everyone who signed (any fingerprint) and everyone who commented: one
+/// statement of fixed text (prepared once per connection), for every event of a change.
 fn participants(conn: &mut DbConn, c: &crate::db::models::Change) -> QueryResult<Vec<Person>> {
-    let mut ids = vec![c.author_id];
-    ids.extend(
-        change_repo::signoffs(conn, c.id)?
-            .into_iter()
-            .map(|s| s.0.user_id),
-    );
-    ids.extend(
-        change_repo::comments(conn, c.id)?
-            .into_iter()
-            .map(|s| s.0.user_id),
-    );
-    ids.sort_unstable();
-    ids.dedup();
-    repo::people(conn, &ids)
+    repo::participants(conn, c.id, c.author_id)
 }
 
 /// Write the outbox rows for audit event `event_id` (`kind` is its notification). Runs

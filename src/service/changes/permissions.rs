@@ -29,8 +29,14 @@ pub(crate) fn records(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
-    let teams = users::counting_teams_of_users(conn, &ids)?;
+    // The rows are the change's sign-offs as stored (this transaction's included): the
+    // signers' teams by the change, in a statement prepared once per connection.
+    let teams = if rows.iter().all(|(s, _, _)| s.change_id == c.id) {
+        users::counting_teams_of_signers(conn, c.id)?
+    } else {
+        let ids: Vec<i64> = rows.iter().map(|(s, _, _)| s.user_id).collect();
+        users::counting_teams_of_users(conn, &ids)?
+    };
     Ok(records_with(schema, c, rows, &teams))
 }
 

@@ -196,10 +196,7 @@ pub fn view(conn: &mut DbConn, schema: &Schema, id: i64) -> AppResult<ChangeView
                 &crate::db::differences::signoff_differences(conn, id)?
                     .into_iter()
                     .collect(),
-                &crate::db::users::deactivated_among(
-                    conn,
-                    &rows.iter().map(|(s, _, _)| s.user_id).collect::<Vec<_>>(),
-                )?,
+                &crate::db::users::deactivated_signers(conn, id)?,
             ),
             difference: super::difference::summary(conn, &c)?,
             signoffs_expire_after: op
