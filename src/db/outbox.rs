@@ -32,19 +32,21 @@ pub fn enqueue(conn: &mut DbConn, rows: &[NewOutbox]) -> QueryResult<usize> {
     Ok(n)
 }
 
-/// (id, email, name) of the members of `team`.
+/// (id, email, name) of the members of `team` who are not deactivated (the people mail
+/// goes to: a deactivated person is told nothing).
 pub fn team_people(conn: &mut DbConn, team: &str) -> QueryResult<Vec<(i64, String, String)>> {
     team_members::table
         .inner_join(teams::table)
         .inner_join(users::table)
         .filter(teams::name.eq(team))
+        .filter(users::deactivated_at.is_null())
         .select((users::id, users::email, users::name))
         .order(users::id.asc())
         .load(conn)
 }
 
 /// (id, email, name) of change `change_id`'s author (`author_id`), everyone who signed it
-/// (any fingerprint) and everyone who commented on it.
+/// (any fingerprint) and everyone who commented on it, who are not deactivated.
 pub fn participants(
     conn: &mut DbConn,
     change_id: i64,
@@ -64,6 +66,17 @@ pub fn participants(
                 .or(users::id.eq_any(signed))
                 .or(users::id.eq_any(commented)),
         )
+        .filter(users::deactivated_at.is_null())
+        .select((users::id, users::email, users::name))
+        .order(users::id.asc())
+        .load(conn)
+}
+
+/// [`people`] who are not deactivated (the people mail goes to).
+pub fn active_people(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String, String)>> {
+    users::table
+        .filter(users::id.eq_any(ids.to_vec()))
+        .filter(users::deactivated_at.is_null())
         .select((users::id, users::email, users::name))
         .order(users::id.asc())
         .load(conn)

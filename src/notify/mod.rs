@@ -56,7 +56,7 @@ fn recipients(
         }
         // The author and every other side's team: someone may be waiting on this one.
         Event::Signed { side, .. } => {
-            add(&mut to, repo::people(conn, &[c.author_id])?);
+            add(&mut to, repo::active_people(conn, &[c.author_id])?);
             let sides = [
                 (Side::Requester, Some(c.requesting_team.as_str())),
                 (Side::Implementer, Some(c.implementing_team.as_str())),
@@ -74,7 +74,7 @@ fn recipients(
                 .filter(|s| stale.previous_fingerprint.as_deref() == Some(s.0.fingerprint.as_str()))
                 .map(|s| s.0.user_id)
                 .collect();
-            add(&mut to, repo::people(conn, &ids)?);
+            add(&mut to, repo::active_people(conn, &ids)?);
         }
         // A reminder goes to the signer only.
         Event::SignoffExpiring(e) => {
@@ -83,7 +83,7 @@ fn recipients(
                 .filter(|s| s.0.id == e.signoff)
                 .map(|s| s.0.user_id)
                 .collect();
-            add(&mut to, repo::people(conn, &ids)?);
+            add(&mut to, repo::active_people(conn, &ids)?);
         }
         Event::ExecutionHalted { .. }
         | Event::ExecutionPaused { .. }
@@ -103,10 +103,8 @@ fn recipients(
         }
         _ => add(&mut to, participants(conn, c)?),
     }
-    // A deactivated person is told nothing (they cannot sign in to act on it).
-    let ids: Vec<i64> = to.keys().copied().collect();
-    let gone = crate::db::users::deactivated_among(conn, &ids)?;
-    to.retain(|id, _| !gone.contains(id));
+    // A deactivated person is told nothing (they cannot sign in to act on it): every
+    // query above reads only people who are not deactivated.
     Ok(to)
 }
 
